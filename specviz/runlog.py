@@ -1,0 +1,169 @@
+"""Reading and writing run directories (the format is defined in :mod:`specviz.schema`).
+
+Writing is crash-safe: each finished request is flushed as its own pair of small Parquet part
+files under ``DIR/parts/`` (written to a temporary name, then renamed), so a killed run loses at
+most the request in flight. :meth:`RunWriter.consolidate` merges the parts into
+``events.parquet`` and ``requests.parquet`` (again through an atomic rename) at the end of a run
+and at the start of a resumed one. Readers see consolidated files and leftover parts alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from specviz.schema import (
+    EVENT_SCHEMA,
+    EVENTS_FILE,
+    REQUEST_SCHEMA,
+    REQUESTS_FILE,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    SchemaError,
+    check_columns,
+)
+
+PARTS_DIR = "parts"
+
+
+class RunDirError(ValueError):
+    """A path is not a usable run directory (missing, empty, or of another configuration)."""
+
+
+def is_run_dir(path: Path) -> bool:
+    return (path / RUN_FILE).is_file()
+
+
+def find_run_dirs(path: str | Path) -> list[Path]:
+    """Run directories at or below ``path`` (a run directory or a study directory), sorted."""
+    root = Path(path)
+    if not root.exists():
+        raise RunDirError(f"{root} does not exist: pass a run or study directory.")
+    if is_run_dir(root):
+        return [root]
+    found = sorted(p.parent for p in root.rglob(RUN_FILE))
+    if not found:
+        raise RunDirError(
+            f"{root} holds no run: no {RUN_FILE} at or below it. "
+            "Create one with `specviz run` or `specviz study`."
+        )
+    return found
+
+
+def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise RunDirError(f"{path} is missing: {run_dir} is not a run directory.") from err
+    except json.JSONDecodeError as err:
+        raise RunDirError(f"{path} is not valid JSON ({err}).") from err
+    version = meta.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path} has schema_version {version!r}; this specviz reads version "
+            f"{SCHEMA_VERSION}. Re-run it with this version of specviz."
+        )
+    return meta
+
+
+def _table_files(run_dir: Path, name: str) -> list[Path]:
+    stem = name.removesuffix(".parquet")
+    files = [run_dir / name] if (run_dir / name).is_file() else []
+    files += sorted((run_dir / PARTS_DIR).glob(f"{stem}-*.parquet"))
+    return files
+
+
+def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
+    roots = [paths] if isinstance(paths, str | Path) else list(paths)
+    files = [f for root in roots for d in find_run_dirs(root) for f in _table_files(d, name)]
+    if not files:
+        raise RunDirError(f"no {name} under {', '.join(map(str, roots))}: the run recorded nothing yet.")
+    for f in files[:1] + files[-1:]:
+        check_columns(pl.read_parquet_schema(f), schema, what, source=str(f))
+    return pl.scan_parquet(files)
+
+
+def scan_events(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
+    """Lazy scan of the events of every run at or below each path (schema-checked)."""
+    return _scan(paths, EVENTS_FILE, EVENT_SCHEMA, "events")
+
+
+def scan_requests(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
+    """Lazy scan of the requests of every run at or below each path (schema-checked)."""
+    return _scan(paths, REQUESTS_FILE, REQUEST_SCHEMA, "requests")
+
+
+def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunWriter:
+    """Appends finished requests to a run directory, one flushed part per request."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.parts = run_dir / PARTS_DIR
+        self.parts.mkdir(parents=True, exist_ok=True)
+
+    def finished_request_ids(self) -> set[str]:
+        files = _table_files(self.run_dir, REQUESTS_FILE)
+        if not files:
+            return set()
+        ids = pl.scan_parquet(files).select("request_id").collect()["request_id"]
+        return set(ids.to_list())
+
+    def append(self, events: pl.DataFrame, request: pl.DataFrame) -> None:
+        """Flush one request: its events first, then its request row (which marks it done)."""
+        index = int(request["request_index"][0])
+        _atomic_write_parquet(
+            events.match_to_schema(EVENT_SCHEMA), self.parts / f"events-{index:06d}.parquet"
+        )
+        _atomic_write_parquet(
+            request.match_to_schema(REQUEST_SCHEMA), self.parts / f"requests-{index:06d}.parquet"
+        )
+
+    def consolidate(self) -> None:
+        """Merge parts into events.parquet / requests.parquet; each request is kept once."""
+        done = self.finished_request_ids()
+        for name, schema in ((REQUESTS_FILE, REQUEST_SCHEMA), (EVENTS_FILE, EVENT_SCHEMA)):
+            files = _table_files(self.run_dir, name)
+            if not files:
+                continue
+            frame = (
+                pl.scan_parquet(files)
+                .filter(pl.col("request_id").is_in(list(done)))
+                .collect()
+            )
+            if name == REQUESTS_FILE:
+                frame = frame.unique("request_id", keep="first", maintain_order=True)
+            else:
+                # parts written again after a crash between rename and cleanup: keep one copy
+                frame = frame.unique(
+                    ["request_id", "round", "position", "kind"], keep="first", maintain_order=True
+                )
+            sort = ["request_index", "round", "position"] if name == EVENTS_FILE else ["request_index"]
+            _atomic_write_parquet(frame.sort(sort).match_to_schema(schema), self.run_dir / name)
+        for part in self.parts.glob("*.parquet"):
+            part.unlink()
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def table_from_rows(rows: Sequence[dict[str, Any]], schema: pl.Schema) -> pl.DataFrame:
+    return pl.DataFrame(list(rows), schema=schema, orient="row")

@@ -1,0 +1,138 @@
+"""The run directory format: column names, types and meanings, in one place.
+
+A run directory holds three files:
+
+- ``events.parquet``: one row per drafted token and one row per token the target adds itself
+  (the correction after a rejection, or the bonus after a fully accepted draft), for every verify
+  round of every request;
+- ``requests.parquet``: one row per request (a prompt with all its turns);
+- ``run.json``: run metadata (models, revisions, dtype, device, versions, seed, hardware, git
+  commit, the full configuration) and ``schema_version``.
+
+Conventions (also in ``docs/schema.md``):
+
+- A *round* is one forward pass of the target. Each turn starts with a prefill round (round
+  with ``n_drafted == 0`` whose single token is a ``bonus``); every later round verifies
+  ``n_drafted >= 0`` drafted tokens and adds exactly one target token (``correction`` when a
+  draft was rejected, ``bonus`` when all were accepted). Plain autoregressive decoding is the
+  same loop with ``n_drafted == 0`` in every round, so it emits exactly one token per round.
+- ``position`` is 0-based: a draft row at position ``i`` is the ``i``-th drafted token of its
+  round; the correction/bonus row sits at ``position == number of accepted drafts``.
+- ``verified`` is false for drafted tokens after the first rejection: the target never judged
+  them. Per-position conditional acceptance divides by verified rows only.
+- ``emitted`` says whether the token made it into the output: accepted drafts and the
+  correction/bonus token are emitted unless the turn already ended (end-of-sequence token or
+  the ``max_new_tokens`` budget) earlier in the same round.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+SCHEMA_VERSION = 1
+
+EVENTS_FILE = "events.parquet"
+REQUESTS_FILE = "requests.parquet"
+RUN_FILE = "run.json"
+
+KIND_DRAFT = "draft"
+KIND_CORRECTION = "correction"
+KIND_BONUS = "bonus"
+KINDS = (KIND_DRAFT, KIND_CORRECTION, KIND_BONUS)
+
+# column -> (polars dtype, meaning). The docs table is generated from these dicts.
+EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "run_id": (pl.String(), "Run identifier (also in run.json)."),
+    "request_id": (pl.String(), "Request identifier, unique within the run."),
+    "request_index": (pl.Int32(), "0-based order of the request in the run's stream."),
+    "repeat": (pl.Int16(), "Repeat index of the condition (0 for single runs)."),
+    "prompt_id": (pl.String(), "Identifier of the prompt in its workload."),
+    "category": (pl.String(), "Task category of the prompt (writing, coding, ...)."),
+    "mixture": (pl.String(), "Name of the workload mixture the request came from."),
+    "drafter": (pl.String(), "Drafter name: none, model, prompt-lookup, layer-skip, ..."),
+    "policy": (pl.String(), "Draft-length policy name: constant, heuristic, ..."),
+    "target": (pl.String(), "Target model name as given by the user."),
+    "turn": (pl.Int16(), "0-based turn of a multi-turn prompt."),
+    "round": (pl.Int32(), "0-based index of the target forward pass within the request."),
+    "position": (pl.Int16(), "0-based slot in the round's draft (correction/bonus: #accepted)."),
+    "k": (pl.Int16(), "Draft length the policy asked for in this round (0 for prefill/no drafter)."),
+    "n_drafted": (pl.Int16(), "Tokens the drafter actually proposed in this round (<= k)."),
+    "kind": (pl.String(), "draft | correction | bonus."),
+    "draft_token": (pl.Int32(), "Drafted token id (null on correction/bonus rows)."),
+    "target_token": (pl.Int32(), "Token the target put at this position (null if unverified)."),
+    "accepted": (pl.Boolean(), "Drafted token accepted by verification (null on target rows)."),
+    "verified": (pl.Boolean(), "The target judged this token (false after the first rejection)."),
+    "emitted": (pl.Boolean(), "The token is part of the output."),
+    "q": (pl.Float32(), "Draft probability of the drafted token (null without a distribution)."),
+    "p": (pl.Float32(), "Target probability of the token at this position (null if unverified)."),
+    "draft_s": (pl.Float64(), "Seconds spent drafting in this round (same on every row of it)."),
+    "verify_s": (pl.Float64(), "Seconds of the target forward + verification of this round."),
+}
+
+REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "run_id": (pl.String(), "Run identifier."),
+    "request_id": (pl.String(), "Request identifier, unique within the run."),
+    "request_index": (pl.Int32(), "0-based order of the request in the run's stream."),
+    "repeat": (pl.Int16(), "Repeat index of the condition."),
+    "prompt_id": (pl.String(), "Identifier of the prompt in its workload."),
+    "category": (pl.String(), "Task category of the prompt."),
+    "mixture": (pl.String(), "Workload mixture name."),
+    "drafter": (pl.String(), "Drafter name (none for the autoregressive baseline)."),
+    "policy": (pl.String(), "Draft-length policy name."),
+    "k": (pl.Int16(), "Initial/constant draft length of the policy (0 for the baseline)."),
+    "target": (pl.String(), "Target model name."),
+    "draft": (pl.String(), "Draft model name (null unless drafter == model)."),
+    "temperature": (pl.Float64(), "Sampling temperature (0 = greedy)."),
+    "n_turns": (pl.Int16(), "Number of turns in the prompt."),
+    "prompt_tokens": (pl.Int32(), "Prompt tokens of the first turn (chat template applied)."),
+    "new_tokens": (pl.Int32(), "Tokens generated over all turns."),
+    "rounds": (pl.Int32(), "Target forward passes over all turns (prefills included)."),
+    "drafted": (pl.Int32(), "Drafted tokens over all turns."),
+    "accepted": (pl.Int32(), "Accepted drafted tokens over all turns."),
+    "wall_s": (pl.Float64(), "Wall seconds of generation over all turns (prefills included)."),
+    "ttft_s": (pl.Float64(), "Seconds to the first token of the first turn."),
+    "prefill_s": (pl.Float64(), "Seconds spent in prefill forwards."),
+    "draft_s": (pl.Float64(), "Seconds spent drafting."),
+    "verify_s": (pl.Float64(), "Seconds spent in verify forwards (prefill excluded)."),
+    "finish_reason": (pl.String(), "Why the last turn stopped: eos | length."),
+    "output_text": (pl.String(), "Output of all turns, joined by a blank line."),
+    "output_turns": (pl.List(pl.String()), "Output text per turn."),
+    "turn_new_tokens": (pl.List(pl.Int32()), "New tokens per turn."),
+    "turn_wall_s": (pl.List(pl.Float64()), "Wall seconds per turn."),
+    "turn_rounds": (pl.List(pl.Int32()), "Target forward passes per turn."),
+}
+
+
+def polars_schema(columns: dict[str, tuple[pl.DataType, str]]) -> pl.Schema:
+    """The polars schema of a column table."""
+    return pl.Schema({name: dtype for name, (dtype, _) in columns.items()})
+
+
+EVENT_SCHEMA = polars_schema(EVENT_COLUMNS)
+REQUEST_SCHEMA = polars_schema(REQUEST_COLUMNS)
+
+
+class SchemaError(ValueError):
+    """An event or request table does not have the columns or types this version expects."""
+
+
+def check_columns(
+    schema: pl.Schema, expected: pl.Schema, what: str, source: str = "input"
+) -> None:
+    """Raise SchemaError naming missing columns and type mismatches of ``schema``."""
+    missing = [c for c in expected if c not in schema]
+    wrong = [
+        f"{c} is {schema[c]}, expected {expected[c]}"
+        for c in expected
+        if c in schema and schema[c] != expected[c]
+    ]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append("missing columns: " + ", ".join(missing))
+        if wrong:
+            parts.append("wrong types: " + "; ".join(wrong))
+        raise SchemaError(
+            f"{source} is not a specviz {what} table of schema version {SCHEMA_VERSION} "
+            f"({'; '.join(parts)}). Re-create it with this specviz version."
+        )
