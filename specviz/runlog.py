@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from specviz.errors import SpecvizError
 from specviz.schema import (
     EVENT_SCHEMA,
     EVENTS_FILE,
@@ -31,7 +32,7 @@ from specviz.schema import (
 PARTS_DIR = "parts"
 
 
-class RunDirError(ValueError):
+class RunDirError(SpecvizError):
     """A path is not a usable run directory (missing, empty, or of another configuration)."""
 
 
@@ -83,7 +84,9 @@ def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema
     roots = [paths] if isinstance(paths, str | Path) else list(paths)
     files = [f for root in roots for d in find_run_dirs(root) for f in _table_files(d, name)]
     if not files:
-        raise RunDirError(f"no {name} under {', '.join(map(str, roots))}: the run recorded nothing yet.")
+        raise RunDirError(
+            f"no {name} under {', '.join(map(str, roots))}: the run recorded nothing yet."
+        )
     for f in files[:1] + files[-1:]:
         check_columns(pl.read_parquet_schema(f), schema, what, source=str(f))
     return pl.scan_parquet(files)
@@ -143,11 +146,7 @@ class RunWriter:
             files = _table_files(self.run_dir, name)
             if not files:
                 continue
-            frame = (
-                pl.scan_parquet(files)
-                .filter(pl.col("request_id").is_in(list(done)))
-                .collect()
-            )
+            frame = pl.scan_parquet(files).filter(pl.col("request_id").is_in(list(done))).collect()
             if name == REQUESTS_FILE:
                 frame = frame.unique("request_id", keep="first", maintain_order=True)
             else:
@@ -155,7 +154,9 @@ class RunWriter:
                 frame = frame.unique(
                     ["request_id", "round", "position", "kind"], keep="first", maintain_order=True
                 )
-            sort = ["request_index", "round", "position"] if name == EVENTS_FILE else ["request_index"]
+            sort = (
+                ["request_index", "round", "position"] if name == EVENTS_FILE else ["request_index"]
+            )
             _atomic_write_parquet(frame.sort(sort).match_to_schema(schema), self.run_dir / name)
         for part in self.parts.glob("*.parquet"):
             part.unlink()

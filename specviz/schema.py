@@ -11,8 +11,8 @@ A run directory holds three files:
 
 Conventions (also in ``docs/schema.md``):
 
-- A *round* is one forward pass of the target. Each turn starts with a prefill round (round
-  with ``n_drafted == 0`` whose single token is a ``bonus``); every later round verifies
+- A *round* is one forward pass of the target. Each turn starts with a prefill round
+  (``prefill`` true, ``n_drafted == 0``, its single token a ``bonus``); every later round verifies
   ``n_drafted >= 0`` drafted tokens and adds exactly one target token (``correction`` when a
   draft was rejected, ``bonus`` when all were accepted). Plain autoregressive decoding is the
   same loop with ``n_drafted == 0`` in every round, so it emits exactly one token per round.
@@ -28,6 +28,8 @@ Conventions (also in ``docs/schema.md``):
 from __future__ import annotations
 
 import polars as pl
+
+from specviz.errors import SpecvizError
 
 SCHEMA_VERSION = 1
 
@@ -54,8 +56,12 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "target": (pl.String(), "Target model name as given by the user."),
     "turn": (pl.Int16(), "0-based turn of a multi-turn prompt."),
     "round": (pl.Int32(), "0-based index of the target forward pass within the request."),
+    "prefill": (pl.Boolean(), "The round is a turn's prefill forward (not a verify round)."),
     "position": (pl.Int16(), "0-based slot in the round's draft (correction/bonus: #accepted)."),
-    "k": (pl.Int16(), "Draft length the policy asked for in this round (0 for prefill/no drafter)."),
+    "k": (
+        pl.Int16(),
+        "Draft length the policy asked for in this round (0 for prefill/no drafter).",
+    ),
     "n_drafted": (pl.Int16(), "Tokens the drafter actually proposed in this round (<= k)."),
     "kind": (pl.String(), "draft | correction | bonus."),
     "draft_token": (pl.Int32(), "Drafted token id (null on correction/bonus rows)."),
@@ -112,13 +118,11 @@ EVENT_SCHEMA = polars_schema(EVENT_COLUMNS)
 REQUEST_SCHEMA = polars_schema(REQUEST_COLUMNS)
 
 
-class SchemaError(ValueError):
+class SchemaError(SpecvizError):
     """An event or request table does not have the columns or types this version expects."""
 
 
-def check_columns(
-    schema: pl.Schema, expected: pl.Schema, what: str, source: str = "input"
-) -> None:
+def check_columns(schema: pl.Schema, expected: pl.Schema, what: str, source: str = "input") -> None:
     """Raise SchemaError naming missing columns and type mismatches of ``schema``."""
     missing = [c for c in expected if c not in schema]
     wrong = [

@@ -1,0 +1,185 @@
+"""Frozen configuration of a run: which models, which drafter, which policy, how to sample.
+
+Every run directory stores its :class:`RunConfig` in ``run.json`` (``config``); resuming a run
+with a different configuration is refused. Validation lives here so that the CLI, study files
+and Python callers get the same messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from specviz.errors import SpecvizError
+
+DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip")
+POLICIES = ("constant", "heuristic", "heuristic-per-request", "confidence")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class ConfigError(SpecvizError):
+    """A configuration value is invalid; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model named as a hub id, a local directory, a ``.gguf`` file, or ``smollm2-135m``.
+
+    ``device="auto"`` picks CUDA when available, else the CPU; ``dtype="auto"`` is bfloat16 on
+    CUDA and float32 on the CPU.
+    """
+
+    name: str
+    revision: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name.strip():
+            raise ConfigError(
+                "model name is empty: pass a hub id, a directory, a .gguf file or smollm2-135m"
+            )
+        if self.device not in DEVICES and not self.device.startswith("cuda:"):
+            raise ConfigError(
+                f"device {self.device!r} is not one of {', '.join(DEVICES)} (or cuda:N)"
+            )
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+
+
+@dataclass(frozen=True)
+class DrafterConfig:
+    """Which drafter proposes tokens, with its options.
+
+    - ``none``: plain autoregressive decoding through the same loop (the baseline);
+    - ``model``: a separate draft model ``draft`` with its own KV cache;
+    - ``prompt-lookup``: n-gram lookup in the context, trying ``max_ngram`` down to ``min_ngram``;
+    - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers).
+    """
+
+    kind: str = "none"
+    draft: ModelSpec | None = None
+    max_ngram: int = 3
+    min_ngram: int = 1
+    exit_layer: int | None = None
+    layers: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRAFTERS:
+            raise ConfigError(f"drafter {self.kind!r} is not one of {', '.join(DRAFTERS)}")
+        if self.kind == "model" and self.draft is None:
+            raise ConfigError("drafter 'model' needs a draft model: pass --draft NAME")
+        if self.kind != "model" and self.draft is not None:
+            raise ConfigError(f"--draft is only used with --drafter model, not {self.kind!r}")
+        if not 1 <= self.min_ngram <= self.max_ngram:
+            raise ConfigError(
+                f"n-gram sizes must satisfy 1 <= min_ngram <= max_ngram (got {self.min_ngram}, {self.max_ngram})"
+            )
+        if self.kind == "layer-skip":
+            if (self.exit_layer is None) == (self.layers is None):
+                raise ConfigError(
+                    "layer-skip needs exactly one of --exit-layer L or --layers 0,2,4"
+                )
+            if self.exit_layer is not None and self.exit_layer < 1:
+                raise ConfigError(f"--exit-layer must be >= 1 (got {self.exit_layer})")
+            if self.layers is not None and (not self.layers or 0 not in self.layers):
+                raise ConfigError("--layers must list layer 0 (the cache length is read from it)")
+
+    @property
+    def label(self) -> str:
+        return self.kind
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """How many tokens to draft each round.
+
+    - ``constant``: always ``k``;
+    - ``heuristic``: transformers' schedule: start at ``k``; +2 after a round whose drafts were all
+      accepted, else -1 (minimum 1); the state persists across requests of a run;
+    - ``heuristic-per-request``: the same, reset to ``k`` at each request;
+    - ``confidence``: up to ``k``, stopping early when the draft's top probability falls below
+      ``threshold`` (needs a drafter with probabilities: model or layer-skip).
+    """
+
+    kind: str = "constant"
+    k: int = 5
+    threshold: float = 0.4
+
+    def __post_init__(self) -> None:
+        if self.kind not in POLICIES:
+            raise ConfigError(f"policy {self.kind!r} is not one of {', '.join(POLICIES)}")
+        if self.k < 1:
+            raise ConfigError(
+                f"k must be >= 1 (got {self.k}); use --drafter none for plain decoding"
+            )
+        if not 0.0 < self.threshold < 1.0:
+            raise ConfigError(f"confidence threshold must be in (0, 1) (got {self.threshold})")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Greedy when ``temperature == 0``; else temperature and top-p, applied to p and q alike."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0 (got {self.temperature})")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ConfigError(f"top-p must be in (0, 1] (got {self.top_p})")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines a run's output (the workload is stored beside it)."""
+
+    target: ModelSpec
+    drafter: DrafterConfig = field(default_factory=DrafterConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    max_new_tokens: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
+        if self.policy.kind == "confidence" and self.drafter.kind == "prompt-lookup":
+            raise ConfigError(
+                "policy 'confidence' needs draft probabilities; prompt-lookup has none "
+                "(use constant or heuristic)"
+            )
+
+    @property
+    def policy_label(self) -> str:
+        return "none" if self.drafter.kind == "none" else self.policy.kind
+
+    @property
+    def k_label(self) -> int:
+        return 0 if self.drafter.kind == "none" else self.policy.k
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> RunConfig:
+        drafter = dict(data.get("drafter", {}))
+        if drafter.get("draft") is not None:
+            drafter["draft"] = ModelSpec(**drafter["draft"])
+        if drafter.get("layers") is not None:
+            drafter["layers"] = tuple(drafter["layers"])
+        return RunConfig(
+            target=ModelSpec(**data["target"]),
+            drafter=DrafterConfig(**drafter),
+            policy=PolicyConfig(**data.get("policy", {})),
+            sampling=SamplingConfig(**data.get("sampling", {})),
+            max_new_tokens=int(data.get("max_new_tokens", 128)),
+            seed=int(data.get("seed", 0)),
+        )

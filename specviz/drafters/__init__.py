@@ -1,0 +1,64 @@
+"""Drafters behind one contract (:class:`~specviz.drafters.base.Drafter`), and their factory."""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache
+
+from specviz.config import DrafterConfig, SamplingConfig
+from specviz.drafters.base import Drafter, Proposal
+from specviz.drafters.draft_model import DraftModelDrafter
+from specviz.drafters.layer_skip import (
+    LayerSkipDrafter,
+    LayerSkipError,
+    decoder_layers,
+    kept_layers,
+)
+from specviz.drafters.prompt_lookup import PromptLookupDrafter
+from specviz.models import LoadedModel, ModelCache, ModelLoadError, tokenizer_mismatch
+
+__all__ = [
+    "DraftModelDrafter",
+    "Drafter",
+    "LayerSkipDrafter",
+    "LayerSkipError",
+    "PromptLookupDrafter",
+    "Proposal",
+    "build_drafter",
+]
+
+
+class TokenizerMismatchError(ModelLoadError):
+    """Draft and target tokenizers differ, so their token ids cannot be compared."""
+
+
+def build_drafter(
+    config: DrafterConfig,
+    target: LoadedModel,
+    target_cache: DynamicCache,
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+    models: ModelCache,
+) -> Drafter | None:
+    """The drafter a config names (None for plain decoding)."""
+    if config.kind == "none":
+        return None
+    if config.kind == "prompt-lookup":
+        return PromptLookupDrafter(config.max_ngram, config.min_ngram)
+    if config.kind == "layer-skip":
+        n_layers = len(decoder_layers(target.model))
+        kept = kept_layers(n_layers, config.exit_layer, config.layers)
+        return LayerSkipDrafter(target.model, target_cache, kept, sampling, generator)
+    assert config.draft is not None
+    draft = models.get(config.draft)
+    why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
+    if why is not None:
+        raise TokenizerMismatchError(
+            f"draft {config.draft.name!r} cannot draft for target {target.spec.name!r}: {why}. "
+            "Pick a draft model from the same family (same tokenizer)."
+        )
+    if draft.device != target.device:
+        raise ModelLoadError(
+            f"draft is on {draft.device} but target on {target.device}: give both the same --device"
+        )
+    return DraftModelDrafter(draft.model, sampling, generator)

@@ -1,0 +1,79 @@
+"""A separate, smaller draft model with its own KV cache (e.g. Qwen2.5-0.5B for Qwen2.5-7B).
+
+The draft cache always holds a prefix of the context. ``propose`` first crops the cache to its
+longest common prefix with the context (this drops the drafted tokens the target rejected, and
+keeps the whole conversation across the turns of a multi-turn prompt), feeds whatever part of the
+context the cache lacks, then decodes up to k tokens one by one.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from specviz.config import SamplingConfig
+from specviz.drafters.base import Proposal
+from specviz.forward import forward, new_cache, rollback
+from specviz.sampling import probabilities, sample
+
+
+class DraftModelDrafter:
+    name = "model"
+
+    def __init__(
+        self, model: PreTrainedModel, sampling: SamplingConfig, generator: torch.Generator
+    ) -> None:
+        self.model = model
+        self.sampling = sampling
+        self.generator = generator
+        self.cache = new_cache(model)
+        self.cached: torch.Tensor = torch.empty(0, dtype=torch.long)
+        self._fed_drafts = 0
+
+    def start(self, context: torch.Tensor) -> None:
+        # keep the cache if the new turn's context extends what is cached (multi-turn prompts)
+        self._sync(context)
+
+    def _sync(self, context: torch.Tensor) -> int:
+        """Crop the cache to its common prefix with ``context``; return that length."""
+        n = min(len(self.cached), len(context))
+        same = (self.cached[:n] == context[:n].to(self.cached.device)).int().cumprod(0).sum()
+        keep = int(same)
+        rollback(self.cache, len(self.cached) - keep)
+        self.cached = self.cached[:keep]
+        return keep
+
+    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+        keep = self._sync(context)
+        if keep == len(context):  # the last token must be fed to get its next-token logits
+            rollback(self.cache, 1)
+            keep -= 1
+            self.cached = self.cached[:keep]
+        device = self.model.device
+        logits = forward(self.model, context[keep:].to(device), self.cache, keep, last_only=True)[
+            -1
+        ]
+        self.cached = context.to(device).clone()
+        tokens: list[int] = []
+        rows: list[torch.Tensor] = []
+        for i in range(k):
+            q = probabilities(logits, self.sampling)
+            if min_confidence is not None and float(q.max()) < min_confidence:
+                break
+            x = int(q.argmax()) if self.sampling.greedy else sample(q, self.generator)
+            tokens.append(x)
+            rows.append(q)
+            if i + 1 < k:  # the last drafted token need not be fed
+                step = torch.tensor([x], device=device)
+                logits = forward(self.model, step, self.cache, len(self.cached))[-1]
+                self.cached = torch.cat([self.cached, step])
+        drafted = torch.tensor(tokens, dtype=torch.long, device=device)
+        if not tokens:
+            return Proposal(drafted)
+        q_rows = torch.stack(rows)
+        return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
+
+    def feedback(self, n_accepted: int) -> None:
+        # cached = context + drafted[:-1]; tokens past the accepted ones are stale. _sync on the
+        # next propose crops them against the true context, so nothing else is needed here.
+        return None

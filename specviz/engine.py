@@ -1,0 +1,254 @@
+"""The decoding loop: a generator that yields one record per phase of every round.
+
+``Decoder.request(prompt)`` runs all turns of one prompt and yields, in order:
+
+- :class:`Drafted` after the drafter proposed (only in rounds that draft);
+- :class:`Round` after the target's forward pass and verification (prefill rounds included);
+- :class:`TurnEnd` when a turn finished.
+
+Nothing here reads a clock or writes a file: :mod:`specviz.runner` times the gaps between
+records (the time to produce a ``Drafted`` is draft time, the time to produce a ``Round`` is
+verify or prefill time) and records them. Plain autoregressive decoding is the same loop with no
+drafter, so baseline and speculation count tokens and time identically.
+
+Invariant: the target's KV cache holds every context token except the last one emitted; each
+round feeds ``[last, x_1..x_gamma]`` and keeps ``last, x_1..x_n`` (n accepted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import torch
+from transformers import DynamicCache
+
+from specviz.chat import conversation, encode
+from specviz.config import SamplingConfig
+from specviz.drafters.base import Drafter, Proposal
+from specviz.errors import SpecvizError
+from specviz.forward import forward, rollback
+from specviz.models import LoadedModel
+from specviz.policies import DraftPolicy
+from specviz.sampling import choose, probabilities
+from specviz.verify import Verdict, verify_greedy, verify_sampling
+from specviz.workloads.prompt import Prompt
+
+
+class PromptError(SpecvizError):
+    """A prompt cannot be decoded (too long for the model's context window)."""
+
+
+@dataclass(frozen=True)
+class Drafted:
+    proposal: Proposal
+    k: int
+
+
+@dataclass(frozen=True)
+class Round:
+    """One target forward pass and its verdict.
+
+    ``draft``/``q``: the proposal (q per drafted token, None without a distribution);
+    ``target``: the token the target put at each verified position (n_accepted + 1 of them);
+    ``p``: target probability of the drafted token at each verified draft position
+    (min(n_accepted + 1, len(draft)) values); ``p_next``: target probability of the
+    correction/bonus token; ``n_emitted``: how many of ``target`` reached the output (fewer when
+    the turn ended inside the round); ``finish``: "eos" or "length" when the turn ended here.
+    """
+
+    turn: int
+    index: int
+    prefill: bool
+    k: int
+    draft: tuple[int, ...]
+    q: tuple[float, ...] | None
+    target: tuple[int, ...]
+    p: tuple[float, ...]
+    p_next: float
+    n_accepted: int
+    n_emitted: int
+    finish: str | None
+
+
+@dataclass(frozen=True)
+class TurnEnd:
+    turn: int
+    prompt_tokens: int
+    tokens: tuple[int, ...]
+    text: str
+    finish: str
+
+
+Record = Drafted | Round | TurnEnd
+
+
+def stop_ids(target: LoadedModel) -> frozenset[int]:
+    """End-of-sequence ids: the generation config's and the tokenizer's."""
+    ids: set[int] = set()
+    eos = target.model.generation_config.eos_token_id
+    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    if target.tokenizer.eos_token_id is not None:
+        ids.add(int(target.tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+class Decoder:
+    """Speculative (or plain, with ``drafter=None``) decoding of prompts, batch size 1."""
+
+    def __init__(
+        self,
+        target: LoadedModel,
+        drafter: Drafter | None,
+        policy: DraftPolicy,
+        sampling: SamplingConfig,
+        max_new_tokens: int,
+        cache: DynamicCache,
+        generator: torch.Generator,
+    ) -> None:
+        self.target = target
+        self.drafter = drafter
+        self.policy = policy
+        self.sampling = sampling
+        self.max_new_tokens = max_new_tokens
+        self.cache = cache  # shared with a layer-skip drafter, emptied at every turn
+        self.stop = stop_ids(target)
+        self.window = target.context_window
+        self.generator = generator  # shared with a sampling drafter, seeded per request
+
+    def encode_turn(self, prompt: Prompt, answers: list[str]) -> list[int]:
+        ids = encode(self.target.tokenizer, conversation(prompt.turns[: len(answers) + 1], answers))
+        if self.window is not None and len(ids) >= self.window:
+            raise PromptError(
+                f"prompt {prompt.id!r} turn {len(answers) + 1} is {len(ids)} tokens, longer than "
+                f"the model's context window of {self.window}: shorten it or drop it"
+            )
+        return ids
+
+    @torch.inference_mode()
+    def request(self, prompt: Prompt, seed: int) -> Iterator[Record]:
+        """Decode every turn of ``prompt``; sampling draws from a generator seeded by ``seed``."""
+        self.generator.manual_seed(seed)
+        self.policy.start_request()
+        answers: list[str] = []
+        index = 0
+        for turn in range(len(prompt.turns)):
+            ids = self.encode_turn(prompt, answers)
+            end: TurnEnd | None = None
+            for record in self._turn(turn, index, ids):
+                if isinstance(record, Round):
+                    index += 1
+                if isinstance(record, TurnEnd):
+                    end = record
+                yield record
+            assert end is not None
+            answers.append(end.text)
+
+    # -- one turn -------------------------------------------------------------------------
+
+    def _turn(self, turn: int, first_round: int, prompt_ids: list[int]) -> Iterator[Record]:
+        device = self.target.device
+        model = self.target.model
+        rollback(self.cache, self.cache.get_seq_length())
+        context = torch.tensor(prompt_ids, dtype=torch.long, device=device)
+        if self.drafter is not None:
+            self.drafter.start(context)
+
+        # Prefill: the whole prompt in one pass; its last logits give the first new token.
+        logits = forward(model, context, self.cache, 0, last_only=True)
+        first = choose(logits[-1], self.sampling, self.generator)
+        p_first = float(probabilities(logits[-1:], self.sampling)[0, first])
+        generated = [first]
+        finish = self._finish(generated, len(context) + 1)
+        context = torch.cat([context, context.new_tensor([first])])
+        yield Round(turn, first_round, True, 0, (), None, (first,), (), p_first, 0, 1, finish)
+
+        index = first_round + 1
+        while finish is None:
+            k = self._draft_length(len(generated), len(context))
+            proposal = Proposal(context.new_empty(0))
+            if k > 0:
+                assert self.drafter is not None
+                proposal = self.drafter.propose(context, k, self.policy.min_confidence)
+                yield Drafted(proposal, k)
+            round_ = self._verify(turn, index, k, context, proposal)
+            if k > 0:
+                assert self.drafter is not None
+                self.drafter.feedback(round_.n_accepted)
+                self.policy.update(k, len(proposal), round_.n_accepted)
+            new = list(round_.target)
+            kept = self._emitted(generated, new, len(context))
+            generated += new[:kept]
+            finish = self._finish(generated, len(context) + kept)
+            context = torch.cat([context, context.new_tensor(new[:kept])])
+            yield replace(round_, n_emitted=kept, finish=finish)
+            index += 1
+        text = self.target.tokenizer.decode(generated, skip_special_tokens=True)
+        yield TurnEnd(turn, len(prompt_ids), tuple(generated), text, finish)
+
+    def _draft_length(self, n_generated: int, n_context: int) -> int:
+        """The policy's k, capped so a round never passes the token budget or the window."""
+        if self.drafter is None:
+            return 0
+        room = self.max_new_tokens - n_generated - 1
+        if self.window is not None:
+            room = min(room, self.window - n_context - 1)
+        return max(0, min(self.policy.next_k(), room))
+
+    def _verify(
+        self, turn: int, index: int, k: int, context: torch.Tensor, proposal: Proposal
+    ) -> Round:
+        gamma = len(proposal)
+        feed = torch.cat([context[-1:], proposal.tokens.to(context.device)])
+        logits = forward(self.target.model, feed, self.cache, len(context) - 1)  # p_1..p_{gamma+1}
+        p = probabilities(logits, self.sampling)
+        verdict: Verdict
+        if self.sampling.greedy:
+            verdict = verify_greedy(proposal.tokens.to(logits.device), logits)
+        else:
+            verdict = verify_sampling(
+                proposal.tokens.to(p.device), proposal.q_tokens, proposal.q, p, self.generator
+            )
+        n = verdict.n_accepted
+        rollback(self.cache, gamma - n)  # drop rejected drafts; keep last, x_1..x_n
+        n_verified = min(n + 1, gamma)
+        draft = proposal.tokens.tolist()
+        vocab = p.shape[-1]
+        p_draft = tuple(
+            float(p[i, x]) if x < vocab else 0.0 for i, x in enumerate(draft[:n_verified])
+        )
+        q = None if proposal.q_tokens is None else tuple(proposal.q_tokens.float().tolist())
+        return Round(
+            turn,
+            index,
+            False,
+            k,
+            tuple(draft),
+            q,
+            verdict.target_tokens,
+            p_draft,
+            float(p[n, verdict.next_token]),
+            n,
+            n + 1,
+            None,
+        )
+
+    def _emitted(self, generated: list[int], new: list[int], n_context: int) -> int:
+        """How many of ``new`` enter the output: up to and including an end-of-sequence token,
+        within the token budget and the context window."""
+        room = self.max_new_tokens - len(generated)
+        if self.window is not None:
+            room = min(room, self.window - n_context)
+        for i, token in enumerate(new[:room]):
+            if token in self.stop:
+                return i + 1
+        return min(len(new), room)
+
+    def _finish(self, generated: list[int], n_context: int) -> str | None:
+        if generated[-1] in self.stop:
+            return "eos"
+        if len(generated) >= self.max_new_tokens:
+            return "length"
+        if self.window is not None and n_context >= self.window:
+            return "length"
+        return None

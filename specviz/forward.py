@@ -1,0 +1,49 @@
+"""Cached forward passes and KV-cache rollback, the two primitives every loop here uses.
+
+transformers 5.x: the forward argument is ``cache``; ``DynamicCache.crop(-n)`` removes the last
+``n`` positions (positive values are refused). Position ids are always passed explicitly, since
+default positions are read from layer 0's cache length, which drafting may change.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+
+
+def new_cache(model: PreTrainedModel) -> DynamicCache:
+    return DynamicCache(config=model.config)
+
+
+def forward(
+    model: PreTrainedModel,
+    tokens: torch.Tensor,
+    cache: DynamicCache,
+    start: int,
+    last_only: bool = False,
+) -> torch.Tensor:
+    """Feed ``tokens`` (1-D) at positions ``start..``; return logits, one row per token fed
+    (only the last row when ``last_only``: prefill needs nothing else)."""
+    ids = tokens.view(1, -1)
+    positions = torch.arange(start, start + ids.shape[1], device=ids.device).view(1, -1)
+    out = model(
+        input_ids=ids,
+        position_ids=positions,
+        cache=cache,
+        use_cache=True,
+        logits_to_keep=1 if last_only else 0,
+    )
+    return out.logits[0]
+
+
+def rollback(cache: DynamicCache, n: int) -> None:
+    """Remove the last ``n`` positions from every layer of ``cache``."""
+    if n > 0:
+        cache.crop(-n)
+
+
+def rollback_layers(cache: DynamicCache, layers: list[int], n: int) -> None:
+    """Remove the last ``n`` positions from the given layers only (layer-skip drafting)."""
+    if n > 0:
+        for i in layers:
+            cache.layers[i].crop(-n)

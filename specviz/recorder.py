@@ -1,0 +1,110 @@
+"""From engine records to event rows and request counters (the run directory's tables).
+
+The recorder only reads :class:`~specviz.engine.Round` records and the seconds the runner
+measured for them; it never touches the decoding loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from specviz.engine import Round, TurnEnd
+from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT
+
+# per-round columns filled by `add`; request-level labels are added once per request table
+_ROUND_COLUMNS = (
+    "turn",
+    "round",
+    "prefill",
+    "position",
+    "k",
+    "n_drafted",
+    "kind",
+    "draft_token",
+    "target_token",
+    "accepted",
+    "verified",
+    "emitted",
+    "q",
+    "p",
+    "draft_s",
+    "verify_s",
+)
+
+
+@dataclass
+class RequestCounters:
+    """Counters of one request, kept whether or not events are recorded."""
+
+    new_tokens: int = 0
+    rounds: int = 0
+    drafted: int = 0
+    accepted: int = 0
+    prefill_s: float = 0.0
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    turn_new_tokens: list[int] = field(default_factory=list)
+    turn_rounds: list[int] = field(default_factory=list)
+    turn_wall_s: list[float] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    finish: str = ""
+    prompt_tokens: int = 0
+
+    def add_round(self, r: Round, draft_s: float, verify_s: float) -> None:
+        self.rounds += 1
+        self.new_tokens += r.n_emitted
+        self.drafted += len(r.draft)
+        self.accepted += r.n_accepted
+        self.draft_s += draft_s
+        if r.prefill:
+            self.prefill_s += verify_s
+        else:
+            self.verify_s += verify_s
+
+    def end_turn(self, end: TurnEnd, rounds: int, wall_s: float) -> None:
+        if end.turn == 0:
+            self.prompt_tokens = end.prompt_tokens
+        self.turn_new_tokens.append(len(end.tokens))
+        self.turn_rounds.append(rounds)
+        self.turn_wall_s.append(wall_s)
+        self.outputs.append(end.text)
+        self.finish = end.finish
+
+
+class EventRecorder:
+    """Column lists of one request's events; ``frame`` adds the request's labels."""
+
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {c: [] for c in _ROUND_COLUMNS}
+
+    def add(self, r: Round, draft_s: float, verify_s: float) -> None:
+        c = self.cols
+        gamma, n = len(r.draft), r.n_accepted
+        n_verified = min(n + 1, gamma)
+        rows = gamma + 1
+        c["turn"] += [r.turn] * rows
+        c["round"] += [r.index] * rows
+        c["prefill"] += [r.prefill] * rows
+        c["k"] += [r.k] * rows
+        c["n_drafted"] += [gamma] * rows
+        c["draft_s"] += [draft_s] * rows
+        c["verify_s"] += [verify_s] * rows
+        c["position"] += [*range(gamma), n]
+        c["kind"] += [KIND_DRAFT] * gamma + [KIND_CORRECTION if n < gamma else KIND_BONUS]
+        c["draft_token"] += [*r.draft, None]
+        c["target_token"] += (
+            list(r.target[:n_verified]) + [None] * (gamma - n_verified) + [r.target[n]]
+        )
+        c["accepted"] += [i < n for i in range(gamma)] + [None]
+        c["verified"] += [i <= n for i in range(gamma)] + [True]
+        c["emitted"] += [i < min(n, r.n_emitted) for i in range(gamma)] + [r.n_emitted > n]
+        c["q"] += [*(r.q if r.q is not None else [None] * gamma), None]
+        c["p"] += list(r.p) + [None] * (gamma - n_verified) + [r.p_next]
+
+    def frame(self, labels: dict[str, Any]) -> pl.DataFrame:
+        n = len(self.cols["turn"])
+        data = {name: [value] * n for name, value in labels.items()} | self.cols
+        return pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False)

@@ -1,0 +1,27 @@
+"""A task-labelled prompt: the unit every workload is made of."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt of a workload.
+
+    ``turns`` are the user messages in order; a later turn is sent after the model's own answer
+    to the earlier turn (as MT-Bench does). Any context a task needs (the passage to summarize,
+    the retrieved passages of a RAG question) is already part of the turn text; ``reference``
+    holds optional reference answers, one per turn, never shown to the model.
+    """
+
+    id: str
+    category: str
+    turns: tuple[str, ...]
+    reference: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.turns:
+            raise ValueError(f"prompt {self.id!r} has no turns")
+        if any(not t.strip() for t in self.turns):
+            raise ValueError(f"prompt {self.id!r} has an empty turn")
