@@ -161,8 +161,16 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     if spec.revision and not local:
         common["revision"] = spec.revision
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **common)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **common)
+        try:  # the local hub cache first: no network round trip when the model is there
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True, **common)
+            model = AutoModelForCausalLM.from_pretrained(
+                source, dtype=dtype, local_files_only=True, **common
+            )
+        except OSError:
+            if local or os.environ.get("HF_HUB_OFFLINE") == "1":
+                raise
+            tokenizer = AutoTokenizer.from_pretrained(source, **common)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **common)
     except OSError as err:
         if local:
             raise ModelLoadError(f"cannot load {spec.name}: {err}") from err

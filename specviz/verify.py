@@ -36,6 +36,16 @@ class Verdict:
     target_tokens: tuple[int, ...]
 
 
+def residual(p_row: torch.Tensor, q_row: torch.Tensor) -> torch.Tensor:
+    """norm(max(0, p - q)): where a rejected position's replacement is drawn from.
+
+    When p == q the residual is empty (and a rejection has probability 0); p is returned then.
+    """
+    diff = (p_row - q_row).clamp(min=0.0)
+    total = diff.sum()
+    return diff / total if total > 0 else p_row
+
+
 def verify_greedy(draft: torch.Tensor, target_logits: torch.Tensor) -> Verdict:
     """Greedy verification of ``draft`` (gamma ids) against ``target_logits`` (gamma+1 rows)."""
     choice = target_logits.argmax(dim=-1)  # argmax p_i for i = 1..gamma+1
@@ -75,9 +85,7 @@ def verify_sampling(
             q_row[int(draft[n])] = 1.0 if bool(in_range[n]) else 0.0
         else:
             q_row = align_vocab(q[n], vocab).to(p)
-        residual = (p[n] - q_row).clamp(min=0.0)
-        total = residual.sum()
-        next_token = sample(residual / total, generator) if total > 0 else sample(p[n], generator)
+        next_token = sample(residual(p[n], q_row), generator)
     else:
         next_token = sample(p[gamma], generator)  # bonus from p_{gamma+1}
     kept = draft[:n].tolist()

@@ -69,7 +69,8 @@ def build_tiny_pair(root: Path, seed: int = 0) -> tuple[Path, Path]:
         for name, param in draft.named_parameters():
             source = dict(target.named_parameters())[name]
             rows = tuple(slice(0, s) for s in param.shape)
-            param.copy_(source[rows] + 0.02 * torch.randn_like(param))
+            piece = source[rows]
+            param.copy_(piece + 0.03 * piece.std() * torch.randn_like(param))
     paths = []
     for name, model in (("target", target), ("draft", draft)):
         path = root / name

@@ -3,7 +3,9 @@
 The draft cache always holds a prefix of the context. ``propose`` first crops the cache to its
 longest common prefix with the context (this drops the drafted tokens the target rejected, and
 keeps the whole conversation across the turns of a multi-turn prompt), feeds whatever part of the
-context the cache lacks, then decodes up to k tokens one by one.
+context the cache lacks, then decodes up to k tokens one by one. A context id past the draft's
+embedding rows (possible when the target has more rows than the tokenizer needs) is fed to the
+draft as id 0; the draft only proposes, so verification stays exact.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ class DraftModelDrafter:
         self.generator = generator
         self.cache = new_cache(model)
         self.cached: torch.Tensor = torch.empty(0, dtype=torch.long)
-        self._fed_drafts = 0
+        # ids the target may emit beyond the draft's embedding rows are fed as this id instead
+        self.rows = model.get_input_embeddings().weight.shape[0]
+        self.fallback_id = 0
 
     def start(self, context: torch.Tensor) -> None:
         # keep the cache if the new turn's context extends what is cached (multi-turn prompts)
@@ -50,9 +54,9 @@ class DraftModelDrafter:
             keep -= 1
             self.cached = self.cached[:keep]
         device = self.model.device
-        logits = forward(self.model, context[keep:].to(device), self.cache, keep, last_only=True)[
-            -1
-        ]
+        fresh = context[keep:].to(device)
+        fresh = torch.where(fresh < self.rows, fresh, self.fallback_id)
+        logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
         self.cached = context.to(device).clone()
         tokens: list[int] = []
         rows: list[torch.Tensor] = []

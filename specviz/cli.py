@@ -1,0 +1,148 @@
+"""The ``specviz`` command line: the only place that parses arguments.
+
+Every subcommand turns its arguments into the package's frozen configs and calls one function.
+A user error (any :class:`~specviz.errors.SpecvizError`) prints one line and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from specviz.errors import SpecvizError
+
+
+def _layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"--layers takes comma-separated integers, not {text!r}"
+        ) from err
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="decode a workload with one target/drafter/policy; write a run directory"
+    )
+    p.add_argument("--target", required=True, help="hub id, local dir, .gguf file, or smollm2-135m")
+    p.add_argument("--drafter", default="none", help="none | model | prompt-lookup | layer-skip")
+    p.add_argument("--draft", help="draft model for --drafter model")
+    p.add_argument(
+        "--k", type=int, default=5, help="draft length (initial k for heuristic policies)"
+    )
+    p.add_argument(
+        "--policy",
+        default="constant",
+        help="constant | heuristic | heuristic-per-request | confidence",
+    )
+    p.add_argument(
+        "--threshold", type=float, default=0.4, help="confidence policy: stop below this top prob"
+    )
+    p.add_argument(
+        "--max-ngram", type=int, default=3, help="prompt-lookup: longest n-gram to match"
+    )
+    p.add_argument(
+        "--min-ngram", type=int, default=1, help="prompt-lookup: shortest n-gram to match"
+    )
+    p.add_argument("--exit-layer", type=int, help="layer-skip: draft with the first L layers")
+    p.add_argument(
+        "--layers", type=_layers, help="layer-skip: draft with these layers (must include 0)"
+    )
+    p.add_argument(
+        "--workload",
+        help="question.jsonl / JSONL / CSV / Parquet file, or hf:NAME (default: built-in suite)",
+    )
+    p.add_argument("--limit", type=int, help="use the first N prompts")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="per turn")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    p.add_argument(
+        "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
+    )
+    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a run directory, skipping finished requests"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
+    from specviz.runner import Request, run
+    from specviz.workloads import builtin_prompts, load_prompts
+
+    def spec(name: str) -> ModelSpec:
+        return ModelSpec(
+            name, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+        )
+
+    config = RunConfig(
+        target=spec(args.target),
+        drafter=DrafterConfig(
+            args.drafter,
+            draft=spec(args.draft) if args.draft else None,
+            max_ngram=args.max_ngram,
+            min_ngram=args.min_ngram,
+            exit_layer=args.exit_layer,
+            layers=args.layers,
+        ),
+        policy=PolicyConfig(args.policy, args.k, args.threshold),
+        sampling=SamplingConfig(args.temperature, args.top_p),
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    prompts = load_prompts(args.workload) if args.workload else builtin_prompts()
+    if args.limit is not None:
+        if args.limit < 1:
+            raise SpecvizError(f"--limit must be >= 1 (got {args.limit})")
+        prompts = prompts[: args.limit]
+    mixture = Path(args.workload).stem if args.workload else "builtin"
+    requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
+    summary = run(config, requests, args.out, resume=args.resume, progress=not args.quiet)
+    rate = f"{summary.accepted / summary.drafted:.3f}" if summary.drafted else "n/a"
+    print(
+        f"{summary.run_dir}: {summary.requests_done} requests decoded "
+        f"({summary.requests_skipped} already done), {summary.new_tokens} tokens, "
+        f"{summary.tokens_per_s:.1f} tokens/s, acceptance {rate}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="specviz", description="Instrumented speculative decoding, single-task vs multitask."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecvizError as err:
+        print(f"specviz {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"specviz {args.command}: interrupted; finished requests are saved (--resume continues)",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

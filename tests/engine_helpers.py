@@ -1,0 +1,56 @@
+"""Small helpers for engine tests: decode a prompt and collect what the engine yields."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
+from specviz.drafters import build_drafter
+from specviz.engine import Decoder, Round, TurnEnd
+from specviz.forward import new_cache
+from specviz.models import ModelCache
+from specviz.policies import build_policy
+from specviz.workloads.prompt import Prompt
+
+MODELS = ModelCache()
+
+
+def make_decoder(
+    target: str | Path,
+    drafter: DrafterConfig = DrafterConfig(),
+    policy: PolicyConfig = PolicyConfig(),
+    sampling: SamplingConfig = SamplingConfig(),
+    max_new_tokens: int = 48,
+) -> Decoder:
+    loaded = MODELS.get(ModelSpec(str(target)))
+    cache = new_cache(loaded.model)
+    generator = torch.Generator(device=loaded.device)
+    built = build_drafter(drafter, loaded, cache, sampling, generator, MODELS)
+    return Decoder(loaded, built, build_policy(policy), sampling, max_new_tokens, cache, generator)
+
+
+def decode(
+    decoder: Decoder, prompt: Prompt, seed: int = 0
+) -> tuple[list[tuple[int, ...]], list[Round]]:
+    """(tokens per turn, rounds) of one request."""
+    turns: list[tuple[int, ...]] = []
+    rounds: list[Round] = []
+    for record in decoder.request(prompt, seed):
+        if isinstance(record, Round):
+            rounds.append(record)
+        elif isinstance(record, TurnEnd):
+            turns.append(record.tokens)
+    return turns, rounds
+
+
+PROMPTS = [
+    Prompt(
+        "copy",
+        "extraction",
+        ("Copy this exactly: the cat sat on the mat. the cat sat on the mat.",),
+    ),
+    Prompt("chat", "writing", ("Tell me a story about a robot.", "Now make it shorter.")),
+    Prompt("code", "coding", ("def f(x):\n    return x + 1\n\nRewrite f with a docstring.",)),
+]
