@@ -1,0 +1,80 @@
+"""The field's speculative-decoding metrics, theory against measurement, and the degradation
+from single-task to multitask serving.
+
+Every function takes a polars DataFrame or LazyFrame in the format of :mod:`specviz.schema`
+(for instance ``specviz.runlog.scan_events(study_dir)``), checks the columns it reads
+(:class:`specviz.schema.SchemaError` otherwise) and returns a ``pl.DataFrame``. Formulas and
+conventions: each docstring and docs/metrics.md.
+"""
+
+from specviz.metrics import expressions
+from specviz.metrics.bootstrap import (
+    RATIO_METRICS,
+    Interval,
+    bootstrap,
+    bootstrap_by,
+    bootstrap_ratio,
+    metric_intervals,
+)
+from specviz.metrics.degradation import (
+    MissingCounterpartError,
+    degradation,
+    label_streams,
+    single_task_best_k,
+)
+from specviz.metrics.frames import GROUP_COLUMNS
+from specviz.metrics.speedup import (
+    MissingBaselineError,
+    missing_baseline,
+    paired_requests,
+    speedup,
+)
+from specviz.metrics.summary import (
+    k_distribution,
+    per_position,
+    request_summary,
+    request_table,
+    summary,
+    summary_exprs,
+)
+from specviz.metrics.theory import (
+    best_k,
+    cost_at,
+    expected_tokens,
+    leviathan_speedup,
+    predicted_speedup_curve,
+    theory_vs_measured,
+    verify_cost,
+)
+
+__all__ = [
+    "GROUP_COLUMNS",
+    "RATIO_METRICS",
+    "Interval",
+    "MissingBaselineError",
+    "MissingCounterpartError",
+    "best_k",
+    "bootstrap",
+    "bootstrap_by",
+    "bootstrap_ratio",
+    "cost_at",
+    "degradation",
+    "expected_tokens",
+    "expressions",
+    "k_distribution",
+    "label_streams",
+    "leviathan_speedup",
+    "metric_intervals",
+    "missing_baseline",
+    "paired_requests",
+    "per_position",
+    "predicted_speedup_curve",
+    "request_summary",
+    "request_table",
+    "single_task_best_k",
+    "speedup",
+    "summary",
+    "summary_exprs",
+    "theory_vs_measured",
+    "verify_cost",
+]

@@ -1,0 +1,77 @@
+"""Input checks shared by the metric functions: frame kinds, required columns, grouping columns.
+
+Metric functions accept a ``pl.DataFrame`` or a ``pl.LazyFrame`` (for instance
+:func:`specviz.runlog.scan_events` over a whole study) and check only the columns they read,
+against the dtypes of :mod:`specviz.schema`. Integer widths and float widths are not enforced
+(a hand-built table with ``Int64`` counts is fine); a column of another kind (a string where a
+number is expected, a missing ``prefill`` flag from an older schema version) raises
+:class:`specviz.schema.SchemaError` naming every offending column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import polars as pl
+
+from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, SCHEMA_VERSION, SchemaError
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+#: Columns present in both the event and the request table that results can be grouped by.
+GROUP_COLUMNS = ("category", "mixture", "drafter", "policy", "k", "target", "run_id", "repeat")
+
+
+def _same_kind(actual: pl.DataType, expected: pl.DataType) -> bool:
+    if actual == expected:
+        return True
+    if expected.is_integer():
+        return actual.is_integer()
+    if expected.is_float():
+        return actual.is_float()
+    if isinstance(expected, pl.String):
+        return isinstance(actual, pl.String | pl.Categorical | pl.Enum)
+    return False
+
+
+def _check(frame: Frame, needed: Iterable[str], expected: pl.Schema, what: str) -> pl.LazyFrame:
+    if not isinstance(frame, pl.DataFrame | pl.LazyFrame):
+        raise TypeError(
+            f"expected a polars DataFrame or LazyFrame of {what}, got {type(frame).__name__}"
+        )
+    lazy = frame.lazy()
+    schema = lazy.collect_schema()
+    needed = list(dict.fromkeys(needed))
+    missing = [c for c in needed if c not in schema]
+    wrong = [
+        f"{c} is {schema[c]}, expected {expected[c]}"
+        for c in needed
+        if c in schema and c in expected and not _same_kind(schema[c], expected[c])
+    ]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append("missing columns: " + ", ".join(missing))
+        if wrong:
+            parts.append("wrong types: " + "; ".join(wrong))
+        raise SchemaError(
+            f"input is not a specviz {what} table of schema version {SCHEMA_VERSION} "
+            f"({'; '.join(parts)}). Read run directories with specviz.runlog.scan_{what}, "
+            "or re-create them with this specviz version."
+        )
+    return lazy
+
+
+def events_frame(frame: Frame, needed: Iterable[str]) -> pl.LazyFrame:
+    """``frame`` as a LazyFrame, after checking that it has the event columns ``needed``."""
+    return _check(frame, needed, EVENT_SCHEMA, "events")
+
+
+def requests_frame(frame: Frame, needed: Iterable[str]) -> pl.LazyFrame:
+    """``frame`` as a LazyFrame, after checking that it has the request columns ``needed``."""
+    return _check(frame, needed, REQUEST_SCHEMA, "requests")
+
+
+def group_list(by: str | Sequence[str]) -> list[str]:
+    """Grouping columns as a list (a single name is accepted)."""
+    return [by] if isinstance(by, str) else list(by)

@@ -1,0 +1,276 @@
+"""Event tables built from a compact description of rounds: for tests, docs and the benchmark.
+
+:func:`events_from_rounds` writes out, row by row and following the conventions of
+:mod:`specviz.schema`, the events of one request described round by round (how many tokens were
+drafted, how many accepted, how many emitted, the seconds). :func:`synthetic_events` draws a large
+random event table (vectorized) for benchmarking the aggregations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round: ``drafted`` tokens proposed (policy asked ``k``), the first ``accepted`` accepted.
+
+    ``emitted`` is how many of the round's tokens reach the output (default ``accepted + 1``:
+    the accepted drafts and the correction/bonus); fewer when the turn ends inside the round.
+    A prefill round drafts nothing and emits its one bonus token.
+    """
+
+    drafted: int = 0
+    accepted: int = 0
+    k: int | None = None
+    prefill: bool = False
+    emitted: int | None = None
+    draft_s: float = 0.0
+    verify_s: float = 0.0
+    turn: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.accepted <= self.drafted:
+            raise ValueError(f"need 0 <= accepted <= drafted, got {self.accepted}, {self.drafted}")
+        if self.prefill and self.drafted:
+            raise ValueError("a prefill round drafts nothing")
+        if self.emitted is not None and not 0 <= self.emitted <= self.accepted + 1:
+            raise ValueError(f"emitted must be in [0, accepted + 1], got {self.emitted}")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The request-level columns of an event table."""
+
+    run_id: str = "run"
+    request_id: str = "r0"
+    request_index: int = 0
+    repeat: int = 0
+    prompt_id: str = "p0"
+    category: str = "writing"
+    mixture: str = "writing"
+    drafter: str = "model"
+    policy: str = "constant"
+    target: str = "tiny"
+
+
+def prefill(verify_s: float = 0.0, turn: int = 0) -> Round:
+    """The prefill round of a turn."""
+    return Round(prefill=True, verify_s=verify_s, turn=turn)
+
+
+def events_from_rounds(rounds: Sequence[Round], labels: Labels = Labels()) -> pl.DataFrame:
+    """The event rows of one request whose rounds are ``rounds`` (in order), schema-conformant."""
+    rows = []
+    base = {
+        "run_id": labels.run_id,
+        "request_id": labels.request_id,
+        "request_index": labels.request_index,
+        "repeat": labels.repeat,
+        "prompt_id": labels.prompt_id,
+        "category": labels.category,
+        "mixture": labels.mixture,
+        "drafter": labels.drafter,
+        "policy": labels.policy,
+        "target": labels.target,
+    }
+    for index, rnd in enumerate(rounds):
+        emitted = rnd.accepted + 1 if rnd.emitted is None else rnd.emitted
+        k = 0 if rnd.prefill else (rnd.drafted if rnd.k is None else rnd.k)
+        common = {
+            **base,
+            "turn": rnd.turn,
+            "round": index,
+            "prefill": rnd.prefill,
+            "k": k,
+            "n_drafted": rnd.drafted,
+            "draft_s": rnd.draft_s,
+            "verify_s": rnd.verify_s,
+            "q": None,
+            "p": None,
+        }
+        for pos in range(rnd.drafted):
+            verified = pos <= rnd.accepted
+            rows.append(
+                {
+                    **common,
+                    "position": pos,
+                    "kind": KIND_DRAFT,
+                    "draft_token": 100 + pos,
+                    "target_token": (100 + pos if pos < rnd.accepted else 200 + pos)
+                    if verified
+                    else None,
+                    "accepted": pos < rnd.accepted,
+                    "verified": verified,
+                    "emitted": pos < min(rnd.accepted, emitted),
+                }
+            )
+        rows.append(
+            {
+                **common,
+                "position": rnd.accepted,
+                "kind": KIND_BONUS if rnd.accepted == rnd.drafted else KIND_CORRECTION,
+                "draft_token": None,
+                "target_token": 300,
+                "accepted": None,
+                "verified": True,
+                "emitted": emitted > rnd.accepted,
+            }
+        )
+    return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
+
+
+def synthetic_events(
+    n_rows: int,
+    *,
+    seed: int = 0,
+    k: int = 5,
+    categories: Sequence[str] = ("writing", "coding", "math", "summarization", "translation"),
+    alphas: Sequence[float] = (0.45, 0.8, 0.7, 0.85, 0.6),
+    rounds_per_request: int = 60,
+    drafter: str = "model",
+    run_id: str = "synthetic",
+) -> pl.DataFrame:
+    """At least ``n_rows`` random events (whole requests), schema-conformant, vectorized.
+
+    Each request has one prefill round and ``rounds_per_request - 1`` verify rounds drafting
+    ``k`` tokens (``k = 0``: plain decoding, e.g. with ``drafter="none"``); its category's alpha is the i.i.d. acceptance probability of each draft.
+    Timings: verify 50 ms + 5 ms per token verified, draft 4 ms per drafted token.
+    """
+    if len(alphas) != len(categories):
+        raise ValueError("give one alpha per category")
+    rng = np.random.default_rng(seed)
+    rows_per_request = 1 + (rounds_per_request - 1) * (k + 1)
+    n_requests = max(1, -(-n_rows // rows_per_request))
+    n_rounds = n_requests * rounds_per_request
+    request = np.arange(n_rounds) // rounds_per_request
+    round_in_request = np.arange(n_rounds) % rounds_per_request
+    is_prefill = round_in_request == 0
+    req_cat = rng.integers(0, len(categories), n_requests)
+    alpha = np.asarray(alphas)[req_cat][request]
+    # accepted drafts: number of leading successes, capped at k
+    trials = rng.random((n_rounds, k)) < alpha[:, None]
+    acc = (
+        np.where(trials.all(axis=1), k, np.argmin(trials, axis=1)) if k else np.zeros(n_rounds, int)
+    )
+    n_drafted = np.where(is_prefill, 0, k)
+    acc = np.where(is_prefill, 0, acc)
+    rows_per_round = n_drafted + 1
+    row_round = np.repeat(np.arange(n_rounds), rows_per_round)
+    starts = np.cumsum(rows_per_round) - rows_per_round
+    position = np.arange(row_round.size) - starts[row_round]
+    nd = n_drafted[row_round]
+    ac = acc[row_round]
+    is_target = position == nd
+    pos_out = np.where(is_target, ac, position)
+    kinds = np.where(is_target, np.where(ac == nd, 1, 2), 0)
+    draft_s = 0.004 * n_drafted
+    verify_s = 0.05 + 0.005 * (n_drafted + 1)
+    req = request[row_round]
+    frame = pl.DataFrame(
+        {
+            "run_id": pl.Series([run_id], dtype=pl.String).gather(
+                np.zeros(row_round.size, dtype=np.int64)
+            ),
+            "request_id": req.astype(np.int64),
+            "request_index": req.astype(np.int32),
+            "repeat": np.zeros(row_round.size, dtype=np.int16),
+            "prompt_id": req.astype(np.int64),
+            "category": pl.Series(list(categories), dtype=pl.String).gather(req_cat[req]),
+            "mixture": pl.Series(["mix"], dtype=pl.String).gather(
+                np.zeros(row_round.size, dtype=np.int64)
+            ),
+            "drafter": pl.Series([drafter], dtype=pl.String).gather(
+                np.zeros(row_round.size, dtype=np.int64)
+            ),
+            "policy": pl.Series(["constant"], dtype=pl.String).gather(
+                np.zeros(row_round.size, dtype=np.int64)
+            ),
+            "target": pl.Series(["synthetic-target"], dtype=pl.String).gather(
+                np.zeros(row_round.size, dtype=np.int64)
+            ),
+            "turn": np.zeros(row_round.size, dtype=np.int16),
+            "round": round_in_request[row_round].astype(np.int32),
+            "prefill": is_prefill[row_round],
+            "position": pos_out.astype(np.int16),
+            "k": np.where(is_prefill, 0, k)[row_round].astype(np.int16),
+            "n_drafted": nd.astype(np.int16),
+            "kind": pl.Series(
+                list((KIND_DRAFT, KIND_BONUS, KIND_CORRECTION)), dtype=pl.String
+            ).gather(kinds),
+            "draft_token": np.where(is_target, -1, 100).astype(np.int32),
+            "target_token": np.where(position <= ac, 100, -1).astype(np.int32),
+            "accepted": np.where(is_target, False, position < ac),
+            "verified": position <= ac,
+            "emitted": (position < ac) | is_target,
+            "q": np.full(row_round.size, np.nan, dtype=np.float32),
+            "p": np.full(row_round.size, np.nan, dtype=np.float32),
+            "draft_s": draft_s[row_round],
+            "verify_s": verify_s[row_round],
+        }
+    )
+    return frame.with_columns(
+        pl.col("request_id").cast(pl.String),
+        pl.col("prompt_id").cast(pl.String),
+        pl.when(pl.col("kind") == KIND_DRAFT).then(pl.col("accepted")).alias("accepted"),
+        pl.when(pl.col("kind") == KIND_DRAFT).then(pl.col("draft_token")).alias("draft_token"),
+        pl.when(pl.col("verified")).then(pl.col("target_token")).alias("target_token"),
+        pl.lit(None, dtype=pl.Float32).alias("q"),
+        pl.lit(None, dtype=pl.Float32).alias("p"),
+    ).match_to_schema(EVENT_SCHEMA)
+
+
+#: defaults for the request columns a hand-built request row may leave out
+REQUEST_DEFAULTS: dict[str, object] = {
+    "run_id": "run",
+    "repeat": 0,
+    "category": "writing",
+    "mixture": "writing",
+    "drafter": "model",
+    "policy": "constant",
+    "k": 5,
+    "target": "tiny",
+    "draft": None,
+    "temperature": 0.0,
+    "n_turns": 1,
+    "prompt_tokens": 10,
+    "rounds": 1,
+    "drafted": 0,
+    "accepted": 0,
+    "ttft_s": 0.0,
+    "prefill_s": 0.0,
+    "draft_s": 0.0,
+    "verify_s": 0.0,
+    "finish_reason": "length",
+    "output_text": "",
+    "output_turns": None,
+    "turn_new_tokens": None,
+    "turn_wall_s": None,
+    "turn_rounds": None,
+}
+
+
+def requests_from_rows(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
+    """A schema-conformant request table from rows giving at least prompt_id, new_tokens, wall_s.
+
+    Missing columns take :data:`REQUEST_DEFAULTS`; request_id and request_index default to the
+    row's index within its run_id.
+    """
+    from specviz.schema import REQUEST_SCHEMA
+
+    filled = []
+    counters: dict[object, int] = {}
+    for row in rows:
+        full = {**REQUEST_DEFAULTS, **row}
+        index = counters.get(full["run_id"], 0)
+        counters[full["run_id"]] = index + 1
+        full.setdefault("request_index", index)
+        full.setdefault("request_id", f"{full['run_id']}-{index}")
+        filled.append({c: full.get(c) for c in REQUEST_SCHEMA})
+    return pl.DataFrame(filled, schema=REQUEST_SCHEMA, orient="row")

@@ -1,0 +1,112 @@
+"""Export a run in Spec-Bench's answer format, for Spec-Bench's own ``evaluation/speed.py``.
+
+One JSON object per request (in stream order)::
+
+    {"question_id": prompt_id, "category": category, "answer_id": request_id,
+     "model_id": "<target>-specviz-<drafter>-<policy>-k<k>-temp-<t>",
+     "choices": [{"index": 0, "turns": [text per turn], "new_tokens": [per turn],
+                  "wall_time": [seconds per turn], "decoding_steps": [per turn],
+                  "accept_lengths": [tokens emitted per verify round, all turns]}]}
+
+``decoding_steps`` counts the target forward passes of each turn, its prefill included, so
+``sum(decoding_steps) == len(accept_lengths) + number of turns``. ``accept_lengths`` holds, for
+every verify round in order, the tokens it emitted, correction or bonus included (plain
+decoding: all 1), so Spec-Bench's "#Mean accepted tokens" (``np.mean`` over all
+accept_lengths of the file) equals specviz's mean accepted length of the run, and its per-request
+speed ``sum(new_tokens) / sum(wall_time)`` equals the request table's ``new_tokens / wall_s``.
+
+Differences to keep in mind when comparing with the leaderboard: Spec-Bench's own decoders count
+every token a step appends, including tokens after an end-of-sequence token in the final step
+(specviz counts only emitted tokens); ``speed.py`` re-counts the *baseline's* tokens by
+re-tokenizing its output text (``len(tokenizer(turn).input_ids) - 1`` per turn, which assumes one
+BOS token), and its speedup is the mean per-request tokens/s of the method over the mean
+per-request tokens/s of the baseline, not paired by prompt.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from specviz.metrics import expressions as ex
+from specviz.runlog import RunDirError, atomic_write_text, is_run_dir, scan_events, scan_requests
+
+
+def _model_id(row: dict) -> str:
+    target = Path(str(row["target"]).rstrip("/")).name or str(row["target"])
+    if row["drafter"] == "none":
+        method = "vanilla"
+    else:
+        method = f"{row['drafter']}-{row['policy']}-k{row['k']}"
+    return f"{target}-specviz-{method}-temp-{row['temperature']}"
+
+
+def accept_lengths(events: pl.LazyFrame) -> pl.DataFrame:
+    """Per request (run_id, request_id): the list of tokens emitted by each verify round, in order."""
+    return (
+        events.filter(~pl.col("prefill"))
+        .group_by(["run_id", "request_id", "round"])
+        .agg(ex.count_where(pl.col("emitted")).alias("emitted"))
+        .sort(["run_id", "request_id", "round"])
+        .group_by(["run_id", "request_id"], maintain_order=True)
+        .agg(pl.col("emitted").alias("accept_lengths"))
+        .collect()
+    )
+
+
+def _turn_lists(row: dict) -> tuple[list, list, list, list]:
+    lists = (row["output_turns"], row["turn_new_tokens"], row["turn_wall_s"], row["turn_rounds"])
+    if all(v is not None for v in lists):
+        return tuple(list(v) for v in lists)  # type: ignore[return-value]
+    if row["n_turns"] == 1:
+        return [row["output_text"]], [row["new_tokens"]], [row["wall_s"]], [row["rounds"]]
+    raise RunDirError(
+        f"request {row['request_id']} has {row['n_turns']} turns but no per-turn columns "
+        "(output_turns, turn_new_tokens, turn_wall_s, turn_rounds): re-run it with this specviz."
+    )
+
+
+def export_specbench(run_dir: Path, out: Path) -> int:
+    """Write the run at ``run_dir`` as a Spec-Bench answer file ``out``; returns the line count.
+
+    ``run_dir`` must be one run directory (one model configuration), not a study directory.
+    """
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise RunDirError(
+            f"{run_dir} is not a run directory (no run.json): export one run at a time, e.g. "
+            "one of the directories `specviz study` created."
+        )
+    requests = scan_requests(run_dir).sort("request_index").collect()
+    lengths = accept_lengths(scan_events(run_dir))
+    table = requests.join(lengths, on=["run_id", "request_id"], how="left")
+    lines = []
+    for row in table.iter_rows(named=True):
+        turns, new_tokens, wall_time, steps = _turn_lists(row)
+        lines.append(
+            json.dumps(
+                {
+                    "question_id": row["prompt_id"],
+                    "category": row["category"],
+                    "answer_id": row["request_id"],
+                    "model_id": _model_id(row),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "turns": turns,
+                            "new_tokens": new_tokens,
+                            "wall_time": wall_time,
+                            "decoding_steps": steps,
+                            "accept_lengths": row["accept_lengths"] or [],
+                        }
+                    ],
+                },
+                ensure_ascii=False,
+            )
+        )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "".join(line + "\n" for line in lines))
+    return len(lines)
