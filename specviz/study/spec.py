@@ -1,0 +1,392 @@
+"""Study files: a TOML description of every condition to run, parsed into a frozen :class:`Study`.
+
+A study file has top-level settings, then tables (all documented in ``docs/studies.md``)::
+
+    name = "default"            # study name (default: the file's stem)
+    seed = 0                    # mixtures and sampling
+    repeats = 1                 # each condition runs this many times over the same stream
+    max_new_tokens = 32         # per turn
+    models = ["smollm2-135m"]   # targets: names, or tables {name, revision, device, dtype}
+    policies = ["constant", "heuristic"]   # names, or tables {kind, threshold}
+    k = [5]                     # draft lengths (initial k for adaptive policies)
+
+    [workload]                  # where prompts come from
+    source = "builtin"          # builtin | a file | a saved dataset dir | hf:NAME[:SPLIT]
+    per_category = 2            # prompts per category in every mixture
+    categories = ["coding", "math"]   # optional subset
+    categorize = false          # label uncategorized prompts with the categorizer
+    [workload.mapping]          # optional column mapping (see specviz.workloads.loaders)
+
+    [mixtures]
+    single = true               # one mixture per category
+    uniform = ["blocked", "interleaved"]  # the uniform multitask mix, in these orders
+    size = 22                   # size of multitask mixtures (default per_category x categories)
+    order = "interleaved"       # order of custom and sweep mixtures
+    [mixtures.custom]           # name = "category=weight,..."
+    [mixtures.sweep]            # task = "coding", steps = [0, 0.5, 1]
+
+    [[drafters]]                # kind + DrafterConfig options; optional name and k override
+    kind = "prompt-lookup"
+
+    [sampling]                  # or [[sampling]] for several settings
+    temperature = 0.0
+
+    [options]
+    device = "auto"             # default device/dtype of every model
+    dtype = "auto"
+    baseline = true             # run the autoregressive baseline of every mixture
+    workers = 1                 # local executor: processes running units side by side
+
+Every key is checked: an unknown key or a bad value raises :class:`StudyError` naming the file
+and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import tomllib
+
+from specviz.config import (
+    ConfigError,
+    DrafterConfig,
+    ModelSpec,
+    PolicyConfig,
+    SamplingConfig,
+)
+from specviz.workloads.loaders import ColumnMapping, WorkloadError
+from specviz.workloads.mixtures import ORDERS, MixtureError, parse_weights
+
+T = TypeVar("T")
+
+
+class StudyError(ValueError):
+    """A study file is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class NamedDrafter:
+    """A drafter of the study: its label in condition ids, its config, optional own k values."""
+
+    name: str
+    config: DrafterConfig
+    k: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    source: str = "builtin"
+    mapping: ColumnMapping | None = None
+    categorize: bool = False
+    categories: tuple[str, ...] | None = None
+    per_category: int = 2
+
+
+@dataclass(frozen=True)
+class MixtureSpec:
+    single: bool = True
+    uniform: tuple[str, ...] = ("interleaved",)
+    size: int | None = None
+    order: str = "interleaved"
+    custom: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    sweep_task: str | None = None
+    sweep_steps: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed study file. ``raw`` keeps the file's content for the manifest."""
+
+    name: str
+    models: tuple[ModelSpec, ...]
+    drafters: tuple[NamedDrafter, ...]
+    policies: tuple[PolicyConfig, ...]  # kinds with threshold; k comes from ``k``
+    k: tuple[int, ...]
+    sampling: tuple[SamplingConfig, ...]
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    mixtures: MixtureSpec = field(default_factory=MixtureSpec)
+    max_new_tokens: int = 128
+    seed: int = 0
+    repeats: int = 1
+    baseline: bool = True
+    workers: int = 1
+    source_file: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def uses_cuda(self) -> bool:
+        specs = list(self.models) + [d.config.draft for d in self.drafters if d.config.draft]
+        return any(s.device.startswith("cuda") for s in specs)
+
+
+_TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
+        "workload", "mixtures", "drafters", "sampling", "options"}  # fmt: skip
+_WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
+_MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep"}
+_OPTIONS = {"device", "dtype", "baseline", "workers"}
+_MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
+_POLICY = {"kind", "threshold"}
+_SAMPLING = {"temperature", "top_p"}
+_DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers", "k"}
+
+
+class _Reader:
+    """Typed access to a TOML table, raising StudyError with the file and key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def error(self, key: str, message: str) -> StudyError:
+        return StudyError(f"{self.file}: {key}: {message}")
+
+    def check_keys(self, table: Mapping[str, Any], known: set[str], where: str) -> None:
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise self.error(
+                f"{where}{unknown[0]}",
+                f"unknown key; known keys{' of ' + where.rstrip('.') if where else ''}: "
+                f"{', '.join(sorted(known))}",
+            )
+
+    def get(
+        self,
+        table: Mapping[str, Any],
+        key: str,
+        kind: type | tuple[type, ...],
+        default: T,
+        where: str = "",
+    ) -> T:
+        if key not in table:
+            return default
+        value = table[key]
+        ok = isinstance(value, kind) and not (
+            isinstance(value, bool) and kind in (int, float, (int, float))
+        )
+        if not ok:
+            names = (
+                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            )
+            raise self.error(f"{where}{key}", f"expected {names}, got {value!r}")
+        return value  # type: ignore[return-value]
+
+    def table(self, table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        return self.get(table, key, dict, {})
+
+    def build(self, key: str, make: Callable[[], T]) -> T:
+        """Run a config constructor, turning its ConfigError into a StudyError at ``key``."""
+        try:
+            return make()
+        except (ConfigError, WorkloadError, MixtureError, TypeError) as err:
+            raise self.error(key, str(err)) from err
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+
+
+def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
+    """A :class:`Study` from parsed TOML (``file`` names it in error messages)."""
+    r = _Reader(file)
+    r.check_keys(data, _TOP, "")
+    options = r.table(data, "options")
+    r.check_keys(options, _OPTIONS, "options.")
+    device = r.get(options, "device", str, "auto", "options.")
+    dtype = r.get(options, "dtype", str, "auto", "options.")
+
+    def model_spec(value: Any, key: str) -> ModelSpec:
+        if isinstance(value, str):
+            return r.build(key, lambda: ModelSpec(name=value, device=device, dtype=dtype))
+        if isinstance(value, dict):
+            r.check_keys(value, _MODEL, f"{key}.")
+            if "name" not in value:
+                raise r.error(f"{key}.name", "missing: name the model")
+            merged = {"device": device, "dtype": dtype, **value}
+            return r.build(key, lambda: ModelSpec(**merged))
+        raise r.error(key, f"expected a model name or a table, got {value!r}")
+
+    models_raw = r.get(data, "models", list, [])
+    if not models_raw:
+        raise r.error(
+            "models", 'missing: list at least one target model, e.g. models = ["smollm2-135m"]'
+        )
+    models = tuple(model_spec(v, f"models[{i}]") for i, v in enumerate(models_raw))
+
+    drafters = []
+    for i, d in enumerate(r.get(data, "drafters", list, [])):
+        key = f"drafters[{i}]"
+        if not isinstance(d, dict):
+            raise r.error(key, 'expected a table: [[drafters]] kind = "prompt-lookup"')
+        r.check_keys(d, _DRAFTER, f"{key}.")
+        kind = r.get(d, "kind", str, "", f"{key}.")
+        if not kind or kind == "none":
+            raise r.error(
+                f"{key}.kind",
+                "name a drafter kind (model, prompt-lookup, layer-skip); "
+                "the baseline runs by itself (options.baseline)",
+            )
+        opts = {k: v for k, v in d.items() if k not in ("name", "k")}
+        if "draft" in opts:
+            opts["draft"] = model_spec(opts["draft"], f"{key}.draft")
+        if "layers" in opts:
+            opts["layers"] = tuple(r.get(d, "layers", list, [], f"{key}."))
+        ks = d.get("k")
+        own_k = None if ks is None else tuple(_int_list(r, ks, f"{key}.k"))
+        drafters.append(NamedDrafter(
+            name=_slug(r.get(d, "name", str, kind, f"{key}.")),
+            config=r.build(key, lambda opts=opts: DrafterConfig(**opts)),
+            k=own_k,
+        ))  # fmt: skip
+    names = [d.name for d in drafters]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise r.error(
+            "drafters", f'two drafters are named {dup[0]!r}: give each a distinct name = "..."'
+        )
+
+    policies = []
+    for i, p in enumerate(r.get(data, "policies", list, ["constant"])):
+        key = f"policies[{i}]"
+        if isinstance(p, str):
+            p = {"kind": p}
+        if not isinstance(p, dict):
+            raise r.error(key, f"expected a policy name or a table, got {p!r}")
+        r.check_keys(p, _POLICY, f"{key}.")
+        policies.append(r.build(key, lambda p=p: PolicyConfig(**p)))
+    k = tuple(_int_list(r, data.get("k", [5]), "k"))
+    for value in k + tuple(x for d in drafters for x in d.k or ()):
+        if value < 1:
+            raise r.error("k", f"draft lengths must be >= 1 (got {value})")
+
+    sampling_raw = data.get("sampling", {})
+    sampling_tables = sampling_raw if isinstance(sampling_raw, list) else [sampling_raw]
+    sampling = []
+    for i, s in enumerate(sampling_tables):
+        key = "sampling" if not isinstance(sampling_raw, list) else f"sampling[{i}]"
+        if not isinstance(s, dict):
+            raise r.error(key, "expected a table with temperature and top_p")
+        r.check_keys(s, _SAMPLING, f"{key}.")
+        sampling.append(r.build(key, lambda s=s: SamplingConfig(**s)))
+
+    wl = r.table(data, "workload")
+    r.check_keys(wl, _WORKLOAD, "workload.")
+    mapping = None
+    if "mapping" in wl:
+        mapping = r.build(
+            "workload.mapping", lambda: ColumnMapping.from_dict(r.table(wl, "mapping"))
+        )
+    cats = wl.get("categories")
+    workload = WorkloadSpec(
+        source=r.get(wl, "source", str, "builtin", "workload."),
+        mapping=mapping,
+        categorize=r.get(wl, "categorize", bool, False, "workload."),
+        categories=None if cats is None else tuple(_str_list(r, cats, "workload.categories")),
+        per_category=_positive(
+            r, r.get(wl, "per_category", int, 2, "workload."), "workload.per_category"
+        ),
+    )
+
+    mx = r.table(data, "mixtures")
+    r.check_keys(mx, _MIXTURES, "mixtures.")
+    uniform = tuple(_str_list(r, mx.get("uniform", ["interleaved"]), "mixtures.uniform"))
+    order = r.get(mx, "order", str, "interleaved", "mixtures.")
+    for o, key in [(o, "mixtures.uniform") for o in uniform] + [(order, "mixtures.order")]:
+        if o not in ORDERS:
+            raise r.error(key, f"order {o!r} is not one of {', '.join(ORDERS)}")
+    custom = []
+    for name, weights in r.table(mx, "custom").items():
+        if not isinstance(weights, str):
+            raise r.error(f"mixtures.custom.{name}", 'write weights as "coding=0.5,writing=0.5"')
+        parsed = r.build(f"mixtures.custom.{name}", lambda w=weights: parse_weights(w))
+        custom.append((_slug(name), tuple(parsed.items())))
+    sweep = r.table(mx, "sweep")
+    r.check_keys(sweep, {"task", "steps"}, "mixtures.sweep.")
+    if sweep and "task" not in sweep:
+        raise r.error("mixtures.sweep.task", "missing: name the task the sweep starts from")
+    size = mx.get("size")
+    mixtures = MixtureSpec(
+        single=r.get(mx, "single", bool, True, "mixtures."),
+        uniform=uniform,
+        size=None
+        if size is None
+        else _positive(r, r.get(mx, "size", int, 1, "mixtures."), "mixtures.size"),
+        order=order,
+        custom=tuple(custom),
+        sweep_task=sweep.get("task"),
+        sweep_steps=tuple(
+            float(x)
+            for x in _num_list(r, sweep.get("steps", [0.0, 0.5, 1.0]), "mixtures.sweep.steps")
+        ),
+    )
+    baseline = r.get(options, "baseline", bool, True, "options.")
+    if not drafters and not baseline:
+        raise r.error("drafters", "no drafters and options.baseline = false: nothing to run")
+
+    return Study(
+        name=_slug(r.get(data, "name", str, Path(file).stem, "")),
+        models=models,
+        drafters=tuple(drafters),
+        policies=tuple(policies),
+        k=k,
+        sampling=tuple(sampling),
+        workload=workload,
+        mixtures=mixtures,
+        max_new_tokens=_positive(r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens"),
+        seed=r.get(data, "seed", int, 0),
+        repeats=_positive(r, r.get(data, "repeats", int, 1), "repeats"),
+        baseline=baseline,
+        workers=_positive(r, r.get(options, "workers", int, 1, "options."), "options.workers"),
+        source_file=file,
+        raw=dict(data),
+    )
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study file."""
+    file = Path(path)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise StudyError(f"{file}: no such study file") from err
+    except tomllib.TOMLDecodeError as err:
+        raise StudyError(f"{file}: not valid TOML ({err})") from err
+    return parse_study(data, str(file))
+
+
+def _positive(r: _Reader, value: int, key: str) -> int:
+    if value < 1:
+        raise r.error(key, f"must be >= 1 (got {value})")
+    return value
+
+
+def _int_list(r: _Reader, value: Any, key: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value]
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    ):
+        return list(value)
+    raise r.error(key, f"expected an integer or a non-empty list of integers, got {value!r}")
+
+
+def _num_list(r: _Reader, value: Any, key: str) -> list[float]:
+    if (
+        isinstance(value, list)
+        and value
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    ):
+        return [float(v) for v in value]
+    raise r.error(key, f"expected a non-empty list of numbers, got {value!r}")
+
+
+def _str_list(r: _Reader, value: Any, key: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise r.error(key, f"expected a string or a list of strings, got {value!r}")

@@ -1,0 +1,260 @@
+"""From a study to its conditions and its units of work, and the deterministic shard slices.
+
+A *condition* is one run configuration over one mixture's stream: a target, a drafter (or the
+autoregressive baseline), a policy and k, a sampling setting and a mixture. A *unit* is a
+condition at one repeat: the smallest piece of work, run whole because its stream order carries
+adaptive-policy state (a persistent heuristic's k at request 7 depends on requests 0-6). Each unit
+writes its own run directory, so units are independent: they can run in any order, on any
+machine, and be resumed one by one.
+
+Sharding: the units are listed in a fixed order (conditions in study-file order, then repeats);
+shard ``i/n`` takes every unit whose position ``p`` satisfies ``p % n == i - 1``. Shards are
+disjoint and together cover every unit, so shards 1/n..n/n run exactly the requests of an
+unsharded study, and reading every shard's output directory merges them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from specviz.config import ConfigError, DrafterConfig, PolicyConfig, RunConfig, SamplingConfig
+from specviz.runner import Request
+from specviz.study.spec import Study, StudyError, _slug
+from specviz.workloads.loaders import load_prompts
+from specviz.workloads.mixtures import (
+    Mixture,
+    MixtureError,
+    build_stream,
+    categories_of,
+    custom,
+    single_task,
+    sweep,
+    uniform,
+)
+from specviz.workloads.prompt import Prompt
+
+BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One configuration over one mixture."""
+
+    id: str
+    config: RunConfig
+    mixture: Mixture
+    drafter_name: str  # the study's name for the drafter, or "baseline"
+
+    @property
+    def baseline(self) -> bool:
+        return self.config.drafter.kind == "none"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A condition at one repeat, with its requests and run directory (relative to the study)."""
+
+    condition_id: str
+    repeat: int
+    config: RunConfig
+    requests: tuple[Request, ...]
+    run_dir: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.condition_id}--r{self.repeat}"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A combination the study file asks for that cannot run, and why."""
+
+    description: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a study will run."""
+
+    prompts: tuple[Prompt, ...]
+    mixtures: tuple[Mixture, ...]
+    conditions: tuple[Condition, ...]
+    units: tuple[Unit, ...]
+    skipped: tuple[Skipped, ...]
+
+
+def study_prompts(study: Study) -> list[Prompt]:
+    """The study's prompts, restricted to its categories (in the file's order)."""
+    try:
+        prompts = load_prompts(
+            study.workload.source, study.workload.mapping, categorize=study.workload.categorize
+        )
+    except ValueError as err:
+        raise StudyError(f"{study.source_file}: workload.source: {err}") from err
+    wanted = study.workload.categories
+    if wanted is None:
+        return prompts
+    known = categories_of(prompts)
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        raise StudyError(
+            f"{study.source_file}: workload.categories: unknown {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(known)}"
+        )
+    return sorted(
+        (p for p in prompts if p.category in wanted), key=lambda p: wanted.index(p.category)
+    )
+
+
+def study_mixtures(study: Study, prompts: Sequence[Prompt]) -> list[Mixture]:
+    """Single-task, uniform, custom and sweep mixtures, in that order."""
+    cats = categories_of(prompts)
+    n = study.workload.per_category
+    spec = study.mixtures
+    size = spec.size or n * len(cats)
+    mixtures: list[Mixture] = []
+    if spec.single:
+        mixtures += [single_task(c, n, seed=study.seed) for c in cats]
+    mixtures += [uniform(cats, size, order=o, seed=study.seed) for o in spec.uniform]
+    mixtures += [
+        custom(name, dict(weights), size, order=spec.order, seed=study.seed)
+        for name, weights in spec.custom
+    ]
+    if spec.sweep_task is not None:
+        try:
+            mixtures += sweep(
+                spec.sweep_task, cats, spec.sweep_steps, size, order=spec.order, seed=study.seed
+            )
+        except MixtureError as err:
+            raise StudyError(f"{study.source_file}: mixtures.sweep: {err}") from err
+    names = [m.name for m in mixtures]
+    dup = sorted({x for x in names if names.count(x) > 1})
+    if dup:
+        raise StudyError(f"{study.source_file}: mixtures: two mixtures are named {dup[0]!r}")
+    if not mixtures:
+        raise StudyError(
+            f"{study.source_file}: mixtures: no mixture selected (single = false and no others)"
+        )
+    return mixtures
+
+
+def _sampling_label(s: SamplingConfig) -> str:
+    return "greedy" if s.greedy else f"t{s.temperature:g}-p{s.top_p:g}"
+
+
+def _model_label(name: str) -> str:
+    return _slug(Path(name).name if "/" in name and Path(name).exists() else name.replace("/", "_"))
+
+
+def study_conditions(
+    study: Study, mixtures: Sequence[Mixture]
+) -> tuple[list[Condition], list[Skipped]]:
+    """Every condition, baseline first within each (target, sampling, mixture)."""
+    conditions: list[Condition] = []
+    skipped: list[Skipped] = []
+    for target in study.models:
+        for sampling in study.sampling:
+            for mixture in mixtures:
+                prefix = f"{_model_label(target.name)}--{mixture.name}"
+                suffix = _sampling_label(sampling)
+                if study.baseline:
+                    config = RunConfig(
+                        target=target,
+                        drafter=DrafterConfig(),
+                        sampling=sampling,
+                        max_new_tokens=study.max_new_tokens,
+                        seed=study.seed,
+                    )
+                    conditions.append(
+                        Condition(f"{prefix}--{BASELINE}--{suffix}", config, mixture, BASELINE)
+                    )
+                for drafter in study.drafters:
+                    for policy in study.policies:
+                        for k in drafter.k or study.k:
+                            label = f"{drafter.name}/{policy.kind}/k{k}"
+                            try:
+                                config = RunConfig(
+                                    target=target,
+                                    drafter=drafter.config,
+                                    policy=PolicyConfig(
+                                        kind=policy.kind, k=k, threshold=policy.threshold
+                                    ),
+                                    sampling=sampling,
+                                    max_new_tokens=study.max_new_tokens,
+                                    seed=study.seed,
+                                )
+                            except ConfigError as err:
+                                if mixture is mixtures[0]:
+                                    skipped.append(Skipped(label, str(err)))
+                                continue
+                            cid = f"{prefix}--{drafter.name}--{policy.kind}-k{k}--{suffix}"
+                            conditions.append(Condition(cid, config, mixture, drafter.name))
+    ids = [c.id for c in conditions]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise StudyError(
+            f"{study.source_file}: two conditions share the id {dup!r}: name them apart"
+        )
+    return conditions, skipped
+
+
+def run_dir_name(condition_id: str, repeat: int, repeats: int) -> str:
+    """``runs/<condition-id>``; with several repeats ``runs/<condition-id>--r<repeat>``."""
+    return f"runs/{condition_id}" if repeats == 1 else f"runs/{condition_id}--r{repeat}"
+
+
+def plan_study(study: Study) -> Plan:
+    """Load the prompts and expand the study into conditions and units (nothing runs)."""
+    prompts = study_prompts(study)
+    mixtures = study_mixtures(study, prompts)
+    conditions, skipped = study_conditions(study, mixtures)
+    streams = {}
+    units = []
+    for condition in conditions:
+        for repeat in range(study.repeats):
+            key = (condition.mixture.name, repeat)
+            if key not in streams:
+                try:
+                    streams[key] = tuple(build_stream(condition.mixture, prompts, repeat=repeat))
+                except MixtureError as err:
+                    raise StudyError(f"{study.source_file}: mixtures: {err}") from err
+            units.append(
+                Unit(
+                    condition_id=condition.id,
+                    repeat=repeat,
+                    config=condition.config,
+                    requests=streams[key],
+                    run_dir=run_dir_name(condition.id, repeat, study.repeats),
+                )
+            )
+    if not units:
+        reasons = "; ".join(f"{s.description}: {s.reason}" for s in skipped)
+        raise StudyError(
+            f"{study.source_file}: no condition can run ({reasons or 'nothing listed'})"
+        )
+    return Plan(tuple(prompts), tuple(mixtures), tuple(conditions), tuple(units), tuple(skipped))
+
+
+def shard_units(units: Sequence[Unit], shard: tuple[int, int] | None) -> list[Unit]:
+    """The units of shard ``(i, n)`` (1-based ``i``); all units when ``shard`` is None."""
+    if shard is None:
+        return list(units)
+    i, n = shard
+    if not 1 <= i <= n:
+        raise StudyError(f"shard {i}/{n}: write i/n with 1 <= i <= n, e.g. --shard 1/2")
+    return [u for p, u in enumerate(units) if p % n == i - 1]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"1/2"`` -> ``(1, 2)``."""
+    left, sep, right = text.partition("/")
+    try:
+        i, n = int(left), int(right)
+    except ValueError:
+        i = n = 0
+    if not sep or not 1 <= i <= n:
+        raise StudyError(f"shard {text!r}: write i/n with 1 <= i <= n, e.g. --shard 1/2")
+    return i, n
