@@ -19,7 +19,9 @@ from specviz.metrics import (
 from specviz.metrics.synthetic import Labels, Round, events_from_rounds, prefill, synthetic_events
 
 SPEC = Labels(run_id="spec", request_id="s", drafter="model")
-BASE = Labels(run_id="base", request_id="b", drafter="none")
+BASE = Labels(
+    run_id="base", request_id="b", drafter="none", policy="none"
+)  # as the runner labels it
 
 
 def hand_events() -> pl.DataFrame:
@@ -74,7 +76,11 @@ def test_predicted_curve_uses_the_formula_at_every_k():
 
 def test_best_k_predicted_and_measured_on_iid_synthetic_runs():
     runs = [synthetic_events(120_000, k=k, run_id=f"k{k}", seed=k) for k in (1, 3, 6)]
-    runs.append(synthetic_events(20_000, k=0, drafter="none", run_id="base"))
+    runs.append(
+        synthetic_events(20_000, k=0, drafter="none", run_id="base").with_columns(
+            pl.lit("none").alias("policy")
+        )
+    )
     events = pl.concat(runs)
     out = best_k(events, "category", ks=range(1, 9))
     curve = predicted_speedup_curve(events, "category", ks=range(1, 9))

@@ -335,7 +335,9 @@ def best_k(
             pl.col("predicted_speedup").first(),
         )
     )
-    lazy = events_frame(events, ["policy", "drafter"]).filter(pl.col("policy") == policy)
+    lazy = events_frame(events, ["policy", "drafter"]).filter(
+        (pl.col("policy") == policy) | (pl.col("drafter") == BASELINE)
+    )
     measured = theory_vs_measured(lazy, [*by_full, "k"])
     measured = (
         measured.sort(
