@@ -1,0 +1,104 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (specviz)
+#     language: python
+#     name: specviz
+# ---
+
+# %% [markdown]
+# # Acceptance and speed by task
+#
+# Acceptance rate, per-position acceptance, mean accepted length, tokens per second and speedup
+# over the autoregressive baseline, for every task category and method (drafter, k-policy, k).
+# Every number comes from `specviz.metrics`; the formulas are in `docs/metrics.md`.
+
+# %% tags=["parameters"]
+source = "results/default"  # a run or study directory
+categories = []  # task categories to keep; empty: all
+n_boot = 1000  # bootstrap resamples for the intervals
+
+# %%
+from specviz.metrics import metric_intervals, per_position, request_summary, speedup, summary
+from specviz.plots import metric_by_category, per_position_curves
+from specviz.report import enable_charts, load_runs, publish, with_intervals
+
+enable_charts()
+
+# %%
+data = load_runs(source, categories)
+by = ["category", "method"]
+table = summary(data.events, by=by)
+intervals = metric_intervals(
+    data.events, by=by, metrics=["acceptance_rate", "mean_accepted_length"], n_boot=n_boot
+)
+table = with_intervals(table, intervals, by)
+publish("acceptance.summary", table.to_dicts())
+
+# %% [markdown]
+# ## Acceptance rate
+# Accepted drafted tokens over drafted tokens (vLLM's draft acceptance rate). It depends on k:
+# drafts after the first rejection count as not accepted.
+
+# %%
+metric_by_category(
+    table.filter(table["drafted"] > 0),
+    "acceptance_rate",
+    ci=("acceptance_rate_low", "acceptance_rate_high"),
+)
+
+# %% [markdown]
+# ## Acceptance by draft position
+# Accepted over drafts that reached the position (all earlier drafts accepted): comparable
+# across k. The dropdown picks a category.
+
+# %%
+positions = per_position(data.events, by=by)
+publish("acceptance.per_position", positions.to_dicts())
+per_position_curves(positions)
+
+# %% [markdown]
+# ## Mean accepted length
+# Tokens emitted per verify step, the correction or bonus token included: plain decoding
+# scores 1.00 (Spec-Bench's "#mean accepted tokens").
+
+# %%
+metric_by_category(
+    table,
+    "mean_accepted_length",
+    ci=("mean_accepted_length_low", "mean_accepted_length_high"),
+    reference=1.0,
+)
+
+# %% [markdown]
+# ## Tokens per second and speedup
+# Wall-clock tokens per second from the request table, and the speedup over the baseline on
+# the same prompts (ratio of total throughputs, bootstrap interval over requests).
+
+# %%
+throughput = request_summary(data.requests, by=by)
+publish("acceptance.throughput", throughput.to_dicts())
+metric_by_category(throughput, "tokens_per_s")
+
+# %%
+speedups = speedup(data.requests, by=by, n_boot=n_boot)
+publish("acceptance.speedup", speedups.to_dicts())
+metric_by_category(
+    speedups.rename({"speedup_total": "speedup"}),
+    "speedup",
+    ci=("speedup_total_low", "speedup_total_high"),
+    reference=1.0,
+)
+
+# %% [markdown]
+# ## The numbers
+
+# %%
+table.select(
+    "category", "method", "requests", "drafted", "accepted", "acceptance_rate", "alpha",
+    "mean_accepted_length", "tokens_per_s",
+)

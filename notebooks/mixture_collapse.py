@@ -1,0 +1,117 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python (specviz)
+#     language: python
+#     name: specviz
+# ---
+
+# %% [markdown]
+# # Single-task vs multitask: where the speed goes
+#
+# The same prompts served as single-task streams and as multitask mixtures: throughput and
+# acceptance side by side, the sweep from one task to the uniform mix, the decomposition of the
+# multitask stream's extra time, the draft length k across task switches, and the speedup that
+# Leviathan et al.'s model predicts against the one measured.
+
+# %% tags=["parameters"]
+source = "results/default"  # a run or study directory
+categories = []  # task categories to keep; empty: all
+n_boot = 1000  # bootstrap resamples for the intervals
+trajectory_run = ""  # run_id for the k trajectory; empty: the first multitask run with a drafter
+
+# %%
+from specviz.metrics import (
+    degradation,
+    label_streams,
+    predicted_speedup_curve,
+    request_summary,
+    speedup,
+    theory_vs_measured,
+)
+from specviz.plots import (
+    degradation_parts,
+    k_trajectory,
+    mixture_sweep,
+    predicted_speedup_by_k,
+    single_vs_multitask,
+    task_share,
+    theory_vs_measurement,
+)
+from specviz.report import enable_charts, load_runs, publish, stream_labels, trajectory_run_id
+
+enable_charts()
+
+# %%
+data = load_runs(source, categories)
+requests = stream_labels(label_streams(data.requests).collect())
+publish(
+    "report.data",
+    {
+        "runs": len(data.run_dirs),
+        "requests": data.requests.height,
+        "categories": list(data.categories),
+        "methods": list(data.methods),
+    },
+)
+
+# %% [markdown]
+# ## Throughput and acceptance, single-task vs multitask
+# Wall-clock tokens per second and acceptance from the request table, pooled over each kind
+# of stream (a stream is single-task when all its requests share one category).
+
+# %%
+streams = request_summary(requests, by=["method", "stream"])
+publish("collapse.streams", streams.to_dicts())
+single_vs_multitask(streams, "tokens_per_s")
+
+# %%
+single_vs_multitask(streams.filter(streams["acceptance_rate"].is_not_null()), "acceptance_rate")
+
+# %% [markdown]
+# ## From one task to the uniform mix
+# Speedup over the baseline of every mixture, against the share of its largest task
+# (1.0: a single task; 1/n: the uniform mix of n tasks).
+
+# %%
+by_mixture = speedup(requests, by=["mixture", "method"], n_boot=n_boot)
+sweep = by_mixture.join(task_share(data.requests), on="mixture", how="left")
+publish("collapse.sweep", sweep.to_dicts())
+mixture_sweep(sweep, "speedup_total")
+
+# %% [markdown]
+# ## Why the multitask stream is slower
+# The multitask stream's extra seconds against the single-task runs of the same method, split
+# into composition, k mismatch, carry-over and residual (definitions in `docs/metrics.md`).
+
+# %%
+parts = stream_labels(degradation(requests, n_boot=n_boot))
+publish("collapse.degradation", parts.to_dicts())
+degradation_parts(parts) if parts.height else "No multitask stream has single-task counterparts."
+
+# %% [markdown]
+# ## The draft length k across task switches
+# Per request (top, drag to select) and per verify round (bottom). A policy whose state
+# persists across requests carries the k it learned on one task into the next.
+
+# %%
+run_id = trajectory_run or trajectory_run_id(requests)
+k_trajectory(data.events.filter(data.events["run_id"] == run_id)) if run_id else "No run drafts."
+
+# %% [markdown]
+# ## Theory vs measurement
+# The decode speedup predicted from each group's measured alpha, draft cost and verify cost
+# against the one measured; then the prediction at every k, with a slider.
+
+# %%
+theory = stream_labels(theory_vs_measured(data.events, by=["drafter", "policy", "k", "category"]))
+publish("collapse.theory", theory.to_dicts())
+theory_vs_measurement(theory)
+
+# %%
+curve = predicted_speedup_curve(data.events, by=["drafter", "category"], ks=range(1, 11))
+predicted_speedup_by_k(curve, measured_k=sorted(set(data.requests["k"].to_list()) - {0}))

@@ -1,0 +1,7 @@
+"""The report's bad-input error."""
+
+from __future__ import annotations
+
+
+class ReportError(ValueError):
+    """A report cannot be built from this input; the message names the problem and the fix."""
