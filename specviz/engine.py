@@ -165,17 +165,19 @@ class Decoder:
 
         index = first_round + 1
         while finish is None:
-            k = self._draft_length(len(generated), len(context))
+            asked = self.policy.next_k() if self.drafter is not None else 0
+            k = self._draft_budget(asked, len(generated), len(context))
             proposal = Proposal(context.new_empty(0))
             if k > 0:
                 assert self.drafter is not None
                 proposal = self.drafter.propose(context, k, self.policy.min_confidence)
                 yield Drafted(proposal, k)
-            round_ = self._verify(turn, index, k, context, proposal)
+            round_ = self._verify(turn, index, asked, context, proposal)
             if k > 0:
                 assert self.drafter is not None
                 self.drafter.feedback(round_.n_accepted)
-                self.policy.update(k, len(proposal), round_.n_accepted)
+            if asked > 0:  # every verify round of a drafter, as recorded in the event log
+                self.policy.update(asked, len(proposal), round_.n_accepted)
             new = list(round_.target)
             kept = self._emitted(generated, new, len(context))
             generated += new[:kept]
@@ -186,14 +188,12 @@ class Decoder:
         text = self.target.tokenizer.decode(generated, skip_special_tokens=True)
         yield TurnEnd(turn, len(prompt_ids), tuple(generated), text, finish)
 
-    def _draft_length(self, n_generated: int, n_context: int) -> int:
+    def _draft_budget(self, asked: int, n_generated: int, n_context: int) -> int:
         """The policy's k, capped so a round never passes the token budget or the window."""
-        if self.drafter is None:
-            return 0
         room = self.max_new_tokens - n_generated - 1
         if self.window is not None:
             room = min(room, self.window - n_context - 1)
-        return max(0, min(self.policy.next_k(), room))
+        return max(0, min(asked, room))
 
     def _verify(
         self, turn: int, index: int, k: int, context: torch.Tensor, proposal: Proposal

@@ -60,7 +60,7 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "position": (pl.Int16(), "0-based slot in the round's draft (correction/bonus: #accepted)."),
     "k": (
         pl.Int16(),
-        "Draft length the policy asked for in this round (0 for prefill/no drafter).",
+        "Draft length the policy asked for in this round (0 for prefill/no drafter); the drafter is asked for at most the tokens left in the budget.",
     ),
     "n_drafted": (pl.Int16(), "Tokens the drafter actually proposed in this round (<= k)."),
     "kind": (pl.String(), "draft | correction | bonus."),

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from specviz.errors import SpecvizError
 from specviz.workloads.prompt import Prompt
 
 UNCATEGORIZED = "uncategorized"
 BUILTIN = "builtin"
 
 
-class WorkloadError(ValueError):
+class WorkloadError(SpecvizError):
     """A prompt source cannot be read; the message names the file and line or row."""
 
 

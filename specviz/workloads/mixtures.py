@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from specviz.errors import SpecvizError
 from specviz.workloads.prompt import Prompt
 
 if TYPE_CHECKING:  # the runner imports torch; building a stream does not need it
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # the runner imports torch; building a stream does not need i
 ORDERS = ("blocked", "interleaved")
 
 
-class MixtureError(ValueError):
+class MixtureError(SpecvizError):
     """A mixture is invalid: unknown category, bad weights, size or order."""
 
 

@@ -1,0 +1,247 @@
+"""The run directory: events agree with request counters, resume is exact, bad input is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+
+from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.runlog import RunDirError, scan_events, scan_requests
+from specviz.runner import Request, run
+from specviz.workloads import builtin_prompts
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specviz", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+    )
+
+
+def requests(n: int) -> list[Request]:
+    return [Request(i, p, "builtin") for i, p in enumerate(builtin_prompts()[:n])]
+
+
+def test_events_agree_with_request_counters(tiny_model_dir, tmp_path):
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)),
+        DrafterConfig("prompt-lookup"),
+        PolicyConfig("heuristic", 2),
+        max_new_tokens=24,
+    )
+    summary = run(config, requests(4), tmp_path / "run", progress=False)
+    events = scan_events(tmp_path / "run").collect()
+    reqs = scan_requests(tmp_path / "run").collect()
+    per_request = events.group_by("request_id").agg(
+        pl.col("emitted").sum().alias("emitted"),
+        pl.col("round").n_unique().alias("rounds"),
+        (pl.col("kind") == "draft").sum().alias("drafted"),
+        pl.col("accepted").sum().alias("accepted"),
+    )
+    joined = reqs.join(per_request, on="request_id")
+    assert joined["emitted"].to_list() == joined["new_tokens"].to_list()
+    assert (joined["rounds"] == joined["rounds_right"]).all()
+    assert (joined["drafted"] == joined["drafted_right"]).all()
+    assert (joined["accepted"] == joined["accepted_right"]).all()
+    assert reqs["new_tokens"].sum() == summary.new_tokens
+    # one correction-or-bonus row per round; the prefill round of each turn drafts nothing
+    assert events.filter(pl.col("kind") != "draft").height == reqs["rounds"].sum()
+    assert events.filter(pl.col("prefill"))["n_drafted"].max() == 0
+    # k is recorded for every round of the heuristic policy
+    assert events.filter(~pl.col("prefill"))["k"].min() >= 1
+    meta = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert meta["complete"] and meta["config"]["policy"]["kind"] == "heuristic"
+    assert {"versions", "hardware", "models", "git_commit", "seed"} <= meta.keys()
+
+
+def test_killed_run_resumes_with_every_request_recorded_once(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--target",
+        str(tiny_model_dir),
+        "--drafter",
+        "prompt-lookup",
+        "--limit",
+        "12",
+        "--max-new-tokens",
+        "40",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specviz", *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((out / "parts").glob("requests-*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "parts").glob("requests-*.parquet")))
+    assert 2 <= done_before < 12  # killed mid-run
+    result = cli(*args, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert f"({done_before} already done)" in result.stdout
+    reqs = pl.read_parquet(out / "requests.parquet")
+    assert sorted(reqs["request_index"].to_list()) == list(range(12))
+    events = pl.read_parquet(out / "events.parquet")
+    assert events.select(
+        pl.struct("request_id", "round", "position", "kind").is_unique().all()
+    ).item()
+    assert set(events["request_id"]) == set(reqs["request_id"])
+    assert not list((out / "parts").glob("*.parquet"))
+
+
+def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path):
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)),
+        DrafterConfig("prompt-lookup"),
+        PolicyConfig("heuristic", 1),
+        max_new_tokens=20,
+    )
+    run(config, requests(5), tmp_path / "whole", progress=False)
+    partial = tmp_path / "partial"
+    run(config, requests(5), partial, progress=False)
+    # drop the last three requests as if the run had been killed, then resume
+    reqs = pl.read_parquet(partial / "requests.parquet")
+    ev = pl.read_parquet(partial / "events.parquet")
+    keep = reqs.filter(pl.col("request_index") < 2)["request_id"].to_list()
+    reqs.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "requests.parquet")
+    ev.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "events.parquet")
+    run(config, requests(5), partial, resume=True, progress=False)
+    whole_ev = pl.read_parquet(tmp_path / "whole" / "events.parquet")
+    part_ev = pl.read_parquet(partial / "events.parquet")
+    cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
+    assert whole_ev.select(cols).equals(
+        part_ev.select(cols)
+    )  # the heuristic's k carried over exactly
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--k", "0"], "k must be >= 1"),
+        (["--drafter", "bogus"], "drafter 'bogus' is not one of"),
+        (["--drafter", "model"], "needs a draft model"),
+        (["--drafter", "layer-skip", "--layers", "1,2"], "must list layer 0"),
+        (["--temperature", "-1"], "temperature must be >= 0"),
+        (["--workload", "/nonexistent/q.jsonl"], "/nonexistent/q.jsonl"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(tiny_model_dir, tmp_path, args, message):
+    result = cli("run", "--target", str(tiny_model_dir), "--out", str(tmp_path / "r"), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_model_says_it_is_not_cached(tmp_path):
+    result = cli("run", "--target", "nobody/no-such-model", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "not in the Hugging Face cache" in result.stderr and "local directory" in result.stderr
+    missing = cli("run", "--target", str(tmp_path / "missing.gguf"), "--out", str(tmp_path / "r"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in result.stderr + missing.stderr
+
+
+def test_incompatible_tokenizers_are_refused_naming_the_difference(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    other = tmp_path / "other"
+    import shutil
+
+    shutil.copytree(tiny_model_dir, other)
+    tok = AutoTokenizer.from_pretrained(other)
+    tok.add_tokens(["<extra>"])
+    tok.save_pretrained(other)
+    result = cli(
+        "run",
+        "--target",
+        str(tiny_model_dir),
+        "--drafter",
+        "model",
+        "--draft",
+        str(other),
+        "--out",
+        str(tmp_path / "r"),
+        "--limit",
+        "1",
+    )
+    assert result.returncode == 2
+    assert "vocabularies differ" in result.stderr and "1 only in the draft" in result.stderr
+
+
+def test_empty_and_too_long_prompts_are_refused(tiny_model_dir, tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"question_id": 1, "category": "writing", "turns": [" "]}) + "\n")
+    result = cli(
+        "run",
+        "--target",
+        str(tiny_model_dir),
+        "--workload",
+        str(empty),
+        "--out",
+        str(tmp_path / "r1"),
+    )
+    assert result.returncode == 2 and "empty" in result.stderr
+    long = tmp_path / "long.jsonl"
+    long.write_text(
+        json.dumps({"question_id": 2, "category": "writing", "turns": ["x" * 600]}) + "\n"
+    )
+    result = cli(
+        "run",
+        "--target",
+        str(tiny_model_dir),
+        "--workload",
+        str(long),
+        "--out",
+        str(tmp_path / "r2"),
+    )
+    assert (
+        result.returncode == 2 and "longer than the model's context window of 512" in result.stderr
+    )
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_a_run_directory_of_another_configuration_is_left_untouched(tiny_model_dir, tmp_path):
+    out = tmp_path / "r"
+    config = RunConfig(ModelSpec(str(tiny_model_dir)), max_new_tokens=8)
+    run(config, requests(1), out, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(RunDirError, match="different config"):
+        run(
+            RunConfig(ModelSpec(str(tiny_model_dir)), max_new_tokens=9),
+            requests(1),
+            out,
+            progress=False,
+        )
+    result = cli(
+        "run",
+        "--target",
+        str(tiny_model_dir),
+        "--max-new-tokens",
+        "9",
+        "--limit",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 2 and "different config" in result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
