@@ -122,7 +122,7 @@ def single_task_best_k(requests: Frame) -> pl.DataFrame:
     return (
         single.group_by([*keys, "category", "k"])
         .agg(
-            pl.len().alias("requests"),
+            pl.len().cast(pl.Int64).alias("requests"),
             pl.col("new_tokens").cast(pl.Int64).sum().alias("tokens"),
             pl.col("wall_s").sum().alias("wall_s"),
         )
@@ -183,9 +183,8 @@ def _per_request(requests: Frame) -> tuple[pl.DataFrame, pl.DataFrame]:
             (pl.col("n") * pl.col("spt_alt")).sum().alias("cost"),
         )
         .filter(~pl.col("incomplete"))
-        .sort([*stream_task, "cost", "k"])
         .group_by(stream_task)
-        .agg(pl.col("k").first().alias("k_best"))
+        .agg(pl.col("k").sort_by(["cost", "k"]).first().alias("k_best"))
     )
     multi = (
         multi.lazy()
