@@ -31,6 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from specviz.metrics import expressions as ex
+from specviz.metrics.frames import collect
 from specviz.runlog import RunDirError, atomic_write_text, is_run_dir, scan_events, scan_requests
 
 
@@ -49,10 +50,9 @@ def accept_lengths(events: pl.LazyFrame) -> pl.DataFrame:
         events.filter(~pl.col("prefill"))
         .group_by(["run_id", "request_id", "round"])
         .agg(ex.count_where(pl.col("emitted")).alias("emitted"))
-        .sort(["run_id", "request_id", "round"])
-        .group_by(["run_id", "request_id"], maintain_order=True)
-        .agg(pl.col("emitted").alias("accept_lengths"))
-        .collect()
+        .group_by(["run_id", "request_id"])
+        .agg(pl.col("emitted").sort_by("round").alias("accept_lengths"))
+        .pipe(collect)
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from specviz.metrics import expressions as ex
-from specviz.metrics.frames import Frame, events_frame, group_list, requests_frame
+from specviz.metrics.frames import Frame, collect, events_frame, group_list, requests_frame
 
 CONFIG_K = "_config_k"
 
@@ -84,8 +84,8 @@ def summary(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
     lazy = events_frame(events, [*ex.EVENT_METRIC_COLUMNS, "run_id", "request_index", *by])
     lazy, keys = _keys(lazy, by)
     if not by:
-        return lazy.select(summary_exprs()).collect()
-    return lazy.group_by(keys).agg(summary_exprs()).sort(by).collect()
+        return lazy.select(summary_exprs()).pipe(collect)
+    return lazy.group_by(keys).agg(summary_exprs()).sort(by).pipe(collect)
 
 
 def per_position(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
@@ -124,7 +124,7 @@ def per_position(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
             ex.ratio(pl.col("accepted"), pl.col("drafting_rounds")).alias("vllm_acceptance"),
         )
         .sort(names)
-        .collect()
+        .pipe(collect)
     )
 
 
@@ -151,7 +151,7 @@ def k_distribution(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
         counts.with_columns((pl.col("rounds") / total).alias("share"))
         .select([*by, "round_k", "rounds", "share", "mean_drafted"])
         .sort([*by, "round_k"])
-        .collect()
+        .pipe(collect)
     )
 
 
@@ -201,7 +201,7 @@ def request_table(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
             ex.prefill_seconds().alias("prefill_s"),
         )
         .sort([*by, *ids])
-        .collect()
+        .pipe(collect)
     )
 
 
@@ -253,5 +253,5 @@ def request_summary(requests: Frame, by: str | Sequence[str] = ()) -> pl.DataFra
         ).alias("other_share"),
     ]
     if not by:
-        return lazy.select(exprs).collect()
-    return lazy.group_by(by).agg(exprs).sort(by).collect()
+        return lazy.select(exprs).pipe(collect)
+    return lazy.group_by(by).agg(exprs).sort(by).pipe(collect)

@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from specviz.metrics import expressions as ex
-from specviz.metrics.frames import Frame, events_frame, group_list
+from specviz.metrics.frames import Frame, collect, events_frame, group_list
 from specviz.metrics.speedup import BASELINE, MissingBaselineError
 from specviz.metrics.summary import CONFIG_K, with_config_k
 
@@ -72,7 +72,7 @@ def verify_cost(events: Frame, by: str | Sequence[str] = ("target",)) -> pl.Data
         .group_by([*by, (pl.col("n_drafted").cast(pl.Int64) + 1).alias("n_verified")])
         .agg(pl.len().cast(pl.Int64).alias("rounds"), pl.col("verify_s").mean().alias("verify_s"))
         .sort([*by, "n_verified"])
-        .collect()
+        .pipe(collect)
     )
 
 
@@ -110,7 +110,7 @@ def _baseline_cost(lazy: pl.LazyFrame, by: list[str]) -> tuple[pl.DataFrame, lis
                 pl.col("emitted").cast(pl.Int64).sum(),
             ).alias("baseline_s_per_token")
         )
-        .collect()
+        .pipe(collect)
     )
     return base, keys
 
@@ -164,13 +164,13 @@ def theory_vs_measured(
                 "measured_s_per_round"
             ),
         )
-        .collect()
+        .pipe(collect)
     )
     hist = (
         method.filter(ex.is_verify_round())
         .group_by([*keys, pl.col("n_drafted").cast(pl.Int64)])
         .agg(pl.len().cast(pl.Int64).alias("rounds"), pl.col("draft_s").sum().alias("draft_sum"))
-        .collect()
+        .pipe(collect)
     )
     costs = verify_cost(lazy, "target").rename({"verify_s": "t_n", "rounds": "cost_rounds"})
     hist = (
@@ -250,7 +250,7 @@ def predicted_speedup_curve(
                 ex.draft_seconds(), pl.when(ex.is_verify_round()).then(pl.col("n_drafted")).sum()
             ).alias("draft_s_per_token"),
         )
-        .collect()
+        .pipe(collect)
     )
     base, base_keys = _baseline_cost(lazy, by)
     groups = _with_baseline(groups, base, base_keys)
