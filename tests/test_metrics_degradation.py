@@ -9,7 +9,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from specviz.metrics import MissingCounterpartError, degradation, single_task_best_k
+from specviz.metrics import (
+    MissingCounterpartError,
+    degradation,
+    degradation_parts,
+    single_task_best_k,
+)
 from specviz.metrics.synthetic import requests_from_rows
 
 SPT = {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.10, ("B", 4): 0.12}
@@ -166,3 +171,17 @@ def test_single_task_best_k_table_marks_the_fastest_k_per_task():
     best = t.filter(pl.col("best")).select("category", "k").rows()
     assert best == [("A", 4), ("B", 2)]
     assert only(t, category="A", k=4)["tokens_per_s"] == pytest.approx(12.5)
+
+
+def test_long_form_parts_keep_values_and_shares():
+    table = degradation(requests_from_rows(single_rows() + multi_rows()), n_boot=50)
+    long = degradation_parts(table)
+    assert long["part"].to_list() == [
+        "composition",
+        "k_mismatch",
+        "carry_over",
+        "residual",
+        "total",
+    ]
+    assert long["seconds"].to_list() == pytest.approx([0.0, 0.4, 0.0, 0.4, 0.8], abs=1e-12)
+    assert long["share"].to_list() == pytest.approx([0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)

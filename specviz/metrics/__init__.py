@@ -19,6 +19,7 @@ from specviz.metrics.bootstrap import (
 from specviz.metrics.degradation import (
     MissingCounterpartError,
     degradation,
+    degradation_parts,
     label_streams,
     single_task_best_k,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "bootstrap_ratio",
     "cost_at",
     "degradation",
+    "degradation_parts",
     "expected_tokens",
     "expressions",
     "k_distribution",

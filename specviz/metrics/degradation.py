@@ -340,3 +340,27 @@ def degradation(
     schema.update({"best_k": pl.String, "control": pl.String})
     schema.update({f"{p}{s}": pl.Float64 for p in PARTS for s in ("", "_low", "_high")})
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def degradation_parts(table: pl.DataFrame) -> pl.DataFrame:
+    """:func:`degradation`'s parts in long form, one row per stream and part (for charts).
+
+    Columns: target, temperature, drafter, policy, k, mixture, part (composition, k_mismatch,
+    carry_over, residual, total), seconds, low, high, share (seconds / total; null when total is 0).
+    """
+    group = [*CONFIG, "mixture"]
+    missing = [c for c in [*group, *PARTS] if c not in table.columns]
+    if missing:
+        raise ValueError(f"not a degradation() table: missing columns {', '.join(missing)}")
+    frames = [
+        table.select(
+            *group,
+            pl.lit(part).alias("part"),
+            pl.col(part).alias("seconds"),
+            pl.col(f"{part}_low").alias("low"),
+            pl.col(f"{part}_high").alias("high"),
+            pl.when(pl.col("total") != 0).then(pl.col(part) / pl.col("total")).alias("share"),
+        )
+        for part in (*PARTS[1:], PARTS[0])
+    ]
+    return pl.concat(frames)
