@@ -100,3 +100,27 @@ def test_theory_without_baseline_rounds_is_an_error():
     events = hand_events().filter(pl.col("drafter") != "none")
     with pytest.raises(MissingBaselineError, match="target=tiny"):
         theory_vs_measured(events, "drafter")
+
+
+def test_rounds_without_drafts_are_predicted_at_one_token():
+    # prompt lookup without a match drafts nothing: E = 1 for those rounds
+    spec = [prefill(0.3), Round(0, 0, verify_s=0.05), Round(2, 2, draft_s=0.02, verify_s=0.1)]
+    spec += [Round(2, 1, draft_s=0.02, verify_s=0.1)]
+    base = [prefill(0.3)] + [Round(verify_s=0.05) for _ in range(4)]
+    events = pl.concat([events_from_rounds(spec, SPEC), events_from_rounds(base, BASE)])
+    r = theory_vs_measured(events, "drafter").row(0, named=True)
+    alpha = 3 / 4  # verified 2 + 2, accepted 2 + 1
+    assert r["alpha"] == pytest.approx(alpha)
+    assert r["predicted_tokens_per_round"] == pytest.approx((1 + 2 * expected_tokens(alpha, 2)) / 3)
+    assert r["predicted_s_per_round"] == pytest.approx((0.05 + 2 * 0.12) / 3)
+
+
+def test_a_drafter_that_never_drafted_is_predicted_as_plain_decoding():
+    spec = [prefill(0.3)] + [Round(0, 0, verify_s=0.05) for _ in range(3)]
+    base = [prefill(0.3)] + [Round(verify_s=0.05) for _ in range(3)]
+    events = pl.concat([events_from_rounds(spec, SPEC), events_from_rounds(base, BASE)])
+    r = theory_vs_measured(events, "drafter").row(0, named=True)
+    assert r["alpha"] is None
+    assert r["predicted_tokens_per_round"] == pytest.approx(1.0)
+    assert r["predicted_speedup"] == pytest.approx(1.0)
+    assert r["measured_speedup"] == pytest.approx(1.0)

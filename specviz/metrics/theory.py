@@ -21,7 +21,8 @@ Predicted speedup of a group at the measured condition (its own mix of drafted l
 (accepted / verified drafts, the maximum-likelihood alpha of the i.i.d. model). The measured
 decode speedup is ``b / decode_s_per_token`` with decode_s_per_token = (draft + verify seconds of
 verify rounds) / tokens they emitted: both sides exclude prefill and per-round Python overhead,
-so their gap is the model's (i.i.d. acceptance, one alpha for every position).
+so their gap is the model's (i.i.d. acceptance, one alpha for every position) plus the tokens
+cut at the end of a turn (drafted past an end-of-sequence token or the token budget).
 """
 
 from __future__ import annotations
@@ -57,7 +58,13 @@ def leviathan_speedup(
 
 def _expected_tokens_expr(alpha: pl.Expr, gamma: pl.Expr) -> pl.Expr:
     g = gamma.cast(pl.Float64)
-    return pl.when(alpha >= 1.0).then(g + 1.0).otherwise((1.0 - alpha.pow(g + 1.0)) / (1.0 - alpha))
+    return (
+        pl.when(g == 0)
+        .then(1.0)  # nothing drafted: one target token, whatever alpha (null when never verified)
+        .when(alpha >= 1.0)
+        .then(g + 1.0)
+        .otherwise((1.0 - alpha.pow(g + 1.0)) / (1.0 - alpha))
+    )
 
 
 def verify_cost(events: Frame, by: str | Sequence[str] = ("target",)) -> pl.DataFrame:
