@@ -157,7 +157,7 @@ class _Cdp:
 @contextlib.contextmanager
 def _browser(chromium: str):
     with tempfile.TemporaryDirectory(prefix="specviz-chromium-") as profile:
-        env = {**os.environ, "HOME": profile}
+        env = {**os.environ, "HOME": profile, "TMPDIR": profile}
         proc = subprocess.Popen(
             [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,

@@ -263,3 +263,18 @@ def write_study(study_dir: Path, runs: list[SyntheticRun]) -> Path:
         )
     )
     return study_dir
+
+
+def isolate_jupyter(monkeypatch, home: Path) -> None:
+    """Point HOME and the Jupyter/IPython directories at ``home`` (kernels write there)."""
+    for name, sub in (
+        ("HOME", ""),
+        ("JUPYTER_DATA_DIR", "jupyter-data"),
+        ("JUPYTER_RUNTIME_DIR", "jupyter-runtime"),
+        ("IPYTHONDIR", "ipython"),
+        ("MPLCONFIGDIR", "matplotlib"),
+    ):
+        path = home / sub if sub else home
+        path.mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,0 +1,198 @@
+"""Every notebook runs under papermill; the numbers it publishes are the metrics functions'.
+
+``run_study`` runs a small real study with the tiny random models (conftest); the analysis
+notebooks then run on that study, each in its own kernel, and what they publish is compared
+with :mod:`specviz.metrics` called here on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jupytext
+import papermill
+import polars as pl
+import pytest
+from report_fixtures import isolate_jupyter
+
+from specviz.metrics import (
+    degradation,
+    label_streams,
+    per_position,
+    request_summary,
+    speedup,
+    summary,
+)
+from specviz.plots import method_label
+from specviz.report import read_published
+from specviz.report.builder import PARAMETERS_TAG, REPORT_NOTEBOOKS, default_notebooks_dir
+from specviz.report.kernel import choose_kernel
+from specviz.runlog import scan_events, scan_requests
+
+NOTEBOOKS = default_notebooks_dir()
+ALL = ("run_study", *REPORT_NOTEBOOKS)
+N_BOOT = 200
+
+
+def execute(name: str, workdir: Path, **parameters: object) -> dict:
+    kernel = choose_kernel()
+    executed = papermill.execute_notebook(
+        jupytext.read(NOTEBOOKS / f"{name}.py"),
+        str(workdir / f"{name}.ipynb"),
+        parameters=parameters,
+        kernel_name=kernel.name,
+        kernel_manager_class=kernel.manager,
+        progress_bar=False,
+        cwd=str(workdir),
+    )
+    return read_published(executed)
+
+
+def close(a: float | None, b: float | None) -> bool:
+    return (a is None and b is None) or (
+        a is not None and b is not None and abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_notebook_is_jupytext_with_one_parameters_cell(name: str) -> None:
+    nb = jupytext.read(NOTEBOOKS / f"{name}.py")
+    tagged = [c for c in nb.cells if PARAMETERS_TAG in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    assert nb.metadata["kernelspec"]["name"] == "specviz"
+
+
+@pytest.fixture(scope="module")
+def study(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """Run ``run_study`` on 2 categories x 1 prompt, single-task and uniform mixtures,
+    baseline and prompt lookup: 6 real runs of the tiny random model."""
+    root = tmp_path_factory.mktemp("nbstudy")
+    prompts = root / "questions.jsonl"
+    rows = [
+        {"question_id": f"{c}-0", "category": c, "turns": [f"{c}: repeat repeat repeat repeat"]}
+        for c in ("coding", "writing")
+    ]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study_file = root / "tiny.toml"
+    study_file.write_text(
+        "\n".join(
+            [
+                'name = "tiny"',
+                f"models = [{json.dumps(str(tiny_model_dir))}]",
+                'policies = ["constant"]',
+                "k = [3]",
+                "max_new_tokens = 12",
+                "[workload]",
+                f"source = {json.dumps(str(prompts))}",
+                "per_category = 1",
+                "[mixtures]",
+                'uniform = ["interleaved"]',
+                "[[drafters]]",
+                'kind = "prompt-lookup"',
+                "[options]",
+                'device = "cpu"',
+            ]
+        )
+        + "\n"
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_jupyter(mp, root / "home")
+        out = root / "study"
+        published = execute("run_study", root, study_file=str(study_file), out_dir=str(out))
+    return out, published
+
+
+@pytest.mark.slow
+def test_run_study_runs_every_condition(study: tuple[Path, dict]) -> None:
+    out, published = study
+    outcome = published["study.outcome"]
+    assert outcome["complete"] is True
+    assert outcome["units_run"] == outcome["units_total"] == 6
+    assert Path(outcome["out_dir"]) == out
+
+
+@pytest.fixture(scope="module")
+def tables(study: tuple[Path, dict]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    out, _ = study
+    requests = scan_requests(out).collect().with_columns(method_label())
+    methods = requests.select("run_id", "method").unique("run_id")
+    return scan_events(out).collect().join(methods, on="run_id"), requests
+
+
+@pytest.fixture(scope="module")
+def run_analysis(study: tuple[Path, dict], tmp_path_factory: pytest.TempPathFactory):
+    out, _ = study
+    home = tmp_path_factory.mktemp("nbhome")
+
+    def run(name: str) -> dict:
+        with pytest.MonkeyPatch.context() as mp:
+            isolate_jupyter(mp, home)
+            return execute(name, home, source=str(out), n_boot=N_BOOT)
+
+    return run
+
+
+@pytest.mark.slow
+def test_acceptance_by_task_publishes_the_metrics(run_analysis, tables) -> None:
+    events, requests = tables
+    published = run_analysis("acceptance_by_task")
+    by = ["category", "method"]
+    expected = summary(events, by=by)
+    got = pl.DataFrame(published["acceptance.summary"]).sort(by)
+    assert got["category"].to_list() == expected["category"].to_list()
+    for column in ("acceptance_rate", "alpha", "mean_accepted_length", "tokens_per_s", "accepted"):
+        assert all(map(close, got[column].to_list(), expected[column].to_list())), column
+    positions = per_position(events, by=by)
+    got_pos = pl.DataFrame(published["acceptance.per_position"]).sort([*by, "position"])
+    assert (
+        got_pos["conditional_acceptance"].to_list() == positions["conditional_acceptance"].to_list()
+    )
+    speed = speedup(requests, by=by, n_boot=N_BOOT)
+    got_speed = pl.DataFrame(published["acceptance.speedup"]).sort(by)
+    assert all(map(close, got_speed["speedup_total"].to_list(), speed["speedup_total"].to_list()))
+    assert all(
+        map(close, got_speed["speedup_total_low"].to_list(), speed["speedup_total_low"].to_list())
+    )
+    throughput = request_summary(requests, by=by)
+    got_tp = pl.DataFrame(published["acceptance.throughput"]).sort(by)
+    assert all(map(close, got_tp["tokens_per_s"].to_list(), throughput["tokens_per_s"].to_list()))
+
+
+@pytest.mark.slow
+def test_mixture_collapse_publishes_the_degradation(run_analysis, tables) -> None:
+    _, requests = tables
+    published = run_analysis("mixture_collapse")
+    labelled = label_streams(requests).collect()
+    expected = degradation(labelled, n_boot=N_BOOT).sort("drafter")
+    got = pl.DataFrame(published["collapse.degradation"]).sort("drafter")
+    assert got.height == expected.height >= 1
+    for column in (
+        "multitask_s",
+        "reference_s",
+        "total",
+        "composition",
+        "k_mismatch",
+        "residual",
+        "total_low",
+        "total_high",
+    ):
+        assert all(map(close, got[column].to_list(), expected[column].to_list())), column
+    streams = pl.DataFrame(published["collapse.streams"])
+    assert set(streams["stream"]) == {"single-task", "multitask"}
+    data = published["report.data"]
+    assert data["requests"] == requests.height and data["categories"] == ["coding", "writing"]
+
+
+@pytest.mark.slow
+def test_token_explorer_counts_agree_with_the_metrics(run_analysis, tables) -> None:
+    events, _ = tables
+    published = run_analysis("token_explorer")
+    run = events.filter(pl.col("run_id") == published["tokens.run_id"])
+    assert run["drafter"][0] == "prompt-lookup" and run["category"].n_unique() == 2
+    counts = published["tokens.status_counts"]
+    metrics = summary(run)
+    assert counts.get("accepted", 0) == metrics["accepted"][0]
+    drafted = sum(counts.get(s, 0) for s in ("accepted", "rejected", "unverified"))
+    assert drafted == metrics["drafted"][0]
+    assert published["tokens.decoded"] is True  # the tiny model's tokenizer is local

@@ -1,0 +1,195 @@
+"""``build_report``: one offline page that answers the question in numbers, or a clear error
+and no file at all."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from report_chromium import PageReport, open_offline, require_chromium
+from report_fixtures import (
+    XSS_TEXTS,
+    SyntheticRun,
+    default_conditions,
+    isolate_jupyter,
+    write_run,
+    write_study,
+)
+
+from specviz.metrics import degradation, label_streams
+from specviz.plots import method_label
+from specviz.report import ReportError, build_report
+from specviz.report import kernel as kernel_module
+from specviz.report.builder import REPORT_NOTEBOOKS, default_notebooks_dir
+from specviz.report.kernel import CurrentInterpreterKernelManager, choose_kernel
+from specviz.runlog import scan_requests
+
+N_BOOT = 200
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_study(
+        tmp_path_factory.mktemp("build") / "study",
+        default_conditions(texts=(" and ".join(XSS_TEXTS),)),
+    )
+
+
+@pytest.fixture(scope="module")
+def built(study: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_jupyter(mp, home)
+        start = time.perf_counter()
+        out = build_report(study, home / "out" / "report.html", n_boot=N_BOOT, progress=False)
+        return out, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def opened(built: tuple[Path, float]) -> PageReport:
+    require_chromium()
+    return open_offline(
+        built[0],
+        evaluate={
+            "text": "document.body.innerText",
+            "summary": "document.querySelector('.specviz-summary').innerText",
+            "summary_before_charts": (
+                "!!(document.querySelector('.specviz-summary').compareDocumentPosition("
+                "document.querySelector('.specviz-chart')) & Node.DOCUMENT_POSITION_FOLLOWING)"
+            ),
+            "imgs": "document.querySelectorAll('img').length",
+        },
+    )
+
+
+@pytest.mark.slow
+def test_report_is_one_small_file_built_in_time(built: tuple[Path, float]) -> None:
+    out, seconds = built
+    assert out.is_file()
+    assert out.stat().st_size < 5_000_000
+    assert seconds < 120
+    assert not list(out.parent.glob(".*partial"))
+
+
+@pytest.mark.slow
+def test_report_draws_every_chart_offline_with_no_error_or_request(opened: PageReport) -> None:
+    assert opened.charts_total >= 10
+    assert opened.charts_drawn == opened.charts_total, opened.chart_failures
+    assert opened.errors == []
+    assert opened.external_requests == []
+
+
+@pytest.mark.slow
+def test_output_text_with_html_is_shown_and_never_runs(opened: PageReport) -> None:
+    assert opened.dialogs == []
+    assert opened.evaluated["imgs"] == 0
+    for text in XSS_TEXTS:
+        assert text in opened.evaluated["text"]
+
+
+@pytest.mark.slow
+def test_summary_comes_first_and_matches_the_degradation_metrics(
+    study: Path, opened: PageReport
+) -> None:
+    summary = opened.evaluated["summary"]
+    assert summary.startswith("How much slower is the multitask workload")
+    assert opened.evaluated["summary_before_charts"]
+    requests = label_streams(scan_requests(study).collect()).collect()
+    parts = degradation(requests, n_boot=N_BOOT).with_columns(method_label())
+    row = parts.filter(pl.col("drafter") != "none").row(0, named=True)
+    pct = 100 * row["total"] / row["reference_s"]
+    assert (
+        f"{row['method']} on {row['mixture']}: {row['multitask_tokens_per_s']:.1f} tokens/s "
+        f"multitask vs {row['reference_tokens_per_s']:.1f} tokens/s single-task, i.e. "
+        f"{pct:+.1f}% time"
+    ) in summary
+    residual = 100 * row["residual"] / row["reference_s"]
+    assert f"residual {residual:+.1f}%" in summary
+
+
+def _assert_fails_cleanly(tmp_path: Path, source: Path, match: str, **kwargs) -> None:
+    out = tmp_path / "report.html"
+    out.write_text("previous report")
+    with pytest.raises(ReportError, match=match):
+        build_report(source, out, progress=False, **kwargs)
+    assert out.read_text() == "previous report"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [out.name, *[p.name for p in tmp_path.iterdir() if p != out and p.is_dir()]]
+    )
+
+
+def test_missing_source_is_named(tmp_path: Path) -> None:
+    _assert_fails_cleanly(tmp_path, tmp_path / "nowhere", r"nowhere does not exist")
+
+
+def test_directory_without_runs_is_named(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    _assert_fails_cleanly(tmp_path, tmp_path / "empty", r"empty holds no run")
+
+
+def test_run_that_recorded_nothing_is_named(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", SyntheticRun("r", "none", "coding", ("coding",)))
+    (run / "events.parquet").unlink()
+    (run / "requests.parquet").unlink()
+    _assert_fails_cleanly(tmp_path, run, r"recorded nothing")
+
+
+def test_unknown_category_is_named_with_the_known_ones(tmp_path: Path, study: Path) -> None:
+    _assert_fails_cleanly(
+        tmp_path, study, r"unknown category 'poetry'.*hold coding, writing", categories=["poetry"]
+    )
+
+
+def test_runs_without_a_baseline_are_refused(tmp_path: Path) -> None:
+    runs = default_conditions(drafters=("prompt-lookup",))
+    source = write_study(tmp_path / "nobase", runs)
+    _assert_fails_cleanly(tmp_path, source, r"no baseline run \(drafter 'none'\)")
+
+
+def test_prompts_missing_from_the_baseline_are_named(tmp_path: Path) -> None:
+    runs = [r for r in default_conditions() if not (r.drafter == "none" and r.mixture == "writing")]
+    runs = [r for r in runs if not (r.drafter == "none" and r.mixture == "uniform-interleaved")]
+    source = write_study(tmp_path / "partial", runs)
+    _assert_fails_cleanly(tmp_path, source, r"have no baseline run.*writing-0")
+
+
+def test_out_must_be_a_file(tmp_path: Path, study: Path) -> None:
+    with pytest.raises(ReportError, match="is a directory"):
+        build_report(study, tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_leaves_no_report(
+    tmp_path: Path, study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolate_jupyter(monkeypatch, tmp_path / "home")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    for name in REPORT_NOTEBOOKS:
+        text = (default_notebooks_dir() / f"{name}.py").read_text()
+        if name == "acceptance_by_task":
+            text += '\n# %%\nraise ValueError("the analysis broke")\n'
+        (notebooks / f"{name}.py").write_text(text)
+    out = tmp_path / "out" / "report.html"
+    with pytest.raises(ReportError, match=r"ValueError: the analysis broke"):
+        build_report(study, out, notebooks_dir=notebooks, n_boot=N_BOOT, progress=False)
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_a_requested_kernel_must_exist() -> None:
+    with pytest.raises(ReportError, match="no Jupyter kernel named 'no-such-kernel'"):
+        choose_kernel("no-such-kernel")
+
+
+def test_without_the_specviz_kernel_the_current_interpreter_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kernel_module, "KERNEL_NAME", "specviz-not-registered-here")
+    choice = choose_kernel()
+    assert choice.manager is CurrentInterpreterKernelManager
+    import sys
+
+    spec = CurrentInterpreterKernelManager(kernel_name=choice.name).kernel_spec
+    assert spec.argv[0] == sys.executable
