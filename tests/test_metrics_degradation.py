@@ -12,7 +12,7 @@ import pytest
 from specviz.metrics import (
     MissingCounterpartError,
     degradation,
-    degradation_parts,
+    degradation_long,
     single_task_best_k,
 )
 from specviz.metrics.synthetic import requests_from_rows
@@ -175,7 +175,7 @@ def test_single_task_best_k_table_marks_the_fastest_k_per_task():
 
 def test_long_form_parts_keep_values_and_shares():
     table = degradation(requests_from_rows(single_rows() + multi_rows()), n_boot=50)
-    long = degradation_parts(table)
+    long = degradation_long(table)
     assert long["part"].to_list() == [
         "composition",
         "k_mismatch",

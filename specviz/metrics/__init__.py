@@ -19,7 +19,7 @@ from specviz.metrics.bootstrap import (
 from specviz.metrics.degradation import (
     MissingCounterpartError,
     degradation,
-    degradation_parts,
+    degradation_long,
     label_streams,
     single_task_best_k,
 )
@@ -60,7 +60,7 @@ __all__ = [
     "bootstrap_ratio",
     "cost_at",
     "degradation",
-    "degradation_parts",
+    "degradation_long",
     "expected_tokens",
     "expressions",
     "k_distribution",

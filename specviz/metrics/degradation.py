@@ -342,7 +342,7 @@ def degradation(
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
-def degradation_parts(table: pl.DataFrame) -> pl.DataFrame:
+def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     """:func:`degradation`'s parts in long form, one row per stream and part (for charts).
 
     Columns: target, temperature, drafter, policy, k, mixture, part (composition, k_mismatch,
