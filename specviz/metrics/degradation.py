@@ -48,6 +48,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from specviz.errors import SpecvizError
 from specviz.metrics.bootstrap import resampled_sums
 from specviz.metrics.frames import Frame, requests_frame
 
@@ -57,7 +58,7 @@ PERSISTENT_POLICIES = ("heuristic",)
 PARTS = ("total", "composition", "k_mismatch", "carry_over", "residual")
 
 
-class MissingCounterpartError(ValueError):
+class MissingCounterpartError(SpecvizError):
     """Multitask requests have no single-task request of the same configuration and prompt."""
 
     def __init__(self, missing: pl.DataFrame) -> None:

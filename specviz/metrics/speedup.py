@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from specviz.errors import SpecvizError
 from specviz.metrics.bootstrap import bootstrap
 from specviz.metrics.frames import Frame, group_list, requests_frame
 
@@ -30,7 +31,7 @@ PAIR_KEYS = ("target", "prompt_id", "temperature")
 BASELINE = "none"
 
 
-class MissingBaselineError(ValueError):
+class MissingBaselineError(SpecvizError):
     """Results need the autoregressive baseline (drafter none) where there is none.
 
     ``missing`` holds one row per missing key (for speedups: target, prompt_id, temperature and
