@@ -115,6 +115,64 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("study", help="run every condition of a TOML study file plus its baseline")
+    p.add_argument("file", type=Path, help="study file (TOML), e.g. studies/default.toml")
+    p.add_argument("--out", type=Path, help="study directory (default: results/<study name>)")
+    p.add_argument("--shard", help="run slice i of n (e.g. 1/4) of the study's units")
+    p.add_argument(
+        "--resume", action="store_true", help="continue, skipping finished units/requests"
+    )
+    p.add_argument("--executor", default="local", help="local | ray")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_study)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from specviz.study import default_out_dir, load_study, parse_shard, run_study
+
+    study = load_study(args.file)
+    out = args.out or default_out_dir(study)
+    shard = parse_shard(args.shard) if args.shard else None
+    outcome = run_study(
+        study, out, shard=shard, resume=args.resume, executor=args.executor, progress=not args.quiet
+    )
+    state = "complete" if outcome.complete else "incomplete (other shards pending)"
+    print(
+        f"{outcome.out_dir}: {outcome.units_run} units run, {outcome.units_already_done} already "
+        f"done, {outcome.units_in_shard}/{outcome.units_total} in this shard; study {state}"
+    )
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="execute the notebooks and write one offline HTML report")
+    p.add_argument("source", type=Path, help="a run or study directory")
+    p.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    p.add_argument(
+        "--category", action="append", default=[], help="only this task category (repeatable)"
+    )
+    p.add_argument("--kernel", help="Jupyter kernel name (default: specviz, else this interpreter)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from specviz.report import build_report
+
+    path = build_report(
+        args.source,
+        args.out,
+        categories=args.category,
+        kernel=args.kernel,
+        n_boot=args.n_boot,
+        progress=not args.quiet,
+    )
+    print(path)
+    return 0
+
+
 def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
     p.add_argument("run_dir", type=Path, help="a run directory")
@@ -140,7 +198,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_run, _add_export_specbench]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_run,
+    _add_study,
+    _add_report,
+    _add_export_specbench,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 import altair as alt
 import polars as pl
 
+from specviz.errors import SpecvizError
+
 RAW_ROW_LIMIT = 5_000
 
 #: Axis titles of metric columns; the formulas are in specviz.metrics and docs/metrics.md.
@@ -40,7 +42,7 @@ STATUS_COLORS: dict[str, str] = {
 }
 
 
-class PlotError(ValueError):
+class PlotError(SpecvizError):
     """A chart was given a table it cannot draw (missing columns, no rows)."""
 
 

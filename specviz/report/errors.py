@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from specviz.errors import SpecvizError
 
-class ReportError(ValueError):
+
+class ReportError(SpecvizError):
     """A report cannot be built from this input; the message names the problem and the fix."""

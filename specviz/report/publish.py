@@ -14,10 +14,12 @@ from typing import Any
 
 import nbformat
 
+from specviz.errors import SpecvizError
+
 PUBLISH_MIMETYPE = "application/vnd.specviz.published+json"
 
 
-class PublishError(ValueError):
+class PublishError(SpecvizError):
     """A value cannot be published (not JSON-like) or a published name is missing."""
 
 

@@ -58,13 +58,14 @@ from specviz.config import (
     PolicyConfig,
     SamplingConfig,
 )
+from specviz.errors import SpecvizError
 from specviz.workloads.loaders import ColumnMapping, WorkloadError
 from specviz.workloads.mixtures import ORDERS, MixtureError, parse_weights
 
 T = TypeVar("T")
 
 
-class StudyError(ValueError):
+class StudyError(SpecvizError):
     """A study file is invalid; the message names the file and the key."""
 
 
