@@ -1,0 +1,143 @@
+"""Engine benchmark: specviz's loop against transformers' generate(), side by side in one run.
+
+Same embedded model, same prompts, same token budget. Pairs:
+
+- specviz autoregressive loop (drafter none)  vs  ``model.generate(do_sample=False)``;
+- specviz prompt lookup                       vs  ``model.generate(prompt_lookup_num_tokens=k)``;
+- specviz prompt lookup, events recorded      vs  the same with recording off.
+
+Methods are interleaved within each repeat (so drift hits all alike); each figure is the median
+tokens/s over repeats, tokens counted as generated tokens, time as wall seconds of generation
+(prefill included, file writes excluded). Prints a table, then one JSON line.
+
+    .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.models import ModelCache
+from specviz.runner import Request, run
+from specviz.workloads import builtin_prompts
+from specviz.workloads.prompt import Prompt
+
+CATEGORIES = ("coding", "extraction", "summarization", "writing")
+
+
+def pick_prompts() -> list[Prompt]:
+    """The first single-turn prompt of each category (copy-heavy and creative alike)."""
+    chosen = []
+    for category in CATEGORIES:
+        chosen.append(
+            next(p for p in builtin_prompts() if p.category == category and len(p.turns) == 1)
+        )
+    return chosen
+
+
+def specviz_rate(
+    config: RunConfig, prompts: list[Prompt], models: ModelCache, record: bool
+) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        requests = [Request(i, p, "bench") for i, p in enumerate(prompts)]
+        summary = run(
+            config, requests, Path(tmp) / "run", models=models, progress=False, record_events=record
+        )
+    return summary.tokens_per_s
+
+
+def generate_rate(
+    models: ModelCache, spec: ModelSpec, prompts: list[Prompt], max_new: int, lookup: int | None
+) -> float:
+    loaded = models.get(spec)
+    tokens = seconds = 0.0
+    for prompt in prompts:
+        ids = loaded.tokenizer.apply_chat_template(
+            [{"role": "user", "content": prompt.turns[0]}],
+            add_generation_prompt=True,
+            return_dict=True,
+            return_tensors="pt",
+        )["input_ids"]
+        extra = {"prompt_lookup_num_tokens": lookup} if lookup else {}
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = loaded.model.generate(ids, do_sample=False, max_new_tokens=max_new, **extra)
+        seconds += time.perf_counter() - start
+        tokens += out.shape[1] - ids.shape[1]
+    return tokens / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 decodes as fast as 2 here)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    spec = ModelSpec("smollm2-135m")
+    models = ModelCache()
+    models.get(spec)
+    prompts = pick_prompts()
+    ar = RunConfig(spec, max_new_tokens=args.max_new_tokens)
+    pl = RunConfig(
+        spec,
+        DrafterConfig("prompt-lookup"),
+        PolicyConfig("constant", args.k),
+        max_new_tokens=args.max_new_tokens,
+    )
+    methods: dict[str, Callable[[], float]] = {
+        "specviz autoregressive": lambda: specviz_rate(ar, prompts, models, record=True),
+        "transformers generate greedy": lambda: generate_rate(
+            models, spec, prompts, args.max_new_tokens, None
+        ),
+        "specviz prompt-lookup": lambda: specviz_rate(pl, prompts, models, record=True),
+        "transformers prompt-lookup": lambda: generate_rate(
+            models, spec, prompts, args.max_new_tokens, args.k
+        ),
+        "specviz prompt-lookup, recording off": lambda: specviz_rate(
+            pl, prompts, models, record=False
+        ),
+    }
+    methods["specviz autoregressive"]()  # warm-up: first-call allocations, lazy imports
+    rates: dict[str, list[float]] = {name: [] for name in methods}
+    for _ in range(args.repeats):
+        for name, measure in methods.items():
+            rates[name].append(measure())
+    median = {name: statistics.median(values) for name, values in rates.items()}
+    print(f"{'method':40s} {'tokens/s (median)':>18s}  all repeats")
+    for name, values in rates.items():
+        print(f"{name:40s} {median[name]:18.2f}  {', '.join(f'{v:.2f}' for v in values)}")
+    result = {
+        "ar_vs_transformers": median["specviz autoregressive"]
+        / median["transformers generate greedy"],
+        "prompt_lookup_vs_transformers": median["specviz prompt-lookup"]
+        / median["transformers prompt-lookup"],
+        "recording_overhead": 1
+        - median["specviz prompt-lookup"] / median["specviz prompt-lookup, recording off"],
+        "tokens_per_s": median,
+        "prompts": [p.id for p in prompts],
+        "max_new_tokens": args.max_new_tokens,
+        "repeats": args.repeats,
+        "threads": args.threads,
+    }
+    print(
+        f"ratios: AR {result['ar_vs_transformers']:.3f}, prompt lookup "
+        f"{result['prompt_lookup_vs_transformers']:.3f}, recording overhead {result['recording_overhead']:.3%}"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Render docs/schema.md from :mod:`specviz.schema` (a test keeps the file in sync)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from specviz import schema
+
+
+def _table(columns: dict[str, tuple[pl.DataType, str]]) -> str:
+    rows = ["| column | type | meaning |", "| --- | --- | --- |"]
+    rows += [f"| `{name}` | {dtype} | {meaning} |" for name, (dtype, meaning) in columns.items()]
+    return "\n".join(rows)
+
+
+def render() -> str:
+    intro = (schema.__doc__ or "").strip()
+    return (
+        f"# Run directory schema (version {schema.SCHEMA_VERSION})\n\n"
+        "Generated from `specviz/schema.py` by `python -m specviz.schema_doc > docs/schema.md`.\n\n"
+        f"{intro}\n\n## events.parquet\n\n{_table(schema.EVENT_COLUMNS)}\n\n"
+        f"## requests.parquet\n\n{_table(schema.REQUEST_COLUMNS)}\n\n"
+        "## run.json\n\n"
+        "`schema_version`, `run_id`, `config` (the full RunConfig), `workload` (fingerprint of the "
+        "request stream), `prompt_ids`, `models` (name, source, revision, class, parameters, "
+        "embedding rows, tokenizer size, dtype, device of target and draft), `versions`, "
+        "`hardware`, `git_commit`, `seed`, `requests`, `created`, `complete`.\n"
+    )
+
+
+if __name__ == "__main__":
+    print(render(), end="")
