@@ -34,7 +34,7 @@ from specviz.metrics import (
     theory_vs_measured,
 )
 from specviz.plots import (
-    degradation_parts,
+    degradation_bars,
     k_trajectory,
     mixture_sweep,
     predicted_speedup_by_k,
@@ -91,7 +91,7 @@ mixture_sweep(sweep, "speedup_total")
 # %%
 parts = stream_labels(degradation(requests, n_boot=n_boot))
 publish("collapse.degradation", parts.to_dicts())
-degradation_parts(parts) if parts.height else "No multitask stream has single-task counterparts."
+degradation_bars(parts) if parts.height else "No multitask stream has single-task counterparts."
 
 # %% [markdown]
 # ## The draft length k across task switches

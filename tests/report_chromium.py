@@ -49,7 +49,6 @@ FLAGS = [
     "--disable-extensions",
     "--disable-default-apps",
     "--proxy-server=http://127.0.0.1:9",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
     "--remote-debugging-port=0",
     "--remote-allow-origins=*",
 ]
@@ -155,11 +154,22 @@ class _Cdp:
 
 
 @contextlib.contextmanager
-def _browser(chromium: str):
+def browser(chromium: str, *, loopback: bool = False):
+    """A headless Chromium with networking off (dead proxy, no name resolution); yields CDP.
+
+    ``loopback`` lets it reach servers on 127.0.0.1 (a local JupyterLab), nothing else.
+    """
     with tempfile.TemporaryDirectory(prefix="specviz-chromium-") as profile:
         env = {**os.environ, "HOME": profile, "TMPDIR": profile}
+        rules = "MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else "")
         proc = subprocess.Popen(
-            [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+            [
+                chromium,
+                *FLAGS,
+                f"--host-resolver-rules={rules}",
+                f"--user-data-dir={profile}",
+                "about:blank",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -211,7 +221,7 @@ def open_offline(
     """
     chromium = require_chromium()
     report = PageReport()
-    with _browser(chromium) as cdp:
+    with browser(chromium) as cdp:
         for domain in ("Page", "Runtime", "Log", "Network"):
             cdp.send(f"{domain}.enable")
         cdp.send(
@@ -244,11 +254,11 @@ def open_offline(
             screenshot.write_bytes(base64.b64decode(shot["data"]))
         cdp.pump(0.2)
         for event in cdp.events:
-            _record(report, event)
+            record(report, event)
     return report
 
 
-def _record(report: PageReport, event: dict[str, Any]) -> None:
+def record(report: PageReport, event: dict[str, Any]) -> None:
     method, params = event["method"], event.get("params", {})
     if method == "Runtime.exceptionThrown":
         details = params["exceptionDetails"]

@@ -22,7 +22,7 @@ from specviz.metrics import (
 from specviz.plots import (
     PlotError,
     cap_rows,
-    degradation_parts,
+    degradation_bars,
     k_trajectory,
     method_label,
     metric_by_category,
@@ -106,7 +106,7 @@ def test_mixture_charts_build_from_metric_tables(tables) -> None:
     )
     assert sorted(sweep["largest_task_share"].unique().to_list()) == [0.5, 1.0]
     spec(mixture_sweep(sweep, "speedup_total"))
-    spec(degradation_parts(stream_labels(degradation(labelled, n_boot=100))))
+    spec(degradation_bars(stream_labels(degradation(labelled, n_boot=100))))
     theory = stream_labels(theory_vs_measured(events, by=["drafter", "policy", "k", "category"]))
     spec(theory_vs_measurement(theory))
     curve = predicted_speedup_curve(events, by=["drafter", "category"], ks=range(1, 6))

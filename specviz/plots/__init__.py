@@ -9,7 +9,7 @@ brushes), which keep working in an exported HTML report without a kernel.
 from specviz.plots.acceptance import metric_by_category, per_position_curves
 from specviz.plots.common import RAW_ROW_LIMIT, PlotError, cap_rows, method_label
 from specviz.plots.mixture import (
-    degradation_parts,
+    degradation_bars,
     mixture_sweep,
     predicted_speedup_by_k,
     single_vs_multitask,
@@ -23,7 +23,7 @@ __all__ = [
     "RAW_ROW_LIMIT",
     "PlotError",
     "cap_rows",
-    "degradation_parts",
+    "degradation_bars",
     "k_trajectory",
     "method_label",
     "metric_by_category",

@@ -113,7 +113,7 @@ def mixture_sweep(table: pl.DataFrame, metric: str = "speedup_total") -> alt.Lay
     )
 
 
-def degradation_parts(table: pl.DataFrame) -> alt.Chart:
+def degradation_bars(table: pl.DataFrame) -> alt.FacetChart:
     """Where a multitask stream's extra time goes, as % of the single-task reference time.
 
     ``table``: ``specviz.metrics.degradation.degradation`` output with a ``method`` column. Each
@@ -128,7 +128,7 @@ def degradation_parts(table: pl.DataFrame) -> alt.Chart:
         "total",
         *[f"{p}{s}" for p in parts for s in ("", "_low", "_high")],
     ]
-    require_columns(table, needed, "degradation_parts")
+    require_columns(table, needed, "degradation_bars")
     long = pl.concat(
         [
             table.select(
@@ -145,7 +145,7 @@ def degradation_parts(table: pl.DataFrame) -> alt.Chart:
         ]
     ).filter(pl.col("percent").is_not_null())
     if long.height == 0:
-        raise PlotError("degradation_parts: no decomposed multitask stream")
+        raise PlotError("degradation_bars: no decomposed multitask stream")
     long = long.with_columns(pl.format("{} · {}", "method", "mixture").alias("stream"))
     return _faceted_parts(long, parts)
 
