@@ -166,3 +166,47 @@ def test_stock_altair_html_would_run_injected_script(tmp_path: Path) -> None:
     report = open_offline(page, chart_selector="div[id^=altair-viz]", timeout_s=10)
     assert report.dialogs  # the injected alert ran
     assert report.charts_drawn == 0
+
+
+def test_tooltips_show_untrusted_text_as_text(tmp_path: Path) -> None:
+    require_chromium()
+    from report_chromium import PageReport, browser, record
+
+    chart = (
+        alt.Chart(pl.DataFrame({"x": [1, 2, 3], "t": list(XSS_TEXTS)}))
+        .mark_square(size=2000)
+        .encode(x="x:O", tooltip="t:N")
+        .properties(width=300, height=80)
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [chart_cell(chart)]
+    page = tmp_path / "tooltips.html"
+    page.write_text(notebook_to_html(nb, "tooltips"))
+    shown = []
+    report = PageReport()
+    with browser(require_chromium()) as cdp:
+        for domain in ("Page", "Runtime"):
+            cdp.send(f"{domain}.enable")
+        cdp.send("Page.navigate", {"url": page.as_uri()})
+        points: list = []
+        for _ in range(40):
+            cdp.pump(0.25)
+            points = json.loads(
+                cdp.evaluate(
+                    "JSON.stringify(Array.from(document.querySelectorAll("
+                    "'.specviz-chart .mark-symbol path')).map(p => {"
+                    "const r = p.getBoundingClientRect(); "
+                    "return [r.x + r.width / 2, r.y + r.height / 2]; }))"
+                )
+                or "[]"
+            )
+            if len(points) == 3:
+                break
+        for x, y in points:
+            cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
+            cdp.pump(0.4)
+            shown.append(cdp.evaluate("document.getElementById('vg-tooltip-element').innerText"))
+        for event in cdp.events:
+            record(report, event)
+    assert shown == list(XSS_TEXTS)  # the tooltip text is the markup itself, as text
+    assert report.dialogs == [] and report.errors == []
