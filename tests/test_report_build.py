@@ -193,3 +193,28 @@ def test_without_the_specviz_kernel_the_current_interpreter_runs(
 
     spec = CurrentInterpreterKernelManager(kernel_name=choice.name).kernel_spec
     assert spec.argv[0] == sys.executable
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--category", "poetry"], "unknown category 'poetry'"),
+        ([], None),  # filled in: a missing directory
+    ],
+)
+def test_specviz_report_exits_2_naming_the_problem(
+    tmp_path: Path,
+    study: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str | None,
+) -> None:
+    from specviz.cli import main
+
+    source = study if message else tmp_path / "missing-study"
+    out = tmp_path / "r.html"
+    assert main(["report", str(source), "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert (message or "missing-study does not exist") in err
+    assert "Traceback" not in err
+    assert not out.exists()
