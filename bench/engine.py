@@ -8,7 +8,9 @@ Same embedded model, same prompts, same token budget. Pairs:
 
 Methods are interleaved within each repeat (so drift hits all alike); each figure is the median
 tokens/s over repeats, tokens counted as generated tokens, time as wall seconds of generation
-(prefill included, file writes excluded). Prints a table, then one JSON line.
+(prefill included, file writes excluded). Tokens per CPU second of this process are reported
+beside them: on a shared machine they are far less noisy than wall time (``load_average`` in the
+JSON says how busy the machine was). Prints a table, then one JSON line.
 
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -44,22 +47,27 @@ def pick_prompts() -> list[Prompt]:
     return chosen
 
 
+Rate = tuple[float, float]  # (tokens per wall second, tokens per CPU second of this process)
+
+
 def specviz_rate(
     config: RunConfig, prompts: list[Prompt], models: ModelCache, record: bool
-) -> float:
+) -> Rate:
     with tempfile.TemporaryDirectory() as tmp:
         requests = [Request(i, p, "bench") for i, p in enumerate(prompts)]
+        cpu = time.process_time()
         summary = run(
             config, requests, Path(tmp) / "run", models=models, progress=False, record_events=record
         )
-    return summary.tokens_per_s
+        cpu = time.process_time() - cpu
+    return summary.tokens_per_s, summary.new_tokens / cpu
 
 
 def generate_rate(
     models: ModelCache, spec: ModelSpec, prompts: list[Prompt], max_new: int, lookup: int | None
-) -> float:
+) -> Rate:
     loaded = models.get(spec)
-    tokens = seconds = 0.0
+    tokens = seconds = cpu = 0.0
     for prompt in prompts:
         ids = loaded.tokenizer.apply_chat_template(
             [{"role": "user", "content": prompt.turns[0]}],
@@ -68,12 +76,13 @@ def generate_rate(
             return_tensors="pt",
         )["input_ids"]
         extra = {"prompt_lookup_num_tokens": lookup} if lookup else {}
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         with torch.inference_mode():
             out = loaded.model.generate(ids, do_sample=False, max_new_tokens=max_new, **extra)
         seconds += time.perf_counter() - start
+        cpu += time.process_time() - start_cpu
         tokens += out.shape[1] - ids.shape[1]
-    return tokens / seconds
+    return tokens / seconds, tokens / cpu
 
 
 def main() -> None:
@@ -97,7 +106,7 @@ def main() -> None:
         PolicyConfig("constant", args.k),
         max_new_tokens=args.max_new_tokens,
     )
-    methods: dict[str, Callable[[], float]] = {
+    methods: dict[str, Callable[[], Rate]] = {
         "specviz autoregressive": lambda: specviz_rate(ar, prompts, models, record=True),
         "transformers generate greedy": lambda: generate_rate(
             models, spec, prompts, args.max_new_tokens, None
@@ -111,30 +120,41 @@ def main() -> None:
         ),
     }
     methods["specviz autoregressive"]()  # warm-up: first-call allocations, lazy imports
-    rates: dict[str, list[float]] = {name: [] for name in methods}
+    rates: dict[str, list[Rate]] = {name: [] for name in methods}
     for _ in range(args.repeats):
         for name, measure in methods.items():
             rates[name].append(measure())
-    median = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"{'method':40s} {'tokens/s (median)':>18s}  all repeats")
+    wall = {name: statistics.median(r[0] for r in values) for name, values in rates.items()}
+    cpu = {name: statistics.median(r[1] for r in values) for name, values in rates.items()}
+    print(f"{'method':40s} {'tokens/s':>9s} {'tokens/cpu-s':>13s}  tokens/s of each repeat")
     for name, values in rates.items():
-        print(f"{name:40s} {median[name]:18.2f}  {', '.join(f'{v:.2f}' for v in values)}")
+        print(
+            f"{name:40s} {wall[name]:9.2f} {cpu[name]:13.2f}  {', '.join(f'{v[0]:.2f}' for v in values)}"
+        )
+
+    def ratios(m: dict[str, float]) -> dict[str, float]:
+        return {
+            "ar_vs_transformers": m["specviz autoregressive"] / m["transformers generate greedy"],
+            "prompt_lookup_vs_transformers": m["specviz prompt-lookup"]
+            / m["transformers prompt-lookup"],
+            "recording_overhead": 1
+            - m["specviz prompt-lookup"] / m["specviz prompt-lookup, recording off"],
+        }
+
     result = {
-        "ar_vs_transformers": median["specviz autoregressive"]
-        / median["transformers generate greedy"],
-        "prompt_lookup_vs_transformers": median["specviz prompt-lookup"]
-        / median["transformers prompt-lookup"],
-        "recording_overhead": 1
-        - median["specviz prompt-lookup"] / median["specviz prompt-lookup, recording off"],
-        "tokens_per_s": median,
+        **ratios(wall),
+        "cpu_time_ratios": ratios(cpu),
+        "tokens_per_s": wall,
+        "tokens_per_cpu_s": cpu,
         "prompts": [p.id for p in prompts],
         "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
         "threads": args.threads,
+        "load_average": os.getloadavg()[0],
     }
     print(
-        f"ratios: AR {result['ar_vs_transformers']:.3f}, prompt lookup "
-        f"{result['prompt_lookup_vs_transformers']:.3f}, recording overhead {result['recording_overhead']:.3%}"
+        f"ratios (wall): AR {result['ar_vs_transformers']:.3f}, prompt lookup "
+        f"{result['prompt_lookup_vs_transformers']:.3f}, recording overhead {result['recording_overhead']:.2%}"
     )
     print(json.dumps(result))
 
