@@ -147,8 +147,14 @@ def _resolve_source(name: str) -> tuple[str, bool]:
     return name, False
 
 
-def _revision_of(model: PreTrainedModel) -> str | None:
-    return getattr(model.config, "_commit_hash", None)
+def _revision_of(source: str, local: bool, revision: str | None) -> str | None:
+    """The commit a hub model was loaded from (its snapshot folder in the local hub cache)."""
+    if local:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(source, "config.json", revision=revision)
+    return Path(found).parent.name if isinstance(found, str) else None
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
@@ -187,7 +193,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         raise ModelLoadError(f"cannot load {spec.name}: {err}") from err
     model.to(device)
     model.eval()
-    return LoadedModel(spec, model, tokenizer, source, _revision_of(model))
+    return LoadedModel(spec, model, tokenizer, source, _revision_of(source, local, spec.revision))
 
 
 class ModelCache:
