@@ -102,8 +102,8 @@ def test_summary_comes_first_and_matches_the_degradation_metrics(
     pct = 100 * row["total"] / row["reference_s"]
     assert (
         f"{row['method']} on {row['mixture']}: {row['multitask_tokens_per_s']:.1f} tokens/s "
-        f"multitask vs {row['reference_tokens_per_s']:.1f} tokens/s single-task, i.e. "
-        f"{pct:+.1f}% time"
+        f"multitask vs {row['reference_tokens_per_s']:.1f} tokens/s single-task, "
+        f"{'slower' if pct > 0 else 'faster'}: {pct:+.1f}% time for the same tokens"
     ) in summary
     residual = 100 * row["residual"] / row["reference_s"]
     assert f"residual {residual:+.1f}%" in summary

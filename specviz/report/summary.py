@@ -34,14 +34,20 @@ def _streams(published: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]
     return {(r["method"], r["stream"]): r for r in published.get("collapse.streams", [])}
 
 
+def verdict(total: float, reference: float) -> str:
+    """``"slower: +15.4% time"`` or ``"faster: -6.9% time"`` for the same tokens."""
+    word = "slower" if total > 0 else "faster" if total < 0 else "as fast"
+    return f"{word}: {_pct(total, reference)} time for the same tokens"
+
+
 def headline(row: dict[str, Any], streams: dict[tuple[str, str], dict[str, Any]]) -> str:
     """One sentence for one decomposed multitask stream (plain text, escaped by the caller)."""
     ref = row["reference_s"]
     parts = ", ".join(f"{label} {_pct(row[key], ref)}" for key, label in PARTS)
     text = (
         f"{row['method']} on {row['mixture']}: {row['multitask_tokens_per_s']:.1f} tokens/s "
-        f"multitask vs {row['reference_tokens_per_s']:.1f} tokens/s single-task, i.e. "
-        f"{_pct(row['total'], ref)} time for the same tokens (95% CI "
+        f"multitask vs {row['reference_tokens_per_s']:.1f} tokens/s single-task, "
+        f"{verdict(row['total'], ref)} (95% CI "
         f"{_pct(row['total_low'], ref)} to {_pct(row['total_high'], ref)}). "
         f"Why: {parts} of the single-task time."
     )
