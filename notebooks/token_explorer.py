@@ -35,6 +35,7 @@ from specviz.report import (
     output_text,
     publish,
     token_decoder,
+    token_legend,
     trajectory_run_id,
 )
 from specviz.runlog import read_run_meta
@@ -69,6 +70,7 @@ token_rounds(tokens, requests_per_category=requests_per_category)
 # %%
 from IPython.display import display
 
+display(token_legend())
 for request_id in first_requests(requests):
     display(colored_output(tokens, request_id))
     display(output_text(requests, request_id))

@@ -9,6 +9,7 @@ from specviz.plots.common import (
     category_dropdown,
     category_filter,
     legend_toggle,
+    method_color,
     metric_label,
     require_columns,
     sorted_unique,
@@ -53,7 +54,7 @@ def metric_by_category(
         base.mark_bar()
         .encode(
             y=alt.Y(f"{metric}:Q", title=y_title),
-            color=alt.Color("method:N", title="Method"),
+            color=method_color(data),
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.25)),
             tooltip=tooltip,
         )
@@ -90,7 +91,8 @@ def per_position_curves(
     needed = ["category", "method", "position", value, "verified"]
     require_columns(table, needed, "per_position_curves")
     data = table.select(needed).filter(pl.col(value).is_not_null())
-    pick = category_dropdown(sorted_unique(data, "category"))
+    categories = sorted_unique(data, "category")
+    pick = category_dropdown(categories, initial=categories[0])
     toggle = legend_toggle("method")
     return (
         alt.Chart(data)
@@ -98,7 +100,7 @@ def per_position_curves(
         .encode(
             x=alt.X("position:O", title="Draft position (0-based)"),
             y=alt.Y(f"{value}:Q", title=metric_label(value), scale=alt.Scale(domain=[0, 1])),
-            color=alt.Color("method:N", title="Method"),
+            color=method_color(data),
             detail="category:N",
             opacity=alt.condition(toggle, alt.value(1.0), alt.value(0.15)),
             tooltip=[

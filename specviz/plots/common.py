@@ -79,13 +79,15 @@ def title(text: str, *notes: str | None) -> alt.TitleParams:
     return alt.TitleParams(text=text, subtitle=lines or alt.Undefined, anchor="start")
 
 
-def category_dropdown(categories: Sequence[str], name: str = "category") -> alt.Parameter:
+def category_dropdown(
+    categories: Sequence[str], name: str = "category", initial: str | None = None
+) -> alt.Parameter:
     """A select control over ``categories`` plus "all" (null): use :func:`category_filter`."""
     options: list[str | None] = [None, *categories]
     labels = ["all", *categories]
     return alt.param(
         name=name,
-        value=None,
+        value=initial,
         bind=alt.binding_select(options=options, labels=labels, name="Category "),
     )
 
@@ -102,6 +104,14 @@ def legend_toggle(field: str) -> alt.Parameter:
 
 def sorted_unique(frame: pl.DataFrame, column: str) -> list[str]:
     return sorted(str(v) for v in frame[column].unique().drop_nulls().to_list())
+
+
+def method_color(frame: pl.DataFrame, title: str = "Method") -> alt.Color:
+    """Colour by ``method`` with a stable order: methods sorted, the baseline ``none`` last, so
+    a method keeps its colour in charts with and without the baseline."""
+    methods = sorted_unique(frame, "method")
+    domain = [m for m in methods if m != "none"] + (["none"] if "none" in methods else [])
+    return alt.Color("method:N", title=title, scale=alt.Scale(domain=domain))
 
 
 def method_label() -> pl.Expr:

@@ -8,6 +8,7 @@ import polars as pl
 from specviz.plots.common import (
     PlotError,
     legend_toggle,
+    method_color,
     metric_label,
     require_columns,
     title,
@@ -83,7 +84,7 @@ def mixture_sweep(table: pl.DataFrame, metric: str = "speedup_total") -> alt.Lay
             scale=alt.Scale(reverse=True),
         ),
         y=alt.Y(f"{metric}:Q", title=label),
-        color=alt.Color("method:N", title="Method"),
+        color=method_color(data),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.2)),
     )
     line = (
@@ -222,7 +223,7 @@ def theory_vs_measurement(table: pl.DataFrame) -> alt.LayerChart:
                 title="Measured decode speedup",
                 scale=alt.Scale(domain=[lo, hi]),
             ),
-            color=alt.Color("method:N", title="Method"),
+            color=method_color(data),
             shape=alt.Shape("category:N", title="Category")
             if "category" in cols
             else alt.Undefined,

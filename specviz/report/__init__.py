@@ -11,7 +11,7 @@ from specviz.report.data import StudyData, load_runs
 from specviz.report.errors import ReportError
 from specviz.report.publish import publish, read_published
 from specviz.report.tables import first_requests, stream_labels, trajectory_run_id, with_intervals
-from specviz.report.tokens import colored_output, output_text, token_decoder
+from specviz.report.tokens import colored_output, output_text, token_decoder, token_legend
 from specviz.report.vega import enable_charts
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ __all__ = [
     "read_published",
     "stream_labels",
     "token_decoder",
+    "token_legend",
     "trajectory_run_id",
     "with_intervals",
 ]

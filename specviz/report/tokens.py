@@ -75,7 +75,6 @@ def colored_output(tokens: pl.DataFrame, request_id: str) -> Html:
         if row["q"] is not None:
             detail += f", q={row['q']:.3f}"
         spans.append(text_element("span", row["text"], style=_style(status), title=detail))
-    legend = " ".join(text_element("span", label, style=_style(s)) for s, label in LEGEND)
     first = rows.row(0, named=True)
     heading = text_element(
         "p", f"Request {request_id} ({first['category']}), {len(spans)} tokens shown"
@@ -86,7 +85,14 @@ def colored_output(tokens: pl.DataFrame, request_id: str) -> Html:
         class_="specviz-tokens",
         style="font-family:monospace;white-space:pre-wrap;overflow-wrap:anywhere;line-height:1.9;",
     )
-    return Html(heading + element("p", legend) + body)
+    return Html(heading + body)
+
+
+def token_legend() -> Html:
+    """What the colours of :func:`colored_output` mean."""
+    return Html(
+        element("p", " ".join(text_element("span", label, style=_style(s)) for s, label in LEGEND))
+    )
 
 
 def output_text(requests: pl.DataFrame, request_id: str) -> Html:
