@@ -78,6 +78,7 @@ def test_report_draws_every_chart_offline_with_no_error_or_request(opened: PageR
     assert opened.charts_total >= 10
     assert opened.charts_drawn == opened.charts_total, opened.chart_failures
     assert opened.errors == []
+    assert opened.warnings == []  # Vega warns about specs it had to patch up
     assert opened.external_requests == []
 
 

@@ -105,6 +105,7 @@ def test_report_page_draws_every_chart_offline_without_errors(study: Path, tmp_p
     assert report.charts_total == len(charts)
     assert report.charts_drawn == len(charts), report.chart_failures
     assert report.errors == []
+    assert report.warnings == []
     assert report.external_requests == []
 
 

@@ -10,6 +10,7 @@ from specviz.plots.common import (
     category_filter,
     legend_toggle,
     method_color,
+    method_order,
     metric_label,
     require_columns,
     sorted_unique,
@@ -38,7 +39,7 @@ def metric_by_category(
     y_title = metric_label(metric)
     base = alt.Chart(data).encode(
         x=alt.X("category:N", title="Category", sort=sorted_unique(data, "category")),
-        xOffset=alt.XOffset("method:N"),
+        xOffset=alt.XOffset("method:N", sort=method_order(data)),
     )
     tooltip = [
         alt.Tooltip("category:N"),

@@ -109,9 +109,13 @@ def sorted_unique(frame: pl.DataFrame, column: str) -> list[str]:
 def method_color(frame: pl.DataFrame, title: str = "Method") -> alt.Color:
     """Colour by ``method`` with a stable order: methods sorted, the baseline ``none`` last, so
     a method keeps its colour in charts with and without the baseline."""
+    return alt.Color("method:N", title=title, scale=alt.Scale(domain=method_order(frame)))
+
+
+def method_order(frame: pl.DataFrame) -> list[str]:
+    """The methods of ``frame`` sorted, the baseline ``none`` last."""
     methods = sorted_unique(frame, "method")
-    domain = [m for m in methods if m != "none"] + (["none"] if "none" in methods else [])
-    return alt.Color("method:N", title=title, scale=alt.Scale(domain=domain))
+    return [m for m in methods if m != "none"] + (["none"] if "none" in methods else [])
 
 
 def method_label() -> pl.Expr:
