@@ -11,6 +11,7 @@ from specviz.workloads import (
     Mixture,
     MixtureError,
     Prompt,
+    build_stream,
     builtin_prompts,
     compose,
     custom,
@@ -123,3 +124,15 @@ def test_sweep_goes_from_one_task_to_uniform() -> None:
     assert counts[0] == {"coding": 12}
     assert counts[1] == {"coding": 8, "math": 2, "writing": 2}
     assert counts[2] == {"coding": 4, "math": 4, "writing": 4}
+
+
+def test_build_stream_gives_indexed_runner_requests() -> None:
+    from specviz.runner import Request
+
+    mixture = uniform(["coding", "math", "writing"], 6, order="interleaved", seed=2)
+    requests = build_stream(mixture, _pool(), repeat=1)
+    assert all(isinstance(r, Request) for r in requests)
+    assert [r.index for r in requests] == list(range(6))
+    assert {r.mixture for r in requests} == {"uniform-interleaved"}
+    assert {r.repeat for r in requests} == {1}
+    assert [r.prompt for r in requests] == compose(mixture, _pool())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -26,6 +26,11 @@ def _init_worker() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def unit_cost(unit: Unit) -> int:
+    """A unit's size in turns: the rough cost used to start the longest units first."""
+    return sum(len(r.prompt.turns) for r in unit.requests)
 
 
 def run_local(
@@ -51,10 +56,12 @@ def run_local(
         with ProcessPoolExecutor(
             max_workers=min(workers, len(units)), mp_context=context, initializer=_init_worker
         ) as pool:
-            futures = {pool.submit(run_unit, unit, out_dir): unit for unit in units}
+            # longest first, so no long unit starts last while the other workers sit idle
+            ordered = sorted(units, key=unit_cost, reverse=True)
+            futures = {pool.submit(run_unit, unit, out_dir): unit for unit in ordered}
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     error = future.exception()
                     if error is not None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from specviz.models import ModelCache
+from specviz.config import RunConfig
+from specviz.models import ModelCache, cache_root
 from specviz.runner import run
 from specviz.study.units import Unit
 
@@ -29,6 +32,37 @@ def process_models() -> ModelCache:
     return _PROCESS_MODELS
 
 
+@contextlib.contextmanager
+def _machine_lock() -> Iterator[None]:
+    """An exclusive lock shared by every process of this machine (a no-op without fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: loads are not serialized
+        yield
+        return
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / ".load.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_models(config: RunConfig, models: ModelCache) -> None:
+    """Load a unit's models into ``models``, one process of this machine at a time.
+
+    Worker processes and Ray tasks start together; the first load of a model may write a cache
+    (the embedded GGUF model is dequantized once to safetensors), so concurrent first loads would
+    race, and loading one model at a time also keeps peak memory down. Later loads hit the cache.
+    """
+    with _machine_lock():
+        models.get(config.target)
+        if config.drafter.draft is not None:
+            models.get(config.drafter.draft)
+
+
 def run_unit(
     unit: Unit, out_dir: str | Path, *, models: ModelCache | None = None, progress: bool = False
 ) -> UnitResult:
@@ -37,12 +71,14 @@ def run_unit(
     Always opens the run directory with ``resume=True``: whether resuming is allowed at all is
     decided once for the whole study before any unit starts (see :func:`specviz.study.run_study`).
     """
+    models = models or process_models()
+    load_models(unit.config, models)
     summary = run(
         unit.config,
         unit.requests,
         Path(out_dir) / unit.run_dir,
         resume=True,
-        models=models or process_models(),
+        models=models,
         progress=progress,
     )
     return UnitResult(
