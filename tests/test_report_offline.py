@@ -164,7 +164,7 @@ def test_stock_altair_html_would_run_injected_script(tmp_path: Path) -> None:
     markup = (bundle[0] if isinstance(bundle, tuple) else bundle)["text/html"]
     page = tmp_path / "stock.html"
     page.write_text(f"<html><body>{markup}</body></html>")
-    report = open_offline(page, chart_selector="div[id^=altair-viz]", timeout_s=10)
+    report = open_offline(page, chart_selector="div[id^=altair-viz]", timeout_s=3)
     assert report.dialogs  # the injected alert ran
     assert report.charts_drawn == 0
 
