@@ -219,3 +219,43 @@ def test_specviz_report_exits_2_naming_the_problem(
     assert (message or "missing-study does not exist") in err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_report_controls_work_without_a_kernel(built: tuple[Path, float]) -> None:
+    """Dropdowns and sliders are Vega params: moving them redraws the charts offline."""
+    from report_chromium import browser
+
+    texts = (
+        "JSON.stringify(Array.from(document.querySelectorAll('.specviz-chart'))"
+        ".map(c => Array.from(c.querySelectorAll('.mark-text text')).map(t => t.textContent)))"
+    )
+
+    def set_control(name: str, index_or_value: str) -> str:
+        event = "e.tagName === 'SELECT' ? 'change' : 'input'"
+        return (
+            f"(() => {{ const e = document.querySelector('.vega-bindings [name={name}]');"
+            f" e.value = {index_or_value}; e.dispatchEvent(new Event({event}));"
+            " return e.value; })()"
+        )
+
+    with browser(require_chromium()) as cdp:
+        for domain in ("Page", "Runtime"):
+            cdp.send(f"{domain}.enable")
+        cdp.send("Page.navigate", {"url": built[0].as_uri()})
+        for _ in range(60):
+            cdp.pump(0.25)
+            if cdp.evaluate("document.querySelectorAll('.specviz-chart svg.marks').length") >= 10:
+                break
+        before = cdp.evaluate(texts)
+        assert cdp.evaluate(set_control("token_category", "e.options[1].value")) == "writing"
+        cdp.pump(0.5)
+        after_category = cdp.evaluate(texts)
+        assert cdp.evaluate(set_control("token_request", "'1'")) == "1"
+        cdp.pump(0.5)
+        after_request = cdp.evaluate(texts)
+        cdp.evaluate(set_control("k_pick", "'2'"))
+        cdp.pump(0.5)
+        after_k = cdp.evaluate(texts)
+    assert before != after_category != after_request  # the token chart shows another request
+    assert after_request != after_k  # the k slider moved the predicted-speedup labels
