@@ -1,0 +1,178 @@
+"""Drafting for a batch: per-row adapters of the batch-size-1 drafters, and batched layer skip.
+
+- :class:`PerRowDrafters` gives every row its own batch-size-1 drafter (prompt lookup, draft
+  model), created when a request joins and dropped when it leaves. Prompt lookup is a search in
+  the row's own context, so nothing is lost by running it per row. A draft model runs per row
+  too: its own batch-1 cache and forwards, one row after another (correct and simple; a batched
+  draft model would share its forward passes across rows, which this does not measure).
+- :class:`BatchLayerSkip` drafts with a subset of the target's own layers for all rows at once,
+  writing into the shared batch cache (:class:`~specviz.batch.kv.BatchKV`); the entries are
+  removed from just those layers before verification, as the batch-size-1 layer-skip drafter does.
+
+Each row samples with its own generator (seeded per request), in the same order as at batch
+size 1, so a row's random draws do not depend on its neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from transformers import PreTrainedModel
+
+from specviz.batch.kv import BatchKV
+from specviz.config import DrafterConfig, SamplingConfig
+from specviz.drafters import build_drafter
+from specviz.drafters.base import Drafter, Proposal
+from specviz.drafters.draft_model import DraftModelDrafter
+from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
+from specviz.drafters.prompt_lookup import PromptLookupDrafter
+from specviz.forward import new_cache, rollback_layers
+from specviz.models import LoadedModel, ModelCache
+from specviz.sampling import probabilities, sample
+
+
+@dataclass(frozen=True)
+class RowAsk:
+    """What one row asks of the drafter this round."""
+
+    slot: int  # the row's slot label (stable while its request is in the batch)
+    row: int  # its index in the batch cache now
+    context: torch.Tensor  # all ids so far, last emitted included
+    k: int  # tokens to draft (0: this row does not draft this round)
+    generator: torch.Generator
+
+
+class BatchDrafter(Protocol):
+    name: str
+
+    def join(self, slot: int, context: torch.Tensor, generator: torch.Generator) -> None:
+        """A request's turn starts in ``slot`` with ``context`` (its prompt ids)."""
+        ...
+
+    def leave(self, slot: int) -> None: ...
+
+    def propose(
+        self, kv: BatchKV, asks: Sequence[RowAsk], min_confidence: float | None
+    ) -> list[Proposal]:
+        """One proposal per ask (empty where ``k == 0``)."""
+        ...
+
+
+class PerRowDrafters:
+    """One batch-size-1 drafter per row slot, built by ``factory(generator)``."""
+
+    def __init__(self, name: str, factory: Callable[[torch.Generator], Drafter]) -> None:
+        self.name = name
+        self.factory = factory
+        self.rows: dict[int, Drafter] = {}
+
+    def join(self, slot: int, context: torch.Tensor, generator: torch.Generator) -> None:
+        if slot not in self.rows:
+            self.rows[slot] = self.factory(generator)
+        self.rows[slot].start(context)
+
+    def leave(self, slot: int) -> None:
+        self.rows.pop(slot, None)
+
+    def propose(
+        self, kv: BatchKV, asks: Sequence[RowAsk], min_confidence: float | None
+    ) -> list[Proposal]:
+        out = []
+        for ask in asks:
+            if ask.k <= 0:
+                out.append(Proposal(ask.context.new_empty(0)))
+            else:
+                out.append(self.rows[ask.slot].propose(ask.context, ask.k, min_confidence))
+        return out
+
+
+class BatchLayerSkip:
+    """Self-speculation over the batch: the target with only ``kept`` layers drafts every row."""
+
+    name = "layer-skip"
+
+    def __init__(self, model: PreTrainedModel, kept: list[int], sampling: SamplingConfig) -> None:
+        self.model = model
+        self.kept = kept
+        self.sampling = sampling
+
+    def join(self, slot: int, context: torch.Tensor, generator: torch.Generator) -> None:
+        return None
+
+    def leave(self, slot: int) -> None:
+        return None
+
+    def propose(
+        self, kv: BatchKV, asks: Sequence[RowAsk], min_confidence: float | None
+    ) -> list[Proposal]:
+        device = kv.valid.device
+        rows = kv.rows
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        q_rows: list[list[torch.Tensor]] = [[] for _ in range(rows)]
+        by_row = {a.row: a for a in asks}
+        active = [a.row for a in asks if a.k > 0]
+        steps = max((a.k for a in asks), default=0)
+        step_ids = torch.zeros(rows, 1, dtype=torch.long, device=device)
+        for a in asks:
+            step_ids[a.row, 0] = int(a.context[-1])
+        pending = torch.zeros(rows, 0, dtype=torch.bool, device=device)
+        fed = 0
+        with only_layers(self.model, self.kept):
+            for _ in range(steps):
+                if not active:
+                    break
+                live = torch.zeros(rows, 1, dtype=torch.bool, device=device)
+                live[active, 0] = True
+                logits = kv.forward(self.model, step_ids, live, pending)[:, -1]
+                pending = torch.cat([pending, live], dim=1)
+                fed += 1
+                still = []
+                for r in active:
+                    q = probabilities(logits[r], self.sampling)
+                    if min_confidence is not None and float(q.max()) < min_confidence:
+                        continue
+                    x = int(q.argmax()) if self.sampling.greedy else sample(q, by_row[r].generator)
+                    tokens[r].append(x)
+                    q_rows[r].append(q)
+                    step_ids[r, 0] = x
+                    if len(tokens[r]) < by_row[r].k:
+                        still.append(r)
+                active = still
+        rollback_layers(kv.cache, self.kept, fed)  # type: ignore[arg-type]
+        out = []
+        for a in asks:
+            drafted = torch.tensor(tokens[a.row], dtype=torch.long, device=device)
+            if not tokens[a.row]:
+                out.append(Proposal(drafted))
+                continue
+            q = torch.stack(q_rows[a.row])
+            out.append(Proposal(drafted, q, q[torch.arange(len(drafted)), drafted]))
+        return out
+
+
+def build_batch_drafter(
+    config: DrafterConfig, target: LoadedModel, sampling: SamplingConfig, models: ModelCache
+) -> BatchDrafter | None:
+    """The batch drafter a config names (None for plain decoding).
+
+    The draft model is checked (tokenizer, device) exactly as at batch size 1, by building one
+    batch-size-1 drafter up front.
+    """
+    if config.kind == "none":
+        return None
+    if config.kind == "prompt-lookup":
+        return PerRowDrafters(
+            "prompt-lookup", lambda _g: PromptLookupDrafter(config.max_ngram, config.min_ngram)
+        )
+    if config.kind == "layer-skip":
+        n_layers = len(decoder_layers(target.model))
+        kept = kept_layers(n_layers, config.exit_layer, config.layers)
+        return BatchLayerSkip(target.model, kept, sampling)
+    probe = torch.Generator(device=target.device)
+    built = build_drafter(config, target, new_cache(target.model), sampling, probe, models)
+    assert isinstance(built, DraftModelDrafter)
+    draft_model = built.model
+    return PerRowDrafters("model", lambda g: DraftModelDrafter(draft_model, sampling, g))
