@@ -42,7 +42,14 @@ from specviz.plots import (
     task_share,
     theory_vs_measurement,
 )
-from specviz.report import enable_charts, load_runs, publish, stream_labels, trajectory_run_id
+from specviz.report import (
+    decomposable,
+    enable_charts,
+    load_runs,
+    publish,
+    stream_labels,
+    trajectory_run_id,
+)
 
 enable_charts()
 
@@ -89,9 +96,14 @@ mixture_sweep(sweep, "speedup_total")
 # into composition, k mismatch, carry-over and residual (definitions in `docs/metrics.md`).
 
 # %%
-parts = stream_labels(degradation(requests, n_boot=n_boot))
-publish("collapse.degradation", parts.to_dicts())
-degradation_bars(parts) if parts.height else "No multitask stream has single-task counterparts."
+if decomposable(requests):
+    parts = stream_labels(degradation(requests, n_boot=n_boot))
+    publish("collapse.degradation", parts.to_dicts())
+    chart = degradation_bars(parts)
+else:
+    publish("collapse.degradation", [])
+    chart = "No multitask stream with single-task runs of the same method: nothing to decompose."
+chart
 
 # %% [markdown]
 # ## The draft length k across task switches

@@ -36,6 +36,10 @@ XSS_TEXTS = (
 
 DEFAULT_ALPHA = {"coding": 0.8, "writing": 0.45, "math": 0.65}
 
+# an unbatched run (specviz.schema: batch columns of a batch-size-1 run)
+UNBATCHED = {"batch_size": 1, "batch_composition": None, "batch_id": None, "row": 0}
+UNBATCHED_EVENT = {**UNBATCHED, "batch_step": None, "batch_rows": 1, "batch_tasks": 1}
+
 
 @dataclass(frozen=True)
 class SyntheticRun:
@@ -94,7 +98,7 @@ def write_run(run_dir: Path, run: SyntheticRun) -> Path:
             "target": config.target.name,
         }
         rows = _request_events(rng, run, config, alpha)
-        events += [labels | r for r in rows]
+        events += [labels | UNBATCHED_EVENT | r for r in rows]
         text = run.texts[index % len(run.texts)] if run.texts else f"{category} answer {index}"
         requests.append(_request_row(labels, config, rows, text, rng))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -204,7 +208,7 @@ def _request_row(
     verify_s = sum(r["verify_s"] for r in target_rows if not r["prefill"])
     wall = (prefill_s + draft_s + verify_s) * (1.05 + 0.02 * rng.random())
     new_tokens = sum(r["emitted"] for r in rows)
-    return labels | {
+    return labels | UNBATCHED | {
         "k": config.k_label,
         "draft": None,
         "temperature": 0.0,
@@ -225,6 +229,7 @@ def _request_row(
         "turn_new_tokens": [new_tokens],
         "turn_wall_s": [wall],
         "turn_rounds": [len(target_rows)],
+        "latency_s": wall,
     }
 
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 from specviz.report.data import StudyData, load_runs
 from specviz.report.errors import ReportError
 from specviz.report.publish import publish, read_published
-from specviz.report.tables import first_requests, stream_labels, trajectory_run_id, with_intervals
+from specviz.report.tables import (
+    decomposable,
+    first_requests,
+    stream_labels,
+    trajectory_run_id,
+    with_intervals,
+)
 from specviz.report.tokens import colored_output, output_text, token_decoder, token_legend
 from specviz.report.vega import enable_charts
 
@@ -22,6 +28,7 @@ __all__ = [
     "StudyData",
     "build_report",
     "colored_output",
+    "decomposable",
     "enable_charts",
     "first_requests",
     "load_runs",
