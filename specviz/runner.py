@@ -37,6 +37,20 @@ from specviz.runlog import RunDirError, RunWriter, read_run_meta, scan_events, w
 from specviz.schema import REQUEST_SCHEMA, RUN_FILE, SCHEMA_VERSION
 from specviz.workloads.prompt import Prompt
 
+# the batch columns of a batch-size-1 run (batched runs: specviz.batch.runner)
+UNBATCHED_LABELS: dict[str, Any] = {
+    "batch_size": 1,
+    "batch_composition": None,
+    "batch_id": None,
+    "row": 0,
+}
+UNBATCHED_EVENT_LABELS: dict[str, Any] = {
+    **UNBATCHED_LABELS,
+    "batch_step": None,
+    "batch_rows": 1,
+    "batch_tasks": 1,
+}
+
 
 @dataclass(frozen=True)
 class Request:
@@ -350,8 +364,10 @@ def _decode_one(
         "turn_new_tokens": counters.turn_new_tokens,
         "turn_wall_s": counters.turn_wall_s,
         "turn_rounds": counters.turn_rounds,
+        **UNBATCHED_LABELS,
+        "latency_s": sum(counters.turn_wall_s),
     }
     request_frame = pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False)
-    event_frame = events.frame(request_labels)
+    event_frame = events.frame(request_labels | UNBATCHED_EVENT_LABELS)
     writer.append(event_frame, request_frame)
     return counters

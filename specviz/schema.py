@@ -23,6 +23,13 @@ Conventions (also in ``docs/schema.md``):
 - ``emitted`` says whether the token made it into the output: accepted drafts and the
   correction/bonus token are emitted unless the turn already ended (end-of-sequence token or
   the ``max_new_tokens`` budget) earlier in the same round.
+- Batches (``specviz.batch``, ``docs/batching.md``): a batched run decodes ``batch_size`` rows at
+  once; every verify round of a row is one row of a batched target forward (``batch_step``),
+  shared with ``batch_rows - 1`` other rows. Its ``draft_s`` and ``verify_s`` are the step's
+  seconds divided by ``batch_rows`` (each row's share), so sums over events stay seconds of the
+  run. A prefill round is the joining row's own forward (``batch_rows == 1``). A batch-size-1 run
+  has ``batch_size == 1``, ``row == 0``, ``batch_rows == batch_tasks == 1`` and null
+  ``batch_id``, ``batch_step`` and ``batch_composition``.
 """
 
 from __future__ import annotations
@@ -73,6 +80,19 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "p": (pl.Float32(), "Target probability of the token at this position (null if unverified)."),
     "draft_s": (pl.Float64(), "Seconds spent drafting in this round (same on every row of it)."),
     "verify_s": (pl.Float64(), "Seconds of the target forward + verification of this round."),
+    "batch_size": (pl.Int16(), "Configured batch size of the run (1: unbatched)."),
+    "batch_composition": (
+        pl.String(),
+        "How requests were grouped into batches: stream | single-task | mixed (null: unbatched).",
+    ),
+    "batch_id": (pl.Int32(), "Batch the composition put the request in (null: unbatched)."),
+    "row": (pl.Int16(), "Row slot of the request in its batch (0 when unbatched)."),
+    "batch_step": (
+        pl.Int32(),
+        "0-based index of the target forward pass in the run; rows of one batched verify pass share it (null: unbatched).",
+    ),
+    "batch_rows": (pl.Int16(), "Rows in this round's target forward pass (1 for prefill rounds)."),
+    "batch_tasks": (pl.Int16(), "Distinct categories among those rows."),
 }
 
 REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
@@ -106,6 +126,17 @@ REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "turn_new_tokens": (pl.List(pl.Int32()), "New tokens per turn."),
     "turn_wall_s": (pl.List(pl.Float64()), "Wall seconds per turn."),
     "turn_rounds": (pl.List(pl.Int32()), "Target forward passes per turn."),
+    "batch_size": (pl.Int16(), "Configured batch size of the run (1: unbatched)."),
+    "batch_composition": (
+        pl.String(),
+        "How requests were grouped into batches: stream | single-task | mixed (null: unbatched).",
+    ),
+    "batch_id": (pl.Int32(), "Batch the composition put the request in (null: unbatched)."),
+    "row": (pl.Int16(), "Row slot of the request in its batch (0 when unbatched)."),
+    "latency_s": (
+        pl.Float64(),
+        "Wall seconds from the request's admission (its first prefill) to its end; = wall_s unbatched. In a batch wall_s is the request's share of the batch's time.",
+    ),
 }
 
 

@@ -223,6 +223,14 @@ def synthetic_events(
         pl.when(pl.col("verified")).then(pl.col("target_token")).alias("target_token"),
         pl.lit(None, dtype=pl.Float32).alias("q"),
         pl.lit(None, dtype=pl.Float32).alias("p"),
+        # an unbatched run's batch columns
+        pl.lit(1, dtype=pl.Int16).alias("batch_size"),
+        pl.lit(None, dtype=pl.String).alias("batch_composition"),
+        pl.lit(None, dtype=pl.Int32).alias("batch_id"),
+        pl.lit(0, dtype=pl.Int16).alias("row"),
+        pl.lit(None, dtype=pl.Int32).alias("batch_step"),
+        pl.lit(1, dtype=pl.Int16).alias("batch_rows"),
+        pl.lit(1, dtype=pl.Int16).alias("batch_tasks"),
     ).match_to_schema(EVENT_SCHEMA)
 
 
