@@ -1,6 +1,7 @@
 """Batched speculative decoding: many rows drafted, verified in one target pass, advancing
 independently (see ``docs/batching.md``)."""
 
+from specviz.batch.compose import compose
 from specviz.batch.config import COMPOSITIONS, K_MODES, BatchConfig, BatchConfigError
 from specviz.batch.decoder import (
     BatchDecoder,
@@ -15,6 +16,7 @@ from specviz.batch.decoder import (
 )
 from specviz.batch.drafters import build_batch_drafter
 from specviz.batch.kv import BatchKV
+from specviz.batch.runner import BatchEventRecorder, run_batched
 
 __all__ = [
     "COMPOSITIONS",
@@ -22,6 +24,7 @@ __all__ = [
     "BatchConfig",
     "BatchConfigError",
     "BatchDecoder",
+    "BatchEventRecorder",
     "BatchKV",
     "BatchRecord",
     "Job",
@@ -32,4 +35,6 @@ __all__ = [
     "StepDrafted",
     "StepPrefill",
     "build_batch_drafter",
+    "compose",
+    "run_batched",
 ]

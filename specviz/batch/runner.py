@@ -1,0 +1,293 @@
+"""Running a request stream in batches and writing the same run directory as batch size 1.
+
+``run_batched(config, batch, requests, out_dir)`` composes the requests into batches
+(:mod:`specviz.batch.compose`), decodes them with :class:`~specviz.batch.decoder.BatchDecoder`,
+times every record it yields, and writes ``events.parquet``, ``requests.parquet`` and ``run.json``
+(the configuration plus the :class:`~specviz.batch.config.BatchConfig` under ``batch``).
+
+Time attribution. A batched forward pass serves several requests at once, so its seconds are
+split equally among its rows: each row's event rows carry ``draft_s`` and ``verify_s`` = the
+step's seconds / ``batch_rows``, and a request's ``wall_s`` is the sum of its shares (plus its
+own prefills and turn ends). Sums over requests therefore add up to the run's wall time, and
+``sum(new_tokens) / sum(wall_s)`` is the batch's throughput, comparable with a batch-size-1
+run's. ``latency_s`` is what the request's user waits: from its admission (the start of its
+first prefill) to its end. ``ttft_s`` is its first prefill (time in the queue is not counted).
+
+Resuming skips finished requests; the others are decoded in the batches the composition gave
+them (without the finished rows), so their neighbours, and thus their timings, can differ from an
+uninterrupted run's. A batch-level adaptive policy restarts from its initial k.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from tqdm.auto import tqdm
+
+from specviz.batch.compose import compose
+from specviz.batch.config import BatchConfig
+from specviz.batch.decoder import (
+    BatchDecoder,
+    Job,
+    RowDone,
+    RowTurnEnd,
+    Step,
+    StepDrafted,
+    StepPrefill,
+)
+from specviz.batch.drafters import build_batch_drafter
+from specviz.config import RunConfig
+from specviz.engine import Round
+from specviz.models import ModelCache
+from specviz.recorder import EventRecorder, RequestCounters
+from specviz.runlog import RunDirError, RunWriter, read_run_meta, write_json
+from specviz.runner import (
+    Request,
+    RunSummary,
+    _git_commit,
+    _hardware,
+    _model_info,
+    _open_run_dir,
+    _versions,
+    request_seed,
+    timed,
+    workload_fingerprint,
+)
+from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, RUN_FILE, SCHEMA_VERSION
+
+_BATCH_ROUND_COLUMNS = ("batch_step", "batch_rows", "batch_tasks")
+
+
+class BatchEventRecorder(EventRecorder):
+    """Event rows of one request in a batched run: per round also the batched forward's step,
+    row count and task count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batch_cols: dict[str, list[Any]] = {c: [] for c in _BATCH_ROUND_COLUMNS}
+
+    def add_step(
+        self, r: Round, draft_s: float, verify_s: float, step: int, rows: int, tasks: int
+    ) -> None:
+        self.add(r, draft_s, verify_s)
+        n = len(r.draft) + 1
+        self.batch_cols["batch_step"] += [step] * n
+        self.batch_cols["batch_rows"] += [rows] * n
+        self.batch_cols["batch_tasks"] += [tasks] * n
+
+    def frame(self, labels: dict[str, Any]) -> pl.DataFrame:
+        n = len(self.cols["turn"])
+        data = {name: [value] * n for name, value in labels.items()} | self.cols | self.batch_cols
+        return pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False)
+
+
+@dataclass
+class _Tally:
+    """What is measured of one request while it is in the batch."""
+
+    request: Request
+    batch_id: int
+    slot: int = -1
+    counters: RequestCounters = field(default_factory=RequestCounters)
+    events: BatchEventRecorder = field(default_factory=BatchEventRecorder)
+    admitted: float | None = None
+    ttft: float | None = None
+    turn_s: float = 0.0
+    turn_rounds: int = 0
+
+    def add(
+        self, r: Round, draft_s: float, verify_s: float, step: int, rows: int, tasks: int
+    ) -> None:
+        self.counters.add_round(r, draft_s, verify_s)
+        self.events.add_step(r, draft_s, verify_s, step, rows, tasks)
+        self.turn_s += draft_s + verify_s
+        self.turn_rounds += 1
+
+
+def run_batched(
+    config: RunConfig,
+    batch: BatchConfig,
+    requests: Sequence[Request],
+    out_dir: Path,
+    *,
+    resume: bool = False,
+    models: ModelCache | None = None,
+    progress: bool = True,
+    record_events: bool = True,
+) -> RunSummary:
+    """Decode ``requests`` in batches under ``config`` and ``batch``; write ``out_dir``.
+
+    ``RunSummary.wall_s`` is the run's wall time, so ``tokens_per_s`` is the batch throughput.
+    """
+    if not requests:
+        raise RunDirError("the workload is empty: nothing to run")
+    out_dir = Path(out_dir)
+    identity = {
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "workload": workload_fingerprint(requests),
+        "batch": batch.to_dict(),
+    }
+    _open_run_dir(out_dir, identity, resume)
+
+    models = models or ModelCache()
+    target = models.get(config.target)
+    drafter = build_batch_drafter(config.drafter, target, config.sampling, models)
+    decoder = BatchDecoder(
+        target, drafter, config.policy, config.sampling, config.max_new_tokens, batch
+    )
+    for request in requests:  # fail before writing anything if a first turn cannot fit
+        decoder.encode_turn(request.prompt, [])
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    run_id = f"{out_dir.name}-{digest.hexdigest()[:8]}"
+    meta = {
+        **identity,
+        "run_id": run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "models": {"target": _model_info(target)}
+        | (
+            {"draft": _model_info(models.get(config.drafter.draft))} if config.drafter.draft else {}
+        ),
+        "versions": _versions(),
+        "hardware": _hardware(target.device),
+        "git_commit": _git_commit(),
+        "seed": config.seed,
+        "requests": len(requests),
+        "prompt_ids": [r.prompt.id for r in requests],
+        "complete": False,
+    }
+    if (out_dir / RUN_FILE).is_file():
+        meta = read_run_meta(out_dir) | {"complete": False}
+    write_json(out_dir / RUN_FILE, meta)
+
+    writer = RunWriter(out_dir)
+    writer.consolidate()
+    done = writer.finished_request_ids()
+    batches = compose(
+        list(range(len(requests))), [r.prompt for r in requests], batch.size, batch.composition
+    )
+    tallies: dict[int, _Tally] = {}
+    jobs: list[list[Job]] = []
+    for batch_id, members in enumerate(batches):
+        todo = [i for i in members if requests[i].id not in done]
+        for i in todo:
+            tallies[i] = _Tally(requests[i], batch_id)
+        jobs.append(
+            [
+                Job(i, requests[i].prompt, request_seed(config.seed, requests[i]), batch_id)
+                for i in todo
+            ]
+        )
+    labels = {
+        "run_id": run_id,
+        "drafter": config.drafter.kind,
+        "policy": config.policy_label,
+        "target": config.target.name,
+        "batch_size": batch.size,
+        "batch_composition": batch.composition,
+    }
+    sync = torch.cuda.synchronize if target.device.type == "cuda" else (lambda: None)
+    bar = tqdm(
+        total=len(tallies), desc=out_dir.name, unit="req", disable=not progress, dynamic_ncols=True
+    )
+    tokens = drafted = accepted = 0
+    wall_s = draft_s = 0.0
+    for record, seconds in timed(decoder.run(jobs), sync):
+        wall_s += seconds
+        if isinstance(record, StepDrafted):
+            draft_s = seconds
+        elif isinstance(record, StepPrefill):
+            tally = tallies[record.row.key]
+            if tally.admitted is None:
+                tally.admitted, tally.ttft = time.perf_counter() - seconds, seconds
+            tally.slot = record.row.slot
+            tally.add(record.row.round, 0.0, seconds, record.index, 1, 1)
+        elif isinstance(record, Step):
+            n = len(record.rows)
+            for row in record.rows:
+                tallies[row.key].add(
+                    row.round, draft_s / n, seconds / n, record.index, n, record.tasks
+                )
+            draft_s = 0.0
+        elif isinstance(record, RowTurnEnd):
+            tally = tallies[record.key]
+            tally.counters.end_turn(record.end, tally.turn_rounds, tally.turn_s + seconds)
+            tally.turn_s, tally.turn_rounds = 0.0, 0
+        elif isinstance(record, RowDone):
+            tally = tallies[record.key]
+            tally.counters.turn_wall_s[-1] += seconds
+            _write_request(writer, tally, config, labels, record_events)
+            tokens += tally.counters.new_tokens
+            drafted += tally.counters.drafted
+            accepted += tally.counters.accepted
+            bar.update()
+            bar.set_postfix(
+                tok_s=f"{tokens / max(wall_s, 1e-9):.1f}",
+                accept=f"{accepted / drafted:.2f}" if drafted else "-",
+            )
+    bar.close()
+    writer.consolidate()
+    write_json(out_dir / RUN_FILE, meta | {"complete": True})
+    skipped = len(requests) - len(tallies)
+    return RunSummary(out_dir, run_id, len(tallies), skipped, tokens, wall_s, drafted, accepted)
+
+
+def _write_request(
+    writer: RunWriter,
+    tally: _Tally,
+    config: RunConfig,
+    labels: dict[str, Any],
+    record_events: bool,
+) -> None:
+    request, counters = tally.request, tally.counters
+    assert tally.admitted is not None
+    request_labels = {
+        **labels,
+        "request_id": request.id,
+        "request_index": request.index,
+        "repeat": request.repeat,
+        "prompt_id": request.prompt.id,
+        "category": request.prompt.category,
+        "mixture": request.mixture,
+        "batch_id": tally.batch_id,
+        "row": tally.slot,
+    }
+    row = {
+        **request_labels,
+        "k": config.k_label,
+        "draft": config.drafter.draft.name if config.drafter.draft else None,
+        "temperature": config.sampling.temperature,
+        "n_turns": len(request.prompt.turns),
+        "prompt_tokens": counters.prompt_tokens,
+        "new_tokens": counters.new_tokens,
+        "rounds": counters.rounds,
+        "drafted": counters.drafted,
+        "accepted": counters.accepted,
+        "wall_s": sum(counters.turn_wall_s),
+        "ttft_s": tally.ttft,
+        "prefill_s": counters.prefill_s,
+        "draft_s": counters.draft_s,
+        "verify_s": counters.verify_s,
+        "finish_reason": counters.finish,
+        "output_text": "\n\n".join(counters.outputs),
+        "output_turns": counters.outputs,
+        "turn_new_tokens": counters.turn_new_tokens,
+        "turn_wall_s": counters.turn_wall_s,
+        "turn_rounds": counters.turn_rounds,
+        "latency_s": time.perf_counter() - tally.admitted,
+    }
+    events = tally.events if record_events else BatchEventRecorder()
+    writer.append(
+        events.frame(request_labels),
+        pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False),
+    )
