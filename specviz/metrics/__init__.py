@@ -8,6 +8,7 @@ conventions: each docstring and docs/metrics.md.
 """
 
 from specviz.metrics import expressions
+from specviz.metrics.batching import batch_composition_gap, batch_raggedness
 from specviz.metrics.bootstrap import (
     RATIO_METRICS,
     Interval,
@@ -54,6 +55,8 @@ __all__ = [
     "Interval",
     "MissingBaselineError",
     "MissingCounterpartError",
+    "batch_composition_gap",
+    "batch_raggedness",
     "best_k",
     "bootstrap",
     "bootstrap_by",
