@@ -12,7 +12,8 @@ from typing import Any
 
 from specviz.errors import SpecvizError
 
-DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip")
+DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip")
+COMPONENTS = ("attention", "mamba", "mlp")  # of a hybrid (Falcon-H1) decoder layer
 POLICIES = ("constant", "heuristic", "heuristic-per-request", "confidence")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -56,7 +57,10 @@ class DrafterConfig:
     - ``none``: plain autoregressive decoding through the same loop (the baseline);
     - ``model``: a separate draft model ``draft`` with its own KV cache;
     - ``prompt-lookup``: n-gram lookup in the context, trying ``max_ngram`` down to ``min_ngram``;
-    - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers).
+    - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers);
+    - ``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
+      attention, mamba, mlp) in its layers ``layers`` (all layers when unset); the other layers
+      run in full. ``["mamba", "mlp"]`` is the SSM path alone, ``["attention", "mlp"]`` the reverse.
     """
 
     kind: str = "none"
@@ -65,8 +69,20 @@ class DrafterConfig:
     min_ngram: int = 1
     exit_layer: int | None = None
     layers: tuple[int, ...] | None = None
+    components: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.components, str):
+            raise ConfigError(
+                f'components takes a list such as ["mamba", "mlp"], not the string '
+                f"{self.components!r}"
+            )
+        if self.components is not None:  # lists from TOML/JSON; one canonical order
+            names = set(self.components)
+            object.__setattr__(self, "components", tuple(c for c in COMPONENTS if c in names))
+            unknown = sorted(names - set(COMPONENTS))
+            if unknown:
+                raise ConfigError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
         if self.kind not in DRAFTERS:
             raise ConfigError(f"drafter {self.kind!r} is not one of {', '.join(DRAFTERS)}")
         if self.kind == "model" and self.draft is None:
@@ -86,6 +102,31 @@ class DrafterConfig:
                 raise ConfigError(f"--exit-layer must be >= 1 (got {self.exit_layer})")
             if self.layers is not None and (not self.layers or 0 not in self.layers):
                 raise ConfigError("--layers must list layer 0 (the cache length is read from it)")
+        if self.kind == "component-skip":
+            self._check_components()
+        elif self.components is not None:
+            raise ConfigError(f"components are only used with component-skip, not {self.kind!r}")
+
+    def _check_components(self) -> None:
+        if not self.components:
+            raise ConfigError(
+                'component-skip needs the components to draft with, e.g. components = ["mamba", '
+                '"mlp"] (the SSM path alone) or ["attention", "mlp"]'
+            )
+        if len(self.components) == len(COMPONENTS):
+            raise ConfigError(
+                "component-skip lists every component, which is the target itself: leave out "
+                "at least one of " + ", ".join(COMPONENTS)
+            )
+        if self.exit_layer is not None:
+            raise ConfigError(
+                "component-skip takes layers (or none for all layers), not an exit layer"
+            )
+        if self.layers is not None and not self.layers:
+            raise ConfigError(
+                "component-skip layers is empty: list the layers that draft with the chosen "
+                "components, or leave it out for all layers"
+            )
 
     @property
     def label(self) -> str:
@@ -101,7 +142,7 @@ class PolicyConfig:
       accepted, else -1 (minimum 1); the state persists across requests of a run;
     - ``heuristic-per-request``: the same, reset to ``k`` at each request;
     - ``confidence``: up to ``k``, stopping early when the draft's top probability falls below
-      ``threshold`` (needs a drafter with probabilities: model or layer-skip).
+      ``threshold`` (needs a drafter with probabilities: model, layer-skip or component-skip).
     """
 
     kind: str = "constant"
@@ -175,6 +216,8 @@ class RunConfig:
             drafter["draft"] = ModelSpec(**drafter["draft"])
         if drafter.get("layers") is not None:
             drafter["layers"] = tuple(drafter["layers"])
+        if drafter.get("components") is not None:
+            drafter["components"] = tuple(drafter["components"])
         return RunConfig(
             target=ModelSpec(**data["target"]),
             drafter=DrafterConfig(**drafter),

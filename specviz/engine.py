@@ -12,7 +12,9 @@ verify or prefill time) and records them. Plain autoregressive decoding is the s
 drafter, so baseline and speculation count tokens and time identically.
 
 Invariant: the target's KV cache holds every context token except the last one emitted; each
-round feeds ``[last, x_1..x_gamma]`` and keeps ``last, x_1..x_n`` (n accepted).
+round feeds ``[last, x_1..x_gamma]`` and keeps ``last, x_1..x_n`` (n accepted). Attention caches
+drop the rest by cropping; a hybrid model's recurrent state is restored and the kept tokens
+replayed (:mod:`specviz.hybrid.rollback`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from specviz.chat import conversation, encode
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Drafter, Proposal
 from specviz.errors import SpecvizError
-from specviz.forward import forward, rollback
+from specviz.forward import forward
+from specviz.hybrid.rollback import cache_rollback
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy
 from specviz.sampling import choose, probabilities
@@ -112,6 +115,7 @@ class Decoder:
         self.sampling = sampling
         self.max_new_tokens = max_new_tokens
         self.cache = cache  # shared with a layer-skip drafter, emptied at every turn
+        self.rollback = cache_rollback(target.model, cache)  # crop, or restore + replay
         self.stop = stop_ids(target)
         self.window = target.context_window
         self.generator = generator  # shared with a sampling drafter, seeded per request
@@ -149,7 +153,7 @@ class Decoder:
     def _turn(self, turn: int, first_round: int, prompt_ids: list[int]) -> Iterator[Record]:
         device = self.target.device
         model = self.target.model
-        rollback(self.cache, self.cache.get_seq_length())
+        self.rollback.clear(self.cache)
         context = torch.tensor(prompt_ids, dtype=torch.long, device=device)
         if self.drafter is not None:
             self.drafter.start(context)
@@ -200,6 +204,8 @@ class Decoder:
     ) -> Round:
         gamma = len(proposal)
         feed = torch.cat([context[-1:], proposal.tokens.to(context.device)])
+        if gamma > 0:
+            self.rollback.checkpoint(self.cache)
         logits = forward(self.target.model, feed, self.cache, len(context) - 1)  # p_1..p_{gamma+1}
         p = probabilities(logits, self.sampling)
         verdict: Verdict
@@ -210,7 +216,8 @@ class Decoder:
                 proposal.tokens.to(p.device), proposal.q_tokens, proposal.q, p, self.generator
             )
         n = verdict.n_accepted
-        rollback(self.cache, gamma - n)  # drop rejected drafts; keep last, x_1..x_n
+        # drop rejected drafts; keep last, x_1..x_n
+        self.rollback.keep(self.cache, self.target.model, feed, len(context) - 1, n + 1)
         n_verified = min(n + 1, gamma)
         draft = proposal.tokens.tolist()
         vocab = p.shape[-1]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from specviz.hybrid.state import crop_attention
+
 
 def new_cache(model: PreTrainedModel) -> DynamicCache:
     return DynamicCache(config=model.config)
@@ -37,13 +39,16 @@ def forward(
 
 
 def rollback(cache: DynamicCache, n: int) -> None:
-    """Remove the last ``n`` positions from every layer of ``cache``."""
+    """Remove the last ``n`` positions from every layer of ``cache`` (attention-only caches: a
+    hybrid cache's recurrent state needs :class:`specviz.hybrid.rollback.ReplayRollback`)."""
     if n > 0:
         cache.crop(-n)
 
 
 def rollback_layers(cache: DynamicCache, layers: list[int], n: int) -> None:
-    """Remove the last ``n`` positions from the given layers only (layer-skip drafting)."""
-    if n > 0:
-        for i in layers:
-            cache.layers[i].crop(-n)
+    """Remove the last ``n`` positions from the given layers only (layer-skip drafting).
+
+    Only attention entries are removed: a hybrid layer's recurrent state cannot be cropped, and
+    a drafter that ran it restores it from a snapshot (:mod:`specviz.hybrid.preserve`)."""
+    for i in layers:
+        crop_attention(cache.layers[i], n)

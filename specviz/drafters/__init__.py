@@ -15,9 +15,20 @@ from specviz.drafters.layer_skip import (
     kept_layers,
 )
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
+from specviz.forward import new_cache
+from specviz.hybrid.component_skip import ComponentSkipDrafter
+from specviz.hybrid.components import (
+    check_layout,
+    has_parallel_components,
+    layer_skip_plan,
+    skip_plan,
+)
+from specviz.hybrid.preserve import StatePreservingDrafter
+from specviz.hybrid.state import is_hybrid
 from specviz.models import LoadedModel, ModelCache, ModelLoadError, tokenizer_mismatch
 
 __all__ = [
+    "ComponentSkipDrafter",
     "DraftModelDrafter",
     "Drafter",
     "LayerSkipDrafter",
@@ -48,7 +59,19 @@ def build_drafter(
     if config.kind == "layer-skip":
         n_layers = len(decoder_layers(target.model))
         kept = kept_layers(n_layers, config.exit_layer, config.layers)
-        return LayerSkipDrafter(target.model, target_cache, kept, sampling, generator)
+        if has_parallel_components(target.model):  # Falcon-H1: skip all of a layer's parts
+            plan = layer_skip_plan(n_layers, kept)
+            return ComponentSkipDrafter(
+                target.model, target_cache, plan, sampling, generator, "layer-skip"
+            )
+        drafter = LayerSkipDrafter(target.model, target_cache, kept, sampling, generator)
+        if is_hybrid(target_cache):  # its SSM layers must not keep the drafted tokens
+            return StatePreservingDrafter(drafter, target_cache)
+        return drafter
+    if config.kind == "component-skip":
+        assert config.components is not None
+        plan = skip_plan(check_layout(target.model), config.components, config.layers)
+        return ComponentSkipDrafter(target.model, target_cache, plan, sampling, generator)
     assert config.draft is not None
     draft = models.get(config.draft)
     why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
@@ -56,6 +79,12 @@ def build_drafter(
         raise TokenizerMismatchError(
             f"draft {config.draft.name!r} cannot draft for target {target.spec.name!r}: {why}. "
             "Pick a draft model from the same family (same tokenizer)."
+        )
+    if is_hybrid(new_cache(draft.model)):
+        raise ModelLoadError(
+            f"draft {config.draft.name!r} has recurrent (SSM) layers, whose state the draft-model "
+            "drafter cannot crop back after rejections: draft with an attention-only model of "
+            "the same tokenizer, or self-draft with component-skip or layer-skip"
         )
     if draft.device != target.device:
         raise ModelLoadError(

@@ -1,0 +1,87 @@
+"""The ``component-skip`` drafter: the target drafts with some of each layer's components.
+
+Falcon-H1 runs attention and a Mamba-2 mixer side by side in every layer. Drafting with only one
+of them (``components = ["mamba", "mlp"]``: the SSM path, attention skipped; or
+``["attention", "mlp"]``), in every layer or in chosen ``layers``, is a self-draft that shares
+every weight with the target and needs no training. Whether it accepts well, and on which tasks
+it collapses, is what a study measures.
+
+Drafting feeds tokens through the target's own cache, like layer-skip. Afterwards the cache is put
+back exactly: KV entries written by the layers whose attention ran are cropped, and every
+convolution/SSM state is written back from a snapshot taken before drafting. Verification then
+sees the cache plain decoding would have.
+
+The same drafter, with a plan that skips every component of some layers
+(:func:`~specviz.hybrid.components.layer_skip_plan`) and named ``layer-skip``, is how layer-skip
+runs on Falcon-H1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from transformers import Cache, PreTrainedModel
+
+from specviz.config import SamplingConfig
+from specviz.drafters.base import Proposal
+from specviz.forward import forward, rollback_layers
+from specviz.hybrid.components import attention_layers, decoder_layers, skipping
+from specviz.hybrid.state import RecurrentSnapshot
+from specviz.sampling import probabilities, sample
+
+
+class ComponentSkipDrafter:
+    """Drafts with the target under ``plan`` (layer index -> components skipped there)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        target_cache: Cache,
+        plan: Mapping[int, tuple[str, ...]],
+        sampling: SamplingConfig,
+        generator: torch.Generator,
+        name: str = "component-skip",
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.cache = target_cache
+        self.plan = dict(plan)
+        self.attention = attention_layers(len(decoder_layers(model)), self.plan)
+        self.sampling = sampling
+        self.generator = generator
+
+    def start(self, context: torch.Tensor) -> None:
+        return None
+
+    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+        cache = self.cache
+        start = len(context) - 1  # the target cache holds every context token but the last
+        step = context[-1:]
+        tokens: list[int] = []
+        rows: list[torch.Tensor] = []
+        fed = 0
+        snapshot = RecurrentSnapshot.capture(cache)
+        try:
+            with skipping(self.model, self.plan):
+                for _ in range(k):
+                    logits = forward(self.model, step, cache, start + fed)[-1]
+                    fed += 1
+                    q = probabilities(logits, self.sampling)
+                    if min_confidence is not None and float(q.max()) < min_confidence:
+                        break
+                    x = int(q.argmax()) if self.sampling.greedy else sample(q, self.generator)
+                    tokens.append(x)
+                    rows.append(q)
+                    step = torch.tensor([x], device=context.device)
+        finally:
+            rollback_layers(cache, self.attention, fed)
+            snapshot.restore(cache)
+        drafted = torch.tensor(tokens, dtype=torch.long, device=context.device)
+        if not tokens:
+            return Proposal(drafted)
+        q_rows = torch.stack(rows)
+        return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
+
+    def feedback(self, n_accepted: int) -> None:
+        return None

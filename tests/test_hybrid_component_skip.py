@@ -1,0 +1,115 @@
+"""The component-skip drafter: its configuration, its layer surgery, and its place in a run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from engine_helpers import MODELS, make_decoder
+from tiny_hybrid import build_tiny_hybrid, one_thread
+
+from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.hybrid.components import ComponentSkipError, skip_plan, skipping
+from specviz.models import ModelLoadError
+from specviz.runlog import scan_events, scan_requests
+from specviz.runner import Request, run
+from specviz.workloads import builtin_prompts
+
+
+@pytest.fixture(scope="module")
+def hybrid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_hybrid(tmp_path_factory.mktemp("hybrid"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    with one_thread():
+        yield
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "component-skip needs the components"),
+        ({"components": ("mamba", "ssm")}, "'ssm' is not one of attention, mamba, mlp"),
+        ({"components": ("mlp", "mamba", "attention")}, "which is the target itself"),
+        ({"components": ("mamba",), "exit_layer": 2}, "not an exit layer"),
+        ({"components": ("mamba",), "layers": ()}, "layers is empty"),
+        ({"components": "mamba"}, "takes a list such as"),
+    ],
+)
+def test_bad_component_skip_configs_are_refused_with_a_fix(options, message):
+    with pytest.raises(ConfigError, match=message):
+        DrafterConfig("component-skip", **options)
+
+
+def test_components_belong_to_component_skip_only():
+    with pytest.raises(ConfigError, match="only used with component-skip"):
+        DrafterConfig("prompt-lookup", components=("mamba",))
+
+
+def test_components_take_one_canonical_order_and_survive_run_json():
+    drafter = DrafterConfig("component-skip", components=["mlp", "mamba", "mamba"])  # type: ignore[arg-type]
+    assert drafter.components == ("mamba", "mlp")
+    config = RunConfig(ModelSpec("x"), drafter)
+    assert RunConfig.from_dict(config.to_dict()) == config
+
+
+def test_skip_plan_skips_the_other_components_in_the_chosen_layers():
+    assert skip_plan(4, ("mamba", "mlp"), None) == {i: ("attention",) for i in range(4)}
+    assert skip_plan(4, ("attention",), (2, 3)) == {2: ("mamba", "mlp"), 3: ("mamba", "mlp")}
+
+
+@pytest.mark.parametrize(
+    ("components", "layers", "message"),
+    [
+        (("mamba",), (1, 4), r"layers \[4\] do not exist"),
+        (("mamba",), (0, 1), "attention is skipped in layer 0 but runs in other layers"),
+    ],
+)
+def test_plans_that_do_not_fit_the_model_are_refused(components, layers, message):
+    with pytest.raises(ComponentSkipError, match=message):
+        skip_plan(4, components, layers)
+
+
+def test_component_skip_on_a_model_without_parallel_components_is_refused(tiny_model_dir):
+    with pytest.raises(ComponentSkipError, match="Falcon-H1"):
+        make_decoder(tiny_model_dir, DrafterConfig("component-skip", components=("mamba",)))
+
+
+def test_skipping_puts_every_module_back_even_after_an_error(hybrid_dir):
+    model = MODELS.get(ModelSpec(str(hybrid_dir))).model
+    layers = model.model.layers
+    before = [(layer.self_attn, layer.mamba, layer.feed_forward) for layer in layers]
+    with pytest.raises(RuntimeError), skipping(model, {0: ("attention",), 2: ("mamba", "mlp")}):
+        assert layers[0].self_attn is not before[0][0]
+        assert layers[2].mamba is not before[2][1]
+        assert layers[1].self_attn is before[1][0]
+        raise RuntimeError("boom")
+    assert [(layer.self_attn, layer.mamba, layer.feed_forward) for layer in layers] == before
+
+
+def test_a_component_skip_run_records_events_under_its_drafter_label(hybrid_dir, tmp_path):
+    config = RunConfig(
+        ModelSpec(str(hybrid_dir)),
+        DrafterConfig("component-skip", components=("mamba", "mlp")),
+        PolicyConfig("constant", 3),
+        max_new_tokens=12,
+    )
+    prompts = [Request(i, p, "builtin") for i, p in enumerate(builtin_prompts()[:2])]
+    summary = run(config, prompts, tmp_path / "run", progress=False)
+    events = scan_events(tmp_path / "run").collect()
+    requests = scan_requests(tmp_path / "run").collect()
+    assert events["drafter"].unique().to_list() == ["component-skip"]
+    assert requests["drafter"].unique().to_list() == ["component-skip"]
+    drafted = events.filter(pl.col("kind") == "draft")
+    assert drafted.height == summary.drafted > 0
+    assert drafted["accepted"].sum() == summary.accepted
+
+
+def test_a_hybrid_draft_model_is_refused_with_the_alternatives(tiny_model_dir, hybrid_dir):
+    drafter = DrafterConfig("model", draft=ModelSpec(str(hybrid_dir)))
+    with pytest.raises(ModelLoadError, match="self-draft with component-skip or layer-skip"):
+        make_decoder(tiny_model_dir, drafter)

@@ -1,0 +1,131 @@
+"""A tiny random Falcon-H1 (attention and Mamba-2 side by side in every layer), saved with
+save_pretrained and loaded through the same code path as users' models.
+
+It shares the character-level tokenizer of :mod:`tiny_models`. On the CPU transformers runs its
+Mamba-2 with the PyTorch fallback (no ``mamba_ssm``/``causal_conv1d`` kernels): the code path a
+GPU without those kernels takes too. The LM head is scaled up, as for the tiny Qwen2, so greedy
+choices are not near ties. At random initialisation the Mamba-2 path contributes about a
+hundredth of what attention does, so its output multiplier is raised (and attention's lowered)
+until both matter: then the Mamba-only and the attention-only drafts each agree with the full
+model in some rounds and not in others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from tiny_models import tiny_tokenizer
+from transformers import (
+    BambaConfig,
+    BambaForCausalLM,
+    Cache,
+    FalconH1Config,
+    FalconH1ForCausalLM,
+)
+
+
+def tiny_hybrid_config(layers: int = 4, hidden: int = 64) -> FalconH1Config:
+    return FalconH1Config(
+        vocab_size=128,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        mamba_d_ssm=hidden,
+        mamba_n_heads=4,
+        mamba_d_state=16,
+        mamba_d_conv=4,
+        mamba_expand=1,
+        mamba_chunk_size=16,
+        attention_out_multiplier=0.5,
+        ssm_out_multiplier=100.0,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        eos_token_id=2,
+        bos_token_id=None,
+        pad_token_id=0,
+    )
+
+
+def build_tiny_hybrid(root: Path, seed: int = 0) -> Path:
+    """Save a tiny random FalconH1ForCausalLM and the tiny tokenizer under ``root``."""
+    torch.manual_seed(seed)
+    model = FalconH1ForCausalLM(tiny_hybrid_config())
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(root)
+    tiny_tokenizer().save_pretrained(root)
+    return root
+
+
+def build_tiny_bamba(root: Path, seed: int = 0) -> Path:
+    """A tiny random BambaForCausalLM: attention in layers 0 and 2, Mamba-2 in layers 1 and 3
+    (a hybrid that interleaves layers instead of running both in each)."""
+    torch.manual_seed(seed)
+    config = BambaConfig(
+        vocab_size=128,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        attn_layer_indices=[0, 2],
+        mamba_n_heads=4,
+        mamba_d_state=16,
+        mamba_d_conv=4,
+        mamba_expand=1,
+        mamba_chunk_size=16,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        eos_token_id=2,
+        bos_token_id=None,
+        pad_token_id=0,
+    )
+    model = BambaForCausalLM(config)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(8.0)
+    model.generation_config.eos_token_id = 2
+    model.save_pretrained(root)
+    tiny_tokenizer().save_pretrained(root)
+    return root
+
+
+def cache_tensors(cache: Cache) -> dict[str, torch.Tensor]:
+    """Every tensor of a hybrid cache by name: keys/values (attention), conv and ssm (Mamba)."""
+    out: dict[str, torch.Tensor] = {}
+    for i, layer in enumerate(cache.layers):
+        if hasattr(layer, "keys"):
+            out[f"{i}.keys"] = layer.keys
+            out[f"{i}.values"] = layer.values
+        if hasattr(layer, "conv_states"):
+            out[f"{i}.conv"] = layer.conv_states[0]
+            out[f"{i}.ssm"] = layer.recurrent_states[0]
+    return out
+
+
+def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Largest absolute difference between two caches' tensors (inf when shapes differ)."""
+    worst = 0.0
+    for name, x in a.items():
+        y = b[name]
+        if x.shape != y.shape:
+            return float("inf")
+        worst = max(worst, float((x - y).abs().max()))
+    return worst
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run with one torch thread: tiny models decode ~30x faster on a loaded 2-core machine
+    (two threads spin against each other and against other processes), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
