@@ -12,7 +12,6 @@ from tiny_hybrid import build_tiny_hybrid, one_thread
 
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.hybrid.components import ComponentSkipError, skip_plan, skipping
-from specviz.models import ModelLoadError
 from specviz.runlog import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
@@ -107,9 +106,3 @@ def test_a_component_skip_run_records_events_under_its_drafter_label(hybrid_dir,
     drafted = events.filter(pl.col("kind") == "draft")
     assert drafted.height == summary.drafted > 0
     assert drafted["accepted"].sum() == summary.accepted
-
-
-def test_a_hybrid_draft_model_is_refused_with_the_alternatives(tiny_model_dir, hybrid_dir):
-    drafter = DrafterConfig("model", draft=ModelSpec(str(hybrid_dir)))
-    with pytest.raises(ModelLoadError, match="self-draft with component-skip or layer-skip"):
-        make_decoder(tiny_model_dir, drafter)

@@ -13,9 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 from engine_helpers import MODELS, PROMPTS, decode, make_decoder
-from tiny_hybrid import build_tiny_hybrid, one_thread
+from tiny_hybrid import (
+    build_tiny_hybrid,
+    build_tiny_hybrid_draft,
+    cache_tensors,
+    max_difference,
+    one_thread,
+)
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig
+from specviz.forward import forward, new_cache
+from specviz.hybrid.draft_model import HybridDraftModelDrafter
 from specviz.hybrid.rollback import CropRollback, ReplayRollback
 
 TOKENS = 20
@@ -73,6 +81,29 @@ def test_separate_draft_model_drafts_losslessly_for_a_hybrid_target(hybrid_dir, 
     assert spec.rollback.replays > 0
 
 
+def test_hybrid_draft_model_drafts_losslessly_and_keeps_an_exact_state(hybrid_dir, tmp_path):
+    draft_dir = build_tiny_hybrid_draft(hybrid_dir, tmp_path / "draft")
+    drafter = DrafterConfig("model", draft=ModelSpec(str(draft_dir)))
+    spec = make_decoder(hybrid_dir, drafter, PolicyConfig("constant", 3), max_new_tokens=TOKENS)
+    plain = make_decoder(hybrid_dir, max_new_tokens=TOKENS)
+    built = spec.drafter
+    assert isinstance(built, HybridDraftModelDrafter)
+    prompt = PROMPTS[1]  # two turns
+    got, rounds = decode(spec, prompt)
+    assert got == decode(plain, prompt)[0]
+    drafted = [r for r in rounds if r.draft]
+    assert any(r.n_accepted == len(r.draft) for r in drafted)
+    assert any(r.n_accepted < len(r.draft) for r in drafted)
+    # refilled once, at turn 2: its prompt re-encodes turn 1's answer without the special
+    # tokens the target emitted, so it does not extend the cache; within a turn it never is
+    assert built.refills == 1
+    # the draft's cache holds exactly its last context, as if fed in one plain forward
+    reference = new_cache(built.model)
+    with torch.inference_mode():
+        forward(built.model, built.cached, reference, 0)
+    assert max_difference(cache_tensors(built.cache), cache_tensors(reference)) < 1e-4
+
+
 def test_confidence_policy_with_component_skip_is_lossless(hybrid_dir):
     drafter = DRAFTERS["attention-only"]
     spec = make_decoder(
@@ -97,3 +128,24 @@ def test_plain_loop_on_hybrid_matches_transformers_generate(hybrid_dir):
 
 def test_attention_only_models_keep_the_crop_path(tiny_model_dir):
     assert isinstance(make_decoder(tiny_model_dir).rollback, CropRollback)
+
+
+def test_hybrid_draft_model_refills_its_cache_when_the_context_is_not_an_extension(
+    hybrid_dir, tmp_path
+):
+    draft_dir = build_tiny_hybrid_draft(hybrid_dir, tmp_path / "draft")
+    spec = make_decoder(hybrid_dir, DrafterConfig("model", draft=ModelSpec(str(draft_dir))))
+    built = spec.drafter
+    assert isinstance(built, HybridDraftModelDrafter)
+    first = torch.tensor(spec.encode_turn(PROMPTS[0], []))
+    second = torch.tensor(spec.encode_turn(PROMPTS[2], []))
+    with torch.inference_mode():
+        built.propose(first, 3, None)
+        built.propose(torch.cat([first, torch.tensor([40, 41])]), 3, None)  # extends: no refill
+        assert built.refills == 0
+        built.propose(second, 3, None)  # another conversation: empty the cache and refill
+        assert built.refills == 1
+        reference = new_cache(built.model)
+        forward(built.model, second, reference, 0)
+    assert torch.equal(built.cached, second)
+    assert max_difference(cache_tensors(built.cache), cache_tensors(reference)) < 1e-4

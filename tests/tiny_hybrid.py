@@ -63,6 +63,19 @@ def build_tiny_hybrid(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def build_tiny_hybrid_draft(target_dir: Path, root: Path, seed: int = 1) -> Path:
+    """A draft for the tiny Falcon-H1: its weights plus noise (same tokenizer and layout), so it
+    proposes what the target would in many rounds but not all."""
+    torch.manual_seed(seed)
+    draft = FalconH1ForCausalLM.from_pretrained(target_dir)
+    with torch.no_grad():
+        for param in draft.parameters():
+            param.add_(0.05 * param.std() * torch.randn_like(param))
+    draft.save_pretrained(root)
+    tiny_tokenizer().save_pretrained(root)
+    return root
+
+
 def build_tiny_bamba(root: Path, seed: int = 0) -> Path:
     """A tiny random BambaForCausalLM: attention in layers 0 and 2, Mamba-2 in layers 1 and 3
     (a hybrid that interleaves layers instead of running both in each)."""

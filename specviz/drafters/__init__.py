@@ -23,6 +23,7 @@ from specviz.hybrid.components import (
     layer_skip_plan,
     skip_plan,
 )
+from specviz.hybrid.draft_model import HybridDraftModelDrafter
 from specviz.hybrid.preserve import StatePreservingDrafter
 from specviz.hybrid.state import is_hybrid
 from specviz.models import LoadedModel, ModelCache, ModelLoadError, tokenizer_mismatch
@@ -80,14 +81,10 @@ def build_drafter(
             f"draft {config.draft.name!r} cannot draft for target {target.spec.name!r}: {why}. "
             "Pick a draft model from the same family (same tokenizer)."
         )
-    if is_hybrid(new_cache(draft.model)):
-        raise ModelLoadError(
-            f"draft {config.draft.name!r} has recurrent (SSM) layers, whose state the draft-model "
-            "drafter cannot crop back after rejections: draft with an attention-only model of "
-            "the same tokenizer, or self-draft with component-skip or layer-skip"
-        )
     if draft.device != target.device:
         raise ModelLoadError(
             f"draft is on {draft.device} but target on {target.device}: give both the same --device"
         )
+    if is_hybrid(new_cache(draft.model)):  # its SSM state cannot be cropped to a prefix
+        return HybridDraftModelDrafter(draft.model, sampling, generator)
     return DraftModelDrafter(draft.model, sampling, generator)

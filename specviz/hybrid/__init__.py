@@ -7,7 +7,8 @@
 - :mod:`~specviz.hybrid.preserve`: a wrapper that keeps self-drafting from touching the target's
   recurrent state;
 - :mod:`~specviz.hybrid.components`: running a decoder layer with some of its components skipped;
-- :mod:`~specviz.hybrid.component_skip`: the ``component-skip`` self-drafter.
+- :mod:`~specviz.hybrid.component_skip`: the ``component-skip`` self-drafter;
+- :mod:`~specviz.hybrid.draft_model`: a separate draft model that is itself hybrid.
 
 See docs/hybrid.md. Submodules are imported where used, so importing this package is cheap and
 free of import cycles with :mod:`specviz.drafters`.

@@ -1,0 +1,89 @@
+"""A separate draft model that is itself hybrid (e.g. Falcon-H1-0.5B drafting for Falcon-H1-7B).
+
+The attention-only draft-model drafter crops its cache back to the common prefix with the
+context after every round; a recurrent state cannot be cropped. This drafter instead never lets
+drafted tokens stay in its cache: after feeding the context it snapshots the recurrent state,
+drafts, then crops the attention rows it drafted and writes the snapshot back. The cache thus
+always holds exactly the last context it was given, and the next round's context (that context
+plus the accepted drafts and one target token) extends it: only the new tokens are fed. When a
+context does not extend the cache (a new turn re-encodes the conversation), the cache is
+emptied and the context prefilled afresh. No replay is ever needed; the cost is one snapshot
+copy per round.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from specviz.config import SamplingConfig
+from specviz.drafters.base import Proposal
+from specviz.forward import forward, new_cache
+from specviz.hybrid.state import RecurrentSnapshot, crop_attention
+from specviz.sampling import probabilities, sample
+
+
+class HybridDraftModelDrafter:
+    name = "model"
+
+    def __init__(
+        self, model: PreTrainedModel, sampling: SamplingConfig, generator: torch.Generator
+    ) -> None:
+        self.model = model
+        self.sampling = sampling
+        self.generator = generator
+        self.cache = new_cache(model)
+        self.cached: torch.Tensor = torch.empty(0, dtype=torch.long, device=model.device)
+        # ids the target may emit beyond the draft's embedding rows are fed as id 0 instead
+        self.rows = model.get_input_embeddings().weight.shape[0]
+        self.refills = 0  # times the cache had to be emptied and refilled (new turns)
+
+    def start(self, context: torch.Tensor) -> None:
+        return None  # the cache is checked against the context at every propose
+
+    def _reusable(self, context: torch.Tensor) -> int:
+        """How many leading context tokens the cache holds; empties it unless it holds a proper
+        prefix of ``context`` (the last token must still be fed to get its logits)."""
+        n = len(self.cached)
+        if n < len(context) and torch.equal(self.cached, context[:n].to(self.cached.device)):
+            return n
+        self.cache.reset()
+        self.cached = self.cached[:0]
+        self.refills += 1
+        return 0
+
+    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+        device = self.model.device
+        keep = self._reusable(context)
+        fresh = context[keep:].to(device)
+        fresh = torch.where(fresh < self.rows, fresh, 0)
+        logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
+        self.cached = context.to(device).clone()
+        snapshot = RecurrentSnapshot.capture(self.cache)
+        tokens: list[int] = []
+        rows: list[torch.Tensor] = []
+        fed = 0
+        try:
+            for i in range(k):
+                q = probabilities(logits, self.sampling)
+                if min_confidence is not None and float(q.max()) < min_confidence:
+                    break
+                x = int(q.argmax()) if self.sampling.greedy else sample(q, self.generator)
+                tokens.append(x)
+                rows.append(q)
+                if i + 1 < k:  # the last drafted token need not be fed
+                    step = torch.tensor([x], device=device)
+                    logits = forward(self.model, step, self.cache, len(context) + fed)[-1]
+                    fed += 1
+        finally:
+            for layer in self.cache.layers:
+                crop_attention(layer, fed)
+            snapshot.restore(self.cache)
+        drafted = torch.tensor(tokens, dtype=torch.long, device=device)
+        if not tokens:
+            return Proposal(drafted)
+        q_rows = torch.stack(rows)
+        return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
+
+    def feedback(self, n_accepted: int) -> None:
+        return None
