@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from specviz.models import ModelCache
+from specviz.runlog import PARTS_DIR
 from specviz.study.units import Unit
 from specviz.study.work import UnitResult, run_unit
 
@@ -33,6 +34,11 @@ def unit_cost(unit: Unit) -> int:
     return sum(len(r.prompt.turns) for r in unit.requests)
 
 
+def _flushed_requests(run_dir: Path) -> int:
+    """Requests a running unit has flushed so far (its part files; no file is read)."""
+    return sum(1 for _ in (run_dir / PARTS_DIR).glob("requests-*.parquet"))
+
+
 def run_local(
     units: Sequence[Unit],
     out_dir: Path,
@@ -43,16 +49,36 @@ def run_local(
     models: ModelCache | None = None,
 ) -> None:
     """Run every unit; ``on_done`` is called in this process after each one finishes."""
-    bar = tqdm(total=len(units), desc="study", unit="run", disable=not progress, dynamic_ncols=True)
-    try:
-        if workers <= 1 or len(units) <= 1:
-            cache = models or ModelCache()
+    if workers <= 1 or len(units) <= 1:
+        bar = tqdm(
+            total=len(units), desc="study", unit="run", disable=not progress, dynamic_ncols=True
+        )
+        cache = models or ModelCache()
+        try:
             for unit in units:
                 bar.set_postfix_str(unit.id, refresh=True)
                 on_done(unit, run_unit(unit, out_dir, models=cache, progress=progress))
                 bar.update()
-            return
-        context = multiprocessing.get_context("spawn")
+        finally:
+            bar.close()
+        return
+    _run_workers(units, out_dir, workers=workers, progress=progress, on_done=on_done)
+
+
+def _run_workers(
+    units: Sequence[Unit],
+    out_dir: Path,
+    *,
+    workers: int,
+    progress: bool,
+    on_done: Callable[[Unit, UnitResult], None],
+) -> None:
+    """Units in worker processes; one progress bar over requests, polled from the run dirs."""
+    total = sum(len(u.requests) for u in units)
+    bar = tqdm(total=total, desc="study", unit="req", disable=not progress, dynamic_ncols=True)
+    finished_requests = 0
+    context = multiprocessing.get_context("spawn")
+    try:
         with ProcessPoolExecutor(
             max_workers=min(workers, len(units)), mp_context=context, initializer=_init_worker
         ) as pool:
@@ -61,14 +87,21 @@ def run_local(
             futures = {pool.submit(run_unit, unit, out_dir): unit for unit in ordered}
             pending = set(futures)
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                done, pending = wait(pending, timeout=2.0, return_when=FIRST_COMPLETED)
                 for future in done:
                     error = future.exception()
                     if error is not None:
                         for other in pending:
                             other.cancel()
                         raise error
-                    on_done(futures[future], future.result())
-                    bar.update()
+                    unit = futures[future]
+                    finished_requests += len(unit.requests)
+                    on_done(unit, future.result())
+                running = sum(
+                    _flushed_requests(out_dir / futures[f].run_dir) for f in pending if f.running()
+                )
+                bar.n = min(total, finished_requests + running)
+                bar.set_postfix_str(f"runs {len(units) - len(pending)}/{len(units)}", refresh=False)
+                bar.refresh()
     finally:
         bar.close()
