@@ -259,3 +259,17 @@ def test_report_controls_work_without_a_kernel(built: tuple[Path, float]) -> Non
         after_k = cdp.evaluate(texts)
     assert before != after_category != after_request  # the token chart shows another request
     assert after_request != after_k  # the k slider moved the predicted-speedup labels
+
+
+@pytest.mark.slow
+def test_one_category_reports_that_nothing_can_be_compared(
+    tmp_path: Path, study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping one category leaves no multitask stream: the report says so instead of failing."""
+    isolate_jupyter(monkeypatch, tmp_path / "home")
+    out = build_report(
+        study, tmp_path / "coding.html", categories=["coding"], n_boot=N_BOOT, progress=False
+    )
+    page = out.read_text()
+    assert "No multitask stream could be compared" in page
+    assert "Data: 6 runs, 12 requests, categories coding;" in page
