@@ -20,9 +20,9 @@ from tiny_hybrid import (
     one_thread,
 )
 
-from specviz.config import DrafterConfig, PolicyConfig
+from specviz.config import DrafterConfig, PolicyConfig, SamplingConfig
 from specviz.drafters.base import Proposal
-from specviz.engine import Decoder, Round
+from specviz.engine import Decoder, Round, TurnEnd
 from specviz.forward import forward, new_cache
 from specviz.hybrid.preserve import StatePreservingDrafter
 from specviz.hybrid.rollback import MixerReplayRollback, ReplayRollback
@@ -48,19 +48,26 @@ DRAFTERS = {
 
 
 def speculate_then_compare(decoder: Decoder) -> tuple[int, float]:
-    """Decode one prompt to the end; return (rejected drafts, largest difference between the
-    target's cache and a fresh cache of the same context fed in one plain forward)."""
+    """Decode a two-turn prompt; return (rejected drafts, largest difference between the
+    target's cache at the end and a fresh cache of the same tokens fed in one plain forward)."""
     prompt = PROMPTS[1]
-    ids = decoder.encode_turn(prompt, [])
+    answers: list[str] = []
+    ids = decoder.encode_turn(prompt, answers)
     rejected = 0
     emitted: list[int] = []
+    cached: list[int] = []
     for record in decoder.request(prompt, 0):
         if isinstance(record, Round):
             rejected += len(record.draft) - record.n_accepted
-            emitted += record.target[: record.n_emitted]
             if record.finish:
-                break  # the cache now holds the prompt and every emitted token but the last
-    context = torch.tensor(ids + emitted[:-1])
+                # the cache holds the context before this round plus the accepted drafts (the
+                # turn may end inside them, on an end-of-sequence token)
+                cached = ids + emitted + list(record.draft[: record.n_accepted])
+            emitted += record.target[: record.n_emitted]
+        elif isinstance(record, TurnEnd) and len(answers) + 1 < len(prompt.turns):
+            answers.append(record.text)
+            ids, emitted = decoder.encode_turn(prompt, answers), []
+    context = torch.tensor(cached)
     assert decoder.cache.get_seq_length() == len(context)
     reference = new_cache(decoder.target.model)
     with torch.inference_mode():
@@ -68,10 +75,17 @@ def speculate_then_compare(decoder: Decoder) -> tuple[int, float]:
     return rejected, max_difference(cache_tensors(decoder.cache), cache_tensors(reference))
 
 
+@pytest.mark.parametrize("temperature", [0.0, 1.0], ids=["greedy", "sampling"])
 @pytest.mark.parametrize("which", list(DRAFTERS))
-def test_hybrid_cache_after_speculation_equals_cache_of_plain_forward(hybrid_dir, which):
+def test_hybrid_cache_after_speculation_equals_cache_of_plain_forward(
+    hybrid_dir, which, temperature
+):
     decoder = make_decoder(
-        hybrid_dir, DRAFTERS[which], PolicyConfig("constant", 4), max_new_tokens=24
+        hybrid_dir,
+        DRAFTERS[which],
+        PolicyConfig("constant", 4),
+        SamplingConfig(temperature),
+        max_new_tokens=24,
     )
     rejected, difference = speculate_then_compare(decoder)
     assert rejected > 0  # rollbacks really happened

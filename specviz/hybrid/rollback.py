@@ -130,9 +130,21 @@ class MixerReplayRollback(ReplayRollback):
         assert isinstance(hidden, torch.Tensor)
         self.inputs.append((hidden, mask if isinstance(mask, torch.Tensor) else None))
 
+    def _release(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Stop recording; return what was recorded since the checkpoint."""
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []
+        inputs, self.inputs = self.inputs, []
+        return inputs
+
+    def clear(self, cache: Cache) -> None:
+        self._release()
+        super().clear(cache)
+
     def checkpoint(self, cache: Cache) -> None:
+        self._release()  # nothing left over from a pass that never reached keep
         super().checkpoint(cache)
-        self.inputs = []
         self.hooks = [
             mixer.register_forward_pre_hook(self._record, with_kwargs=True) for mixer in self.mixers
         ]
@@ -140,10 +152,7 @@ class MixerReplayRollback(ReplayRollback):
     def keep(
         self, cache: Cache, model: PreTrainedModel, fed: torch.Tensor, start: int, n_keep: int
     ) -> None:
-        for hook in self.hooks:
-            hook.remove()
-        self.hooks = []
-        inputs, self.inputs = self.inputs, []
+        inputs = self._release()
         snapshot, self.snapshot = self.snapshot, None
         if n_keep == len(fed):
             return
