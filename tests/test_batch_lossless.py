@@ -198,3 +198,23 @@ def test_batched_sampling_rows_draw_what_they_draw_alone(tiny_model_dir):
     single = make_decoder(tiny_model_dir, drafter, PolicyConfig("constant", 3), sampling)
     for i, prompt in enumerate(BATCH_PROMPTS[:3]):
         assert got[i] == decode(single, prompt, seed=11 + i)[0]
+
+
+@pytest.mark.slow
+def test_batched_greedy_on_the_embedded_model_matches_batch_size_one():
+    from specviz.workloads import builtin_prompts
+
+    prompts = [
+        next(p for p in builtin_prompts() if p.category == c and len(p.turns) == 1)
+        for c in ("extraction", "writing", "coding")
+    ]
+    drafter, policy = DrafterConfig("prompt-lookup"), PolicyConfig("constant", 4)
+    single = make_decoder("smollm2-135m", drafter, policy, max_new_tokens=24)
+    want = {i: decode(single, p)[0] for i, p in enumerate(prompts)}
+    target = MODELS.get(ModelSpec("smollm2-135m"))
+    built = build_batch_drafter(drafter, target, SamplingConfig(), MODELS)
+    batched = BatchDecoder(target, built, policy, SamplingConfig(), 24, BatchConfig(3))
+    got, steps = run_batched(batched, prompts)
+    assert got == want
+    assert max(len(s.rows) for s in steps) == 3
+    assert sum(r.round.n_accepted for s in steps for r in s.rows) > 0
