@@ -9,7 +9,9 @@ import pytest
 from specviz.batch import BatchConfig, BatchEventRecorder, run_batched
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.engine import Round
+from specviz.metrics import degradation, speedup
 from specviz.metrics.batching import batch_composition_gap, batch_raggedness
+from specviz.metrics.synthetic import requests_from_rows
 from specviz.runlog import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.schema import EVENT_SCHEMA
@@ -71,3 +73,30 @@ def test_mixed_against_single_task_gap_adds_up_on_real_runs(tiny_model_dir, tmp_
     assert row["raggedness_s"] + row["other_s"] == pytest.approx(row["total_s"])
     # greedy: the same tokens, so the acceptance of the same prompts is the same
     assert row["mixed_acceptance"] == pytest.approx(row["single_task_acceptance"])
+
+
+def test_a_batched_run_is_paired_with_the_baseline_batched_alike():
+    rows = [
+        {"run_id": "ar1", "drafter": "none", "batch_size": 1, "wall_s": 10.0},
+        {"run_id": "ar2", "drafter": "none", "batch_size": 2, "wall_s": 5.0},
+        {"run_id": "pl2", "drafter": "prompt-lookup", "batch_size": 2, "wall_s": 2.5},
+    ]
+    requests = requests_from_rows([r | {"prompt_id": "p", "new_tokens": 20} for r in rows])
+    out = speedup(requests, ["drafter", "batch_size"])
+    assert out.filter(pl.col("drafter") == "prompt-lookup")["speedup_total"].item() == 2.0
+
+
+def test_degradation_leaves_batched_runs_to_the_batch_metrics():
+    rows = [  # a single-task and a multitask stream at batch size 1, and a batched multitask run
+        {"run_id": "s", "mixture": "coding", "category": "coding", "prompt_id": "c"},
+        {"run_id": "s2", "mixture": "writing", "category": "writing", "prompt_id": "w"},
+        {"run_id": "m", "mixture": "mix", "category": "coding", "prompt_id": "c"},
+        {"run_id": "m", "mixture": "mix", "category": "writing", "prompt_id": "w"},
+        {"run_id": "b", "mixture": "mix", "category": "coding", "prompt_id": "c", "batch_size": 4},
+        {"run_id": "b", "mixture": "mix", "category": "writing", "prompt_id": "w", "batch_size": 4},
+    ]
+    requests = requests_from_rows(
+        [{"batch_size": 1, "new_tokens": 10, "wall_s": 1.0} | r for r in rows]
+    )
+    table = degradation(requests, n_boot=10)
+    assert table.height == 1 and table["multitask_s"].item() == 2.0  # run m only

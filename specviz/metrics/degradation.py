@@ -76,7 +76,11 @@ class MissingCounterpartError(SpecvizError):
 
 
 def label_streams(requests: Frame) -> pl.LazyFrame:
-    """The request table with ``multitask``: the request's (run_id, mixture) holds >1 category."""
+    """The request table with ``multitask``: the request's (run_id, mixture) holds >1 category.
+
+    Only unbatched requests (``batch_size`` 1) are streams here; batched runs are compared by
+    :func:`specviz.metrics.batching.batch_composition_gap`.
+    """
     lazy = requests_frame(
         requests,
         [
@@ -91,6 +95,8 @@ def label_streams(requests: Frame) -> pl.LazyFrame:
             "request_index",
         ],
     )
+    if "batch_size" in lazy.collect_schema():  # batched runs: specviz.metrics.batching
+        lazy = lazy.filter(pl.col("batch_size").fill_null(1) == 1)
     return lazy.with_columns(
         (pl.col("category").n_unique().over(list(STREAM)) > 1).alias("multitask")
     )

@@ -1,7 +1,8 @@
 """Speedup against the autoregressive baseline (``drafter == "none"``) on the same prompts.
 
 Pairing: each request of a method is paired with the baseline requests of the same target,
-prompt_id and temperature. When the baseline has a request with the same ``repeat``, that one
+prompt_id, temperature and batch size (a batched run is compared with the baseline batched
+alike; see docs/batching.md). When the baseline has a request with the same ``repeat``, that one
 is used; otherwise the mean over the baseline's repeats of that prompt (column
 ``baseline_repeat_matched`` says which). Several baseline requests with the same key (the same
 prompt run in several mixtures) are averaged. A prompt with no baseline at all raises
@@ -27,15 +28,15 @@ from specviz.errors import SpecvizError
 from specviz.metrics.bootstrap import bootstrap
 from specviz.metrics.frames import Frame, group_list, requests_frame
 
-PAIR_KEYS = ("target", "prompt_id", "temperature")
+PAIR_KEYS = ("target", "prompt_id", "temperature", "batch_size")
 BASELINE = "none"
 
 
 class MissingBaselineError(SpecvizError):
     """Results need the autoregressive baseline (drafter none) where there is none.
 
-    ``missing`` holds one row per missing key (for speedups: target, prompt_id, temperature and
-    the number of requests affected); the message lists them.
+    ``missing`` holds one row per missing key (for speedups: target, prompt_id, temperature,
+    batch size and the number of requests affected); the message lists them.
     """
 
     def __init__(self, missing: pl.DataFrame, hint: str = "") -> None:
