@@ -34,7 +34,10 @@ XSS_TEXTS = (
     "</script><script>alert(3)</script>",
 )
 
-DEFAULT_ALPHA = {"coding": 0.8, "writing": 0.45, "math": 0.65}
+# a task category whose name is markup: it reaches axis labels, dropdowns, tooltips, the summary
+XSS_CATEGORY = '<img src=x onerror="alert(5)">'
+
+DEFAULT_ALPHA = {"coding": 0.8, "writing": 0.45, "math": 0.65, XSS_CATEGORY: 0.6}
 
 # an unbatched run (specviz.schema: batch columns of a batch-size-1 run)
 UNBATCHED = {"batch_size": 1, "batch_composition": None, "batch_id": None, "row": 0}
@@ -208,29 +211,33 @@ def _request_row(
     verify_s = sum(r["verify_s"] for r in target_rows if not r["prefill"])
     wall = (prefill_s + draft_s + verify_s) * (1.05 + 0.02 * rng.random())
     new_tokens = sum(r["emitted"] for r in rows)
-    return labels | UNBATCHED | {
-        "k": config.k_label,
-        "draft": None,
-        "temperature": 0.0,
-        "n_turns": 1,
-        "prompt_tokens": 20,
-        "new_tokens": new_tokens,
-        "rounds": len(target_rows),
-        "drafted": sum(r["kind"] == "draft" for r in rows),
-        "accepted": sum(bool(r["accepted"]) for r in rows if r["kind"] == "draft"),
-        "wall_s": wall,
-        "ttft_s": prefill_s,
-        "prefill_s": prefill_s,
-        "draft_s": draft_s,
-        "verify_s": verify_s,
-        "finish_reason": "length",
-        "output_text": text,
-        "output_turns": [text],
-        "turn_new_tokens": [new_tokens],
-        "turn_wall_s": [wall],
-        "turn_rounds": [len(target_rows)],
-        "latency_s": wall,
-    }
+    return (
+        labels
+        | UNBATCHED
+        | {
+            "k": config.k_label,
+            "draft": None,
+            "temperature": 0.0,
+            "n_turns": 1,
+            "prompt_tokens": 20,
+            "new_tokens": new_tokens,
+            "rounds": len(target_rows),
+            "drafted": sum(r["kind"] == "draft" for r in rows),
+            "accepted": sum(bool(r["accepted"]) for r in rows if r["kind"] == "draft"),
+            "wall_s": wall,
+            "ttft_s": prefill_s,
+            "prefill_s": prefill_s,
+            "draft_s": draft_s,
+            "verify_s": verify_s,
+            "finish_reason": "length",
+            "output_text": text,
+            "output_turns": [text],
+            "turn_new_tokens": [new_tokens],
+            "turn_wall_s": [wall],
+            "turn_rounds": [len(target_rows)],
+            "latency_s": wall,
+        }
+    )
 
 
 def default_conditions(

@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from report_chromium import PageReport, open_offline, require_chromium
 from report_fixtures import (
+    XSS_CATEGORY,
     XSS_TEXTS,
     SyntheticRun,
     default_conditions,
@@ -33,7 +34,9 @@ N_BOOT = 200
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_study(
         tmp_path_factory.mktemp("build") / "study",
-        default_conditions(texts=(" and ".join(XSS_TEXTS),)),
+        default_conditions(
+            categories=("coding", "writing", XSS_CATEGORY), texts=(" and ".join(XSS_TEXTS),)
+        ),
     )
 
 
@@ -83,10 +86,10 @@ def test_report_draws_every_chart_offline_with_no_error_or_request(opened: PageR
 
 
 @pytest.mark.slow
-def test_output_text_with_html_is_shown_and_never_runs(opened: PageReport) -> None:
+def test_output_text_and_labels_with_html_are_shown_and_never_run(opened: PageReport) -> None:
     assert opened.dialogs == []
     assert opened.evaluated["imgs"] == 0
-    for text in XSS_TEXTS:
+    for text in (*XSS_TEXTS, XSS_CATEGORY):
         assert text in opened.evaluated["text"]
 
 
@@ -139,7 +142,10 @@ def test_run_that_recorded_nothing_is_named(tmp_path: Path) -> None:
 
 def test_unknown_category_is_named_with_the_known_ones(tmp_path: Path, study: Path) -> None:
     _assert_fails_cleanly(
-        tmp_path, study, r"unknown category 'poetry'.*hold coding, writing", categories=["poetry"]
+        tmp_path,
+        study,
+        r"unknown category 'poetry'.*hold <img src=x onerror=\"alert\(5\)\">, coding, writing",
+        categories=["poetry"],
     )
 
 
@@ -248,7 +254,7 @@ def test_report_controls_work_without_a_kernel(built: tuple[Path, float]) -> Non
             if cdp.evaluate("document.querySelectorAll('.specviz-chart svg.marks').length") >= 10:
                 break
         before = cdp.evaluate(texts)
-        assert cdp.evaluate(set_control("token_category", "e.options[1].value")) == "writing"
+        assert cdp.evaluate(set_control("token_category", "e.options[2].value")) == "writing"
         cdp.pump(0.5)
         after_category = cdp.evaluate(texts)
         assert cdp.evaluate(set_control("token_request", "'1'")) == "1"
@@ -272,4 +278,4 @@ def test_one_category_reports_that_nothing_can_be_compared(
     )
     page = out.read_text()
     assert "No multitask stream could be compared" in page
-    assert "Data: 6 runs, 12 requests, categories coding;" in page
+    assert "Data: 8 runs, 12 requests, categories coding;" in page
