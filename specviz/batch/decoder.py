@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -267,24 +267,7 @@ class BatchDecoder:
             r.context = torch.cat([r.context, r.context.new_tensor(new[:kept])])
             r.rounds += 1
             row_rounds.append(
-                RowRound(
-                    r.slot,
-                    r.job.key,
-                    Round(
-                        round_.turn,
-                        round_.index,
-                        False,
-                        a,
-                        round_.draft,
-                        round_.q,
-                        round_.target,
-                        round_.p,
-                        round_.p_next,
-                        round_.n_accepted,
-                        kept,
-                        finish,
-                    ),
-                )
+                RowRound(r.slot, r.job.key, replace(round_, n_emitted=kept, finish=finish))
             )
             if finish is not None:
                 finished.append((r, finish))
