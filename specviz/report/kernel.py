@@ -6,6 +6,9 @@ interpreter by absolute path, so papermill and JupyterLab run the notebooks ther
 activating anything. When it is not registered (a plain ``pip install``), the report uses the
 interpreter running specviz itself, through a kernel manager whose kernel spec is built on the
 fly: the report never depends on what kernels happen to be installed.
+
+Both talk to the kernel over local IPC sockets rather than TCP: nothing listens on a port, and
+ipykernel has no reason to warn about unencrypted TCP traffic on every report.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+from traitlets import CaselessStrEnum
 
 from specviz.report.errors import ReportError
 
@@ -22,7 +26,13 @@ KERNEL_NAME = "specviz"
 CURRENT_INTERPRETER = "specviz-current-python"
 
 
-class CurrentInterpreterKernelManager(AsyncKernelManager):
+class LocalKernelManager(AsyncKernelManager):
+    """A kernel manager that connects over IPC sockets in Jupyter's runtime directory."""
+
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+
+
+class CurrentInterpreterKernelManager(LocalKernelManager):
     """A kernel manager that starts ipykernel with this process's Python, whatever its name."""
 
     @property
@@ -57,7 +67,7 @@ def choose_kernel(requested: str | None = None) -> KernelChoice:
                 f"register it with `python -m ipykernel install --sys-prefix --name {requested}` "
                 "or leave the kernel unset to use the current interpreter"
             )
-        return KernelChoice(requested, AsyncKernelManager)
+        return KernelChoice(requested, LocalKernelManager)
     if KERNEL_NAME in specs:
-        return KernelChoice(KERNEL_NAME, AsyncKernelManager)
+        return KernelChoice(KERNEL_NAME, LocalKernelManager)
     return KernelChoice(CURRENT_INTERPRETER, CurrentInterpreterKernelManager)
