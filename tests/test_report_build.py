@@ -279,3 +279,33 @@ def test_one_category_reports_that_nothing_can_be_compared(
     page = out.read_text()
     assert "No multitask stream could be compared" in page
     assert "Data: 8 runs, 12 requests, categories coding;" in page
+
+
+def test_the_registered_specviz_kernel_runs_notebooks_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+
+    import nbformat
+    import papermill
+
+    isolate_jupyter(monkeypatch, tmp_path / "home")
+    subprocess.run(
+        [sys.executable, "-m", "ipykernel", "install", "--user", "--name", "specviz"],
+        check=True,
+        capture_output=True,
+    )
+    choice = choose_kernel()
+    assert choice.name == "specviz"
+    assert choice.manager is not CurrentInterpreterKernelManager
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import sys; print(sys.executable)")]
+    executed = papermill.execute_notebook(
+        nb,
+        str(tmp_path / "out.ipynb"),
+        kernel_name=choice.name,
+        kernel_manager_class=choice.manager,
+        progress_bar=False,
+    )
+    assert executed.cells[0].outputs[0]["text"].strip() == sys.executable
