@@ -89,6 +89,7 @@ def test_study_writes_one_complete_run_per_condition_and_a_manifest(
         assert streams == {tuple(mixture["prompt_ids"])}
 
 
+@pytest.mark.slow
 def test_shards_one_and_two_of_two_equal_an_unsharded_run(
     study: Study, unsharded: Path, tmp_path: Path
 ) -> None:
