@@ -38,7 +38,6 @@ from specviz.report import (
     token_legend,
     trajectory_run_id,
 )
-from specviz.runlog import read_run_meta
 
 enable_charts()
 
@@ -49,8 +48,7 @@ if run_id is None:
     raise ValueError(f"{source}: no run with a drafter to explore")
 events = data.events.filter(data.events["run_id"] == run_id)
 requests = data.requests.filter(data.requests["run_id"] == run_id)
-run_dir = next(d for d in data.run_dirs if read_run_meta(d)["run_id"] == run_id)
-decode = token_decoder(read_run_meta(run_dir)) if decode_tokens else None
+decode = token_decoder(data.run_meta(run_id)) if decode_tokens else None
 tokens = token_table(events, decode)
 counts = tokens.group_by("status").len().sort("status")
 publish("tokens.run_id", run_id)

@@ -19,7 +19,7 @@ import polars as pl
 from specviz.metrics.speedup import BASELINE, missing_baseline
 from specviz.plots.common import method_label
 from specviz.report.errors import ReportError
-from specviz.runlog import RunDirError, find_run_dirs, scan_events, scan_requests
+from specviz.runlog import RunDirError, find_run_dirs, read_run_meta, scan_events, scan_requests
 from specviz.schema import SchemaError
 
 MANIFEST_FILE = "study.json"
@@ -43,6 +43,14 @@ class StudyData:
     @property
     def methods(self) -> tuple[str, ...]:
         return tuple(sorted(self.requests["method"].unique().to_list()))
+
+    def run_meta(self, run_id: str) -> dict[str, Any]:
+        """The ``run.json`` of the run ``run_id``."""
+        for run_dir in self.run_dirs:
+            meta = read_run_meta(run_dir)
+            if meta.get("run_id") == run_id:
+                return meta
+        raise ReportError(f"no run {run_id!r} under {self.source}")
 
 
 def _read_manifest(source: Path) -> dict[str, Any] | None:
