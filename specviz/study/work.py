@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specviz.config import RunConfig
-from specviz.models import ModelCache, cache_root
+from specviz.model_source import cache_root
+from specviz.models import ModelCache
 from specviz.runner import run
 from specviz.study.units import Unit
 
