@@ -23,7 +23,7 @@ _LAZY = {
     "BatchKV": "specviz.batch.kv",
     "BatchEventRecorder": "specviz.batch.runner",
     "run_batched": "specviz.batch.runner",
-    "compose": "specviz.batch.compose",
+    "compose": "specviz.batch.composition",
 }
 
 __all__ = ["COMPOSITIONS", "K_MODES", "BatchConfig", "BatchConfigError", *_LAZY]

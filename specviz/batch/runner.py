@@ -1,7 +1,7 @@
 """Running a request stream in batches and writing the same run directory as batch size 1.
 
 ``run_batched(config, batch, requests, out_dir)`` composes the requests into batches
-(:mod:`specviz.batch.compose`), decodes them with :class:`~specviz.batch.decoder.BatchDecoder`,
+(:mod:`specviz.batch.composition`), decodes them with :class:`~specviz.batch.decoder.BatchDecoder`,
 times every record it yields, and writes ``events.parquet``, ``requests.parquet`` and ``run.json``
 (the configuration plus the :class:`~specviz.batch.config.BatchConfig` under ``batch``).
 
@@ -32,7 +32,7 @@ import polars as pl
 import torch
 from tqdm.auto import tqdm
 
-from specviz.batch.compose import compose
+from specviz.batch.composition import compose
 from specviz.batch.config import BatchConfig
 from specviz.batch.decoder import (
     BatchDecoder,
