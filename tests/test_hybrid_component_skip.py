@@ -14,6 +14,7 @@ from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, 
 from specviz.hybrid.components import ComponentSkipError, skip_plan, skipping
 from specviz.runlog import scan_events, scan_requests
 from specviz.runner import Request, run
+from specviz.study import StudyError, load_study, parse_study
 from specviz.workloads import builtin_prompts
 
 
@@ -106,3 +107,29 @@ def test_a_component_skip_run_records_events_under_its_drafter_label(hybrid_dir,
     drafted = events.filter(pl.col("kind") == "draft")
     assert drafted.height == summary.drafted > 0
     assert drafted["accepted"].sum() == summary.accepted
+
+
+def test_the_falcon_h1_study_file_parses_with_its_component_skip_drafter():
+    study = load_study(Path(__file__).parent.parent / "studies" / "falcon-h1.toml")
+    assert [m.name for m in study.models] == ["tiiuae/Falcon-H1-0.5B-Instruct"]
+    by_name = {d.name: d.config for d in study.drafters}
+    assert by_name["mamba-only"] == DrafterConfig("component-skip", components=("mamba", "mlp"))
+    assert {d.config.kind for d in study.drafters} == {
+        "prompt-lookup",
+        "component-skip",
+        "layer-skip",
+    }
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"components": ["mamba", "ssm"]}, r"drafters\[0\]: component 'ssm' is not one of"),
+        ({"components": "mamba"}, r"drafters\[0\]\.components: expected list"),
+        ({}, r"drafters\[0\]: component-skip needs the components"),
+    ],
+)
+def test_bad_component_skip_tables_name_the_study_key(table, message):
+    data = {"models": ["m"], "drafters": [{"kind": "component-skip", **table}]}
+    with pytest.raises(StudyError, match=message):
+        parse_study(data, "s.toml")

@@ -131,7 +131,8 @@ _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
 _POLICY = {"kind", "threshold"}
 _SAMPLING = {"temperature", "top_p"}
-_DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers", "k"}
+_DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
+            "components", "k"}  # fmt: skip
 
 
 class _Reader:
@@ -225,7 +226,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         if not kind or kind == "none":
             raise r.error(
                 f"{key}.kind",
-                "name a drafter kind (model, prompt-lookup, layer-skip); "
+                "name a drafter kind (model, prompt-lookup, layer-skip, component-skip); "
                 "the baseline runs by itself (options.baseline)",
             )
         opts = {k: v for k, v in d.items() if k not in ("name", "k")}
@@ -233,6 +234,8 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             opts["draft"] = model_spec(opts["draft"], f"{key}.draft")
         if "layers" in opts:
             opts["layers"] = tuple(r.get(d, "layers", list, [], f"{key}."))
+        if "components" in opts:
+            opts["components"] = tuple(r.get(d, "components", list, [], f"{key}."))
         ks = d.get("k")
         own_k = None if ks is None else tuple(_int_list(r, ks, f"{key}.k"))
         drafters.append(NamedDrafter(
