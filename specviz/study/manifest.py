@@ -34,6 +34,7 @@ def fingerprint(plan: Plan) -> str:
     blob = json.dumps(
         [
             [u.id, u.run_dir, u.config.to_dict(), workload_fingerprint(u.requests)]
+            + ([u.batch.to_dict()] if u.batch is not None else [])
             for u in plan.units
         ],
         sort_keys=True,
@@ -75,6 +76,7 @@ def build_manifest(study: Study, plan: Plan, out_dir: Path) -> dict[str, Any]:
                 "mixture": c.mixture.name,
                 "temperature": c.config.sampling.temperature,
                 "config": c.config.to_dict(),
+                "batch": c.batch.to_dict() if c.batch is not None else None,
                 "run_dirs": [u.run_dir for u in units],
                 "status": [statuses[u.id] for u in units],
             }

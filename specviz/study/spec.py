@@ -31,6 +31,12 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     [sampling]                  # or [[sampling]] for several settings
     temperature = 0.0
 
+    [batching]                  # optional: batched decoding (docs/batching.md)
+    sizes = [1, 4]              # batch sizes (1: unbatched, the default)
+    compositions = ["single-task", "mixed"]   # how a multitask stream is grouped into batches
+    continuous = false          # continuous batching
+    k_mode = "batch"            # one k per batch, or "row": per-row k
+
     [options]
     device = "auto"             # default device/dtype of every model
     dtype = "auto"
@@ -50,6 +56,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.config import (
     ConfigError,
     DrafterConfig,
@@ -98,6 +105,16 @@ class MixtureSpec:
 
 
 @dataclass(frozen=True)
+class BatchingSpec:
+    """Batch sizes and compositions every condition runs at (size 1: unbatched)."""
+
+    sizes: tuple[int, ...] = (1,)
+    compositions: tuple[str, ...] = ("mixed",)
+    continuous: bool = False
+    k_mode: str = "batch"
+
+
+@dataclass(frozen=True)
 class Study:
     """A parsed study file. ``raw`` keeps the file's content for the manifest."""
 
@@ -109,6 +126,7 @@ class Study:
     sampling: tuple[SamplingConfig, ...]
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     mixtures: MixtureSpec = field(default_factory=MixtureSpec)
+    batching: BatchingSpec = field(default_factory=BatchingSpec)
     max_new_tokens: int = 128
     seed: int = 0
     repeats: int = 1
@@ -124,10 +142,11 @@ class Study:
 
 
 _TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
-        "workload", "mixtures", "drafters", "sampling", "options"}  # fmt: skip
+        "workload", "mixtures", "drafters", "sampling", "options", "batching"}  # fmt: skip
 _WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
 _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
+_BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
 _POLICY = {"kind", "threshold"}
 _SAMPLING = {"temperature", "top_p"}
@@ -181,7 +200,7 @@ class _Reader:
         """Run a config constructor, turning its ConfigError into a StudyError at ``key``."""
         try:
             return make()
-        except (ConfigError, WorkloadError, MixtureError, TypeError) as err:
+        except (ConfigError, WorkloadError, MixtureError, BatchConfigError, TypeError) as err:
             raise self.error(key, str(err)) from err
 
 
@@ -324,6 +343,25 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             for x in _num_list(r, sweep.get("steps", [0.0, 0.5, 1.0]), "mixtures.sweep.steps")
         ),
     )
+    bt = r.table(data, "batching")
+    r.check_keys(bt, _BATCHING, "batching.")
+    batching = BatchingSpec(
+        sizes=tuple(dict.fromkeys(_int_list(r, bt.get("sizes", [1]), "batching.sizes"))),
+        compositions=tuple(
+            dict.fromkeys(_str_list(r, bt.get("compositions", ["mixed"]), "batching.compositions"))
+        ),
+        continuous=r.get(bt, "continuous", bool, False, "batching."),
+        k_mode=r.get(bt, "k_mode", str, "batch", "batching."),
+    )
+    for size in batching.sizes:  # every value checked by BatchConfig itself
+        for composition in batching.compositions:
+            r.build(
+                "batching",
+                lambda size=size, composition=composition: BatchConfig(
+                    size, composition, batching.continuous, batching.k_mode
+                ),
+            )
+
     baseline = r.get(options, "baseline", bool, True, "options.")
     if not drafters and not baseline:
         raise r.error("drafters", "no drafters and options.baseline = false: nothing to run")
@@ -337,6 +375,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         sampling=tuple(sampling),
         workload=workload,
         mixtures=mixtures,
+        batching=batching,
         max_new_tokens=_positive(r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens"),
         seed=r.get(data, "seed", int, 0),
         repeats=_positive(r, r.get(data, "repeats", int, 1), "repeats"),

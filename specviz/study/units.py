@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from specviz.batch.config import BatchConfig
 from specviz.config import ConfigError, DrafterConfig, PolicyConfig, RunConfig, SamplingConfig
 from specviz.runner import Request
 from specviz.study.spec import Study, StudyError, _slug
@@ -46,6 +47,7 @@ class Condition:
     config: RunConfig
     mixture: Mixture
     drafter_name: str  # the study's name for the drafter, or "baseline"
+    batch: BatchConfig | None = None  # None: unbatched (batch size 1)
 
     @property
     def baseline(self) -> bool:
@@ -61,6 +63,7 @@ class Unit:
     config: RunConfig
     requests: tuple[Request, ...]
     run_dir: str
+    batch: BatchConfig | None = None
 
     @property
     def id(self) -> str:
@@ -168,9 +171,9 @@ def study_conditions(
                         max_new_tokens=study.max_new_tokens,
                         seed=study.seed,
                     )
-                    conditions.append(
-                        Condition(f"{prefix}--{BASELINE}--{suffix}", config, mixture, BASELINE)
-                    )
+                    for tail, batch in batch_settings(study, mixture):
+                        cid = f"{prefix}--{BASELINE}--{suffix}{tail}"
+                        conditions.append(Condition(cid, config, mixture, BASELINE, batch))
                 for drafter in study.drafters:
                     for policy in study.policies:
                         for k in drafter.k or study.k:
@@ -191,7 +194,10 @@ def study_conditions(
                                     skipped.append(Skipped(label, str(err)))
                                 continue
                             cid = f"{prefix}--{drafter.name}--{policy.kind}-k{k}--{suffix}"
-                            conditions.append(Condition(cid, config, mixture, drafter.name))
+                            for tail, batch in batch_settings(study, mixture):
+                                conditions.append(
+                                    Condition(cid + tail, config, mixture, drafter.name, batch)
+                                )
     ids = [c.id for c in conditions]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -199,6 +205,26 @@ def study_conditions(
             f"{study.source_file}: two conditions share the id {dup!r}: name them apart"
         )
     return conditions, skipped
+
+
+def batch_settings(study: Study, mixture: Mixture) -> list[tuple[str, BatchConfig | None]]:
+    """(condition id suffix, batch config) of every batch setting a mixture runs at.
+
+    Size 1 is the unbatched run (no suffix). A mixture of one task has one batched condition per
+    size (every composition of one task is the same batches), labelled single-task.
+    """
+    spec = study.batching
+    one_task = len(mixture.categories) == 1
+    out: list[tuple[str, BatchConfig | None]] = []
+    for size in spec.sizes:
+        if size == 1:
+            out.append(("", None))
+            continue
+        compositions = ("single-task",) if one_task else spec.compositions
+        for composition in compositions:
+            batch = BatchConfig(size, composition, spec.continuous, spec.k_mode)
+            out.append((f"--b{size}-{composition}", batch))
+    return out
 
 
 def run_dir_name(condition_id: str, repeat: int, repeats: int) -> str:
@@ -228,6 +254,7 @@ def plan_study(study: Study) -> Plan:
                     config=condition.config,
                     requests=streams[key],
                     run_dir=run_dir_name(condition.id, repeat, study.repeats),
+                    batch=condition.batch,
                 )
             )
     if not units:
