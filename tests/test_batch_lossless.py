@@ -152,14 +152,17 @@ def _assert_kv_matches_fresh_forward(decoder: BatchDecoder, finished: set[int]) 
     return checked
 
 
+@pytest.mark.parametrize("layer_skip", [False, True], ids=["draft-model", "layer-skip"])
 @pytest.mark.parametrize("compact", [False, True], ids=["masked-holes", "compacted"])
 def test_rows_accepting_different_counts_keep_correct_kv(
-    tiny_model_dir, tiny_draft_dir, monkeypatch, compact
+    tiny_model_dir, tiny_draft_dir, monkeypatch, compact, layer_skip
 ):
     # either never compact (holes and padding stay, masked) or compact after every round
     monkeypatch.setattr(kv_module, "COMPACT_MIN_WIDTH", 1)
     monkeypatch.setattr(kv_module, "COMPACT_WASTE", 0.0 if compact else 1.0)
     drafter = DrafterConfig("model", draft=ModelSpec(str(tiny_draft_dir)))
+    if layer_skip:  # drafting writes into the shared batch cache and must leave no trace
+        drafter = DrafterConfig("layer-skip", exit_layer=1)
     decoder = batch_decoder(
         tiny_model_dir, drafter, PolicyConfig("constant", 4), BatchConfig(4), max_new_tokens=32
     )
