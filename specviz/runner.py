@@ -275,29 +275,23 @@ def run(
         "target": config.target.name,
     }
 
-    totals = RequestCounters()
+    tokens = drafted = accepted = 0
+    wall_s = 0.0
     bar = tqdm(todo, desc=out_dir.name, unit="req", disable=not progress, dynamic_ncols=True)
     for request in bar:
         counters = _decode_one(decoder, request, config, labels, writer, sync, record_events)
-        totals.new_tokens += counters.new_tokens
-        totals.drafted += counters.drafted
-        totals.accepted += counters.accepted
-        totals.verify_s += sum(counters.turn_wall_s)
+        tokens += counters.new_tokens
+        drafted += counters.drafted
+        accepted += counters.accepted
+        wall_s += sum(counters.turn_wall_s)
         bar.set_postfix(
-            tok_s=f"{totals.new_tokens / max(totals.verify_s, 1e-9):.1f}",
-            accept=f"{totals.accepted / totals.drafted:.2f}" if totals.drafted else "-",
+            tok_s=f"{tokens / max(wall_s, 1e-9):.1f}",
+            accept=f"{accepted / drafted:.2f}" if drafted else "-",
         )
     writer.consolidate()
     write_json(out_dir / RUN_FILE, meta | {"complete": True})
     return RunSummary(
-        out_dir,
-        run_id,
-        len(todo),
-        len(requests) - len(todo),
-        totals.new_tokens,
-        totals.verify_s,
-        totals.drafted,
-        totals.accepted,
+        out_dir, run_id, len(todo), len(requests) - len(todo), tokens, wall_s, drafted, accepted
     )
 
 
