@@ -23,12 +23,20 @@ def _layers(text: str) -> tuple[int, ...]:
         ) from err
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="decode a workload with one target/drafter/policy; write a run directory"
     )
     p.add_argument("--target", required=True, help="hub id, local dir, .gguf file, or smollm2-135m")
-    p.add_argument("--drafter", default="none", help="none | model | prompt-lookup | layer-skip")
+    p.add_argument(
+        "--drafter",
+        default="none",
+        help="none | model | prompt-lookup | layer-skip | component-skip",
+    )
     p.add_argument("--draft", help="draft model for --drafter model")
     p.add_argument(
         "--k", type=int, default=5, help="draft length (initial k for heuristic policies)"
@@ -49,7 +57,14 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--exit-layer", type=int, help="layer-skip: draft with the first L layers")
     p.add_argument(
-        "--layers", type=_layers, help="layer-skip: draft with these layers (must include 0)"
+        "--layers",
+        type=_layers,
+        help="layer-skip: draft with these layers (must include 0); component-skip: in these layers",
+    )
+    p.add_argument(
+        "--components",
+        type=_names,
+        help="component-skip: components to run, e.g. mamba,mlp (hybrid targets such as Falcon-H1)",
     )
     p.add_argument(
         "--workload",
@@ -92,6 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             min_ngram=args.min_ngram,
             exit_layer=args.exit_layer,
             layers=args.layers,
+            components=args.components,
         ),
         policy=PolicyConfig(args.policy, args.k, args.threshold),
         sampling=SamplingConfig(args.temperature, args.top_p),

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
+# One torch thread per process: decoding here is memory-bound (one thread decodes as fast as
+# two), and tests that start subprocesses or worker pools otherwise oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 from pathlib import Path
 
 import pytest
+import torch
 from tiny_models import build_tiny_pair
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

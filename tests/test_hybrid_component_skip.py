@@ -133,3 +133,43 @@ def test_bad_component_skip_tables_name_the_study_key(table, message):
     data = {"models": ["m"], "drafters": [{"kind": "component-skip", **table}]}
     with pytest.raises(StudyError, match=message):
         parse_study(data, "s.toml")
+
+
+def test_cli_runs_component_skip_on_a_hybrid_target(hybrid_dir: Path, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specviz",
+            "run",
+            "--target",
+            str(hybrid_dir),
+            "--drafter",
+            "component-skip",
+            "--components",
+            "mamba,mlp",
+            "--k",
+            "3",
+            "--limit",
+            "2",
+            "--max-new-tokens",
+            "12",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "run.json").read_text())["config"]["drafter"]
+    assert config["kind"] == "component-skip" and config["components"] == ["mamba", "mlp"]
+    assert set(pl.read_parquet(out / "events.parquet")["drafter"]) == {"component-skip"}
