@@ -129,3 +129,16 @@ def test_batched_run_refuses_another_batch_setting_in_the_same_directory(tiny_mo
         run_batched(cfg, BatchConfig(3), reqs, tmp_path / "b", resume=True, progress=False)
     again = run_batched(cfg, BatchConfig(2), reqs, tmp_path / "b", resume=True, progress=False)
     assert again.requests_done == 0 and again.requests_skipped == len(reqs)
+
+
+def test_a_drafter_without_a_batched_version_is_refused_before_anything_is_written(
+    tiny_model_dir, tmp_path
+):
+    from specviz.batch.drafters import BatchDrafterError
+    from specviz.config import COMPONENTS
+
+    drafter = DrafterConfig("component-skip", components=(COMPONENTS[0],))
+    cfg = RunConfig(ModelSpec(str(tiny_model_dir)), drafter, max_new_tokens=4)
+    with pytest.raises(BatchDrafterError, match="'component-skip' has no batched version"):
+        run_batched(cfg, BatchConfig(2), workload(1), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()

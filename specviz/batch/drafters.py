@@ -29,9 +29,14 @@ from specviz.drafters.base import Drafter, Proposal
 from specviz.drafters.draft_model import DraftModelDrafter
 from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
+from specviz.errors import SpecvizError
 from specviz.forward import new_cache, rollback_layers
 from specviz.models import LoadedModel, ModelCache
 from specviz.sampling import probabilities, sample
+
+
+class BatchDrafterError(SpecvizError):
+    """The drafter has no batched version."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,11 @@ def build_batch_drafter(
         n_layers = len(decoder_layers(target.model))
         kept = kept_layers(n_layers, config.exit_layer, config.layers)
         return BatchLayerSkip(target.model, kept, sampling)
+    if config.kind != "model":
+        raise BatchDrafterError(
+            f"drafter {config.kind!r} has no batched version: batched runs support "
+            "prompt-lookup, layer-skip and model (run it with batch size 1)"
+        )
     probe = torch.Generator(device=target.device)
     built = build_drafter(config, target, new_cache(target.model), sampling, probe, models)
     assert isinstance(built, DraftModelDrafter)
