@@ -80,6 +80,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
+    p.add_argument(
+        "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
+    )
+    p.add_argument(
+        "--batch-composition",
+        default="stream",
+        help="stream | single-task | mixed (with --batch-size > 1)",
+    )
+    p.add_argument("--continuous", action="store_true", help="refill finished rows from the queue")
+    p.add_argument("--k-mode", default="batch", help="batch (one k per batch) | row (per-row k)")
     p.add_argument("--out", required=True, type=Path, help="run directory to write")
     p.add_argument(
         "--resume", action="store_true", help="continue a run directory, skipping finished requests"
@@ -121,7 +131,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     mixture = Path(args.workload).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
-    summary = run(config, requests, args.out, resume=args.resume, progress=not args.quiet)
+    batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
+    if args.batch_size == 1 and batch_flags:
+        raise SpecvizError("--batch-composition, --continuous and --k-mode need --batch-size > 1")
+    if args.batch_size == 1:
+        summary = run(config, requests, args.out, resume=args.resume, progress=not args.quiet)
+    else:
+        from specviz.batch import BatchConfig, run_batched
+
+        batch = BatchConfig(args.batch_size, args.batch_composition, args.continuous, args.k_mode)
+        summary = run_batched(
+            config, batch, requests, args.out, resume=args.resume, progress=not args.quiet
+        )
     rate = f"{summary.accepted / summary.drafted:.3f}" if summary.drafted else "n/a"
     print(
         f"{summary.run_dir}: {summary.requests_done} requests decoded "

@@ -142,3 +142,71 @@ def test_a_drafter_without_a_batched_version_is_refused_before_anything_is_writt
     with pytest.raises(BatchDrafterError, match="'component-skip' has no batched version"):
         run_batched(cfg, BatchConfig(2), workload(1), tmp_path / "b", progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_runs_a_mixed_batch_with_the_same_outputs_as_batch_size_one(tiny_model_dir, tmp_path):
+    import subprocess
+    import sys
+
+    import polars as pl
+
+    common = [
+        "--target",
+        str(tiny_model_dir),
+        "--drafter",
+        "prompt-lookup",
+        "--limit",
+        "4",
+        "--max-new-tokens",
+        "12",
+        "--quiet",
+    ]
+    one = subprocess.run(
+        [sys.executable, "-m", "specviz", "run", *common, "--out", str(tmp_path / "b1")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    four = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specviz",
+            "run",
+            *common,
+            "--batch-size",
+            "4",
+            "--batch-composition",
+            "mixed",
+            "--out",
+            str(tmp_path / "b4"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert one.returncode == 0 and four.returncode == 0, one.stderr + four.stderr
+    texts = [
+        pl.read_parquet(tmp_path / d / "requests.parquet")
+        .sort("prompt_id")
+        .select("prompt_id", "output_text")
+        for d in ("b1", "b4")
+    ]
+    assert texts[0].equals(texts[1])
+    assert set(pl.read_parquet(tmp_path / "b4" / "events.parquet")["batch_size"]) == {4}
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specviz",
+            "run",
+            *common,
+            "--continuous",
+            "--out",
+            str(tmp_path / "b5"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "need --batch-size > 1" in bad.stderr
