@@ -6,10 +6,14 @@ Modelled on transformers' ``CandidateGenerator`` (``get_candidates`` /
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from specviz.config import SamplingConfig
+from specviz.sampling import probabilities, sample
 
 
 @dataclass(frozen=True)
@@ -49,3 +53,36 @@ class Drafter(Protocol):
     def feedback(self, n_accepted: int) -> None:
         """The target kept the first ``n_accepted`` tokens of the last proposal."""
         ...
+
+
+def draft_tokens(
+    logits: torch.Tensor,
+    feed: Callable[[int], torch.Tensor],
+    k: int,
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+    min_confidence: float | None,
+) -> Proposal:
+    """Draft up to ``k`` tokens one at a time, as every model-based drafter does.
+
+    ``logits``: the draft's next-token logits at the end of the context. For i = 1..k:
+    q_i = the processed draft distribution (temperature/top-p as for the target); stop before
+    x_i if max q_i < ``min_confidence``; x_i = argmax q_i (greedy) or a sample from q_i; then
+    ``feed(x_i)`` returns the logits after x_i (the last drafted token is never fed).
+    """
+    tokens: list[int] = []
+    rows: list[torch.Tensor] = []
+    for i in range(k):
+        q = probabilities(logits, sampling)
+        if min_confidence is not None and float(q.max()) < min_confidence:
+            break
+        x = int(q.argmax()) if sampling.greedy else sample(q, generator)
+        tokens.append(x)
+        rows.append(q)
+        if i + 1 < k:
+            logits = feed(x)
+    drafted = torch.tensor(tokens, dtype=torch.long, device=logits.device)
+    if not tokens:
+        return Proposal(drafted)
+    q_rows = torch.stack(rows)
+    return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])

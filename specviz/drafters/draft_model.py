@@ -14,9 +14,8 @@ import torch
 from transformers import PreTrainedModel
 
 from specviz.config import SamplingConfig
-from specviz.drafters.base import Proposal
+from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import forward, new_cache, rollback
-from specviz.sampling import probabilities, sample
 
 
 class DraftModelDrafter:
@@ -58,24 +57,14 @@ class DraftModelDrafter:
         fresh = torch.where(fresh < self.rows, fresh, self.fallback_id)
         logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
         self.cached = context.to(device).clone()
-        tokens: list[int] = []
-        rows: list[torch.Tensor] = []
-        for i in range(k):
-            q = probabilities(logits, self.sampling)
-            if min_confidence is not None and float(q.max()) < min_confidence:
-                break
-            x = int(q.argmax()) if self.sampling.greedy else sample(q, self.generator)
-            tokens.append(x)
-            rows.append(q)
-            if i + 1 < k:  # the last drafted token need not be fed
-                step = torch.tensor([x], device=device)
-                logits = forward(self.model, step, self.cache, len(self.cached))[-1]
-                self.cached = torch.cat([self.cached, step])
-        drafted = torch.tensor(tokens, dtype=torch.long, device=device)
-        if not tokens:
-            return Proposal(drafted)
-        q_rows = torch.stack(rows)
-        return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
+
+        def feed(x: int) -> torch.Tensor:
+            step = torch.tensor([x], device=device)
+            out = forward(self.model, step, self.cache, len(self.cached))[-1]
+            self.cached = torch.cat([self.cached, step])
+            return out
+
+        return draft_tokens(logits, feed, k, self.sampling, self.generator, min_confidence)
 
     def feedback(self, n_accepted: int) -> None:
         # cached = context + drafted[:-1]; tokens past the accepted ones are stale. _sync on the

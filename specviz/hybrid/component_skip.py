@@ -24,11 +24,10 @@ import torch
 from transformers import Cache, PreTrainedModel
 
 from specviz.config import SamplingConfig
-from specviz.drafters.base import Proposal
+from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import forward, rollback_layers
 from specviz.hybrid.components import attention_layers, decoder_layers, skipping
 from specviz.hybrid.state import RecurrentSnapshot
-from specviz.sampling import probabilities, sample
 
 
 class ComponentSkipDrafter:
@@ -57,31 +56,23 @@ class ComponentSkipDrafter:
     def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
         cache = self.cache
         start = len(context) - 1  # the target cache holds every context token but the last
-        step = context[-1:]
-        tokens: list[int] = []
-        rows: list[torch.Tensor] = []
         fed = 0
+
+        def feed(x: int) -> torch.Tensor:
+            nonlocal fed
+            step = torch.tensor([x], device=context.device)
+            fed += 1
+            return forward(self.model, step, cache, start + fed - 1)[-1]
+
         snapshot = RecurrentSnapshot.capture(cache)
         try:
             with skipping(self.model, self.plan):
-                for _ in range(k):
-                    logits = forward(self.model, step, cache, start + fed)[-1]
-                    fed += 1
-                    q = probabilities(logits, self.sampling)
-                    if min_confidence is not None and float(q.max()) < min_confidence:
-                        break
-                    x = int(q.argmax()) if self.sampling.greedy else sample(q, self.generator)
-                    tokens.append(x)
-                    rows.append(q)
-                    step = torch.tensor([x], device=context.device)
+                first = forward(self.model, context[-1:], cache, start)[-1]
+                fed = 1
+                return draft_tokens(first, feed, k, self.sampling, self.generator, min_confidence)
         finally:
             rollback_layers(cache, self.attention, fed)
             snapshot.restore(cache)
-        drafted = torch.tensor(tokens, dtype=torch.long, device=context.device)
-        if not tokens:
-            return Proposal(drafted)
-        q_rows = torch.stack(rows)
-        return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
 
     def feedback(self, n_accepted: int) -> None:
         return None

@@ -17,10 +17,9 @@ import torch
 from transformers import PreTrainedModel
 
 from specviz.config import SamplingConfig
-from specviz.drafters.base import Proposal
+from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import forward, new_cache
 from specviz.hybrid.state import RecurrentSnapshot, crop_attention
-from specviz.sampling import probabilities, sample
 
 
 class HybridDraftModelDrafter:
@@ -60,30 +59,20 @@ class HybridDraftModelDrafter:
         logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
         self.cached = context.to(device).clone()
         snapshot = RecurrentSnapshot.capture(self.cache)
-        tokens: list[int] = []
-        rows: list[torch.Tensor] = []
         fed = 0
+
+        def feed(x: int) -> torch.Tensor:
+            nonlocal fed
+            step = torch.tensor([x], device=device)
+            fed += 1
+            return forward(self.model, step, self.cache, len(context) + fed - 1)[-1]
+
         try:
-            for i in range(k):
-                q = probabilities(logits, self.sampling)
-                if min_confidence is not None and float(q.max()) < min_confidence:
-                    break
-                x = int(q.argmax()) if self.sampling.greedy else sample(q, self.generator)
-                tokens.append(x)
-                rows.append(q)
-                if i + 1 < k:  # the last drafted token need not be fed
-                    step = torch.tensor([x], device=device)
-                    logits = forward(self.model, step, self.cache, len(context) + fed)[-1]
-                    fed += 1
+            return draft_tokens(logits, feed, k, self.sampling, self.generator, min_confidence)
         finally:
             for layer in self.cache.layers:
                 crop_attention(layer, fed)
             snapshot.restore(self.cache)
-        drafted = torch.tensor(tokens, dtype=torch.long, device=device)
-        if not tokens:
-            return Proposal(drafted)
-        q_rows = torch.stack(rows)
-        return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
 
     def feedback(self, n_accepted: int) -> None:
         return None
