@@ -149,7 +149,7 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
+def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
     """Refuse a directory holding anything but this very run; refuse to restart without resume."""
     if (out_dir / RUN_FILE).is_file():
         existing = read_run_meta(out_dir)
@@ -169,6 +169,43 @@ def _open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None
             raise RunDirError(f"{out_dir} already holds this run: pass --resume to continue it")
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise RunDirError(f"{out_dir} is not empty and holds no specviz run: pass another --out")
+
+
+def begin_run(
+    out_dir: Path,
+    identity: dict[str, Any],
+    config: RunConfig,
+    target: LoadedModel,
+    models: ModelCache,
+    requests: Sequence[Request],
+) -> dict[str, Any]:
+    """Write ``run.json`` for a run that starts (or resumes) in ``out_dir``; return it.
+
+    ``identity`` (schema version, config, workload, ...) was already checked against the
+    directory by :func:`open_run_dir`; a resumed run keeps its original metadata.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / RUN_FILE).is_file():
+        meta = read_run_meta(out_dir) | {"complete": False}
+    else:
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+        draft = config.drafter.draft
+        meta = {
+            **identity,
+            "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "models": {"target": _model_info(target)}
+            | ({"draft": _model_info(models.get(draft))} if draft else {}),
+            "versions": _versions(),
+            "hardware": _hardware(target.device),
+            "git_commit": _git_commit(),
+            "seed": config.seed,
+            "requests": len(requests),
+            "prompt_ids": [r.prompt.id for r in requests],
+            "complete": False,
+        }
+    write_json(out_dir / RUN_FILE, meta)
+    return meta
 
 
 def timed(records: Iterator[Record], sync: Callable[[], None]) -> Iterator[tuple[Record, float]]:
@@ -226,7 +263,7 @@ def run(
     out_dir = Path(out_dir)
     workload = workload_fingerprint(requests)
     identity = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "workload": workload}
-    _open_run_dir(out_dir, identity, resume)
+    open_run_dir(out_dir, identity, resume)
 
     models = models or ModelCache()
     target = models.get(config.target)
@@ -240,27 +277,8 @@ def run(
     for request in requests:  # fail before writing anything if a first turn cannot fit
         decoder.encode_turn(request.prompt, [])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    run_id = f"{out_dir.name}-{hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
-    meta = {
-        **identity,
-        "run_id": run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "models": {"target": _model_info(target)}
-        | (
-            {"draft": _model_info(models.get(config.drafter.draft))} if config.drafter.draft else {}
-        ),
-        "versions": _versions(),
-        "hardware": _hardware(target.device),
-        "git_commit": _git_commit(),
-        "seed": config.seed,
-        "requests": len(requests),
-        "prompt_ids": [r.prompt.id for r in requests],
-        "complete": False,
-    }
-    if (out_dir / RUN_FILE).is_file():
-        meta = read_run_meta(out_dir) | {"complete": False}
-    write_json(out_dir / RUN_FILE, meta)
+    meta = begin_run(out_dir, identity, config, target, models, requests)
+    run_id = meta["run_id"]
 
     writer = RunWriter(out_dir)
     writer.consolidate()

@@ -20,8 +20,6 @@ uninterrupted run's. A batch-level adaptive policy restarts from its initial k.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,15 +46,12 @@ from specviz.config import RunConfig
 from specviz.engine import Round
 from specviz.models import ModelCache
 from specviz.recorder import EventRecorder, RequestCounters
-from specviz.runlog import RunDirError, RunWriter, read_run_meta, write_json
+from specviz.runlog import RunDirError, RunWriter, write_json
 from specviz.runner import (
     Request,
     RunSummary,
-    _git_commit,
-    _hardware,
-    _model_info,
-    _open_run_dir,
-    _versions,
+    begin_run,
+    open_run_dir,
     request_seed,
     timed,
     workload_fingerprint,
@@ -136,7 +131,7 @@ def run_batched(
         "workload": workload_fingerprint(requests),
         "batch": batch.to_dict(),
     }
-    _open_run_dir(out_dir, identity, resume)
+    open_run_dir(out_dir, identity, resume)
 
     models = models or ModelCache()
     target = models.get(config.target)
@@ -147,28 +142,8 @@ def run_batched(
     for request in requests:  # fail before writing anything if a first turn cannot fit
         decoder.encode_turn(request.prompt, [])
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-    run_id = f"{out_dir.name}-{digest.hexdigest()[:8]}"
-    meta = {
-        **identity,
-        "run_id": run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "models": {"target": _model_info(target)}
-        | (
-            {"draft": _model_info(models.get(config.drafter.draft))} if config.drafter.draft else {}
-        ),
-        "versions": _versions(),
-        "hardware": _hardware(target.device),
-        "git_commit": _git_commit(),
-        "seed": config.seed,
-        "requests": len(requests),
-        "prompt_ids": [r.prompt.id for r in requests],
-        "complete": False,
-    }
-    if (out_dir / RUN_FILE).is_file():
-        meta = read_run_meta(out_dir) | {"complete": False}
-    write_json(out_dir / RUN_FILE, meta)
+    meta = begin_run(out_dir, identity, config, target, models, requests)
+    run_id = meta["run_id"]
 
     writer = RunWriter(out_dir)
     writer.consolidate()
