@@ -25,21 +25,16 @@ from dataclasses import dataclass, replace
 import torch
 from transformers import DynamicCache
 
-from specviz.chat import conversation, encode
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Drafter, Proposal
-from specviz.errors import SpecvizError
 from specviz.forward import forward
 from specviz.hybrid.rollback import cache_rollback
+from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy
 from specviz.sampling import choose, probabilities
 from specviz.verify import Verdict, verify_greedy, verify_sampling
 from specviz.workloads.prompt import Prompt
-
-
-class PromptError(SpecvizError):
-    """A prompt cannot be decoded (too long for the model's context window)."""
 
 
 @dataclass(frozen=True)
@@ -86,16 +81,6 @@ class TurnEnd:
 Record = Drafted | Round | TurnEnd
 
 
-def stop_ids(target: LoadedModel) -> frozenset[int]:
-    """End-of-sequence ids: the generation config's and the tokenizer's."""
-    ids: set[int] = set()
-    eos = target.model.generation_config.eos_token_id
-    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if target.tokenizer.eos_token_id is not None:
-        ids.add(int(target.tokenizer.eos_token_id))
-    return frozenset(ids)
-
-
 class Decoder:
     """Speculative (or plain, with ``drafter=None``) decoding of prompts, batch size 1."""
 
@@ -113,21 +98,13 @@ class Decoder:
         self.drafter = drafter
         self.policy = policy
         self.sampling = sampling
-        self.max_new_tokens = max_new_tokens
         self.cache = cache  # shared with a layer-skip drafter, emptied at every turn
         self.rollback = cache_rollback(target.model, cache)  # crop, or restore + replay
-        self.stop = stop_ids(target)
-        self.window = target.context_window
+        self.limits = TurnLimits.of(target, max_new_tokens)
         self.generator = generator  # shared with a sampling drafter, seeded per request
 
     def encode_turn(self, prompt: Prompt, answers: list[str]) -> list[int]:
-        ids = encode(self.target.tokenizer, conversation(prompt.turns[: len(answers) + 1], answers))
-        if self.window is not None and len(ids) >= self.window:
-            raise PromptError(
-                f"prompt {prompt.id!r} turn {len(answers) + 1} is {len(ids)} tokens, longer than "
-                f"the model's context window of {self.window}: shorten it or drop it"
-            )
-        return ids
+        return self.limits.encode_turn(self.target, prompt, answers)
 
     @torch.inference_mode()
     def request(self, prompt: Prompt, seed: int) -> Iterator[Record]:
@@ -163,14 +140,14 @@ class Decoder:
         first = choose(logits[-1], self.sampling, self.generator)
         p_first = float(probabilities(logits[-1:], self.sampling)[0, first])
         generated = [first]
-        finish = self._finish(generated, len(context) + 1)
+        finish = self.limits.finish(generated, len(context) + 1)
         context = torch.cat([context, context.new_tensor([first])])
         yield Round(turn, first_round, True, 0, (), None, (first,), (), p_first, 0, 1, finish)
 
         index = first_round + 1
         while finish is None:
             asked = self.policy.next_k() if self.drafter is not None else 0
-            k = self._draft_budget(asked, len(generated), len(context))
+            k = self.limits.draft_budget(asked, len(generated), len(context))
             proposal = Proposal(context.new_empty(0))
             if k > 0:
                 assert self.drafter is not None
@@ -183,21 +160,14 @@ class Decoder:
             if asked > 0:  # every verify round of a drafter, as recorded in the event log
                 self.policy.update(asked, len(proposal), round_.n_accepted)
             new = list(round_.target)
-            kept = self._emitted(generated, new, len(context))
+            kept = self.limits.emitted(generated, new, len(context))
             generated += new[:kept]
-            finish = self._finish(generated, len(context) + kept)
+            finish = self.limits.finish(generated, len(context) + kept)
             context = torch.cat([context, context.new_tensor(new[:kept])])
             yield replace(round_, n_emitted=kept, finish=finish)
             index += 1
         text = self.target.tokenizer.decode(generated, skip_special_tokens=True)
         yield TurnEnd(turn, len(prompt_ids), tuple(generated), text, finish)
-
-    def _draft_budget(self, asked: int, n_generated: int, n_context: int) -> int:
-        """The policy's k, capped so a round never passes the token budget or the window."""
-        room = self.max_new_tokens - n_generated - 1
-        if self.window is not None:
-            room = min(room, self.window - n_context - 1)
-        return max(0, min(asked, room))
 
     def _verify(
         self, turn: int, index: int, k: int, context: torch.Tensor, proposal: Proposal
@@ -239,23 +209,3 @@ class Decoder:
             n + 1,
             None,
         )
-
-    def _emitted(self, generated: list[int], new: list[int], n_context: int) -> int:
-        """How many of ``new`` enter the output: up to and including an end-of-sequence token,
-        within the token budget and the context window."""
-        room = self.max_new_tokens - len(generated)
-        if self.window is not None:
-            room = min(room, self.window - n_context)
-        for i, token in enumerate(new[:room]):
-            if token in self.stop:
-                return i + 1
-        return min(len(new), room)
-
-    def _finish(self, generated: list[int], n_context: int) -> str | None:
-        if generated[-1] in self.stop:
-            return "eos"
-        if len(generated) >= self.max_new_tokens:
-            return "length"
-        if self.window is not None and n_context >= self.window:
-            return "length"
-        return None

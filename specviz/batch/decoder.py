@@ -36,11 +36,11 @@ import torch
 from specviz.batch.config import BatchConfig
 from specviz.batch.drafters import BatchDrafter, RowAsk
 from specviz.batch.kv import BatchKV
-from specviz.chat import conversation, encode
 from specviz.config import PolicyConfig, SamplingConfig
 from specviz.drafters.base import Proposal
-from specviz.engine import PromptError, Round, TurnEnd, stop_ids
+from specviz.engine import Round, TurnEnd
 from specviz.forward import forward, new_cache
+from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy, build_policy
 from specviz.sampling import choose, probabilities
@@ -135,10 +135,8 @@ class BatchDecoder:
         self.drafter = drafter
         self.policy_config = policy
         self.sampling = sampling
-        self.max_new_tokens = max_new_tokens
         self.batch = batch
-        self.stop = stop_ids(target)
-        self.window = target.context_window
+        self.limits = TurnLimits.of(target, max_new_tokens)
         self.kv = BatchKV(target.model)
         self.batch_policy = build_policy(policy)
         self.slot_policies: dict[int, DraftPolicy] = {}
@@ -146,13 +144,7 @@ class BatchDecoder:
         self.steps = 0
 
     def encode_turn(self, prompt: Prompt, answers: list[str]) -> list[int]:
-        ids = encode(self.target.tokenizer, conversation(prompt.turns[: len(answers) + 1], answers))
-        if self.window is not None and len(ids) >= self.window:
-            raise PromptError(
-                f"prompt {prompt.id!r} turn {len(answers) + 1} is {len(ids)} tokens, longer than "
-                f"the model's context window of {self.window}: shorten it or drop it"
-            )
-        return ids
+        return self.limits.encode_turn(self.target, prompt, answers)
 
     # -- scheduling -------------------------------------------------------------------------
 
@@ -199,7 +191,7 @@ class BatchDecoder:
         row.context = torch.cat([context, context.new_tensor([first])])
         row.prompt_len = len(ids)
         row.generated = [first]
-        finish = self._finish(row.generated, len(row.context))
+        finish = self.limits.finish(row.generated, len(row.context))
         round_ = Round(row.turn, row.rounds, True, 0, (), None, (first,), (), p_first, 0, 1, finish)
         row.rounds += 1
         self.steps += 1
@@ -240,7 +232,10 @@ class BatchDecoder:
     def _round(self) -> Iterator[BatchRecord]:
         rows = self.rows
         asked = [self._asked(r) for r in rows]
-        ks = [self._draft_budget(a, r) for a, r in zip(asked, rows, strict=True)]
+        ks = [
+            self.limits.draft_budget(a, len(r.generated), len(r.context))
+            for a, r in zip(asked, rows, strict=True)
+        ]
         proposals = [Proposal(r.context.new_empty(0)) for r in rows]
         if self.drafter is not None and any(k > 0 for k in ks):
             asks = [
@@ -261,9 +256,9 @@ class BatchDecoder:
         for r, a, proposal, verdict, p in zip(rows, asked, proposals, verdicts, probs, strict=True):
             round_ = self._round_record(r, a, proposal, verdict, p)
             new = list(round_.target)
-            kept = self._emitted(r.generated, new, len(r.context))
+            kept = self.limits.emitted(r.generated, new, len(r.context))
             r.generated += new[:kept]
-            finish = self._finish(r.generated, len(r.context) + kept)
+            finish = self.limits.finish(r.generated, len(r.context) + kept)
             r.context = torch.cat([r.context, r.context.new_tensor(new[:kept])])
             r.rounds += 1
             row_rounds.append(
@@ -374,27 +369,3 @@ class BatchDecoder:
         )
 
     # -- budgets (as at batch size 1) ---------------------------------------------------------
-
-    def _draft_budget(self, asked: int, row: _Row) -> int:
-        room = self.max_new_tokens - len(row.generated) - 1
-        if self.window is not None:
-            room = min(room, self.window - len(row.context) - 1)
-        return max(0, min(asked, room))
-
-    def _emitted(self, generated: list[int], new: list[int], n_context: int) -> int:
-        room = self.max_new_tokens - len(generated)
-        if self.window is not None:
-            room = min(room, self.window - n_context)
-        for i, token in enumerate(new[:room]):
-            if token in self.stop:
-                return i + 1
-        return min(len(new), room)
-
-    def _finish(self, generated: list[int], n_context: int) -> str | None:
-        if generated[-1] in self.stop:
-            return "eos"
-        if len(generated) >= self.max_new_tokens:
-            return "length"
-        if self.window is not None and n_context >= self.window:
-            return "length"
-        return None
