@@ -7,12 +7,16 @@ measured for them; it never touches the decoding loop.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from specviz.engine import Round, TurnEnd
-from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT
+from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT, REQUEST_SCHEMA
+
+if TYPE_CHECKING:
+    from specviz.config import RunConfig
+    from specviz.runner import Request
 
 # per-round columns filled by `add`; request-level labels are added once per request table
 _ROUND_COLUMNS = (
@@ -108,3 +112,56 @@ class EventRecorder:
         n = len(self.cols["turn"])
         data = {name: [value] * n for name, value in labels.items()} | self.cols
         return pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False)
+
+
+def request_labels(request: Request, labels: dict[str, Any]) -> dict[str, Any]:
+    """The columns events and requests of one request share: run labels and the request's."""
+    return {
+        **labels,
+        "request_id": request.id,
+        "request_index": request.index,
+        "repeat": request.repeat,
+        "prompt_id": request.prompt.id,
+        "category": request.prompt.category,
+        "mixture": request.mixture,
+    }
+
+
+def request_frame(
+    request: Request,
+    config: RunConfig,
+    labels: dict[str, Any],
+    counters: RequestCounters,
+    ttft_s: float | None,
+    latency_s: float,
+) -> pl.DataFrame:
+    """The request table row of one finished request (``labels`` from :func:`request_labels`).
+
+    ``latency_s``: from the request's admission to its last token (its own wall time at batch
+    size 1; in a batch it includes waiting for the other rows).
+    """
+    row = {
+        **labels,
+        "k": config.k_label,
+        "draft": config.drafter.draft.name if config.drafter.draft else None,
+        "temperature": config.sampling.temperature,
+        "n_turns": len(request.prompt.turns),
+        "prompt_tokens": counters.prompt_tokens,
+        "new_tokens": counters.new_tokens,
+        "rounds": counters.rounds,
+        "drafted": counters.drafted,
+        "accepted": counters.accepted,
+        "wall_s": sum(counters.turn_wall_s),
+        "ttft_s": ttft_s,
+        "prefill_s": counters.prefill_s,
+        "draft_s": counters.draft_s,
+        "verify_s": counters.verify_s,
+        "finish_reason": counters.finish,
+        "output_text": "\n\n".join(counters.outputs),
+        "output_turns": counters.outputs,
+        "turn_new_tokens": counters.turn_new_tokens,
+        "turn_wall_s": counters.turn_wall_s,
+        "turn_rounds": counters.turn_rounds,
+        "latency_s": latency_s,
+    }
+    return pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False)

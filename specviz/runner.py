@@ -32,9 +32,9 @@ from specviz.engine import Decoder, Drafted, Record, Round, TurnEnd
 from specviz.forward import new_cache
 from specviz.models import LoadedModel, ModelCache
 from specviz.policies import build_policy
-from specviz.recorder import EventRecorder, RequestCounters
+from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.runlog import RunDirError, RunWriter, read_run_meta, scan_events, write_json
-from specviz.schema import REQUEST_SCHEMA, RUN_FILE, SCHEMA_VERSION
+from specviz.schema import RUN_FILE, SCHEMA_VERSION
 from specviz.workloads.prompt import Prompt
 
 # the batch columns of a batch-size-1 run (batched runs: specviz.batch.runner)
@@ -345,41 +345,8 @@ def _decode_one(
             now = time.perf_counter()
             counters.end_turn(record, turn_rounds, now - turn_start)
             turn_start, turn_rounds = now, 0
-    request_labels = {
-        **labels,
-        "request_id": request.id,
-        "request_index": request.index,
-        "repeat": request.repeat,
-        "prompt_id": request.prompt.id,
-        "category": request.prompt.category,
-        "mixture": request.mixture,
-    }
-    row = {
-        **request_labels,
-        "k": config.k_label,
-        "draft": config.drafter.draft.name if config.drafter.draft else None,
-        "temperature": config.sampling.temperature,
-        "n_turns": len(request.prompt.turns),
-        "prompt_tokens": counters.prompt_tokens,
-        "new_tokens": counters.new_tokens,
-        "rounds": counters.rounds,
-        "drafted": counters.drafted,
-        "accepted": counters.accepted,
-        "wall_s": sum(counters.turn_wall_s),
-        "ttft_s": ttft,
-        "prefill_s": counters.prefill_s,
-        "draft_s": counters.draft_s,
-        "verify_s": counters.verify_s,
-        "finish_reason": counters.finish,
-        "output_text": "\n\n".join(counters.outputs),
-        "output_turns": counters.outputs,
-        "turn_new_tokens": counters.turn_new_tokens,
-        "turn_wall_s": counters.turn_wall_s,
-        "turn_rounds": counters.turn_rounds,
-        **UNBATCHED_LABELS,
-        "latency_s": sum(counters.turn_wall_s),
-    }
-    request_frame = pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False)
-    event_frame = events.frame(request_labels | UNBATCHED_EVENT_LABELS)
-    writer.append(event_frame, request_frame)
+    shared = request_labels(request, labels | UNBATCHED_LABELS)
+    wall_s = sum(counters.turn_wall_s)
+    request_row = request_frame(request, config, shared, counters, ttft, wall_s)
+    writer.append(events.frame(shared | UNBATCHED_EVENT_LABELS), request_row)
     return counters

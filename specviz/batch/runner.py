@@ -45,7 +45,7 @@ from specviz.batch.drafters import build_batch_drafter
 from specviz.config import RunConfig
 from specviz.engine import Round
 from specviz.models import ModelCache
-from specviz.recorder import EventRecorder, RequestCounters
+from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.runlog import RunDirError, RunWriter, write_json
 from specviz.runner import (
     Request,
@@ -56,7 +56,7 @@ from specviz.runner import (
     timed,
     workload_fingerprint,
 )
-from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, RUN_FILE, SCHEMA_VERSION
+from specviz.schema import EVENT_SCHEMA, RUN_FILE, SCHEMA_VERSION
 
 _BATCH_ROUND_COLUMNS = ("batch_step", "batch_rows", "batch_tasks")
 
@@ -226,43 +226,8 @@ def _write_request(
 ) -> None:
     request, counters = tally.request, tally.counters
     assert tally.admitted is not None
-    request_labels = {
-        **labels,
-        "request_id": request.id,
-        "request_index": request.index,
-        "repeat": request.repeat,
-        "prompt_id": request.prompt.id,
-        "category": request.prompt.category,
-        "mixture": request.mixture,
-        "batch_id": tally.batch_id,
-        "row": tally.slot,
-    }
-    row = {
-        **request_labels,
-        "k": config.k_label,
-        "draft": config.drafter.draft.name if config.drafter.draft else None,
-        "temperature": config.sampling.temperature,
-        "n_turns": len(request.prompt.turns),
-        "prompt_tokens": counters.prompt_tokens,
-        "new_tokens": counters.new_tokens,
-        "rounds": counters.rounds,
-        "drafted": counters.drafted,
-        "accepted": counters.accepted,
-        "wall_s": sum(counters.turn_wall_s),
-        "ttft_s": tally.ttft,
-        "prefill_s": counters.prefill_s,
-        "draft_s": counters.draft_s,
-        "verify_s": counters.verify_s,
-        "finish_reason": counters.finish,
-        "output_text": "\n\n".join(counters.outputs),
-        "output_turns": counters.outputs,
-        "turn_new_tokens": counters.turn_new_tokens,
-        "turn_wall_s": counters.turn_wall_s,
-        "turn_rounds": counters.turn_rounds,
-        "latency_s": time.perf_counter() - tally.admitted,
-    }
+    shared = request_labels(request, labels | {"batch_id": tally.batch_id, "row": tally.slot})
+    latency_s = time.perf_counter() - tally.admitted
+    row = request_frame(request, config, shared, counters, tally.ttft, latency_s)
     events = tally.events if record_events else BatchEventRecorder()
-    writer.append(
-        events.frame(request_labels),
-        pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False),
-    )
+    writer.append(events.frame(shared), row)
