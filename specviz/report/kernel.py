@@ -7,8 +7,10 @@ activating anything. When it is not registered (a plain ``pip install``), the re
 interpreter running specviz itself, through a kernel manager whose kernel spec is built on the
 fly: the report never depends on what kernels happen to be installed.
 
-Both talk to the kernel over local IPC sockets rather than TCP: nothing listens on a port, and
-ipykernel has no reason to warn about unencrypted TCP traffic on every report.
+Both talk to the kernel over TCP on the loopback interface (Jupyter's default). IPC sockets were
+tried first: their file names are numbered per working directory, and kernels started one after
+another in one directory could race for the same names, leaving papermill waiting forever on a
+kernel that never received its request (seen intermittently in the test suite).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ CURRENT_INTERPRETER = "specviz-current-python"
 
 
 class LocalKernelManager(AsyncKernelManager):
-    """A kernel manager that connects over IPC sockets in Jupyter's runtime directory."""
+    """A kernel manager that connects over TCP on 127.0.0.1."""
 
-    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="tcp", config=True)
 
 
 class CurrentInterpreterKernelManager(LocalKernelManager):
