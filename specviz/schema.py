@@ -34,6 +34,9 @@ Conventions (also in ``docs/schema.md``):
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Iterable
+
 import polars as pl
 
 from specviz.errors import SpecvizError
@@ -153,13 +156,27 @@ class SchemaError(SpecvizError):
     """An event or request table does not have the columns or types this version expects."""
 
 
-def check_columns(schema: pl.Schema, expected: pl.Schema, what: str, source: str = "input") -> None:
-    """Raise SchemaError naming missing columns and type mismatches of ``schema``."""
-    missing = [c for c in expected if c not in schema]
+def check_columns(
+    schema: pl.Schema,
+    expected: pl.Schema,
+    what: str,
+    source: str = "input",
+    *,
+    columns: Iterable[str] | None = None,
+    same_type: Callable[[pl.DataType, pl.DataType], bool] = operator.eq,
+    remedy: str = "Re-create it with this specviz version.",
+) -> None:
+    """Raise SchemaError naming the missing columns and type mismatches of ``schema``.
+
+    ``columns``: check only these (default: every column of ``expected``); ``same_type``: when
+    an actual dtype counts as the expected one; ``remedy``: the fix the message suggests.
+    """
+    names = list(dict.fromkeys(expected if columns is None else columns))
+    missing = [c for c in names if c not in schema]
     wrong = [
         f"{c} is {schema[c]}, expected {expected[c]}"
-        for c in expected
-        if c in schema and schema[c] != expected[c]
+        for c in names
+        if c in schema and c in expected and not same_type(schema[c], expected[c])
     ]
     if missing or wrong:
         parts = []
@@ -169,5 +186,5 @@ def check_columns(schema: pl.Schema, expected: pl.Schema, what: str, source: str
             parts.append("wrong types: " + "; ".join(wrong))
         raise SchemaError(
             f"{source} is not a specviz {what} table of schema version {SCHEMA_VERSION} "
-            f"({'; '.join(parts)}). Re-create it with this specviz version."
+            f"({'; '.join(parts)}). {remedy}"
         )

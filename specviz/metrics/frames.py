@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
-from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, SCHEMA_VERSION, SchemaError
+from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, check_columns
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -40,25 +40,15 @@ def _check(frame: Frame, needed: Iterable[str], expected: pl.Schema, what: str) 
             f"expected a polars DataFrame or LazyFrame of {what}, got {type(frame).__name__}"
         )
     lazy = frame.lazy()
-    schema = lazy.collect_schema()
-    needed = list(dict.fromkeys(needed))
-    missing = [c for c in needed if c not in schema]
-    wrong = [
-        f"{c} is {schema[c]}, expected {expected[c]}"
-        for c in needed
-        if c in schema and c in expected and not _same_kind(schema[c], expected[c])
-    ]
-    if missing or wrong:
-        parts = []
-        if missing:
-            parts.append("missing columns: " + ", ".join(missing))
-        if wrong:
-            parts.append("wrong types: " + "; ".join(wrong))
-        raise SchemaError(
-            f"input is not a specviz {what} table of schema version {SCHEMA_VERSION} "
-            f"({'; '.join(parts)}). Read run directories with specviz.runlog.scan_{what}, "
-            "or re-create them with this specviz version."
-        )
+    check_columns(
+        lazy.collect_schema(),
+        expected,
+        what,
+        columns=needed,
+        same_type=_same_kind,
+        remedy=f"Read run directories with specviz.runlog.scan_{what}, "
+        "or re-create them with this specviz version.",
+    )
     return lazy
 
 
