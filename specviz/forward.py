@@ -52,3 +52,24 @@ def rollback_layers(cache: DynamicCache, layers: list[int], n: int) -> None:
     a drafter that ran it restores it from a snapshot (:mod:`specviz.hybrid.preserve`)."""
     for i in layers:
         crop_attention(cache.layers[i], n)
+
+
+class TokenFeeder:
+    """Feeds one token at a time into ``cache`` at the next position, counting what it fed.
+
+    Self-drafters use it on the target's own cache: they start at the context's last token
+    (``start`` = its position) and later remove ``fed`` positions from the layers they ran.
+    """
+
+    def __init__(self, model: PreTrainedModel, cache: DynamicCache, start: int) -> None:
+        self.model = model
+        self.cache = cache
+        self.start = start
+        self.fed = 0
+
+    def __call__(self, token: int) -> torch.Tensor:
+        """Next-token logits after ``token``."""
+        step = torch.tensor([token], device=self.model.device)
+        logits = forward(self.model, step, self.cache, self.start + self.fed)[-1]
+        self.fed += 1
+        return logits

@@ -20,7 +20,7 @@ from transformers import DynamicCache, PreTrainedModel
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
 from specviz.errors import SpecvizError
-from specviz.forward import forward, rollback_layers
+from specviz.forward import TokenFeeder, rollback_layers
 
 
 class LayerSkipError(SpecvizError):
@@ -98,21 +98,12 @@ class LayerSkipDrafter:
         return None
 
     def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
-        cache = self.cache
-        start = len(context) - 1  # the target cache holds every context token but the last
-        fed = 0
-
-        def feed(x: int) -> torch.Tensor:
-            nonlocal fed
-            step = torch.tensor([x], device=context.device)
-            fed += 1
-            return forward(self.model, step, cache, start + fed - 1)[-1]
-
+        # the target cache holds every context token but the last: feed that one first
+        steps = TokenFeeder(self.model, self.cache, len(context) - 1)
         with only_layers(self.model, self.kept):
-            first = forward(self.model, context[-1:], cache, start)[-1]
-            fed = 1
-            proposal = draft_tokens(first, feed, k, self.sampling, self.generator, min_confidence)
-        rollback_layers(cache, self.kept, fed)
+            first = steps(int(context[-1]))
+            proposal = draft_tokens(first, steps, k, self.sampling, self.generator, min_confidence)
+        rollback_layers(self.cache, self.kept, steps.fed)
         return proposal
 
     def feedback(self, n_accepted: int) -> None:

@@ -25,7 +25,7 @@ from transformers import Cache, PreTrainedModel
 
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
-from specviz.forward import forward, rollback_layers
+from specviz.forward import TokenFeeder, rollback_layers
 from specviz.hybrid.components import attention_layers, decoder_layers, skipping
 from specviz.hybrid.state import RecurrentSnapshot
 
@@ -54,25 +54,16 @@ class ComponentSkipDrafter:
         return None
 
     def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
-        cache = self.cache
-        start = len(context) - 1  # the target cache holds every context token but the last
-        fed = 0
-
-        def feed(x: int) -> torch.Tensor:
-            nonlocal fed
-            step = torch.tensor([x], device=context.device)
-            fed += 1
-            return forward(self.model, step, cache, start + fed - 1)[-1]
-
-        snapshot = RecurrentSnapshot.capture(cache)
+        # the target cache holds every context token but the last: feed that one first
+        steps = TokenFeeder(self.model, self.cache, len(context) - 1)
+        snapshot = RecurrentSnapshot.capture(self.cache)
         try:
             with skipping(self.model, self.plan):
-                first = forward(self.model, context[-1:], cache, start)[-1]
-                fed = 1
-                return draft_tokens(first, feed, k, self.sampling, self.generator, min_confidence)
+                first = steps(int(context[-1]))
+                return draft_tokens(first, steps, k, self.sampling, self.generator, min_confidence)
         finally:
-            rollback_layers(cache, self.attention, fed)
-            snapshot.restore(cache)
+            rollback_layers(self.cache, self.attention, steps.fed)
+            snapshot.restore(self.cache)
 
     def feedback(self, n_accepted: int) -> None:
         return None
