@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -159,7 +160,8 @@ def browser(chromium: str, *, loopback: bool = False):
 
     ``loopback`` lets it reach servers on 127.0.0.1 (a local JupyterLab), nothing else.
     """
-    with tempfile.TemporaryDirectory(prefix="specviz-chromium-") as profile:
+    profile = tempfile.mkdtemp(prefix="specviz-chromium-")
+    try:
         env = {**os.environ, "HOME": profile, "TMPDIR": profile}
         rules = "MAP * ~NOTFOUND" + (", EXCLUDE 127.0.0.1" if loopback else "")
         proc = subprocess.Popen(
@@ -174,6 +176,7 @@ def browser(chromium: str, *, loopback: bool = False):
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            start_new_session=True,
         )
         try:
             port = None
@@ -195,14 +198,65 @@ def browser(chromium: str, *, loopback: bool = False):
             finally:
                 cdp.close()
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+            _stop_group(proc)
+    finally:
+        _remove_profile(Path(profile))
+
+
+def _stop_group(proc: subprocess.Popen[str]) -> None:
+    """Stop Chromium and every helper it spawned (renderer, GPU, crashpad: one process group).
+
+    The helpers outlive the browser process briefly and keep writing into the profile, so the
+    whole group is signalled and waited for before the profile is removed.
+    """
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(wait_s)
+        deadline = time.monotonic() + wait_s
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not _group_alive(proc.pid):
+            break
+    if proc.stderr:
+        proc.stderr.close()
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a live (non-zombie) process is left in group ``pgid``.
+
+    Zombies are skipped: in a container whose init does not reap, orphaned helpers stay zombies
+    and ``killpg(pgid, 0)`` would report them alive forever.
+    """
+    proc_dir = Path("/proc")
+    if not proc_dir.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+    for stat in proc_dir.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
+def _remove_profile(profile: Path) -> None:
+    """Remove the throwaway profile; a file still being flushed gets a few retries."""
+    for _ in range(20):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.25)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 def open_offline(
