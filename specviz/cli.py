@@ -39,6 +39,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--draft", help="draft model for --drafter model")
     p.add_argument(
+        "--drafter-name",
+        help="label for the drafter in events and metrics (default: its kind); give two variants "
+        "of one kind distinct names to compare them",
+    )
+    p.add_argument(
         "--k", type=int, default=5, help="draft length (initial k for heuristic policies)"
     )
     p.add_argument(
@@ -118,6 +123,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             exit_layer=args.exit_layer,
             layers=args.layers,
             components=args.components,
+            name=args.drafter_name,
         ),
         policy=PolicyConfig(args.policy, args.k, args.threshold),
         sampling=SamplingConfig(args.temperature, args.top_p),

@@ -61,6 +61,10 @@ class DrafterConfig:
     - ``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
       attention, mamba, mlp) in its layers ``layers`` (all layers when unset); the other layers
       run in full. ``["mamba", "mlp"]`` is the SSM path alone, ``["attention", "mlp"]`` the reverse.
+
+    ``name`` labels the drafter in event logs and metrics (the ``drafter`` column); it defaults to
+    the kind. Two variants of one kind compared side by side (two layer-skip sets) need distinct
+    names, or metrics pool them. A name equal to the kind is stored as ``None``.
     """
 
     kind: str = "none"
@@ -70,8 +74,10 @@ class DrafterConfig:
     exit_layer: int | None = None
     layers: tuple[int, ...] | None = None
     components: tuple[str, ...] | None = None
+    name: str | None = None
 
     def __post_init__(self) -> None:
+        self._check_name()
         if isinstance(self.components, str):
             raise ConfigError(
                 f'components takes a list such as ["mamba", "mlp"], not the string '
@@ -107,6 +113,24 @@ class DrafterConfig:
         elif self.components is not None:
             raise ConfigError(f"components are only used with component-skip, not {self.kind!r}")
 
+    def _check_name(self) -> None:
+        if self.name is None:
+            return
+        if self.name == self.kind:
+            object.__setattr__(self, "name", None)
+            return
+        if not self.name.strip() or self.name != self.name.strip():
+            raise ConfigError(
+                f"drafter name {self.name!r} is empty or padded with spaces: give a plain label"
+            )
+        if self.kind == "none":
+            raise ConfigError("the baseline (drafter none) takes no name")
+        if self.name in DRAFTERS:
+            raise ConfigError(
+                f"drafter name {self.name!r} is another drafter kind; pick a label such as "
+                f"{self.kind}-2"
+            )
+
     def _check_components(self) -> None:
         if not self.components:
             raise ConfigError(
@@ -130,7 +154,8 @@ class DrafterConfig:
 
     @property
     def label(self) -> str:
-        return self.kind
+        """The drafter's name in event logs and metrics: ``name``, else the kind."""
+        return self.name or self.kind
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,16 @@ class EventRecorder:
         return pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False)
 
 
+def run_labels(run_id: str, config: RunConfig) -> dict[str, Any]:
+    """The columns every event and request row of a run shares."""
+    return {
+        "run_id": run_id,
+        "drafter": config.drafter.label,
+        "policy": config.policy_label,
+        "target": config.target.name,
+    }
+
+
 def request_labels(request: Request, labels: dict[str, Any]) -> dict[str, Any]:
     """The columns events and requests of one request share: run labels and the request's."""
     return {
@@ -143,6 +153,7 @@ def request_frame(
     row = {
         **labels,
         "k": config.k_label,
+        "drafter_kind": config.drafter.kind,
         "draft": config.drafter.draft.name if config.drafter.draft else None,
         "temperature": config.sampling.temperature,
         "n_turns": len(request.prompt.turns),

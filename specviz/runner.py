@@ -32,7 +32,13 @@ from specviz.engine import Decoder, Drafted, Record, Round, TurnEnd
 from specviz.forward import new_cache
 from specviz.models import LoadedModel, ModelCache
 from specviz.policies import build_policy
-from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
+from specviz.recorder import (
+    EventRecorder,
+    RequestCounters,
+    request_frame,
+    request_labels,
+    run_labels,
+)
 from specviz.runlog import RunDirError, RunWriter, read_run_meta, scan_events, write_json
 from specviz.schema import RUN_FILE, SCHEMA_VERSION
 from specviz.workloads.prompt import Prompt
@@ -286,12 +292,7 @@ def run(
     _restore_policy(out_dir, policy, done)
     todo = [r for r in requests if r.id not in done]
     sync = torch.cuda.synchronize if target.device.type == "cuda" else (lambda: None)
-    labels = {
-        "run_id": run_id,
-        "drafter": config.drafter.kind,
-        "policy": config.policy_label,
-        "target": config.target.name,
-    }
+    labels = run_labels(run_id, config)
 
     tokens = drafted = accepted = 0
     wall_s = 0.0

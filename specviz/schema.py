@@ -30,6 +30,12 @@ Conventions (also in ``docs/schema.md``):
   run. A prefill round is the joining row's own forward (``batch_rows == 1``). A batch-size-1 run
   has ``batch_size == 1``, ``row == 0``, ``batch_rows == batch_tasks == 1`` and null
   ``batch_id``, ``batch_step`` and ``batch_composition``.
+- ``drafter`` is the drafter's label (its name in a study, or ``--drafter-name``; else its
+  kind), so two variants of one kind stay apart in metrics; ``requests.drafter_kind`` keeps the
+  kind.
+
+Versions: 1 (first release); 2 adds the batch columns and ``requests.drafter_kind``. A run
+directory of another version is refused with a message saying to re-run it.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ import polars as pl
 
 from specviz.errors import SpecvizError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 EVENTS_FILE = "events.parquet"
 REQUESTS_FILE = "requests.parquet"
@@ -61,7 +67,10 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "prompt_id": (pl.String(), "Identifier of the prompt in its workload."),
     "category": (pl.String(), "Task category of the prompt (writing, coding, ...)."),
     "mixture": (pl.String(), "Name of the workload mixture the request came from."),
-    "drafter": (pl.String(), "Drafter name: none, model, prompt-lookup, layer-skip, ..."),
+    "drafter": (
+        pl.String(),
+        "Drafter label: its name in the study (or --drafter-name), else its kind (model, prompt-lookup, layer-skip, ...); none for the baseline.",
+    ),
     "policy": (pl.String(), "Draft-length policy name: constant, heuristic, ..."),
     "target": (pl.String(), "Target model name as given by the user."),
     "turn": (pl.Int16(), "0-based turn of a multi-turn prompt."),
@@ -106,7 +115,14 @@ REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "prompt_id": (pl.String(), "Identifier of the prompt in its workload."),
     "category": (pl.String(), "Task category of the prompt."),
     "mixture": (pl.String(), "Workload mixture name."),
-    "drafter": (pl.String(), "Drafter name (none for the autoregressive baseline)."),
+    "drafter": (
+        pl.String(),
+        "Drafter label, as in the events (none for the autoregressive baseline).",
+    ),
+    "drafter_kind": (
+        pl.String(),
+        "Drafter kind: none, model, prompt-lookup, layer-skip or component-skip.",
+    ),
     "policy": (pl.String(), "Draft-length policy name."),
     "k": (pl.Int16(), "Initial/constant draft length of the policy (0 for the baseline)."),
     "target": (pl.String(), "Target model name."),

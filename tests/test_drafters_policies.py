@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from engine_helpers import PROMPTS, decode, make_decoder
 
-from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
+from specviz.config import (
+    ConfigError,
+    DrafterConfig,
+    ModelSpec,
+    PolicyConfig,
+    SamplingConfig,
+)
 from specviz.drafters import PromptLookupDrafter
 from specviz.policies import Heuristic, build_policy
 
@@ -72,3 +79,15 @@ def test_sampling_runs_are_reproducible_from_the_seed_and_differ_across_seeds(
     other, _ = decode(decoder, PROMPTS[1], seed=2)
     assert first == again and first != other
     assert sum(r.n_accepted for r in rounds) > 0
+
+
+def test_drafter_name_defaults_to_the_kind_and_refuses_confusing_labels():
+    assert DrafterConfig("prompt-lookup").label == "prompt-lookup"
+    assert DrafterConfig("prompt-lookup", name="prompt-lookup").name is None
+    assert DrafterConfig("layer-skip", exit_layer=2, name="exit-2").label == "exit-2"
+    with pytest.raises(ConfigError, match="another drafter kind"):
+        DrafterConfig("prompt-lookup", name="layer-skip")
+    with pytest.raises(ConfigError, match=r"baseline .* takes no name"):
+        DrafterConfig("none", name="plain")
+    with pytest.raises(ConfigError, match="empty or padded"):
+        DrafterConfig("prompt-lookup", name=" ")

@@ -113,7 +113,9 @@ def test_the_falcon_h1_study_file_parses_with_its_component_skip_drafter():
     study = load_study(Path(__file__).parent.parent / "studies" / "falcon-h1.toml")
     assert [m.name for m in study.models] == ["tiiuae/Falcon-H1-0.5B-Instruct"]
     by_name = {d.name: d.config for d in study.drafters}
-    assert by_name["mamba-only"] == DrafterConfig("component-skip", components=("mamba", "mlp"))
+    assert by_name["mamba-only"] == DrafterConfig(
+        "component-skip", components=("mamba", "mlp"), name="mamba-only"
+    )
     assert {d.config.kind for d in study.drafters} == {
         "prompt-lookup",
         "component-skip",

@@ -14,7 +14,7 @@ from specviz.metrics import (
     theory_vs_measured,
 )
 from specviz.metrics.synthetic import Round, events_from_rounds, prefill, requests_from_rows
-from specviz.schema import SchemaError
+from specviz.schema import SCHEMA_VERSION, SchemaError
 
 
 def events() -> pl.DataFrame:
@@ -27,7 +27,7 @@ def test_missing_event_columns_are_named():
 
 
 def test_older_schema_without_prefill_is_refused_with_the_fix():
-    with pytest.raises(SchemaError, match=r"schema version 1.*scan_events"):
+    with pytest.raises(SchemaError, match=rf"schema version {SCHEMA_VERSION}.*scan_events"):
         per_position(events().drop("prefill"))
 
 

@@ -245,3 +245,43 @@ def test_a_run_directory_of_another_configuration_is_left_untouched(tiny_model_d
     )
     assert result.returncode == 2 and "different config" in result.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_two_variants_of_one_drafter_kind_stay_apart_in_metrics(tiny_model_dir, tmp_path):
+    from specviz.metrics import summary
+
+    variants = {
+        "exit-1": DrafterConfig("layer-skip", exit_layer=1, name="exit-1"),
+        "layer-0-only": DrafterConfig("layer-skip", layers=(0,), name="layer-0-only"),
+    }
+    for name, drafter in variants.items():
+        config = RunConfig(
+            ModelSpec(str(tiny_model_dir)), drafter, PolicyConfig("constant", 3), max_new_tokens=16
+        )
+        run(config, requests(2), tmp_path / name, progress=False)
+    events = pl.concat([scan_events(tmp_path / n).collect() for n in variants])
+    reqs = pl.concat([scan_requests(tmp_path / n).collect() for n in variants])
+    assert sorted(reqs["drafter"].unique()) == ["exit-1", "layer-0-only"]
+    assert reqs["drafter_kind"].unique().to_list() == ["layer-skip"]
+    by_label = summary(events, by="drafter")
+    assert by_label.height == 2
+    for name in variants:
+        own = summary(scan_events(tmp_path / name).collect())
+        row = by_label.filter(pl.col("drafter") == name)
+        assert row["accepted"].item() == own["accepted"].item()
+        assert row["drafted"].item() == own["drafted"].item()
+
+
+def test_drafter_name_from_the_cli_labels_events_and_requests(tiny_model_dir, tmp_path):
+    out = tmp_path / "r"
+    result = cli(
+        "run", "--target", str(tiny_model_dir), "--drafter", "prompt-lookup",
+        "--drafter-name", "pld-n2", "--max-ngram", "2", "--max-new-tokens", "8",
+        "--limit", "1", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert scan_events(out).select("drafter").unique().collect()["drafter"].to_list() == ["pld-n2"]
+    reqs = scan_requests(out).collect()
+    assert reqs["drafter"].to_list() == ["pld-n2"] and reqs["drafter_kind"].to_list() == [
+        "prompt-lookup"
+    ]

@@ -77,6 +77,11 @@ def test_parse_shard_reads_i_of_n_and_refuses_nonsense() -> None:
             "drafters",
             "distinct name",
         ),
+        (
+            {"drafters": [{"kind": "prompt-lookup", "name": "model"}]},
+            "drafters[0]",
+            "another drafter kind",
+        ),
         ({"sampling": {"temperature": -1.0}}, "sampling", "temperature must be >= 0"),
         ({"mixtures": {"uniform": ["shuffled"]}}, "mixtures.uniform", "not one of"),
         ({"mixtures": {"custom": {"m": "coding=-1"}}}, "mixtures.custom.m", ">= 0"),
@@ -91,6 +96,18 @@ def test_bad_study_file_names_file_and_key(
     with pytest.raises(StudyError, match=message) as err:
         parse_study(_study(**overrides), "bad.toml")
     assert str(err.value).startswith(f"bad.toml: {key}:")
+
+
+def test_drafter_names_label_the_runs_they_configure() -> None:
+    drafters = [
+        {"kind": "layer-skip", "exit_layer": 4, "name": "exit-4"},
+        {"kind": "layer-skip", "exit_layer": 8, "name": "exit-8"},
+        {"kind": "prompt-lookup"},
+    ]
+    plan = plan_study(parse_study(_study(drafters=drafters), "s.toml"))
+    labels = {c.config.drafter.label for c in plan.conditions if not c.baseline}
+    assert labels == {"exit-4", "exit-8", "prompt-lookup"}
+    assert {c.config.drafter.label for c in plan.conditions if c.baseline} == {"none"}
 
 
 def test_unknown_mixture_category_lists_known_ones() -> None:

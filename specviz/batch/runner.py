@@ -45,7 +45,13 @@ from specviz.batch.drafters import build_batch_drafter
 from specviz.config import RunConfig
 from specviz.engine import Round
 from specviz.models import ModelCache
-from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
+from specviz.recorder import (
+    EventRecorder,
+    RequestCounters,
+    request_frame,
+    request_labels,
+    run_labels,
+)
 from specviz.runlog import RunDirError, RunWriter, write_json
 from specviz.runner import (
     Request,
@@ -164,10 +170,7 @@ def run_batched(
             ]
         )
     labels = {
-        "run_id": run_id,
-        "drafter": config.drafter.kind,
-        "policy": config.policy_label,
-        "target": config.target.name,
+        **run_labels(run_id, config),
         "batch_size": batch.size,
         "batch_composition": batch.composition,
     }

@@ -257,9 +257,10 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             opts["components"] = tuple(r.get(d, "components", list, [], f"{key}."))
         ks = d.get("k")
         own_k = None if ks is None else tuple(_int_list(r, ks, f"{key}.k"))
+        name = _slug(r.get(d, "name", str, kind, f"{key}."))
         drafters.append(NamedDrafter(
-            name=_slug(r.get(d, "name", str, kind, f"{key}.")),
-            config=r.build(key, lambda opts=opts: DrafterConfig(**opts)),
+            name=name,
+            config=r.build(key, lambda opts=opts, name=name: DrafterConfig(**opts, name=name)),
             k=own_k,
         ))  # fmt: skip
     names = [d.name for d in drafters]
