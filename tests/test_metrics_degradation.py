@@ -11,6 +11,7 @@ import pytest
 
 from specviz.metrics import (
     MissingCounterpartError,
+    NoMultitaskStreamError,
     degradation,
     degradation_long,
     single_task_best_k,
@@ -153,6 +154,11 @@ def test_missing_single_task_counterpart_is_an_error_naming_the_prompt():
     rows = single_rows() + multi_rows(prompts=["A0", "B0", "A7"], spt=SPT | {("A", 4): 0.08})
     with pytest.raises(MissingCounterpartError, match="A7"):
         degradation(requests_from_rows(rows))
+
+
+def test_requests_without_a_multitask_stream_are_an_error_saying_what_is_needed():
+    with pytest.raises(NoMultitaskStreamError, match="several categories"):
+        degradation(requests_from_rows(single_rows()))
 
 
 def test_k_values_not_run_on_all_prompts_of_a_task_are_not_candidates():

@@ -19,6 +19,7 @@ from specviz.metrics.bootstrap import (
 )
 from specviz.metrics.degradation import (
     MissingCounterpartError,
+    NoMultitaskStreamError,
     degradation,
     degradation_long,
     label_streams,
@@ -55,6 +56,7 @@ __all__ = [
     "Interval",
     "MissingBaselineError",
     "MissingCounterpartError",
+    "NoMultitaskStreamError",
     "batch_composition_gap",
     "batch_raggedness",
     "best_k",

@@ -58,6 +58,10 @@ PERSISTENT_POLICIES = ("heuristic",)
 PARTS = ("total", "composition", "k_mismatch", "carry_over", "residual")
 
 
+class NoMultitaskStreamError(SpecvizError):
+    """The requests hold no multitask stream (a run and mixture with several categories)."""
+
+
 class MissingCounterpartError(SpecvizError):
     """Multitask requests have no single-task request of the same configuration and prompt."""
 
@@ -270,12 +274,13 @@ def degradation(
     and total = composition + k_mismatch + carry_over + residual (seconds; positive = slower),
     each with ``_low`` / ``_high`` percentile bootstrap bounds. Formulas: module docstring and
     docs/metrics.md. Raises MissingCounterpartError when a multitask request has no single-task
-    request of the same configuration and prompt.
+    request of the same configuration and prompt, NoMultitaskStreamError when there is no
+    multitask stream at all.
     """
     multi, single = _per_request(requests)
     group = [*CONFIG, "mixture"]
     if multi.height == 0:
-        raise ValueError(
+        raise NoMultitaskStreamError(
             "no multitask stream to decompose: need a (run_id, mixture) holding several "
             "categories whose configuration was also run single-task"
         )
