@@ -33,6 +33,7 @@ from specviz.report.html import esc
 from specviz.report.kernel import choose_kernel
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
+from specviz.resources import shipped_dir
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
 REPORT_NOTEBOOKS = ("mixture_collapse", "acceptance_by_task", "token_explorer")
@@ -40,10 +41,8 @@ PARAMETERS_TAG = "parameters"
 
 
 def default_notebooks_dir() -> Path:
-    """``notebooks/`` of the source checkout specviz is installed from (editable install)."""
-    import specviz
-
-    return Path(specviz.__file__).resolve().parents[1] / "notebooks"
+    """``notebooks/`` of the source checkout, or its copy in the installed wheel."""
+    return shipped_dir("notebooks")
 
 
 def read_notebook(path: Path) -> nbformat.NotebookNode:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from specviz.errors import SpecvizError
+from specviz.resources import shipped_dir
 from specviz.workloads.prompt import Prompt
 
 UNCATEGORIZED = "uncategorized"
@@ -138,17 +139,13 @@ class HFSource:
         return HFSource(name=name, split=split or "train")
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def builtin_path() -> Path:
-    """The built-in suite, ``data/question.jsonl`` at the root of the specviz checkout."""
-    path = repo_root() / "data" / "question.jsonl"
+    """The built-in suite: ``data/question.jsonl`` of the checkout, or its copy in the wheel."""
+    path = shipped_dir("data") / "question.jsonl"
     if not path.is_file():
         raise WorkloadError(
-            f"the built-in suite {path} is missing: specviz must be installed from its source "
-            "tree (pip install -e .) for the built-in suite to be found"
+            f"the built-in suite {path} is missing: reinstall specviz (pip install -e . from its "
+            "source tree, or a wheel built from it)"
         )
     return path
 
