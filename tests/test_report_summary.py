@@ -48,3 +48,17 @@ def test_summary_answers_with_parts_and_escapes_labels() -> None:
 def test_summary_without_a_multitask_comparison_says_what_is_missing() -> None:
     html = summary_html({})
     assert "No multitask stream could be compared" in html
+
+
+def test_the_answer_leads_with_a_drafted_method_and_the_baseline_is_the_control() -> None:
+    baseline = ROW | {"method": "none", "total": 5.0, "total_low": 4.0, "total_high": 6.0}
+    drafted = ROW | {"method": "prompt-lookup constant k=5"}
+    html = summary_html({"collapse.degradation": [baseline, drafted]})
+    lead = html.split("<strong>", 1)[1].split("</strong>", 1)[0]
+    assert lead.startswith("prompt-lookup constant k=5 on uniform-interleaved")
+    assert (
+        "Control: the autoregressive baseline (no drafter) on uniform-interleaved is "
+        "slower: +50.0% time for the same tokens (95% CI +40.0% to +60.0%)" in html
+    )
+    rows = html.split("<tbody>", 1)[1]
+    assert rows.index("prompt-lookup constant k=5") < rows.index("<td>none</td>")
