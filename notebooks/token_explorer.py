@@ -63,7 +63,7 @@ token_rounds(tokens, requests_per_category=requests_per_category)
 # %% [markdown]
 # ## Output text, token by token
 # The first request of each category; hover a token for its round and probabilities. Below
-# each, the recorded output text.
+# each, its prompt turns (click to open) and the recorded output text.
 
 # %%
 from IPython.display import display

@@ -168,6 +168,7 @@ def request_frame(
         "draft_s": counters.draft_s,
         "verify_s": counters.verify_s,
         "finish_reason": counters.finish,
+        "prompt_turns": list(request.prompt.turns),
         "output_text": "\n\n".join(counters.outputs),
         "output_turns": counters.outputs,
         "turn_new_tokens": counters.turn_new_tokens,

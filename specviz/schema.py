@@ -34,7 +34,8 @@ Conventions (also in ``docs/schema.md``):
   kind), so two variants of one kind stay apart in metrics; ``requests.drafter_kind`` keeps the
   kind.
 
-Versions: 1 (first release); 2 adds the batch columns and ``requests.drafter_kind``. A run
+Versions: 1 (first release); 2 adds the batch columns, ``requests.drafter_kind`` and
+``requests.prompt_turns``. A run
 directory of another version is refused with a message saying to re-run it.
 """
 
@@ -140,6 +141,7 @@ REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "draft_s": (pl.Float64(), "Seconds spent drafting."),
     "verify_s": (pl.Float64(), "Seconds spent in verify forwards (prefill excluded)."),
     "finish_reason": (pl.String(), "Why the last turn stopped: eos | length."),
+    "prompt_turns": (pl.List(pl.String()), "The user turns of the prompt, as sent."),
     "output_text": (pl.String(), "Output of all turns, joined by a blank line."),
     "output_turns": (pl.List(pl.String()), "Output text per turn."),
     "turn_new_tokens": (pl.List(pl.Int32()), "New tokens per turn."),

@@ -230,6 +230,7 @@ def _request_row(
             "draft_s": draft_s,
             "verify_s": verify_s,
             "finish_reason": "length",
+            "prompt_turns": [f"Answer with: {text}"],
             "output_text": text,
             "output_turns": [text],
             "turn_new_tokens": [new_tokens],

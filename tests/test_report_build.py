@@ -63,6 +63,10 @@ def opened(built: tuple[Path, float]) -> PageReport:
                 "document.querySelector('.specviz-chart')) & Node.DOCUMENT_POSITION_FOLLOWING)"
             ),
             "imgs": "document.querySelectorAll('img').length",
+            "prompts": (
+                "Array.from(document.querySelectorAll('details > pre'))"
+                ".map(e => e.textContent).join('\\n')"
+            ),
         },
     )
 
@@ -91,6 +95,10 @@ def test_output_text_and_labels_with_html_are_shown_and_never_run(opened: PageRe
     assert opened.evaluated["imgs"] == 0
     for text in (*XSS_TEXTS, XSS_CATEGORY):
         assert text in opened.evaluated["text"]
+    prompts = opened.evaluated["prompts"]  # the prompts, shown as text in the token explorer
+    assert prompts.startswith("Answer with: ")
+    for text in XSS_TEXTS:
+        assert text in prompts
 
 
 @pytest.mark.slow

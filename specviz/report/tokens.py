@@ -92,9 +92,16 @@ def token_legend() -> Html:
 
 
 def output_text(requests: pl.DataFrame, request_id: str) -> Html:
-    """The request's recorded output text, escaped, in a preformatted block."""
+    """The request's prompt turns and recorded output text, escaped, in preformatted blocks."""
     rows = requests.filter(pl.col("request_id") == request_id)
     if rows.height == 0:
         return Html(text_element("p", f"no request {request_id}"))
-    text = rows["output_text"][0] or ""
-    return Html(element("pre", esc(text), style="white-space:pre-wrap;"))
+    row = rows.row(0, named=True)
+    style = "white-space:pre-wrap;"
+    blocks = [
+        element("details", text_element("summary", f"Prompt, turn {i + 1}") +
+                element("pre", esc(turn), style=style))
+        for i, turn in enumerate(row.get("prompt_turns") or [])
+    ]  # fmt: skip
+    blocks.append(element("pre", esc(row["output_text"] or ""), style=style))
+    return Html("".join(blocks))
