@@ -175,3 +175,14 @@ def test_cli_runs_component_skip_on_a_hybrid_target(hybrid_dir: Path, tmp_path: 
     config = json.loads((out / "run.json").read_text())["config"]["drafter"]
     assert config["kind"] == "component-skip" and config["components"] == ["mamba", "mlp"]
     assert set(pl.read_parquet(out / "events.parquet")["drafter"]) == {"component-skip"}
+
+
+def test_batched_runs_refuse_a_hybrid_target_before_writing_anything(hybrid_dir, tmp_path):
+    from specviz.batch import BatchConfig, BatchConfigError, run_batched
+
+    config = RunConfig(ModelSpec(str(hybrid_dir)), DrafterConfig("prompt-lookup"), max_new_tokens=4)
+    requests = [Request(i, p, "builtin") for i, p in enumerate(builtin_prompts()[:2])]
+    out = tmp_path / "batched"
+    with pytest.raises(BatchConfigError, match=r"recurrent .*batch size 1"):
+        run_batched(config, BatchConfig(size=2), requests, out, models=MODELS, progress=False)
+    assert not out.exists() or not any(out.iterdir())

@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from specviz.batch.composition import compose
-from specviz.batch.config import BatchConfig
+from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.batch.decoder import (
     BatchDecoder,
     Job,
@@ -44,7 +44,9 @@ from specviz.batch.decoder import (
 from specviz.batch.drafters import build_batch_drafter
 from specviz.config import RunConfig
 from specviz.engine import Round
-from specviz.models import ModelCache
+from specviz.forward import new_cache
+from specviz.hybrid.state import is_hybrid
+from specviz.models import LoadedModel, ModelCache
 from specviz.recorder import (
     EventRecorder,
     RequestCounters,
@@ -113,6 +115,16 @@ class _Tally:
         self.turn_rounds += 1
 
 
+def _refuse_recurrent(model: LoadedModel, name: str, role: str) -> None:
+    """Batched rollback crops attention KV only; SSM state needs the batch-size-1 hybrid path."""
+    if is_hybrid(new_cache(model.model)):
+        raise BatchConfigError(
+            f"the {role} {name} keeps recurrent (SSM) state, which batched decoding cannot roll "
+            "back: run it with batch size 1 (specviz.hybrid restores that state), or pick an "
+            "attention-only model"
+        )
+
+
 def run_batched(
     config: RunConfig,
     batch: BatchConfig,
@@ -141,6 +153,10 @@ def run_batched(
 
     models = models or ModelCache()
     target = models.get(config.target)
+    _refuse_recurrent(target, config.target.name, "target")
+    if config.drafter.draft is not None:
+        draft = config.drafter.draft
+        _refuse_recurrent(models.get(draft), draft.name, "draft model")
     drafter = build_batch_drafter(config.drafter, target, config.sampling, models)
     decoder = BatchDecoder(
         target, drafter, config.policy, config.sampling, config.max_new_tokens, batch
