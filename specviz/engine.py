@@ -69,6 +69,33 @@ class Round:
     finish: str | None
 
 
+def verified_round(
+    turn: int, index: int, k: int, proposal: Proposal, verdict: Verdict, p: torch.Tensor
+) -> Round:
+    """The record of a verify round: ``p`` holds the target's p_1..p_{gamma+1} (one row per fed
+    position); the round emits n_accepted + 1 tokens until the turn-end check trims it."""
+    n = verdict.n_accepted
+    draft = proposal.tokens.tolist()
+    n_verified = min(n + 1, len(draft))
+    vocab = p.shape[-1]  # a draft id past the target's rows has p = 0
+    p_draft = tuple(float(p[i, x]) if x < vocab else 0.0 for i, x in enumerate(draft[:n_verified]))
+    q = None if proposal.q_tokens is None else tuple(proposal.q_tokens.float().tolist())
+    return Round(
+        turn,
+        index,
+        False,
+        k,
+        tuple(draft),
+        q,
+        verdict.target_tokens,
+        p_draft,
+        float(p[n, verdict.next_token]),
+        n,
+        n + 1,
+        None,
+    )
+
+
 @dataclass(frozen=True)
 class TurnEnd:
     turn: int
@@ -188,24 +215,4 @@ class Decoder:
         n = verdict.n_accepted
         # drop rejected drafts; keep last, x_1..x_n
         self.rollback.keep(self.cache, self.target.model, feed, len(context) - 1, n + 1)
-        n_verified = min(n + 1, gamma)
-        draft = proposal.tokens.tolist()
-        vocab = p.shape[-1]
-        p_draft = tuple(
-            float(p[i, x]) if x < vocab else 0.0 for i, x in enumerate(draft[:n_verified])
-        )
-        q = None if proposal.q_tokens is None else tuple(proposal.q_tokens.float().tolist())
-        return Round(
-            turn,
-            index,
-            False,
-            k,
-            tuple(draft),
-            q,
-            verdict.target_tokens,
-            p_draft,
-            float(p[n, verdict.next_token]),
-            n,
-            n + 1,
-            None,
-        )
+        return verified_round(turn, index, k, proposal, verdict, p)

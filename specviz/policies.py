@@ -78,23 +78,15 @@ class Heuristic:
 
 
 @dataclass
-class Confidence:
-    k: int
-    threshold: float
+class Confidence(Constant):
+    """A constant k whose drafts stop early below ``threshold`` (the drafter does the stopping)."""
+
+    threshold: float = 0.4
     name: str = "confidence"
-
-    def start_request(self) -> None:
-        return None
-
-    def next_k(self) -> int:
-        return self.k
 
     @property
     def min_confidence(self) -> float | None:
         return self.threshold
-
-    def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
-        return None
 
 
 def build_policy(config: PolicyConfig) -> DraftPolicy:
@@ -102,4 +94,4 @@ def build_policy(config: PolicyConfig) -> DraftPolicy:
         return Constant(config.k)
     if config.kind in ("heuristic", "heuristic-per-request"):
         return Heuristic(config.k, persistent=config.kind == "heuristic")
-    return Confidence(config.k, config.threshold)
+    return Confidence(config.k, threshold=config.threshold)

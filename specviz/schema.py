@@ -59,8 +59,9 @@ KIND_CORRECTION = "correction"
 KIND_BONUS = "bonus"
 KINDS = (KIND_DRAFT, KIND_CORRECTION, KIND_BONUS)
 
-# column -> (polars dtype, meaning). The docs table is generated from these dicts.
-EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+# column -> (polars dtype, meaning). The docs tables are generated from these dicts.
+# a request's labels, shared by both tables
+LABEL_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "run_id": (pl.String(), "Run identifier (also in run.json)."),
     "request_id": (pl.String(), "Request identifier, unique within the run."),
     "request_index": (pl.Int32(), "0-based order of the request in the run's stream."),
@@ -74,6 +75,21 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     ),
     "policy": (pl.String(), "Draft-length policy name: constant, heuristic, ..."),
     "target": (pl.String(), "Target model name as given by the user."),
+}
+
+# how the request was batched (shared by both tables)
+BATCH_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    "batch_size": (pl.Int16(), "Configured batch size of the run (1: unbatched)."),
+    "batch_composition": (
+        pl.String(),
+        "How requests were grouped into batches: stream | single-task | mixed (null: unbatched).",
+    ),
+    "batch_id": (pl.Int32(), "Batch the composition put the request in (null: unbatched)."),
+    "row": (pl.Int16(), "Row slot of the request in its batch (0 when unbatched)."),
+}
+
+EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
+    **LABEL_COLUMNS,
     "turn": (pl.Int16(), "0-based turn of a multi-turn prompt."),
     "round": (pl.Int32(), "0-based index of the target forward pass within the request."),
     "prefill": (pl.Boolean(), "The round is a turn's prefill forward (not a verify round)."),
@@ -93,13 +109,7 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "p": (pl.Float32(), "Target probability of the token at this position (null if unverified)."),
     "draft_s": (pl.Float64(), "Seconds spent drafting in this round (same on every row of it)."),
     "verify_s": (pl.Float64(), "Seconds of the target forward + verification of this round."),
-    "batch_size": (pl.Int16(), "Configured batch size of the run (1: unbatched)."),
-    "batch_composition": (
-        pl.String(),
-        "How requests were grouped into batches: stream | single-task | mixed (null: unbatched).",
-    ),
-    "batch_id": (pl.Int32(), "Batch the composition put the request in (null: unbatched)."),
-    "row": (pl.Int16(), "Row slot of the request in its batch (0 when unbatched)."),
+    **BATCH_COLUMNS,
     "batch_step": (
         pl.Int32(),
         "0-based index of the target forward pass in the run; rows of one batched verify pass share it (null: unbatched).",
@@ -109,24 +119,12 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
 }
 
 REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
-    "run_id": (pl.String(), "Run identifier."),
-    "request_id": (pl.String(), "Request identifier, unique within the run."),
-    "request_index": (pl.Int32(), "0-based order of the request in the run's stream."),
-    "repeat": (pl.Int16(), "Repeat index of the condition."),
-    "prompt_id": (pl.String(), "Identifier of the prompt in its workload."),
-    "category": (pl.String(), "Task category of the prompt."),
-    "mixture": (pl.String(), "Workload mixture name."),
-    "drafter": (
-        pl.String(),
-        "Drafter label, as in the events (none for the autoregressive baseline).",
-    ),
+    **LABEL_COLUMNS,
     "drafter_kind": (
         pl.String(),
         "Drafter kind: none, model, prompt-lookup, layer-skip or component-skip.",
     ),
-    "policy": (pl.String(), "Draft-length policy name."),
     "k": (pl.Int16(), "Initial/constant draft length of the policy (0 for the baseline)."),
-    "target": (pl.String(), "Target model name."),
     "draft": (pl.String(), "Draft model name (null unless drafter == model)."),
     "temperature": (pl.Float64(), "Sampling temperature (0 = greedy)."),
     "n_turns": (pl.Int16(), "Number of turns in the prompt."),
@@ -147,13 +145,7 @@ REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "turn_new_tokens": (pl.List(pl.Int32()), "New tokens per turn."),
     "turn_wall_s": (pl.List(pl.Float64()), "Wall seconds per turn."),
     "turn_rounds": (pl.List(pl.Int32()), "Target forward passes per turn."),
-    "batch_size": (pl.Int16(), "Configured batch size of the run (1: unbatched)."),
-    "batch_composition": (
-        pl.String(),
-        "How requests were grouped into batches: stream | single-task | mixed (null: unbatched).",
-    ),
-    "batch_id": (pl.Int32(), "Batch the composition put the request in (null: unbatched)."),
-    "row": (pl.Int16(), "Row slot of the request in its batch (0 when unbatched)."),
+    **BATCH_COLUMNS,
     "latency_s": (
         pl.Float64(),
         "Wall seconds from the request's admission (its first prefill) to its end; = wall_s unbatched. In a batch wall_s is the request's share of the batch's time.",

@@ -38,7 +38,7 @@ from specviz.batch.drafters import BatchDrafter, RowAsk
 from specviz.batch.kv import BatchKV
 from specviz.config import PolicyConfig, SamplingConfig
 from specviz.drafters.base import Proposal
-from specviz.engine import Round, TurnEnd
+from specviz.engine import Round, TurnEnd, verified_round
 from specviz.forward import forward, new_cache
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
@@ -254,7 +254,7 @@ class BatchDecoder:
         row_rounds = []
         finished: list[tuple[_Row, str]] = []
         for r, a, proposal, verdict, p in zip(rows, asked, proposals, verdicts, probs, strict=True):
-            round_ = self._round_record(r, a, proposal, verdict, p)
+            round_ = verified_round(r.turn, r.rounds, a, proposal, verdict, p)
             new = list(round_.target)
             kept = self.limits.emitted(r.generated, new, len(r.context))
             r.generated += new[:kept]
@@ -341,31 +341,5 @@ class BatchDecoder:
             drafted = min(len(p) for p in proposals)
             accepted = min(v.n_accepted for v in verdicts)
             self.batch_policy.update(k, drafted, accepted)
-
-    def _round_record(
-        self, row: _Row, asked: int, proposal: Proposal, verdict: Verdict, p: torch.Tensor
-    ) -> Round:
-        n = verdict.n_accepted
-        draft = proposal.tokens.tolist()
-        n_verified = min(n + 1, len(draft))
-        vocab = p.shape[-1]
-        p_draft = tuple(
-            float(p[i, x]) if x < vocab else 0.0 for i, x in enumerate(draft[:n_verified])
-        )
-        q = None if proposal.q_tokens is None else tuple(proposal.q_tokens.float().tolist())
-        return Round(
-            row.turn,
-            row.rounds,
-            False,
-            asked,
-            tuple(draft),
-            q,
-            verdict.target_tokens,
-            p_draft,
-            float(p[n, verdict.next_token]),
-            n,
-            n + 1,
-            None,
-        )
 
     # -- budgets (as at batch size 1) ---------------------------------------------------------
