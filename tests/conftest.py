@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random models built once per test session, and an isolated cache."""
+"""Shared fixtures: tiny random models built once per test session."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_hybrid import build_tiny_hybrid
 from tiny_models import build_tiny_pair
 
 torch.set_num_threads(1)
@@ -32,3 +33,9 @@ def tiny_model_dir(tiny_pair: tuple[Path, Path]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_draft_dir(tiny_pair: tuple[Path, Path]) -> Path:
     return tiny_pair[1]
+
+
+@pytest.fixture(scope="session")
+def hybrid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Falcon-H1 (attention and Mamba-2 in every layer)."""
+    return build_tiny_hybrid(tmp_path_factory.mktemp("hybrid"))

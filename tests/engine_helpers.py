@@ -1,7 +1,11 @@
-"""Small helpers for engine tests: decode a prompt and collect what the engine yields."""
+"""Small helpers for engine tests: decode a prompt and collect what the engine yields, or run
+the ``specviz`` command."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -54,3 +58,16 @@ PROMPTS = [
     Prompt("chat", "writing", ("Tell me a story about a robot.", "Now make it shorter.")),
     Prompt("code", "coding", ("def f(x):\n    return x + 1\n\nRewrite f with a docstring.",)),
 ]
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python -m specviz ARGS`` offline, as a user runs it; output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "specviz", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})},
+        timeout=timeout,
+    )

@@ -7,6 +7,7 @@ import json
 
 import polars as pl
 import pytest
+from engine_helpers import run_cli
 
 from specviz import metrics
 from specviz.batch import BatchConfig, BatchConfigError, compose, run_batched
@@ -145,8 +146,6 @@ def test_a_drafter_without_a_batched_version_is_refused_before_anything_is_writt
 
 
 def test_cli_runs_a_mixed_batch_with_the_same_outputs_as_batch_size_one(tiny_model_dir, tmp_path):
-    import subprocess
-    import sys
 
     import polars as pl
 
@@ -161,30 +160,11 @@ def test_cli_runs_a_mixed_batch_with_the_same_outputs_as_batch_size_one(tiny_mod
         "12",
         "--quiet",
     ]
-    one = subprocess.run(
-        [sys.executable, "-m", "specviz", "run", *common, "--out", str(tmp_path / "b1")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    four = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "specviz",
-            "run",
-            *common,
-            "--batch-size",
-            "4",
-            "--batch-composition",
-            "mixed",
-            "--out",
-            str(tmp_path / "b4"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    one = run_cli("run", *common, "--out", str(tmp_path / "b1"))
+    four = run_cli(
+        "run", *common, "--batch-size", "4", "--batch-composition", "mixed",
+        "--out", str(tmp_path / "b4"),
+    )  # fmt: skip
     assert one.returncode == 0 and four.returncode == 0, one.stderr + four.stderr
     texts = [
         pl.read_parquet(tmp_path / d / "requests.parquet")
@@ -194,19 +174,5 @@ def test_cli_runs_a_mixed_batch_with_the_same_outputs_as_batch_size_one(tiny_mod
     ]
     assert texts[0].equals(texts[1])
     assert set(pl.read_parquet(tmp_path / "b4" / "events.parquet")["batch_size"]) == {4}
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "specviz",
-            "run",
-            *common,
-            "--continuous",
-            "--out",
-            str(tmp_path / "b5"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    bad = run_cli("run", *common, "--continuous", "--out", str(tmp_path / "b5"))
     assert bad.returncode == 2 and "need --batch-size > 1" in bad.stderr

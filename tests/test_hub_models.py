@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
+from engine_helpers import run_cli
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -30,32 +28,24 @@ def test_a_cached_hub_id_loads_offline_and_records_its_revision(
     cache = tmp_path / "hub"
     fake_hub_cache(cache, "specviz-test/Qwen2.5-Tiny-Instruct", tiny_model_dir)
     fake_hub_cache(cache, "specviz-test/Qwen2.5-Tinier-Instruct", tiny_draft_dir)
-    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    env = {"HF_HUB_CACHE": str(cache)}
     out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "specviz",
-            "run",
-            "--target",
-            "specviz-test/Qwen2.5-Tiny-Instruct",
-            "--drafter",
-            "model",
-            "--draft",
-            "specviz-test/Qwen2.5-Tinier-Instruct",
-            "--limit",
-            "2",
-            "--max-new-tokens",
-            "8",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "run",
+        "--target",
+        "specviz-test/Qwen2.5-Tiny-Instruct",
+        "--drafter",
+        "model",
+        "--draft",
+        "specviz-test/Qwen2.5-Tinier-Instruct",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(out),
+        "--quiet",
         env=env,
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     meta = json.loads((out / "run.json").read_text())

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
 import pytest
-from engine_helpers import MODELS, make_decoder
-from tiny_hybrid import build_tiny_hybrid, one_thread
+from engine_helpers import MODELS, make_decoder, run_cli
 
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.hybrid.components import ComponentSkipError, skip_plan, skipping
@@ -16,17 +14,6 @@ from specviz.runlog import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.study import StudyError, load_study, parse_study
 from specviz.workloads import builtin_prompts
-
-
-@pytest.fixture(scope="module")
-def hybrid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_hybrid(tmp_path_factory.mktemp("hybrid"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 @pytest.mark.parametrize(
@@ -139,37 +126,25 @@ def test_bad_component_skip_tables_name_the_study_key(table, message):
 
 def test_cli_runs_component_skip_on_a_hybrid_target(hybrid_dir: Path, tmp_path: Path) -> None:
     import json
-    import subprocess
-    import sys
-
-    import polars as pl
 
     out = tmp_path / "run"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "specviz",
-            "run",
-            "--target",
-            str(hybrid_dir),
-            "--drafter",
-            "component-skip",
-            "--components",
-            "mamba,mlp",
-            "--k",
-            "3",
-            "--limit",
-            "2",
-            "--max-new-tokens",
-            "12",
-            "--out",
-            str(out),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_cli(
+        "run",
+        "--target",
+        str(hybrid_dir),
+        "--drafter",
+        "component-skip",
+        "--components",
+        "mamba,mlp",
+        "--k",
+        "3",
+        "--limit",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--out",
+        str(out),
+        "--quiet",
     )
     assert result.returncode == 0, result.stderr
     config = json.loads((out / "run.json").read_text())["config"]["drafter"]

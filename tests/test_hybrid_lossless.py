@@ -7,18 +7,13 @@ the kept tokens replayed, and that replay costs exactly the kept tokens of rejec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import torch
 from engine_helpers import MODELS, PROMPTS, decode, make_decoder
 from tiny_hybrid import (
-    build_tiny_hybrid,
     build_tiny_hybrid_draft,
     cache_tensors,
     max_difference,
-    one_thread,
 )
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig
@@ -27,17 +22,6 @@ from specviz.hybrid.draft_model import HybridDraftModelDrafter
 from specviz.hybrid.rollback import CropRollback, ReplayRollback
 
 TOKENS = 20
-
-
-@pytest.fixture(scope="module")
-def hybrid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_hybrid(tmp_path_factory.mktemp("hybrid"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
 
 
 DRAFTERS = {

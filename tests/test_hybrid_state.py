@@ -6,7 +6,6 @@ Each claim is shown to fail when the restore is taken away, so the comparison ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,8 @@ import torch
 from engine_helpers import PROMPTS, make_decoder
 from tiny_hybrid import (
     build_tiny_bamba,
-    build_tiny_hybrid,
     cache_tensors,
     max_difference,
-    one_thread,
 )
 
 from specviz.config import DrafterConfig, PolicyConfig, SamplingConfig
@@ -27,18 +24,6 @@ from specviz.forward import forward, new_cache
 from specviz.hybrid.preserve import StatePreservingDrafter
 from specviz.hybrid.rollback import MixerReplayRollback, ReplayRollback
 from specviz.hybrid.state import RecurrentSnapshot, crop_attention
-
-
-@pytest.fixture(scope="module")
-def hybrid_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_hybrid(tmp_path_factory.mktemp("hybrid"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    with one_thread():
-        yield
-
 
 DRAFTERS = {
     "prompt-lookup": DrafterConfig("prompt-lookup"),

@@ -6,7 +6,7 @@ import json
 
 import polars as pl
 import pytest
-from engine_helpers import MODELS
+from engine_helpers import MODELS, PROMPTS
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.metrics import (
@@ -20,19 +20,8 @@ from specviz.metrics import (
 from specviz.runlog import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.specbench import export_specbench
-from specviz.workloads.prompt import Prompt
 
 pytestmark = pytest.mark.slow  # three tiny-model runs
-
-PROMPTS = [
-    Prompt(
-        "copy",
-        "extraction",
-        ("Copy this exactly: the cat sat on the mat. the cat sat on the mat.",),
-    ),
-    Prompt("chat", "writing", ("Tell me a story about a robot.", "Now make it shorter.")),
-    Prompt("code", "coding", ("def f(x):\n    return x + 1\n\nRewrite f with a docstring.",)),
-]
 
 
 @pytest.fixture(scope="module")

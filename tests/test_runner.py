@@ -11,6 +11,7 @@ import time
 
 import polars as pl
 import pytest
+from engine_helpers import run_cli
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.runlog import RunDirError, scan_events, scan_requests
@@ -18,16 +19,6 @@ from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "specviz", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=timeout,
-    )
 
 
 def requests(n: int) -> list[Request]:
@@ -95,7 +86,7 @@ def test_killed_run_resumes_with_every_request_recorded_once(tiny_model_dir, tmp
     proc.wait()
     done_before = len(list((out / "parts").glob("requests-*.parquet")))
     assert 2 <= done_before < 12  # killed mid-run
-    result = cli(*args, "--resume")
+    result = run_cli(*args, "--resume")
     assert result.returncode == 0, result.stderr
     assert f"({done_before} already done)" in result.stdout
     reqs = pl.read_parquet(out / "requests.parquet")
@@ -145,7 +136,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path):
     ],
 )
 def test_bad_arguments_exit_2_with_a_message(tiny_model_dir, tmp_path, args, message):
-    result = cli("run", "--target", str(tiny_model_dir), "--out", str(tmp_path / "r"), *args)
+    result = run_cli("run", "--target", str(tiny_model_dir), "--out", str(tmp_path / "r"), *args)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -153,10 +144,12 @@ def test_bad_arguments_exit_2_with_a_message(tiny_model_dir, tmp_path, args, mes
 
 
 def test_unknown_model_says_it_is_not_cached(tmp_path):
-    result = cli("run", "--target", "nobody/no-such-model", "--out", str(tmp_path / "r"))
+    result = run_cli("run", "--target", "nobody/no-such-model", "--out", str(tmp_path / "r"))
     assert result.returncode == 2
     assert "not in the Hugging Face cache" in result.stderr and "local directory" in result.stderr
-    missing = cli("run", "--target", str(tmp_path / "missing.gguf"), "--out", str(tmp_path / "r"))
+    missing = run_cli(
+        "run", "--target", str(tmp_path / "missing.gguf"), "--out", str(tmp_path / "r")
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in result.stderr + missing.stderr
 
@@ -171,7 +164,7 @@ def test_incompatible_tokenizers_are_refused_naming_the_difference(tiny_model_di
     tok = AutoTokenizer.from_pretrained(other)
     tok.add_tokens(["<extra>"])
     tok.save_pretrained(other)
-    result = cli(
+    result = run_cli(
         "run",
         "--target",
         str(tiny_model_dir),
@@ -191,7 +184,7 @@ def test_incompatible_tokenizers_are_refused_naming_the_difference(tiny_model_di
 def test_empty_and_too_long_prompts_are_refused(tiny_model_dir, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text(json.dumps({"question_id": 1, "category": "writing", "turns": [" "]}) + "\n")
-    result = cli(
+    result = run_cli(
         "run",
         "--target",
         str(tiny_model_dir),
@@ -205,7 +198,7 @@ def test_empty_and_too_long_prompts_are_refused(tiny_model_dir, tmp_path):
     long.write_text(
         json.dumps({"question_id": 2, "category": "writing", "turns": ["x" * 600]}) + "\n"
     )
-    result = cli(
+    result = run_cli(
         "run",
         "--target",
         str(tiny_model_dir),
@@ -232,7 +225,7 @@ def test_a_run_directory_of_another_configuration_is_left_untouched(tiny_model_d
             out,
             progress=False,
         )
-    result = cli(
+    result = run_cli(
         "run",
         "--target",
         str(tiny_model_dir),
@@ -274,7 +267,7 @@ def test_two_variants_of_one_drafter_kind_stay_apart_in_metrics(tiny_model_dir, 
 
 def test_drafter_name_from_the_cli_labels_events_and_requests(tiny_model_dir, tmp_path):
     out = tmp_path / "r"
-    result = cli(
+    result = run_cli(
         "run", "--target", str(tiny_model_dir), "--drafter", "prompt-lookup",
         "--drafter-name", "pld-n2", "--max-ngram", "2", "--max-new-tokens", "8",
         "--limit", "1", "--out", str(out), "--quiet",

@@ -12,12 +12,10 @@ model in some rounds and not in others.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from tiny_models import tiny_tokenizer
+from tiny_models import tiny_settings, tiny_tokenizer
 from transformers import (
     BambaConfig,
     BambaForCausalLM,
@@ -26,28 +24,24 @@ from transformers import (
     FalconH1ForCausalLM,
 )
 
+# Mamba-2 mixer settings both tiny hybrids share
+MAMBA = {
+    "mamba_n_heads": 4,
+    "mamba_d_state": 16,
+    "mamba_d_conv": 4,
+    "mamba_expand": 1,
+    "mamba_chunk_size": 16,
+}
+
 
 def tiny_hybrid_config(layers: int = 4, hidden: int = 64) -> FalconH1Config:
     return FalconH1Config(
         vocab_size=128,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
         mamba_d_ssm=hidden,
-        mamba_n_heads=4,
-        mamba_d_state=16,
-        mamba_d_conv=4,
-        mamba_expand=1,
-        mamba_chunk_size=16,
         attention_out_multiplier=0.5,
         ssm_out_multiplier=100.0,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        eos_token_id=2,
-        bos_token_id=None,
-        pad_token_id=0,
+        **MAMBA,
+        **tiny_settings(hidden, layers),
     )
 
 
@@ -80,25 +74,7 @@ def build_tiny_bamba(root: Path, seed: int = 0) -> Path:
     """A tiny random BambaForCausalLM: attention in layers 0 and 2, Mamba-2 in layers 1 and 3
     (a hybrid that interleaves layers instead of running both in each)."""
     torch.manual_seed(seed)
-    config = BambaConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        attn_layer_indices=[0, 2],
-        mamba_n_heads=4,
-        mamba_d_state=16,
-        mamba_d_conv=4,
-        mamba_expand=1,
-        mamba_chunk_size=16,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        eos_token_id=2,
-        bos_token_id=None,
-        pad_token_id=0,
-    )
+    config = BambaConfig(vocab_size=128, attn_layer_indices=[0, 2], **MAMBA, **tiny_settings())
     model = BambaForCausalLM(config)
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)
@@ -130,15 +106,3 @@ def max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> fl
             return float("inf")
         worst = max(worst, float((x - y).abs().max()))
     return worst
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run with one torch thread: tiny models decode ~30x faster on a loaded 2-core machine
-    (two threads spin against each other and against other processes), then restore."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

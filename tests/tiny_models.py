@@ -40,20 +40,24 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     return tok
 
 
+def tiny_settings(hidden: int = 64, layers: int = 4) -> dict[str, object]:
+    """Config settings every tiny test model shares: sizes, heads and special token ids."""
+    return {
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+        "eos_token_id": 2,
+        "bos_token_id": None,
+        "pad_token_id": 0,
+    }
+
+
 def tiny_config(vocab_rows: int, layers: int = 4, seed_hidden: int = 64) -> Qwen2Config:
-    return Qwen2Config(
-        vocab_size=vocab_rows,
-        hidden_size=seed_hidden,
-        intermediate_size=2 * seed_hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-        eos_token_id=2,
-        bos_token_id=None,
-        pad_token_id=0,
-    )
+    return Qwen2Config(vocab_size=vocab_rows, **tiny_settings(seed_hidden, layers))
 
 
 def build_tiny_pair(root: Path, seed: int = 0) -> tuple[Path, Path]:
