@@ -197,12 +197,23 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--kernel", help="Jupyter kernel name (default: specviz, else this interpreter)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    p.add_argument(
+        "--cell-timeout", type=int, default=600, help="seconds one notebook cell may run"
+    )
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=1800,
+        help="seconds the whole report execution may take, kernel start included; "
+        "a stalled kernel is killed and retried once",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.report import build_report
+    from specviz.report.execute import ExecutionLimits
 
     path = build_report(
         args.source,
@@ -210,6 +221,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         categories=args.category,
         kernel=args.kernel,
         n_boot=args.n_boot,
+        limits=ExecutionLimits(cell_s=args.cell_timeout, total_s=args.timeout),
         progress=not args.quiet,
     )
     print(path)

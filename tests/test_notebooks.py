@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import jupytext
-import papermill
 import polars as pl
 import pytest
 from report_fixtures import isolate_jupyter
@@ -27,24 +26,27 @@ from specviz.metrics import (
 from specviz.plots import method_label
 from specviz.report import read_published
 from specviz.report.builder import PARAMETERS_TAG, REPORT_NOTEBOOKS, default_notebooks_dir
+from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.kernel import choose_kernel
+from specviz.report.parameters import declared_parameters
 from specviz.runlog import scan_events, scan_requests
 
 NOTEBOOKS = default_notebooks_dir()
 ALL = ("run_study", *REPORT_NOTEBOOKS)
 N_BOOT = 200
+# a notebook here takes 5-30 s; a lost message fails in minutes (and is retried), not never
+LIMITS = ExecutionLimits(cell_s=240, start_s=60, total_s=240)
 
 
 def execute(name: str, workdir: Path, **parameters: object) -> dict:
-    kernel = choose_kernel()
-    executed = papermill.execute_notebook(
+    executed = run_notebook(
         jupytext.read(NOTEBOOKS / f"{name}.py"),
-        str(workdir / f"{name}.ipynb"),
+        workdir / f"{name}.ipynb",
+        name=name,
         parameters=parameters,
-        kernel_name=kernel.name,
-        kernel_manager_class=kernel.manager,
-        progress_bar=False,
-        cwd=str(workdir),
+        kernel=choose_kernel(),
+        cwd=workdir,
+        limits=LIMITS,
     )
     return read_published(executed)
 
@@ -61,6 +63,8 @@ def test_notebook_is_jupytext_with_one_parameters_cell(name: str) -> None:
     tagged = [c for c in nb.cells if PARAMETERS_TAG in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     assert nb.metadata["kernelspec"]["name"] == "specviz"
+    # every parameter has a literal default, so its type can be checked before a kernel starts
+    assert None not in declared_parameters(nb).values()
 
 
 @pytest.fixture(scope="module")

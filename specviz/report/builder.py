@@ -7,7 +7,9 @@ Steps:
 2. The analysis notebooks (jupytext ``.py`` files in ``notebooks/``) are joined into one
    notebook: their ``parameters`` cells merge into one, and papermill executes the whole in one
    kernel. One kernel start (~2.5 s) instead of one per notebook, and one page with one Vega
-   bundle for every chart.
+   bundle for every chart. The parameters are checked against that cell before the kernel
+   starts, and the execution is bounded in time and retried once after a stall
+   (:func:`specviz.report.execute.run_notebook`).
 3. The summary (:mod:`specviz.report.summary`) is built from the numbers the notebooks published
    and put at the top; nbconvert renders the page with the ``specviz`` template.
 4. The HTML goes to a temporary file beside ``out`` and is renamed onto ``out`` at the end: a
@@ -23,21 +25,22 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-import papermill
 from papermill.exceptions import PapermillExecutionError
 
 from specviz.report.data import load_runs
 from specviz.report.errors import ReportError
 from specviz.report.export import notebook_to_html
 from specviz.report.html import esc
+from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.kernel import choose_kernel
+from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
 from specviz.resources import shipped_dir
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
 REPORT_NOTEBOOKS = ("mixture_collapse", "acceptance_by_task", "token_explorer")
-PARAMETERS_TAG = "parameters"
+REPORT_NAME = "report"
 
 
 def default_notebooks_dir() -> Path:
@@ -106,7 +109,7 @@ def build_report(
     notebooks_dir: Path | None = None,
     kernel: str | None = None,
     n_boot: int = 1000,
-    timeout_s: int = 600,
+    limits: ExecutionLimits = ExecutionLimits(),
     progress: bool = True,
 ) -> Path:
     """Execute the analysis notebooks on ``source`` and write one offline HTML report to ``out``.
@@ -115,14 +118,13 @@ def build_report(
     categories (empty: all). ``kernel``: a registered Jupyter kernel name; by default the
     ``specviz`` kernel when registered, else the current interpreter
     (:mod:`specviz.report.kernel`). ``n_boot``: bootstrap resamples of every interval.
-    ``timeout_s``: the most seconds one cell may run. Returns the report's path.
+    ``limits``: time bounds of one cell, the kernel start and the whole execution
+    (:class:`specviz.report.execute.ExecutionLimits`). Returns the report's path.
     """
     source = Path(source).resolve()
     out = Path(out)
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. report.html")
-    if n_boot < 100:
-        raise ReportError(f"n_boot must be >= 100 for stable intervals (got {n_boot})")
     data = load_runs(source, categories)
     choice = choose_kernel(kernel)
     nb_dir = notebooks_dir or default_notebooks_dir()
@@ -134,19 +136,19 @@ def build_report(
         "categories": list(data.categories if categories else []),
         "n_boot": n_boot,
     }
+    check_parameters(combined, parameters, name=REPORT_NAME)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="specviz-report-") as tmp:
         try:
-            executed = papermill.execute_notebook(
+            executed = run_notebook(
                 combined,
-                str(Path(tmp) / "report.ipynb"),
+                Path(tmp) / "report.ipynb",
+                name=REPORT_NAME,
                 parameters=parameters,
-                kernel_name=choice.name,
-                kernel_manager_class=choice.manager,
-                progress_bar=progress,
-                request_save_on_cell_execute=False,
-                cwd=tmp,
-                execution_timeout=timeout_s,
+                kernel=choice,
+                cwd=Path(tmp),
+                limits=limits,
+                progress=progress,
             )
         except PapermillExecutionError as err:
             raise _failure(err) from None

@@ -1,0 +1,229 @@
+"""Notebook execution is bounded: a stuck kernel or a lost reply fails fast with a message that
+names the notebook and what timed out, a stall is retried once, bad parameters are refused
+before a kernel starts, and the kernel's unencrypted-TCP warning is not printed."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from jupyter_client import AsyncKernelManager
+from jupyter_client.kernelspec import KernelSpec
+from report_fixtures import isolate_jupyter
+
+from specviz.report.execute import ExecutionLimits, NotebookTimeoutError, run_notebook
+from specviz.report.kernel import (
+    UNENCRYPTED_TCP_WARNING,
+    CurrentInterpreterKernelManager,
+    KernelChoice,
+    choose_kernel,
+    relay_kernel_stderr,
+)
+from specviz.report.parameters import ParameterError, check_parameters, declared_parameters
+
+PARAMETERS = 'pause = 0.0  # seconds\nlabel = "x"\nrepeat = 1\nquiet = False\nkeep = []\n'
+
+
+def notebook(*cells: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Py"}
+    params = nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]})
+    nb.cells = [params, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    return nb
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    isolate_jupyter(monkeypatch, tmp_path / "home")
+    return tmp_path
+
+
+def run(nb: nbformat.NotebookNode, workdir: Path, limits: ExecutionLimits, **kw) -> object:
+    return run_notebook(
+        nb,
+        workdir / "out.ipynb",
+        name="probe",
+        parameters=kw.pop("parameters", {}),
+        kernel=kw.pop("kernel", choose_kernel()),
+        cwd=workdir,
+        limits=limits,
+        **kw,
+    )
+
+
+def leftovers(workdir: Path) -> list[str]:
+    return sorted(p.name for p in workdir.iterdir() if p.suffix == ".ipynb")
+
+
+# a cell that makes the kernel drop its own execute replies: the kernel goes idle and the
+# client never hears back, which is what a lost message looks like from outside
+DROP_REPLIES = """
+kernel = get_ipython().kernel
+send = kernel.session.send
+def drop_replies(stream, msg_or_type, *args, **kwargs):
+    if msg_or_type == "execute_reply":  # built, never sent
+        return kernel.session.msg(msg_or_type, content=args[0], parent=args[1])
+    return send(stream, msg_or_type, *args, **kwargs)
+kernel.session.send = drop_replies
+"""
+
+
+def test_a_lost_reply_fails_at_the_notebook_bound_naming_notebook_and_cell(home: Path) -> None:
+    limits = ExecutionLimits(cell_s=600, start_s=60, total_s=15, attempts=1)
+    start = time.monotonic()
+    with pytest.raises(NotebookTimeoutError) as err:
+        run(notebook(DROP_REPLIES, "print('never reached')"), home, limits)
+    assert time.monotonic() - start < limits.total_s + 20  # not the 600 s cell bound
+    message = str(err.value)
+    assert "notebook 'probe' did not finish within 15 s (the notebook bound)" in message
+    assert "waiting for the reply to cell 1 ('kernel = get_ipython().kernel')" in message
+    assert "the kernel was killed" in message and "tried 1 time," in message
+    assert leftovers(home) == []  # no executed notebook, not even a partial one
+
+
+def test_a_cell_past_the_cell_bound_fails_naming_it_and_is_not_retried(home: Path) -> None:
+    retries: list[Exception] = []
+    limits = ExecutionLimits(cell_s=3, start_s=60, total_s=120)
+    start = time.monotonic()
+    with pytest.raises(NotebookTimeoutError, match=r"cell 2 \('time.sleep\(60\)'\) ran past 3 s"):
+        run(notebook("import time", "time.sleep(60)"), home, limits, on_retry=retries.append)
+    assert time.monotonic() - start < 60
+    assert retries == []
+    assert leftovers(home) == []
+
+
+class SilentKernelManager(CurrentInterpreterKernelManager):
+    """Starts a process that never opens a socket: a kernel that never answers."""
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        return KernelSpec(
+            argv=[sys.executable, "-c", "import time; time.sleep(600)", "{connection_file}"],
+            display_name="silent",
+            language="python",
+            resource_dir="",
+        )
+
+
+def test_a_kernel_that_never_answers_fails_at_the_start_bound_after_one_retry(
+    home: Path,
+) -> None:
+    retries: list[Exception] = []
+    silent = KernelChoice("silent", SilentKernelManager)
+    limits = ExecutionLimits(cell_s=60, start_s=4, total_s=60)
+    start = time.monotonic()
+    with pytest.raises(NotebookTimeoutError) as err:
+        run(notebook("1 + 1"), home, limits, kernel=silent, on_retry=retries.append)
+    assert time.monotonic() - start < 40
+    assert "notebook 'probe': the kernel did not start within 4 s" in str(err.value)
+    assert "tried 2 times" in str(err.value)
+    assert len(retries) == 1
+
+
+def test_a_stall_is_retried_once_with_a_fresh_kernel_and_writes_one_notebook(
+    home: Path,
+) -> None:
+    # the first kernel stalls (it leaves a marker, then sleeps past the bound); the second,
+    # a fresh process, finds the marker and finishes
+    stall_once = (
+        "import os, time\n"
+        "if not os.path.exists('stalled'):\n"
+        "    open('stalled', 'w').close()\n"
+        "    time.sleep(600)\n"
+        "print(os.getpid())"
+    )
+    retries: list[Exception] = []
+    limits = ExecutionLimits(cell_s=600, start_s=60, total_s=12)
+    executed = run(notebook(stall_once), home, limits, on_retry=retries.append)
+    assert len(retries) == 1 and "did not finish within 12 s" in str(retries[0])
+    pid = int(executed.cells[-1].outputs[0]["text"])
+    assert pid != os.getpid()
+    assert leftovers(home) == ["out.ipynb"]
+    written = nbformat.read(home / "out.ipynb", as_version=4)
+    assert written.cells[-1].outputs[0]["text"] == executed.cells[-1].outputs[0]["text"]
+
+
+@pytest.mark.parametrize(
+    ("parameters", "message"),
+    [
+        ({"pause": "abc"}, r"parameter pause must be a number \(like 0.0\), got 'abc'"),
+        ({"repeat": 2.5}, r"parameter repeat must be an integer \(like 1\), got 2.5"),
+        ({"repeat": True}, r"parameter repeat must be an integer"),
+        ({"quiet": 1}, r"parameter quiet must be true or false"),
+        ({"keep": ["a", 3]}, r"parameter keep must be a list of strings"),
+        ({"label": None}, r"parameter label must be a string"),
+        ({"colour": "red"}, r"has no parameter 'colour' \(it takes: pause, label, repeat"),
+    ],
+)
+def test_parameters_of_the_wrong_name_or_type_are_refused(parameters: dict, message: str) -> None:
+    with pytest.raises(ParameterError, match=message):
+        check_parameters(notebook(), parameters, name="probe")
+
+
+def test_parameters_of_the_right_type_pass_and_ints_are_numbers() -> None:
+    check_parameters(
+        notebook(),
+        {"pause": 2, "label": "y", "repeat": 3, "quiet": True, "keep": ("a",)},
+        name="probe",
+    )
+    assert declared_parameters(notebook()) == {
+        "pause": 0.0,
+        "label": "x",
+        "repeat": 1,
+        "quiet": False,
+        "keep": [],
+    }
+
+
+def test_n_boot_below_its_minimum_is_refused() -> None:
+    nb = notebook()
+    nb.cells[0].source = "n_boot = 1000\n"
+    with pytest.raises(ParameterError, match=r"n_boot must be at least 100 .* got 99"):
+        check_parameters(nb, {"n_boot": 99}, name="probe")
+
+
+class NoKernelManager(AsyncKernelManager):
+    def __init__(self, **kwargs: object) -> None:
+        raise AssertionError("a kernel manager was created for bad parameters")
+
+
+def test_bad_parameters_start_no_kernel_and_write_nothing(home: Path) -> None:
+    never = KernelChoice("never", NoKernelManager)
+    with pytest.raises(ParameterError, match="parameter pause must be a number"):
+        run(notebook(), home, ExecutionLimits(), parameters={"pause": "abc"}, kernel=never)
+    assert leftovers(home) == []
+
+
+def test_the_unencrypted_tcp_warning_is_dropped_and_other_kernel_stderr_kept() -> None:
+    read, write = os.pipe()
+    lines = (
+        b"[IPKernelApp] WARNING | " + UNENCRYPTED_TCP_WARNING + b". All communication ...\n",
+        b"[IPKernelApp] WARNING | something else\n",
+        b"Traceback (most recent call last):\n",
+    )
+    relay_kernel_stderr(io.BytesIO(b"".join(lines)), write)
+    os.close(write)
+    with os.fdopen(read, "rb") as relayed:
+        assert relayed.read() == lines[1] + lines[2]
+
+
+def test_a_kernel_run_prints_no_unencrypted_tcp_warning_which_plain_jupyter_does(
+    home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    nb = notebook("print('hello')")
+    limits = ExecutionLimits(cell_s=60, start_s=60, total_s=120)
+    executed = run(nb, home, limits)
+    assert executed.cells[-1].outputs[0]["text"] == "hello\n"
+    time.sleep(0.5)  # the relay thread forwards what the kernel wrote until it exited
+    ours = capfd.readouterr().err
+    plain = KernelChoice(choose_kernel().name, AsyncKernelManager)  # stderr inherited
+    executed = run(nb, home, limits, kernel=plain)
+    time.sleep(0.5)
+    theirs = capfd.readouterr().err
+    assert UNENCRYPTED_TCP_WARNING.decode() in theirs  # the warning this test is about
+    assert UNENCRYPTED_TCP_WARNING.decode() not in ours
