@@ -29,9 +29,9 @@ from papermill.exceptions import PapermillExecutionError
 
 from specviz.report.data import load_runs
 from specviz.report.errors import ReportError
+from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.export import notebook_to_html
 from specviz.report.html import esc
-from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
