@@ -129,10 +129,10 @@ def run_analysis(study: tuple[Path, dict], tmp_path_factory: pytest.TempPathFact
     out, _ = study
     home = tmp_path_factory.mktemp("nbhome")
 
-    def run(name: str) -> dict:
+    def run(name: str, **parameters: object) -> dict:
         with pytest.MonkeyPatch.context() as mp:
             isolate_jupyter(mp, home)
-            return execute(name, home, source=str(out), n_boot=N_BOOT)
+            return execute(name, home, source=str(out), **parameters)
 
     return run
 
@@ -140,7 +140,7 @@ def run_analysis(study: tuple[Path, dict], tmp_path_factory: pytest.TempPathFact
 @pytest.mark.slow
 def test_acceptance_by_task_publishes_the_metrics(run_analysis, tables) -> None:
     events, requests = tables
-    published = run_analysis("acceptance_by_task")
+    published = run_analysis("acceptance_by_task", n_boot=N_BOOT)
     by = ["category", "method"]
     expected = summary(events, by=by)
     got = pl.DataFrame(published["acceptance.summary"]).sort(by)
@@ -166,7 +166,7 @@ def test_acceptance_by_task_publishes_the_metrics(run_analysis, tables) -> None:
 @pytest.mark.slow
 def test_mixture_collapse_publishes_the_degradation(run_analysis, tables) -> None:
     _, requests = tables
-    published = run_analysis("mixture_collapse")
+    published = run_analysis("mixture_collapse", n_boot=N_BOOT)
     labelled = label_streams(requests).collect()
     expected = degradation(labelled, n_boot=N_BOOT).sort("drafter")
     got = pl.DataFrame(published["collapse.degradation"]).sort("drafter")

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec
-from report_fixtures import isolate_jupyter
+from report_fixtures import default_conditions, isolate_jupyter, write_study
 
 from specviz.report.execute import ExecutionLimits, NotebookTimeoutError, run_notebook
 from specviz.report.kernel import (
@@ -227,3 +227,55 @@ def test_a_kernel_run_prints_no_unencrypted_tcp_warning_which_plain_jupyter_does
     theirs = capfd.readouterr().err
     assert UNENCRYPTED_TCP_WARNING.decode() in theirs  # the warning this test is about
     assert UNENCRYPTED_TCP_WARNING.decode() not in ours
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_study(tmp_path_factory.mktemp("execute") / "study", default_conditions())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--n-boot", "99"], "notebook 'report': n_boot must be at least 100"),
+        (["--timeout", "0"], "total_s must be at least 1 (got 0)"),
+        (["--cell-timeout", "-5"], "cell_s must be at least 1 (got -5)"),
+    ],
+)
+def test_specviz_report_refuses_bad_parameters_with_exit_2_and_writes_nothing(
+    tmp_path: Path, study: Path, capsys: pytest.CaptureFixture[str], args: list, message: str
+) -> None:
+    from specviz.cli import main
+
+    out = tmp_path / "reports" / "r.html"
+    assert main(["report", str(study), "--out", str(out), "--quiet", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.parent.exists()
+
+
+def test_build_report_refuses_a_non_integer_n_boot_before_a_kernel_starts(
+    tmp_path: Path, study: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from specviz.report import build_report, builder
+
+    monkeypatch.setattr(builder, "choose_kernel", lambda kernel: KernelChoice("x", NoKernelManager))
+    out = tmp_path / "reports" / "r.html"
+    with pytest.raises(ParameterError, match=r"parameter n_boot must be an integer .* got 'abc'"):
+        build_report(study, out, n_boot="abc", progress=False)  # type: ignore[arg-type]
+    assert not out.parent.exists()
+
+
+@pytest.mark.slow
+def test_specviz_report_prints_no_unencrypted_tcp_warning(
+    home: Path, study: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from specviz.cli import main
+
+    out = home / "r.html"
+    assert main(["report", str(study), "--out", str(out), "--quiet", "--n-boot", "100"]) == 0
+    time.sleep(0.5)  # the relay thread forwards what the kernel wrote until it exited
+    captured = capfd.readouterr()
+    assert out.is_file() and captured.out.strip() == str(out)
+    assert UNENCRYPTED_TCP_WARNING.decode() not in captured.err
+    assert "WARNING" not in captured.err
