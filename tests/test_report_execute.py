@@ -125,6 +125,29 @@ def test_a_kernel_that_never_answers_fails_at_the_start_bound_after_one_retry(
     assert len(retries) == 1
 
 
+class DyingKernelManager(CurrentInterpreterKernelManager):
+    """Starts a process that exits at once, as a kernel does when its port was taken."""
+
+    @property
+    def kernel_spec(self) -> KernelSpec:
+        return KernelSpec(
+            argv=[sys.executable, "-c", "raise SystemExit(1)", "{connection_file}"],
+            display_name="dying",
+            language="python",
+            resource_dir="",
+        )
+
+
+def test_a_kernel_that_dies_while_starting_is_retried_then_named(home: Path) -> None:
+    retries: list[Exception] = []
+    dying = KernelChoice("dying", DyingKernelManager)
+    start = time.monotonic()
+    with pytest.raises(NotebookTimeoutError, match=r"'probe': the kernel died while starting"):
+        run(notebook("1 + 1"), home, ExecutionLimits(), kernel=dying, on_retry=retries.append)
+    assert time.monotonic() - start < 30  # not the 60 s start bound
+    assert len(retries) == 1
+
+
 def test_a_stall_is_retried_once_with_a_fresh_kernel_and_writes_one_notebook(
     home: Path,
 ) -> None:

@@ -160,11 +160,13 @@ def _stall(err: BaseException, name: str, limits: ExecutionLimits) -> NotebookTi
         return err
     if isinstance(err, RuntimeError) and not isinstance(err, DeadKernelError):
         text = str(err)
-        if "didn't respond" in text or "before replying to kernel_info" in text:
+        if "didn't respond" in text:
             return NotebookTimeoutError(
                 f"notebook {name!r}: the kernel did not start within {limits.start_s} s "
                 f"(the kernel start bound): {text}"
             )
+        if "before replying to kernel_info" in text:  # e.g. a port taken by another process
+            return NotebookTimeoutError(f"notebook {name!r}: the kernel died while starting")
     return None
 
 
