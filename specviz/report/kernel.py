@@ -40,10 +40,12 @@ Why notebook execution could hang (issue #13), as far as it was found:
   closing the socket; the kernel binds them a second later. Another process on the machine can
   take one in between. The kernel then fails to bind and dies (nbclient reports a dead kernel or
   "Kernel didn't respond"), or the client connects to the other process's socket, which drops
-  our messages (wrong HMAC key): a lost request again.
+  our messages (wrong HMAC key): a lost request again. Seen here in 200 executions two at a time
+  under CPU load: one kernel died with "Address already in use", and two kernels logged
+  "Invalid Signature" for control messages that were not theirs.
 
-The hang could not be reproduced here (see docs/reports.md for what was tried), so the fix
-covers every cause above: :mod:`specviz.report.execute` bounds the kernel start, every cell and
+The hang itself did not recur (docs/reports.md says what was tried), so the fix covers every
+cause above: :mod:`specviz.report.execute` bounds the kernel start, every cell and
 the notebook as a whole, kills a kernel that overruns, and retries once with a fresh kernel and
 fresh ports.
 """
