@@ -296,7 +296,8 @@ def test_the_registered_specviz_kernel_runs_notebooks_when_present(
     import sys
 
     import nbformat
-    import papermill
+
+    from specviz.report.execute import ExecutionLimits, run_notebook
 
     isolate_jupyter(monkeypatch, tmp_path / "home")
     subprocess.run(
@@ -309,12 +310,14 @@ def test_the_registered_specviz_kernel_runs_notebooks_when_present(
     assert choice.manager is not CurrentInterpreterKernelManager
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import sys; print(sys.prefix)")]
-    executed = papermill.execute_notebook(
+    executed = run_notebook(
         nb,
-        str(tmp_path / "out.ipynb"),
-        kernel_name=choice.name,
-        kernel_manager_class=choice.manager,
-        progress_bar=False,
+        tmp_path / "out.ipynb",
+        name="sys-prefix",
+        parameters={},
+        kernel=choice,
+        cwd=tmp_path,
+        limits=ExecutionLimits(cell_s=60, start_s=60, total_s=120),
     )
     # the kernel runs in this environment (its interpreter may be python or python3 there)
     assert executed.cells[0].outputs[0]["text"].strip() == sys.prefix

@@ -18,7 +18,9 @@ Every notebook specviz executes (``specviz report``, the notebook tests) goes th
    output file, and that is written to a temporary name and renamed at the end, so a retry
    never leaves half of an executed notebook behind.
 4. Failures are :class:`NotebookTimeoutError` (naming the notebook, what timed out and the
-   bound) or papermill's own :class:`PapermillExecutionError` for a cell that raised.
+   bound), a :class:`ReportError` for a kernel that died on its own while running a cell (not
+   retried: out of memory, say, would recur), or papermill's own ``PapermillExecutionError``
+   for a cell that raised.
 """
 
 from __future__ import annotations

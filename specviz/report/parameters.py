@@ -74,7 +74,12 @@ def _fits(value: object, default: object) -> bool:
 def check_parameters(
     nb: nbformat.NotebookNode, parameters: Mapping[str, object], *, name: str
 ) -> None:
-    """Raise :class:`ParameterError` unless every parameter is declared, typed and in range."""
+    """Raise :class:`ParameterError` unless every parameter is declared, typed and in range.
+
+    No parameters: nothing to check (the notebook needs no ``parameters`` cell then).
+    """
+    if not parameters:
+        return
     declared = declared_parameters(nb)
     for key, value in parameters.items():
         if key not in declared:
