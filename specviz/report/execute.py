@@ -141,7 +141,11 @@ def _attempt(
 
     worker = threading.Thread(target=work, name=f"specviz-notebook-{watch.name}", daemon=True)
     worker.start()
-    worker.join(limits.total_s)
+    try:
+        worker.join(limits.total_s)
+    except BaseException:  # Ctrl-C: the kernel must not outlive us
+        watch.kill()
+        raise
     if worker.is_alive():
         phase = watch.phase
         watch.kill()
