@@ -28,7 +28,7 @@ from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import declared_parameters
 
 BURNERS = 2
-SHORT_RUNS = 20
+SHORT_RUNS = 12
 REPORT_ROUNDS = 1
 # generous for a loaded 2-core machine, far below "forever"
 LIMITS = ExecutionLimits(cell_s=120, start_s=45, total_s=120)
