@@ -23,6 +23,13 @@ def _layers(text: str) -> tuple[int, ...]:
         ) from err
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"takes comma-separated numbers, not {text!r}") from err
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
@@ -35,7 +42,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--drafter",
         default="none",
-        help="none | model | prompt-lookup | layer-skip | component-skip",
+        help="none | model | prompt-lookup | layer-skip | component-skip | suffix",
     )
     p.add_argument("--draft", help="draft model for --drafter model")
     p.add_argument(
@@ -49,7 +56,19 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default="constant",
-        help="constant | heuristic | heuristic-per-request | confidence",
+        help="constant | heuristic | heuristic-per-request | heuristic-per-task | confidence | "
+        "cost-aware",
+    )
+    p.add_argument(
+        "--verify-costs",
+        type=_floats,
+        help="cost-aware: cost of one target forward over 1..k+1 tokens, e.g. 59,97,116,84 "
+        "(default: measured before the run and recorded in run.json)",
+    )
+    p.add_argument(
+        "--draft-costs",
+        type=_floats,
+        help="cost-aware: cost of drafting 1..k tokens, in the unit of --verify-costs (default 0)",
     )
     p.add_argument(
         "--threshold", type=float, default=0.4, help="confidence policy: stop below this top prob"
@@ -59,6 +78,21 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--min-ngram", type=int, default=1, help="prompt-lookup: shortest n-gram to match"
+    )
+    p.add_argument(
+        "--partition", help="suffix: memory shared by the stream (shared) or kept per task (task)"
+    )
+    p.add_argument(
+        "--memory-tokens", type=int, help="suffix: output tokens the cross-request memory keeps"
+    )
+    p.add_argument("--tree-depth", type=int, help="suffix: longest substring the trie counts")
+    p.add_argument(
+        "--spec-factor", type=float, help="suffix: draft at most this x match-length tokens"
+    )
+    p.add_argument(
+        "--min-token-prob",
+        type=float,
+        help="suffix: stop drafting when the continuation's probability falls below this",
     )
     p.add_argument("--exit-layer", type=int, help="layer-skip: draft with the first L layers")
     p.add_argument(
@@ -124,8 +158,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
             layers=args.layers,
             components=args.components,
             name=args.drafter_name,
+            partition=args.partition,
+            memory_tokens=args.memory_tokens,
+            tree_depth=args.tree_depth,
+            spec_factor=args.spec_factor,
+            min_token_prob=args.min_token_prob,
         ),
-        policy=PolicyConfig(args.policy, args.k, args.threshold),
+        policy=PolicyConfig(
+            args.policy, args.k, args.threshold, args.verify_costs, args.draft_costs
+        ),
         sampling=SamplingConfig(args.temperature, args.top_p),
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,

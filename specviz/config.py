@@ -12,9 +12,25 @@ from typing import Any
 
 from specviz.errors import SpecvizError
 
-DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip")
+DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip", "suffix")
+PARTITIONS = ("shared", "task")  # suffix drafter memory: one for the stream, or one per category
+# suffix-drafter options and their defaults (ArcticInference's tree depth 24, min prob 0.1)
+SUFFIX_DEFAULTS: dict[str, Any] = {
+    "partition": "shared",
+    "memory_tokens": 4096,
+    "tree_depth": 24,
+    "spec_factor": 1.0,
+    "min_token_prob": 0.1,
+}
 COMPONENTS = ("attention", "mamba", "mlp")  # of a hybrid (Falcon-H1) decoder layer
-POLICIES = ("constant", "heuristic", "heuristic-per-request", "confidence")
+POLICIES = (
+    "constant",
+    "heuristic",
+    "heuristic-per-request",
+    "heuristic-per-task",
+    "confidence",
+    "cost-aware",
+)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -61,6 +77,12 @@ class DrafterConfig:
     - ``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
       attention, mamba, mlp) in its layers ``layers`` (all layers when unset); the other layers
       run in full. ``["mamba", "mlp"]`` is the SSM path alone, ``["attention", "mlp"]`` the reverse.
+    - ``suffix``: the suffix cache (:mod:`specviz.drafters.suffix`) over the request's prompt and
+      output and the run's earlier outputs: ``partition`` (``shared`` or ``task``: one memory
+      per category), ``memory_tokens`` (its bound, >= 0; 0 keeps no memory across requests),
+      ``tree_depth`` (>= 2), ``spec_factor`` (> 0: at most factor x match length tokens) and
+      ``min_token_prob`` (in [0, 1): stop when the continuation's probability falls below it).
+      Unset options take :data:`SUFFIX_DEFAULTS`; other kinds refuse them.
 
     ``name`` labels the drafter in event logs and metrics (the ``drafter`` column); it defaults to
     the kind. Two variants of one kind compared side by side (two layer-skip sets) need distinct
@@ -75,9 +97,15 @@ class DrafterConfig:
     layers: tuple[int, ...] | None = None
     components: tuple[str, ...] | None = None
     name: str | None = None
+    partition: str | None = None
+    memory_tokens: int | None = None
+    tree_depth: int | None = None
+    spec_factor: float | None = None
+    min_token_prob: float | None = None
 
     def __post_init__(self) -> None:
         self._check_name()
+        self._check_suffix()
         if isinstance(self.components, str):
             raise ConfigError(
                 f'components takes a list such as ["mamba", "mlp"], not the string '
@@ -131,6 +159,36 @@ class DrafterConfig:
                 f"{self.kind}-2"
             )
 
+    def _check_suffix(self) -> None:
+        given = [key for key in SUFFIX_DEFAULTS if getattr(self, key) is not None]
+        if self.kind != "suffix":
+            if given:
+                raise ConfigError(
+                    f"{given[0]} is only used with --drafter suffix, not {self.kind!r}"
+                )
+            return
+        for key, default in SUFFIX_DEFAULTS.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, default)
+        if self.partition not in PARTITIONS:
+            raise ConfigError(
+                f"suffix partition {self.partition!r} is not one of {', '.join(PARTITIONS)}"
+            )
+        assert self.memory_tokens is not None and self.tree_depth is not None
+        assert self.spec_factor is not None and self.min_token_prob is not None
+        if self.memory_tokens < 0:
+            raise ConfigError(
+                f"suffix memory_tokens must be >= 0 (got {self.memory_tokens}); 0 keeps no memory"
+            )
+        if self.tree_depth < 2:
+            raise ConfigError(f"suffix tree_depth must be >= 2 (got {self.tree_depth})")
+        if self.spec_factor <= 0:
+            raise ConfigError(f"suffix spec_factor must be > 0 (got {self.spec_factor})")
+        if not 0.0 <= self.min_token_prob < 1.0:
+            raise ConfigError(
+                f"suffix min_token_prob must be in [0, 1) (got {self.min_token_prob})"
+            )
+
     def _check_components(self) -> None:
         if not self.components:
             raise ConfigError(
@@ -167,12 +225,23 @@ class PolicyConfig:
       accepted, else -1 (minimum 1); the state persists across requests of a run;
     - ``heuristic-per-request``: the same, reset to ``k`` at each request;
     - ``confidence``: up to ``k``, stopping early when the draft's top probability falls below
-      ``threshold`` (needs a drafter with probabilities: model, layer-skip or component-skip).
+      ``threshold`` (needs a drafter with probabilities: model, layer-skip or component-skip);
+    - ``heuristic-per-task``: the heuristic with one k per task (the request's category), kept
+      across the run's requests of that task;
+    - ``cost-aware``: each round the k in 0..``k`` that maximises expected tokens per second
+      from a running estimate of the current task's acceptance and a cost curve
+      (:class:`specviz.policies.CostAware`). ``verify_costs[n-1]``: cost of one target forward
+      over n tokens (n = 1..k+1); ``draft_costs[n-1]``: cost of drafting n tokens (n = 1..k;
+      zeros when only ``verify_costs`` is given). Any unit, the same for both. Without
+      ``verify_costs`` the runner measures the curve before the run and records it in
+      ``run.json`` (``cost_curve``).
     """
 
     kind: str = "constant"
     k: int = 5
     threshold: float = 0.4
+    verify_costs: tuple[float, ...] | None = None
+    draft_costs: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in POLICIES:
@@ -183,6 +252,37 @@ class PolicyConfig:
             )
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"confidence threshold must be in (0, 1) (got {self.threshold})")
+        self._check_costs()
+
+    def _check_costs(self) -> None:
+        for key in ("verify_costs", "draft_costs"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            if isinstance(value, str | int | float):
+                raise ConfigError(f"{key} takes a list of numbers, not {value!r}")
+            object.__setattr__(self, key, tuple(float(x) for x in value))
+        if self.kind != "cost-aware":
+            if self.verify_costs is not None or self.draft_costs is not None:
+                raise ConfigError(
+                    f"cost curves are only used with policy cost-aware, not {self.kind!r}"
+                )
+            return
+        if self.verify_costs is None:
+            if self.draft_costs is not None:
+                raise ConfigError("draft_costs needs verify_costs too (or neither, to calibrate)")
+            return
+        if self.draft_costs is None:
+            object.__setattr__(self, "draft_costs", (0.0,) * self.k)
+        assert self.draft_costs is not None
+        if len(self.verify_costs) < self.k + 1 or len(self.draft_costs) < self.k:
+            raise ConfigError(
+                f"cost-aware with k={self.k} needs verify_costs for 1..{self.k + 1} tokens and "
+                f"draft_costs for 1..{self.k} (got {len(self.verify_costs)} and "
+                f"{len(self.draft_costs)} values)"
+            )
+        if min(self.verify_costs) <= 0 or min(self.draft_costs) < 0:
+            raise ConfigError("verify_costs must be > 0 and draft_costs >= 0")
 
 
 @dataclass(frozen=True)
@@ -217,10 +317,17 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
-        if self.policy.kind == "confidence" and self.drafter.kind == "prompt-lookup":
+        if self.policy.kind == "confidence" and self.drafter.kind in ("prompt-lookup", "suffix"):
             raise ConfigError(
-                "policy 'confidence' needs draft probabilities; prompt-lookup has none "
+                f"policy 'confidence' needs draft probabilities; {self.drafter.kind} has none "
                 "(use constant or heuristic)"
+            )
+
+        self_drafting = self.drafter.kind in ("layer-skip", "component-skip")
+        if self.policy.kind == "cost-aware" and self.policy.verify_costs is None and self_drafting:
+            raise ConfigError(
+                f"cost-aware cannot measure what drafter {self.drafter.kind!r} costs (it drafts "
+                "with the target's own layers): give the policy verify_costs and draft_costs"
             )
 
     @property
@@ -232,7 +339,14 @@ class RunConfig:
         return 0 if self.drafter.kind == "none" else self.policy.k
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The config as plain data; options a kind does not use (None) are left out, so run
+        directories written before those options existed keep their identity."""
+        data = asdict(self)
+        for key in (*SUFFIX_DEFAULTS, "verify_costs", "draft_costs"):
+            for part in ("drafter", "policy"):
+                if key in data[part] and data[part][key] is None:
+                    del data[part][key]
+        return data
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> RunConfig:
@@ -243,10 +357,14 @@ class RunConfig:
             drafter["layers"] = tuple(drafter["layers"])
         if drafter.get("components") is not None:
             drafter["components"] = tuple(drafter["components"])
+        policy = dict(data.get("policy", {}))
+        for key in ("verify_costs", "draft_costs"):
+            if policy.get(key) is not None:
+                policy[key] = tuple(policy[key])
         return RunConfig(
             target=ModelSpec(**data["target"]),
             drafter=DrafterConfig(**drafter),
-            policy=PolicyConfig(**data.get("policy", {})),
+            policy=PolicyConfig(**policy),
             sampling=SamplingConfig(**data.get("sampling", {})),
             max_new_tokens=int(data.get("max_new_tokens", 128)),
             seed=int(data.get("seed", 0)),

@@ -26,7 +26,7 @@ import torch
 from transformers import DynamicCache
 
 from specviz.config import SamplingConfig
-from specviz.drafters.base import Drafter, Proposal
+from specviz.drafters.base import Drafter, LearnsAcrossRequests, Proposal
 from specviz.forward import forward
 from specviz.hybrid.rollback import cache_rollback
 from specviz.limits import TurnLimits
@@ -137,7 +137,10 @@ class Decoder:
     def request(self, prompt: Prompt, seed: int) -> Iterator[Record]:
         """Decode every turn of ``prompt``; sampling draws from a generator seeded by ``seed``."""
         self.generator.manual_seed(seed)
-        self.policy.start_request()
+        self.policy.start_request(prompt.category)
+        memory = self.drafter if isinstance(self.drafter, LearnsAcrossRequests) else None
+        if memory is not None:
+            memory.start_request(prompt.category)
         answers: list[str] = []
         index = 0
         for turn in range(len(prompt.turns)):
@@ -148,6 +151,8 @@ class Decoder:
                     index += 1
                 if isinstance(record, TurnEnd):
                     end = record
+                    if memory is not None:
+                        memory.end_turn(record.tokens)
                 yield record
             assert end is not None
             answers.append(end.text)
@@ -184,7 +189,7 @@ class Decoder:
             if k > 0:
                 assert self.drafter is not None
                 self.drafter.feedback(round_.n_accepted)
-            if asked > 0:  # every verify round of a drafter, as recorded in the event log
+            if self.drafter is not None:  # every verify round of a drafter, as in the event log
                 self.policy.update(asked, len(proposal), round_.n_accepted)
             new = list(round_.target)
             kept = self.limits.emitted(generated, new, len(context))

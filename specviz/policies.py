@@ -8,20 +8,30 @@
   is applied to the next. ``persistent=False`` resets it at every request ("heuristic_transient").
 - :class:`Confidence`: up to k, and the drafter stops early once its top probability falls below
   ``threshold`` (transformers' ``assistant_confidence_threshold``).
+- :class:`HeuristicPerTask`: the heuristic with one k per task label (the request's category):
+  what a task learned is applied to that task's next request only.
+- :class:`CostAware`: each round the k in 0..k_max maximising expected tokens per unit of cost,
+  from a running per-task acceptance estimate and a cost curve; k = 0 (no drafting) when
+  drafting does not pay.
+
+Every policy hears ``start_request(task)`` at each request and ``update(k, n_drafted,
+n_accepted)`` after every verify round of a drafter (k = the k it asked for, 0 included), so a
+resumed run rebuilds its state by replaying the recorded rounds (:mod:`specviz.runner`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from specviz.config import PolicyConfig
+from specviz.config import ConfigError, PolicyConfig
 
 
 class DraftPolicy(Protocol):
     name: str
 
-    def start_request(self) -> None: ...
+    def start_request(self, task: str) -> None: ...
 
     def next_k(self) -> int: ...
 
@@ -36,7 +46,7 @@ class Constant:
     k: int
     name: str = "constant"
 
-    def start_request(self) -> None:
+    def start_request(self, task: str) -> None:
         return None
 
     def next_k(self) -> int:
@@ -61,7 +71,7 @@ class Heuristic:
         self.k = self.k0
         self.name = "heuristic" if self.persistent else "heuristic-per-request"
 
-    def start_request(self) -> None:
+    def start_request(self, task: str) -> None:
         if not self.persistent:
             self.k = self.k0
 
@@ -73,8 +83,35 @@ class Heuristic:
         return None
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
-        # transformers: `if num_matches == num_assistant_tokens: += 2 else: max(1, -= 1)`
-        self.k = self.k + 2 if n_accepted == k else max(1, self.k - 1)
+        self.k = heuristic_step(self.k, k, n_accepted)
+
+
+def heuristic_step(current: int, asked: int, n_accepted: int) -> int:
+    """transformers: ``if num_matches == num_assistant_tokens: += 2 else: max(1, -= 1)``."""
+    return current + 2 if n_accepted == asked else max(1, current - 1)
+
+
+@dataclass
+class HeuristicPerTask:
+    """The heuristic schedule with one k per task; a task unseen so far starts at ``k0``."""
+
+    k0: int
+    ks: dict[str, int] = field(default_factory=dict)
+    task: str = ""
+    name: str = "heuristic-per-task"
+
+    def start_request(self, task: str) -> None:
+        self.task = task
+
+    def next_k(self) -> int:
+        return self.ks.get(self.task, self.k0)
+
+    @property
+    def min_confidence(self) -> float | None:
+        return None
+
+    def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
+        self.ks[self.task] = heuristic_step(self.next_k(), k, n_accepted)
 
 
 @dataclass
@@ -89,9 +126,109 @@ class Confidence(Constant):
         return self.threshold
 
 
-def build_policy(config: PolicyConfig) -> DraftPolicy:
+def expected_tokens(k: int, alpha: float) -> float:
+    """Tokens one verify round emits with k drafts of per-token acceptance ``alpha``:
+    sum_{i=0..k} alpha^i = (1 - alpha^(k+1)) / (1 - alpha) (Leviathan et al. 2023)."""
+    return sum(alpha**i for i in range(k + 1))
+
+
+@dataclass(frozen=True)
+class CostCurve:
+    """What a round costs: ``verify[n-1]`` one target forward over n tokens (n = 1..k_max+1),
+    ``draft[n-1]`` drafting n tokens (n = 1..k_max). Any unit, the same for both."""
+
+    verify: tuple[float, ...]
+    draft: tuple[float, ...]
+
+    def verify_cost(self, n: int) -> float:
+        return self.verify[n - 1]
+
+    def draft_cost(self, n: int) -> float:
+        return self.draft[n - 1] if n > 0 else 0.0
+
+
+@dataclass
+class _Belief:
+    """Decayed counts of accepted and rejected drafted tokens of one task."""
+
+    accepted: float = 0.0
+    rejected: float = 0.0
+    idle_rounds: int = 0  # consecutive rounds at k = 0
+
+
+@dataclass
+class CostAware:
+    """Pick k in 0..``k_max`` maximising expected tokens per cost, per task.
+
+    Acceptance: a Beta(``prior``) belief per task over the per-token acceptance alpha, updated
+    each round with the accepted drafts and the rejection (if any) of the round, the past counts
+    multiplied by ``decay`` first (a running estimate); alpha = its posterior mean. Each round:
+    ``k* = argmax_k E[tokens | k, alpha] / (draft_cost(k) + verify_cost(k + 1))`` with
+    ``draft_cost(0) = 0``; ties go to the smaller k. After ``probe_every`` rounds in a row at
+    k = 0 the task drafts once with the best k >= 1, so a task whose acceptance changed is seen
+    again. The cost curve is two plain callables (``draft_cost(n)``, ``verify_cost(n)``), e.g.
+    from a :class:`CostCurve`. Deterministic given the rounds it hears.
+    """
+
+    k_max: int
+    draft_cost: Callable[[int], float]
+    verify_cost: Callable[[int], float]
+    prior: tuple[float, float] = (1.0, 1.0)
+    decay: float = 0.95
+    probe_every: int = 16
+    beliefs: dict[str, _Belief] = field(default_factory=dict)
+    task: str = ""
+    name: str = "cost-aware"
+
+    def start_request(self, task: str) -> None:
+        self.task = task
+
+    def alpha(self) -> float:
+        b = self.beliefs.get(self.task, _Belief())
+        a0, b0 = self.prior
+        return (a0 + b.accepted) / (a0 + b0 + b.accepted + b.rejected)
+
+    def rate(self, k: int, alpha: float) -> float:
+        """Expected tokens per unit cost of a round drafting k tokens."""
+        return expected_tokens(k, alpha) / (self.draft_cost(k) + self.verify_cost(k + 1))
+
+    def best_k(self, lowest: int) -> int:
+        alpha = self.alpha()
+        return max(range(lowest, self.k_max + 1), key=lambda k: (self.rate(k, alpha), -k))
+
+    def next_k(self) -> int:
+        b = self.beliefs.get(self.task, _Belief())
+        return self.best_k(1 if b.idle_rounds >= self.probe_every else 0)
+
+    @property
+    def min_confidence(self) -> float | None:
+        return None
+
+    def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
+        b = self.beliefs.setdefault(self.task, _Belief())
+        if k == 0:
+            b.idle_rounds += 1
+            return
+        b.idle_rounds = 0
+        if n_drafted == 0:  # the drafter found nothing to propose: no evidence on alpha
+            return
+        b.accepted = self.decay * b.accepted + n_accepted
+        b.rejected = self.decay * b.rejected + (1.0 if n_accepted < n_drafted else 0.0)
+
+
+def build_policy(config: PolicyConfig, costs: CostCurve | None = None) -> DraftPolicy:
+    """The policy a config names. ``costs``: the measured curve for a cost-aware policy whose
+    config carries none (the runner calibrates it)."""
     if config.kind == "constant":
         return Constant(config.k)
     if config.kind in ("heuristic", "heuristic-per-request"):
         return Heuristic(config.k, persistent=config.kind == "heuristic")
+    if config.kind == "heuristic-per-task":
+        return HeuristicPerTask(config.k)
+    if config.kind == "cost-aware":
+        if config.verify_costs is not None and config.draft_costs is not None:
+            costs = CostCurve(config.verify_costs, config.draft_costs)
+        if costs is None:
+            raise ConfigError("policy cost-aware needs a cost curve: give verify_costs")
+        return CostAware(config.k, costs.draft_cost, costs.verify_cost)
     return Confidence(config.k, threshold=config.threshold)

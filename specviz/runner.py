@@ -30,8 +30,9 @@ from specviz.config import RunConfig
 from specviz.drafters import build_drafter
 from specviz.engine import Decoder, Drafted, Record, Round, TurnEnd
 from specviz.forward import new_cache
+from specviz.limits import TurnLimits
 from specviz.models import LoadedModel, ModelCache
-from specviz.policies import build_policy
+from specviz.policies import CostCurve, DraftPolicy, build_policy
 from specviz.recorder import (
     EventRecorder,
     RequestCounters,
@@ -39,7 +40,8 @@ from specviz.recorder import (
     request_labels,
     run_labels,
 )
-from specviz.runlog import RunDirError, RunWriter, read_run_meta, scan_events, write_json
+from specviz.replay import restore_memory, restore_policy
+from specviz.runlog import RunDirError, RunWriter, read_run_meta, write_json
 from specviz.schema import RUN_FILE, SCHEMA_VERSION
 from specviz.workloads.prompt import Prompt
 
@@ -226,25 +228,24 @@ def timed(records: Iterator[Record], sync: Callable[[], None]) -> Iterator[tuple
         yield record, time.perf_counter() - start
 
 
-def _restore_policy(run_dir: Path, policy: Any, done: set[str]) -> None:
-    """Replay the policy's updates of finished requests, so a persistent policy resumes with
-    the state an uninterrupted run would have."""
-    if not done:
-        return
-    rounds = (
-        scan_events(run_dir)
-        .filter(pl.col("request_id").is_in(list(done)) & ~pl.col("prefill") & (pl.col("k") > 0))
-        .group_by("request_index", "round", maintain_order=True)
-        .agg(pl.col("k").first(), pl.col("n_drafted").first(), pl.col("accepted").sum())
-        .sort("request_index", "round")
-        .collect()
-    )
-    last_request = None
-    for request_index, _, k, n_drafted, accepted in rounds.iter_rows():
-        if request_index != last_request:
-            policy.start_request()
-            last_request = request_index
-        policy.update(k, n_drafted, accepted)
+def _policy(
+    config: RunConfig, models: ModelCache, out_dir: Path, meta: dict[str, Any]
+) -> DraftPolicy:
+    """The run's policy; a cost-aware one without a curve in its config gets the curve recorded
+    in ``run.json``, measured now (:mod:`specviz.calibrate`) when the run starts afresh."""
+    wants_curve = config.policy.kind == "cost-aware" and config.policy.verify_costs is None
+    if not wants_curve or config.drafter.kind == "none":
+        return build_policy(config.policy)
+    recorded = meta.get("cost_curve")
+    if recorded is None:
+        from specviz.calibrate import calibrate
+
+        curve = calibrate(config, models)
+        meta["cost_curve"] = {"verify": list(curve.verify), "draft": list(curve.draft)}
+        write_json(out_dir / RUN_FILE, meta)
+    else:
+        curve = CostCurve(tuple(recorded["verify"]), tuple(recorded["draft"]))
+    return build_policy(config.policy, curve)
 
 
 def run(
@@ -276,20 +277,23 @@ def run(
     cache = new_cache(target.model)
     generator = torch.Generator(device=target.device)
     drafter = build_drafter(config.drafter, target, cache, config.sampling, generator, models)
-    policy = build_policy(config.policy)
-    decoder = Decoder(
-        target, drafter, policy, config.sampling, config.max_new_tokens, cache, generator
-    )
+    limits = TurnLimits.of(target, config.max_new_tokens)
     for request in requests:  # fail before writing anything if a first turn cannot fit
-        decoder.encode_turn(request.prompt, [])
+        limits.encode_turn(target, request.prompt, [])
 
     meta = begin_run(out_dir, identity, config, target, models, requests)
     run_id = meta["run_id"]
+    policy = _policy(config, models, out_dir, meta)
+    decoder = Decoder(
+        target, drafter, policy, config.sampling, config.max_new_tokens, cache, generator
+    )
 
     writer = RunWriter(out_dir)
     writer.consolidate()
     done = writer.finished_request_ids()
-    _restore_policy(out_dir, policy, done)
+    if drafter is not None:
+        restore_policy(out_dir, policy, done)
+        restore_memory(out_dir, drafter, done)
     todo = [r for r in requests if r.id not in done]
     sync = torch.cuda.synchronize if target.device.type == "cuda" else (lambda: None)
     labels = run_labels(run_id, config)

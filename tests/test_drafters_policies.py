@@ -52,9 +52,9 @@ def test_persistent_heuristic_carries_k_across_requests_and_per_request_resets()
     persistent = build_policy(PolicyConfig("heuristic", 2))
     transient = build_policy(PolicyConfig("heuristic-per-request", 2))
     for policy in (persistent, transient):
-        policy.start_request()
+        policy.start_request("t")
         policy.update(2, 2, 2)
-        policy.start_request()
+        policy.start_request("t")
     assert persistent.next_k() == 4
     assert transient.next_k() == 2
 

@@ -158,7 +158,7 @@ class BatchDecoder:
             groups = [[job for b in groups for job in b]]
         for group in groups:
             queue = deque(group)
-            self.batch_policy.start_request()  # batch k: per batch for per-request policies
+            self.batch_policy.start_request("")  # batch k: per batch for per-request policies
             while queue or self.rows:
                 while queue and len(self.rows) < size:
                     yield from self._admit(queue.popleft())
@@ -175,7 +175,7 @@ class BatchDecoder:
         row = _Row(self._free_slot(), job, generator)
         if self.batch.k_mode == "row":
             policy = self.slot_policies.setdefault(row.slot, build_policy(self.policy_config))
-            policy.start_request()
+            policy.start_request(job.prompt.category)
         yield from self._start_turn(row)
 
     def _start_turn(self, row: _Row) -> Iterator[BatchRecord]:

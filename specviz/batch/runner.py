@@ -115,6 +115,9 @@ class _Tally:
         self.turn_rounds += 1
 
 
+TASK_POLICIES = ("heuristic-per-task", "cost-aware")  # batch size 1 only
+
+
 def _refuse_recurrent(model: LoadedModel, name: str, role: str) -> None:
     """Batched rollback crops attention KV only; SSM state needs the batch-size-1 hybrid path."""
     if is_hybrid(new_cache(model.model)):
@@ -150,6 +153,11 @@ def run_batched(
         "batch": batch.to_dict(),
     }
     open_run_dir(out_dir, identity, resume)
+    if config.policy.kind in TASK_POLICIES:
+        raise BatchConfigError(
+            f"policy {config.policy.kind!r} has no batched version (it keeps state per task and "
+            "per round): run it with batch size 1"
+        )
 
     models = models or ModelCache()
     target = models.get(config.target)

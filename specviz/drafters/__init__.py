@@ -15,6 +15,7 @@ from specviz.drafters.layer_skip import (
     kept_layers,
 )
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
+from specviz.drafters.suffix import SuffixDrafter
 from specviz.forward import new_cache
 from specviz.hybrid.component_skip import ComponentSkipDrafter
 from specviz.hybrid.components import (
@@ -36,6 +37,7 @@ __all__ = [
     "LayerSkipError",
     "PromptLookupDrafter",
     "Proposal",
+    "SuffixDrafter",
     "build_drafter",
 ]
 
@@ -57,6 +59,8 @@ def build_drafter(
         return None
     if config.kind == "prompt-lookup":
         return PromptLookupDrafter(config.max_ngram, config.min_ngram)
+    if config.kind == "suffix":
+        return suffix_drafter(config)
     if config.kind == "layer-skip":
         n_layers = len(decoder_layers(target.model))
         kept = kept_layers(n_layers, config.exit_layer, config.layers)
@@ -88,3 +92,16 @@ def build_drafter(
     if is_hybrid(new_cache(draft.model)):  # its SSM state cannot be cropped to a prefix
         return HybridDraftModelDrafter(draft.model, sampling, generator)
     return DraftModelDrafter(draft.model, sampling, generator)
+
+
+def suffix_drafter(config: DrafterConfig) -> SuffixDrafter:
+    assert config.memory_tokens is not None and config.tree_depth is not None
+    assert config.spec_factor is not None and config.min_token_prob is not None
+    assert config.partition is not None
+    return SuffixDrafter(
+        config.memory_tokens,
+        config.tree_depth,
+        config.spec_factor,
+        config.min_token_prob,
+        config.partition,
+    )

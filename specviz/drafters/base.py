@@ -6,9 +6,9 @@ Modelled on transformers' ``CandidateGenerator`` (``get_candidates`` /
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -52,6 +52,20 @@ class Drafter(Protocol):
 
     def feedback(self, n_accepted: int) -> None:
         """The target kept the first ``n_accepted`` tokens of the last proposal."""
+        ...
+
+
+@runtime_checkable
+class LearnsAcrossRequests(Protocol):
+    """A drafter whose memory crosses requests (the suffix cache): the decoder tells it which
+    task each request belongs to and hands it every finished turn's output, in stream order."""
+
+    def start_request(self, task: str) -> None:
+        """A new request of task ``task`` (its category) begins."""
+        ...
+
+    def end_turn(self, tokens: Sequence[int]) -> None:
+        """A turn of the current request ended with output ``tokens``."""
         ...
 
 

@@ -148,10 +148,11 @@ _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
-_POLICY = {"kind", "threshold"}
+_POLICY = {"kind", "threshold", "verify_costs", "draft_costs"}
 _SAMPLING = {"temperature", "top_p"}
 _DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
-            "components", "k"}  # fmt: skip
+            "components", "k", "partition", "memory_tokens", "tree_depth", "spec_factor",
+            "min_token_prob"}  # fmt: skip
 
 
 class _Reader:
@@ -270,6 +271,11 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             "drafters", f'two drafters are named {dup[0]!r}: give each a distinct name = "..."'
         )
 
+    k = tuple(_int_list(r, data.get("k", [5]), "k"))
+    for value in k + tuple(x for d in drafters for x in d.k or ()):
+        if value < 1:
+            raise r.error("k", f"draft lengths must be >= 1 (got {value})")
+    k_max = max(k + tuple(x for d in drafters for x in d.k or ()), default=5)
     policies = []
     for i, p in enumerate(r.get(data, "policies", list, ["constant"])):
         key = f"policies[{i}]"
@@ -278,11 +284,8 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         if not isinstance(p, dict):
             raise r.error(key, f"expected a policy name or a table, got {p!r}")
         r.check_keys(p, _POLICY, f"{key}.")
-        policies.append(r.build(key, lambda p=p: PolicyConfig(**p)))
-    k = tuple(_int_list(r, data.get("k", [5]), "k"))
-    for value in k + tuple(x for d in drafters for x in d.k or ()):
-        if value < 1:
-            raise r.error("k", f"draft lengths must be >= 1 (got {value})")
+        # a cost curve must cover the largest k it will run with
+        policies.append(r.build(key, lambda p=p: PolicyConfig(**p, k=k_max)))
 
     sampling_raw = data.get("sampling", {})
     sampling_tables = sampling_raw if isinstance(sampling_raw, list) else [sampling_raw]

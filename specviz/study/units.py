@@ -183,7 +183,11 @@ def study_conditions(
                                     target=target,
                                     drafter=drafter.config,
                                     policy=PolicyConfig(
-                                        kind=policy.kind, k=k, threshold=policy.threshold
+                                        kind=policy.kind,
+                                        k=k,
+                                        threshold=policy.threshold,
+                                        verify_costs=policy.verify_costs,
+                                        draft_costs=policy.draft_costs,
                                     ),
                                     sampling=sampling,
                                     max_new_tokens=study.max_new_tokens,
