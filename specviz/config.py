@@ -346,6 +346,9 @@ class RunConfig:
             for part in ("drafter", "policy"):
                 if key in data[part] and data[part][key] is None:
                     del data[part][key]
+        for key in ("verify_costs", "draft_costs"):  # as run.json stores them
+            if key in data["policy"]:
+                data["policy"][key] = list(data["policy"][key])
         return data
 
     @staticmethod

@@ -13,6 +13,8 @@ POLICIES = [
     PolicyConfig("heuristic", 2),
     PolicyConfig("heuristic-per-request", 4),
     PolicyConfig("confidence", 5, threshold=0.05),
+    PolicyConfig("heuristic-per-task", 2),
+    PolicyConfig("cost-aware", 4, verify_costs=(1.0, 1.2, 1.4, 1.6, 1.8)),
 ]
 
 
@@ -22,15 +24,18 @@ def drafters(draft_dir) -> list[DrafterConfig]:
         DrafterConfig("layer-skip", exit_layer=2),
         DrafterConfig("layer-skip", layers=(0, 2, 3)),
         DrafterConfig("model", draft=ModelSpec(str(draft_dir))),
+        DrafterConfig("suffix", partition="task"),
     ]
 
 
 @pytest.mark.parametrize("policy", POLICIES, ids=lambda p: p.kind)
-@pytest.mark.parametrize("which", range(4), ids=["prompt-lookup", "exit-2", "skip-1", "model"])
+@pytest.mark.parametrize(
+    "which", range(5), ids=["prompt-lookup", "exit-2", "skip-1", "model", "suffix"]
+)
 def test_greedy_speculation_matches_plain_greedy(tiny_model_dir, tiny_draft_dir, which, policy):
     drafter = drafters(tiny_draft_dir)[which]
-    if policy.kind == "confidence" and drafter.kind == "prompt-lookup":
-        pytest.skip("prompt lookup has no probabilities for a confidence threshold")
+    if policy.kind == "confidence" and drafter.kind in ("prompt-lookup", "suffix"):
+        pytest.skip(f"{drafter.kind} has no probabilities for a confidence threshold")
     plain = make_decoder(tiny_model_dir)
     spec = make_decoder(tiny_model_dir, drafter, policy)
     drafted = accepted = 0

@@ -1,0 +1,224 @@
+"""Task-aware policies (heuristic-per-task, cost-aware), their cost curve, and exact resume of
+every piece of state that crosses requests (policies and the suffix drafter's memory)."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+from engine_helpers import run_cli
+
+import specviz.calibrate
+from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.models import ModelCache
+from specviz.policies import CostAware, CostCurve, HeuristicPerTask, build_policy, expected_tokens
+from specviz.runner import Request, run
+from specviz.workloads import builtin_prompts
+
+
+def test_heuristic_per_task_keeps_one_k_per_task():
+    policy = HeuristicPerTask(k0=3)
+    policy.start_request("coding")
+    policy.update(3, 3, 3)  # all accepted: coding goes to 5
+    policy.start_request("writing")
+    assert policy.next_k() == 3  # writing starts from k0, untouched by coding
+    policy.update(3, 3, 0)
+    policy.start_request("coding")
+    assert policy.next_k() == 5
+    policy.start_request("writing")
+    assert policy.next_k() == 2
+
+
+def curve(verify: list[float], draft: float = 0.0, k_max: int = 4) -> CostCurve:
+    return CostCurve(tuple(verify), tuple(draft * n for n in range(1, k_max + 1)))
+
+
+def cost_aware(c: CostCurve, k_max: int = 4) -> CostAware:
+    return CostAware(k_max, c.draft_cost, c.verify_cost)
+
+
+def feed(policy: CostAware, k: int, accepted: int, rounds: int) -> None:
+    for _ in range(rounds):
+        policy.update(k, k, accepted)
+
+
+def test_cost_aware_picks_the_k_with_most_expected_tokens_per_cost():
+    c = curve([1.0, 1.6, 1.9, 1.4, 2.0], draft=0.05)
+    policy = cost_aware(c)
+    policy.start_request("coding")
+    feed(policy, 4, 3, 30)  # about 3 of 4 accepted per round
+    alpha = policy.alpha()
+    rates = {
+        k: expected_tokens(k, alpha) / (c.draft_cost(k) + c.verify_cost(k + 1)) for k in range(5)
+    }
+    assert policy.next_k() == max(rates, key=rates.get)
+    # the dip at 4 verified tokens (as measured on this CPU: 2-3 rows cost more than 4) wins
+    assert policy.next_k() == 3
+
+
+def test_cost_aware_stops_drafting_when_it_does_not_pay_and_probes_again_later():
+    policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5]))
+    policy.start_request("writing")
+    feed(policy, 2, 0, 10)  # nothing accepted
+    assert policy.next_k() == 0
+    for _ in range(policy.probe_every - 1):
+        policy.update(0, 0, 0)
+        assert policy.next_k() == 0
+    policy.update(0, 0, 0)
+    assert policy.next_k() >= 1  # after probe_every idle rounds: one probe
+    policy.update(policy.next_k(), 1, 1)
+    assert policy.next_k() == 0 or policy.beliefs["writing"].idle_rounds == 0
+
+
+def test_cost_aware_keeps_acceptance_per_task_and_drafts_fully_when_verifying_is_flat():
+    policy = cost_aware(curve([1.0] * 5))
+    policy.start_request("coding")
+    feed(policy, 4, 4, 10)
+    policy.start_request("writing")
+    feed(policy, 4, 0, 10)
+    assert policy.beliefs["writing"].accepted == 0
+    policy.start_request("coding")
+    assert policy.alpha() > 0.9
+    assert policy.next_k() == 4  # a flat cost: more drafts never cost more
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        (
+            {"kind": "cost-aware", "k": 4, "verify_costs": (1.0, 1.0)},
+            "needs verify_costs for 1..5 tokens",
+        ),
+        ({"kind": "cost-aware", "k": 1, "verify_costs": (1.0, -1.0)}, "must be > 0"),
+        ({"kind": "constant", "verify_costs": (1.0,) * 6}, "only used with policy cost-aware"),
+        ({"kind": "cost-aware", "draft_costs": (0.0,) * 5}, "needs verify_costs too"),
+    ],
+)
+def test_bad_cost_curves_are_clear_errors(policy, message):
+    with pytest.raises(ConfigError, match=message):
+        PolicyConfig(**policy)
+
+
+def test_cost_aware_refuses_to_guess_what_a_self_drafter_costs():
+    with pytest.raises(ConfigError, match="cannot measure what drafter 'layer-skip' costs"):
+        RunConfig(
+            ModelSpec("x"), DrafterConfig("layer-skip", exit_layer=1), PolicyConfig("cost-aware")
+        )
+
+
+def test_bad_policy_option_on_the_command_line_exits_2(tiny_model_dir, tmp_path):
+    out = tmp_path / "r"
+    result = run_cli(
+        "run", "--target", str(tiny_model_dir), "--drafter", "suffix", "--policy", "cost-aware",
+        "--k", "3", "--verify-costs", "1,2", "--out", str(out),
+    )  # fmt: skip
+    assert result.returncode == 2 and "needs verify_costs for 1..4 tokens" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_calibration_measures_one_cost_per_verified_length(tiny_model_dir):
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3)
+    )
+    measured = specviz.calibrate.calibrate(config, ModelCache())
+    assert len(measured.verify) == 4 and min(measured.verify) > 0
+    assert measured.draft == (0.0, 0.0, 0.0)
+
+
+def requests(n: int) -> list[Request]:
+    """A stream that alternates tasks, so per-task state matters."""
+    by_task: dict[str, list] = {}
+    for p in builtin_prompts():
+        by_task.setdefault(p.category, []).append(p)
+    a, b = sorted(by_task)[:2]
+    mixed = [by_task[a if i % 2 == 0 else b][i // 2] for i in range(n)]
+    return [Request(i, p, "mixed") for i, p in enumerate(mixed)]
+
+
+def interrupt_and_resume(config: RunConfig, tmp_path, keep: int = 3) -> tuple[pl.DataFrame, ...]:
+    run(config, requests(6), tmp_path / "whole", progress=False)
+    partial = tmp_path / "partial"
+    run(config, requests(6), partial, progress=False)
+    reqs = pl.read_parquet(partial / "requests.parquet")
+    ev = pl.read_parquet(partial / "events.parquet")
+    kept = reqs.filter(pl.col("request_index") < keep)["request_id"].to_list()
+    reqs.filter(pl.col("request_id").is_in(kept)).write_parquet(partial / "requests.parquet")
+    ev.filter(pl.col("request_id").is_in(kept)).write_parquet(partial / "events.parquet")
+    run(config, requests(6), partial, resume=True, progress=False)
+    cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
+    whole = pl.read_parquet(tmp_path / "whole" / "events.parquet").select(cols)
+    return whole, pl.read_parquet(partial / "events.parquet").select(cols)
+
+
+@pytest.mark.parametrize(
+    ("drafter", "policy"),
+    [
+        (DrafterConfig("suffix", partition="task", memory_tokens=200), PolicyConfig("constant", 4)),
+        (DrafterConfig("suffix"), PolicyConfig("heuristic-per-task", 1)),
+        (
+            DrafterConfig("prompt-lookup"),
+            PolicyConfig("cost-aware", 4, verify_costs=(1.0, 1.7, 1.9, 1.3, 1.4)),
+        ),
+    ],
+    ids=["suffix-memory", "heuristic-per-task", "cost-aware"],
+)
+def test_resumed_run_equals_uninterrupted_run_with_state_across_requests(
+    tiny_model_dir, tmp_path, drafter, policy
+):
+    config = RunConfig(ModelSpec(str(tiny_model_dir)), drafter, policy, max_new_tokens=24)
+    whole, resumed = interrupt_and_resume(config, tmp_path)
+    assert whole.equals(resumed)
+    late = whole.filter(pl.col("request_id").str.slice(3, 5).cast(pl.Int32) >= 3)
+    assert late["draft_token"].drop_nulls().len() > 0  # the resumed part really drafted
+
+
+def test_resume_without_rebuilding_the_memory_would_differ(tiny_model_dir, tmp_path, monkeypatch):
+    """The memory matters in this stream: skipping its rebuild changes the resumed drafts."""
+    import specviz.runner
+
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("constant", 4),
+        max_new_tokens=24,
+    )  # fmt: skip
+    monkeypatch.setattr(specviz.runner, "restore_memory", lambda *args: None)
+    whole, resumed = interrupt_and_resume(config, tmp_path)
+    assert not whole.equals(resumed)
+
+
+def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_path, monkeypatch):
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3),
+        max_new_tokens=8,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    run(config, requests(2), out, progress=False)
+    recorded = json.loads((out / "run.json").read_text())["cost_curve"]
+    assert len(recorded["verify"]) == 4 and len(recorded["draft"]) == 3
+
+    def refuse(*args):
+        raise AssertionError("a resumed run must reuse the recorded curve, not measure again")
+
+    monkeypatch.setattr(specviz.calibrate, "calibrate", refuse)
+    (out / "requests.parquet").unlink()
+    (out / "events.parquet").unlink()
+    run(config, requests(2), out, resume=True, progress=False)
+    assert json.loads((out / "run.json").read_text())["cost_curve"] == recorded
+
+
+def test_task_aware_policies_are_refused_by_batched_runs(tiny_model_dir, tmp_path):
+    from specviz.batch import BatchConfig, run_batched
+    from specviz.batch.config import BatchConfigError
+
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)), DrafterConfig("prompt-lookup"),
+        PolicyConfig("heuristic-per-task", 2),
+    )  # fmt: skip
+    with pytest.raises(BatchConfigError, match="no batched version"):
+        run_batched(config, BatchConfig(2), requests(2), tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()
+
+
+def test_build_policy_wires_the_config_curve():
+    policy = build_policy(PolicyConfig("cost-aware", 2, verify_costs=(1.0, 5.0, 9.0)))
+    assert isinstance(policy, CostAware) and policy.next_k() == 0
