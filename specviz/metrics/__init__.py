@@ -26,6 +26,13 @@ from specviz.metrics.degradation import (
     single_task_best_k,
 )
 from specviz.metrics.frames import GROUP_COLUMNS
+from specviz.metrics.oracle import (
+    NoOracleError,
+    oracle_choices,
+    oracle_gap,
+    oracle_prompt_spt,
+    recovered_share,
+)
 from specviz.metrics.speedup import (
     MissingBaselineError,
     missing_baseline,
@@ -57,6 +64,7 @@ __all__ = [
     "MissingBaselineError",
     "MissingCounterpartError",
     "NoMultitaskStreamError",
+    "NoOracleError",
     "batch_composition_gap",
     "batch_raggedness",
     "best_k",
@@ -73,9 +81,13 @@ __all__ = [
     "leviathan_speedup",
     "metric_intervals",
     "missing_baseline",
+    "oracle_choices",
+    "oracle_gap",
+    "oracle_prompt_spt",
     "paired_requests",
     "per_position",
     "predicted_speedup_curve",
+    "recovered_share",
     "request_summary",
     "request_table",
     "single_task_best_k",
