@@ -28,8 +28,13 @@ def test_embedded_gguf_is_found_without_importing_its_package():
     [
         (DrafterConfig("prompt-lookup"), PolicyConfig("heuristic", 3)),
         (DrafterConfig("layer-skip", layers=SKIP_SET), PolicyConfig("constant", 3)),
+        (DrafterConfig("suffix", partition="task"), PolicyConfig("heuristic-per-task", 3)),
+        (
+            DrafterConfig("suffix"),
+            PolicyConfig("cost-aware", 4, verify_costs=(59, 97, 116, 84, 85)),
+        ),
     ],
-    ids=["prompt-lookup", "layer-skip"],
+    ids=["prompt-lookup", "layer-skip", "suffix", "suffix-cost-aware"],
 )
 def test_greedy_speculation_on_the_embedded_model_matches_plain_greedy(drafter, policy):
     copy = Prompt(

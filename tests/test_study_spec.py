@@ -149,3 +149,50 @@ def test_shipped_study_files_parse_and_plan() -> None:
     assert qwen.uses_cuda
     assert qwen.models[0].name == "Qwen/Qwen2.5-7B-Instruct"
     assert qwen.workload.source == "hf:HuggingFaceH4/mt_bench_prompts"
+
+
+def test_suffix_drafter_and_task_aware_policies_parse_from_a_study_file() -> None:
+    study = parse_study(
+        _study(
+            drafters=[{"kind": "suffix", "partition": "task", "memory_tokens": 512}],
+            policies=[
+                "heuristic-per-task",
+                {"kind": "cost-aware", "verify_costs": [1.0, 1.5, 1.7, 1.2, 1.3]},
+            ],
+        ),
+        "s.toml",
+    )
+    drafter = study.drafters[0].config
+    assert (drafter.partition, drafter.memory_tokens, drafter.tree_depth) == ("task", 512, 24)
+    plan = plan_study(study)
+    costs = {c.config.policy.verify_costs for c in plan.conditions if not c.baseline}
+    assert costs == {None, (1.0, 1.5, 1.7, 1.2, 1.3)}
+
+
+@pytest.mark.parametrize(
+    ("drafter", "message"),
+    [
+        ({"kind": "suffix", "memory_tokens": -1}, "drafters[0]: suffix memory_tokens must be >= 0"),
+        ({"kind": "suffix", "partition": "user"}, "partition 'user' is not one of shared, task"),
+        ({"kind": "prompt-lookup", "partition": "task"}, "only used with --drafter suffix"),
+    ],
+)
+def test_bad_suffix_options_in_a_study_name_the_key(drafter, message) -> None:
+    with pytest.raises(StudyError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_study(_study(drafters=[drafter]), "s.toml")
+
+
+def test_batched_conditions_of_batch_size_one_methods_are_skipped_and_reported() -> None:
+    plan = plan_study(
+        parse_study(
+            _study(
+                drafters=[{"kind": "suffix"}],
+                policies=["constant"],
+                batching={"sizes": [1, 2], "compositions": ["mixed"]},
+            ),
+            "s.toml",
+        )
+    )
+    suffix = [c for c in plan.conditions if c.config.drafter.kind == "suffix"]
+    assert suffix and all(c.batch is None for c in suffix)
+    assert any("batch size 1 only" in s.reason for s in plan.skipped)

@@ -246,7 +246,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         if not kind or kind == "none":
             raise r.error(
                 f"{key}.kind",
-                "name a drafter kind (model, prompt-lookup, layer-skip, component-skip); "
+                "name a drafter kind (model, prompt-lookup, layer-skip, component-skip, suffix); "
                 "the baseline runs by itself (options.baseline)",
             )
         opts = {k: v for k, v in d.items() if k not in ("name", "k")}

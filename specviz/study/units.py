@@ -199,6 +199,11 @@ def study_conditions(
                                 continue
                             cid = f"{prefix}--{drafter.name}--{policy.kind}-k{k}--{suffix}"
                             for tail, batch in batch_settings(study, mixture):
+                                why = _batch_size_one_only(config) if batch else None
+                                if why is not None:
+                                    if mixture is mixtures[0]:
+                                        skipped.append(Skipped(f"{label}{tail}", why))
+                                    continue
                                 conditions.append(
                                     Condition(cid + tail, config, mixture, drafter.name, batch)
                                 )
@@ -209,6 +214,19 @@ def study_conditions(
             f"{study.source_file}: two conditions share the id {dup!r}: name them apart"
         )
     return conditions, skipped
+
+
+BATCH_SIZE_ONE_DRAFTERS = ("suffix",)  # memory across requests, in stream order
+BATCH_SIZE_ONE_POLICIES = ("heuristic-per-task", "cost-aware")  # per-task, per-round state
+
+
+def _batch_size_one_only(config: RunConfig) -> str | None:
+    """Why ``config`` cannot run batched (None when it can)."""
+    if config.drafter.kind in BATCH_SIZE_ONE_DRAFTERS:
+        return f"drafter {config.drafter.kind!r} runs at batch size 1 only"
+    if config.policy.kind in BATCH_SIZE_ONE_POLICIES:
+        return f"policy {config.policy.kind!r} runs at batch size 1 only"
+    return None
 
 
 def batch_settings(study: Study, mixture: Mixture) -> list[tuple[str, BatchConfig | None]]:
