@@ -11,6 +11,11 @@ records (the time to produce a ``Drafted`` is draft time, the time to produce a 
 verify or prefill time) and records them. Plain autoregressive decoding is the same loop with no
 drafter, so baseline and speculation count tokens and time identically.
 
+State that crosses requests: the policy hears ``start_request(category)`` at every request and
+``update`` after every verify round of a drafter; a drafter with cross-request memory
+(:class:`~specviz.drafters.base.LearnsAcrossRequests`, the suffix cache) hears the request's
+category and every finished turn's output, in stream order.
+
 Invariant: the target's KV cache holds every context token except the last one emitted; each
 round feeds ``[last, x_1..x_gamma]`` and keeps ``last, x_1..x_n`` (n accepted). Attention caches
 drop the rest by cropping; a hybrid model's recurrent state is restored and the kept tokens
