@@ -164,8 +164,10 @@ class SuffixDrafter:
     """Drafts from the request's own suffix trie and the run's cross-request memory.
 
     ``partition``: ``"shared"`` (one memory for the whole stream) or ``"task"`` (one per task
-    label, the request's category). Implements :class:`~specviz.drafters.base.LearnsAcrossRequests`:
-    the decoder announces each request's task and hands over each finished turn's output.
+    label, the request's category: for prompts without one, the categorizer's label when the
+    workload was categorized, else one "uncategorized" partition). Implements
+    :class:`~specviz.drafters.base.LearnsAcrossRequests`: the decoder announces each request's
+    task and hands over each finished turn's output.
     """
 
     name = "suffix"
