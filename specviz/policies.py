@@ -154,6 +154,7 @@ class _Belief:
     accepted: float = 0.0
     rejected: float = 0.0
     idle_rounds: int = 0  # consecutive rounds at k = 0
+    failed_probes: int = 0  # probes in a row that accepted nothing
 
 
 @dataclass
@@ -164,9 +165,10 @@ class CostAware:
     each round with the accepted drafts and the rejection (if any) of the round, the past counts
     multiplied by ``decay`` first (a running estimate); alpha = its posterior mean. Each round:
     ``k* = argmax_k E[tokens | k, alpha] / (draft_cost(k) + verify_cost(k + 1))`` with
-    ``draft_cost(0) = 0``; ties go to the smaller k. After ``probe_every`` rounds in a row at
-    k = 0 the task drafts once with the best k >= 1, so a task whose acceptance changed is seen
-    again. The cost curve is two plain callables (``draft_cost(n)``, ``verify_cost(n)``), e.g.
+    ``draft_cost(0) = 0``; ties go to the smaller k. After ``probe_every * 2^f`` rounds in a row
+    at k = 0 (f = the task's probes in a row that accepted nothing, at most 6) the task drafts
+    once with the best k >= 1, so a task whose acceptance changed is seen again while probing a
+    task where drafting never pays costs ever less. The cost curve is two plain callables (``draft_cost(n)``, ``verify_cost(n)``), e.g.
     from a :class:`CostCurve`. Deterministic given the rounds it hears.
     """
 
@@ -196,9 +198,12 @@ class CostAware:
         alpha = self.alpha()
         return max(range(lowest, self.k_max + 1), key=lambda k: (self.rate(k, alpha), -k))
 
+    def _probing(self, b: _Belief) -> bool:
+        return b.idle_rounds >= self.probe_every * 2 ** min(b.failed_probes, 6)
+
     def next_k(self) -> int:
         b = self.beliefs.get(self.task, _Belief())
-        return self.best_k(1 if b.idle_rounds >= self.probe_every else 0)
+        return self.best_k(1 if self._probing(b) else 0)
 
     @property
     def min_confidence(self) -> float | None:
@@ -209,6 +214,10 @@ class CostAware:
         if k == 0:
             b.idle_rounds += 1
             return
+        if self._probing(b):
+            b.failed_probes = b.failed_probes + 1 if n_accepted == 0 else 0
+        elif n_accepted > 0:
+            b.failed_probes = 0
         b.idle_rounds = 0
         if n_drafted == 0:  # the drafter found nothing to propose: no evidence on alpha
             return

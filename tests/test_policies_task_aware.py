@@ -147,8 +147,13 @@ def interrupt_and_resume(config: RunConfig, tmp_path, keep: int = 3) -> tuple[pl
     ev.filter(pl.col("request_id").is_in(kept)).write_parquet(partial / "events.parquet")
     run(config, requests(6), partial, resume=True, progress=False)
     cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
-    whole = pl.read_parquet(tmp_path / "whole" / "events.parquet").select(cols)
-    return whole, pl.read_parquet(partial / "events.parquet").select(cols)
+    # a round's correction row shares its position with a rejected draft: order them by kind
+    order = ["request_id", "round", "position", "kind"]
+
+    def read(run_dir):
+        return pl.read_parquet(run_dir / "events.parquet").sort(order).select(cols)
+
+    return read(tmp_path / "whole"), read(partial)
 
 
 @pytest.mark.parametrize(
@@ -222,3 +227,20 @@ def test_task_aware_policies_are_refused_by_batched_runs(tiny_model_dir, tmp_pat
 def test_build_policy_wires_the_config_curve():
     policy = build_policy(PolicyConfig("cost-aware", 2, verify_costs=(1.0, 5.0, 9.0)))
     assert isinstance(policy, CostAware) and policy.next_k() == 0
+
+
+def test_cost_aware_probes_ever_less_often_where_drafting_never_pays():
+    policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5]))
+    policy.start_request("writing")
+    gaps = []
+    idle = 0
+    for _ in range(400):
+        k = policy.next_k()
+        if k > 0:
+            gaps.append(idle)
+            idle = 0
+            policy.update(k, k, 0)  # every probe fails
+        else:
+            idle += 1
+            policy.update(0, 0, 0)
+    assert gaps[:4] == [16, 32, 64, 128]
