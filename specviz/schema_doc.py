@@ -24,7 +24,8 @@ def render() -> str:
         "`schema_version`, `run_id`, `config` (the full RunConfig), `workload` (fingerprint of the "
         "request stream), `prompt_ids`, `models` (name, source, revision, class, parameters, "
         "embedding rows, tokenizer size, dtype, device of target and draft), `versions`, "
-        "`hardware`, `git_commit`, `seed`, `requests`, `created`, `complete`.\n"
+        "`hardware`, `git_commit`, `seed`, `requests`, `created`, `complete`; `cost_curve` "
+        "(`verify`, `draft` seconds) when a cost-aware policy measured its curve before the run.\n"
     )
 
 
