@@ -248,6 +248,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="seconds the whole report execution may take, kernel start included; "
         "a stalled kernel is killed and retried once",
     )
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="report an unfinished run or study (the page says its data is partial)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_report)
 
@@ -264,6 +269,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         n_boot=args.n_boot,
         limits=ExecutionLimits(cell_s=args.cell_timeout, total_s=args.timeout),
         progress=not args.quiet,
+        allow_incomplete=args.allow_incomplete,
     )
     print(path)
     return 0
@@ -273,14 +279,21 @@ def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
     p.add_argument("run_dir", type=Path, help="a run directory")
     p.add_argument("--out", required=True, type=Path, help="JSONL file to write")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="export the finished requests of an unfinished run",
+    )
     p.set_defaults(func=_cmd_export_specbench)
 
 
 def _cmd_export_specbench(args: argparse.Namespace) -> int:
+    from specviz.runlog import unfinished_runs
     from specviz.specbench import export_specbench
 
-    n = export_specbench(args.run_dir, args.out)
-    print(f"{args.out}: {n} answers in Spec-Bench format")
+    n = export_specbench(args.run_dir, args.out, allow_incomplete=args.allow_incomplete)
+    partial = " (partial: the run is unfinished)" if unfinished_runs(args.run_dir) else ""
+    print(f"{args.out}: {n} answers in Spec-Bench format{partial}")
     return 0
 
 

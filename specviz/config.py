@@ -7,6 +7,7 @@ and Python callers get the same messages.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +34,12 @@ POLICIES = (
 )
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+# Largest values the run directory can store (specviz.schema: events.k and requests.k are Int16,
+# requests.new_tokens Int32; tests/test_hostile_input.py checks these against the schema).
+K_MAX = 2**15 - 1
+MAX_NEW_TOKENS_MAX = 2**31 - 1
 
 
 class ConfigError(SpecvizError):
@@ -250,6 +257,8 @@ class PolicyConfig:
             raise ConfigError(
                 f"k must be >= 1 (got {self.k}); use --drafter none for plain decoding"
             )
+        if self.k > K_MAX:
+            raise ConfigError(f"k must be <= {K_MAX} (got {self.k}); draft lengths are Int16")
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"confidence threshold must be in (0, 1) (got {self.threshold})")
         self._check_costs()
@@ -293,8 +302,8 @@ class SamplingConfig:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (got {self.temperature})")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ConfigError(f"temperature must be a number >= 0 (got {self.temperature})")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"top-p must be in (0, 1] (got {self.top_p})")
 
@@ -317,6 +326,10 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
+        if self.max_new_tokens > MAX_NEW_TOKENS_MAX:
+            raise ConfigError(
+                f"max_new_tokens must be <= {MAX_NEW_TOKENS_MAX} (got {self.max_new_tokens})"
+            )
         if self.policy.kind == "confidence" and self.drafter.kind in ("prompt-lookup", "suffix"):
             raise ConfigError(
                 f"policy 'confidence' needs draft probabilities; {self.drafter.kind} has none "

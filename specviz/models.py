@@ -17,7 +17,6 @@ float32 on the CPU. ``trust_remote_code`` is off unless the spec asks for it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from specviz.config import ModelSpec
+from specviz.hub import hub_offline
 from specviz.model_source import ModelLoadError, resolve_source
 
 
@@ -101,7 +101,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
                 source, dtype=dtype, local_files_only=True, **common
             )
         except OSError:
-            if local or os.environ.get("HF_HUB_OFFLINE") == "1":
+            if local or hub_offline():  # offline: fail now, not after ~50 s of retries
                 raise
             tokenizer = AutoTokenizer.from_pretrained(source, **common)
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **common)

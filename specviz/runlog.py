@@ -80,16 +80,53 @@ def _table_files(run_dir: Path, name: str) -> list[Path]:
     return files
 
 
-def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
+def damaged(path: Path, err: BaseException) -> RunDirError:
+    """The error for a table file that cannot be read (truncated, overwritten, not Parquet)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return RunDirError(
+        f"{path} is damaged ({first}): restore it from a copy, or delete the run directory "
+        "and run it again"
+    )
+
+
+def _schema_of(path: Path) -> pl.Schema:
+    try:
+        return pl.read_parquet_schema(path)
+    except Exception as err:  # polars raises several error types for unreadable files
+        raise damaged(path, err) from err
+
+
+def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
     roots = [paths] if isinstance(paths, str | Path) else list(paths)
     files = [f for root in roots for d in find_run_dirs(root) for f in _table_files(d, name)]
     if not files:
         raise RunDirError(
             f"no {name} under {', '.join(map(str, roots))}: the run recorded nothing yet."
         )
-    for f in files[:1] + files[-1:]:
-        check_columns(pl.read_parquet_schema(f), schema, what, source=str(f))
+    return files
+
+
+def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
+    files = _table_files_of(paths, name)
+    for f in files:  # every footer: a truncated or foreign file is named here
+        check_columns(_schema_of(f), schema, what, source=str(f))
     return pl.scan_parquet(files)
+
+
+def collect_tables(
+    frame: pl.LazyFrame, paths: str | Path | Iterable[str | Path], name: str
+) -> pl.DataFrame:
+    """``frame.collect()``; when a file of table ``name`` under ``paths`` turns out to be
+    damaged past its footer, the error names that file."""
+    try:
+        return frame.collect()
+    except (pl.exceptions.PolarsError, OSError) as err:
+        for f in _table_files_of(paths, name):
+            try:
+                pl.read_parquet(f)
+            except Exception as bad:  # polars raises several error types for damaged files
+                raise damaged(f, bad) from err
+        raise
 
 
 def scan_events(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
@@ -102,14 +139,20 @@ def scan_requests(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
     return _scan(paths, REQUESTS_FILE, REQUEST_SCHEMA, "requests")
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary name beside ``path``, unique per process: shards sharing a study directory
+    rewrite its manifest at the same time, and each renames only its own file."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_name(path)
     frame.write_parquet(tmp)
     os.replace(tmp, path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_name(path)
     tmp.write_text(text)
     os.replace(tmp, path)
 
@@ -126,6 +169,8 @@ class RunWriter:
         files = _table_files(self.run_dir, REQUESTS_FILE)
         if not files:
             return set()
+        for f in files + _table_files(self.run_dir, EVENTS_FILE):
+            _schema_of(f)  # a damaged file is named before resuming reads or rewrites it
         ids = pl.scan_parquet(files).select("request_id").collect()["request_id"]
         return set(ids.to_list())
 
@@ -168,3 +213,49 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def table_from_rows(rows: Sequence[dict[str, Any]], schema: pl.Schema) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema=schema, orient="row")
+
+
+STUDY_MANIFEST = "study.json"  # written by specviz.study.manifest (which imports the runner)
+
+
+def _study_run_dirs(root: Path) -> list[str]:
+    """Every run directory a study manifest under ``root`` lists (relative), or none."""
+    path = root / STUDY_MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RunDirError(f"{path} is damaged ({err}): restore it from a copy") from err
+    conditions = manifest.get("conditions", []) if isinstance(manifest, dict) else []
+    return [d for c in conditions if isinstance(c, dict) for d in c.get("run_dirs", [])]
+
+
+def unfinished_runs(path: str | Path) -> list[str]:
+    """What is unfinished at or below ``path``: ``"DIR (interrupted)"`` for a run whose
+    ``run.json`` is not marked complete, ``"DIR (not started)"`` for a run a study manifest lists
+    that does not exist yet. Empty when everything is finished."""
+    root = Path(path)
+    found = find_run_dirs(root)
+    out = [
+        f"{d.relative_to(root) if d != root else d} (interrupted)"
+        for d in found
+        if not read_run_meta(d).get("complete")
+    ]
+    out += [f"{d} (not started)" for d in _study_run_dirs(root) if not is_run_dir(root / d)]
+    return out
+
+
+def refuse_unfinished(path: str | Path, allow: bool) -> list[str]:
+    """Raise RunDirError naming what is unfinished at or below ``path``, unless ``allow``;
+    returns the unfinished runs (empty when all are finished)."""
+    unfinished = unfinished_runs(path)
+    if unfinished and not allow:
+        shown = ", ".join(unfinished[:3]) + (
+            f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""
+        )
+        raise RunDirError(
+            f"{path} is incomplete: {len(unfinished)} run(s) unfinished ({shown}). Finish it "
+            "with --resume, or pass --allow-incomplete to use the finished requests only"
+        )
+    return unfinished

@@ -32,6 +32,7 @@ from specviz.engine import Decoder, Drafted, Record, Round, TurnEnd
 from specviz.forward import new_cache
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel, ModelCache
+from specviz.outdir import check_out_dir, entries, locked
 from specviz.policies import CostCurve, DraftPolicy, build_policy
 from specviz.recorder import (
     EventRecorder,
@@ -158,7 +159,10 @@ def _versions() -> dict[str, str]:
 
 
 def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
-    """Refuse a directory holding anything but this very run; refuse to restart without resume."""
+    """Refuse a directory holding anything but this very run; refuse to restart without resume.
+
+    Also refuses, before any model is loaded, an ``out_dir`` that cannot be written."""
+    check_out_dir(out_dir)
     if (out_dir / RUN_FILE).is_file():
         existing = read_run_meta(out_dir)
         mine = {k: existing.get(k) for k in identity}
@@ -175,7 +179,7 @@ def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
             )
         if not resume:
             raise RunDirError(f"{out_dir} already holds this run: pass --resume to continue it")
-    elif out_dir.exists() and any(out_dir.iterdir()):
+    elif entries(out_dir):
         raise RunDirError(f"{out_dir} is not empty and holds no specviz run: pass another --out")
 
 
@@ -271,8 +275,22 @@ def run(
     workload = workload_fingerprint(requests)
     identity = {"schema_version": SCHEMA_VERSION, "config": config.to_dict(), "workload": workload}
     open_run_dir(out_dir, identity, resume)
+    with locked(out_dir):
+        open_run_dir(out_dir, identity, resume)  # again under the lock: nobody wrote it meanwhile
+        return _run_locked(
+            config, requests, out_dir, identity, models or ModelCache(), progress, record_events
+        )
 
-    models = models or ModelCache()
+
+def _run_locked(
+    config: RunConfig,
+    requests: Sequence[Request],
+    out_dir: Path,
+    identity: dict[str, Any],
+    models: ModelCache,
+    progress: bool,
+    record_events: bool,
+) -> RunSummary:
     target = models.get(config.target)
     cache = new_cache(target.model)
     generator = torch.Generator(device=target.device)

@@ -32,7 +32,17 @@ import polars as pl
 
 from specviz.metrics import expressions as ex
 from specviz.metrics.frames import collect
-from specviz.runlog import RunDirError, atomic_write_text, is_run_dir, scan_events, scan_requests
+from specviz.outdir import check_out_file
+from specviz.runlog import (
+    RunDirError,
+    atomic_write_text,
+    collect_tables,
+    is_run_dir,
+    refuse_unfinished,
+    scan_events,
+    scan_requests,
+)
+from specviz.schema import EVENTS_FILE, REQUESTS_FILE
 
 
 def _model_id(row: dict) -> str:
@@ -68,19 +78,27 @@ def _turn_lists(row: dict) -> tuple[list, list, list, list]:
     )
 
 
-def export_specbench(run_dir: Path, out: Path) -> int:
+def export_specbench(run_dir: Path, out: Path, *, allow_incomplete: bool = False) -> int:
     """Write the run at ``run_dir`` as a Spec-Bench answer file ``out``; returns the line count.
 
-    ``run_dir`` must be one run directory (one model configuration), not a study directory.
+    ``run_dir`` must be one run directory (one model configuration), not a study directory. An
+    unfinished run is refused unless ``allow_incomplete`` (then its finished requests are written).
     """
     run_dir = Path(run_dir)
+    out = Path(out)
     if not is_run_dir(run_dir):
         raise RunDirError(
             f"{run_dir} is not a run directory (no run.json): export one run at a time, e.g. "
             "one of the directories `specviz study` created."
         )
-    requests = scan_requests(run_dir).sort("request_index").collect()
-    lengths = accept_lengths(scan_events(run_dir))
+    check_out_file(out)
+    refuse_unfinished(run_dir, allow_incomplete)
+    requests = collect_tables(scan_requests(run_dir).sort("request_index"), run_dir, REQUESTS_FILE)
+    try:
+        lengths = accept_lengths(scan_events(run_dir))
+    except (pl.exceptions.PolarsError, OSError):
+        collect_tables(scan_events(run_dir), run_dir, EVENTS_FILE)  # names a damaged file
+        raise
     table = requests.join(lengths, on=["run_id", "request_id"], how="left")
     lines = []
     for row in table.iter_rows(named=True):
@@ -106,7 +124,6 @@ def export_specbench(run_dir: Path, out: Path) -> int:
                 ensure_ascii=False,
             )
         )
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, "".join(line + "\n" for line in lines))
     return len(lines)

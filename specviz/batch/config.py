@@ -15,6 +15,7 @@ from specviz.errors import SpecvizError
 
 COMPOSITIONS = ("stream", "single-task", "mixed")
 K_MODES = ("batch", "row")
+BATCH_SIZE_MAX = 2**15 - 1  # batch_size and row are Int16 columns (specviz.schema)
 
 
 class BatchConfigError(SpecvizError):
@@ -44,8 +45,8 @@ class BatchConfig:
     k_mode: str = "batch"
 
     def __post_init__(self) -> None:
-        if self.size < 1:
-            raise BatchConfigError(f"batch size must be >= 1 (got {self.size})")
+        if not 1 <= self.size <= BATCH_SIZE_MAX:
+            raise BatchConfigError(f"batch size must be in [1, {BATCH_SIZE_MAX}] (got {self.size})")
         if self.composition not in COMPOSITIONS:
             raise BatchConfigError(
                 f"batch composition {self.composition!r} is not one of {', '.join(COMPOSITIONS)}"

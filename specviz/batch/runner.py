@@ -47,6 +47,7 @@ from specviz.engine import Round
 from specviz.forward import new_cache
 from specviz.hybrid.state import is_hybrid
 from specviz.models import LoadedModel, ModelCache
+from specviz.outdir import locked
 from specviz.recorder import (
     EventRecorder,
     RequestCounters,
@@ -158,8 +159,24 @@ def run_batched(
             f"policy {config.policy.kind!r} has no batched version (it keeps state per task and "
             "per round): run it with batch size 1"
         )
+    with locked(out_dir):
+        open_run_dir(out_dir, identity, resume)  # again under the lock: nobody wrote it meanwhile
+        return _run_batched_locked(
+            config, batch, requests, out_dir, identity, models or ModelCache(), progress,
+            record_events,
+        )  # fmt: skip
 
-    models = models or ModelCache()
+
+def _run_batched_locked(
+    config: RunConfig,
+    batch: BatchConfig,
+    requests: Sequence[Request],
+    out_dir: Path,
+    identity: dict[str, Any],
+    models: ModelCache,
+    progress: bool,
+    record_events: bool,
+) -> RunSummary:
     target = models.get(config.target)
     _refuse_recurrent(target, config.target.name, "target")
     if config.drafter.draft is not None:

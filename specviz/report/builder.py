@@ -27,6 +27,7 @@ import jupytext
 import nbformat
 from papermill.exceptions import PapermillExecutionError
 
+from specviz.outdir import check_out_file
 from specviz.report.data import load_runs
 from specviz.report.errors import ReportError
 from specviz.report.execute import ExecutionLimits, run_notebook
@@ -37,6 +38,7 @@ from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
 from specviz.resources import shipped_dir
+from specviz.runlog import RunDirError, refuse_unfinished
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
 REPORT_NOTEBOOKS = ("mixture_collapse", "acceptance_by_task", "token_explorer")
@@ -93,6 +95,17 @@ def _summary_cell(published: dict) -> nbformat.NotebookNode:
     return cell
 
 
+def _partial_cell(unfinished: Sequence[str]) -> nbformat.NotebookNode:
+    """The banner of a report built with ``allow_incomplete`` from unfinished runs."""
+    shown = ", ".join(unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
+    cell = nbformat.v4.new_markdown_cell(
+        f"**Partial data:** {len(unfinished)} run(s) of this study are unfinished "
+        f"({esc(shown)}). The numbers below cover the finished requests only."
+    )
+    cell["id"] = "partial"
+    return cell
+
+
 def _failure(err: PapermillExecutionError) -> ReportError:
     lines = [line for line in (err.traceback or []) if line.strip()]
     return ReportError(
@@ -111,6 +124,7 @@ def build_report(
     n_boot: int = 1000,
     limits: ExecutionLimits = ExecutionLimits(),
     progress: bool = True,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Execute the analysis notebooks on ``source`` and write one offline HTML report to ``out``.
 
@@ -119,13 +133,20 @@ def build_report(
     ``specviz`` kernel when registered, else the current interpreter
     (:mod:`specviz.report.kernel`). ``n_boot``: bootstrap resamples of every interval.
     ``limits``: time bounds of one cell, the kernel start and the whole execution
-    (:class:`specviz.report.execute.ExecutionLimits`). Returns the report's path.
+    (:class:`specviz.report.execute.ExecutionLimits`). An unfinished run or study is refused
+    unless ``allow_incomplete``; then the page says at the top that its data is partial.
+    Returns the report's path.
     """
     source = Path(source).resolve()
     out = Path(out)
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. report.html")
+    check_out_file(out)
     data = load_runs(source, categories)
+    try:
+        unfinished = refuse_unfinished(source, allow_incomplete)
+    except RunDirError as err:
+        raise ReportError(str(err)) from None
     choice = choose_kernel(kernel)
     nb_dir = notebooks_dir or default_notebooks_dir()
     notebooks = [(name, read_notebook(nb_dir / f"{name}.py")) for name in REPORT_NOTEBOOKS]
@@ -154,6 +175,8 @@ def build_report(
             raise _failure(err) from None
     published = read_published(executed)
     executed.cells.insert(1, _summary_cell(published))
+    if unfinished:
+        executed.cells.insert(1, _partial_cell(unfinished))
     html = notebook_to_html(executed, heading)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     try:

@@ -1,9 +1,9 @@
 """Loading what a report analyses: the runs at or below a path, checked and optionally filtered.
 
 Every check raises :class:`~specviz.report.errors.ReportError` with a message naming the
-problem: a missing path, a path with no run, runs that recorded nothing, a category that is not
-in the data, or method runs without an autoregressive baseline on the same prompts (speedups
-need one). The report builder calls :func:`load_runs` before it starts a kernel, and each
+problem: a missing path, a path with no run, runs that recorded nothing, a damaged table file, a
+category that is not in the data, only baseline runs (nothing to compare), or method runs without
+an autoregressive baseline on the same prompts (speedups need one). The report builder calls :func:`load_runs` before it starts a kernel, and each
 notebook calls it again, so a notebook run on its own fails the same way.
 """
 
@@ -19,8 +19,15 @@ import polars as pl
 from specviz.metrics.speedup import BASELINE, missing_baseline
 from specviz.plots.common import method_label
 from specviz.report.errors import ReportError
-from specviz.runlog import RunDirError, find_run_dirs, read_run_meta, scan_events, scan_requests
-from specviz.schema import SchemaError
+from specviz.runlog import (
+    RunDirError,
+    collect_tables,
+    find_run_dirs,
+    read_run_meta,
+    scan_events,
+    scan_requests,
+)
+from specviz.schema import EVENTS_FILE, REQUESTS_FILE, SchemaError
 
 MANIFEST_FILE = "study.json"
 
@@ -84,8 +91,8 @@ def load_runs(
         raise ReportError(f"{path} is not a directory: pass a run or study directory")
     try:
         run_dirs = find_run_dirs(path)
-        events = scan_events(run_dirs).collect()
-        requests = scan_requests(run_dirs).collect()
+        events = collect_tables(scan_events(run_dirs), run_dirs, EVENTS_FILE)
+        requests = collect_tables(scan_requests(run_dirs), run_dirs, REQUESTS_FILE)
     except (RunDirError, SchemaError) as err:
         raise ReportError(f"{path}: {err}") from err
     if requests.height == 0 or events.height == 0:
@@ -119,7 +126,14 @@ def load_runs(
 
 
 def check_baseline(requests: pl.DataFrame, source: Path) -> None:
-    """Raise ReportError unless every drafted prompt also has a baseline request."""
+    """Raise ReportError unless there is a drafter to compare and every drafted prompt also has
+    a baseline request."""
+    if (requests["drafter"] == BASELINE).all():
+        raise ReportError(
+            f"{source} holds only baseline runs (drafter {BASELINE!r}): nothing to compare. "
+            "Add a run with a drafter (specviz run --drafter prompt-lookup ...) or [[drafters]] "
+            "to the study, and report the directory holding both."
+        )
     if not (requests["drafter"] == BASELINE).any():
         raise ReportError(
             f"{source} has no baseline run (drafter {BASELINE!r}): speedups need the "

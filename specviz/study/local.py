@@ -10,7 +10,14 @@ worker holds its own copy of the models in memory.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -22,11 +29,37 @@ from specviz.runlog import PARTS_DIR
 from specviz.study.units import Unit
 from specviz.study.work import UnitResult, run_unit
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+PARENT_POLL_S = 0.5
 
-def _init_worker() -> None:
+
+def _init_worker(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker as soon as process ``parent`` is gone (even after ``kill -9``).
+
+    On Linux the kernel sends SIGKILL when the parent dies (``prctl(PR_SET_PDEATHSIG)``); on
+    every system a daemon thread also polls the parent pid and exits the process when it changes.
+    A killed worker loses at most the request in flight (parts are written atomically).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="specviz-parent-watch", daemon=True).start()
 
 
 def unit_cost(unit: Unit) -> int:
@@ -80,7 +113,10 @@ def _run_workers(
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(
-            max_workers=min(workers, len(units)), mp_context=context, initializer=_init_worker
+            max_workers=min(workers, len(units)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         ) as pool:
             # longest first, so no long unit starts last while the other workers sit idle
             ordered = sorted(units, key=unit_cost, reverse=True)

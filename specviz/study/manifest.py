@@ -21,7 +21,7 @@ from typing import Any
 from specviz.runlog import read_run_meta, write_json
 from specviz.runner import workload_fingerprint
 from specviz.schema import RUN_FILE
-from specviz.study.spec import Study
+from specviz.study.spec import Study, StudyError
 from specviz.study.units import Plan, Unit
 from specviz.workloads.mixtures import compose
 
@@ -54,7 +54,12 @@ def read_manifest(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / MANIFEST_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise StudyError(
+            f"{path} is damaged ({err}): restore it from a copy, or pass another --out"
+        ) from err
 
 
 def build_manifest(study: Study, plan: Plan, out_dir: Path) -> dict[str, Any]:

@@ -13,9 +13,13 @@ directories are disjoint either way, and reading all of them merges the study.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
+from specviz.schema import RUN_FILE
 from specviz.study.local import run_local
 from specviz.study.manifest import (
     DONE,
@@ -27,10 +31,11 @@ from specviz.study.manifest import (
     write_manifest,
 )
 from specviz.study.spec import Study, StudyError
-from specviz.study.units import Unit, plan_study, shard_units
+from specviz.study.units import Plan, Unit, plan_study, shard_units
 from specviz.study.work import UnitResult
 
 EXECUTORS = ("local", "ray")
+RUNS_DIR = "runs"  # every unit's run directory is runs/<condition-id> (units.run_dir_name)
 
 
 @dataclass(frozen=True)
@@ -60,21 +65,91 @@ def run_study(
     executor: str = "local",
     progress: bool = True,
 ) -> StudyOutcome:
-    """Run every unit of ``study`` (or of one shard ``(i, n)``) into ``out_dir``."""
+    """Run every unit of ``study`` (or of one shard ``(i, n)``) into ``out_dir``.
+
+    Before anything runs, ``out_dir`` must be writable and hold nothing but this study, and no
+    run directory may resolve outside it. The directory is then locked for this shard: a second
+    process running the same shard (or any process running the whole study) is refused, while
+    shards ``i/n`` and ``j/n`` may share one directory.
+    """
     if executor not in EXECUTORS:
         raise StudyError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
     out = Path(out_dir)
+    check_out_dir(out)
+    refuse_foreign(out)
     plan = plan_study(study)
+    refuse_escaping(out, plan.units)
+    mine = shard_units(plan.units, shard)
+    check_resumable(out, plan, mine, resume)
+    with contextlib.ExitStack() as stack:
+        for name, shared in study_locks(shard):
+            stack.enter_context(locked(out, name, shared=shared))
+        check_resumable(out, plan, mine, resume)  # again under the lock: nobody wrote meanwhile
+        todo = [u for u in mine if unit_status(out, u) != DONE]
+        manifest = _run_units(study, plan, todo, out, executor, progress)
+    return StudyOutcome(
+        out_dir=out,
+        manifest=out / MANIFEST_FILE,
+        units_total=len(plan.units),
+        units_in_shard=len(mine),
+        units_run=len(todo),
+        units_already_done=len(mine) - len(todo),
+        complete=manifest["status"] == "complete",
+    )
+
+
+def study_locks(shard: tuple[int, int] | None) -> list[tuple[str, bool]]:
+    """(lock file, shared) a process takes on the study directory: the whole study exclusively,
+    or the study shared plus its own shard exclusively."""
+    if shard is None:
+        return [(LOCK_FILE, False)]
+    i, n = shard
+    return [(LOCK_FILE, True), (f".specviz-shard-{i}-of-{n}.lock", False)]
+
+
+def refuse_foreign(out: Path) -> None:
+    """Refuse a directory holding a run, or anything but a study's manifest and runs."""
+    if (out / RUN_FILE).is_file():
+        raise StudyError(
+            f"{out} holds a run ({RUN_FILE}), not a study: pass another --out directory"
+        )
+    ours = {MANIFEST_FILE, RUNS_DIR}
+    foreign = [p.name for p in entries(out) if p.name not in ours and not _manifest_tmp(p)]
+    if foreign or ((out / RUNS_DIR).exists() and not (out / MANIFEST_FILE).is_file()):
+        shown = foreign[0] if foreign else RUNS_DIR
+        raise StudyError(
+            f"{out} is not empty and holds no specviz study (it holds {shown!r}): pass another "
+            "--out directory"
+        )
+
+
+def _manifest_tmp(path: Path) -> bool:
+    return path.name.startswith(f".{MANIFEST_FILE}.") and path.name.endswith(".tmp")
+
+
+def refuse_escaping(out: Path, units: list[Unit] | tuple[Unit, ...]) -> None:
+    """Refuse a unit whose run directory would resolve outside ``out`` (or onto it)."""
+    root = out.resolve()
+    for unit in units:
+        target = (out / unit.run_dir).resolve()
+        if target == root or not target.is_relative_to(root):
+            raise StudyError(
+                f"unit {unit.id!r} would write {target}, outside {out}: rename the category, "
+                "mixture or drafter whose name holds a path"
+            )
+
+
+def check_resumable(out: Path, plan: Plan, mine: list[Unit], resume: bool) -> None:
+    """Refuse another study's directory, started runs without ``resume``, and stray dirs."""
     existing = read_manifest(out)
     if existing is not None and existing.get("fingerprint") != fingerprint(plan):
         raise StudyError(
             f"{out / MANIFEST_FILE} belongs to another study (study file, settings or prompts "
             "differ): pass another --out directory"
         )
-    mine = shard_units(plan.units, shard)
     statuses = {u.id: unit_status(out, u) for u in mine}
     started = [u for u in mine if statuses[u.id] != PENDING]
-    stray = [u for u in mine if statuses[u.id] == PENDING and (out / u.run_dir).exists()]
+    stray = [u for u in mine if statuses[u.id] == PENDING and entries(out / u.run_dir)]
     if started and not resume:
         raise StudyError(
             f"{out} already holds {len(started)} run(s) of this study "
@@ -84,7 +159,12 @@ def run_study(
         raise StudyError(
             f"{out / stray[0].run_dir} exists but holds no run: remove it or pass another --out"
         )
-    todo = [u for u in mine if statuses[u.id] != DONE]
+
+
+def _run_units(
+    study: Study, plan: Plan, todo: list[Unit], out: Path, executor: str, progress: bool
+) -> dict[str, Any]:
+    """Run ``todo``; the manifest is rewritten before, after each unit and at the end."""
     write_manifest(study, plan, out)
 
     def on_done(unit: Unit, result: UnitResult) -> None:
@@ -99,12 +179,4 @@ def run_study(
             run_local(todo, out, workers=study.workers, progress=progress, on_done=on_done)
     finally:
         manifest = write_manifest(study, plan, out)
-    return StudyOutcome(
-        out_dir=out,
-        manifest=out / MANIFEST_FILE,
-        units_total=len(plan.units),
-        units_in_shard=len(mine),
-        units_run=len(todo),
-        units_already_done=len(mine) - len(todo),
-        complete=manifest["status"] == "complete",
-    )
+    return manifest

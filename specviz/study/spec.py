@@ -58,6 +58,8 @@ from typing import Any, TypeVar
 
 from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.config import (
+    K_MAX,
+    MAX_NEW_TOKENS_MAX,
     ConfigError,
     DrafterConfig,
     ModelSpec,
@@ -69,6 +71,9 @@ from specviz.workloads.loaders import ColumnMapping, WorkloadError
 from specviz.workloads.mixtures import ORDERS, MixtureError, parse_weights
 
 T = TypeVar("T")
+
+
+REPEATS_MAX = 2**15  # the repeat column is Int16: repeats 0 .. 2**15 - 1
 
 
 class StudyError(SpecvizError):
@@ -206,7 +211,9 @@ class _Reader:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+    """``text`` as one safe path component: runs of other characters become ``_``; no leading
+    dot (so never ``..`` or a hidden name) and no separator, whatever the input."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_").lstrip(".") or "x"
 
 
 def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
@@ -275,6 +282,8 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
     for value in k + tuple(x for d in drafters for x in d.k or ()):
         if value < 1:
             raise r.error("k", f"draft lengths must be >= 1 (got {value})")
+        if value > K_MAX:
+            raise r.error("k", f"draft lengths must be <= {K_MAX} (got {value})")
     k_max = max(k + tuple(x for d in drafters for x in d.k or ()), default=5)
     policies = []
     for i, p in enumerate(r.get(data, "policies", list, ["constant"])):
@@ -380,9 +389,11 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         workload=workload,
         mixtures=mixtures,
         batching=batching,
-        max_new_tokens=_positive(r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens"),
+        max_new_tokens=_bounded(
+            r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens", MAX_NEW_TOKENS_MAX
+        ),
         seed=r.get(data, "seed", int, 0),
-        repeats=_positive(r, r.get(data, "repeats", int, 1), "repeats"),
+        repeats=_bounded(r, r.get(data, "repeats", int, 1), "repeats", REPEATS_MAX),
         baseline=baseline,
         workers=_positive(r, r.get(options, "workers", int, 1, "options."), "options.workers"),
         source_file=file,
@@ -397,6 +408,10 @@ def load_study(path: str | Path) -> Study:
         data = tomllib.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise StudyError(f"{file}: no such study file") from err
+    except UnicodeDecodeError as err:
+        raise StudyError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise StudyError(f"{file}: cannot read the study file ({err.strerror or err})") from err
     except tomllib.TOMLDecodeError as err:
         raise StudyError(f"{file}: not valid TOML ({err})") from err
     return parse_study(data, str(file))
@@ -405,6 +420,12 @@ def load_study(path: str | Path) -> Study:
 def _positive(r: _Reader, value: int, key: str) -> int:
     if value < 1:
         raise r.error(key, f"must be >= 1 (got {value})")
+    return value
+
+
+def _bounded(r: _Reader, value: int, key: str, most: int) -> int:
+    if not 1 <= value <= most:
+        raise r.error(key, f"must be in [1, {most}] (got {value})")
     return value
 
 

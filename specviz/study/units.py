@@ -161,7 +161,8 @@ def study_conditions(
     for target in study.models:
         for sampling in study.sampling:
             for mixture in mixtures:
-                prefix = f"{_model_label(target.name)}--{mixture.name}"
+                # names reach paths (runs/<condition-id>): a category such as "../x" is slugged
+                prefix = f"{_model_label(target.name)}--{_slug(mixture.name)}"
                 suffix = _sampling_label(sampling)
                 if study.baseline:
                     config = RunConfig(

@@ -22,8 +22,10 @@ Errors in the data raise :class:`WorkloadError` naming the file and the line (JS
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,29 +206,43 @@ def _load_path(path: Path, mapping: ColumnMapping) -> list[Prompt]:
     return _prompts_from_rows(rows, mapping, str(path))
 
 
+def read_text(path: Path) -> str:
+    """A workload file's text; bytes that are not UTF-8 are refused naming the line."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise WorkloadError(f"{path}: cannot read it ({err.strerror or err})") from err
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise WorkloadError(
+            f"{path} line {line}: not UTF-8 text (byte 0x{data[err.start]:02x}): save the file "
+            "as UTF-8"
+        ) from err
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path} line {number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise WorkloadError(f"{where}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise WorkloadError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+    for number, line in enumerate(read_text(path).split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path} line {number}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise WorkloadError(f"{where}: not valid JSON ({err.msg})") from err
+        if not isinstance(row, dict):
+            raise WorkloadError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield where, row
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for row in reader:
-            where = f"{path} line {reader.line_num}"
-            if None in row:
-                raise WorkloadError(f"{where}: more cells than header columns")
-            yield where, row
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    for row in reader:
+        where = f"{path} line {reader.line_num}"
+        if None in row:
+            raise WorkloadError(f"{where}: more cells than header columns")
+        yield where, row
 
 
 def _parquet_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -259,14 +275,19 @@ def _load_saved_dataset(path: Path, mapping: ColumnMapping) -> list[Prompt]:
 def _load_hf(source: HFSource, mapping: ColumnMapping) -> list[Prompt]:
     import datasets
 
+    from specviz.hub import hub_offline, offline_mode
+
+    # offline, read the local cache only: an uncached name fails at once instead of retrying
+    offline = offline_mode() if not source.data_files and hub_offline() else nullcontext()
     try:
-        data = datasets.load_dataset(
-            source.name,
-            source.config,
-            split=source.split,
-            data_files=list(source.data_files) or None,
-            revision=source.revision,
-        )
+        with offline:
+            data = datasets.load_dataset(
+                source.name,
+                source.config,
+                split=source.split,
+                data_files=list(source.data_files) or None,
+                revision=source.revision,
+            )
     except Exception as err:  # offline, not cached, gated, unknown name: datasets raises many types
         hint = (
             "check the file paths"
