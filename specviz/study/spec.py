@@ -213,7 +213,7 @@ class _Reader:
 def _slug(text: str) -> str:
     """``text`` as one safe path component: runs of other characters become ``_``; no leading
     dot (so never ``..`` or a hidden name) and no separator, whatever the input."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_").lstrip(".") or "x"
+    return re.sub(r"^[._]+|_+$", "", re.sub(r"[^A-Za-z0-9._-]+", "_", text)) or "x"
 
 
 def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
