@@ -303,7 +303,7 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise ConfigError(f"temperature must be a number >= 0 (got {self.temperature})")
+            raise ConfigError(f"temperature must be >= 0 and finite (got {self.temperature})")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"top-p must be in (0, 1] (got {self.top_p})")
 

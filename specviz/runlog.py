@@ -238,7 +238,7 @@ def unfinished_runs(path: str | Path) -> list[str]:
     root = Path(path)
     found = find_run_dirs(root)
     out = [
-        f"{d.relative_to(root) if d != root else d} (interrupted)"
+        f"{d.relative_to(root) if d != root else d.name} (interrupted)"
         for d in found
         if not read_run_meta(d).get("complete")
     ]
@@ -250,6 +250,11 @@ def refuse_unfinished(path: str | Path, allow: bool) -> list[str]:
     """Raise RunDirError naming what is unfinished at or below ``path``, unless ``allow``;
     returns the unfinished runs (empty when all are finished)."""
     unfinished = unfinished_runs(path)
+    if unfinished and not allow and is_run_dir(Path(path)):
+        raise RunDirError(
+            f"{path} is an unfinished run ({RUN_FILE} says it is not complete): finish it with "
+            "--resume, or pass --allow-incomplete to use the finished requests only"
+        )
     if unfinished and not allow:
         shown = ", ".join(unfinished[:3]) + (
             f" and {len(unfinished) - 3} more" if len(unfinished) > 3 else ""

@@ -19,7 +19,9 @@ from specviz.specbench import export_specbench
 
 def write_run(run_dir: Path) -> None:
     run_dir.mkdir(parents=True)
-    write_json(run_dir / RUN_FILE, {"schema_version": SCHEMA_VERSION, "run_id": "r"})
+    write_json(
+        run_dir / RUN_FILE, {"schema_version": SCHEMA_VERSION, "run_id": "r", "complete": True}
+    )
     writer = RunWriter(run_dir)
     one_turn = [
         prefill(0.2),
@@ -147,7 +149,7 @@ def test_export_refuses_a_study_directory(tmp_path):
 def test_export_keeps_plain_decoding_at_one_token_per_step(tmp_path):
     run = tmp_path / "base"
     run.mkdir()
-    write_json(run / RUN_FILE, {"schema_version": SCHEMA_VERSION, "run_id": "b"})
+    write_json(run / RUN_FILE, {"schema_version": SCHEMA_VERSION, "run_id": "b", "complete": True})
     labels = Labels(run_id="b", request_id="b-0", drafter="none", policy="constant")
     events = events_from_rounds([prefill(0.1)] + [Round(verify_s=0.05)] * 3, labels)
     request = requests_from_rows(

@@ -45,8 +45,10 @@ class BatchConfig:
     k_mode: str = "batch"
 
     def __post_init__(self) -> None:
-        if not 1 <= self.size <= BATCH_SIZE_MAX:
-            raise BatchConfigError(f"batch size must be in [1, {BATCH_SIZE_MAX}] (got {self.size})")
+        if self.size < 1:
+            raise BatchConfigError(f"batch size must be >= 1 (got {self.size})")
+        if self.size > BATCH_SIZE_MAX:
+            raise BatchConfigError(f"batch size must be <= {BATCH_SIZE_MAX} (got {self.size})")
         if self.composition not in COMPOSITIONS:
             raise BatchConfigError(
                 f"batch composition {self.composition!r} is not one of {', '.join(COMPOSITIONS)}"

@@ -424,9 +424,9 @@ def _positive(r: _Reader, value: int, key: str) -> int:
 
 
 def _bounded(r: _Reader, value: int, key: str, most: int) -> int:
-    if not 1 <= value <= most:
-        raise r.error(key, f"must be in [1, {most}] (got {value})")
-    return value
+    if value > most:
+        raise r.error(key, f"must be <= {most} (got {value})")
+    return _positive(r, value, key)
 
 
 def _int_list(r: _Reader, value: Any, key: str) -> list[int]:
