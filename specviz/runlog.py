@@ -96,6 +96,14 @@ def _schema_of(path: Path) -> pl.Schema:
         raise damaged(path, err) from err
 
 
+def check_tables(run_dir: Path) -> None:
+    """Raise RunDirError naming the first table file of ``run_dir`` that cannot be read (its
+    footer and schema are read, not its data)."""
+    for name in (REQUESTS_FILE, EVENTS_FILE):
+        for f in _table_files(run_dir, name):
+            _schema_of(f)
+
+
 def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
     roots = [paths] if isinstance(paths, str | Path) else list(paths)
     files = [f for root in roots for d in find_run_dirs(root) for f in _table_files(d, name)]
@@ -169,8 +177,7 @@ class RunWriter:
         files = _table_files(self.run_dir, REQUESTS_FILE)
         if not files:
             return set()
-        for f in files + _table_files(self.run_dir, EVENTS_FILE):
-            _schema_of(f)  # a damaged file is named before resuming reads or rewrites it
+        check_tables(self.run_dir)
         ids = pl.scan_parquet(files).select("request_id").collect()["request_id"]
         return set(ids.to_list())
 

@@ -42,7 +42,7 @@ from specviz.recorder import (
     run_labels,
 )
 from specviz.replay import restore_memory, restore_policy
-from specviz.runlog import RunDirError, RunWriter, read_run_meta, write_json
+from specviz.runlog import RunDirError, RunWriter, check_tables, read_run_meta, write_json
 from specviz.schema import RUN_FILE, SCHEMA_VERSION
 from specviz.workloads.prompt import Prompt
 
@@ -179,6 +179,7 @@ def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
             )
         if not resume:
             raise RunDirError(f"{out_dir} already holds this run: pass --resume to continue it")
+        check_tables(out_dir)  # a damaged file is named before any model loads
     elif entries(out_dir):
         raise RunDirError(f"{out_dir} is not empty and holds no specviz run: pass another --out")
 

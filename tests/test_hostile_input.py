@@ -530,6 +530,21 @@ def test_a_damaged_table_is_named(tmp_path: Path, table: str, damage: str) -> No
         build_report(study, tmp_path / "r.html", progress=False)
 
 
+def test_resuming_a_run_with_a_damaged_table_names_it(
+    tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--target", str(tiny_model_dir), "--limit", "2", "--max-new-tokens", "2"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    damaged = out / "requests.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    before = snapshot(tmp_path)
+    status, err = cli(capsys, *args, "--out", str(out), "--resume", "--quiet")
+    assert_one_line_refusal(status, err, f"{damaged} is damaged")
+    assert snapshot(tmp_path) == before
+
+
 def test_report_out_that_cannot_be_written_is_refused_before_a_kernel(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
