@@ -173,27 +173,22 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 def _workers_of(pid: int) -> list[int]:
-    import psutil
-
+    """Pids of the spawned worker processes below ``pid``."""
+    psutil = pytest.importorskip("psutil")  # installed with ipykernel
     try:
         children = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
-    return [c.pid for c in children if "spawn_main" in " ".join(_cmdline(c))]
-
-
-def _cmdline(process) -> list[str]:
-    import psutil
-
-    try:
-        return process.cmdline()
-    except psutil.Error:
-        return []
+    found = []
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            if "spawn_main" in " ".join(child.cmdline()):
+                found.append(child.pid)
+    return found
 
 
 def _alive(pid: int) -> bool:
-    import psutil
-
+    psutil = pytest.importorskip("psutil")
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -414,11 +409,6 @@ def test_a_report_allowed_on_partial_data_says_so(
 
 
 # -- 6. tracebacks that must be one-line refusals --------------------------------------------------
-
-
-def _bad_bytes(tmp_path: Path, name: str, text: bytes) -> str:
-    (tmp_path / name).write_bytes(text)
-    return str(tmp_path / name)
 
 
 RUN_CASES = [
