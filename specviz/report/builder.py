@@ -3,7 +3,9 @@
 Steps:
 
 1. :func:`specviz.report.data.load_runs` checks the input before any kernel starts (missing or
-   empty directory, unknown category, no baseline: :class:`ReportError`).
+   empty directory, damaged table, unknown category, only baselines, no baseline:
+   :class:`ReportError`), as are ``out`` (writable) and completeness: an unfinished run or study
+   is refused unless ``allow_incomplete``, and then the page opens with a "Partial data" banner.
 2. The analysis notebooks (jupytext ``.py`` files in ``notebooks/``) are joined into one
    notebook: their ``parameters`` cells merge into one, and papermill executes the whole in one
    kernel. One kernel start (~2.5 s) instead of one per notebook, and one page with one Vega
