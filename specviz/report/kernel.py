@@ -7,18 +7,15 @@ activating anything. When it is not registered (a plain ``pip install``), the re
 interpreter running specviz itself, through a kernel manager whose kernel spec is built on the
 fly: the report never depends on what kernels happen to be installed.
 
-Transport. Both talk to the kernel over TCP on the loopback interface (Jupyter's default). IPC
-sockets were tried first: their file names are numbered per working directory, and kernels
-started one after another in one directory could race for the same names.
-
-The TCP warning. ipykernel 7 logs "Kernel is running over TCP without encryption ..." at every
-start. It does not apply here: the kernel binds 127.0.0.1 only (``ip`` is never changed), so
-its traffic never leaves the machine, and every message is HMAC-signed with the key in a
-connection file only this user can read, so another local user can neither inject requests nor
-read loopback traffic without root. :class:`LocalKernelManager` therefore reads the kernel's own
-stderr and relays every line to ours except that one (:func:`relay_kernel_stderr`): other
-warnings and any crash output of the kernel still show. CurveZMQ encryption would also silence
-it, but adds a key exchange to every start for no protection on loopback.
+Transport. Both talk to the kernel over IPC (Unix domain sockets) in a private directory made
+for each kernel (``mkdtemp``, mode 0700, removed at shutdown). TCP on loopback was used before
+and lost messages under load (below): its ports are picked by the client and bound later by the
+kernel, so another process could take one in between or answer on it. A socket file in a
+directory of its own cannot be taken or shared by any other kernel. (IPC had been tried before
+with jupyter_client's default socket prefix, ``kernel-ipc`` in the working directory, where kernels
+started one after another did race for the same names; the private directory removes that.)
+ipykernel's "Kernel is running over TCP without encryption" warning is not printed either: it
+concerns TCP only.
 
 Why notebook execution could hang (issue #13), as far as it was found:
 
@@ -44,8 +41,10 @@ Why notebook execution could hang (issue #13), as far as it was found:
   under CPU load: one kernel died with "Address already in use", and two kernels logged
   "Invalid Signature" for control messages that were not theirs.
 
-The hang itself did not recur (docs/reports.md says what was tried), so the fix covers every
-cause above: :mod:`specviz.report.execute` bounds the kernel start, every cell and
+It recurred once after the bounds landed, in a full test run while other engineers' test
+runs started kernels on the same machine: papermill waited in ``execute_cell`` on an idle, connected
+kernel until pytest-timeout stopped the test at 600 s. That is the port cross-talk above, and the
+reason the transport is now IPC in a private directory. Beyond that, the fix covers every cause: :mod:`specviz.report.execute` bounds the kernel start, every cell and
 the notebook as a whole, kills a kernel that overruns, and retries once with a fresh kernel and
 fresh ports.
 """
@@ -53,11 +52,11 @@ fresh ports.
 from __future__ import annotations
 
 import os
-import subprocess
+import shutil
 import sys
-import threading
+import tempfile
 from dataclasses import dataclass
-from typing import IO, Any, ClassVar
+from typing import Any, ClassVar
 
 from jupyter_client import AsyncKernelManager
 from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
@@ -67,47 +66,43 @@ from specviz.report.errors import ReportError
 
 KERNEL_NAME = "specviz"
 CURRENT_INTERPRETER = "specviz-current-python"
-LOOPBACK = "127.0.0.1"
-#: ipykernel's warning for a kernel on TCP without CurveZMQ keys (moot on loopback, see above)
+#: ipykernel's warning for a kernel on TCP without CurveZMQ keys (a report's kernel uses IPC)
 UNENCRYPTED_TCP_WARNING = b"Kernel is running over TCP without encryption"
-#: where the kernel's stderr went before it was relayed: the file descriptor it inherited
-STDERR_FD = 2
-
-
-def relay_kernel_stderr(source: IO[bytes], fd: int) -> None:
-    """Copy the kernel's stderr to ``fd`` line by line, except the unencrypted-TCP warning."""
-    with source:
-        for line in iter(source.readline, b""):
-            if UNENCRYPTED_TCP_WARNING not in line:
-                os.write(fd, line)
+#: the prefix of a kernel's socket files inside its private directory (``<dir>/kernel-<n>``)
+SOCKET_PREFIX = "kernel"
 
 
 class LocalKernelManager(AsyncKernelManager):
-    """A kernel manager that connects over TCP on 127.0.0.1 and relays the kernel's stderr.
+    """A kernel manager whose kernel listens on IPC sockets in a directory of its own.
 
     ``on_launch`` (a class attribute, set on a per-execution subclass by
     :mod:`specviz.report.execute`) is called with the manager once the kernel process exists,
     so a watchdog can kill a kernel that overruns its bound.
     """
 
-    transport = CaselessStrEnum(["tcp", "ipc"], default_value="tcp", config=True)
+    transport = CaselessStrEnum(["tcp", "ipc"], default_value="ipc", config=True)
     on_launch: ClassVar[Any] = None
+    _socket_dir: str | None = None
+
+    def _ip_default(self) -> str:
+        """The socket-file prefix: in a fresh 0700 directory, so no other kernel can share it."""
+        self._socket_dir = tempfile.mkdtemp(prefix="specviz-kernel-")
+        return os.path.join(self._socket_dir, SOCKET_PREFIX)
 
     async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        if self.transport != "tcp" or self.ip != LOOPBACK:
-            raise ReportError(f"the report's kernel must listen on tcp://{LOOPBACK}, not {self.ip}")
-        kw.setdefault("stderr", subprocess.PIPE)
+        if self.transport != "ipc" or self._socket_dir is None:
+            raise ReportError(
+                f"the report's kernel must listen on IPC sockets in a private directory, "
+                f"not {self.transport}://{self.ip}"
+            )
         await super()._async_launch_kernel(kernel_cmd, **kw)
-        process = getattr(self.provisioner, "process", None)
-        if process is not None and process.stderr is not None:
-            threading.Thread(
-                target=relay_kernel_stderr,
-                args=(process.stderr, STDERR_FD),
-                name="specviz-kernel-stderr",
-                daemon=True,
-            ).start()
         if type(self).on_launch is not None:
             type(self).on_launch(self)
+
+    async def _async_cleanup_resources(self, restart: bool = False) -> None:
+        await super()._async_cleanup_resources(restart=restart)
+        if not restart and self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 class CurrentInterpreterKernelManager(LocalKernelManager):
