@@ -53,6 +53,7 @@ class RequestCounters:
     turn_new_tokens: list[int] = field(default_factory=list)
     turn_rounds: list[int] = field(default_factory=list)
     turn_wall_s: list[float] = field(default_factory=list)
+    turn_prompt_tokens: list[int] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     finish: str = ""
     prompt_tokens: int = 0
@@ -73,6 +74,7 @@ class RequestCounters:
             self.prompt_tokens = end.prompt_tokens
         self.turn_new_tokens.append(len(end.tokens))
         self.turn_rounds.append(rounds)
+        self.turn_prompt_tokens.append(end.prompt_tokens)
         self.turn_wall_s.append(wall_s)
         self.outputs.append(end.text)
         self.finish = end.finish
@@ -174,6 +176,7 @@ def request_frame(
         "turn_new_tokens": counters.turn_new_tokens,
         "turn_wall_s": counters.turn_wall_s,
         "turn_rounds": counters.turn_rounds,
+        "turn_prompt_tokens": counters.turn_prompt_tokens,
         "latency_s": latency_s,
     }
     return pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False)

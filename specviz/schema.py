@@ -35,7 +35,8 @@ Conventions (also in ``docs/schema.md``):
   kind.
 
 Versions: 1 (first release); 2 adds the batch columns, ``requests.drafter_kind`` and
-``requests.prompt_turns``. A run
+``requests.prompt_turns``; 3 adds ``requests.turn_prompt_tokens`` (what cost accounting prices
+each prefill by). A run
 directory of another version is refused with a message saying to re-run it.
 """
 
@@ -48,7 +49,7 @@ import polars as pl
 
 from specviz.errors import SpecvizError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 EVENTS_FILE = "events.parquet"
 REQUESTS_FILE = "requests.parquet"
@@ -145,6 +146,10 @@ REQUEST_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "turn_new_tokens": (pl.List(pl.Int32()), "New tokens per turn."),
     "turn_wall_s": (pl.List(pl.Float64()), "Wall seconds per turn."),
     "turn_rounds": (pl.List(pl.Int32()), "Target forward passes per turn."),
+    "turn_prompt_tokens": (
+        pl.List(pl.Int32()),
+        "Tokens fed to each turn's prefill (chat template and earlier turns included).",
+    ),
     **BATCH_COLUMNS,
     "latency_s": (
         pl.Float64(),

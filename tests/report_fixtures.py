@@ -236,6 +236,7 @@ def _request_row(
             "turn_new_tokens": [new_tokens],
             "turn_wall_s": [wall],
             "turn_rounds": [len(target_rows)],
+            "turn_prompt_tokens": [20],
             "latency_s": wall,
         }
     )

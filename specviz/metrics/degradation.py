@@ -79,12 +79,17 @@ class MissingCounterpartError(SpecvizError):
         )
 
 
-def label_streams(requests: Frame) -> pl.LazyFrame:
+def label_streams(requests: Frame, seconds: str = "wall_s") -> pl.LazyFrame:
     """The request table with ``multitask``: the request's (run_id, mixture) holds >1 category.
 
     Only unbatched requests (``batch_size`` 1) are streams here; batched runs are compared by
-    :func:`specviz.metrics.batching.batch_composition_gap`.
+    :func:`specviz.metrics.batching.batch_composition_gap`. ``seconds``: the column that times a
+    request (``wall_s``, or ``modelled_s`` from :mod:`specviz.metrics.accounting`); it is read
+    into ``wall_s``, so every formula below runs unchanged on either clock.
     """
+    if seconds != "wall_s":
+        requests_frame(requests, [seconds])
+        requests = requests.lazy().with_columns(pl.col(seconds).alias("wall_s"))
     lazy = requests_frame(
         requests,
         [
@@ -148,9 +153,13 @@ def single_task_best_k(requests: Frame) -> pl.DataFrame:
     )
 
 
-def _per_request(requests: Frame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Multitask requests with t_m, t_s, t_s_best, k_best; and the single-task request table."""
-    labelled = label_streams(requests)
+def _per_request(requests: Frame, seconds: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Multitask requests with t_m, t_s, t_s_best, k_best; and the single-task request table.
+
+    Per-request seconds are rounded to the nanosecond, so a request priced exactly like its
+    single-task counterpart (cost accounting) gives t_m == t_s bit for bit.
+    """
+    labelled = label_streams(requests, seconds)
     single = labelled.filter(~pl.col("multitask"))
     # only configurations run single-task at least once can be decomposed
     configs = single.select(list(CONFIG)).unique()
@@ -158,7 +167,7 @@ def _per_request(requests: Frame) -> tuple[pl.DataFrame, pl.DataFrame]:
         labelled.filter(pl.col("multitask"))
         .join(configs, on=list(CONFIG), how="semi", nulls_equal=True)
         .with_columns(
-            pl.col("new_tokens").cast(pl.Float64).alias("n"), pl.col("wall_s").alias("t_m")
+            pl.col("new_tokens").cast(pl.Float64).alias("n"), pl.col("wall_s").round(9).alias("t_m")
         )
     )
     per_repeat, pooled = _single_spt(single)
@@ -168,7 +177,7 @@ def _per_request(requests: Frame) -> tuple[pl.DataFrame, pl.DataFrame]:
         raise MissingCounterpartError(
             missing.select([*CONFIG, "prompt_id"]).unique().sort([*CONFIG, "prompt_id"])
         )
-    multi = multi.with_columns((pl.col("n") * pl.col("spt_k0")).alias("t_s"))
+    multi = multi.with_columns((pl.col("n") * pl.col("spt_k0")).round(9).alias("t_s"))
 
     # candidate k per multitask request: every single-task k of the same config but k
     keys = [c for c in CONFIG if c != "k"]
@@ -215,7 +224,7 @@ def _per_request(requests: Frame) -> tuple[pl.DataFrame, pl.DataFrame]:
     best = _attach_spt(best, per_repeat, pooled, "spt_best").collect()
     multi = multi.join(
         best.select(["run_id", "request_id", "spt_best"]), on=["run_id", "request_id"], how="left"
-    ).with_columns((pl.col("n") * pl.col("spt_best")).alias("t_s_best"))
+    ).with_columns((pl.col("n") * pl.col("spt_best")).round(9).alias("t_s_best"))
     # a fixed row order makes the seeded bootstrap reproducible
     return multi.sort(["run_id", "request_index"]), single.collect()
 
@@ -258,6 +267,11 @@ def _decompose(
     return out
 
 
+def _ns(value: float) -> float:
+    """Seconds rounded to the nanosecond (+0.0 for a negative zero)."""
+    return round(float(value), 9) + 0.0
+
+
 def degradation(
     requests: Frame,
     *,
@@ -265,8 +279,13 @@ def degradation(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    seconds: str = "wall_s",
 ) -> pl.DataFrame:
     """Decompose each multitask stream's extra seconds against the single-task reference.
+
+    ``seconds``: the request column timing each request: ``wall_s`` (the wall clock) or
+    ``modelled_s`` (cost accounting, :mod:`specviz.metrics.accounting`); the formulas are the
+    same. Parts are rounded to the nanosecond: a part that is zero by construction reads 0.0.
 
     One row per multitask (target, temperature, drafter, policy, k, mixture): requests, tokens,
     multitask_s, single_task_s, tuned_single_task_s, reference_s, multitask_tokens_per_s,
@@ -277,7 +296,7 @@ def degradation(
     request of the same configuration and prompt, NoMultitaskStreamError when there is no
     multitask stream at all.
     """
-    multi, single = _per_request(requests)
+    multi, single = _per_request(requests, seconds)
     group = [*CONFIG, "mixture"]
     if multi.height == 0:
         raise NoMultitaskStreamError(
@@ -327,11 +346,11 @@ def degradation(
         }
         for name in PARTS:
             value = float(point[name][0])
-            row[name] = None if np.isnan(value) else value
+            row[name] = None if np.isnan(value) else _ns(value)
             finite = sampled[name][np.isfinite(sampled[name])]
             low, high = np.quantile(finite, [lo_q, hi_q]) if finite.size else (np.nan, np.nan)
-            row[f"{name}_low"] = None if np.isnan(low) else float(low)
-            row[f"{name}_high"] = None if np.isnan(high) else float(high)
+            row[f"{name}_low"] = None if np.isnan(low) else _ns(low)
+            row[f"{name}_high"] = None if np.isnan(high) else _ns(high)
         rows.append(row)
     schema = {c: multi.schema[c] for c in group}
     schema.update({"requests": pl.Int64})

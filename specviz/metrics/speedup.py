@@ -83,13 +83,17 @@ def missing_baseline(requests: Frame) -> pl.DataFrame:
     )
 
 
-def paired_requests(requests: Frame) -> pl.DataFrame:
+def paired_requests(requests: Frame, seconds: str = "wall_s") -> pl.DataFrame:
     """Every non-baseline request with its baseline's tokens and seconds.
 
-    Adds baseline_tokens, baseline_wall_s, baseline_repeat_matched, tokens_per_s = new_tokens /
+    ``seconds``: the column timing each request (``wall_s``, or ``modelled_s`` from
+    :mod:`specviz.metrics.accounting`), read into ``wall_s`` for both sides. Adds baseline_tokens, baseline_wall_s, baseline_repeat_matched, tokens_per_s = new_tokens /
     wall_s, baseline_tokens_per_s and speedup = tokens_per_s / baseline_tokens_per_s (the
     per-request ratio). Raises MissingBaselineError if a prompt has no baseline.
     """
+    if seconds != "wall_s":
+        requests_frame(requests, [seconds])
+        requests = requests.lazy().with_columns(pl.col(seconds).alias("wall_s"))
     lazy = requests_frame(
         requests,
         [*PAIR_KEYS, "drafter", "repeat", "new_tokens", "wall_s", "run_id", "request_index"],
@@ -138,8 +142,11 @@ def speedup(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    seconds: str = "wall_s",
 ) -> pl.DataFrame:
     """Speedup over the baseline per group, in three conventions, with bootstrap intervals.
+
+    ``seconds``: ``wall_s`` (wall clock) or ``modelled_s`` (cost accounting); same formulas.
 
     Columns: the group columns; requests; tokens, wall_s, baseline_tokens, baseline_wall_s
     (sums over the paired requests); tokens_per_s = tokens / wall_s; baseline_tokens_per_s;
@@ -150,7 +157,7 @@ def speedup(
     baseline.
     """
     by = group_list(by)
-    pairs = paired_requests(requests)
+    pairs = paired_requests(requests, seconds)
     requests_frame(pairs, by)
     cols = {
         "t": pl.col("new_tokens").cast(pl.Float64),

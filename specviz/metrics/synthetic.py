@@ -261,6 +261,7 @@ REQUEST_DEFAULTS: dict[str, object] = {
     "turn_new_tokens": None,
     "turn_wall_s": None,
     "turn_rounds": None,
+    "turn_prompt_tokens": None,
 }
 
 

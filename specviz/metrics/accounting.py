@@ -1,0 +1,228 @@
+"""Cost accounting: every request's rounds priced with one cost curve, beside its wall clock.
+
+Under greedy decoding the round structure of a request (how many rounds, how many tokens each
+drafted and verified) is exact and repeatable; only the seconds are noisy, and they depend on
+what else the machine did while that stream ran. Cost accounting separates the two:
+
+1. **Calibrate** (:func:`fit_cost_models`), once per target, pooled over every unbatched round
+   of every run given (a whole study): ``verify_s[rows - 1]`` = median ``verify_s`` of the verify
+   rounds that verified ``rows = n_drafted + 1`` tokens; ``draft_s[drafter][tokens]`` = median
+   ``draft_s`` of that drafter's rounds that proposed ``tokens`` tokens (rounds where the drafter
+   was called, ``draft_s > 0``); prefill = least-squares line through the median prefill
+   seconds at each distinct prompt length (``turn_prompt_tokens``). Row counts or token counts
+   never observed between observed ones are interpolated linearly; below the first observed
+   token count a draft curve is flat. Medians pool all streams, so no stream's calibration
+   depends on when it ran.
+2. **Price** (:func:`modelled_seconds`): modelled_s = sum over prefill rounds of
+   ``prefill(turn_prompt_tokens[turn])`` + sum over verify rounds of ``draft(drafter,
+   n_drafted)`` (when called) + ``verify(n_drafted + 1)``. Each round's price is rounded to a
+   whole nanosecond and summed as an integer, so two requests with the same rounds get
+   bit-identical modelled seconds whatever their order or stream.
+
+Assumptions (docs/metrics.md): a round's cost depends only on its rows, its drafter and its
+drafted tokens (not on the context length, which grows within a request); per-round Python
+overhead (sampling, bookkeeping) is left out, so modelled seconds sit below the wall clock and
+their ratio is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from specviz.cost import CostModel
+from specviz.errors import SpecvizError
+from specviz.metrics.frames import Frame, events_frame, requests_frame
+
+NS = 1_000_000_000
+ROUND_COLUMNS = ("run_id", "request_id", "target", "drafter", "turn", "round", "prefill", "kind")
+ROUND_COLUMNS += ("n_drafted", "draft_s", "verify_s")
+MODELLED = ("modelled_s", "modelled_prefill_s", "modelled_draft_s", "modelled_verify_s")
+
+
+class CalibrationError(SpecvizError):
+    """The rounds given cannot calibrate a cost model (no verify round of a target)."""
+
+
+def round_table(events: Frame, requests: Frame) -> pl.DataFrame:
+    """One row per unbatched round: run_id, request_id, target, drafter, turn, prefill,
+    n_drafted, rows (= n_drafted + 1), called (the drafter ran: ``draft_s > 0``), draft_s,
+    verify_s and prompt_tokens (the turn's ``turn_prompt_tokens``; the request's
+    ``prompt_tokens`` where that list is null)."""
+    lazy = events_frame(events, ROUND_COLUMNS)
+    if "batch_size" in lazy.collect_schema():
+        lazy = lazy.filter(pl.col("batch_size").fill_null(1) == 1)
+    reqs = requests_frame(requests, ["run_id", "request_id", "prompt_tokens"])
+    if "turn_prompt_tokens" not in reqs.collect_schema():
+        reqs = reqs.with_columns(pl.lit(None, dtype=pl.List(pl.Int32)).alias("turn_prompt_tokens"))
+    reqs = reqs.select("run_id", "request_id", "prompt_tokens", "turn_prompt_tokens")
+    return (
+        lazy.filter(pl.col("kind") != "draft")
+        .select(
+            "run_id",
+            "request_id",
+            "target",
+            "drafter",
+            "turn",
+            "round",
+            "prefill",
+            pl.col("n_drafted").cast(pl.Int64),
+            (pl.col("n_drafted").cast(pl.Int64) + 1).alias("rows"),
+            (pl.col("draft_s") > 0).alias("called"),
+            "draft_s",
+            "verify_s",
+        )
+        .join(reqs, on=["run_id", "request_id"], how="left")
+        .with_columns(
+            pl.coalesce(
+                pl.col("turn_prompt_tokens").list.get(
+                    pl.col("turn").cast(pl.Int64), null_on_oob=True
+                ),
+                pl.col("prompt_tokens"),
+            )
+            .cast(pl.Int64)
+            .alias("prompt_tokens")
+        )
+        .drop("turn_prompt_tokens")
+        .sort("run_id", "request_id", "round")
+        .collect()
+    )
+
+
+def _filled_curve(points: Mapping[int, float], start: int) -> tuple[float, ...]:
+    """Values at ``start..max(points)``: measured points, linear between them, flat below."""
+    xs = sorted(points)
+    ys = [points[x] for x in xs]
+    grid = np.arange(start, xs[-1] + 1)
+    return tuple(float(v) for v in np.interp(grid, xs, ys))
+
+
+def _medians(frame: pl.DataFrame, key: str, value: str) -> dict[int, float]:
+    table = frame.group_by(key).agg(pl.col(value).median()).sort(key)
+    return dict(zip(table[key].to_list(), table[value].to_list(), strict=True))
+
+
+def _prefill_line(prefills: pl.DataFrame) -> tuple[float, float]:
+    points = prefills.drop_nulls("prompt_tokens")
+    if points.height == 0:
+        return 0.0, 0.0
+    medians = _medians(points, "prompt_tokens", "verify_s")
+    xs = np.asarray(list(medians), dtype=float)
+    ys = np.asarray(list(medians.values()), dtype=float)
+    if len(xs) < 2:
+        return float(ys[0]), 0.0
+    slope, intercept = np.polyfit(xs, ys, 1)
+    return float(intercept), float(slope)
+
+
+def fit_cost_model(rounds: pl.DataFrame, source: str) -> CostModel:
+    """The cost model of the rounds of one target (a :func:`round_table`; see the module)."""
+    verify = rounds.filter(~pl.col("prefill"))
+    if verify.height == 0:
+        raise CalibrationError(f"{source}: no verify round to calibrate the verify cost from")
+    drafts = {}
+    drafted = verify.filter(pl.col("called") & (pl.col("drafter") != "none"))
+    for (drafter,), part in sorted(drafted.partition_by("drafter", as_dict=True).items()):
+        drafts[drafter] = _filled_curve(_medians(part, "n_drafted", "draft_s"), 0)
+    intercept, slope = _prefill_line(rounds.filter(pl.col("prefill")))
+    return CostModel(
+        verify_s=_filled_curve(_medians(verify, "rows", "verify_s"), 1),
+        draft_s=drafts,
+        prefill_intercept_s=intercept,
+        prefill_s_per_token=slope,
+        source=source,
+        samples={
+            "verify_rounds": verify.height,
+            "draft_rounds": drafted.height,
+            "prefill_rounds": rounds.height - verify.height,
+            "runs": rounds["run_id"].n_unique(),
+        },
+    )
+
+
+def fit_cost_models(events: Frame, requests: Frame, source: str = "pooled") -> dict[str, CostModel]:
+    """One cost model per target, pooled over every unbatched round given (module docstring)."""
+    rounds = round_table(events, requests)
+    if rounds.height == 0:
+        raise CalibrationError("no unbatched round to calibrate a cost model from")
+    return {
+        target: fit_cost_model(part, f"{source}: median over {part['run_id'].n_unique()} runs")
+        for (target,), part in sorted(rounds.partition_by("target", as_dict=True).items())
+    }
+
+
+def _price(model: CostModel, prefill: bool, drafter: str, drafted: int, called: bool, prompt: int):
+    if prefill:
+        return model.prefill(prompt), 0.0, 0.0
+    draft = model.draft(drafter, drafted) if called and drafter != "none" else 0.0
+    return 0.0, draft, model.verify(drafted + 1)
+
+
+def modelled_seconds(
+    events: Frame, requests: Frame, models: Mapping[str, CostModel]
+) -> pl.DataFrame:
+    """Modelled seconds of every unbatched request: run_id, request_id, modelled_s =
+    modelled_prefill_s + modelled_draft_s + modelled_verify_s (module docstring)."""
+    rounds = round_table(events, requests)
+    keys = ["target", "prefill", "drafter", "n_drafted", "called", "prompt_tokens"]
+    combos = rounds.select(keys).unique().sort(keys, nulls_last=True)
+    prices = []
+    for target, prefill, drafter, drafted, called, prompt in combos.iter_rows():
+        if target not in models:
+            raise CalibrationError(f"no cost model for target {target!r}")
+        parts = _price(models[target], prefill, drafter, drafted, called, prompt or 0)
+        prices.append([round(p * NS) for p in parts])
+    priced = combos.with_columns(
+        pl.Series("p_ns", [p[0] for p in prices], dtype=pl.Int64),
+        pl.Series("d_ns", [p[1] for p in prices], dtype=pl.Int64),
+        pl.Series("v_ns", [p[2] for p in prices], dtype=pl.Int64),
+    )
+    per_request = (
+        rounds.join(priced, on=keys, how="left", nulls_equal=True)
+        .group_by("run_id", "request_id")
+        .agg(pl.col("p_ns").sum(), pl.col("d_ns").sum(), pl.col("v_ns").sum())
+        .with_columns((pl.col("p_ns") + pl.col("d_ns") + pl.col("v_ns")).alias("t_ns"))
+    )
+    return per_request.select(
+        "run_id",
+        "request_id",
+        (pl.col("t_ns") / NS).alias("modelled_s"),
+        (pl.col("p_ns") / NS).alias("modelled_prefill_s"),
+        (pl.col("d_ns") / NS).alias("modelled_draft_s"),
+        (pl.col("v_ns") / NS).alias("modelled_verify_s"),
+    ).sort("run_id", "request_id")
+
+
+def with_modelled_seconds(
+    requests: pl.DataFrame, events: Frame, models: Mapping[str, CostModel]
+) -> pl.DataFrame:
+    """``requests`` (unbatched rows) with the :data:`MODELLED` columns of :func:`modelled_seconds`.
+
+    Batched requests are dropped: their rounds share forwards and are compared by
+    :mod:`specviz.metrics.batching` instead.
+    """
+    unbatched = requests
+    if "batch_size" in requests.columns:
+        unbatched = requests.filter(pl.col("batch_size").fill_null(1) == 1)
+    priced = modelled_seconds(events, unbatched, models)
+    return unbatched.join(priced, on=["run_id", "request_id"], how="left")
+
+
+def cost_curve_table(models: Mapping[str, CostModel], rows: Sequence[int] = range(1, 9)):
+    """The calibrated curves in long form: target, part (verify | draft:<drafter> | prefill),
+    x (rows verified, tokens drafted, or prompt tokens), seconds."""
+    out = []
+    for target, model in models.items():
+        out += [(target, "verify", r, model.verify(r)) for r in rows]
+        for drafter, curve in model.draft_s.items():
+            out += [
+                (target, f"draft:{drafter}", t, model.draft(drafter, t)) for t in range(len(curve))
+            ]
+        out += [(target, "prefill", t, model.prefill(t)) for t in (50, 100, 200, 400)]
+    return pl.DataFrame(
+        out,
+        schema={"target": pl.String, "part": pl.String, "x": pl.Int64, "seconds": pl.Float64},
+        orient="row",
+    )

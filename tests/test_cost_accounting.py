@@ -1,0 +1,159 @@
+"""Cost accounting on hand-made rounds: the fitted curve and the modelled seconds, worked by hand;
+and a stateless constant-k multitask stream whose modelled gap is composition only, exactly."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from specviz.metrics import degradation
+from specviz.metrics.accounting import fit_cost_models, modelled_seconds, with_modelled_seconds
+from specviz.metrics.synthetic import Labels, Round, events_from_rounds, prefill, requests_from_rows
+
+
+def request(
+    run_id,
+    index,
+    prompt,
+    category,
+    mixture,
+    rounds,
+    *,
+    drafter="model",
+    wall=1.0,
+    k=2,
+    prompt_tokens=10,
+):
+    labels = Labels(
+        run_id=run_id,
+        request_id=f"{run_id}-{index}",
+        request_index=index,
+        prompt_id=prompt,
+        category=category,
+        mixture=mixture,
+        drafter=drafter,
+    )
+    events = events_from_rounds(rounds, labels)
+    emitted = sum(r.accepted + 1 if r.emitted is None else r.emitted for r in rounds)
+    row = dict(
+        run_id=run_id,
+        request_id=labels.request_id,
+        request_index=index,
+        prompt_id=prompt,
+        category=category,
+        mixture=mixture,
+        drafter=drafter,
+        k=0 if drafter == "none" else k,
+        new_tokens=emitted,
+        wall_s=wall,
+        rounds=len(rounds),
+        prompt_tokens=prompt_tokens,
+        turn_prompt_tokens=[prompt_tokens],
+    )
+    return events, row
+
+
+def tables(parts):
+    events = pl.concat([e for e, _ in parts])
+    return events, requests_from_rows([r for _, r in parts])
+
+
+# calibration rounds: verify rows 1 at 0.05/0.06/0.07 s (median 0.06), rows 3 at 0.08 s
+# (rows 2 never seen: 0.07 by interpolation), drafting 2 tokens 0.02 s, prefills of 10 tokens
+# 0.1 s and of 30 tokens 0.2 s (line: 0.05 s + 0.005 s per token)
+CALIBRATION = [
+    request(
+        "cal",
+        0,
+        "p0",
+        "A",
+        "A",
+        [
+            prefill(0.1),
+            Round(drafted=2, accepted=1, draft_s=0.02, verify_s=0.08),
+            Round(drafted=0, verify_s=0.05),
+        ],
+    ),
+    request(
+        "cal",
+        1,
+        "p1",
+        "A",
+        "A",
+        [
+            prefill(0.2),
+            Round(drafted=0, verify_s=0.06),
+            Round(drafted=0, verify_s=0.07),
+        ],
+        prompt_tokens=30,
+    ),
+]
+
+
+def test_calibration_takes_medians_by_rows_interpolates_gaps_and_fits_the_prefill_line():
+    model = fit_cost_models(*tables(CALIBRATION))["tiny"]
+    assert model.verify_s == pytest.approx((0.06, 0.07, 0.08))
+    assert model.draft("model", 2) == pytest.approx(0.02)
+    assert model.prefill_intercept_s == pytest.approx(0.05)
+    assert model.prefill_s_per_token == pytest.approx(0.005)
+
+
+def test_modelled_seconds_price_each_round_by_hand():
+    events, requests = tables(CALIBRATION)
+    models = fit_cost_models(events, requests)
+    priced = modelled_seconds(events, requests, models).sort("request_id")
+    # cal-0: prefill(10) 0.1 + (draft 0.02 + T(3) 0.08) + T(1) 0.06 = 0.26
+    # cal-1: prefill(30) 0.2 + T(1) 0.06 + T(1) 0.06 = 0.32
+    assert priced["modelled_s"].to_list() == pytest.approx([0.26, 0.32])
+    assert priced["modelled_draft_s"].to_list() == pytest.approx([0.02, 0.0])
+    assert priced["modelled_prefill_s"].to_list() == pytest.approx([0.1, 0.2])
+
+
+# rounds of two prompts, identical in every stream (greedy decoding): A0 drafts well, B0 not
+ROUNDS = {
+    "A0": [
+        prefill(0.1),
+        Round(drafted=2, accepted=2, draft_s=0.02, verify_s=0.08),
+        Round(drafted=2, accepted=2, draft_s=0.02, verify_s=0.08),
+    ],
+    "B0": [
+        prefill(0.1),
+        Round(drafted=2, accepted=0, draft_s=0.02, verify_s=0.08),
+        Round(drafted=2, accepted=0, draft_s=0.02, verify_s=0.08),
+    ],
+}
+CATEGORY = {"A0": "A", "B0": "B"}
+
+
+def study(multitask_prompts, multitask_walls):
+    parts = [
+        request(f"single-{p}", 0, p, CATEGORY[p], CATEGORY[p], ROUNDS[p], wall=0.5) for p in ROUNDS
+    ]
+    parts += [
+        request("multi", i, p, CATEGORY[p], "mix", ROUNDS[p], wall=w)
+        for i, (p, w) in enumerate(zip(multitask_prompts, multitask_walls, strict=True))
+    ]
+    events, requests = tables(parts)
+    return with_modelled_seconds(requests, events, fit_cost_models(events, requests))
+
+
+def test_constant_k_stream_with_the_same_prompts_has_a_modelled_gap_of_exactly_zero():
+    # the wall clock saw the multitask stream 20% slower: noise, since the rounds are identical
+    requests = study(["B0", "A0"], [0.6, 0.6])
+    modelled = degradation(requests, seconds="modelled_s", n_boot=200).row(0, named=True)
+    for part in ("total", "composition", "k_mismatch", "carry_over", "residual"):
+        assert modelled[part] == 0.0, part
+    wall = degradation(requests, n_boot=200).row(0, named=True)
+    assert wall["residual"] == pytest.approx(0.2)
+
+
+def test_constant_k_stream_with_other_task_shares_reports_composition_only_exactly():
+    # A0 twice, B0 once: modelled A0 = 0.1 + 2 x 0.1 = 0.3 s for 7 tokens, B0 = 0.3 s for 3;
+    # reference rate = 0.6 s / 10 tokens; stream 17 tokens -> T_ref = 1.02 s, T_M = 0.9 s
+    requests = study(["A0", "B0", "A0"], [0.9, 0.1, 0.3])
+    row = degradation(requests, seconds="modelled_s", n_boot=200).row(0, named=True)
+    assert row["multitask_s"] == pytest.approx(0.9)
+    assert row["reference_s"] == pytest.approx(1.02)
+    assert row["composition"] == pytest.approx(-0.12)
+    assert row["total"] == row["composition"]
+    assert (row["k_mismatch"], row["carry_over"], row["residual"]) == (0.0, 0.0, 0.0)
