@@ -26,6 +26,7 @@ n_boot = 1000  # bootstrap resamples for the intervals
 from specviz.metrics import metric_intervals, per_position, request_summary, speedup, summary
 from specviz.plots import metric_by_category, per_position_curves
 from specviz.report import enable_charts, load_runs, publish, with_intervals
+from specviz.report.numbers import downloads, frame_table
 
 enable_charts()
 
@@ -96,9 +97,28 @@ metric_by_category(
 
 # %% [markdown]
 # ## The numbers
+# Every category and method (sorted by category, then method); the same table and the
+# speedups can be downloaded as CSV (embedded in this page).
 
 # %%
-table.select(
-    "category", "method", "requests", "drafted", "accepted", "acceptance_rate", "alpha",
-    "mean_accepted_length", "tokens_per_s",
+numbers = table.join(
+    speedups.select("category", "method", "speedup_total"), on=by, how="left"
+).sort(by)
+frame_table(
+    numbers,
+    {
+        "category": "category",
+        "method": "method",
+        "requests": "requests",
+        "drafted": "drafted tokens",
+        "accepted": "accepted tokens",
+        "acceptance_rate": "acceptance rate",
+        "alpha": "alpha",
+        "mean_accepted_length": "mean accepted length",
+        "tokens_per_s": "tokens/s (forward time)",
+        "speedup_total": "speedup (wall clock)",
+    },
 )
+
+# %%
+downloads({"categories.csv": (numbers, "every category and method")})

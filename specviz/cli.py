@@ -275,6 +275,30 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_summary(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "summary", help="the headline and decomposition of a study or run directory (no report)"
+    )
+    p.add_argument("source", type=Path, help="a run or study directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    p.set_defaults(func=_cmd_summary)
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    import json
+
+    from specviz.report.answer import study_answer
+    from specviz.report.data import load_runs
+    from specviz.report.summary import answer_text
+
+    if args.n_boot < 100:
+        raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
+    answer = study_answer(load_runs(args.source, require_baseline=False), n_boot=args.n_boot)
+    print(json.dumps(answer) if args.json else answer_text(answer))
+    return 0
+
+
 def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
     p.add_argument("run_dir", type=Path, help="a run directory")
@@ -311,6 +335,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run,
     _add_study,
     _add_report,
+    _add_summary,
     _add_export_specbench,
 ]
 

@@ -1,8 +1,10 @@
 """The report's opening summary: how much slower the multitask stream is, and why, in numbers.
 
-Built only from values the notebooks published (:mod:`specviz.report.publish`), which they
-computed with :mod:`specviz.metrics`; this module formats, it computes no metric. Every piece of
-data text is escaped.
+Formats the answer :func:`specviz.report.answer.study_answer` computed (the notebooks publish
+it as ``answer``; ``specviz summary`` prints the same dict): the headline, one sentence per
+term, the decomposition with cost-accounted (modelled) figures first and the wall clock beside
+them as the check, the speedups both ways and the calibrated cost curve. It computes no metric.
+Every piece of data text is escaped.
 """
 
 from __future__ import annotations
@@ -10,131 +12,185 @@ from __future__ import annotations
 from typing import Any
 
 from specviz.metrics.speedup import BASELINE
+from specviz.report.answer import LABELS, PARTS
 from specviz.report.html import element, esc, text_element
 
-PARTS = (
-    ("composition", "composition"),
-    ("k_mismatch", "k mismatch"),
-    ("carry_over", "carry-over"),
-    ("residual", "residual"),
-)
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
+CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
 
 
-def _pct(value: float | None, reference: float) -> str:
-    if value is None or not reference:
-        return "n/a"
-    return f"{100 * value / reference:+.1f}%"
+def pct(value: float | None) -> str:
+    """``+1.2%`` (None: ``n/a``)."""
+    return "n/a" if value is None else f"{value:+.1f}%"
 
 
-def _num(value: float | None, fmt: str) -> str:
-    return "n/a" if value is None else format(value, fmt)
-
-
-def _streams(published: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["method"], r["stream"]): r for r in published.get("collapse.streams", [])}
+def _share(value: float | None, reference: float) -> str:
+    return "n/a" if value is None or not reference else pct(100 * value / reference)
 
 
 def verdict(total: float, reference: float) -> str:
     """``"slower: +15.4% time"`` or ``"faster: -6.9% time"`` for the same tokens."""
     word = "slower" if total > 0 else "faster" if total < 0 else "as fast"
-    return f"{word}: {_pct(total, reference)} time for the same tokens"
-
-
-def headline(row: dict[str, Any], streams: dict[tuple[str, str], dict[str, Any]]) -> str:
-    """One sentence for one decomposed multitask stream (plain text, escaped by the caller)."""
-    ref = row["reference_s"]
-    parts = ", ".join(f"{label} {_pct(row[key], ref)}" for key, label in PARTS)
-    text = (
-        f"{row['method']} on {row['mixture']}: {row['multitask_tokens_per_s']:.1f} tokens/s "
-        f"multitask vs {row['reference_tokens_per_s']:.1f} tokens/s single-task, "
-        f"{verdict(row['total'], ref)} (95% CI "
-        f"{_pct(row['total_low'], ref)} to {_pct(row['total_high'], ref)}). "
-        f"Why: {parts} of the single-task time."
-    )
-    single = streams.get((row["method"], "single-task"))
-    multi = streams.get((row["method"], "multitask"))
-    if single and multi:
-        text += (
-            f" Acceptance rate {_num(single['acceptance_rate'], '.3f')} single-task vs "
-            f"{_num(multi['acceptance_rate'], '.3f')} multitask; mean accepted length "
-            f"{_num(single['mean_accepted_length'], '.2f')} vs "
-            f"{_num(multi['mean_accepted_length'], '.2f')} tokens per verify step."
-        )
-    return text
+    return f"{word}: {_share(total, reference)} time for the same tokens"
 
 
 def control_sentence(row: dict[str, Any]) -> str:
     """The baseline's own multitask-vs-single-task gap: what is not speculative decoding."""
-    ref = row["reference_s"]
+    m, w = row["modelled"], row["wall"]
     return (
         f"Control: the autoregressive baseline (no drafter) on {row['mixture']} is "
-        f"{verdict(row['total'], ref)} (95% CI {_pct(row['total_low'], ref)} to "
-        f"{_pct(row['total_high'], ref)}). It drafts nothing, so a gap of this size in the "
-        "speculative methods is machine noise or prompt effects, not speculation."
+        f"{verdict(m['total'], m['reference_s'])} modelled (composition "
+        f"{_share(m['composition'], m['reference_s'])}), {verdict(w['total'], w['reference_s'])} "
+        "by the wall clock. It drafts nothing: its modelled gap is the stream's task shares "
+        "alone, and what the wall clock adds beyond that is machine noise."
     )
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    header = "".join(
-        text_element("th", h)
-        for h in (
-            "method",
-            "mixture",
-            "multitask tok/s",
-            "single-task tok/s",
-            "extra time",
-            *[label for _, label in PARTS],
-            "best k per task",
+def table(header: list[str], rows: list[list[str]], class_: str = "specviz-table") -> str:
+    """A complete HTML table (every row), every cell escaped."""
+    head = element("tr", "".join(text_element("th", h) for h in header))
+    body = "".join(element("tr", "".join(text_element("td", c) for c in r)) for r in rows)
+    return element("table", element("thead", head) + element("tbody", body), class_=class_)
+
+
+def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the decomposition: each stream modelled, then its wall-clock check."""
+    header = [
+        "method",
+        "mixture",
+        "clock",
+        "multitask tok/s",
+        "single-task tok/s",
+        "extra time",
+        *[LABELS[p] for p in PARTS],
+        "modelled / wall s",
+        "best k per task",
+    ]
+    ordered = [r for r in streams if r["drafter"] != BASELINE] + [
+        r for r in streams if r["drafter"] == BASELINE
+    ]
+    rows = []
+    for r in ordered:
+        for clock in ("modelled", "wall"):
+            d = r[clock]
+            ref = d["reference_s"]
+            rows.append(
+                [
+                    r["method"],
+                    r["mixture"],
+                    CLOCK_NAMES[clock],
+                    f"{d['multitask_tokens_per_s']:.1f}",
+                    f"{d['reference_tokens_per_s']:.1f}",
+                    _share(d["total"], ref),
+                    *[_share(d[p], ref) for p in PARTS],
+                    f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
+                    r.get("best_k") or "",
+                ]
+            )
+    return header, rows
+
+
+def speedup_rows(speedups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "requests", "speedup modelled", "95% CI", "speedup wall clock",
+              "95% CI (wall)", "modelled / wall"]  # fmt: skip
+    rows = [
+        [
+            s["method"],
+            str(s["requests"]),
+            f"{s['modelled']:.3f}",
+            f"{s['modelled_low']:.3f} to {s['modelled_high']:.3f}",
+            f"{s['wall']:.3f}",
+            f"{s['wall_low']:.3f} to {s['wall_high']:.3f}",
+            f"{s['modelled_over_wall']:.3f}",
+        ]
+        for s in sorted(speedups, key=lambda s: s["method"])
+    ]
+    return header, rows
+
+
+def cost_rows(models: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The calibrated curves: one row per target and part, milliseconds by rows / tokens."""
+    width = max(
+        [len(m["verify_s"]) for m in models.values()]
+        + [len(c) for m in models.values() for c in m["draft_s"].values()]
+        + [1]
+    )
+    header = ["target", "cost", *[str(i) for i in range(width + 1)], "calibrated from"]
+    rows = []
+    for target, m in sorted(models.items()):
+        verify = ["", *[f"{1000 * v:.1f}" for v in m["verify_s"]]]
+        source = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in m["samples"].items())
+        rows.append([target, "verify ms by rows", *_pad(verify, width + 1), source])
+        for drafter, curve in m["draft_s"].items():
+            cells = [f"{1000 * v:.2f}" for v in curve]
+            rows.append([target, f"draft ms by tokens: {drafter}", *_pad(cells, width + 1), ""])
+        prefill = (
+            f"prefill: {1000 * m['prefill_intercept_s']:.1f} ms + "
+            f"{1000 * m['prefill_s_per_token']:.3f} ms per prompt token"
         )
-    )
-    body = []
-    for r in rows:
-        ref = r["reference_s"]
-        cells = [
+        rows.append([target, prefill, *_pad([], width + 1), ""])
+    return header, rows
+
+
+def runs_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Per method and mixture: tokens/s modelled and by the wall clock."""
+    header = ["method", "mixture", "requests", "tokens", "tok/s modelled", "tok/s wall clock",
+              "modelled / wall s"]  # fmt: skip
+    rows = [
+        [
             r["method"],
             r["mixture"],
-            f"{r['multitask_tokens_per_s']:.1f}",
-            f"{r['reference_tokens_per_s']:.1f}",
-            _pct(r["total"], ref),
-            *[_pct(r[key], ref) for key, _ in PARTS],
-            r.get("best_k") or "",
+            str(r["requests"]),
+            str(r["tokens"]),
+            f"{r['modelled_tokens_per_s']:.1f}",
+            f"{r['wall_tokens_per_s']:.1f}",
+            f"{r['modelled_over_wall']:.2f}",
         ]
-        body.append(element("tr", "".join(text_element("td", c) for c in cells)))
-    return element(
-        "table", element("thead", element("tr", header)) + element("tbody", "".join(body))
+        for r in runs
+    ]
+    return header, rows
+
+
+def _pad(cells: list[str], width: int) -> list[str]:
+    return (cells + [""] * width)[:width]
+
+
+def _list(items: list[str]) -> str:
+    return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
+
+
+def answer_html(answer: dict[str, Any]) -> str:
+    """The summary's body for one :func:`~specviz.report.answer.study_answer` result."""
+    streams = answer["streams"]
+    out = [element("p", element("strong", esc(answer["headline"]["text"])))]
+    if not streams:
+        return "".join(out)
+    controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
+    out.append(_list(answer["findings"] + controls))
+    out.append(table(*decomposition_rows(streams)))
+    out.append(
+        text_element(
+            "p",
+            "Modelled: every request's rounds priced with one cost curve of this target on this "
+            "machine, calibrated over all of the study's rounds (the table below); under greedy "
+            "decoding the rounds repeat exactly, so modelled figures do not move with machine "
+            "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
+            "multitask stream's requests minus what the single-task runs need for the same "
+            "tokens, as a share of the latter. Composition: the stream weights tasks differently "
+            "from the benchmark; k mismatch: one k for every task instead of each task's best; "
+            "carry-over: an adaptive policy's state carried from one task to the next; residual: "
+            "the rest of what interleaving costs (see docs/metrics.md).",
+            class_="specviz-note",
+        )
     )
+    return "".join(out)
 
 
 def summary_html(published: dict[str, Any]) -> str:
-    """The summary block: the question, one answer sentence per stream, a table, the data."""
-    rows = [r for r in published.get("collapse.degradation", []) if r.get("total") is not None]
-    streams = _streams(published)
+    """The summary block: the question, the answer, its tables, the cost curve, the data."""
     out = [text_element("h2", QUESTION)]
-    drafted = [r for r in rows if r["method"] != BASELINE]
-    controls = [r for r in rows if r["method"] == BASELINE]
-    if drafted:
-        # the answer leads with the speculative method that loses most; the baseline is a control
-        worst = max(drafted, key=lambda r: r["total"] / r["reference_s"] if r["reference_s"] else 0)
-        out.append(element("p", element("strong", esc(headline(worst, streams)))))
-        others = [r for r in drafted if r is not worst]
-        items = [headline(r, streams) for r in others] + [control_sentence(r) for r in controls]
-        if items:
-            out.append(element("ul", "".join(text_element("li", i) for i in items)))
-        out.append(_table(drafted + controls))
-        out.append(
-            text_element(
-                "p",
-                "Extra time = seconds to serve the multitask stream's requests minus the seconds "
-                "the single-task runs need for the same number of tokens, as a share of the "
-                "latter. Composition: the stream weights tasks differently from the benchmark; "
-                "k mismatch: one k for every task instead of each task's best; carry-over: an "
-                "adaptive policy's state carried from one task to the next; residual: the rest "
-                "of what interleaving costs (see docs/metrics.md).",
-                class_="specviz-note",
-            )
-        )
-    else:
+    answer = published.get("answer")
+    if answer is None:
         out.append(
             text_element(
                 "p",
@@ -142,14 +198,52 @@ def summary_html(published: dict[str, Any]) -> str:
                 "multitask mixtures run with the same method.",
             )
         )
-    data = published.get("report.data")
-    if data:
-        out.append(
-            text_element(
-                "p",
-                f"Data: {data['runs']} runs, {data['requests']} requests, categories "
-                f"{', '.join(data['categories'])}; methods {', '.join(data['methods'])}.",
-                class_="specviz-note",
-            )
+        return element("section", "".join(out), class_="specviz-summary")
+    out.append(answer_html(answer))
+    if answer["speedups"]:
+        out.append(text_element("h3", "Speedup over the baseline, modelled and wall clock"))
+        out.append(table(*speedup_rows(answer["speedups"])))
+    out.append(text_element("h3", "Every stream, modelled and wall clock"))
+    out.append(table(*runs_rows(answer["runs_table"])))
+    out.append(text_element("h3", "Cost curve (modelled seconds)"))
+    out.append(table(*cost_rows(answer["cost_models"])))
+    clock = answer["clock"]
+    out.append(
+        text_element(
+            "p",
+            f"Data: {answer['runs']} runs, {answer['requests']} requests, categories "
+            f"{', '.join(answer['categories'])}; methods {', '.join(answer['methods'])}. "
+            f"Modelled seconds are {clock['modelled_over_wall']:.2f} of the wall clock over all "
+            "requests (per-round Python overhead is not modelled).",
+            class_="specviz-note",
         )
+    )
     return element("section", "".join(out), class_="specviz-summary")
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned with spaces, for a terminal."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)  # fmt: skip
+
+
+def answer_text(answer: dict[str, Any]) -> str:
+    """The summary for a terminal: the same answer, sentences and tables as :func:`summary_html`."""
+    out = [QUESTION, "", answer["headline"]["text"], ""]
+    streams = answer["streams"]
+    if streams:
+        controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
+        out += [f"- {line}" for line in answer["findings"] + controls] + [""]
+        out += [text_table(*decomposition_rows(streams)), ""]
+    if answer["speedups"]:
+        out += ["Speedup over the baseline:", text_table(*speedup_rows(answer["speedups"])), ""]
+    out += ["Every stream:", text_table(*runs_rows(answer["runs_table"])), ""]
+    out += ["Cost curve:", text_table(*cost_rows(answer["cost_models"])), ""]
+    clock = answer["clock"]
+    out.append(
+        f"{answer['runs']} runs, {answer['requests']} requests; modelled seconds are "
+        f"{clock['modelled_over_wall']:.2f} of the wall clock."
+    )
+    return "\n".join(out)

@@ -1,0 +1,300 @@
+"""The study's answer in numbers: cost-accounted and wall-clock figures, and what is established.
+
+:func:`study_answer` is the one computation behind the report's opening summary and the
+``specviz summary`` command (they only format its result). From the runs at a path it
+
+1. calibrates one cost curve per target over every round of every run
+   (:func:`specviz.metrics.accounting.fit_cost_models`) and prices each request
+   (``modelled_s``);
+2. computes the degradation decomposition and the speedups twice, on ``modelled_s`` and on
+   ``wall_s`` (:mod:`specviz.metrics`), and their ratio;
+3. classifies every part of every drafted multitask stream (:func:`classify`): a *finding* when
+   its modelled 95% interval excludes zero; *zero by construction* when it is exactly zero in
+   the estimate and in every resample (cost accounting prices identical rounds identically);
+   *inside the noise* otherwise, with the smallest effect the study could have detected (the
+   interval's half-width: an effect that large would have moved the interval off zero);
+4. leads with the largest finding (by its share of single-task time), or, without one, says
+   that no term is established.
+
+Everything returned is JSON-able (lists, dicts, numbers, strings).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from specviz.metrics import degradation, label_streams, missing_baseline, speedup
+from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
+from specviz.metrics.speedup import BASELINE
+from specviz.report.data import StudyData
+from specviz.report.tables import decomposable, stream_labels
+
+PARTS = ("composition", "k_mismatch", "carry_over", "residual")
+LABELS = {
+    "total": "extra time",
+    "composition": "composition",
+    "k_mismatch": "k mismatch",
+    "carry_over": "carry-over",
+    "residual": "residual",
+}
+FINDING, ZERO, NOISE, UNMEASURED = (
+    "finding",
+    "zero by construction",
+    "inside the noise",
+    "not measured",
+)
+ZERO_REASONS = {
+    "composition": "the stream holds the single-task prompts in their single-task shares",
+    "k_mismatch": "each task's best measured k is the stream's own k",
+    "carry_over": "the policy keeps no state across requests",
+    "residual": "greedy decoding repeats every round, and identical rounds cost the same",
+}
+CLOCKS = ("modelled", "wall")
+
+
+def _pct(value: float | None, reference: float) -> float | None:
+    return None if value is None or not reference else 100.0 * value / reference
+
+
+def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
+    """One part of one modelled degradation row: status, percent of single-task time, interval,
+    the smallest detectable effect (inside the noise) or why it is zero (by construction)."""
+    ref = row["reference_s"]
+    value, low, high = row[part], row[f"{part}_low"], row[f"{part}_high"]
+    term: dict[str, Any] = {
+        "part": part,
+        "label": LABELS[part],
+        "pct": _pct(value, ref),
+        "low_pct": _pct(low, ref),
+        "high_pct": _pct(high, ref),
+        "detectable_pct": None,
+        "reason": "",
+    }
+    if value is None or low is None or high is None:
+        term["status"] = UNMEASURED
+        term["reason"] = "no constant-k control stream of the same drafter, k and mixture"
+    elif value == 0.0 and low == 0.0 and high == 0.0:
+        term["status"] = ZERO
+        reason = ZERO_REASONS[part]
+        if part == "carry_over" and row["control"] == "constant":
+            reason = "the policy's carried state changed no round"
+        term["reason"] = reason
+    elif low > 0 or high < 0:
+        term["status"] = FINDING
+    else:
+        term["status"] = NOISE
+        term["detectable_pct"] = _pct((high - low) / 2, ref)
+    return term
+
+
+def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, Any]]:
+    models = fit_cost_models(data.events, data.requests, source=str(data.source))
+    return with_modelled_seconds(data.requests, data.events, models), models
+
+
+def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
+    labelled = stream_labels(label_streams(requests).collect())
+    if not decomposable(labelled):
+        return []
+    tables = {
+        clock: stream_labels(
+            degradation(
+                labelled,
+                n_boot=n_boot,
+                seconds=f"{'modelled' if clock == 'modelled' else 'wall'}_s",
+            )
+        )
+        for clock in CLOCKS
+    }
+    keys = ["method", "mixture"]
+    wall = {tuple(r[k] for k in keys): r for r in tables["wall"].iter_rows(named=True)}
+    rows = []
+    for m in tables["modelled"].sort(keys).iter_rows(named=True):
+        w = wall[(m["method"], m["mixture"])]
+        ref, wref = m["reference_s"], w["reference_s"]
+        row = {
+            "method": m["method"],
+            "mixture": m["mixture"],
+            "drafter": m["drafter"],
+            "policy": m["policy"],
+            "k": m["k"],
+            "control": m["control"],
+            "requests": m["requests"],
+            "tokens": m["tokens"],
+            "best_k": m["best_k"],
+            "modelled": m,
+            "wall": w,
+            "modelled_tokens_per_s": m["multitask_tokens_per_s"],
+            "wall_tokens_per_s": w["multitask_tokens_per_s"],
+            "modelled_over_wall": m["multitask_s"] / w["multitask_s"] if w["multitask_s"] else None,
+            "total_pct": _pct(m["total"], ref),
+            "total_low_pct": _pct(m["total_low"], ref),
+            "total_high_pct": _pct(m["total_high"], ref),
+            "wall_total_pct": _pct(w["total"], wref),
+            "wall_total_low_pct": _pct(w["total_low"], wref),
+            "wall_total_high_pct": _pct(w["total_high"], wref),
+            "terms": [classify(m, p) | {"wall_pct": _pct(w[p], wref)} for p in PARTS],
+        }
+        rows.append(row)
+    return rows
+
+
+def _speedups(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
+    if not (requests["drafter"] == BASELINE).any() or missing_baseline(requests).height:
+        return []
+    tables = {
+        clock: speedup(requests, by=["method"], n_boot=n_boot, seconds=f"{clock}_s")
+        for clock in ("modelled", "wall")
+    }
+    wall = {r["method"]: r for r in tables["wall"].iter_rows(named=True)}
+    out = []
+    for m in tables["modelled"].iter_rows(named=True):
+        w = wall[m["method"]]
+        out.append(
+            {
+                "method": m["method"],
+                "requests": m["requests"],
+                "modelled": m["speedup_total"],
+                "modelled_low": m["speedup_total_low"],
+                "modelled_high": m["speedup_total_high"],
+                "wall": w["speedup_total"],
+                "wall_low": w["speedup_total_low"],
+                "wall_high": w["speedup_total_high"],
+                "modelled_over_wall": m["speedup_total"] / w["speedup_total"],
+            }
+        )
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def _finding_text(row: dict[str, Any], term: dict[str, Any]) -> str:
+    return (
+        f"{row['method']} on {row['mixture']}: {term['label']} {_fmt(term['pct'])} of "
+        f"single-task time (95% CI {_fmt(term['low_pct'])} to {_fmt(term['high_pct'])}), "
+        f"modelled; wall clock {_fmt(term['wall_pct'])}."
+    )
+
+
+def _total_text(row: dict[str, Any]) -> str:
+    return (
+        f"Multitask extra time {_fmt(row['total_pct'])} modelled (95% CI "
+        f"{_fmt(row['total_low_pct'])} to {_fmt(row['total_high_pct'])}), "
+        f"{_fmt(row['wall_total_pct'])} by the wall clock; modelled / wall-clock seconds "
+        f"{row['modelled_over_wall']:.2f}."
+    )
+
+
+def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
+    """One sentence for one term of one stream, saying what is established about it."""
+    head = f"{row['method']} on {row['mixture']}: {term['label']}"
+    if term["status"] == FINDING:
+        return _finding_text(row, term)
+    if term["status"] == ZERO:
+        return f"{head} is zero by construction ({term['reason']})."
+    if term["status"] == UNMEASURED:
+        return f"{head} is not measured ({term['reason']})."
+    return (
+        f"{head} {_fmt(term['pct'])} is inside the noise (95% CI {_fmt(term['low_pct'])} to "
+        f"{_fmt(term['high_pct'])}); the smallest effect this study could detect is "
+        f"±{term['detectable_pct']:.1f}%."
+    )
+
+
+def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
+    """The lead: the largest finding among drafted streams (share of single-task time), ties
+    broken by method, mixture and part order; without one, the stream with the largest total."""
+    drafted = [r for r in streams if r["drafter"] != BASELINE]
+    if not drafted:
+        return {
+            "text": "No multitask stream could be compared: the study needs single-task and "
+            "multitask mixtures run with the same method.",
+            "status": None,
+        }
+    findings = [
+        (abs(t["pct"]), -i, -j, r, t)
+        for i, r in enumerate(drafted)
+        for j, t in enumerate(r["terms"])
+        if t["status"] == FINDING
+    ]
+    if findings:
+        _, _, _, row, term = max(findings, key=lambda f: f[:3])
+        text = f"{_finding_text(row, term)} {_total_text(row)}"
+        return {
+            "text": text,
+            "status": FINDING,
+            "method": row["method"],
+            "mixture": row["mixture"],
+            "part": term["part"],
+            "pct": term["pct"],
+            "total_pct": row["total_pct"],
+        }
+    row = max(drafted, key=lambda r: abs(r["total_pct"] or 0.0))
+    return {
+        "text": f"No term is established for any method. {row['method']} on {row['mixture']}: "
+        f"{_total_text(row)}",
+        "status": NOISE,
+        "method": row["method"],
+        "mixture": row["mixture"],
+        "part": "total",
+        "pct": row["total_pct"],
+        "total_pct": row["total_pct"],
+    }
+
+
+def _runs(priced: pl.DataFrame) -> list[dict[str, Any]]:
+    """Per method and mixture: requests, tokens, modelled and wall seconds, tokens/s both ways."""
+    table = (
+        priced.group_by("method", "mixture")
+        .agg(
+            pl.len().alias("requests"),
+            pl.col("new_tokens").sum().alias("tokens"),
+            pl.col("modelled_s").sum(),
+            pl.col("wall_s").sum(),
+        )
+        .with_columns(
+            (pl.col("tokens") / pl.col("modelled_s")).alias("modelled_tokens_per_s"),
+            (pl.col("tokens") / pl.col("wall_s")).alias("wall_tokens_per_s"),
+            (pl.col("modelled_s") / pl.col("wall_s")).alias("modelled_over_wall"),
+        )
+        .sort("method", "mixture")
+    )
+    return table.to_dicts()
+
+
+def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
+    """The answer of the runs in ``data`` (module docstring); JSON-able."""
+    priced, models = _priced(data)
+    streams = _stream_rows(priced, n_boot)
+    modelled_s = float(priced["modelled_s"].sum())
+    wall_s = float(priced["wall_s"].sum())
+    return {
+        "source": str(data.source),
+        "runs": len(data.run_dirs),
+        "requests": priced.height,
+        "categories": list(data.categories),
+        "methods": list(data.methods),
+        "cost_models": {t: m.to_dict() for t, m in models.items()},
+        "clock": {
+            "modelled_s": modelled_s,
+            "wall_s": wall_s,
+            "modelled_over_wall": modelled_s / wall_s if wall_s else None,
+        },
+        "headline": headline(streams),
+        "streams": streams,
+        "findings": [
+            term_sentence(r, t) for r in streams if r["drafter"] != BASELINE for t in r["terms"]
+        ],
+        "speedups": _speedups(priced, n_boot),
+        "runs_table": _runs(priced),
+    }
+
+
+def priced_requests(data: StudyData) -> pl.DataFrame:
+    """The request table with ``modelled_s`` (and its parts): what the report lets readers
+    download, one row per request."""
+    return _priced(data)[0]
