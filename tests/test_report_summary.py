@@ -1,24 +1,16 @@
-"""The summary formats published numbers; data text in it is escaped."""
+"""The summary formats the study's answer: modelled figures first, the wall clock as the check,
+every term said for what it is; data text in it is escaped."""
 
 from __future__ import annotations
 
+import pytest
+from report_fixtures import XSS_CATEGORY, default_conditions, write_study
+
+from specviz.report.answer import FINDING, NOISE, ZERO, classify, study_answer
+from specviz.report.data import load_runs
 from specviz.report.summary import QUESTION, summary_html, verdict
 
-ROW = {
-    "method": "<b>m</b>",
-    "mixture": "uniform-interleaved",
-    "multitask_tokens_per_s": 50.0,
-    "reference_tokens_per_s": 60.0,
-    "reference_s": 10.0,
-    "total": 2.0,
-    "total_low": 1.0,
-    "total_high": 3.0,
-    "composition": 0.5,
-    "k_mismatch": 0.0,
-    "carry_over": None,
-    "residual": 1.5,
-    "best_k": "coding=4",
-}
+ROW = {"reference_s": 10.0, "control": "not needed"}
 
 
 def test_verdict_says_slower_or_faster() -> None:
@@ -26,39 +18,48 @@ def test_verdict_says_slower_or_faster() -> None:
     assert verdict(-1.0, 10.0) == "faster: -10.0% time for the same tokens"
 
 
-def test_summary_answers_with_parts_and_escapes_labels() -> None:
-    html = summary_html(
-        {
-            "collapse.degradation": [ROW],
-            "report.data": {
-                "runs": 2,
-                "requests": 4,
-                "categories": ["<script>x</script>"],
-                "methods": ["m"],
-            },
-        }
-    )
+def test_a_term_whose_interval_excludes_zero_is_a_finding() -> None:
+    term = classify(ROW | {"residual": 1.0, "residual_low": 0.2, "residual_high": 1.5}, "residual")
+    assert term["status"] == FINDING and term["pct"] == 10.0
+
+
+def test_a_term_inside_the_noise_names_the_smallest_detectable_effect() -> None:
+    row = ROW | {"composition": 0.1, "composition_low": -0.4, "composition_high": 0.6}
+    term = classify(row, "composition")
+    assert term["status"] == NOISE
+    assert term["detectable_pct"] == pytest.approx(5.0)  # half the interval's width, of 10 s
+
+
+def test_an_exact_zero_in_every_resample_is_zero_by_construction() -> None:
+    term = classify(ROW | {"carry_over": 0.0, "carry_over_low": 0.0, "carry_over_high": 0.0},
+                    "carry_over")  # fmt: skip
+    assert term["status"] == ZERO and "no state" in term["reason"]
+
+
+@pytest.fixture(scope="module")
+def answer(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    runs = default_conditions(categories=("coding", "writing", XSS_CATEGORY))
+    study = write_study(tmp_path_factory.mktemp("answer") / "study", runs)
+    return study_answer(load_runs(study), n_boot=200)
+
+
+def test_summary_leads_with_the_modelled_answer_and_shows_the_wall_clock(answer: dict) -> None:
+    html = summary_html({"answer": answer})
     assert QUESTION in html
-    assert "slower: +20.0% time for the same tokens (95% CI +10.0% to +30.0%)" in html
-    assert "composition +5.0%, k mismatch +0.0%, carry-over n/a, residual +15.0%" in html
-    assert "<b>m</b>" not in html and "&lt;b&gt;m&lt;/b&gt;" in html
-    assert "<script>" not in html
-
-
-def test_summary_without_a_multitask_comparison_says_what_is_missing() -> None:
-    html = summary_html({})
-    assert "No multitask stream could be compared" in html
-
-
-def test_the_answer_leads_with_a_drafted_method_and_the_baseline_is_the_control() -> None:
-    baseline = ROW | {"method": "none", "total": 5.0, "total_low": 4.0, "total_high": 6.0}
-    drafted = ROW | {"method": "prompt-lookup constant k=5"}
-    html = summary_html({"collapse.degradation": [baseline, drafted]})
     lead = html.split("<strong>", 1)[1].split("</strong>", 1)[0]
-    assert lead.startswith("prompt-lookup constant k=5 on uniform-interleaved")
-    assert (
-        "Control: the autoregressive baseline (no drafter) on uniform-interleaved is "
-        "slower: +50.0% time for the same tokens (95% CI +40.0% to +60.0%)" in html
-    )
+    assert lead.startswith("prompt-lookup constant k=4 on uniform-interleaved")
+    assert "modelled; wall clock" in lead and "modelled / wall-clock seconds" in lead
     rows = html.split("<tbody>", 1)[1]
-    assert rows.index("prompt-lookup constant k=5") < rows.index("<td>none</td>")
+    assert rows.index("<td>modelled</td>") < rows.index("<td>wall clock</td>")
+    assert rows.index("prompt-lookup constant k=4") < rows.index("<td>none</td>")
+    assert "Cost curve" in html and "verify ms by rows" in html
+
+
+def test_summary_escapes_labels(answer: dict) -> None:
+    html = summary_html({"answer": answer})
+    assert XSS_CATEGORY not in html
+    assert "&lt;img src=x" in html
+
+
+def test_summary_without_an_answer_says_what_is_missing() -> None:
+    assert "No multitask stream could be compared" in summary_html({})
