@@ -79,17 +79,21 @@ publish(
 # %%
 answer = study_answer(data, n_boot=n_boot)
 publish("answer", answer)
-priced = stream_labels(label_streams(priced_requests(data)).collect())
-per_stream = request_summary(priced, by=["method", "mixture", "stream"]).join(
-    priced.group_by("method", "mixture", "stream").agg(pl.col("modelled_s").sum()),
-    on=["method", "mixture", "stream"],
-)
-downloads(
-    {
-        "requests.csv": (priced.sort("run_id", "request_index"), "every request, modelled and wall seconds"),
-        "streams.csv": (per_stream.sort("method", "mixture"), "every stream"),
-    }
-)
+if answer["requests"]:  # unbatched runs: priced by cost accounting
+    priced = stream_labels(label_streams(priced_requests(data)).collect())
+    per_stream = request_summary(priced, by=["method", "mixture", "stream"]).join(
+        priced.group_by("method", "mixture", "stream").agg(pl.col("modelled_s").sum()),
+        on=["method", "mixture", "stream"],
+    )
+    links = downloads(
+        {
+            "requests.csv": (priced.sort("run_id", "request_index"), "every request, modelled and wall seconds"),
+            "streams.csv": (per_stream.sort("method", "mixture"), "every stream"),
+        }
+    )
+else:
+    priced, links = requests, downloads({"requests.csv": (requests, "every request")})
+links
 
 # %% [markdown]
 # ## Throughput and acceptance, single-task vs multitask
@@ -125,9 +129,12 @@ mixture_sweep(sweep, "speedup_total")
 if decomposable(requests):
     parts = stream_labels(degradation(requests, n_boot=n_boot))
     publish("collapse.degradation", parts.to_dicts())
-    modelled = stream_labels(degradation(priced, n_boot=n_boot, seconds="modelled_s"))
-    publish("collapse.degradation_modelled", modelled.to_dicts())
-    chart = degradation_bars(modelled)
+    if answer["requests"]:
+        modelled = stream_labels(degradation(priced, n_boot=n_boot, seconds="modelled_s"))
+        publish("collapse.degradation_modelled", modelled.to_dicts())
+        chart = degradation_bars(modelled)
+    else:
+        chart = degradation_bars(parts)
 else:
     publish("collapse.degradation", [])
     chart = "No multitask stream with single-task runs of the same method: nothing to decompose."

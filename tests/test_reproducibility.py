@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from specviz.cost import CostModel
 from specviz.report.reproducibility import round_counts, same_rounds
 from specviz.study import parse_study, run_study
+from specviz.study.calibrate import COST_MODEL_FILE
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +37,10 @@ def test_two_runs_of_one_study_record_identical_round_counts_per_request(tmp_pat
     assert first.height == 4  # 2 single-task requests + 2 in the multitask stream
     assert first["drafted"].sum() > 0
     assert same_rounds(first, second)
+    # the study's calibration step recorded its cost curve
+    recorded = json.loads((tmp_path / "a" / COST_MODEL_FILE).read_text())["targets"]
+    model = CostModel.from_dict(recorded["smollm2-135m"])
+    assert model.verify(1) > 0 and "prompt-lookup" in model.draft_s
     # and the comparison can fail: one request with one round more is not the same
     changed = second.with_columns(
         second["rounds"] + (second["request_id"] == second["request_id"][0])

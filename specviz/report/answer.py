@@ -266,8 +266,37 @@ def _runs(priced: pl.DataFrame) -> list[dict[str, Any]]:
     return table.to_dicts()
 
 
+def _unbatched(data: StudyData) -> bool:
+    if "batch_size" not in data.requests.columns:
+        return True
+    return bool((data.requests["batch_size"].fill_null(1) == 1).any())
+
+
 def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
-    """The answer of the runs in ``data`` (module docstring); JSON-able."""
+    """The answer of the runs in ``data`` (module docstring); JSON-able.
+
+    Cost accounting and the decomposition cover unbatched runs; runs that are all batched get
+    an answer saying so (their comparison is the batching section, docs/batching.md).
+    """
+    if not _unbatched(data):
+        return {
+            "source": str(data.source),
+            "runs": len(data.run_dirs),
+            "requests": 0,
+            "categories": list(data.categories),
+            "methods": list(data.methods),
+            "cost_models": {},
+            "clock": {"modelled_s": 0.0, "wall_s": 0.0, "modelled_over_wall": None},
+            "headline": {
+                "text": "Every run is batched: cost accounting and the multitask decomposition "
+                "cover unbatched runs (batched runs are compared in the batching section).",
+                "status": None,
+            },
+            "streams": [],
+            "findings": [],
+            "speedups": [],
+            "runs_table": [],
+        }
     priced, models = _priced(data)
     streams = _stream_rows(priced, n_boot)
     modelled_s = float(priced["modelled_s"].sum())

@@ -20,6 +20,7 @@ from typing import Any
 
 from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
 from specviz.schema import RUN_FILE
+from specviz.study.calibrate import COST_MODEL_FILE, write_cost_models
 from specviz.study.local import run_local
 from specviz.study.manifest import (
     DONE,
@@ -113,7 +114,7 @@ def refuse_foreign(out: Path) -> None:
         raise StudyError(
             f"{out} holds a run ({RUN_FILE}), not a study: pass another --out directory"
         )
-    ours = {MANIFEST_FILE, RUNS_DIR}
+    ours = {MANIFEST_FILE, RUNS_DIR, COST_MODEL_FILE}
     foreign = [p.name for p in entries(out) if p.name not in ours and not _manifest_tmp(p)]
     if foreign or ((out / RUNS_DIR).exists() and not (out / MANIFEST_FILE).is_file()):
         shown = foreign[0] if foreign else RUNS_DIR
@@ -179,4 +180,6 @@ def _run_units(
             run_local(todo, out, workers=study.workers, progress=progress, on_done=on_done)
     finally:
         manifest = write_manifest(study, plan, out)
+    if manifest["status"] == "complete" and not all(u.batch is not None for u in plan.units):
+        write_cost_models(out)  # the calibration step: the study's cost curve, beside the manifest
     return manifest
