@@ -1,14 +1,15 @@
 """Reproducibility benchmark: one small study run twice, into two directories, then compared.
 
-The study is a scaled-down default study (``studies/default.toml``): 5 categories x 1 prompt
-single-task, a multitask stream with other task shares, prompt lookup at k = 2 and 5 with the
-constant and the persistent heuristic policy, the baseline, greedy, 48 new tokens per turn. On 2
+The study is a scaled-down default study (``studies/default.toml``): 4 categories x 2 prompts
+single-task, a 5-request multitask stream with other task shares, prompt lookup at k = 2 and 5
+with the constant and the persistent heuristic policy, the baseline, greedy, 40 new tokens per
+turn. On 2
 cores it takes a few minutes per run. The comparison (:func:`specviz.report.reproducibility.compare`)
 says whether every request recorded identical round counts in both runs, whether both lead with
 the same finding, and each run's modelled and wall-clock extra time of the headline stream with
 their gap in percentage points. Prints a table, then one JSON line.
 
-    .venv/bin/python bench/reproducibility.py [--out DIR] [--max-new-tokens 48] [--n-boot 1000]
+    .venv/bin/python bench/reproducibility.py [--out DIR] [--max-new-tokens 40] [--n-boot 1000]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from specviz.report.reproducibility import compare
 from specviz.study import parse_study, run_study
 
-CATEGORIES = ["writing", "coding", "extraction", "summarization", "reasoning"]
+CATEGORIES = ["writing", "coding", "extraction", "reasoning"]
 
 
 def study_dict(max_new_tokens: int) -> dict:
@@ -33,13 +34,14 @@ def study_dict(max_new_tokens: int) -> dict:
         "models": ["smollm2-135m"],
         "policies": ["constant", "heuristic"],
         "k": [2, 5],
-        "workload": {"source": "builtin", "per_category": 1, "categories": CATEGORIES},
+        "workload": {"source": "builtin", "per_category": 2, "categories": CATEGORIES},
         "mixtures": {
             "single": True,
             "uniform": [],
-            "size": 4,
+            "size": 5,
             "order": "interleaved",
-            "custom": {"chat-mix": "writing=2,coding=1,reasoning=1"},
+            # other shares than the single-task set; no task above its 2 single-task prompts
+            "custom": {"chat-mix": "writing=2,coding=2,reasoning=1"},
         },
         "drafters": [{"kind": "prompt-lookup"}],
         "sampling": {"temperature": 0.0},
@@ -52,7 +54,7 @@ def main() -> None:
     parser.add_argument(
         "--out", type=Path, help="parent of the two study directories (default: temp)"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--n-boot", type=int, default=1000)
     args = parser.parse_args()
     parent = args.out or Path(tempfile.mkdtemp(prefix="specviz-repro-"))
