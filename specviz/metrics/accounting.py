@@ -27,7 +27,7 @@ their ratio is reported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import polars as pl
@@ -153,7 +153,10 @@ def fit_cost_models(events: Frame, requests: Frame, source: str = "pooled") -> d
     }
 
 
-def _price(model: CostModel, prefill: bool, drafter: str, drafted: int, called: bool, prompt: int):
+def _price(
+    model: CostModel, prefill: bool, drafter: str, drafted: int, called: bool, prompt: int
+) -> tuple[float, float, float]:
+    """(prefill, draft, verify) seconds of one round."""
     if prefill:
         return model.prefill(prompt), 0.0, 0.0
     draft = model.draft(drafter, drafted) if called and drafter != "none" else 0.0
@@ -208,21 +211,3 @@ def with_modelled_seconds(
         unbatched = requests.filter(pl.col("batch_size").fill_null(1) == 1)
     priced = modelled_seconds(events, unbatched, models)
     return unbatched.join(priced, on=["run_id", "request_id"], how="left")
-
-
-def cost_curve_table(models: Mapping[str, CostModel], rows: Sequence[int] = range(1, 9)):
-    """The calibrated curves in long form: target, part (verify | draft:<drafter> | prefill),
-    x (rows verified, tokens drafted, or prompt tokens), seconds."""
-    out = []
-    for target, model in models.items():
-        out += [(target, "verify", r, model.verify(r)) for r in rows]
-        for drafter, curve in model.draft_s.items():
-            out += [
-                (target, f"draft:{drafter}", t, model.draft(drafter, t)) for t in range(len(curve))
-            ]
-        out += [(target, "prefill", t, model.prefill(t)) for t in (50, 100, 200, 400)]
-    return pl.DataFrame(
-        out,
-        schema={"target": pl.String, "part": pl.String, "x": pl.Int64, "seconds": pl.Float64},
-        orient="row",
-    )

@@ -25,6 +25,7 @@ from typing import Any
 
 import polars as pl
 
+from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
 from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
 from specviz.metrics.speedup import BASELINE
@@ -89,7 +90,7 @@ def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
     return term
 
 
-def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, Any]]:
+def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, CostModel]]:
     models = fit_cost_models(data.events, data.requests, source=str(data.source))
     return with_modelled_seconds(data.requests, data.events, models), models
 
@@ -99,13 +100,7 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
     if not decomposable(labelled):
         return []
     tables = {
-        clock: stream_labels(
-            degradation(
-                labelled,
-                n_boot=n_boot,
-                seconds=f"{'modelled' if clock == 'modelled' else 'wall'}_s",
-            )
-        )
+        clock: stream_labels(degradation(labelled, n_boot=n_boot, seconds=f"{clock}_s"))
         for clock in CLOCKS
     }
     keys = ["method", "mixture"]
@@ -146,7 +141,7 @@ def _speedups(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         return []
     tables = {
         clock: speedup(requests, by=["method"], n_boot=n_boot, seconds=f"{clock}_s")
-        for clock in ("modelled", "wall")
+        for clock in CLOCKS
     }
     wall = {r["method"]: r for r in tables["wall"].iter_rows(named=True)}
     out = []
