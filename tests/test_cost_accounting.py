@@ -58,55 +58,44 @@ def tables(parts):
     return events, requests_from_rows([r for _, r in parts])
 
 
-# calibration rounds: verify rows 1 at 0.05/0.06/0.07 s (median 0.06), rows 3 at 0.08 s
-# (rows 2 never seen: 0.07 by interpolation), drafting 2 tokens 0.02 s, prefills of 10 tokens
-# 0.1 s and of 30 tokens 0.2 s (line: 0.05 s + 0.005 s per token)
+# calibration rounds of three requests. cal-0 and cal-2 ran at the median load; cal-1 ran every
+# forward exactly twice as slow (machine load), so its load factor is 2 and it is divided out.
+# At median load: verify rows 1 at 0.05 s, rows 3 at 0.08 s (rows 2 never seen: 0.065 s by
+# interpolation), drafting 2 tokens 0.02 s; prefills of 10, 30 and 50 tokens at 0.1, 0.2 and
+# 0.3 s (line: 0.05 s + 0.005 s per token).
+def calibration_request(index, slowdown, prompt_tokens, prefill_s):
+    rounds = [
+        prefill(prefill_s * slowdown),
+        Round(drafted=2, accepted=1, draft_s=0.02 * slowdown, verify_s=0.08 * slowdown),
+        Round(drafted=0, verify_s=0.05 * slowdown),
+    ]
+    return request("cal", index, f"p{index}", "A", "A", rounds, prompt_tokens=prompt_tokens)
+
+
 CALIBRATION = [
-    request(
-        "cal",
-        0,
-        "p0",
-        "A",
-        "A",
-        [
-            prefill(0.1),
-            Round(drafted=2, accepted=1, draft_s=0.02, verify_s=0.08),
-            Round(drafted=0, verify_s=0.05),
-        ],
-    ),
-    request(
-        "cal",
-        1,
-        "p1",
-        "A",
-        "A",
-        [
-            prefill(0.2),
-            Round(drafted=0, verify_s=0.06),
-            Round(drafted=0, verify_s=0.07),
-        ],
-        prompt_tokens=30,
-    ),
+    calibration_request(0, 1.0, 10, 0.1),
+    calibration_request(1, 2.0, 30, 0.2),
+    calibration_request(2, 1.0, 50, 0.3),
 ]
 
 
-def test_calibration_takes_medians_by_rows_interpolates_gaps_and_fits_the_prefill_line():
+def test_calibration_divides_out_each_requests_load_and_takes_medians_by_rows():
     model = fit_cost_models(*tables(CALIBRATION))["tiny"]
-    assert model.verify_s == pytest.approx((0.06, 0.07, 0.08))
+    assert model.verify_s == pytest.approx((0.05, 0.065, 0.08))
     assert model.draft("model", 2) == pytest.approx(0.02)
     assert model.prefill_intercept_s == pytest.approx(0.05)
     assert model.prefill_s_per_token == pytest.approx(0.005)
 
 
-def test_modelled_seconds_price_each_round_by_hand():
+def test_modelled_seconds_price_each_round_by_hand_whatever_load_the_request_met():
     events, requests = tables(CALIBRATION)
     models = fit_cost_models(events, requests)
     priced = modelled_seconds(events, requests, models).sort("request_id")
-    # cal-0: prefill(10) 0.1 + (draft 0.02 + T(3) 0.08) + T(1) 0.06 = 0.26
-    # cal-1: prefill(30) 0.2 + T(1) 0.06 + T(1) 0.06 = 0.32
-    assert priced["modelled_s"].to_list() == pytest.approx([0.26, 0.32])
-    assert priced["modelled_draft_s"].to_list() == pytest.approx([0.02, 0.0])
-    assert priced["modelled_prefill_s"].to_list() == pytest.approx([0.1, 0.2])
+    # prefill(tokens) + (draft 0.02 + T(3) 0.08) + T(1) 0.05; cal-1 ran twice as slow but its
+    # rounds are the same, so it costs what they cost at median load
+    assert priced["modelled_s"].to_list() == pytest.approx([0.25, 0.35, 0.45])
+    assert priced["modelled_draft_s"].to_list() == pytest.approx([0.02, 0.02, 0.02])
+    assert priced["modelled_prefill_s"].to_list() == pytest.approx([0.1, 0.2, 0.3])
 
 
 # rounds of two prompts, identical in every stream (greedy decoding): A0 drafts well, B0 not

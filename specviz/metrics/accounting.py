@@ -5,7 +5,9 @@ drafted and verified) is exact and repeatable; only the seconds are noisy, and t
 what else the machine did while that stream ran. Cost accounting separates the two:
 
 1. **Calibrate** (:func:`fit_cost_models`), once per target, pooled over every unbatched round
-   of every run given (a whole study): ``verify_s[rows - 1]`` = median ``verify_s`` of the verify
+   of every run given (a whole study). Each request's load factor (:func:`load_factors`, a median
+   polish of log seconds by request and rows) is divided out of its rounds' seconds first; then
+   ``verify_s[rows - 1]`` = median ``verify_s`` of the verify
    rounds that verified ``rows = n_drafted + 1`` tokens; ``draft_s[drafter][tokens]`` = median
    ``draft_s`` of that drafter's rounds that proposed ``tokens`` tokens (rounds where the drafter
    was called, ``draft_s > 0``); prefill = least-squares line through the median prefill
@@ -117,22 +119,66 @@ def _prefill_line(prefills: pl.DataFrame) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
+def load_factors(verify: pl.DataFrame, sweeps: int = 20) -> dict[str, float]:
+    """Each request's load factor: how much slower its rounds ran than the median request's.
+
+    Keyed ``run_id/request_id``. A two-way fit by median polish of log(verify_s) = log f(request)
+    + log T(rows) over the verify rounds given: requests run at different times under different
+    machine load (the other worker, other jobs), so without it the curve's shape would carry
+    whichever load the conditions that verify many rows happened to meet. Factors are scaled so
+    the median request's is 1.
+    """
+    frame = verify.filter(pl.col("verify_s") > 0).select(
+        pl.concat_str("run_id", "request_id", separator="/").alias("run_id"),
+        "rows",
+        pl.col("verify_s").log().alias("y"),
+    )
+    run_eff = {r: 0.0 for r in frame["run_id"].unique().to_list()}
+    for _ in range(sweeps):
+        with_run = frame.with_columns(
+            pl.col("run_id").replace_strict(run_eff, return_dtype=pl.Float64).alias("f")
+        )
+        row_eff = dict(
+            with_run.group_by("rows").agg((pl.col("y") - pl.col("f")).median()).iter_rows()
+        )
+        with_rows = frame.with_columns(
+            pl.col("rows").replace_strict(row_eff, return_dtype=pl.Float64).alias("t")
+        )
+        run_eff = dict(
+            with_rows.group_by("run_id").agg((pl.col("y") - pl.col("t")).median()).iter_rows()
+        )
+    center = float(np.median(list(run_eff.values())))
+    return {r: float(np.exp(v - center)) for r, v in sorted(run_eff.items())}
+
+
 def fit_cost_model(rounds: pl.DataFrame, source: str) -> CostModel:
-    """The cost model of the rounds of one target (a :func:`round_table`; see the module)."""
+    """The cost model of the rounds of one target (a :func:`round_table`; see the module).
+
+    Every round's seconds are first divided by its request's load factor (:func:`load_factors`),
+    so the curve is that of the median request's conditions whichever request met which load.
+    """
     verify = rounds.filter(~pl.col("prefill"))
     if verify.height == 0:
         raise CalibrationError(f"{source}: no verify round to calibrate the verify cost from")
+    factors = load_factors(verify)
+    rounds = rounds.with_columns(
+        pl.concat_str("run_id", "request_id", separator="/")
+        .replace_strict(factors, default=1.0, return_dtype=pl.Float64)
+        .alias("f")
+    ).with_columns(pl.col("verify_s") / pl.col("f"), pl.col("draft_s") / pl.col("f"))
+    verify = rounds.filter(~pl.col("prefill"))
     drafts = {}
     drafted = verify.filter(pl.col("called") & (pl.col("drafter") != "none"))
     for (drafter,), part in sorted(drafted.partition_by("drafter", as_dict=True).items()):
         drafts[drafter] = _filled_curve(_medians(part, "n_drafted", "draft_s"), 0)
     intercept, slope = _prefill_line(rounds.filter(pl.col("prefill")))
+    spread = f"{min(factors.values()):.2f}-{max(factors.values()):.2f}x" if factors else "n/a"
     return CostModel(
         verify_s=_filled_curve(_medians(verify, "rows", "verify_s"), 1),
         draft_s=drafts,
         prefill_intercept_s=intercept,
         prefill_s_per_token=slope,
-        source=source,
+        source=f"{source}; request load factors {spread} removed",
         samples={
             "verify_rounds": verify.height,
             "draft_rounds": drafted.height,
