@@ -28,6 +28,7 @@ import polars as pl
 from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
 from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
+from specviz.metrics.degradation import CONFIG
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
@@ -103,15 +104,17 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         clock: stream_labels(degradation(labelled, n_boot=n_boot, seconds=f"{clock}_s"))
         for clock in CLOCKS
     }
-    keys = ["method", "mixture"]
+    keys = [*CONFIG, "mixture"]
     wall = {tuple(r[k] for k in keys): r for r in tables["wall"].iter_rows(named=True)}
     rows = []
-    for m in tables["modelled"].sort(keys).iter_rows(named=True):
-        w = wall[(m["method"], m["mixture"])]
+    for m in tables["modelled"].sort("method", "mixture", *keys).iter_rows(named=True):
+        w = wall[tuple(m[k] for k in keys)]
         ref, wref = m["reference_s"], w["reference_s"]
         row = {
             "method": m["method"],
             "mixture": m["mixture"],
+            "target": m["target"],
+            "temperature": m["temperature"],
             "drafter": m["drafter"],
             "policy": m["policy"],
             "k": m["k"],
@@ -140,15 +143,16 @@ def _speedups(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
     if not (requests["drafter"] == BASELINE).any() or missing_baseline(requests).height:
         return []
     tables = {
-        clock: speedup(requests, by=["method"], n_boot=n_boot, seconds=f"{clock}_s")
+        clock: speedup(requests, by=["target", "method"], n_boot=n_boot, seconds=f"{clock}_s")
         for clock in CLOCKS
     }
-    wall = {r["method"]: r for r in tables["wall"].iter_rows(named=True)}
+    wall = {(r["target"], r["method"]): r for r in tables["wall"].iter_rows(named=True)}
     out = []
     for m in tables["modelled"].iter_rows(named=True):
-        w = wall[m["method"]]
+        w = wall[(m["target"], m["method"])]
         out.append(
             {
+                "target": m["target"],
                 "method": m["method"],
                 "requests": m["requests"],
                 "modelled": m["speedup_total"],
