@@ -282,6 +282,11 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", type=Path, help="a run or study directory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    p.add_argument(
+        "--allow-incomplete",
+        action="store_true",
+        help="summarise the finished requests of unfinished runs (the output says it is partial)",
+    )
     p.set_defaults(func=_cmd_summary)
 
 
@@ -291,11 +296,19 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from specviz.report.answer import study_answer
     from specviz.report.data import load_runs
     from specviz.report.summary import answer_text
+    from specviz.runlog import refuse_unfinished
 
     if args.n_boot < 100:
         raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
+    unfinished = refuse_unfinished(args.source, args.allow_incomplete)
     answer = study_answer(load_runs(args.source, require_baseline=False), n_boot=args.n_boot)
-    print(json.dumps(answer) if args.json else answer_text(answer))
+    answer["unfinished"] = unfinished
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        if unfinished:
+            print(f"Partial data: {len(unfinished)} run(s) unfinished ({', '.join(unfinished)}).")
+        print(answer_text(answer))
     return 0
 
 
