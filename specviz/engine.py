@@ -1,6 +1,6 @@
 """The decoding loop: a generator that yields one record per phase of every round.
 
-``Decoder.request(prompt)`` runs all turns of one prompt and yields, in order:
+``Decoder.decode(prompt)`` runs all turns of one prompt and yields, in order:
 
 - :class:`Drafted` after the drafter proposed (only in rounds that draft);
 - :class:`Round` after the target's forward pass and verification (prefill rounds included);
@@ -10,6 +10,13 @@ Nothing here reads a clock or writes a file: :mod:`specviz.runner` times the gap
 records (the time to produce a ``Drafted`` is draft time, the time to produce a ``Round`` is
 verify or prefill time) and records them. Plain autoregressive decoding is the same loop with no
 drafter, so baseline and speculation count tokens and time identically.
+
+One round (Leviathan et al. 2023, Algorithm 1): ask the policy for k; draft up to k tokens
+(capped by the turn's budget); run the target once over ``[last, x_1..x_gamma]``; verify
+(:func:`verify_step`); keep what was accepted in the cache; emit the accepted tokens and the
+target's own next token (:meth:`RowState.advance`). The batched decoder
+(:mod:`specviz.batch.decoder`) runs the same :class:`RowState` and :func:`verify_step` for every
+row of a batch; this module is its one-row case.
 
 State that crosses requests: the policy hears ``start_request(category)`` at every request and
 ``update`` after every verify round of a drafter; a drafter with cross-request memory
@@ -24,7 +31,7 @@ replayed (:mod:`specviz.hybrid.rollback`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -37,80 +44,131 @@ from specviz.hybrid.rollback import cache_rollback
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy
+from specviz.records import Drafted, Record, Round, TurnEnd
 from specviz.sampling import choose, probabilities
 from specviz.verify import Verdict, verify_greedy, verify_sampling
 from specviz.workloads.prompt import Prompt
 
-
-@dataclass(frozen=True)
-class Drafted:
-    proposal: Proposal
-    k: int
+__all__ = ["Decoder", "Drafted", "Record", "Round", "RowState", "TurnEnd", "verify_step"]
 
 
-@dataclass(frozen=True)
-class Round:
-    """One target forward pass and its verdict.
+# -- one row's turn -------------------------------------------------------------------------
 
-    ``draft``/``q``: the proposal (q per drafted token, None without a distribution);
-    ``target``: the token the target put at each verified position (n_accepted + 1 of them);
-    ``p``: target probability of the drafted token at each verified draft position
-    (min(n_accepted + 1, len(draft)) values); ``p_next``: target probability of the
-    correction/bonus token; ``n_emitted``: how many of ``target`` reached the output (fewer when
-    the turn ended inside the round); ``finish``: "eos" or "length" when the turn ended here.
+
+@dataclass
+class RowState:
+    """One row's turn in progress: its context (prompt + emitted tokens) and what it emitted.
+
+    ``index`` is the request's next round index (rounds count over all turns).
     """
 
+    limits: TurnLimits
     turn: int
     index: int
-    prefill: bool
-    k: int
-    draft: tuple[int, ...]
-    q: tuple[float, ...] | None
-    target: tuple[int, ...]
-    p: tuple[float, ...]
-    p_next: float
-    n_accepted: int
-    n_emitted: int
-    finish: str | None
+    prompt_len: int
+    context: torch.Tensor
+    generated: list[int]
+    finish: str | None = None
+
+    @classmethod
+    def prefill(
+        cls,
+        limits: TurnLimits,
+        turn: int,
+        index: int,
+        prompt: torch.Tensor,
+        last_logits: torch.Tensor,
+        sampling: SamplingConfig,
+        generator: torch.Generator,
+    ) -> tuple[RowState, Round]:
+        """The turn after its prefill: ``last_logits`` (the prompt's last position) give the
+        first new token."""
+        first = choose(last_logits, sampling, generator)
+        p_first = float(probabilities(last_logits[None], sampling)[0, first])
+        state = cls(limits, turn, index + 1, len(prompt), prompt.new_tensor([]), [first])
+        state.context = torch.cat([prompt, prompt.new_tensor([first])])
+        state.finish = limits.finish(state.generated, len(state.context))
+        round_ = Round(
+            turn=turn,
+            index=index,
+            prefill=True,
+            k=0,
+            draft=(),
+            q=None,
+            target=(first,),
+            p=(),
+            p_next=p_first,
+            n_accepted=0,
+            n_emitted=1,
+            finish=state.finish,
+        )
+        return state, round_
+
+    def budget(self, asked: int) -> int:
+        """The draft length this round may use: ``asked`` capped by the turn's token budget."""
+        return self.limits.draft_budget(asked, len(self.generated), len(self.context))
+
+    def feed(self, proposal: Proposal) -> torch.Tensor:
+        """What the target reads this round: ``[last, x_1..x_gamma]``."""
+        return torch.cat([self.context[-1:], proposal.tokens.to(self.context.device)])
+
+    def advance(self, verified: Round) -> Round:
+        """Emit the round's tokens (trimmed where the turn ends inside it); the final record."""
+        new = list(verified.target)
+        kept = self.limits.emitted(self.generated, new, len(self.context))
+        self.generated += new[:kept]
+        self.finish = self.limits.finish(self.generated, len(self.context) + kept)
+        self.context = torch.cat([self.context, self.context.new_tensor(new[:kept])])
+        self.index += 1
+        return replace(verified, n_emitted=kept, finish=self.finish)
+
+    def end(self, target: LoadedModel) -> TurnEnd:
+        assert self.finish is not None
+        text = target.tokenizer.decode(self.generated, skip_special_tokens=True)
+        return TurnEnd(self.turn, self.prompt_len, tuple(self.generated), text, self.finish)
 
 
-def verified_round(
-    turn: int, index: int, k: int, proposal: Proposal, verdict: Verdict, p: torch.Tensor
+def verify_step(
+    row: RowState,
+    asked: int,
+    proposal: Proposal,
+    logits: torch.Tensor,
+    sampling: SamplingConfig,
+    generator: torch.Generator,
 ) -> Round:
-    """The record of a verify round: ``p`` holds the target's p_1..p_{gamma+1} (one row per fed
-    position); the round emits n_accepted + 1 tokens until the turn-end check trims it."""
+    """Verify ``proposal`` against the target's ``logits`` over ``[last, x_1..x_gamma]``
+    (p_1..p_{gamma+1}): greedy or speculative sampling (:mod:`specviz.verify`).
+
+    The record emits n_accepted + 1 tokens until :meth:`RowState.advance` trims it.
+    """
+    p = probabilities(logits, sampling)
+    draft = proposal.tokens.to(logits.device)
+    verdict: Verdict
+    if sampling.greedy:
+        verdict = verify_greedy(draft, logits)
+    else:
+        verdict = verify_sampling(draft, proposal.q_tokens, proposal.q, p, generator)
     n = verdict.n_accepted
-    draft = proposal.tokens.tolist()
-    n_verified = min(n + 1, len(draft))
+    drafted = proposal.tokens.tolist()
     vocab = p.shape[-1]  # a draft id past the target's rows has p = 0
-    p_draft = tuple(float(p[i, x]) if x < vocab else 0.0 for i, x in enumerate(draft[:n_verified]))
-    q = None if proposal.q_tokens is None else tuple(proposal.q_tokens.float().tolist())
+    verified = drafted[: min(n + 1, len(drafted))]
     return Round(
-        turn,
-        index,
-        False,
-        k,
-        tuple(draft),
-        q,
-        verdict.target_tokens,
-        p_draft,
-        float(p[n, verdict.next_token]),
-        n,
-        n + 1,
-        None,
+        turn=row.turn,
+        index=row.index,
+        prefill=False,
+        k=asked,
+        draft=tuple(drafted),
+        q=None if proposal.q_tokens is None else tuple(proposal.q_tokens.float().tolist()),
+        target=verdict.target_tokens,
+        p=tuple(float(p[i, x]) if x < vocab else 0.0 for i, x in enumerate(verified)),
+        p_next=float(p[n, verdict.next_token]),
+        n_accepted=n,
+        n_emitted=n + 1,
+        finish=None,
     )
 
 
-@dataclass(frozen=True)
-class TurnEnd:
-    turn: int
-    prompt_tokens: int
-    tokens: tuple[int, ...]
-    text: str
-    finish: str
-
-
-Record = Drafted | Round | TurnEnd
+# -- the batch-size-1 decoder ---------------------------------------------------------------
 
 
 class Decoder:
@@ -139,7 +197,7 @@ class Decoder:
         return self.limits.encode_turn(self.target, prompt, answers)
 
     @torch.inference_mode()
-    def request(self, prompt: Prompt, seed: int) -> Iterator[Record]:
+    def decode(self, prompt: Prompt, seed: int) -> Iterator[Record]:
         """Decode every turn of ``prompt``; sampling draws from a generator seeded by ``seed``."""
         self.generator.manual_seed(seed)
         self.policy.start_request(prompt.category)
@@ -149,80 +207,55 @@ class Decoder:
         answers: list[str] = []
         index = 0
         for turn in range(len(prompt.turns)):
-            ids = self.encode_turn(prompt, answers)
-            end: TurnEnd | None = None
-            for record in self._turn(turn, index, ids):
-                if isinstance(record, Round):
-                    index += 1
-                if isinstance(record, TurnEnd):
-                    end = record
-                    if memory is not None:
-                        memory.end_turn(record.tokens)
-                yield record
-            assert end is not None
+            row = yield from self._turn(turn, index, self.encode_turn(prompt, answers))
+            end = row.end(self.target)
+            if memory is not None:
+                memory.end_turn(end.tokens)
+            yield end
             answers.append(end.text)
+            index = row.index
 
-    # -- one turn -------------------------------------------------------------------------
-
-    def _turn(self, turn: int, first_round: int, prompt_ids: list[int]) -> Iterator[Record]:
-        device = self.target.device
-        model = self.target.model
+    def _turn(
+        self, turn: int, index: int, prompt_ids: list[int]
+    ) -> Generator[Record, None, RowState]:
+        """Prefill, then rounds until the turn ends; returns the finished row."""
         self.rollback.clear(self.cache)
-        context = torch.tensor(prompt_ids, dtype=torch.long, device=device)
+        prompt = torch.tensor(prompt_ids, dtype=torch.long, device=self.target.device)
         if self.drafter is not None:
-            self.drafter.start(context)
-
+            self.drafter.start(prompt)
         # Prefill: the whole prompt in one pass; its last logits give the first new token.
-        logits = forward(model, context, self.cache, 0, last_only=True)
-        first = choose(logits[-1], self.sampling, self.generator)
-        p_first = float(probabilities(logits[-1:], self.sampling)[0, first])
-        generated = [first]
-        finish = self.limits.finish(generated, len(context) + 1)
-        context = torch.cat([context, context.new_tensor([first])])
-        yield Round(turn, first_round, True, 0, (), None, (first,), (), p_first, 0, 1, finish)
+        logits = forward(self.target.model, prompt, self.cache, 0, last_only=True)
+        row, first = RowState.prefill(
+            self.limits, turn, index, prompt, logits[-1], self.sampling, self.generator
+        )
+        yield first
+        while row.finish is None:
+            yield from self._round(row)
+        return row
 
-        index = first_round + 1
-        while finish is None:
-            asked = self.policy.next_k() if self.drafter is not None else 0
-            k = self.limits.draft_budget(asked, len(generated), len(context))
-            proposal = Proposal(context.new_empty(0))
-            if k > 0:
-                assert self.drafter is not None
-                proposal = self.drafter.propose(context, k, self.policy.min_confidence)
-                yield Drafted(proposal, k)
-            round_ = self._verify(turn, index, asked, context, proposal)
-            if k > 0:
-                assert self.drafter is not None
-                self.drafter.feedback(round_.n_accepted)
-            if self.drafter is not None:  # every verify round of a drafter, as in the event log
-                self.policy.update(asked, len(proposal), round_.n_accepted)
-            new = list(round_.target)
-            kept = self.limits.emitted(generated, new, len(context))
-            generated += new[:kept]
-            finish = self.limits.finish(generated, len(context) + kept)
-            context = torch.cat([context, context.new_tensor(new[:kept])])
-            yield replace(round_, n_emitted=kept, finish=finish)
-            index += 1
-        text = self.target.tokenizer.decode(generated, skip_special_tokens=True)
-        yield TurnEnd(turn, len(prompt_ids), tuple(generated), text, finish)
+    def _round(self, row: RowState) -> Iterator[Record]:
+        asked = self.policy.next_k() if self.drafter is not None else 0
+        k = row.budget(asked)
+        proposal = Proposal(row.context.new_empty(0))
+        if k > 0:
+            assert self.drafter is not None
+            proposal = self.drafter.propose(row.context, k, self.policy.min_confidence)
+            yield Drafted(proposal, k)
+        verified = self._verify(row, asked, proposal)
+        if k > 0:
+            assert self.drafter is not None
+            self.drafter.feedback(verified.n_accepted)
+        if self.drafter is not None:  # every verify round of a drafter, as in the event log
+            self.policy.update(asked, len(proposal), verified.n_accepted)
+        yield row.advance(verified)
 
-    def _verify(
-        self, turn: int, index: int, k: int, context: torch.Tensor, proposal: Proposal
-    ) -> Round:
-        gamma = len(proposal)
-        feed = torch.cat([context[-1:], proposal.tokens.to(context.device)])
-        if gamma > 0:
+    def _verify(self, row: RowState, asked: int, proposal: Proposal) -> Round:
+        feed = row.feed(proposal)
+        start = len(row.context) - 1  # the cache holds every context token but the last
+        if len(proposal) > 0:
             self.rollback.checkpoint(self.cache)
-        logits = forward(self.target.model, feed, self.cache, len(context) - 1)  # p_1..p_{gamma+1}
-        p = probabilities(logits, self.sampling)
-        verdict: Verdict
-        if self.sampling.greedy:
-            verdict = verify_greedy(proposal.tokens.to(logits.device), logits)
-        else:
-            verdict = verify_sampling(
-                proposal.tokens.to(p.device), proposal.q_tokens, proposal.q, p, self.generator
-            )
-        n = verdict.n_accepted
+        logits = forward(self.target.model, feed, self.cache, start)  # p_1..p_{gamma+1}
+        verified = verify_step(row, asked, proposal, logits, self.sampling, self.generator)
         # drop rejected drafts; keep last, x_1..x_n
-        self.rollback.keep(self.cache, self.target.model, feed, len(context) - 1, n + 1)
-        return verified_round(turn, index, k, proposal, verdict, p)
+        self.rollback.keep(self.cache, self.target.model, feed, start, verified.n_accepted + 1)
+        return verified

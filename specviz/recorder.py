@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from specviz.engine import Round, TurnEnd
+from specviz.records import Round, TurnEnd
 from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT, REQUEST_SCHEMA
 
 if TYPE_CHECKING:

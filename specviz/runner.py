@@ -353,7 +353,7 @@ def _decode_one(
     turn_start = start = time.perf_counter()
     turn_rounds = 0
     for record, seconds in timed(
-        decoder.request(request.prompt, request_seed(config.seed, request)), sync
+        decoder.decode(request.prompt, request_seed(config.seed, request)), sync
     ):
         if isinstance(record, Drafted):
             draft_s = seconds

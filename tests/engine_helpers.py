@@ -41,7 +41,7 @@ def decode(
     """(tokens per turn, rounds) of one request."""
     turns: list[tuple[int, ...]] = []
     rounds: list[Round] = []
-    for record in decoder.request(prompt, seed):
+    for record in decoder.decode(prompt, seed):
         if isinstance(record, Round):
             rounds.append(record)
         elif isinstance(record, TurnEnd):

@@ -41,7 +41,7 @@ def speculate_then_compare(decoder: Decoder) -> tuple[int, float]:
     rejected = 0
     emitted: list[int] = []
     cached: list[int] = []
-    for record in decoder.request(prompt, 0):
+    for record in decoder.decode(prompt, 0):
         if isinstance(record, Round):
             rejected += len(record.draft) - record.n_accepted
             if record.finish:

@@ -25,7 +25,7 @@ def test_cache_after_speculation_equals_cache_of_plain_forward(
     ids = decoder.encode_turn(prompt, [])
     rejected = 0
     emitted: list[int] = []
-    for record in decoder.request(prompt, 0):
+    for record in decoder.decode(prompt, 0):
         if isinstance(record, Round):
             rejected += len(record.draft) - record.n_accepted
             emitted += record.target[: record.n_emitted]

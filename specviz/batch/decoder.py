@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 
@@ -38,13 +38,12 @@ from specviz.batch.drafters import BatchDrafter, RowAsk
 from specviz.batch.kv import BatchKV
 from specviz.config import PolicyConfig, SamplingConfig
 from specviz.drafters.base import Proposal
-from specviz.engine import Round, TurnEnd, verified_round
+from specviz.engine import RowState, verify_step
 from specviz.forward import forward, new_cache
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy, build_policy
-from specviz.sampling import choose, probabilities
-from specviz.verify import Verdict, verify_greedy, verify_sampling
+from specviz.records import Round, TurnEnd
 from specviz.workloads.prompt import Prompt
 
 
@@ -77,7 +76,7 @@ class StepPrefill:
 @dataclass(frozen=True)
 class StepDrafted:
     index: int
-    proposals: tuple[tuple[int, Proposal, int], ...]  # (slot, proposal, k) per drafting row
+    proposals: tuple[tuple[int, Proposal, int], ...]  # (slot, proposal, budget) per drafting row
 
 
 @dataclass(frozen=True)
@@ -108,15 +107,31 @@ BatchRecord = StepPrefill | StepDrafted | Step | RowTurnEnd | RowDone
 
 @dataclass
 class _Row:
+    """A request in the batch: its slot, its generator and its current turn's state."""
+
     slot: int
     job: Job
     generator: torch.Generator
-    turn: int = 0
+    state: RowState | None = None  # the turn in progress (None before the first prefill)
     answers: list[str] = field(default_factory=list)
-    context: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
-    prompt_len: int = 0
-    generated: list[int] = field(default_factory=list)
-    rounds: int = 0  # rounds of the request so far (over all turns)
+
+    @property
+    def turn(self) -> int:
+        return len(self.answers)
+
+    @property
+    def live(self) -> RowState:
+        """The turn in progress (the row was prefilled)."""
+        assert self.state is not None
+        return self.state
+
+    @property
+    def context(self) -> torch.Tensor:
+        return self.live.context
+
+    @property
+    def next_round(self) -> int:
+        return 0 if self.state is None else self.state.index
 
 
 class BatchDecoder:
@@ -181,33 +196,26 @@ class BatchDecoder:
     def _start_turn(self, row: _Row) -> Iterator[BatchRecord]:
         """Prefill the row's current turn alone, then splice it into the batch cache."""
         ids = self.encode_turn(row.job.prompt, row.answers)
-        context = torch.tensor(ids, dtype=torch.long, device=self.target.device)
+        prompt = torch.tensor(ids, dtype=torch.long, device=self.target.device)
         if self.drafter is not None:
-            self.drafter.join(row.slot, context, row.generator)
+            self.drafter.join(row.slot, prompt, row.generator)
         cache = new_cache(self.target.model)
-        logits = forward(self.target.model, context, cache, 0, last_only=True)
-        first = choose(logits[-1], self.sampling, row.generator)
-        p_first = float(probabilities(logits[-1:], self.sampling)[0, first])
-        row.context = torch.cat([context, context.new_tensor([first])])
-        row.prompt_len = len(ids)
-        row.generated = [first]
-        finish = self.limits.finish(row.generated, len(row.context))
-        round_ = Round(row.turn, row.rounds, True, 0, (), None, (first,), (), p_first, 0, 1, finish)
-        row.rounds += 1
+        logits = forward(self.target.model, prompt, cache, 0, last_only=True)
+        row.state, first = RowState.prefill(
+            self.limits, row.turn, row.next_round, prompt, logits[-1], self.sampling, row.generator
+        )
         self.steps += 1
-        yield StepPrefill(self.steps - 1, RowRound(row.slot, row.job.key, round_))
-        if finish is None:
+        yield StepPrefill(self.steps - 1, RowRound(row.slot, row.job.key, first))
+        if row.state.finish is None:
             self.kv.add(cache)
             self.rows.append(row)
         else:
-            yield from self._end_turn(row, finish)
+            yield from self._end_turn(row)
 
-    def _end_turn(self, row: _Row, finish: str) -> Iterator[BatchRecord]:
-        text = self.target.tokenizer.decode(row.generated, skip_special_tokens=True)
-        end = TurnEnd(row.turn, row.prompt_len, tuple(row.generated), text, finish)
+    def _end_turn(self, row: _Row) -> Iterator[BatchRecord]:
+        end = row.live.end(self.target)
         yield RowTurnEnd(row.slot, row.job.key, end)
-        row.answers.append(text)
-        row.turn += 1
+        row.answers.append(end.text)
         if row.turn < len(row.job.prompt.turns):
             yield from self._start_turn(row)
         else:
@@ -231,49 +239,35 @@ class BatchDecoder:
 
     def _round(self) -> Iterator[BatchRecord]:
         rows = self.rows
+        states = [r.live for r in rows]
         asked = [self._asked(r) for r in rows]
-        ks = [
-            self.limits.draft_budget(a, len(r.generated), len(r.context))
-            for a, r in zip(asked, rows, strict=True)
-        ]
-        proposals = [Proposal(r.context.new_empty(0)) for r in rows]
+        ks = [st.budget(a) for st, a in zip(states, asked, strict=True)]
+        proposals = [Proposal(st.context.new_empty(0)) for st in states]
         if self.drafter is not None and any(k > 0 for k in ks):
             asks = [
-                RowAsk(r.slot, i, r.context, k, r.generator)
-                for i, (r, k) in enumerate(zip(rows, ks, strict=True))
+                RowAsk(r.slot, i, st.context, k, r.generator)
+                for i, (r, st, k) in enumerate(zip(rows, states, ks, strict=True))
             ]
             proposals = self._propose(asks, rows)
             yield StepDrafted(
                 self.steps,
                 tuple((r.slot, p, k) for r, p, k in zip(rows, proposals, ks, strict=True) if k > 0),
             )
-        verdicts, probs, width = self._verify(rows, proposals)
+        verified, width = self._verify(rows, asked, proposals)
         self.steps += 1
         if self.drafter is not None:
-            self._update_policies(rows, asked, proposals, verdicts)
+            self._update_policies(rows, asked, proposals, verified)
         row_rounds = []
-        finished: list[tuple[_Row, str]] = []
-        for r, a, proposal, verdict, p in zip(rows, asked, proposals, verdicts, probs, strict=True):
-            round_ = verified_round(r.turn, r.rounds, a, proposal, verdict, p)
-            new = list(round_.target)
-            kept = self.limits.emitted(r.generated, new, len(r.context))
-            r.generated += new[:kept]
-            finish = self.limits.finish(r.generated, len(r.context) + kept)
-            r.context = torch.cat([r.context, r.context.new_tensor(new[:kept])])
-            r.rounds += 1
-            row_rounds.append(
-                RowRound(r.slot, r.job.key, replace(round_, n_emitted=kept, finish=finish))
-            )
-            if finish is not None:
-                finished.append((r, finish))
+        for r, v in zip(rows, verified, strict=True):
+            row_rounds.append(RowRound(r.slot, r.job.key, r.live.advance(v)))
         tasks = len({r.job.prompt.category for r in rows})
         yield Step(self.steps - 1, tuple(row_rounds), tasks, width)
+        finished = [r for r in rows if r.live.finish is not None]
         if finished:
-            gone = {id(r) for r, _ in finished}
-            self.kv.keep_rows([i for i, r in enumerate(rows) if id(r) not in gone])
-            self.rows = [r for r in rows if id(r) not in gone]
-            for r, finish in finished:
-                yield from self._end_turn(r, finish)
+            self.kv.keep_rows([i for i, r in enumerate(rows) if r not in finished])
+            self.rows = [r for r in rows if r not in finished]
+            for r in finished:
+                yield from self._end_turn(r)
 
     def _propose(self, asks: list[RowAsk], rows: list[_Row]) -> list[Proposal]:
         assert self.drafter is not None
@@ -292,14 +286,12 @@ class BatchDecoder:
         return out
 
     def _verify(
-        self, rows: list[_Row], proposals: list[Proposal]
-    ) -> tuple[list[Verdict], list[torch.Tensor], int]:
+        self, rows: list[_Row], asked: list[int], proposals: list[Proposal]
+    ) -> tuple[list[Round], int]:
         """One target forward over every row's ``[last, drafts]``; each row's own verdict."""
         device = self.target.device
-        feeds = [
-            torch.cat([r.context[-1:], p.tokens.to(device)])
-            for r, p in zip(rows, proposals, strict=True)
-        ]
+        states = [r.live for r in rows]
+        feeds = [st.feed(p) for st, p in zip(states, proposals, strict=True)]
         width = max(len(f) for f in feeds)
         tokens = torch.zeros(len(rows), width, dtype=torch.long, device=device)
         fed = torch.zeros(len(rows), width, dtype=torch.bool, device=device)
@@ -307,39 +299,28 @@ class BatchDecoder:
             tokens[i, : len(f)] = f
             fed[i, : len(f)] = True
         logits = self.kv.forward(self.target.model, tokens, fed)
-        verdicts, probs = [], []
-        for i, (r, proposal) in enumerate(zip(rows, proposals, strict=True)):
-            gamma = len(proposal)
-            row_logits = logits[i, : gamma + 1]
-            p = probabilities(row_logits, self.sampling)
-            draft = proposal.tokens.to(device)
-            if self.sampling.greedy:
-                verdicts.append(verify_greedy(draft, row_logits))
-            else:
-                verdicts.append(
-                    verify_sampling(draft, proposal.q_tokens, proposal.q, p, r.generator)
-                )
-            probs.append(p)
-        keep = torch.tensor([v.n_accepted + 1 for v in verdicts], device=device)
+        verified = [
+            verify_step(st, a, p, logits[i, : len(p) + 1], self.sampling, r.generator)
+            for i, (r, st, a, p) in enumerate(zip(rows, states, asked, proposals, strict=True))
+        ]
+        keep = torch.tensor([v.n_accepted + 1 for v in verified], device=device)
         self.kv.commit(width, keep)
-        return verdicts, probs, width
+        return verified, width
 
     def _update_policies(
         self,
         rows: list[_Row],
         asked: list[int],
         proposals: list[Proposal],
-        verdicts: list[Verdict],
+        verified: list[Round],
     ) -> None:
         if self.batch.k_mode == "row":
-            for r, a, p, v in zip(rows, asked, proposals, verdicts, strict=True):
+            for r, a, p, v in zip(rows, asked, proposals, verified, strict=True):
                 if a > 0:
                     self.slot_policies[r.slot].update(a, len(p), v.n_accepted)
             return
         k = asked[0]
         if k > 0:
             drafted = min(len(p) for p in proposals)
-            accepted = min(v.n_accepted for v in verdicts)
+            accepted = min(v.n_accepted for v in verified)
             self.batch_policy.update(k, drafted, accepted)
-
-    # -- budgets (as at batch size 1) ---------------------------------------------------------
