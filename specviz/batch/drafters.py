@@ -25,14 +25,13 @@ from transformers import PreTrainedModel
 from specviz.batch.kv import BatchKV
 from specviz.config import DrafterConfig, SamplingConfig
 from specviz.drafters import build_drafter
-from specviz.drafters.base import Drafter, Proposal
+from specviz.drafters.base import Drafter, Proposal, as_proposal, draft_one
 from specviz.drafters.draft_model import DraftModelDrafter
 from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.errors import SpecvizError
 from specviz.forward import new_cache, rollback_layers
 from specviz.models import LoadedModel, ModelCache
-from specviz.sampling import probabilities, sample
 
 
 class BatchDrafterError(SpecvizError):
@@ -136,26 +135,17 @@ class BatchLayerSkip:
                 fed += 1
                 still = []
                 for r in active:
-                    q = probabilities(logits[r], self.sampling)
-                    if min_confidence is not None and float(q.max()) < min_confidence:
+                    step = draft_one(logits[r], self.sampling, by_row[r].generator, min_confidence)
+                    if step is None:
                         continue
-                    x = int(q.argmax()) if self.sampling.greedy else sample(q, by_row[r].generator)
-                    tokens[r].append(x)
-                    q_rows[r].append(q)
-                    step_ids[r, 0] = x
+                    tokens[r].append(step[0])
+                    q_rows[r].append(step[1])
+                    step_ids[r, 0] = step[0]
                     if len(tokens[r]) < by_row[r].k:
                         still.append(r)
                 active = still
         rollback_layers(kv.cache, self.kept, fed)  # type: ignore[arg-type]
-        out = []
-        for a in asks:
-            drafted = torch.tensor(tokens[a.row], dtype=torch.long, device=device)
-            if not tokens[a.row]:
-                out.append(Proposal(drafted))
-                continue
-            q = torch.stack(q_rows[a.row])
-            out.append(Proposal(drafted, q, q[torch.arange(len(drafted)), drafted]))
-        return out
+        return [as_proposal(tokens[a.row], q_rows[a.row], device) for a in asks]
 
 
 def build_batch_drafter(

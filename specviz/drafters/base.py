@@ -69,6 +69,31 @@ class LearnsAcrossRequests(Protocol):
         ...
 
 
+def draft_one(
+    logits: torch.Tensor,
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+    min_confidence: float | None,
+) -> tuple[int, torch.Tensor] | None:
+    """One drafting step: q = the processed draft distribution of ``logits`` (temperature/top-p
+    as for the target); None (stop drafting) if max q < ``min_confidence``; else x = argmax q
+    (greedy) or a sample from q, with q."""
+    q = probabilities(logits, sampling)
+    if min_confidence is not None and float(q.max()) < min_confidence:
+        return None
+    x = int(q.argmax()) if sampling.greedy else sample(q, generator)
+    return x, q
+
+
+def as_proposal(tokens: list[int], q_rows: list[torch.Tensor], device: torch.device) -> Proposal:
+    """The proposal of drafted ``tokens`` with their draft distributions ``q_rows``."""
+    drafted = torch.tensor(tokens, dtype=torch.long, device=device)
+    if not tokens:
+        return Proposal(drafted)
+    q = torch.stack(q_rows)
+    return Proposal(drafted, q, q[torch.arange(len(tokens)), drafted])
+
+
 def draft_tokens(
     logits: torch.Tensor,
     feed: Callable[[int], torch.Tensor],
@@ -77,26 +102,20 @@ def draft_tokens(
     generator: torch.Generator,
     min_confidence: float | None,
 ) -> Proposal:
-    """Draft up to ``k`` tokens one at a time, as every model-based drafter does.
+    """Draft up to ``k`` tokens one at a time (:func:`draft_one`), as every model-based drafter
+    does at batch size 1.
 
-    ``logits``: the draft's next-token logits at the end of the context. For i = 1..k:
-    q_i = the processed draft distribution (temperature/top-p as for the target); stop before
-    x_i if max q_i < ``min_confidence``; x_i = argmax q_i (greedy) or a sample from q_i; then
-    ``feed(x_i)`` returns the logits after x_i (the last drafted token is never fed).
+    ``logits``: the draft's next-token logits at the end of the context; ``feed(x_i)`` returns
+    the logits after x_i (the last drafted token is never fed).
     """
     tokens: list[int] = []
     rows: list[torch.Tensor] = []
     for i in range(k):
-        q = probabilities(logits, sampling)
-        if min_confidence is not None and float(q.max()) < min_confidence:
+        step = draft_one(logits, sampling, generator, min_confidence)
+        if step is None:
             break
-        x = int(q.argmax()) if sampling.greedy else sample(q, generator)
-        tokens.append(x)
-        rows.append(q)
+        tokens.append(step[0])
+        rows.append(step[1])
         if i + 1 < k:
-            logits = feed(x)
-    drafted = torch.tensor(tokens, dtype=torch.long, device=logits.device)
-    if not tokens:
-        return Proposal(drafted)
-    q_rows = torch.stack(rows)
-    return Proposal(drafted, q_rows, q_rows[torch.arange(len(tokens)), drafted])
+            logits = feed(step[0])
+    return as_proposal(tokens, rows, logits.device)
