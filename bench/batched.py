@@ -38,12 +38,12 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from specviz.batch import BatchConfig, run_batched
+from specviz.batch import BatchConfig
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.metrics.batching import batch_raggedness
 from specviz.models import ModelCache
 from specviz.runlog import scan_events, scan_requests
-from specviz.runner import Request
+from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 from specviz.workloads.prompt import Prompt
 
@@ -70,7 +70,7 @@ def measure(
 ) -> dict[str, object]:
     out = tmp / f"{config.drafter.kind}-{batch.size}-{batch.composition}"
     cpu = time.process_time()
-    summary = run_batched(config, batch, requests, out, models=models, progress=False)
+    summary = run(config, requests, out, batch=batch, models=models, progress=False)
     cpu = time.process_time() - cpu
     reqs = scan_requests(out).collect()
     events = scan_events(out)

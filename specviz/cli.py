@@ -139,8 +139,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
-    from specviz.runner import Request, run
+    from specviz.runner import run
     from specviz.workloads import builtin_prompts, load_prompts
+    from specviz.workloads.request import Request
 
     def spec(name: str) -> ModelSpec:
         return ModelSpec(
@@ -181,15 +182,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
     if args.batch_size == 1 and batch_flags:
         raise SpecvizError("--batch-composition, --continuous and --k-mode need --batch-size > 1")
-    if args.batch_size == 1:
-        summary = run(config, requests, args.out, resume=args.resume, progress=not args.quiet)
-    else:
-        from specviz.batch import BatchConfig, run_batched
+    batch = None
+    if args.batch_size > 1:
+        from specviz.batch import BatchConfig
 
         batch = BatchConfig(args.batch_size, args.batch_composition, args.continuous, args.k_mode)
-        summary = run_batched(
-            config, batch, requests, args.out, resume=args.resume, progress=not args.quiet
-        )
+    summary = run(
+        config, requests, args.out, batch=batch, resume=args.resume, progress=not args.quiet
+    )
     rate = f"{summary.accepted / summary.drafted:.3f}" if summary.drafted else "n/a"
     print(
         f"{summary.run_dir}: {summary.requests_done} requests decoded "

@@ -16,7 +16,7 @@ from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT
 
 if TYPE_CHECKING:
     from specviz.config import RunConfig
-    from specviz.runner import Request
+    from specviz.workloads.request import Request
 
 # per-round columns filled by `add`; request-level labels are added once per request table
 _ROUND_COLUMNS = (

@@ -9,15 +9,22 @@ and at the start of a resumed one. Readers see consolidated files and leftover p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import platform
+import subprocess
+import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+import specviz
 from specviz.errors import SpecvizError
+from specviz.outdir import check_out_dir, entries
 from specviz.schema import (
     EVENT_SCHEMA,
     EVENTS_FILE,
@@ -28,6 +35,15 @@ from specviz.schema import (
     SchemaError,
     check_columns,
 )
+
+if TYPE_CHECKING:  # the identity helpers read loaded models; reading a run directory does not
+    import torch
+
+    from specviz.batch.config import BatchConfig
+    from specviz.config import RunConfig
+    from specviz.models import LoadedModel, ModelCache
+    from specviz.recorder import RequestCounters
+    from specviz.workloads.request import Request
 
 PARTS_DIR = "parts"
 
@@ -165,6 +181,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class Finished:
+    """A decoded request as a session hands it to the writer: its counters, its event and
+    request rows, and the run's wall seconds so far."""
+
+    counters: RequestCounters
+    events: pl.DataFrame
+    request: pl.DataFrame
+    run_wall_s: float
+
+
 class RunWriter:
     """Appends finished requests to a run directory, one flushed part per request."""
 
@@ -222,7 +249,7 @@ def table_from_rows(rows: Sequence[dict[str, Any]], schema: pl.Schema) -> pl.Dat
     return pl.DataFrame(list(rows), schema=schema, orient="row")
 
 
-STUDY_MANIFEST = "study.json"  # written by specviz.study.manifest (which imports the runner)
+STUDY_MANIFEST = "study.json"  # written by specviz.study.manifest
 
 
 def _study_run_dirs(root: Path) -> list[str]:
@@ -271,3 +298,149 @@ def refuse_unfinished(path: str | Path, allow: bool) -> list[str]:
             "with --resume, or pass --allow-incomplete to use the finished requests only"
         )
     return unfinished
+
+
+# -- a run directory's identity and metadata ------------------------------------------------
+#
+# A run directory is tied to one configuration and one workload: opening it with another is
+# refused, so nothing already written is mixed with or overwritten by a different run.
+
+
+def workload_fingerprint(requests: Sequence[Request]) -> str:
+    blob = json.dumps(
+        [
+            [r.index, r.repeat, r.mixture, r.prompt.id, r.prompt.category, list(r.prompt.turns)]
+            for r in requests
+        ]
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_identity(
+    config: RunConfig, requests: Sequence[Request], batch: BatchConfig | None
+) -> dict[str, Any]:
+    """What makes a run directory this run: schema, configuration, workload (and batching)."""
+    identity = {
+        "schema_version": SCHEMA_VERSION,
+        "config": config.to_dict(),
+        "workload": workload_fingerprint(requests),
+    }
+    return identity if batch is None else identity | {"batch": batch.to_dict()}
+
+
+def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
+    """Refuse a directory holding anything but this very run; refuse to restart without resume.
+
+    Also refuses, before any model is loaded, an ``out_dir`` that cannot be written."""
+    check_out_dir(out_dir)
+    if (out_dir / RUN_FILE).is_file():
+        existing = read_run_meta(out_dir)
+        mine = {k: existing.get(k) for k in identity}
+        if mine != identity:
+            differs = sorted(k for k in identity if mine[k] != identity[k])
+            detail = ""
+            if "config" in differs:
+                old, new = existing.get("config", {}), identity["config"]
+                keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+                detail = f" (config keys: {', '.join(keys)})"
+            raise RunDirError(
+                f"{out_dir} holds a run with a different {', '.join(differs)}{detail}; "
+                "pass another --out directory"
+            )
+        if not resume:
+            raise RunDirError(f"{out_dir} already holds this run: pass --resume to continue it")
+        check_tables(out_dir)  # a damaged file is named before any model loads
+    elif entries(out_dir):
+        raise RunDirError(f"{out_dir} is not empty and holds no specviz run: pass another --out")
+
+
+def begin_run(
+    out_dir: Path,
+    identity: dict[str, Any],
+    config: RunConfig,
+    target: LoadedModel,
+    models: ModelCache,
+    requests: Sequence[Request],
+) -> dict[str, Any]:
+    """Write ``run.json`` for a run that starts (or resumes) in ``out_dir``; return it.
+
+    ``identity`` (schema version, config, workload, ...) was already checked against the
+    directory by :func:`open_run_dir`; a resumed run keeps its original metadata.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / RUN_FILE).is_file():
+        meta = read_run_meta(out_dir) | {"complete": False}
+    else:
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+        draft = config.drafter.draft
+        meta = {
+            **identity,
+            "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "models": {"target": _model_info(target)}
+            | ({"draft": _model_info(models.get(draft))} if draft else {}),
+            "versions": _versions(),
+            "hardware": _hardware(target.device),
+            "git_commit": _git_commit(),
+            "seed": config.seed,
+            "requests": len(requests),
+            "prompt_ids": [r.prompt.id for r in requests],
+            "complete": False,
+        }
+    write_json(out_dir / RUN_FILE, meta)
+    return meta
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(specviz.__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _model_info(loaded: LoadedModel) -> dict[str, Any]:
+    return {
+        "name": loaded.spec.name,
+        "source": loaded.source,
+        "revision": loaded.revision,
+        "class": type(loaded.model).__name__,
+        "parameters": sum(p.numel() for p in loaded.model.parameters()),
+        "embedding_rows": loaded.model.get_input_embeddings().weight.shape[0],
+        "tokenizer_size": len(loaded.tokenizer),
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "device": str(loaded.device),
+    }
+
+
+def _hardware(device: torch.device) -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _versions() -> dict[str, str]:
+    import torch
+    import transformers
+
+    return {
+        "specviz": specviz.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "polars": pl.__version__,
+    }

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from specviz.batch import BatchConfig, BatchEventRecorder, run_batched
+from specviz.batch import BatchConfig, BatchEventRecorder
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.engine import Round
 from specviz.metrics import degradation, speedup
@@ -58,7 +58,7 @@ def test_mixed_against_single_task_gap_adds_up_on_real_runs(tiny_model_dir, tmp_
     run(config, requests, tmp_path / "one", progress=False)
     for composition in ("single-task", "mixed"):
         batch = BatchConfig(2, composition)
-        run_batched(config, batch, requests, tmp_path / composition, progress=False)
+        run(config, requests, tmp_path / composition, batch=batch, progress=False)
     events, reqs = scan_events(tmp_path), scan_requests(tmp_path)
     ragged = batch_raggedness(events, ["batch_size", "batch_composition"])
     unbatched = ragged.filter(pl.col("batch_size") == 1).row(0, named=True)

@@ -10,7 +10,7 @@ import pytest
 from engine_helpers import run_cli
 
 from specviz import metrics
-from specviz.batch import BatchConfig, BatchConfigError, compose, run_batched
+from specviz.batch import BatchConfig, BatchConfigError, compose
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.runlog import RunDirError, scan_events, scan_requests
 from specviz.runner import Request, run
@@ -60,7 +60,7 @@ def test_bad_batch_settings_are_refused_with_the_fix():
 def test_batched_run_writes_the_run_format_with_batch_columns(tiny_model_dir, tmp_path):
     reqs = workload()
     cfg = config(tiny_model_dir)
-    summary = run_batched(cfg, BatchConfig(3, "mixed"), reqs, tmp_path / "b", progress=False)
+    summary = run(cfg, reqs, tmp_path / "b", batch=BatchConfig(3, "mixed"), progress=False)
     events = scan_events(tmp_path / "b").collect()
     requests = scan_requests(tmp_path / "b").collect()
     assert requests.height == len(reqs) and summary.requests_done == len(reqs)
@@ -111,7 +111,7 @@ def test_single_task_and_mixed_batches_decode_the_same_outputs_as_batch_size_one
     assert set(one["batch_size"]) == {1} and one["batch_id"].null_count() == one.height
     for composition in ("single-task", "mixed"):
         out = tmp_path / composition
-        run_batched(cfg, BatchConfig(2, composition, continuous=True), reqs, out, progress=False)
+        run(cfg, reqs, out, batch=BatchConfig(2, composition, continuous=True), progress=False)
         got = scan_requests(out).collect().sort("request_index")
         assert got["output_text"].to_list() == one["output_text"].to_list()
         steps = scan_events(out).filter(~pl.col("prefill")).collect()
@@ -125,10 +125,10 @@ def test_single_task_and_mixed_batches_decode_the_same_outputs_as_batch_size_one
 def test_batched_run_refuses_another_batch_setting_in_the_same_directory(tiny_model_dir, tmp_path):
     reqs = workload(per_category=1)
     cfg = config(tiny_model_dir)
-    run_batched(cfg, BatchConfig(2), reqs, tmp_path / "b", progress=False)
+    run(cfg, reqs, tmp_path / "b", batch=BatchConfig(2), progress=False)
     with pytest.raises(RunDirError, match="different batch"):
-        run_batched(cfg, BatchConfig(3), reqs, tmp_path / "b", resume=True, progress=False)
-    again = run_batched(cfg, BatchConfig(2), reqs, tmp_path / "b", resume=True, progress=False)
+        run(cfg, reqs, tmp_path / "b", batch=BatchConfig(3), resume=True, progress=False)
+    again = run(cfg, reqs, tmp_path / "b", batch=BatchConfig(2), resume=True, progress=False)
     assert again.requests_done == 0 and again.requests_skipped == len(reqs)
 
 
@@ -141,7 +141,7 @@ def test_a_drafter_without_a_batched_version_is_refused_before_anything_is_writt
     drafter = DrafterConfig("component-skip", components=(COMPONENTS[0],))
     cfg = RunConfig(ModelSpec(str(tiny_model_dir)), drafter, max_new_tokens=4)
     with pytest.raises(BatchDrafterError, match="'component-skip' has no batched version"):
-        run_batched(cfg, BatchConfig(2), workload(1), tmp_path / "b", progress=False)
+        run(cfg, workload(1), tmp_path / "b", batch=BatchConfig(2), progress=False)
     assert not (tmp_path / "b").exists()
 
 
@@ -176,3 +176,25 @@ def test_cli_runs_a_mixed_batch_with_the_same_outputs_as_batch_size_one(tiny_mod
     assert set(pl.read_parquet(tmp_path / "b4" / "events.parquet")["batch_size"]) == {4}
     bad = run_cli("run", *common, "--continuous", "--out", str(tmp_path / "b5"))
     assert bad.returncode == 2 and "need --batch-size > 1" in bad.stderr
+
+
+def test_batched_run_without_event_recording_records_no_event(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from specviz.batch.runner import BatchEventRecorder
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("an event was recorded with record_events=False")
+
+    monkeypatch.setattr(BatchEventRecorder, "add_step", refuse)
+    reqs = workload(per_category=1)
+    run(
+        config(tiny_model_dir),
+        reqs,
+        tmp_path / "b",
+        batch=BatchConfig(2),
+        progress=False,
+        record_events=False,
+    )
+    assert scan_events(tmp_path / "b").collect().height == 0
+    assert scan_requests(tmp_path / "b").collect().height == len(reqs)

@@ -153,11 +153,11 @@ def test_cli_runs_component_skip_on_a_hybrid_target(hybrid_dir: Path, tmp_path: 
 
 
 def test_batched_runs_refuse_a_hybrid_target_before_writing_anything(hybrid_dir, tmp_path):
-    from specviz.batch import BatchConfig, BatchConfigError, run_batched
+    from specviz.batch import BatchConfig, BatchConfigError
 
     config = RunConfig(ModelSpec(str(hybrid_dir)), DrafterConfig("prompt-lookup"), max_new_tokens=4)
     requests = [Request(i, p, "builtin") for i, p in enumerate(builtin_prompts()[:2])]
     out = tmp_path / "batched"
     with pytest.raises(BatchConfigError, match=r"recurrent .*batch size 1"):
-        run_batched(config, BatchConfig(size=2), requests, out, models=MODELS, progress=False)
+        run(config, requests, out, batch=BatchConfig(size=2), models=MODELS, progress=False)
     assert not out.exists() or not any(out.iterdir())

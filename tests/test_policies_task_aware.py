@@ -212,7 +212,7 @@ def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_p
 
 
 def test_task_aware_policies_are_refused_by_batched_runs(tiny_model_dir, tmp_path):
-    from specviz.batch import BatchConfig, run_batched
+    from specviz.batch import BatchConfig
     from specviz.batch.config import BatchConfigError
 
     config = RunConfig(
@@ -220,7 +220,7 @@ def test_task_aware_policies_are_refused_by_batched_runs(tiny_model_dir, tmp_pat
         PolicyConfig("heuristic-per-task", 2),
     )  # fmt: skip
     with pytest.raises(BatchConfigError, match="no batched version"):
-        run_batched(config, BatchConfig(2), requests(2), tmp_path / "b", progress=False)
+        run(config, requests(2), tmp_path / "b", batch=BatchConfig(2), progress=False)
     assert not (tmp_path / "b").exists()
 
 

@@ -22,7 +22,7 @@ _LAZY = {
     "build_batch_drafter": "specviz.batch.drafters",
     "BatchKV": "specviz.batch.kv",
     "BatchEventRecorder": "specviz.batch.runner",
-    "run_batched": "specviz.batch.runner",
+    "BatchSession": "specviz.batch.runner",
     "compose": "specviz.batch.composition",
 }
 

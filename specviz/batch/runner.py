@@ -1,6 +1,7 @@
-"""Running a request stream in batches and writing the same run directory as batch size 1.
+"""Decoding a request stream in batches and writing the same run directory as batch size 1.
 
-``run_batched(config, batch, requests, out_dir)`` composes the requests into batches
+``run(config, requests, out_dir, batch=batch)`` (:mod:`specviz.runner`) decodes through
+:class:`BatchSession`: it composes the requests into batches
 (:mod:`specviz.batch.composition`), decodes them with :class:`~specviz.batch.decoder.BatchDecoder`,
 times every record it yields, and writes ``events.parquet``, ``requests.parquet`` and ``run.json``
 (the configuration plus the :class:`~specviz.batch.config.BatchConfig` under ``batch``).
@@ -21,14 +22,12 @@ uninterrupted run's. A batch-level adaptive policy restarts from its initial k.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import torch
-from tqdm.auto import tqdm
 
 from specviz.batch.composition import compose
 from specviz.batch.config import BatchConfig, BatchConfigError
@@ -42,30 +41,17 @@ from specviz.batch.decoder import (
     StepPrefill,
 )
 from specviz.batch.drafters import build_batch_drafter
+from specviz.clock import device_sync, timed
 from specviz.config import RunConfig
-from specviz.engine import Round
 from specviz.forward import new_cache
 from specviz.hybrid.state import is_hybrid
 from specviz.models import LoadedModel, ModelCache
-from specviz.outdir import locked
-from specviz.recorder import (
-    EventRecorder,
-    RequestCounters,
-    request_frame,
-    request_labels,
-    run_labels,
-)
-from specviz.runlog import RunDirError, RunWriter, write_json
-from specviz.runner import (
-    Request,
-    RunSummary,
-    begin_run,
-    open_run_dir,
-    request_seed,
-    timed,
-    workload_fingerprint,
-)
-from specviz.schema import EVENT_SCHEMA, RUN_FILE, SCHEMA_VERSION
+from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
+from specviz.records import Round
+from specviz.runlog import Finished
+from specviz.schema import EVENT_SCHEMA
+from specviz.workloads.prompt import Prompt
+from specviz.workloads.request import Request, request_seed
 
 _BATCH_ROUND_COLUMNS = ("batch_step", "batch_rows", "batch_tasks")
 
@@ -106,12 +92,14 @@ class _Tally:
     ttft: float | None = None
     turn_s: float = 0.0
     turn_rounds: int = 0
+    record_events: bool = True
 
     def add(
         self, r: Round, draft_s: float, verify_s: float, step: int, rows: int, tasks: int
     ) -> None:
         self.counters.add_round(r, draft_s, verify_s)
-        self.events.add_step(r, draft_s, verify_s, step, rows, tasks)
+        if self.record_events:
+            self.events.add_step(r, draft_s, verify_s, step, rows, tasks)
         self.turn_s += draft_s + verify_s
         self.turn_rounds += 1
 
@@ -129,149 +117,118 @@ def _refuse_recurrent(model: LoadedModel, name: str, role: str) -> None:
         )
 
 
-def run_batched(
-    config: RunConfig,
-    batch: BatchConfig,
-    requests: Sequence[Request],
-    out_dir: Path,
-    *,
-    resume: bool = False,
-    models: ModelCache | None = None,
-    progress: bool = True,
-    record_events: bool = True,
-) -> RunSummary:
-    """Decode ``requests`` in batches under ``config`` and ``batch``; write ``out_dir``.
-
-    ``RunSummary.wall_s`` is the run's wall time, so ``tokens_per_s`` is the batch throughput.
-    """
-    if not requests:
-        raise RunDirError("the workload is empty: nothing to run")
-    out_dir = Path(out_dir)
-    identity = {
-        "schema_version": SCHEMA_VERSION,
-        "config": config.to_dict(),
-        "workload": workload_fingerprint(requests),
-        "batch": batch.to_dict(),
-    }
-    open_run_dir(out_dir, identity, resume)
+def check_batchable(config: RunConfig) -> None:
+    """Refuse, before any model loads, a policy that has no batched version."""
     if config.policy.kind in TASK_POLICIES:
         raise BatchConfigError(
             f"policy {config.policy.kind!r} has no batched version (it keeps state per task and "
             "per round): run it with batch size 1"
         )
-    with locked(out_dir):
-        open_run_dir(out_dir, identity, resume)  # again under the lock: nobody wrote it meanwhile
-        return _run_batched_locked(
-            config, batch, requests, out_dir, identity, models or ModelCache(), progress,
-            record_events,
-        )  # fmt: skip
 
 
-def _run_batched_locked(
-    config: RunConfig,
-    batch: BatchConfig,
-    requests: Sequence[Request],
-    out_dir: Path,
-    identity: dict[str, Any],
-    models: ModelCache,
-    progress: bool,
-    record_events: bool,
-) -> RunSummary:
-    target = models.get(config.target)
-    _refuse_recurrent(target, config.target.name, "target")
-    if config.drafter.draft is not None:
-        draft = config.drafter.draft
-        _refuse_recurrent(models.get(draft), draft.name, "draft model")
-    drafter = build_batch_drafter(config.drafter, target, config.sampling, models)
-    decoder = BatchDecoder(
-        target, drafter, config.policy, config.sampling, config.max_new_tokens, batch
-    )
-    for request in requests:  # fail before writing anything if a first turn cannot fit
-        decoder.encode_turn(request.prompt, [])
+class BatchSession:
+    """Batched decoding for :func:`specviz.runner.run`: compose, decode, time, tally."""
 
-    meta = begin_run(out_dir, identity, config, target, models, requests)
-    run_id = meta["run_id"]
-
-    writer = RunWriter(out_dir)
-    writer.consolidate()
-    done = writer.finished_request_ids()
-    batches = compose(
-        list(range(len(requests))), [r.prompt for r in requests], batch.size, batch.composition
-    )
-    tallies: dict[int, _Tally] = {}
-    jobs: list[list[Job]] = []
-    for batch_id, members in enumerate(batches):
-        todo = [i for i in members if requests[i].id not in done]
-        for i in todo:
-            tallies[i] = _Tally(requests[i], batch_id)
-        jobs.append(
-            [
-                Job(i, requests[i].prompt, request_seed(config.seed, requests[i]), batch_id)
-                for i in todo
-            ]
+    def __init__(
+        self,
+        config: RunConfig,
+        batch: BatchConfig,
+        target: LoadedModel,
+        models: ModelCache,
+        record_events: bool,
+    ) -> None:
+        _refuse_recurrent(target, config.target.name, "target")
+        if config.drafter.draft is not None:
+            draft = config.drafter.draft
+            _refuse_recurrent(models.get(draft), draft.name, "draft model")
+        drafter = build_batch_drafter(config.drafter, target, config.sampling, models)
+        self.config = config
+        self.batch = batch
+        self.target = target
+        self.record_events = record_events
+        self.decoder = BatchDecoder(
+            target, drafter, config.policy, config.sampling, config.max_new_tokens, batch
         )
-    labels = {
-        **run_labels(run_id, config),
-        "batch_size": batch.size,
-        "batch_composition": batch.composition,
-    }
-    sync = torch.cuda.synchronize if target.device.type == "cuda" else (lambda: None)
-    bar = tqdm(
-        total=len(tallies), desc=out_dir.name, unit="req", disable=not progress, dynamic_ncols=True
-    )
-    tokens = drafted = accepted = 0
-    wall_s = draft_s = 0.0
-    for record, seconds in timed(decoder.run(jobs), sync):
-        wall_s += seconds
-        if isinstance(record, StepDrafted):
-            draft_s = seconds
-        elif isinstance(record, StepPrefill):
-            tally = tallies[record.row.key]
-            if tally.admitted is None:
-                tally.admitted, tally.ttft = time.perf_counter() - seconds, seconds
-            tally.slot = record.row.slot
-            tally.add(record.row.round, 0.0, seconds, record.index, 1, 1)
-        elif isinstance(record, Step):
-            n = len(record.rows)
-            for row in record.rows:
-                tallies[row.key].add(
-                    row.round, draft_s / n, seconds / n, record.index, n, record.tasks
-                )
-            draft_s = 0.0
-        elif isinstance(record, RowTurnEnd):
-            tally = tallies[record.key]
-            tally.counters.end_turn(record.end, tally.turn_rounds, tally.turn_s + seconds)
-            tally.turn_s, tally.turn_rounds = 0.0, 0
-        elif isinstance(record, RowDone):
-            tally = tallies[record.key]
-            tally.counters.turn_wall_s[-1] += seconds
-            _write_request(writer, tally, config, labels, record_events)
-            tokens += tally.counters.new_tokens
-            drafted += tally.counters.drafted
-            accepted += tally.counters.accepted
-            bar.update()
-            bar.set_postfix(
-                tok_s=f"{tokens / max(wall_s, 1e-9):.1f}",
-                accept=f"{accepted / drafted:.2f}" if drafted else "-",
+
+    def encode_turn(self, prompt: Prompt, answers: list[str]) -> list[int]:
+        return self.decoder.encode_turn(prompt, answers)
+
+    def start(self, out_dir: Path, meta: dict[str, Any], done: set[str]) -> None:
+        return None  # a batch-level policy restarts from its initial k (see the module doc)
+
+    def decode(
+        self, requests: Sequence[Request], done: set[str], labels: dict[str, Any]
+    ) -> Iterator[Finished]:
+        tallies, jobs = self._plan(requests, done)
+        labels = labels | {
+            "batch_size": self.batch.size,
+            "batch_composition": self.batch.composition,
+        }
+        wall_s = draft_s = 0.0
+        for record, seconds in timed(self.decoder.run(jobs), device_sync(self.target.device)):
+            wall_s += seconds
+            if isinstance(record, StepDrafted):
+                draft_s = seconds
+            elif isinstance(record, StepPrefill):
+                _tally_prefill(tallies[record.row.key], record, seconds)
+            elif isinstance(record, Step):
+                _tally_step(tallies, record, draft_s, seconds)
+                draft_s = 0.0
+            elif isinstance(record, RowTurnEnd):
+                tally = tallies[record.key]
+                tally.counters.end_turn(record.end, tally.turn_rounds, tally.turn_s + seconds)
+                tally.turn_s, tally.turn_rounds = 0.0, 0
+            elif isinstance(record, RowDone):
+                tally = tallies[record.key]
+                tally.counters.turn_wall_s[-1] += seconds
+                events, row = _request_rows(tally, self.config, labels)
+                yield Finished(tally.counters, events, row, wall_s)
+
+    def _plan(
+        self, requests: Sequence[Request], done: set[str]
+    ) -> tuple[dict[int, _Tally], list[list[Job]]]:
+        """The unfinished requests in the batches the composition gives the whole stream."""
+        prompts = [r.prompt for r in requests]
+        batches = compose(
+            list(range(len(requests))), prompts, self.batch.size, self.batch.composition
+        )
+        tallies: dict[int, _Tally] = {}
+        jobs: list[list[Job]] = []
+        seed = self.config.seed
+        for batch_id, members in enumerate(batches):
+            todo = [i for i in members if requests[i].id not in done]
+            for i in todo:
+                tallies[i] = _Tally(requests[i], batch_id, record_events=self.record_events)
+            jobs.append(
+                [
+                    Job(i, requests[i].prompt, request_seed(seed, requests[i]), batch_id)
+                    for i in todo
+                ]
             )
-    bar.close()
-    writer.consolidate()
-    write_json(out_dir / RUN_FILE, meta | {"complete": True})
-    skipped = len(requests) - len(tallies)
-    return RunSummary(out_dir, run_id, len(tallies), skipped, tokens, wall_s, drafted, accepted)
+        return tallies, jobs
 
 
-def _write_request(
-    writer: RunWriter,
-    tally: _Tally,
-    config: RunConfig,
-    labels: dict[str, Any],
-    record_events: bool,
-) -> None:
+def _tally_prefill(tally: _Tally, record: StepPrefill, seconds: float) -> None:
+    if tally.admitted is None:
+        tally.admitted, tally.ttft = time.perf_counter() - seconds, seconds
+    tally.slot = record.row.slot
+    tally.add(record.row.round, 0.0, seconds, record.index, 1, 1)
+
+
+def _tally_step(tallies: dict[int, _Tally], record: Step, draft_s: float, seconds: float) -> None:
+    """The step's seconds split equally among its rows (see the module doc)."""
+    n = len(record.rows)
+    for row in record.rows:
+        tallies[row.key].add(row.round, draft_s / n, seconds / n, record.index, n, record.tasks)
+
+
+def _request_rows(
+    tally: _Tally, config: RunConfig, labels: dict[str, Any]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A finished request's event rows and request row."""
     request, counters = tally.request, tally.counters
     assert tally.admitted is not None
     shared = request_labels(request, labels | {"batch_id": tally.batch_id, "row": tally.slot})
     latency_s = time.perf_counter() - tally.admitted
     row = request_frame(request, config, shared, counters, tally.ttft, latency_s)
-    events = tally.events if record_events else BatchEventRecorder()
-    writer.append(events.frame(shared), row)
+    return tally.events.frame(shared), row

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from specviz.runlog import read_run_meta, write_json
-from specviz.runner import workload_fingerprint
+from specviz.runlog import read_run_meta, workload_fingerprint, write_json
 from specviz.schema import RUN_FILE
 from specviz.study.spec import Study, StudyError
 from specviz.study.units import Plan, Unit

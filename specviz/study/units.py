@@ -21,7 +21,6 @@ from pathlib import Path
 
 from specviz.batch.config import BatchConfig
 from specviz.config import ConfigError, DrafterConfig, PolicyConfig, RunConfig, SamplingConfig
-from specviz.runner import Request
 from specviz.study.spec import Study, StudyError, _slug
 from specviz.workloads.loaders import load_prompts
 from specviz.workloads.mixtures import (
@@ -35,6 +34,7 @@ from specviz.workloads.mixtures import (
     uniform,
 )
 from specviz.workloads.prompt import Prompt
+from specviz.workloads.request import Request
 
 BASELINE = "baseline"
 

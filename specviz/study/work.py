@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from specviz.batch.runner import run_batched
 from specviz.config import RunConfig
 from specviz.model_source import cache_root
 from specviz.models import ModelCache
@@ -75,25 +74,15 @@ def run_unit(
     """
     models = models or process_models()
     load_models(unit.config, models)
-    if unit.batch is None:
-        summary = run(
-            unit.config,
-            unit.requests,
-            Path(out_dir) / unit.run_dir,
-            resume=True,
-            models=models,
-            progress=progress,
-        )
-    else:
-        summary = run_batched(
-            unit.config,
-            unit.batch,
-            unit.requests,
-            Path(out_dir) / unit.run_dir,
-            resume=True,
-            models=models,
-            progress=progress,
-        )
+    summary = run(
+        unit.config,
+        unit.requests,
+        Path(out_dir) / unit.run_dir,
+        batch=unit.batch,
+        resume=True,
+        models=models,
+        progress=progress,
+    )
     return UnitResult(
         unit.id, summary.requests_done, summary.requests_skipped, summary.new_tokens, summary.wall_s
     )

@@ -21,13 +21,10 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from specviz.errors import SpecvizError
 from specviz.workloads.prompt import Prompt
-
-if TYPE_CHECKING:  # the runner imports torch; building a stream does not need it
-    from specviz.runner import Request
+from specviz.workloads.request import Request
 
 ORDERS = ("blocked", "interleaved")
 
@@ -193,8 +190,6 @@ def compose(mixture: Mixture, prompts: Sequence[Prompt]) -> list[Prompt]:
 
 def build_stream(mixture: Mixture, prompts: Sequence[Prompt], *, repeat: int = 0) -> list[Request]:
     """The mixture as runner requests, indexed 0..size-1 in stream order."""
-    from specviz.runner import Request
-
     return [
         Request(index=i, prompt=p, mixture=mixture.name, repeat=repeat)
         for i, p in enumerate(compose(mixture, prompts))
