@@ -26,7 +26,7 @@ from specviz.batch.config import BatchConfig
 from specviz.batch.runner import BatchSession, check_batchable
 from specviz.clock import device_sync, timed
 from specviz.config import RunConfig
-from specviz.drafters import build_drafter
+from specviz.drafters.factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.limits import TurnLimits

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
-from specviz.drafters import build_drafter
+from specviz.drafters.factory import build_drafter
 from specviz.engine import Decoder, Round, TurnEnd
 from specviz.forward import new_cache
 from specviz.models import ModelCache

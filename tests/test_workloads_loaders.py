@@ -17,6 +17,7 @@ from specviz.workloads import (
     builtin_prompts,
     load_prompts,
 )
+from specviz.workloads.categorize import categorize_prompts
 from specviz.workloads.loaders import ARENA, MT_BENCH_HF
 
 SUITE_CATEGORIES = {
@@ -124,7 +125,7 @@ def test_parquet_with_list_column_and_no_category(tmp_path: Path) -> None:
     assert [p.id for p in prompts] == ["1", "2"]
     assert prompts[0].turns == ("Hello there", "And again")
     assert {p.category for p in prompts} == {"uncategorized"}
-    categorized = load_prompts(path, mapping, categorize=True)
+    categorized = categorize_prompts(load_prompts(path, mapping))
     assert categorized[1].category == "translation"
 
 
@@ -170,7 +171,7 @@ def test_arena_conversations_take_the_first_user_turn(tmp_path: Path) -> None:
             }
         ],
     )
-    prompts = load_prompts(HFSource("json", data_files=(str(path),)), ARENA, categorize=True)
+    prompts = categorize_prompts(load_prompts(HFSource("json", data_files=(str(path),)), ARENA))
     assert prompts[0].turns == ("Write a python function to reverse a list",)
     assert prompts[0].category == "coding"
 

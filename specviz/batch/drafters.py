@@ -24,9 +24,9 @@ from transformers import PreTrainedModel
 
 from specviz.batch.kv import BatchKV
 from specviz.config import DrafterConfig, SamplingConfig
-from specviz.drafters import build_drafter
 from specviz.drafters.base import Drafter, Proposal, as_proposal, draft_one
 from specviz.drafters.draft_model import DraftModelDrafter
+from specviz.drafters.factory import build_drafter
 from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.errors import SpecvizError

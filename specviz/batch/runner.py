@@ -49,7 +49,6 @@ from specviz.models import LoadedModel, ModelCache
 from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.records import Round
 from specviz.runlog import Finished
-from specviz.schema import EVENT_SCHEMA
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request, request_seed
 
@@ -62,21 +61,16 @@ class BatchEventRecorder(EventRecorder):
 
     def __init__(self) -> None:
         super().__init__()
-        self.batch_cols: dict[str, list[Any]] = {c: [] for c in _BATCH_ROUND_COLUMNS}
+        self.cols |= {c: [] for c in _BATCH_ROUND_COLUMNS}  # the recorder's frame writes them
 
     def add_step(
         self, r: Round, draft_s: float, verify_s: float, step: int, rows: int, tasks: int
     ) -> None:
         self.add(r, draft_s, verify_s)
         n = len(r.draft) + 1
-        self.batch_cols["batch_step"] += [step] * n
-        self.batch_cols["batch_rows"] += [rows] * n
-        self.batch_cols["batch_tasks"] += [tasks] * n
-
-    def frame(self, labels: dict[str, Any]) -> pl.DataFrame:
-        n = len(self.cols["turn"])
-        data = {name: [value] * n for name, value in labels.items()} | self.cols | self.batch_cols
-        return pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False)
+        self.cols["batch_step"] += [step] * n
+        self.cols["batch_rows"] += [rows] * n
+        self.cols["batch_tasks"] += [tasks] * n
 
 
 @dataclass

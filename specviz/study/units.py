@@ -22,6 +22,7 @@ from pathlib import Path
 from specviz.batch.config import BatchConfig
 from specviz.config import ConfigError, DrafterConfig, PolicyConfig, RunConfig, SamplingConfig
 from specviz.study.spec import Study, StudyError, _slug
+from specviz.workloads.categorize import categorize_prompts
 from specviz.workloads.loaders import load_prompts
 from specviz.workloads.mixtures import (
     Mixture,
@@ -92,11 +93,11 @@ class Plan:
 def study_prompts(study: Study) -> list[Prompt]:
     """The study's prompts, restricted to its categories (in the file's order)."""
     try:
-        prompts = load_prompts(
-            study.workload.source, study.workload.mapping, categorize=study.workload.categorize
-        )
+        prompts = load_prompts(study.workload.source, study.workload.mapping)
     except ValueError as err:
         raise StudyError(f"{study.source_file}: workload.source: {err}") from err
+    if study.workload.categorize:
+        prompts = categorize_prompts(prompts)
     wanted = study.workload.categories
     if wanted is None:
         return prompts

@@ -48,7 +48,7 @@ class ColumnMapping:
 
     - ``id``: the prompt id column; ``None`` numbers the rows (1-based, as strings);
     - ``category``: the category column; ``None`` labels every prompt ``uncategorized`` (pass
-      ``categorize=True`` to :func:`load_prompts` to label them with the categorizer);
+      pass the prompts to :func:`~specviz.workloads.categorize.categorize_prompts` to label them);
     - ``turns``: one column holding a string or a list of turns, or several string columns, one
       per turn (empty cells in later columns are dropped, so prompts may have fewer turns). A list
       of chat messages (``{"role": ..., "content": ...}``) keeps the user messages;
@@ -160,13 +160,12 @@ def builtin_prompts() -> list[Prompt]:
 def load_prompts(
     source: str | Path | HFSource,
     mapping: ColumnMapping | None = None,
-    *,
-    categorize: bool = False,
 ) -> list[Prompt]:
     """Prompts of a source (see the module docstring), in the source's order.
 
     ``mapping`` defaults to the FastChat layout, or to the known mapping of a hub dataset.
-    ``categorize=True`` labels prompts without a category with :mod:`specviz.workloads.categorize`.
+    Prompts without a category are ``uncategorized``: label them with
+    :func:`specviz.workloads.categorize.categorize_prompts` (the caller's step).
     """
     if isinstance(source, HFSource):
         prompts = _load_hf(source, mapping or HUB_MAPPINGS.get(source.name, FASTCHAT))
@@ -179,10 +178,6 @@ def load_prompts(
         prompts = _load_path(Path(source), mapping or FASTCHAT)
     if not prompts:
         raise WorkloadError(f"{source} holds no prompts")
-    if categorize:
-        from specviz.workloads.categorize import categorize_prompts
-
-        prompts = categorize_prompts(prompts)
     return prompts
 
 
