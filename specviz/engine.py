@@ -242,9 +242,6 @@ class Decoder:
             proposal = self.drafter.propose(row.context, k, self.policy.min_confidence)
             yield Drafted(proposal, k)
         verified = self._verify(row, asked, proposal)
-        if k > 0:
-            assert self.drafter is not None
-            self.drafter.feedback(verified.n_accepted)
         if self.drafter is not None:  # every verify round of a drafter, as in the event log
             self.policy.update(asked, len(proposal), verified.n_accepted)
         yield row.advance(verified)

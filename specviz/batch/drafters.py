@@ -26,11 +26,11 @@ from specviz.batch.kv import BatchKV
 from specviz.config import DrafterConfig, SamplingConfig
 from specviz.drafters.base import Drafter, Proposal, as_proposal, draft_one
 from specviz.drafters.draft_model import DraftModelDrafter
-from specviz.drafters.factory import build_drafter
+from specviz.drafters.factory import draft_model
 from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.errors import SpecvizError
-from specviz.forward import new_cache, rollback_layers
+from specviz.forward import rollback_layers
 from specviz.models import LoadedModel, ModelCache
 
 
@@ -50,7 +50,7 @@ class RowAsk:
 
 
 class BatchDrafter(Protocol):
-    name: str
+    """What the batched decoding loop needs from a drafter."""
 
     def join(self, slot: int, context: torch.Tensor, generator: torch.Generator) -> None:
         """A request's turn starts in ``slot`` with ``context`` (its prompt ids)."""
@@ -68,8 +68,7 @@ class BatchDrafter(Protocol):
 class PerRowDrafters:
     """One batch-size-1 drafter per row slot, built by ``factory(generator)``."""
 
-    def __init__(self, name: str, factory: Callable[[torch.Generator], Drafter]) -> None:
-        self.name = name
+    def __init__(self, factory: Callable[[torch.Generator], Drafter]) -> None:
         self.factory = factory
         self.rows: dict[int, Drafter] = {}
 
@@ -95,8 +94,6 @@ class PerRowDrafters:
 
 class BatchLayerSkip:
     """Self-speculation over the batch: the target with only ``kept`` layers drafts every row."""
-
-    name = "layer-skip"
 
     def __init__(self, model: PreTrainedModel, kept: list[int], sampling: SamplingConfig) -> None:
         self.model = model
@@ -153,15 +150,13 @@ def build_batch_drafter(
 ) -> BatchDrafter | None:
     """The batch drafter a config names (None for plain decoding).
 
-    The draft model is checked (tokenizer, device) exactly as at batch size 1, by building one
-    batch-size-1 drafter up front.
+    The draft model is checked (tokenizer, device) exactly as at batch size 1
+    (:func:`~specviz.drafters.factory.draft_model`).
     """
     if config.kind == "none":
         return None
     if config.kind == "prompt-lookup":
-        return PerRowDrafters(
-            "prompt-lookup", lambda _g: PromptLookupDrafter(config.max_ngram, config.min_ngram)
-        )
+        return PerRowDrafters(lambda _g: PromptLookupDrafter(config.max_ngram, config.min_ngram))
     if config.kind == "layer-skip":
         n_layers = len(decoder_layers(target.model))
         kept = kept_layers(n_layers, config.exit_layer, config.layers)
@@ -171,8 +166,5 @@ def build_batch_drafter(
             f"drafter {config.kind!r} has no batched version: batched runs support "
             "prompt-lookup, layer-skip and model (run it with batch size 1)"
         )
-    probe = torch.Generator(device=target.device)
-    built = build_drafter(config, target, new_cache(target.model), sampling, probe, models)
-    assert isinstance(built, DraftModelDrafter)
-    draft_model = built.model
-    return PerRowDrafters("model", lambda g: DraftModelDrafter(draft_model, sampling, g))
+    draft = draft_model(config, target, models).model
+    return PerRowDrafters(lambda g: DraftModelDrafter(draft, sampling, g))

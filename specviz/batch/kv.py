@@ -38,7 +38,6 @@ class BatchKV:
     """The batch cache of one model: rows are added (prefilled alone), advanced, removed."""
 
     def __init__(self, model: PreTrainedModel) -> None:
-        self.model = model
         self.cache: DynamicCache | None = None
         self.valid = torch.zeros(0, 0, dtype=torch.bool, device=model.device)
         self.cached = torch.zeros(0, dtype=torch.long, device=model.device)  # tokens per row

@@ -1,7 +1,8 @@
-"""The drafter contract: propose up to k tokens, then hear how many the target kept.
+"""The drafter contract: propose up to k tokens to follow a context.
 
-Modelled on transformers' ``CandidateGenerator`` (``get_candidates`` /
-``update_candidate_strategy``), without its config mutation or type switches.
+Modelled on transformers' ``CandidateGenerator`` (``get_candidates``), without its config
+mutation or type switches. A drafter hears no verdict: what the target kept is in the next
+``context`` (a draft model crops its own cache against it); the policy hears the verdicts.
 """
 
 from __future__ import annotations
@@ -37,8 +38,6 @@ class Proposal:
 class Drafter(Protocol):
     """What the decoding loop needs from a drafter."""
 
-    name: str
-
     def start(self, context: torch.Tensor) -> None:
         """A new turn begins with ``context`` (all prompt ids); drop per-turn state."""
         ...
@@ -48,10 +47,6 @@ class Drafter(Protocol):
 
         ``min_confidence``: stop before a token whose top draft probability is below it.
         """
-        ...
-
-    def feedback(self, n_accepted: int) -> None:
-        """The target kept the first ``n_accepted`` tokens of the last proposal."""
         ...
 
 

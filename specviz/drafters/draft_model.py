@@ -19,8 +19,6 @@ from specviz.forward import forward, new_cache, rollback
 
 
 class DraftModelDrafter:
-    name = "model"
-
     def __init__(
         self, model: PreTrainedModel, sampling: SamplingConfig, generator: torch.Generator
     ) -> None:
@@ -38,7 +36,10 @@ class DraftModelDrafter:
         self._sync(context)
 
     def _sync(self, context: torch.Tensor) -> int:
-        """Crop the cache to its common prefix with ``context``; return that length."""
+        """Crop the cache to its common prefix with ``context``; return that length.
+
+        After a round the cache holds context + drafted[:-1]: the drafts past the accepted ones
+        are stale, and this crop (at the next ``start`` or ``propose``) drops them."""
         n = min(len(self.cached), len(context))
         same = (self.cached[:n] == context[:n].to(self.cached.device)).int().cumprod(0).sum()
         keep = int(same)
@@ -65,8 +66,3 @@ class DraftModelDrafter:
             return out
 
         return draft_tokens(logits, feed, k, self.sampling, self.generator, min_confidence)
-
-    def feedback(self, n_accepted: int) -> None:
-        # cached = context + drafted[:-1]; tokens past the accepted ones are stale. _sync on the
-        # next propose crops them against the true context, so nothing else is needed here.
-        return None

@@ -55,9 +55,7 @@ def build_drafter(
         kept = kept_layers(n_layers, config.exit_layer, config.layers)
         if has_parallel_components(target.model):  # Falcon-H1: skip all of a layer's parts
             plan = layer_skip_plan(n_layers, kept)
-            return ComponentSkipDrafter(
-                target.model, target_cache, plan, sampling, generator, "layer-skip"
-            )
+            return ComponentSkipDrafter(target.model, target_cache, plan, sampling, generator)
         drafter = LayerSkipDrafter(target.model, target_cache, kept, sampling, generator)
         if is_hybrid(target_cache):  # its SSM layers must not keep the drafted tokens
             return StatePreservingDrafter(drafter, target_cache)
@@ -66,6 +64,15 @@ def build_drafter(
         assert config.components is not None
         plan = skip_plan(check_layout(target.model), config.components, config.layers)
         return ComponentSkipDrafter(target.model, target_cache, plan, sampling, generator)
+    draft = draft_model(config, target, models)
+    if is_hybrid(new_cache(draft.model)):  # its SSM state cannot be cropped to a prefix
+        return HybridDraftModelDrafter(draft.model, sampling, generator)
+    return DraftModelDrafter(draft.model, sampling, generator)
+
+
+def draft_model(config: DrafterConfig, target: LoadedModel, models: ModelCache) -> LoadedModel:
+    """The draft model ``config`` names, checked to draft for ``target`` (same tokenizer and
+    device)."""
     assert config.draft is not None
     draft = models.get(config.draft)
     why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
@@ -78,9 +85,7 @@ def build_drafter(
         raise ModelLoadError(
             f"draft is on {draft.device} but target on {target.device}: give both the same --device"
         )
-    if is_hybrid(new_cache(draft.model)):  # its SSM state cannot be cropped to a prefix
-        return HybridDraftModelDrafter(draft.model, sampling, generator)
-    return DraftModelDrafter(draft.model, sampling, generator)
+    return draft
 
 
 def suffix_drafter(config: DrafterConfig) -> SuffixDrafter:

@@ -78,8 +78,6 @@ def kept_layers(n_layers: int, exit_layer: int | None, layers: tuple[int, ...] |
 
 
 class LayerSkipDrafter:
-    name = "layer-skip"
-
     def __init__(
         self,
         model: PreTrainedModel,
@@ -105,6 +103,3 @@ class LayerSkipDrafter:
             proposal = draft_tokens(first, steps, k, self.sampling, self.generator, min_confidence)
         rollback_layers(self.cache, self.kept, steps.fed)
         return proposal
-
-    def feedback(self, n_accepted: int) -> None:
-        return None

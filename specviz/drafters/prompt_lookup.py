@@ -15,8 +15,6 @@ from specviz.drafters.base import Proposal
 
 
 class PromptLookupDrafter:
-    name = "prompt-lookup"
-
     def __init__(self, max_ngram: int = 3, min_ngram: int = 1) -> None:
         self.max_ngram = max_ngram
         self.min_ngram = min_ngram
@@ -35,6 +33,3 @@ class PromptLookupDrafter:
                 start = int(hits[-1]) + n
                 return Proposal(context[start : start + k].clone())
         return Proposal(context.new_empty(0))
-
-    def feedback(self, n_accepted: int) -> None:
-        return None

@@ -170,8 +170,6 @@ class SuffixDrafter:
     task and hands over each finished turn's output.
     """
 
-    name = "suffix"
-
     def __init__(
         self,
         max_tokens: int,
@@ -211,6 +209,3 @@ class SuffixDrafter:
             if other_score > score:
                 tokens = other
         return Proposal(torch.tensor(tokens, dtype=torch.long, device=context.device))
-
-    def feedback(self, n_accepted: int) -> None:
-        return None

@@ -40,9 +40,7 @@ class ComponentSkipDrafter:
         plan: Mapping[int, tuple[str, ...]],
         sampling: SamplingConfig,
         generator: torch.Generator,
-        name: str = "component-skip",
     ) -> None:
-        self.name = name
         self.model = model
         self.cache = target_cache
         self.plan = dict(plan)
@@ -64,6 +62,3 @@ class ComponentSkipDrafter:
         finally:
             rollback_layers(self.cache, self.attention, steps.fed)
             snapshot.restore(self.cache)
-
-    def feedback(self, n_accepted: int) -> None:
-        return None

@@ -23,8 +23,6 @@ from specviz.hybrid.state import RecurrentSnapshot, crop_attention
 
 
 class HybridDraftModelDrafter:
-    name = "model"
-
     def __init__(
         self, model: PreTrainedModel, sampling: SamplingConfig, generator: torch.Generator
     ) -> None:
@@ -73,6 +71,3 @@ class HybridDraftModelDrafter:
             for layer in self.cache.layers:
                 crop_attention(layer, fed)
             snapshot.restore(self.cache)
-
-    def feedback(self, n_accepted: int) -> None:
-        return None

@@ -21,7 +21,6 @@ class StatePreservingDrafter:
     def __init__(self, inner: Drafter, cache: Cache) -> None:
         self.inner = inner
         self.cache = cache
-        self.name = inner.name
 
     def start(self, context: torch.Tensor) -> None:
         self.inner.start(context)
@@ -32,6 +31,3 @@ class StatePreservingDrafter:
             return self.inner.propose(context, k, min_confidence)
         finally:
             snapshot.restore(self.cache)
-
-    def feedback(self, n_accepted: int) -> None:
-        self.inner.feedback(n_accepted)

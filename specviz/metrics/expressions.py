@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from specviz.schema import KIND_DRAFT
+
 #: Event columns the expressions of this module read.
 EVENT_METRIC_COLUMNS = (
     "kind",
@@ -45,12 +47,12 @@ def ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
 
 def is_draft() -> pl.Expr:
     """Row is a drafted token."""
-    return pl.col("kind") == "draft"
+    return pl.col("kind") == KIND_DRAFT
 
 
 def is_round() -> pl.Expr:
     """Row is the target's token of its round: exactly one such row per round."""
-    return pl.col("kind") != "draft"
+    return pl.col("kind") != KIND_DRAFT
 
 
 def is_verify_round() -> pl.Expr:

@@ -15,6 +15,7 @@ from specviz.plots.common import (
     sorted_unique,
     title,
 )
+from specviz.schema import KIND_DRAFT
 
 TOKEN_COLUMNS = (
     "request_id",
@@ -43,7 +44,7 @@ Decoder = Callable[[Sequence[int]], Sequence[str]]
 def token_status() -> pl.Expr:
     """accepted | rejected | unverified (drafts), correction | bonus | prefill (target tokens)."""
     return (
-        pl.when(pl.col("kind") == "draft")
+        pl.when(pl.col("kind") == KIND_DRAFT)
         .then(
             pl.when(pl.col("accepted").fill_null(False))
             .then(pl.lit("accepted"))
@@ -69,11 +70,11 @@ def token_table(events: pl.DataFrame, decode: Decoder | None = None) -> pl.DataF
         events.select(TOKEN_COLUMNS)
         .with_columns(
             token_status().alias("status"),
-            pl.when(pl.col("kind") == "draft")
+            pl.when(pl.col("kind") == KIND_DRAFT)
             .then(pl.col("draft_token"))
             .otherwise(pl.col("target_token"))
             .alias("token"),
-            pl.when(pl.col("kind") == "draft")
+            pl.when(pl.col("kind") == KIND_DRAFT)
             .then(pl.col("position"))
             .otherwise(pl.col("n_drafted"))
             .alias("slot"),
@@ -84,7 +85,7 @@ def token_table(events: pl.DataFrame, decode: Decoder | None = None) -> pl.DataF
             .sub(1)
             .alias("nth"),
         )
-        .sort("request_index", "round", "position", pl.col("kind") != "draft")
+        .sort("request_index", "round", "position", pl.col("kind") != KIND_DRAFT)
     )
     if decode is None:
         text = pl.format("#{}", pl.col("token"))

@@ -210,7 +210,7 @@ class _Reader:
             raise self.error(key, str(err)) from err
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
     """``text`` as one safe path component: runs of other characters become ``_``; no leading
     dot (so never ``..`` or a hidden name) and no separator, whatever the input."""
     return re.sub(r"^[._]+|_+$", "", re.sub(r"[^A-Za-z0-9._-]+", "_", text)) or "x"
@@ -265,7 +265,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             opts["components"] = tuple(r.get(d, "components", list, [], f"{key}."))
         ks = d.get("k")
         own_k = None if ks is None else tuple(_int_list(r, ks, f"{key}.k"))
-        name = _slug(r.get(d, "name", str, kind, f"{key}."))
+        name = slug(r.get(d, "name", str, kind, f"{key}."))
         drafters.append(NamedDrafter(
             name=name,
             config=r.build(key, lambda opts=opts, name=name: DrafterConfig(**opts, name=name)),
@@ -336,7 +336,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         if not isinstance(weights, str):
             raise r.error(f"mixtures.custom.{name}", 'write weights as "coding=0.5,writing=0.5"')
         parsed = r.build(f"mixtures.custom.{name}", lambda w=weights: parse_weights(w))
-        custom.append((_slug(name), tuple(parsed.items())))
+        custom.append((slug(name), tuple(parsed.items())))
     sweep = r.table(mx, "sweep")
     r.check_keys(sweep, {"task", "steps"}, "mixtures.sweep.")
     if sweep and "task" not in sweep:
@@ -380,7 +380,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         raise r.error("drafters", "no drafters and options.baseline = false: nothing to run")
 
     return Study(
-        name=_slug(r.get(data, "name", str, Path(file).stem, "")),
+        name=slug(r.get(data, "name", str, Path(file).stem, "")),
         models=models,
         drafters=tuple(drafters),
         policies=tuple(policies),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from specviz.batch.config import BatchConfig
 from specviz.config import ConfigError, DrafterConfig, PolicyConfig, RunConfig, SamplingConfig
-from specviz.study.spec import Study, StudyError, _slug
+from specviz.study.spec import Study, StudyError, slug
 from specviz.workloads.categorize import categorize_prompts
 from specviz.workloads.loaders import load_prompts
 from specviz.workloads.mixtures import (
@@ -37,7 +37,7 @@ from specviz.workloads.mixtures import (
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request
 
-BASELINE = "baseline"
+BASELINE_CONDITION = "baseline"  # label and condition-id part of a study's plain-decoding condition
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def _sampling_label(s: SamplingConfig) -> str:
 
 
 def _model_label(name: str) -> str:
-    return _slug(Path(name).name if "/" in name and Path(name).exists() else name.replace("/", "_"))
+    return slug(Path(name).name if "/" in name and Path(name).exists() else name.replace("/", "_"))
 
 
 def study_conditions(
@@ -163,7 +163,7 @@ def study_conditions(
         for sampling in study.sampling:
             for mixture in mixtures:
                 # names reach paths (runs/<condition-id>): a category such as "../x" is slugged
-                prefix = f"{_model_label(target.name)}--{_slug(mixture.name)}"
+                prefix = f"{_model_label(target.name)}--{slug(mixture.name)}"
                 suffix = _sampling_label(sampling)
                 if study.baseline:
                     config = RunConfig(
@@ -174,8 +174,10 @@ def study_conditions(
                         seed=study.seed,
                     )
                     for tail, batch in batch_settings(study, mixture):
-                        cid = f"{prefix}--{BASELINE}--{suffix}{tail}"
-                        conditions.append(Condition(cid, config, mixture, BASELINE, batch))
+                        cid = f"{prefix}--{BASELINE_CONDITION}--{suffix}{tail}"
+                        conditions.append(
+                            Condition(cid, config, mixture, BASELINE_CONDITION, batch)
+                        )
                 for drafter in study.drafters:
                     for policy in study.policies:
                         for k in drafter.k or study.k:
