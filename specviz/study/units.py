@@ -15,13 +15,21 @@ unsharded study, and reading every shard's output directory merges them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
 from specviz.batch.config import BatchConfig
-from specviz.config import ConfigError, DrafterConfig, PolicyConfig, RunConfig, SamplingConfig
-from specviz.study.spec import Study, StudyError, slug
+from specviz.config import (
+    ConfigError,
+    DrafterConfig,
+    ModelSpec,
+    PolicyConfig,
+    RunConfig,
+    SamplingConfig,
+)
+from specviz.study.spec import NamedDrafter, Study, StudyError, slug
 from specviz.workloads.categorize import categorize_prompts
 from specviz.workloads.loaders import load_prompts
 from specviz.workloads.mixtures import (
@@ -153,64 +161,94 @@ def _model_label(name: str) -> str:
     return slug(Path(name).name if "/" in name and Path(name).exists() else name.replace("/", "_"))
 
 
+@dataclass(frozen=True)
+class _Cell:
+    """One (target, sampling, mixture) of a study: the conditions of every method over it."""
+
+    study: Study
+    target: ModelSpec
+    sampling: SamplingConfig
+    mixture: Mixture
+
+    @property
+    def prefix(self) -> str:
+        # names reach paths (runs/<condition-id>): a category such as "../x" is slugged
+        return f"{_model_label(self.target.name)}--{slug(self.mixture.name)}"
+
+    def config(self, drafter: DrafterConfig, policy: PolicyConfig) -> RunConfig:
+        return RunConfig(
+            target=self.target,
+            drafter=drafter,
+            policy=policy,
+            sampling=self.sampling,
+            max_new_tokens=self.study.max_new_tokens,
+            seed=self.study.seed,
+        )
+
+    def baseline(self) -> list[Condition]:
+        config = self.config(DrafterConfig(), PolicyConfig())
+        cid = f"{self.prefix}--{BASELINE_CONDITION}--{_sampling_label(self.sampling)}"
+        return [
+            Condition(cid + tail, config, self.mixture, BASELINE_CONDITION, batch)
+            for tail, batch in batch_settings(self.study, self.mixture)
+        ]
+
+    def method(
+        self, drafter: NamedDrafter, policy: PolicyConfig, k: int
+    ) -> tuple[list[Condition], list[Skipped]]:
+        """The conditions of one drafter, policy and k; the settings it cannot run, and why."""
+        label = f"{drafter.name}/{policy.kind}/k{k}"
+        try:
+            config = self.config(drafter.config, _with_k(policy, k))
+        except ConfigError as err:
+            return [], [Skipped(label, str(err))]
+        cid = f"{self.prefix}--{drafter.name}--{policy.kind}-k{k}--{_sampling_label(self.sampling)}"
+        conditions: list[Condition] = []
+        skipped: list[Skipped] = []
+        for tail, batch in batch_settings(self.study, self.mixture):
+            why = _batch_size_one_only(config) if batch else None
+            if why is not None:
+                skipped.append(Skipped(f"{label}{tail}", why))
+            else:
+                conditions.append(Condition(cid + tail, config, self.mixture, drafter.name, batch))
+        return conditions, skipped
+
+
+def _with_k(policy: PolicyConfig, k: int) -> PolicyConfig:
+    """The study's policy at draft length ``k`` (built afresh: its checks see this k)."""
+    return PolicyConfig(
+        kind=policy.kind,
+        k=k,
+        threshold=policy.threshold,
+        verify_costs=policy.verify_costs,
+        draft_costs=policy.draft_costs,
+    )
+
+
+def _methods(study: Study) -> Iterator[tuple[NamedDrafter, PolicyConfig, int]]:
+    """Every (drafter, policy, k) of the study, in study-file order."""
+    for drafter in study.drafters:
+        for policy in study.policies:
+            for k in drafter.k or study.k:
+                yield drafter, policy, k
+
+
 def study_conditions(
     study: Study, mixtures: Sequence[Mixture]
 ) -> tuple[list[Condition], list[Skipped]]:
-    """Every condition, baseline first within each (target, sampling, mixture)."""
+    """Every condition, baseline first within each (target, sampling, mixture); what cannot run
+    is listed once (for the first mixture)."""
     conditions: list[Condition] = []
     skipped: list[Skipped] = []
-    for target in study.models:
-        for sampling in study.sampling:
-            for mixture in mixtures:
-                # names reach paths (runs/<condition-id>): a category such as "../x" is slugged
-                prefix = f"{_model_label(target.name)}--{slug(mixture.name)}"
-                suffix = _sampling_label(sampling)
-                if study.baseline:
-                    config = RunConfig(
-                        target=target,
-                        drafter=DrafterConfig(),
-                        sampling=sampling,
-                        max_new_tokens=study.max_new_tokens,
-                        seed=study.seed,
-                    )
-                    for tail, batch in batch_settings(study, mixture):
-                        cid = f"{prefix}--{BASELINE_CONDITION}--{suffix}{tail}"
-                        conditions.append(
-                            Condition(cid, config, mixture, BASELINE_CONDITION, batch)
-                        )
-                for drafter in study.drafters:
-                    for policy in study.policies:
-                        for k in drafter.k or study.k:
-                            label = f"{drafter.name}/{policy.kind}/k{k}"
-                            try:
-                                config = RunConfig(
-                                    target=target,
-                                    drafter=drafter.config,
-                                    policy=PolicyConfig(
-                                        kind=policy.kind,
-                                        k=k,
-                                        threshold=policy.threshold,
-                                        verify_costs=policy.verify_costs,
-                                        draft_costs=policy.draft_costs,
-                                    ),
-                                    sampling=sampling,
-                                    max_new_tokens=study.max_new_tokens,
-                                    seed=study.seed,
-                                )
-                            except ConfigError as err:
-                                if mixture is mixtures[0]:
-                                    skipped.append(Skipped(label, str(err)))
-                                continue
-                            cid = f"{prefix}--{drafter.name}--{policy.kind}-k{k}--{suffix}"
-                            for tail, batch in batch_settings(study, mixture):
-                                why = _batch_size_one_only(config) if batch else None
-                                if why is not None:
-                                    if mixture is mixtures[0]:
-                                        skipped.append(Skipped(f"{label}{tail}", why))
-                                    continue
-                                conditions.append(
-                                    Condition(cid + tail, config, mixture, drafter.name, batch)
-                                )
+    for target, sampling, mixture in product(study.models, study.sampling, mixtures):
+        cell = _Cell(study, target, sampling, mixture)
+        if study.baseline:
+            conditions += cell.baseline()
+        for drafter, policy, k in _methods(study):
+            made, not_made = cell.method(drafter, policy, k)
+            conditions += made
+            if mixture is mixtures[0]:
+                skipped += not_made
     ids = [c.id for c in conditions]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
