@@ -226,23 +226,72 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
     dtype = r.get(options, "dtype", str, "auto", "options.")
 
     def model_spec(value: Any, key: str) -> ModelSpec:
-        if isinstance(value, str):
-            return r.build(key, lambda: ModelSpec(name=value, device=device, dtype=dtype))
-        if isinstance(value, dict):
-            r.check_keys(value, _MODEL, f"{key}.")
-            if "name" not in value:
-                raise r.error(f"{key}.name", "missing: name the model")
-            merged = {"device": device, "dtype": dtype, **value}
-            return r.build(key, lambda: ModelSpec(**merged))
-        raise r.error(key, f"expected a model name or a table, got {value!r}")
+        return _model_spec(r, value, key, device, dtype)
 
+    models = _models(r, data, model_spec)
+    drafters = _drafters(r, data, model_spec)
+    k = _draft_lengths(r, data, drafters)
+    # a cost curve must cover the largest k it will run with
+    policies = _policies(r, data, max(k + tuple(x for d in drafters for x in d.k or ())))
+    sampling = _samplings(r, data)
+    workload = _workload(r, data)
+    mixtures = _mixtures(r, data)
+    batching = _batching(r, data)
+    baseline = r.get(options, "baseline", bool, True, "options.")
+    if not drafters and not baseline:
+        raise r.error("drafters", "no drafters and options.baseline = false: nothing to run")
+
+    return Study(
+        name=slug(r.get(data, "name", str, Path(file).stem, "")),
+        models=models,
+        drafters=tuple(drafters),
+        policies=policies,
+        k=k,
+        sampling=sampling,
+        workload=workload,
+        mixtures=mixtures,
+        batching=batching,
+        max_new_tokens=_bounded(
+            r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens", MAX_NEW_TOKENS_MAX
+        ),
+        seed=r.get(data, "seed", int, 0),
+        repeats=_bounded(r, r.get(data, "repeats", int, 1), "repeats", REPEATS_MAX),
+        baseline=baseline,
+        workers=_positive(r, r.get(options, "workers", int, 1, "options."), "options.workers"),
+        source_file=file,
+        raw=dict(data),
+    )
+
+
+def _model_spec(r: _Reader, value: Any, key: str, device: str, dtype: str) -> ModelSpec:
+    """A model named by a string or a table; ``options.device``/``dtype`` are its defaults."""
+    if isinstance(value, str):
+        return r.build(key, lambda: ModelSpec(name=value, device=device, dtype=dtype))
+    if isinstance(value, dict):
+        r.check_keys(value, _MODEL, f"{key}.")
+        if "name" not in value:
+            raise r.error(f"{key}.name", "missing: name the model")
+        merged = {"device": device, "dtype": dtype, **value}
+        return r.build(key, lambda: ModelSpec(**merged))
+    raise r.error(key, f"expected a model name or a table, got {value!r}")
+
+
+def _models(
+    r: _Reader, data: Mapping[str, Any], model_spec: Callable[[Any, str], ModelSpec]
+) -> tuple[ModelSpec, ...]:
+    """The target models (at least one)."""
     models_raw = r.get(data, "models", list, [])
     if not models_raw:
         raise r.error(
             "models", 'missing: list at least one target model, e.g. models = ["smollm2-135m"]'
         )
-    models = tuple(model_spec(v, f"models[{i}]") for i, v in enumerate(models_raw))
+    return tuple(model_spec(v, f"models[{i}]") for i, v in enumerate(models_raw))
 
+
+def _drafters(
+    r: _Reader, data: Mapping[str, Any], model_spec: Callable[[Any, str], ModelSpec]
+) -> list[NamedDrafter]:
+    """The drafters, each with a distinct name."""
     drafters = []
     for i, d in enumerate(r.get(data, "drafters", list, [])):
         key = f"drafters[{i}]"
@@ -277,14 +326,24 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         raise r.error(
             "drafters", f'two drafters are named {dup[0]!r}: give each a distinct name = "..."'
         )
+    return drafters
 
+
+def _draft_lengths(
+    r: _Reader, data: Mapping[str, Any], drafters: list[NamedDrafter]
+) -> tuple[int, ...]:
+    """The study's k values, checked with every drafter's own."""
     k = tuple(_int_list(r, data.get("k", [5]), "k"))
     for value in k + tuple(x for d in drafters for x in d.k or ()):
         if value < 1:
             raise r.error("k", f"draft lengths must be >= 1 (got {value})")
         if value > K_MAX:
             raise r.error("k", f"draft lengths must be <= {K_MAX} (got {value})")
-    k_max = max(k + tuple(x for d in drafters for x in d.k or ()), default=5)
+    return k
+
+
+def _policies(r: _Reader, data: Mapping[str, Any], k_max: int) -> tuple[PolicyConfig, ...]:
+    """The policies, checked at the largest k they will run with."""
     policies = []
     for i, p in enumerate(r.get(data, "policies", list, ["constant"])):
         key = f"policies[{i}]"
@@ -293,9 +352,12 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         if not isinstance(p, dict):
             raise r.error(key, f"expected a policy name or a table, got {p!r}")
         r.check_keys(p, _POLICY, f"{key}.")
-        # a cost curve must cover the largest k it will run with
         policies.append(r.build(key, lambda p=p: PolicyConfig(**p, k=k_max)))
+    return tuple(policies)
 
+
+def _samplings(r: _Reader, data: Mapping[str, Any]) -> tuple[SamplingConfig, ...]:
+    """One sampling table or a list of them."""
     sampling_raw = data.get("sampling", {})
     sampling_tables = sampling_raw if isinstance(sampling_raw, list) else [sampling_raw]
     sampling = []
@@ -305,7 +367,11 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             raise r.error(key, "expected a table with temperature and top_p")
         r.check_keys(s, _SAMPLING, f"{key}.")
         sampling.append(r.build(key, lambda s=s: SamplingConfig(**s)))
+    return tuple(sampling)
 
+
+def _workload(r: _Reader, data: Mapping[str, Any]) -> WorkloadSpec:
+    """The ``[workload]`` table."""
     wl = r.table(data, "workload")
     r.check_keys(wl, _WORKLOAD, "workload.")
     mapping = None
@@ -314,7 +380,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             "workload.mapping", lambda: ColumnMapping.from_dict(r.table(wl, "mapping"))
         )
     cats = wl.get("categories")
-    workload = WorkloadSpec(
+    return WorkloadSpec(
         source=r.get(wl, "source", str, "builtin", "workload."),
         mapping=mapping,
         categorize=r.get(wl, "categorize", bool, False, "workload."),
@@ -324,6 +390,9 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         ),
     )
 
+
+def _mixtures(r: _Reader, data: Mapping[str, Any]) -> MixtureSpec:
+    """The ``[mixtures]`` table."""
     mx = r.table(data, "mixtures")
     r.check_keys(mx, _MIXTURES, "mixtures.")
     uniform = tuple(_str_list(r, mx.get("uniform", ["interleaved"]), "mixtures.uniform"))
@@ -342,7 +411,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
     if sweep and "task" not in sweep:
         raise r.error("mixtures.sweep.task", "missing: name the task the sweep starts from")
     size = mx.get("size")
-    mixtures = MixtureSpec(
+    return MixtureSpec(
         single=r.get(mx, "single", bool, True, "mixtures."),
         uniform=uniform,
         size=None
@@ -356,6 +425,10 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
             for x in _num_list(r, sweep.get("steps", [0.0, 0.5, 1.0]), "mixtures.sweep.steps")
         ),
     )
+
+
+def _batching(r: _Reader, data: Mapping[str, Any]) -> BatchingSpec:
+    """The ``[batching]`` table; every size and composition checked by BatchConfig itself."""
     bt = r.table(data, "batching")
     r.check_keys(bt, _BATCHING, "batching.")
     batching = BatchingSpec(
@@ -374,31 +447,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
                     size, composition, batching.continuous, batching.k_mode
                 ),
             )
-
-    baseline = r.get(options, "baseline", bool, True, "options.")
-    if not drafters and not baseline:
-        raise r.error("drafters", "no drafters and options.baseline = false: nothing to run")
-
-    return Study(
-        name=slug(r.get(data, "name", str, Path(file).stem, "")),
-        models=models,
-        drafters=tuple(drafters),
-        policies=tuple(policies),
-        k=k,
-        sampling=tuple(sampling),
-        workload=workload,
-        mixtures=mixtures,
-        batching=batching,
-        max_new_tokens=_bounded(
-            r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens", MAX_NEW_TOKENS_MAX
-        ),
-        seed=r.get(data, "seed", int, 0),
-        repeats=_bounded(r, r.get(data, "repeats", int, 1), "repeats", REPEATS_MAX),
-        baseline=baseline,
-        workers=_positive(r, r.get(options, "workers", int, 1, "options."), "options.workers"),
-        source_file=file,
-        raw=dict(data),
-    )
+    return batching
 
 
 def load_study(path: str | Path) -> Study:
