@@ -16,6 +16,8 @@ from specviz.errors import SpecvizError
 COMPOSITIONS = ("stream", "single-task", "mixed")
 K_MODES = ("batch", "row")
 BATCH_SIZE_MAX = 2**15 - 1  # batch_size and row are Int16 columns (specviz.schema)
+BATCH_SIZE_ONE_DRAFTERS = ("suffix",)  # memory across requests, in stream order
+BATCH_SIZE_ONE_POLICIES = ("heuristic-per-task", "cost-aware")  # per-task, per-round state
 
 
 class BatchConfigError(SpecvizError):

@@ -8,8 +8,9 @@ yields, in order:
 - :class:`Step` after the target verified all rows in one forward pass;
 - :class:`RowTurnEnd` when a row finished a turn, :class:`RowDone` when its request left.
 
-Every row of a step carries a batch-size-1 :class:`~specviz.engine.Round`, so events are
-recorded exactly as for batch size 1. Nothing here reads a clock (the runner times records).
+Every row is a :class:`~specviz.engine.RowState` verified by :func:`~specviz.engine.verify_step`,
+the steps of the batch-size-1 decoder, and every row of a step carries a batch-size-1
+:class:`~specviz.records.Round`, so events are recorded exactly as for batch size 1. Nothing here reads a clock (the runner times records).
 
 A round: each row r feeds ``[last_r, x_1..x_{g_r}]`` (its own drafts), right-padded to the
 longest feed ``T``; the target runs once over the ``rows x T`` block (per-row positions and a

@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from specviz.batch.composition import compose
-from specviz.batch.config import BatchConfig, BatchConfigError
+from specviz.batch.config import BATCH_SIZE_ONE_POLICIES, BatchConfig, BatchConfigError
 from specviz.batch.decoder import (
     BatchDecoder,
     Job,
@@ -98,9 +98,6 @@ class _Tally:
         self.turn_rounds += 1
 
 
-TASK_POLICIES = ("heuristic-per-task", "cost-aware")  # batch size 1 only
-
-
 def _refuse_recurrent(model: LoadedModel, name: str, role: str) -> None:
     """Batched rollback crops attention KV only; SSM state needs the batch-size-1 hybrid path."""
     if is_hybrid(new_cache(model.model)):
@@ -113,7 +110,7 @@ def _refuse_recurrent(model: LoadedModel, name: str, role: str) -> None:
 
 def check_batchable(config: RunConfig) -> None:
     """Refuse, before any model loads, a policy that has no batched version."""
-    if config.policy.kind in TASK_POLICIES:
+    if config.policy.kind in BATCH_SIZE_ONE_POLICIES:
         raise BatchConfigError(
             f"policy {config.policy.kind!r} has no batched version (it keeps state per task and "
             "per round): run it with batch size 1"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 
-from specviz.batch.config import BatchConfig
+from specviz.batch.config import BATCH_SIZE_ONE_DRAFTERS, BATCH_SIZE_ONE_POLICIES, BatchConfig
 from specviz.config import (
     ConfigError,
     DrafterConfig,
@@ -256,10 +256,6 @@ def study_conditions(
             f"{study.source_file}: two conditions share the id {dup!r}: name them apart"
         )
     return conditions, skipped
-
-
-BATCH_SIZE_ONE_DRAFTERS = ("suffix",)  # memory across requests, in stream order
-BATCH_SIZE_ONE_POLICIES = ("heuristic-per-task", "cost-aware")  # per-task, per-round state
 
 
 def _batch_size_one_only(config: RunConfig) -> str | None:
