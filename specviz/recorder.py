@@ -80,6 +80,21 @@ class RequestCounters:
         self.finish = end.finish
 
 
+# the batch columns of a batch-size-1 run (batched runs: specviz.batch.runner)
+UNBATCHED_LABELS: dict[str, Any] = {
+    "batch_size": 1,
+    "batch_composition": None,
+    "batch_id": None,
+    "row": 0,
+}
+UNBATCHED_EVENT_LABELS: dict[str, Any] = {
+    **UNBATCHED_LABELS,
+    "batch_step": None,
+    "batch_rows": 1,
+    "batch_tasks": 1,
+}
+
+
 class EventRecorder:
     """Column lists of one request's events; ``frame`` adds the request's labels."""
 

@@ -34,6 +34,8 @@ from specviz.models import LoadedModel, ModelCache
 from specviz.outdir import locked
 from specviz.policies import CostCurve, DraftPolicy, build_policy
 from specviz.recorder import (
+    UNBATCHED_EVENT_LABELS,
+    UNBATCHED_LABELS,
     EventRecorder,
     RequestCounters,
     request_frame,
@@ -55,20 +57,6 @@ from specviz.schema import RUN_FILE
 from specviz.workloads.request import Request, request_seed
 
 __all__ = ["Finished", "Request", "RunSummary", "SingleSession", "request_seed", "run"]
-
-# the batch columns of a batch-size-1 run (batched runs: specviz.batch.runner)
-UNBATCHED_LABELS: dict[str, Any] = {
-    "batch_size": 1,
-    "batch_composition": None,
-    "batch_id": None,
-    "row": 0,
-}
-UNBATCHED_EVENT_LABELS: dict[str, Any] = {
-    **UNBATCHED_LABELS,
-    "batch_step": None,
-    "batch_rows": 1,
-    "batch_tasks": 1,
-}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Synthetic, schema-conformant run and study directories for the plot, report and notebook tests.
 
-The generator follows the engine's recording rules (:mod:`specviz.recorder`): each turn opens
-with a prefill round (one ``bonus`` row), each verify round has ``n_drafted`` draft rows
-followed by one ``correction`` or ``bonus`` row at ``position == accepted``, drafts after the
-first rejection are unverified, and nothing past the token budget is emitted. Acceptance is
+The generator builds the engine's own records (:class:`specviz.records.Round`: a prefill round,
+then verify rounds until the token budget is spent) and passes them through the run's recorder
+(:class:`specviz.recorder.EventRecorder`), so the event rows follow the recording rules by
+construction. Acceptance is
 drawn per draft with a per-category probability; a multitask mixture lowers it, so the data has
 a known, real degradation for the report to find. Request rows are totals of the event rows.
 These are TEST data only: they exercise the tables, never stand in for measurements.
@@ -19,8 +19,9 @@ from pathlib import Path
 import polars as pl
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.recorder import UNBATCHED_EVENT_LABELS, UNBATCHED_LABELS, EventRecorder
+from specviz.records import Round
 from specviz.schema import (
-    EVENT_SCHEMA,
     EVENTS_FILE,
     REQUEST_SCHEMA,
     REQUESTS_FILE,
@@ -38,10 +39,6 @@ XSS_TEXTS = (
 XSS_CATEGORY = '<img src=x onerror="alert(5)">'
 
 DEFAULT_ALPHA = {"coding": 0.8, "writing": 0.45, "math": 0.65, XSS_CATEGORY: 0.6}
-
-# an unbatched run (specviz.schema: batch columns of a batch-size-1 run)
-UNBATCHED = {"batch_size": 1, "batch_composition": None, "batch_id": None, "row": 0}
-UNBATCHED_EVENT = {**UNBATCHED, "batch_step": None, "batch_rows": 1, "batch_tasks": 1}
 
 
 @dataclass(frozen=True)
@@ -84,7 +81,7 @@ def write_run(run_dir: Path, run: SyntheticRun) -> Path:
     stream = [c for c in run.categories for _ in range(run.requests_per_category)]
     if multitask:
         rng.shuffle(stream)
-    events: list[dict] = []
+    events: list[pl.DataFrame] = []
     requests: list[dict] = []
     for index, category in enumerate(stream):
         alpha = run.alpha[category] * (run.multitask_penalty if multitask else 1.0)
@@ -100,12 +97,16 @@ def write_run(run_dir: Path, run: SyntheticRun) -> Path:
             "policy": config.policy_label,
             "target": config.target.name,
         }
-        rows = _request_events(rng, run, config, alpha)
-        events += [labels | UNBATCHED_EVENT | r for r in rows]
+        recorder = EventRecorder()
+        for record, draft_s, verify_s in _request_rounds(rng, run, alpha):
+            recorder.add(record, draft_s, verify_s)
+        frame = recorder.frame(labels | UNBATCHED_EVENT_LABELS)
+        events.append(frame)
+        rows = frame.to_dicts()
         text = run.texts[index % len(run.texts)] if run.texts else f"{category} answer {index}"
         requests.append(_request_row(labels, config, rows, text, rng))
     run_dir.mkdir(parents=True, exist_ok=True)
-    pl.DataFrame(events, schema=EVENT_SCHEMA, orient="row").write_parquet(run_dir / EVENTS_FILE)
+    pl.concat(events).write_parquet(run_dir / EVENTS_FILE)
     pl.DataFrame(requests, schema=REQUEST_SCHEMA, orient="row").write_parquet(
         run_dir / REQUESTS_FILE
     )
@@ -121,85 +122,57 @@ def write_run(run_dir: Path, run: SyntheticRun) -> Path:
     return run_dir
 
 
-def _request_events(
-    rng: random.Random, run: SyntheticRun, config: RunConfig, alpha: float
-) -> list[dict]:
-    rows: list[dict] = []
-    emitted = 0
+def _request_rounds(
+    rng: random.Random, run: SyntheticRun, alpha: float
+) -> list[tuple[Round, float, float]]:
+    """One request's engine records with their (draft, verify) seconds: a prefill round, then
+    verify rounds until the token budget is spent."""
     verify_unit = 0.02
-
-    def row(rnd: int, **values) -> dict:
-        base = {"turn": 0, "round": rnd, "prefill": False, "q": None}
-        return base | values
-
-    rows.append(
-        row(
-            0,
-            prefill=True,
-            position=0,
-            k=0,
-            n_drafted=0,
-            kind="bonus",
-            draft_token=None,
-            target_token=rng.randrange(1000),
-            accepted=None,
-            verified=True,
-            emitted=True,
-            p=rng.random(),
-            draft_s=0.0,
-            verify_s=verify_unit * 3,
-        )
+    prefill = Round(
+        turn=0,
+        index=0,
+        prefill=True,
+        k=0,
+        draft=(),
+        q=None,
+        target=(rng.randrange(1000),),
+        p=(),
+        p_next=rng.random(),
+        n_accepted=0,
+        n_emitted=1,
+        finish=None,
     )
+    rounds = [(prefill, 0.0, verify_unit * 3)]
     emitted = 1
-    rnd = 1
     while emitted < run.max_new_tokens:
         k = 0 if run.drafter == "none" else run.k
         n = 0
         while n < k and rng.random() < alpha:
             n += 1
-        draft_s = 0.002 * k
-        verify_s = verify_unit * (1 + 0.08 * k)
-        for i in range(k):
-            out = i < n and emitted < run.max_new_tokens
-            rows.append(
-                row(
-                    rnd,
-                    position=i,
-                    k=k,
-                    n_drafted=k,
-                    kind="draft",
-                    draft_token=rng.randrange(1000),
-                    target_token=rng.randrange(1000) if i <= n else None,
-                    accepted=i < n,
-                    verified=i <= n,
-                    emitted=out,
-                    p=rng.random() if i <= n else None,
-                    draft_s=draft_s,
-                    verify_s=verify_s,
-                )
-            )
-            emitted += out
-        out = emitted < run.max_new_tokens
-        rows.append(
-            row(
-                rnd,
-                position=n,
-                k=k,
-                n_drafted=k,
-                kind="correction" if n < k else "bonus",
-                draft_token=None,
-                target_token=rng.randrange(1000),
-                accepted=None,
-                verified=True,
-                emitted=out,
-                p=rng.random(),
-                draft_s=draft_s,
-                verify_s=verify_s,
-            )
+        draft, p = [], []
+        for i in range(k):  # the draws of the row-by-row generator this replaced, in its order
+            draft.append(rng.randrange(1000))
+            if i <= n:
+                rng.randrange(1000)  # its target token (the target agrees where accepted)
+                p.append(rng.random())
+        n_emitted = min(n + 1, run.max_new_tokens - emitted)
+        emitted += n_emitted
+        record = Round(
+            turn=0,
+            index=len(rounds),
+            prefill=False,
+            k=k,
+            draft=tuple(draft),
+            q=None,
+            target=(*draft[:n], rng.randrange(1000)),
+            p=tuple(p),
+            p_next=rng.random(),
+            n_accepted=n,
+            n_emitted=n_emitted,
+            finish="length" if emitted >= run.max_new_tokens else None,
         )
-        emitted += out
-        rnd += 1
-    return rows
+        rounds.append((record, 0.002 * k, verify_unit * (1 + 0.08 * k)))
+    return rounds
 
 
 def _request_row(
@@ -213,7 +186,7 @@ def _request_row(
     new_tokens = sum(r["emitted"] for r in rows)
     return (
         labels
-        | UNBATCHED
+        | UNBATCHED_LABELS
         | {
             "k": config.k_label,
             "draft": None,

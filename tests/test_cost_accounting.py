@@ -8,7 +8,13 @@ import pytest
 
 from specviz.metrics import degradation
 from specviz.metrics.accounting import fit_cost_models, modelled_seconds, with_modelled_seconds
-from specviz.metrics.synthetic import Labels, Round, events_from_rounds, prefill, requests_from_rows
+from specviz.metrics.synthetic import (
+    Labels,
+    RoundSpec,
+    events_from_rounds,
+    prefill,
+    requests_from_rows,
+)
 
 
 def request(
@@ -66,8 +72,8 @@ def tables(parts):
 def calibration_request(index, slowdown, prompt_tokens, prefill_s):
     rounds = [
         prefill(prefill_s * slowdown),
-        Round(drafted=2, accepted=1, draft_s=0.02 * slowdown, verify_s=0.08 * slowdown),
-        Round(drafted=0, verify_s=0.05 * slowdown),
+        RoundSpec(drafted=2, accepted=1, draft_s=0.02 * slowdown, verify_s=0.08 * slowdown),
+        RoundSpec(drafted=0, verify_s=0.05 * slowdown),
     ]
     return request("cal", index, f"p{index}", "A", "A", rounds, prompt_tokens=prompt_tokens)
 
@@ -102,13 +108,13 @@ def test_modelled_seconds_price_each_round_by_hand_whatever_load_the_request_met
 ROUNDS = {
     "A0": [
         prefill(0.1),
-        Round(drafted=2, accepted=2, draft_s=0.02, verify_s=0.08),
-        Round(drafted=2, accepted=2, draft_s=0.02, verify_s=0.08),
+        RoundSpec(drafted=2, accepted=2, draft_s=0.02, verify_s=0.08),
+        RoundSpec(drafted=2, accepted=2, draft_s=0.02, verify_s=0.08),
     ],
     "B0": [
         prefill(0.1),
-        Round(drafted=2, accepted=0, draft_s=0.02, verify_s=0.08),
-        Round(drafted=2, accepted=0, draft_s=0.02, verify_s=0.08),
+        RoundSpec(drafted=2, accepted=0, draft_s=0.02, verify_s=0.08),
+        RoundSpec(drafted=2, accepted=0, draft_s=0.02, verify_s=0.08),
     ],
 }
 CATEGORY = {"A0": "A", "B0": "B"}

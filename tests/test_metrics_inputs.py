@@ -13,12 +13,12 @@ from specviz.metrics import (
     summary,
     theory_vs_measured,
 )
-from specviz.metrics.synthetic import Round, events_from_rounds, prefill, requests_from_rows
+from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
 from specviz.schema import SCHEMA_VERSION, SchemaError
 
 
 def events() -> pl.DataFrame:
-    return events_from_rounds([prefill(), Round(2, 1)])
+    return events_from_rounds([prefill(), RoundSpec(2, 1)])
 
 
 def test_missing_event_columns_are_named():

@@ -12,25 +12,36 @@ from specviz.metrics import (
     request_table,
     summary,
 )
-from specviz.metrics.synthetic import Labels, Round, events_from_rounds, prefill, requests_from_rows
+from specviz.metrics.synthetic import (
+    Labels,
+    RoundSpec,
+    events_from_rounds,
+    prefill,
+    requests_from_rows,
+)
 
 SPEC = Labels(run_id="spec", request_id="a", prompt_id="p1", drafter="model", policy="constant")
 BASE = Labels(run_id="base", request_id="b", prompt_id="p1", drafter="none", policy="constant")
 
 
-def spec_rounds() -> list[Round]:
+def spec_rounds() -> list[RoundSpec]:
     # drafted 3 every verify round; accepted 1, 3, 0, 2; the turn ends after round 4's 2 drafts
     return [
         prefill(verify_s=0.5),
-        Round(3, 1, draft_s=0.03, verify_s=0.1),  # emits 2 (1 draft + correction)
-        Round(3, 3, draft_s=0.03, verify_s=0.1),  # emits 4 (3 drafts + bonus)
-        Round(3, 0, draft_s=0.03, verify_s=0.1),  # emits 1 (correction)
-        Round(3, 2, draft_s=0.03, verify_s=0.1, emitted=2),  # emits 2, correction cut off
+        RoundSpec(3, 1, draft_s=0.03, verify_s=0.1),  # emits 2 (1 draft + correction)
+        RoundSpec(3, 3, draft_s=0.03, verify_s=0.1),  # emits 4 (3 drafts + bonus)
+        RoundSpec(3, 0, draft_s=0.03, verify_s=0.1),  # emits 1 (correction)
+        RoundSpec(3, 2, draft_s=0.03, verify_s=0.1, emitted=2),  # emits 2, correction cut off
     ]
 
 
-def base_rounds() -> list[Round]:
-    return [prefill(verify_s=0.4), Round(verify_s=0.05), Round(verify_s=0.05), Round(verify_s=0.05)]
+def base_rounds() -> list[RoundSpec]:
+    return [
+        prefill(verify_s=0.4),
+        RoundSpec(verify_s=0.05),
+        RoundSpec(verify_s=0.05),
+        RoundSpec(verify_s=0.05),
+    ]
 
 
 @pytest.fixture
@@ -94,7 +105,13 @@ def test_grouping_by_k_uses_the_configured_k_so_prefill_rows_stay_with_their_req
 
 def test_grouping_by_k_under_an_adaptive_policy_keeps_the_initial_k():
     labels = Labels(run_id="h", request_id="h0", policy="heuristic")
-    rounds = [prefill(), Round(3, 3, k=3), Round(5, 1, k=5), Round(4, 4, k=4), Round(4, 0, k=6)]
+    rounds = [
+        prefill(),
+        RoundSpec(3, 3, k=3),
+        RoundSpec(5, 1, k=5),
+        RoundSpec(4, 4, k=4),
+        RoundSpec(4, 0, k=6),
+    ]
     ev = events_from_rounds(rounds, labels)
     s = summary(ev, "k")
     assert s["k"].to_list() == [3]
@@ -108,7 +125,7 @@ def test_grouping_by_k_under_an_adaptive_policy_keeps_the_initial_k():
 
 
 def test_prefill_of_every_turn_is_excluded_from_verify_rounds():
-    rounds = [prefill(turn=0), Round(2, 2, turn=0), prefill(turn=1), Round(2, 0, turn=1)]
+    rounds = [prefill(turn=0), RoundSpec(2, 2, turn=0), prefill(turn=1), RoundSpec(2, 0, turn=1)]
     s = summary(events_from_rounds(rounds))
     assert s["verify_rounds"][0] == 2
     assert s["mean_accepted_length"][0] == pytest.approx((3 + 1) / 2)

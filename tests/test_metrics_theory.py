@@ -16,7 +16,13 @@ from specviz.metrics import (
     theory_vs_measured,
     verify_cost,
 )
-from specviz.metrics.synthetic import Labels, Round, events_from_rounds, prefill, synthetic_events
+from specviz.metrics.synthetic import (
+    Labels,
+    RoundSpec,
+    events_from_rounds,
+    prefill,
+    synthetic_events,
+)
 
 SPEC = Labels(run_id="spec", request_id="s", drafter="model")
 BASE = Labels(
@@ -27,8 +33,8 @@ BASE = Labels(
 def hand_events() -> pl.DataFrame:
     # 2 drafted per round, accepted 2, 0, 1, 2 -> verified 2 + 1 + 2 + 2 = 7, alpha = 5/7;
     # emitted 3, 1, 2, 3 = 9 over 4 rounds; draft 0.02 s per round (d = 0.01), verify 0.1 s (T(3))
-    spec = [prefill(0.3)] + [Round(2, a, draft_s=0.02, verify_s=0.1) for a in (2, 0, 1, 2)]
-    base = [prefill(0.3)] + [Round(verify_s=0.05) for _ in range(4)]
+    spec = [prefill(0.3)] + [RoundSpec(2, a, draft_s=0.02, verify_s=0.1) for a in (2, 0, 1, 2)]
+    base = [prefill(0.3)] + [RoundSpec(verify_s=0.05) for _ in range(4)]
     return pl.concat([events_from_rounds(spec, SPEC), events_from_rounds(base, BASE)])
 
 
@@ -104,9 +110,13 @@ def test_theory_without_baseline_rounds_is_an_error():
 
 def test_rounds_without_drafts_are_predicted_at_one_token():
     # prompt lookup without a match drafts nothing: E = 1 for those rounds
-    spec = [prefill(0.3), Round(0, 0, verify_s=0.05), Round(2, 2, draft_s=0.02, verify_s=0.1)]
-    spec += [Round(2, 1, draft_s=0.02, verify_s=0.1)]
-    base = [prefill(0.3)] + [Round(verify_s=0.05) for _ in range(4)]
+    spec = [
+        prefill(0.3),
+        RoundSpec(0, 0, verify_s=0.05),
+        RoundSpec(2, 2, draft_s=0.02, verify_s=0.1),
+    ]
+    spec += [RoundSpec(2, 1, draft_s=0.02, verify_s=0.1)]
+    base = [prefill(0.3)] + [RoundSpec(verify_s=0.05) for _ in range(4)]
     events = pl.concat([events_from_rounds(spec, SPEC), events_from_rounds(base, BASE)])
     r = theory_vs_measured(events, "drafter").row(0, named=True)
     alpha = 3 / 4  # verified 2 + 2, accepted 2 + 1
@@ -116,8 +126,8 @@ def test_rounds_without_drafts_are_predicted_at_one_token():
 
 
 def test_a_drafter_that_never_drafted_is_predicted_as_plain_decoding():
-    spec = [prefill(0.3)] + [Round(0, 0, verify_s=0.05) for _ in range(3)]
-    base = [prefill(0.3)] + [Round(verify_s=0.05) for _ in range(3)]
+    spec = [prefill(0.3)] + [RoundSpec(0, 0, verify_s=0.05) for _ in range(3)]
+    base = [prefill(0.3)] + [RoundSpec(verify_s=0.05) for _ in range(3)]
     events = pl.concat([events_from_rounds(spec, SPEC), events_from_rounds(base, BASE)])
     r = theory_vs_measured(events, "drafter").row(0, named=True)
     assert r["alpha"] is None

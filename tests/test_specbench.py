@@ -11,7 +11,13 @@ import polars as pl
 import pytest
 
 from specviz.metrics import request_summary, summary
-from specviz.metrics.synthetic import Labels, Round, events_from_rounds, prefill, requests_from_rows
+from specviz.metrics.synthetic import (
+    Labels,
+    RoundSpec,
+    events_from_rounds,
+    prefill,
+    requests_from_rows,
+)
 from specviz.runlog import RunDirError, RunWriter, scan_events, scan_requests, write_json
 from specviz.schema import RUN_FILE, SCHEMA_VERSION
 from specviz.specbench import export_specbench
@@ -25,16 +31,16 @@ def write_run(run_dir: Path) -> None:
     writer = RunWriter(run_dir)
     one_turn = [
         prefill(0.2),
-        Round(4, 4, verify_s=0.1),
-        Round(4, 1, verify_s=0.1),
-        Round(4, 0, verify_s=0.1, emitted=1),
+        RoundSpec(4, 4, verify_s=0.1),
+        RoundSpec(4, 1, verify_s=0.1),
+        RoundSpec(4, 0, verify_s=0.1, emitted=1),
     ]
     two_turns = [
         prefill(0.2, turn=0),
-        Round(3, 2, verify_s=0.1, turn=0),
+        RoundSpec(3, 2, verify_s=0.1, turn=0),
         prefill(0.3, turn=1),
-        Round(3, 3, verify_s=0.1, turn=1),
-        Round(3, 1, verify_s=0.1, turn=1, emitted=1),
+        RoundSpec(3, 3, verify_s=0.1, turn=1),
+        RoundSpec(3, 1, verify_s=0.1, turn=1, emitted=1),
     ]
     specs = [
         (
@@ -151,7 +157,7 @@ def test_export_keeps_plain_decoding_at_one_token_per_step(tmp_path):
     run.mkdir()
     write_json(run / RUN_FILE, {"schema_version": SCHEMA_VERSION, "run_id": "b", "complete": True})
     labels = Labels(run_id="b", request_id="b-0", drafter="none", policy="constant")
-    events = events_from_rounds([prefill(0.1)] + [Round(verify_s=0.05)] * 3, labels)
+    events = events_from_rounds([prefill(0.1)] + [RoundSpec(verify_s=0.05)] * 3, labels)
     request = requests_from_rows(
         [
             dict(

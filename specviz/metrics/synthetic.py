@@ -1,25 +1,28 @@
 """Event tables built from a compact description of rounds: for tests, docs and the benchmark.
 
-:func:`events_from_rounds` writes out, row by row and following the conventions of
-:mod:`specviz.schema`, the events of one request described round by round (how many tokens were
-drafted, how many accepted, how many emitted, the seconds). :func:`synthetic_events` draws a large
+:func:`events_from_rounds` turns the rounds of one request, each described compactly by a
+:class:`RoundSpec` (how many tokens were drafted, how many accepted, how many emitted, the
+seconds), into engine records and passes them through the run's own recorder, so the event-row
+layout is written in one place (:mod:`specviz.recorder`). :func:`synthetic_events` draws a large
 random event table (vectorized) for benchmarking the aggregations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import polars as pl
 
+from specviz.recorder import UNBATCHED_EVENT_LABELS, EventRecorder
+from specviz.records import Round
 from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT
 
 
 @dataclass(frozen=True)
-class Round:
-    """One round: ``drafted`` tokens proposed (policy asked ``k``), the first ``accepted`` accepted.
+class RoundSpec:
+    """A compact description of one round: ``drafted`` tokens proposed (policy asked ``k``), the first ``accepted`` accepted.
 
     ``emitted`` is how many of the round's tokens reach the output (default ``accepted + 1``:
     the accepted drafts and the correction/bonus); fewer when the turn ends inside the round.
@@ -60,70 +63,46 @@ class Labels:
     target: str = "tiny"
 
 
-def prefill(verify_s: float = 0.0, turn: int = 0) -> Round:
+def prefill(verify_s: float = 0.0, turn: int = 0) -> RoundSpec:
     """The prefill round of a turn."""
-    return Round(prefill=True, verify_s=verify_s, turn=turn)
+    return RoundSpec(prefill=True, verify_s=verify_s, turn=turn)
 
 
-def events_from_rounds(rounds: Sequence[Round], labels: Labels = Labels()) -> pl.DataFrame:
-    """The event rows of one request whose rounds are ``rounds`` (in order), schema-conformant."""
-    rows = []
-    base = {
-        "run_id": labels.run_id,
-        "request_id": labels.request_id,
-        "request_index": labels.request_index,
-        "repeat": labels.repeat,
-        "prompt_id": labels.prompt_id,
-        "category": labels.category,
-        "mixture": labels.mixture,
-        "drafter": labels.drafter,
-        "policy": labels.policy,
-        "target": labels.target,
-    }
-    for index, rnd in enumerate(rounds):
-        emitted = rnd.accepted + 1 if rnd.emitted is None else rnd.emitted
-        k = 0 if rnd.prefill else (rnd.drafted if rnd.k is None else rnd.k)
-        common = {
-            **base,
-            "turn": rnd.turn,
-            "round": index,
-            "prefill": rnd.prefill,
-            "k": k,
-            "n_drafted": rnd.drafted,
-            "draft_s": rnd.draft_s,
-            "verify_s": rnd.verify_s,
-            "q": None,
-            "p": None,
-        }
-        for pos in range(rnd.drafted):
-            verified = pos <= rnd.accepted
-            rows.append(
-                {
-                    **common,
-                    "position": pos,
-                    "kind": KIND_DRAFT,
-                    "draft_token": 100 + pos,
-                    "target_token": (100 + pos if pos < rnd.accepted else 200 + pos)
-                    if verified
-                    else None,
-                    "accepted": pos < rnd.accepted,
-                    "verified": verified,
-                    "emitted": pos < min(rnd.accepted, emitted),
-                }
-            )
-        rows.append(
-            {
-                **common,
-                "position": rnd.accepted,
-                "kind": KIND_BONUS if rnd.accepted == rnd.drafted else KIND_CORRECTION,
-                "draft_token": None,
-                "target_token": 300,
-                "accepted": None,
-                "verified": True,
-                "emitted": emitted > rnd.accepted,
-            }
-        )
-    return pl.DataFrame(rows, schema=EVENT_SCHEMA, orient="row")
+def as_record(spec: RoundSpec, index: int) -> Round:
+    """The engine record of ``spec`` (round ``index`` of its request), with made-up tokens.
+
+    The draft proposes tokens 100, 101, ...; the target agrees on the accepted ones and puts
+    200 + n at the first rejected position n (the correction) or 300 after a fully accepted
+    draft (the bonus). Target probabilities: 1.0 where the draft was accepted, 0.0 where it was
+    rejected, 1.0 for the correction/bonus token. The metrics read none of these values.
+    """
+    n, gamma = spec.accepted, spec.drafted
+    draft = tuple(100 + i for i in range(gamma))
+    next_token = 300 if n == gamma else 200 + n
+    n_verified = min(n + 1, gamma)
+    return Round(
+        turn=spec.turn,
+        index=index,
+        prefill=spec.prefill,
+        k=0 if spec.prefill else (gamma if spec.k is None else spec.k),
+        draft=draft,
+        q=None,
+        target=(*draft[:n], next_token),
+        p=tuple(1.0 if i < n else 0.0 for i in range(n_verified)),
+        p_next=1.0,
+        n_accepted=n,
+        n_emitted=n + 1 if spec.emitted is None else spec.emitted,
+        finish=None,
+    )
+
+
+def events_from_rounds(rounds: Sequence[RoundSpec], labels: Labels = Labels()) -> pl.DataFrame:
+    """The event rows of one request whose rounds are ``rounds`` (in order), written by the real
+    recorder (:class:`specviz.recorder.EventRecorder`) from engine records (:func:`as_record`)."""
+    recorder = EventRecorder()
+    for index, spec in enumerate(rounds):
+        recorder.add(as_record(spec, index), spec.draft_s, spec.verify_s)
+    return recorder.frame(asdict(labels) | UNBATCHED_EVENT_LABELS)
 
 
 def synthetic_events(
