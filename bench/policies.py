@@ -6,9 +6,9 @@ the built-in suite, ``--max-new-tokens`` per turn. Every condition decodes the s
 multitask stream (categories interleaved), except ``suffix single-task``: one run per category
 (its memory fills with its own task only).
 
-The cost curve is measured once before the runs (:func:`specviz.calibrate.calibrate`) and given
+The cost model is measured once before the runs (:func:`specviz.calibrate.calibrate`) and given
 to the cost-aware policy explicitly, so its k choices do not depend on a second measurement;
-the same curve prices every condition's rounds for the *modelled* columns:
+the same model's verify curve prices every condition's rounds (model-free drafters: draft 0) for the *modelled* columns:
 modelled seconds = sum over verify rounds of draft_cost(n_drafted) + verify_cost(n_drafted + 1).
 *Wall* columns use the measured draft and verify seconds of the same rounds. Both leave out
 prefills (identical in every condition). ``tokens_per_s`` = tokens emitted by verify rounds /
@@ -39,8 +39,8 @@ import torch
 
 from specviz.calibrate import calibrate
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.cost import CostModel
 from specviz.models import ModelCache
-from specviz.policies import CostCurve
 from specviz.runlog import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
@@ -78,9 +78,10 @@ def rounds(run_dirs: list[Path]) -> pl.DataFrame:
     )
 
 
-def price(frame: pl.DataFrame, curve: CostCurve) -> pl.DataFrame:
+def price(frame: pl.DataFrame, curve: CostModel) -> pl.DataFrame:
     modelled = [
-        curve.draft_cost(n) + curve.verify_cost(n + 1) for n in frame["n_drafted"].to_list()
+        (curve.draft("prompt-lookup", n) if n else 0.0) + curve.verify(n + 1)
+        for n in frame["n_drafted"].to_list()
     ]
     return frame.with_columns(pl.Series("modelled_s", modelled))
 
@@ -127,9 +128,7 @@ def main() -> None:
     def config(drafter: DrafterConfig, policy: PolicyConfig) -> RunConfig:
         return RunConfig(spec, drafter, policy, max_new_tokens=args.max_new_tokens)
 
-    cost_aware = PolicyConfig(
-        "cost-aware", args.k, verify_costs=curve.verify, draft_costs=curve.draft
-    )
+    cost_aware = PolicyConfig("cost-aware", args.k, cost_model=curve)
     constants = [k for k in (2, 4, args.k) if k <= args.k]
     conditions = {
         "baseline": config(DrafterConfig(), PolicyConfig()),
@@ -195,7 +194,7 @@ def main() -> None:
                 "per_task": args.per_task,
                 "k_max": args.k,
                 "requests": len(stream),
-                "cost_curve_s": {"verify": curve.verify, "draft": curve.draft},
+                "cost_model_s": curve.to_dict(),
                 "outputs_identical_across_conditions": all(
                     o == reference for o in outputs.values()
                 ),

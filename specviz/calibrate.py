@@ -1,15 +1,25 @@
-"""A short measurement of the cost curve a cost-aware policy needs, taken before a run.
+"""Before a run: a short measurement of the :class:`~specviz.cost.CostModel` a cost-aware policy
+needs (the policy must choose k while the run is going, before any round exists to fit from).
 
-``verify[n-1]``: median seconds of one cached target forward over n tokens (n = 1..k+1) after
-a ``CONTEXT``-token prefill; ``draft[n-1]``: drafting n tokens: 0 for model-free drafters
-(prompt-lookup, suffix: a few look-ups, negligible next to a forward), n one-token forwards of
-the draft model for ``model``. Self-drafters (layer-skip, component-skip) share the target's
-cache, so their cost is not measured here: give ``draft_costs`` in the config.
+The one cost model, two ways to obtain it:
 
-The curve is recorded in ``run.json`` (``cost_curve``) and reused when the run resumes. Two
-fresh runs measure two slightly different curves, and a cost-aware policy may then pick
-different k in a few rounds, so round counts can differ between runs; for reproducible rounds
-put the recorded curve in the study file (``verify_costs``, ``draft_costs``).
+- here, *before* one run, by timing synthetic forwards: ``verify_s[n-1]``: median seconds of one
+  cached target forward over n tokens (n = 1..k+1) after a ``CONTEXT``-token prefill;
+  ``draft_s[drafter][n]``: drafting n tokens: 0 for model-free drafters (prompt-lookup, suffix:
+  a few look-ups, negligible next to a forward), n one-token forwards of the draft model for
+  ``model``; no prefill line (the policy never prices a prefill);
+- *after* a study, post hoc, from every recorded round (:func:`specviz.metrics.accounting.
+  fit_cost_model`, written to ``cost_model.json`` by :mod:`specviz.study.calibrate`): what cost
+  accounting prices modelled seconds with. Its drafter curves use the same labels, so a study's
+  fitted model can be given back to the policy as its ``cost_model``.
+
+Self-drafters (layer-skip, component-skip) share the target's cache, so their cost is not
+measured here: give the policy a ``cost_model`` in the config.
+
+The model is recorded in ``run.json`` (``cost_model``, its ``to_dict`` form) and reused when the
+run resumes. Two fresh runs measure two slightly different models, and a cost-aware policy may
+then pick different k in a few rounds, so round counts can differ between runs; for
+reproducible rounds put the recorded model in the study file (the policy's ``cost_model``).
 """
 
 from __future__ import annotations
@@ -21,9 +31,9 @@ import torch
 from transformers import PreTrainedModel
 
 from specviz.config import ConfigError, RunConfig
+from specviz.cost import CostModel
 from specviz.forward import forward, new_cache
 from specviz.models import ModelCache
-from specviz.policies import CostCurve
 
 CONTEXT = 64
 REPEATS = 3
@@ -53,8 +63,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def calibrate(config: RunConfig, models: ModelCache) -> CostCurve:
-    """The cost curve of ``config``'s target and drafter for k = 0..``config.policy.k``."""
+def calibrate(config: RunConfig, models: ModelCache) -> CostModel:
+    """The cost model of ``config``'s target and drafter (its label) for k = 0..``policy.k``."""
     k_max = config.policy.k
     kind = config.drafter.kind
     if kind not in (*MODEL_FREE, "model"):
@@ -64,8 +74,12 @@ def calibrate(config: RunConfig, models: ModelCache) -> CostCurve:
         )
     target = models.get(config.target).model
     verify = tuple(forward_seconds(target, n) for n in range(1, k_max + 2))
-    if kind in MODEL_FREE:
-        return CostCurve(verify, (0.0,) * k_max)
-    assert config.drafter.draft is not None
-    step = forward_seconds(models.get(config.drafter.draft).model, 1)
-    return CostCurve(verify, tuple(n * step for n in range(1, k_max + 1)))
+    step = 0.0
+    if kind not in MODEL_FREE:
+        assert config.drafter.draft is not None
+        step = forward_seconds(models.get(config.drafter.draft).model, 1)
+    return CostModel(
+        verify_s=verify,
+        draft_s={config.drafter.label: tuple(n * step for n in range(k_max + 1))},
+        source=f"measured before the run: median of {REPEATS} forwards after {CONTEXT} tokens",
+    )

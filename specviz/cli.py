@@ -11,6 +11,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from specviz.config import ConfigError
+from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
 
 
@@ -28,6 +30,16 @@ def _floats(text: str) -> tuple[float, ...]:
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"takes comma-separated numbers, not {text!r}") from err
+
+
+def _cost_flags(args: argparse.Namespace) -> CostModel | None:
+    """``--verify-costs``/``--draft-costs`` as the cost model of the run's drafter."""
+    if args.verify_costs is None:
+        if args.draft_costs is not None:
+            raise ConfigError("--draft-costs needs --verify-costs too (or neither, to calibrate)")
+        return None
+    label = args.drafter_name or args.drafter
+    return curve_model(args.verify_costs, args.draft_costs, label, "--verify-costs")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -63,12 +75,13 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "--verify-costs",
         type=_floats,
         help="cost-aware: cost of one target forward over 1..k+1 tokens, e.g. 59,97,116,84 "
-        "(default: measured before the run and recorded in run.json)",
+        "(the cost model's verify_s; default: measured before the run, recorded in run.json)",
     )
     p.add_argument(
         "--draft-costs",
         type=_floats,
-        help="cost-aware: cost of drafting 1..k tokens, in the unit of --verify-costs (default 0)",
+        help="cost-aware: cost of drafting 1..k tokens, in the unit of --verify-costs (default 0; "
+        "needs --verify-costs)",
     )
     p.add_argument(
         "--threshold", type=float, default=0.4, help="confidence policy: stop below this top prob"
@@ -165,9 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             spec_factor=args.spec_factor,
             min_token_prob=args.min_token_prob,
         ),
-        policy=PolicyConfig(
-            args.policy, args.k, args.threshold, args.verify_costs, args.draft_costs
-        ),
+        policy=PolicyConfig(args.policy, args.k, args.threshold, _cost_flags(args)),
         sampling=SamplingConfig(args.temperature, args.top_p),
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,

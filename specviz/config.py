@@ -8,9 +8,11 @@ and Python callers get the same messages.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from specviz.cost import COST_MODEL_VERSION, CostModel, CostModelError, curve_model
 from specviz.errors import SpecvizError
 
 DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip", "suffix")
@@ -237,18 +239,17 @@ class PolicyConfig:
       across the run's requests of that task;
     - ``cost-aware``: each round the k in 0..``k`` that maximises expected tokens per second
       from a running estimate of the current task's acceptance and a cost curve
-      (:class:`specviz.policies.CostAware`). ``verify_costs[n-1]``: cost of one target forward
-      over n tokens (n = 1..k+1); ``draft_costs[n-1]``: cost of drafting n tokens (n = 1..k;
-      zeros when only ``verify_costs`` is given). Any unit, the same for both. Without
-      ``verify_costs`` the runner measures the curve before the run and records it in
-      ``run.json`` (``cost_curve``).
+      (:class:`specviz.policies.CostAware`). ``cost_model``: a :class:`specviz.cost.CostModel`
+      (or its ``to_dict`` form, ``version`` optional): ``verify_s`` for 1..k+1 rows and
+      ``draft_s`` for the run's drafter (its label); any unit, the same for both. Without it the
+      runner measures one before the run (:mod:`specviz.calibrate`) and records it in
+      ``run.json`` (``cost_model``).
     """
 
     kind: str = "constant"
     k: int = 5
     threshold: float = 0.4
-    verify_costs: tuple[float, ...] | None = None
-    draft_costs: tuple[float, ...] | None = None
+    cost_model: CostModel | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in POLICIES:
@@ -264,34 +265,28 @@ class PolicyConfig:
         self._check_costs()
 
     def _check_costs(self) -> None:
-        for key in ("verify_costs", "draft_costs"):
-            value = getattr(self, key)
-            if value is None:
-                continue
-            if isinstance(value, str | int | float):
-                raise ConfigError(f"{key} takes a list of numbers, not {value!r}")
-            object.__setattr__(self, key, tuple(float(x) for x in value))
+        model: Any = self.cost_model
+        if model is None:
+            return
+        if isinstance(model, Mapping):
+            try:
+                model = CostModel.from_dict({"version": COST_MODEL_VERSION, **model})
+            except CostModelError as err:
+                raise ConfigError(f"cost_model: {err}") from err
+            object.__setattr__(self, "cost_model", model)
+        if not isinstance(model, CostModel):
+            raise ConfigError(f"cost_model takes a table (verify_s, draft_s), not {model!r}")
         if self.kind != "cost-aware":
-            if self.verify_costs is not None or self.draft_costs is not None:
-                raise ConfigError(
-                    f"cost curves are only used with policy cost-aware, not {self.kind!r}"
-                )
-            return
-        if self.verify_costs is None:
-            if self.draft_costs is not None:
-                raise ConfigError("draft_costs needs verify_costs too (or neither, to calibrate)")
-            return
-        if self.draft_costs is None:
-            object.__setattr__(self, "draft_costs", (0.0,) * self.k)
-        assert self.draft_costs is not None
-        if len(self.verify_costs) < self.k + 1 or len(self.draft_costs) < self.k:
             raise ConfigError(
-                f"cost-aware with k={self.k} needs verify_costs for 1..{self.k + 1} tokens and "
-                f"draft_costs for 1..{self.k} (got {len(self.verify_costs)} and "
-                f"{len(self.draft_costs)} values)"
+                f"cost models are only used with policy cost-aware, not {self.kind!r}"
             )
-        if min(self.verify_costs) <= 0 or min(self.draft_costs) < 0:
-            raise ConfigError("verify_costs must be > 0 and draft_costs >= 0")
+        if len(model.verify_s) < self.k + 1:
+            raise ConfigError(
+                f"cost-aware with k={self.k} needs cost_model verify_s for 1..{self.k + 1} rows "
+                f"(got {len(model.verify_s)} values)"
+            )
+        if min(model.verify_s) <= 0:
+            raise ConfigError("cost_model verify_s must be > 0 (a forward is never free)")
 
 
 @dataclass(frozen=True)
@@ -337,10 +332,17 @@ class RunConfig:
             )
 
         self_drafting = self.drafter.kind in ("layer-skip", "component-skip")
-        if self.policy.kind == "cost-aware" and self.policy.verify_costs is None and self_drafting:
+        costs = self.policy.cost_model
+        if self.policy.kind == "cost-aware" and costs is None and self_drafting:
             raise ConfigError(
                 f"cost-aware cannot measure what drafter {self.drafter.kind!r} costs (it drafts "
-                "with the target's own layers): give the policy verify_costs and draft_costs"
+                "with the target's own layers): give the policy a cost_model with its draft_s"
+            )
+        drafting = costs is not None and self.drafter.kind != "none"
+        if drafting and self.drafter.label not in costs.draft_s:
+            raise ConfigError(
+                f"the policy's cost_model has no draft_s for drafter {self.drafter.label!r} "
+                f"(has: {', '.join(costs.draft_s) or 'none'}): add its draft costs by tokens"
             )
 
     @property
@@ -355,13 +357,12 @@ class RunConfig:
         """The config as plain data; options a kind does not use (None) are left out, so run
         directories written before those options existed keep their identity."""
         data = asdict(self)
-        for key in (*SUFFIX_DEFAULTS, "verify_costs", "draft_costs"):
+        for key in (*SUFFIX_DEFAULTS, "cost_model"):
             for part in ("drafter", "policy"):
                 if key in data[part] and data[part][key] is None:
                     del data[part][key]
-        for key in ("verify_costs", "draft_costs"):  # as run.json stores them
-            if key in data["policy"]:
-                data["policy"][key] = list(data["policy"][key])
+        if self.policy.cost_model is not None:  # as run.json stores it
+            data["policy"]["cost_model"] = self.policy.cost_model.to_dict()
         return data
 
     @staticmethod
@@ -374,9 +375,10 @@ class RunConfig:
         if drafter.get("components") is not None:
             drafter["components"] = tuple(drafter["components"])
         policy = dict(data.get("policy", {}))
-        for key in ("verify_costs", "draft_costs"):
-            if policy.get(key) is not None:
-                policy[key] = tuple(policy[key])
+        if "verify_costs" in policy:  # written before the one cost model: read it as one
+            label = drafter.get("name") or drafter.get("kind", "none")
+            verify, draft = policy.pop("verify_costs"), policy.pop("draft_costs", None)
+            policy["cost_model"] = curve_model(verify, draft, label)
         return RunConfig(
             target=ModelSpec(**data["target"]),
             drafter=DrafterConfig(**drafter),

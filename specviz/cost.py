@@ -133,3 +133,16 @@ class CostModel:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise CostModelError(f"not a cost model: {err}") from err
+
+
+def curve_model(
+    verify: Sequence[float], draft: Sequence[float] | None, drafter: str, source: str = "given"
+) -> CostModel:
+    """A cost model from two plain lists: ``verify[n-1]`` one forward over n rows and
+    ``draft[n-1]`` drafting n tokens with ``drafter`` (zeros when ``draft`` is None).
+
+    The short form of ``--verify-costs``/``--draft-costs`` and of run directories recorded before
+    the one cost model (``cost_curve`` in run.json, ``verify_costs`` in the policy).
+    """
+    drafts = (0.0, *(draft if draft is not None else (0.0,) * (len(verify) - 1)))
+    return CostModel(verify_s=tuple(verify), draft_s={drafter: drafts}, source=source)

@@ -11,8 +11,8 @@
 - :class:`HeuristicPerTask`: the heuristic with one k per task label (the request's category):
   what a task learned is applied to that task's next request only.
 - :class:`CostAware`: each round the k in 0..k_max maximising expected tokens per unit of cost,
-  from a running per-task acceptance estimate and a cost curve; k = 0 (no drafting) when
-  drafting does not pay.
+  from a running per-task acceptance estimate and a :class:`specviz.cost.CostModel`; k = 0 (no
+  drafting) when drafting does not pay.
 
 Every policy hears ``start_request(task)`` at each request and ``update(k, n_drafted,
 n_accepted)`` after every verify round of a drafter (k = the k it asked for, 0 included), so a
@@ -21,11 +21,11 @@ resumed run rebuilds its state by replaying the recorded rounds (:mod:`specviz.r
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from specviz.config import ConfigError, PolicyConfig
+from specviz.cost import CostModel
 
 
 class DraftPolicy(Protocol):
@@ -132,21 +132,6 @@ def expected_tokens(k: int, alpha: float) -> float:
     return sum(alpha**i for i in range(k + 1))
 
 
-@dataclass(frozen=True)
-class CostCurve:
-    """What a round costs: ``verify[n-1]`` one target forward over n tokens (n = 1..k_max+1),
-    ``draft[n-1]`` drafting n tokens (n = 1..k_max). Any unit, the same for both."""
-
-    verify: tuple[float, ...]
-    draft: tuple[float, ...]
-
-    def verify_cost(self, n: int) -> float:
-        return self.verify[n - 1]
-
-    def draft_cost(self, n: int) -> float:
-        return self.draft[n - 1] if n > 0 else 0.0
-
-
 @dataclass
 class _Belief:
     """Decayed counts of accepted and rejected drafted tokens of one task."""
@@ -168,13 +153,14 @@ class CostAware:
     ``draft_cost(0) = 0``; ties go to the smaller k. After ``probe_every * 2^f`` rounds in a row
     at k = 0 (f = the task's probes in a row that accepted nothing, at most 6) the task drafts
     once with the best k >= 1, so a task whose acceptance changed is seen again while probing a
-    task where drafting never pays costs ever less. The cost curve is two plain callables (``draft_cost(n)``, ``verify_cost(n)``), e.g.
-    from a :class:`CostCurve`. Deterministic given the rounds it hears.
+    task where drafting never pays costs ever less. Costs come from the one cost model
+    (:class:`specviz.cost.CostModel`): ``costs.draft(drafter, k)`` and ``costs.verify(k + 1)``,
+    the same curves cost accounting prices rounds with. Deterministic given the rounds it hears.
     """
 
     k_max: int
-    draft_cost: Callable[[int], float]
-    verify_cost: Callable[[int], float]
+    costs: CostModel
+    drafter: str
     prior: tuple[float, float] = (1.0, 1.0)
     decay: float = 0.95
     probe_every: int = 16
@@ -184,6 +170,14 @@ class CostAware:
 
     def start_request(self, task: str) -> None:
         self.task = task
+
+    def draft_cost(self, k: int) -> float:
+        """Cost of drafting k tokens (0 for k = 0: the drafter is not called)."""
+        return self.costs.draft(self.drafter, k) if k > 0 else 0.0
+
+    def verify_cost(self, rows: int) -> float:
+        """Cost of one target forward verifying ``rows`` tokens."""
+        return self.costs.verify(rows)
 
     def alpha(self) -> float:
         b = self.beliefs.get(self.task, _Belief())
@@ -225,9 +219,12 @@ class CostAware:
         b.rejected = self.decay * b.rejected + (1.0 if n_accepted < n_drafted else 0.0)
 
 
-def build_policy(config: PolicyConfig, costs: CostCurve | None = None) -> DraftPolicy:
-    """The policy a config names. ``costs``: the measured curve for a cost-aware policy whose
-    config carries none (the runner calibrates it)."""
+def build_policy(
+    config: PolicyConfig, costs: CostModel | None = None, *, drafter: str | None = None
+) -> DraftPolicy:
+    """The policy a config names. A cost-aware policy prices rounds with the config's
+    ``cost_model``, else with ``costs`` (the runner calibrates one, :mod:`specviz.calibrate`),
+    for ``drafter`` (its label in the cost model's ``draft_s``)."""
     if config.kind == "constant":
         return Constant(config.k)
     if config.kind in ("heuristic", "heuristic-per-request"):
@@ -235,9 +232,8 @@ def build_policy(config: PolicyConfig, costs: CostCurve | None = None) -> DraftP
     if config.kind == "heuristic-per-task":
         return HeuristicPerTask(config.k)
     if config.kind == "cost-aware":
-        if config.verify_costs is not None and config.draft_costs is not None:
-            costs = CostCurve(config.verify_costs, config.draft_costs)
-        if costs is None:
-            raise ConfigError("policy cost-aware needs a cost curve: give verify_costs")
-        return CostAware(config.k, costs.draft_cost, costs.verify_cost)
+        costs = config.cost_model or costs
+        if costs is None or drafter is None:
+            raise ConfigError("policy cost-aware needs a cost model and its drafter's name")
+        return CostAware(config.k, costs, drafter)
     return Confidence(config.k, threshold=config.threshold)

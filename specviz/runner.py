@@ -26,13 +26,14 @@ from specviz.batch.config import BatchConfig
 from specviz.batch.runner import BatchSession, check_batchable
 from specviz.clock import device_sync, timed
 from specviz.config import RunConfig
+from specviz.cost import CostModel, curve_model
 from specviz.drafters.factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel, ModelCache
 from specviz.outdir import locked
-from specviz.policies import CostCurve, DraftPolicy, build_policy
+from specviz.policies import DraftPolicy, build_policy
 from specviz.recorder import (
     UNBATCHED_EVENT_LABELS,
     UNBATCHED_LABELS,
@@ -175,21 +176,25 @@ def _run_session(
 def _policy(
     config: RunConfig, models: ModelCache, out_dir: Path, meta: dict[str, Any]
 ) -> DraftPolicy:
-    """The run's policy; a cost-aware one without a curve in its config gets the curve recorded
-    in ``run.json``, measured now (:mod:`specviz.calibrate`) when the run starts afresh."""
-    wants_curve = config.policy.kind == "cost-aware" and config.policy.verify_costs is None
-    if not wants_curve or config.drafter.kind == "none":
-        return build_policy(config.policy)
-    recorded = meta.get("cost_curve")
-    if recorded is None:
+    """The run's policy; a cost-aware one without a ``cost_model`` in its config gets the model
+    recorded in ``run.json``, measured now (:mod:`specviz.calibrate`) when the run starts afresh.
+    A run recorded before the one cost model (``cost_curve``) is read as one."""
+    label = config.drafter.label
+    wants_costs = config.policy.kind == "cost-aware" and config.policy.cost_model is None
+    if not wants_costs or config.drafter.kind == "none":
+        return build_policy(config.policy, drafter=label)
+    if "cost_model" in meta:
+        costs = CostModel.from_dict(meta["cost_model"])
+    elif "cost_curve" in meta:
+        legacy = meta["cost_curve"]
+        costs = curve_model(legacy["verify"], legacy["draft"], label, "run.json cost_curve")
+    else:
         from specviz.calibrate import calibrate
 
-        curve = calibrate(config, models)
-        meta["cost_curve"] = {"verify": list(curve.verify), "draft": list(curve.draft)}
+        costs = calibrate(config, models)
+        meta["cost_model"] = costs.to_dict()
         write_json(out_dir / RUN_FILE, meta)
-    else:
-        curve = CostCurve(tuple(recorded["verify"]), tuple(recorded["draft"]))
-    return build_policy(config.policy, curve)
+    return build_policy(config.policy, costs, drafter=label)
 
 
 class SingleSession:

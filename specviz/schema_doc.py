@@ -24,8 +24,10 @@ def render() -> str:
         "`schema_version`, `run_id`, `config` (the full RunConfig), `workload` (fingerprint of the "
         "request stream), `prompt_ids`, `models` (name, source, revision, class, parameters, "
         "embedding rows, tokenizer size, dtype, device of target and draft), `versions`, "
-        "`hardware`, `git_commit`, `seed`, `requests`, `created`, `complete`; `cost_curve` "
-        "(`verify`, `draft` seconds) when a cost-aware policy measured its curve before the run.\n"
+        "`hardware`, `git_commit`, `seed`, `requests`, `created`, `complete`; `cost_model` "
+        "(a `specviz.cost.CostModel` in its `to_dict` form: `version`, `verify_s`, `draft_s`, "
+        "...) when a cost-aware policy measured it before the run (runs recorded before the one "
+        "cost model hold `cost_curve` (`verify`, `draft`) instead, still read on resume).\n"
     )
 
 

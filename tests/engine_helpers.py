@@ -32,7 +32,15 @@ def make_decoder(
     cache = new_cache(loaded.model)
     generator = torch.Generator(device=loaded.device)
     built = build_drafter(drafter, loaded, cache, sampling, generator, MODELS)
-    return Decoder(loaded, built, build_policy(policy), sampling, max_new_tokens, cache, generator)
+    return Decoder(
+        loaded,
+        built,
+        build_policy(policy, drafter=drafter.label),
+        sampling,
+        max_new_tokens,
+        cache,
+        generator,
+    )
 
 
 def decode(

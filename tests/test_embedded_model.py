@@ -8,6 +8,7 @@ import pytest
 from engine_helpers import decode, make_decoder
 
 from specviz.config import DrafterConfig, PolicyConfig
+from specviz.cost import CostModel
 from specviz.model_source import embedded_gguf
 from specviz.workloads import Prompt, builtin_prompts
 
@@ -31,7 +32,9 @@ def test_embedded_gguf_is_found_without_importing_its_package():
         (DrafterConfig("suffix", partition="task"), PolicyConfig("heuristic-per-task", 3)),
         (
             DrafterConfig("suffix"),
-            PolicyConfig("cost-aware", 4, verify_costs=(59, 97, 116, 84, 85)),
+            PolicyConfig(
+                "cost-aware", 4, cost_model=CostModel((59, 97, 116, 84, 85), {"suffix": (0.0,)})
+            ),
         ),
     ],
     ids=["prompt-lookup", "layer-skip", "suffix", "suffix-cost-aware"],

@@ -7,6 +7,7 @@ import torch
 from engine_helpers import MODELS, PROMPTS, decode, make_decoder
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig
+from specviz.cost import CostModel
 
 POLICIES = [
     PolicyConfig("constant", 3),
@@ -14,7 +15,14 @@ POLICIES = [
     PolicyConfig("heuristic-per-request", 4),
     PolicyConfig("confidence", 5, threshold=0.05),
     PolicyConfig("heuristic-per-task", 2),
-    PolicyConfig("cost-aware", 4, verify_costs=(1.0, 1.2, 1.4, 1.6, 1.8)),
+    PolicyConfig(
+        "cost-aware",
+        4,
+        cost_model=CostModel(
+            (1.0, 1.2, 1.4, 1.6, 1.8),
+            {d: (0.0,) for d in ("prompt-lookup", "layer-skip", "model", "suffix")},
+        ),
+    ),
 ]
 
 

@@ -11,8 +11,9 @@ from engine_helpers import run_cli
 
 import specviz.calibrate
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
+from specviz.cost import CostModel
 from specviz.models import ModelCache
-from specviz.policies import CostAware, CostCurve, HeuristicPerTask, build_policy, expected_tokens
+from specviz.policies import CostAware, HeuristicPerTask, build_policy, expected_tokens
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 
@@ -30,12 +31,12 @@ def test_heuristic_per_task_keeps_one_k_per_task():
     assert policy.next_k() == 2
 
 
-def curve(verify: list[float], draft: float = 0.0, k_max: int = 4) -> CostCurve:
-    return CostCurve(tuple(verify), tuple(draft * n for n in range(1, k_max + 1)))
+def curve(verify: list[float], draft: float = 0.0, k_max: int = 4) -> CostModel:
+    return CostModel(tuple(verify), {"suffix": tuple(draft * n for n in range(k_max + 1))})
 
 
-def cost_aware(c: CostCurve, k_max: int = 4) -> CostAware:
-    return CostAware(k_max, c.draft_cost, c.verify_cost)
+def cost_aware(c: CostModel, k_max: int = 4) -> CostAware:
+    return CostAware(k_max, c, "suffix")
 
 
 def feed(policy: CostAware, k: int, accepted: int, rounds: int) -> None:
@@ -49,9 +50,8 @@ def test_cost_aware_picks_the_k_with_most_expected_tokens_per_cost():
     policy.start_request("coding")
     feed(policy, 4, 3, 30)  # about 3 of 4 accepted per round
     alpha = policy.alpha()
-    rates = {
-        k: expected_tokens(k, alpha) / (c.draft_cost(k) + c.verify_cost(k + 1)) for k in range(5)
-    }
+    draft = {k: c.draft("suffix", k) if k else 0.0 for k in range(5)}
+    rates = {k: expected_tokens(k, alpha) / (draft[k] + c.verify(k + 1)) for k in range(5)}
     assert policy.next_k() == max(rates, key=rates.get)
     # the dip at 4 verified tokens (as measured on this CPU: 2-3 rows cost more than 4) wins
     assert policy.next_k() == 3
@@ -87,17 +87,28 @@ def test_cost_aware_keeps_acceptance_per_task_and_drafts_fully_when_verifying_is
     ("policy", "message"),
     [
         (
-            {"kind": "cost-aware", "k": 4, "verify_costs": (1.0, 1.0)},
-            "needs verify_costs for 1..5 tokens",
+            {"kind": "cost-aware", "k": 4, "cost_model": {"verify_s": (1.0, 1.0)}},
+            "needs cost_model verify_s for 1..5 rows",
         ),
-        ({"kind": "cost-aware", "k": 1, "verify_costs": (1.0, -1.0)}, "must be > 0"),
-        ({"kind": "constant", "verify_costs": (1.0,) * 6}, "only used with policy cost-aware"),
-        ({"kind": "cost-aware", "draft_costs": (0.0,) * 5}, "needs verify_costs too"),
+        ({"kind": "cost-aware", "k": 1, "cost_model": {"verify_s": (1.0, 0.0)}}, "must be > 0"),
+        (
+            {"kind": "constant", "cost_model": {"verify_s": (1.0,) * 6}},
+            "only used with policy cost-aware",
+        ),
+        ({"kind": "cost-aware", "cost_model": {"verify_s": ()}}, "verify_s: the curve is empty"),
     ],
 )
 def test_bad_cost_curves_are_clear_errors(policy, message):
     with pytest.raises(ConfigError, match=message):
         PolicyConfig(**policy)
+
+
+def test_cost_aware_refuses_a_cost_model_without_its_drafters_curve():
+    costs = CostModel((1.0,) * 6, {"model": (0.0,) * 6})
+    with pytest.raises(ConfigError, match="no draft_s for drafter 'suffix'"):
+        RunConfig(
+            ModelSpec("x"), DrafterConfig("suffix"), PolicyConfig("cost-aware", 5, 0.4, costs)
+        )
 
 
 def test_cost_aware_refuses_to_guess_what_a_self_drafter_costs():
@@ -113,7 +124,7 @@ def test_bad_policy_option_on_the_command_line_exits_2(tiny_model_dir, tmp_path)
         "run", "--target", str(tiny_model_dir), "--drafter", "suffix", "--policy", "cost-aware",
         "--k", "3", "--verify-costs", "1,2", "--out", str(out),
     )  # fmt: skip
-    assert result.returncode == 2 and "needs verify_costs for 1..4 tokens" in result.stderr
+    assert result.returncode == 2 and "needs cost_model verify_s for 1..4 rows" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
@@ -122,8 +133,8 @@ def test_calibration_measures_one_cost_per_verified_length(tiny_model_dir):
         ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3)
     )
     measured = specviz.calibrate.calibrate(config, ModelCache())
-    assert len(measured.verify) == 4 and min(measured.verify) > 0
-    assert measured.draft == (0.0, 0.0, 0.0)
+    assert len(measured.verify_s) == 4 and min(measured.verify_s) > 0
+    assert measured.draft_s == {"suffix": (0.0, 0.0, 0.0, 0.0)}
 
 
 def requests(n: int) -> list[Request]:
@@ -163,7 +174,11 @@ def interrupt_and_resume(config: RunConfig, tmp_path, keep: int = 3) -> tuple[pl
         (DrafterConfig("suffix"), PolicyConfig("heuristic-per-task", 1)),
         (
             DrafterConfig("prompt-lookup"),
-            PolicyConfig("cost-aware", 4, verify_costs=(1.0, 1.7, 1.9, 1.3, 1.4)),
+            PolicyConfig(
+                "cost-aware",
+                4,
+                cost_model=CostModel((1.0, 1.7, 1.9, 1.3, 1.4), {"prompt-lookup": (0.0,)}),
+            ),
         ),
     ],
     ids=["suffix-memory", "heuristic-per-task", "cost-aware"],
@@ -198,8 +213,8 @@ def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_p
     )  # fmt: skip
     out = tmp_path / "run"
     run(config, requests(2), out, progress=False)
-    recorded = json.loads((out / "run.json").read_text())["cost_curve"]
-    assert len(recorded["verify"]) == 4 and len(recorded["draft"]) == 3
+    recorded = json.loads((out / "run.json").read_text())["cost_model"]
+    assert len(recorded["verify_s"]) == 4 and len(recorded["draft_s"]["suffix"]) == 4
 
     def refuse(*args):
         raise AssertionError("a resumed run must reuse the recorded curve, not measure again")
@@ -208,7 +223,7 @@ def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_p
     (out / "requests.parquet").unlink()
     (out / "events.parquet").unlink()
     run(config, requests(2), out, resume=True, progress=False)
-    assert json.loads((out / "run.json").read_text())["cost_curve"] == recorded
+    assert json.loads((out / "run.json").read_text())["cost_model"] == recorded
 
 
 def test_task_aware_policies_are_refused_by_batched_runs(tiny_model_dir, tmp_path):
@@ -225,7 +240,8 @@ def test_task_aware_policies_are_refused_by_batched_runs(tiny_model_dir, tmp_pat
 
 
 def test_build_policy_wires_the_config_curve():
-    policy = build_policy(PolicyConfig("cost-aware", 2, verify_costs=(1.0, 5.0, 9.0)))
+    costs = CostModel((1.0, 5.0, 9.0), {"suffix": (0.0,)})
+    policy = build_policy(PolicyConfig("cost-aware", 2, cost_model=costs), drafter="suffix")
     assert isinstance(policy, CostAware) and policy.next_k() == 0
 
 
@@ -244,3 +260,12 @@ def test_cost_aware_probes_ever_less_often_where_drafting_never_pays():
             idle += 1
             policy.update(0, 0, 0)
     assert gaps[:4] == [16, 32, 64, 128]
+
+
+def test_a_run_config_recorded_with_the_old_cost_lists_reads_as_one_cost_model():
+    data = RunConfig(ModelSpec("x"), DrafterConfig("suffix")).to_dict()
+    data["policy"] = {"kind": "cost-aware", "k": 2, "verify_costs": [1.0, 2.0, 3.0]}
+    data["policy"]["draft_costs"] = [0.5, 0.7]
+    costs = RunConfig.from_dict(data).policy.cost_model
+    assert costs is not None and costs.verify(3) == 3.0 and costs.draft("suffix", 2) == 0.7
+    assert costs.draft("suffix", 1) == 0.5

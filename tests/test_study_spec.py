@@ -170,7 +170,13 @@ def test_suffix_drafter_and_task_aware_policies_parse_from_a_study_file() -> Non
             drafters=[{"kind": "suffix", "partition": "task", "memory_tokens": 512}],
             policies=[
                 "heuristic-per-task",
-                {"kind": "cost-aware", "verify_costs": [1.0, 1.5, 1.7, 1.2, 1.3]},
+                {
+                    "kind": "cost-aware",
+                    "cost_model": {
+                        "verify_s": [1.0, 1.5, 1.7, 1.2, 1.3],
+                        "draft_s": {"suffix": [0]},
+                    },
+                },
             ],
         ),
         "s.toml",
@@ -178,7 +184,8 @@ def test_suffix_drafter_and_task_aware_policies_parse_from_a_study_file() -> Non
     drafter = study.drafters[0].config
     assert (drafter.partition, drafter.memory_tokens, drafter.tree_depth) == ("task", 512, 24)
     plan = plan_study(study)
-    costs = {c.config.policy.verify_costs for c in plan.conditions if not c.baseline}
+    models = [c.config.policy.cost_model for c in plan.conditions if not c.baseline]
+    costs = {m.verify_s if m else None for m in models}
     assert costs == {None, (1.0, 1.5, 1.7, 1.2, 1.3)}
 
 

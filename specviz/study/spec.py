@@ -153,7 +153,7 @@ _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
-_POLICY = {"kind", "threshold", "verify_costs", "draft_costs"}
+_POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
 _DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
             "components", "k", "partition", "memory_tokens", "tree_depth", "spec_factor",

@@ -220,8 +220,7 @@ def _with_k(policy: PolicyConfig, k: int) -> PolicyConfig:
         kind=policy.kind,
         k=k,
         threshold=policy.threshold,
-        verify_costs=policy.verify_costs,
-        draft_costs=policy.draft_costs,
+        cost_model=policy.cost_model,
     )
 
 
