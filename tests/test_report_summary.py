@@ -8,7 +8,7 @@ from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
 from specviz.report.answer import FINDING, NOISE, ZERO, classify, study_answer
 from specviz.report.data import load_runs
-from specviz.report.summary import QUESTION, summary_html, verdict
+from specviz.report.summary import QUESTION, answer_text, summary_html, verdict
 
 ROW = {"reference_s": 10.0, "control": "not needed"}
 
@@ -63,3 +63,11 @@ def test_summary_escapes_labels(answer: dict) -> None:
 
 def test_summary_without_an_answer_says_what_is_missing() -> None:
     assert "No multitask stream could be compared" in summary_html({})
+
+
+def test_summary_says_which_remedies_are_not_in_this_study(answer: dict) -> None:
+    text = answer_text(answer)
+    assert "What each remedy recovers of the multitask loss (modelled):" in text
+    for remedy in ("task-aware policy", "per-task drafter memory", "cost-aware k"):
+        assert f"{remedy}: not in this study." in text
+    assert "not in this study" in summary_html({"answer": answer})

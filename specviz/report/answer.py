@@ -14,13 +14,18 @@
    *inside the noise* otherwise, with the smallest effect the study could have detected (the
    interval's half-width: an effect that large would have moved the interval off zero);
 4. leads with the largest finding (by its share of single-task time), or, without one, says
-   that no term is established.
+   that no term is established;
+5. on modelled seconds, the multitask loss of every stream against the oracle, the share of it
+   each remedy recovers and the drafter-memory term (:func:`remedy_answer`,
+   :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study".
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -29,9 +34,12 @@ from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
 from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
 from specviz.metrics.degradation import CONFIG
+from specviz.metrics.oracle import NoOracleError, oracle_gap
+from specviz.metrics.remedies import REMEDIES, memory_term, remedies, remedy_pairs
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
+from specviz.runlog import read_run_meta
 
 PARTS = ("composition", "k_mismatch", "carry_over", "residual")
 LABELS = {
@@ -54,6 +62,7 @@ ZERO_REASONS = {
     "residual": "greedy decoding repeats every round, and identical rounds cost the same",
 }
 CLOCKS = ("modelled", "wall")
+ABSENT = "not in this study"
 
 
 def _pct(value: float | None, reference: float) -> float | None:
@@ -245,6 +254,51 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
+    """Each suffix drafter's memory partition (``shared`` or ``task``) by its label, from the
+    runs' configs (the request table does not carry it)."""
+    out = {}
+    for run_dir in run_dirs:
+        drafter = read_run_meta(run_dir).get("config", {}).get("drafter", {})
+        if drafter.get("kind") == "suffix":
+            out[drafter.get("name") or "suffix"] = drafter.get("partition") or "shared"
+    return out
+
+
+def remedy_answer(
+    priced: pl.DataFrame, modelled: pl.DataFrame | None, partitions: Mapping[str, str]
+) -> dict[str, Any]:
+    """The multitask loss against the oracle and what each remedy recovers, on modelled seconds.
+
+    ``priced``: requests with ``modelled_s``; ``modelled``: their modelled :func:`degradation`
+    table (None without one). Returns ``loss`` (per multitask stream: method, mixture, oracle gap
+    as a share of the stream's seconds), ``recovered`` (per remedy pair, with
+    ``recovered_share``), ``memory`` (the drafter-memory term), ``absent`` (remedy: why it has
+    no row: ``not in this study``, or the oracle is missing) and ``oracle`` (a note).
+    """
+    out: dict[str, Any] = {"loss": [], "recovered": [], "memory": [], "oracle": ""}
+    clocked = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
+    try:
+        gaps = oracle_gap(clocked)
+    except NoOracleError as err:
+        gaps = None
+        out["oracle"] = f"no oracle: {err}"
+    if gaps is not None and gaps.height:
+        out["loss"] = stream_labels(gaps).to_dicts()
+        out["recovered"] = remedies(gaps, partitions).to_dicts()
+    if modelled is not None and modelled.height:
+        out["memory"] = memory_term(modelled, partitions).to_dicts()
+    streams = label_streams(clocked).filter(pl.col("multitask")).collect()
+    present = {name for name, _, _ in remedy_pairs(streams, partitions)}
+    recovered = {r["remedy"] for r in out["recovered"]}
+    out["absent"] = {
+        name: (out["oracle"] or "no oracle gap for its streams") if name in present else ABSENT
+        for name in REMEDIES
+        if name not in recovered
+    }
+    return out
+
+
 def _runs(priced: pl.DataFrame) -> list[dict[str, Any]]:
     """Per method and mixture: requests, tokens, modelled and wall seconds, tokens/s both ways."""
     table = (
@@ -295,7 +349,9 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
             "findings": [],
             "speedups": [],
             "runs_table": [],
-        }
+            "remedies": {"loss": [], "recovered": [], "memory": [], "oracle": "",
+                         "absent": dict.fromkeys(REMEDIES, ABSENT)},
+        }  # fmt: skip
     priced, models = _priced(data)
     streams = _stream_rows(priced, n_boot)
     modelled_s = float(priced["modelled_s"].sum())
@@ -319,6 +375,11 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         ],
         "speedups": _speedups(priced, n_boot),
         "runs_table": _runs(priced),
+        "remedies": remedy_answer(
+            priced,
+            pl.DataFrame([r["modelled"] for r in streams]) if streams else None,
+            memory_partitions(data.run_dirs),
+        ),
     }
 
 

@@ -17,6 +17,7 @@ from specviz.report.html import element, esc, text_element
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
 CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
+REMEDIES_TITLE = "What each remedy recovers of the multitask loss (modelled)"
 
 
 def pct(value: float | None) -> str:
@@ -151,6 +152,36 @@ def runs_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def remedy_lines(remedies: dict[str, Any]) -> list[str]:
+    """Sentences for :func:`specviz.report.answer.remedy_answer`: the multitask loss of each
+    stream against the oracle, each remedy's recovered share, the drafter-memory term, and
+    "not in this study" for a remedy the study did not run (modelled seconds)."""
+    lines = [
+        f"{r['method']} on {r['mixture']}: {pct(100 * r['gap_share'])} of its seconds above "
+        "the oracle (each task's best static drafter and k, chosen on other prompts)."
+        for r in remedies["loss"]
+    ]
+    for r in remedies["recovered"]:
+        share = r["recovered_share"]
+        what = (
+            f"recovers {share:.0%} of the oracle gap"
+            if share is not None
+            else "has no oracle gap to recover (the reference is at the oracle)"
+        )
+        lines.append(
+            f"{r['remedy']} ({r['reference']} -> {r['remedied']}) on {r['mixture']}: {what}."
+        )
+    for m in remedies["memory"]:
+        lines.append(
+            f"{m['shared']} (shared memory) vs {m['per_task']} (per-task memory), {m['policy']} "
+            f"k={m['k']} on {m['mixture']}: interleaving {pct(m['interleaving_pct'])} of "
+            f"single-task time = drafter memory {pct(m['drafter_memory_pct'])} + other "
+            f"{pct(m['other_interleaving_pct'])}."
+        )
+    lines += [f"{name}: {reason}." for name, reason in remedies["absent"].items()]
+    return lines
+
+
 def _pad(cells: list[str], width: int) -> list[str]:
     return (cells + [""] * width)[:width]
 
@@ -183,6 +214,9 @@ def answer_html(answer: dict[str, Any]) -> str:
             class_="specviz-note",
         )
     )
+    if answer.get("remedies"):
+        out.append(text_element("h3", REMEDIES_TITLE))
+        out.append(_list(remedy_lines(answer["remedies"])))
     return "".join(out)
 
 
@@ -239,6 +273,9 @@ def answer_text(answer: dict[str, Any]) -> str:
         controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
         out += [f"- {line}" for line in answer["findings"] + controls] + [""]
         out += [text_table(*decomposition_rows(streams)), ""]
+    if answer.get("remedies"):
+        out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
+        out.append("")
     if answer["speedups"]:
         out += ["Speedup over the baseline:", text_table(*speedup_rows(answer["speedups"])), ""]
     if not answer["runs_table"]:

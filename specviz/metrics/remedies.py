@@ -1,0 +1,133 @@
+"""What each remedy recovers of the multitask loss, and the drafter-memory term.
+
+Inputs are per-stream tables of one clock (the report uses modelled seconds):
+:func:`specviz.metrics.oracle.oracle_gap` (T_M, the stream's seconds; T_O, the oracle's) and
+:func:`specviz.metrics.degradation.degradation` (T_M, T_S, T_ref). A stream's configuration is
+(target, temperature, drafter, policy, k) and its mixture; drafters are their labels, and
+``partitions`` maps a suffix drafter's label to its memory partition (``shared`` or ``task``,
+from each run's config).
+
+**Remedies** (:data:`REMEDIES`), each a pair of multitask streams of the same target,
+temperature and mixture that differ in one thing only:
+
+- ``task-aware policy``: ``heuristic`` (one k carried across tasks) -> ``heuristic-per-task``,
+  same drafter and k;
+- ``per-task drafter memory``: a suffix drafter with ``partition = "shared"`` -> one with
+  ``partition = "task"``, same policy and k;
+- ``cost-aware k``: ``constant`` k -> ``cost-aware`` with k_max = k, same drafter.
+
+recovered_share = (T_M(reference) - T_M(remedy)) / (T_M(reference) - T_O(reference))
+(:func:`specviz.metrics.oracle.recovered_share`): 1 = the remedy closes the reference's oracle
+gap, 0 = no better, < 0 = worse; null when the reference has no gap to recover (T_M <= T_O).
+
+**Drafter memory** (:func:`memory_term`): a single-task stream fills a cross-request drafter
+memory with its own task; a mixed stream with one shared memory does not. For a shared-memory
+stream S with a per-task-memory counterpart P (same policy, k, mixture: the same requests in the
+same order, each reading only its own task's earlier outputs, as in its single-task run):
+
+- ``drafter_memory`` = T_M(S) - T_M(P): what sharing the memory across tasks costs (negative:
+  what other tasks' entries gain);
+- it is a part of S's interleaving term ``carry_over + residual`` = T_M(S) - T_S(S), which splits
+  into ``drafter_memory`` + ``other_interleaving`` (= T_M(P) - T_S(S));
+- percentages are of T_ref(S), the denominator of every term of the decomposition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from specviz.metrics.oracle import recovered_share
+
+REMEDIES = ("task-aware policy", "per-task drafter memory", "cost-aware k")
+KEYS = ("target", "temperature", "mixture")
+_POLICY_REMEDIES = {"task-aware policy": ("heuristic", "heuristic-per-task"),
+                    "cost-aware k": ("constant", "cost-aware")}  # fmt: skip
+
+
+def remedy_pairs(
+    streams: pl.DataFrame, partitions: Mapping[str, str]
+) -> list[tuple[str, dict, dict]]:
+    """(remedy, reference config, remedy config) for every matching pair of streams."""
+    configs = streams.select(*KEYS, "drafter", "policy", "k").unique().sort(pl.all()).to_dicts()
+    pairs = []
+    for ref in configs:
+        for rem in configs:
+            if any(ref[c] != rem[c] for c in KEYS) or ref["k"] != rem["k"]:
+                continue
+            for name, (before, after) in _POLICY_REMEDIES.items():
+                same_drafter = ref["drafter"] == rem["drafter"]
+                if same_drafter and (ref["policy"], rem["policy"]) == (before, after):
+                    pairs.append((name, ref, rem))
+            shared = partitions.get(ref["drafter"]) == "shared"
+            per_task = partitions.get(rem["drafter"]) == "task"
+            if shared and per_task and ref["policy"] == rem["policy"]:
+                pairs.append(("per-task drafter memory", ref, rem))
+    return pairs
+
+
+def _select(config: dict) -> pl.Expr:
+    return pl.all_horizontal(pl.col(c) == config[c] for c in (*KEYS, "drafter", "policy", "k"))
+
+
+def remedies(gaps: pl.DataFrame, partitions: Mapping[str, str]) -> pl.DataFrame:
+    """One row per remedy pair present in ``gaps`` (an :func:`oracle_gap` table): remedy,
+    target, temperature, mixture, reference and remedy (drafter/policy/k), reference_s,
+    remedy_s, oracle_s, recovered_share (module docstring)."""
+    rows = []
+    for name, ref, rem in remedy_pairs(gaps, partitions):
+        share = recovered_share(gaps, _select(ref), _select(rem)).row(0, named=True)
+        gap = share["reference_s"] - share["oracle_s"]
+        rows.append(
+            {
+                "remedy": name,
+                **{c: ref[c] for c in KEYS},
+                "reference": f"{ref['drafter']}/{ref['policy']}/k={ref['k']}",
+                "remedied": f"{rem['drafter']}/{rem['policy']}/k={rem['k']}",
+                "reference_s": share["reference_s"],
+                "remedy_s": share["remedy_s"],
+                "oracle_s": share["oracle_s"],
+                "recovered_share": share["recovered_share"] if gap > 0 else None,
+            }
+        )
+    schema = {"remedy": pl.String, "target": pl.String, "temperature": pl.Float64,
+              "mixture": pl.String, "reference": pl.String, "remedied": pl.String,
+              "reference_s": pl.Float64, "remedy_s": pl.Float64, "oracle_s": pl.Float64,
+              "recovered_share": pl.Float64}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def memory_term(table: pl.DataFrame, partitions: Mapping[str, str]) -> pl.DataFrame:
+    """The drafter-memory term of each shared-memory stream with a per-task-memory counterpart.
+
+    ``table``: a :func:`degradation` table (one clock). Columns: target, temperature, mixture,
+    policy, k, shared, per_task (drafter labels), interleaving_s (T_M(S) - T_S(S)),
+    drafter_memory_s (T_M(S) - T_M(P)), other_interleaving_s (T_M(P) - T_S(S)), reference_s
+    (T_ref(S)), and each of the three as ``_pct`` of reference_s (module docstring).
+    """
+    rows = []
+    for name, ref, rem in remedy_pairs(table, partitions):
+        if name != "per-task drafter memory":
+            continue
+        s = table.filter(_select(ref)).row(0, named=True)
+        p = table.filter(_select(rem)).row(0, named=True)
+        parts = {
+            "interleaving_s": s["multitask_s"] - s["single_task_s"],
+            "drafter_memory_s": s["multitask_s"] - p["multitask_s"],
+            "other_interleaving_s": p["multitask_s"] - s["single_task_s"],
+        }
+        ref_s = s["reference_s"]
+        rows.append(
+            {
+                **{c: ref[c] for c in KEYS},
+                "policy": ref["policy"],
+                "k": ref["k"],
+                "shared": ref["drafter"],
+                "per_task": rem["drafter"],
+                **{n: round(v, 9) + 0.0 for n, v in parts.items()},
+                "reference_s": ref_s,
+                **{f"{n[:-2]}_pct": 100 * v / ref_s for n, v in parts.items()},
+            }
+        )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
