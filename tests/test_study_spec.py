@@ -216,3 +216,32 @@ def test_batched_conditions_of_batch_size_one_methods_are_skipped_and_reported()
     suffix = [c for c in plan.conditions if c.config.drafter.kind == "suffix"]
     assert suffix and all(c.batch is None for c in suffix)
     assert any("batch size 1 only" in s.reason for s in plan.skipped)
+
+
+def test_the_remedies_study_runs_every_remedy_pair_and_its_oracle() -> None:
+    import polars as pl
+
+    from specviz.metrics.remedies import REMEDIES, remedy_pairs
+
+    plan = plan_study(load_study(Path(__file__).parents[1] / "studies" / "remedies.toml"))
+    rows = [
+        {
+            "target": c.config.target.name, "temperature": c.config.sampling.temperature,
+            "mixture": c.mixture.name, "drafter": c.config.drafter.label,
+            "policy": c.config.policy_label, "k": c.config.k_label,
+        }
+        for c in plan.conditions
+        if len(c.mixture.weights) > 1
+    ]  # fmt: skip
+    partitions = {
+        c.config.drafter.label: c.config.drafter.partition or "shared"
+        for c in plan.conditions
+        if c.config.drafter.kind == "suffix"
+    }
+    pairs = remedy_pairs(pl.DataFrame(rows), partitions)
+    assert {name for name, _, _ in pairs} == set(REMEDIES)
+    single = {
+        (c.mixture.name, c.config.drafter.label, c.config.policy_label) for c in plan.conditions
+    }
+    assert {(t, "none", "none") for t in ("coding", "extraction", "writing")} <= single
+    assert len(plan.units) == 52 and not plan.skipped
