@@ -133,3 +133,26 @@ def test_remedies_without_an_oracle_say_why():
 def answer_text_of(remedy: dict) -> str:
     base = {"headline": {"text": "h"}, "streams": [], "speedups": [], "runs_table": []}
     return answer_text(base | {"remedies": remedy})
+
+
+def test_memory_partitions_come_from_each_runs_config(tmp_path):
+    import json
+
+    from specviz.config import DrafterConfig, ModelSpec, RunConfig
+    from specviz.report.answer import memory_partitions
+    from specviz.schema import SCHEMA_VERSION
+
+    drafters = {
+        "a": DrafterConfig("suffix"),
+        "b": DrafterConfig("suffix", partition="task", name="suffix-task"),
+        "c": DrafterConfig("prompt-lookup"),
+    }
+    for name, drafter in drafters.items():
+        (tmp_path / name).mkdir()
+        meta = {
+            "schema_version": SCHEMA_VERSION,
+            "config": RunConfig(ModelSpec("t"), drafter).to_dict(),
+        }
+        (tmp_path / name / "run.json").write_text(json.dumps(meta))
+    got = memory_partitions([tmp_path / n for n in drafters])
+    assert got == {"suffix": "shared", "suffix-task": "task"}
