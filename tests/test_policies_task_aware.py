@@ -269,3 +269,28 @@ def test_a_run_config_recorded_with_the_old_cost_lists_reads_as_one_cost_model()
     costs = RunConfig.from_dict(data).policy.cost_model
     assert costs is not None and costs.verify(3) == 3.0 and costs.draft("suffix", 2) == 0.7
     assert costs.draft("suffix", 1) == 0.5
+
+
+def test_a_run_recorded_with_the_old_cost_curve_resumes_with_it(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3),
+        max_new_tokens=8,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    run(config, requests(2), out, progress=False)
+    meta = json.loads((out / "run.json").read_text())
+    del meta["cost_model"]
+    meta["cost_curve"] = {"verify": [1.0, 1.0, 1.0, 1.0], "draft": [0.0, 0.0, 0.0]}
+    (out / "run.json").write_text(json.dumps(meta))
+
+    def refuse(*args):
+        raise AssertionError("a run that recorded a cost curve must reuse it, not measure again")
+
+    monkeypatch.setattr(specviz.calibrate, "calibrate", refuse)
+    (out / "requests.parquet").unlink()
+    (out / "events.parquet").unlink()
+    run(config, requests(2), out, resume=True, progress=False)
+    ks = pl.read_parquet(out / "events.parquet")["k"].drop_nulls().unique().to_list()
+    assert 3 in ks and not {1, 2} & set(ks)  # a flat verify curve: drafting the most pays
