@@ -70,7 +70,7 @@ def calibrate(config: RunConfig, models: ModelCache) -> CostModel:
     if kind not in (*MODEL_FREE, "model"):
         raise ConfigError(
             f"cost-aware cannot measure what drafter {kind!r} costs (it drafts with the "
-            "target's own layers): give draft_costs and verify_costs in the policy"
+            "target's own layers): give the policy a cost_model with its draft_s"
         )
     target = models.get(config.target).model
     verify = tuple(forward_seconds(target, n) for n in range(1, k_max + 2))
