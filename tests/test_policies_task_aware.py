@@ -206,6 +206,18 @@ def test_resume_without_rebuilding_the_memory_would_differ(tiny_model_dir, tmp_p
     assert not whole.equals(resumed)
 
 
+def rerun_without_calibrating(monkeypatch, config: RunConfig, out) -> None:
+    """Drop the run's tables and resume it, failing if the run measures its cost curve again."""
+
+    def refuse(*args):
+        raise AssertionError("a resumed run must reuse the recorded cost model, not measure again")
+
+    monkeypatch.setattr(specviz.calibrate, "calibrate", refuse)
+    (out / "requests.parquet").unlink()
+    (out / "events.parquet").unlink()
+    run(config, requests(2), out, resume=True, progress=False)
+
+
 def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_path, monkeypatch):
     config = RunConfig(
         ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3),
@@ -216,13 +228,7 @@ def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_p
     recorded = json.loads((out / "run.json").read_text())["cost_model"]
     assert len(recorded["verify_s"]) == 4 and len(recorded["draft_s"]["suffix"]) == 4
 
-    def refuse(*args):
-        raise AssertionError("a resumed run must reuse the recorded curve, not measure again")
-
-    monkeypatch.setattr(specviz.calibrate, "calibrate", refuse)
-    (out / "requests.parquet").unlink()
-    (out / "events.parquet").unlink()
-    run(config, requests(2), out, resume=True, progress=False)
+    rerun_without_calibrating(monkeypatch, config, out)
     assert json.loads((out / "run.json").read_text())["cost_model"] == recorded
 
 
@@ -285,12 +291,6 @@ def test_a_run_recorded_with_the_old_cost_curve_resumes_with_it(
     meta["cost_curve"] = {"verify": [1.0, 1.0, 1.0, 1.0], "draft": [0.0, 0.0, 0.0]}
     (out / "run.json").write_text(json.dumps(meta))
 
-    def refuse(*args):
-        raise AssertionError("a run that recorded a cost curve must reuse it, not measure again")
-
-    monkeypatch.setattr(specviz.calibrate, "calibrate", refuse)
-    (out / "requests.parquet").unlink()
-    (out / "events.parquet").unlink()
-    run(config, requests(2), out, resume=True, progress=False)
+    rerun_without_calibrating(monkeypatch, config, out)
     ks = pl.read_parquet(out / "events.parquet")["k"].drop_nulls().unique().to_list()
     assert 3 in ks and not {1, 2} & set(ks)  # a flat verify curve: drafting the most pays
