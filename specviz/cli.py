@@ -259,11 +259,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         help="seconds the whole report execution may take, kernel start included; "
         "a stalled kernel is killed and retried once",
     )
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="report an unfinished run or study (the page says its data is partial)",
-    )
+    _allow_incomplete(p, "report an unfinished run or study (the page says its data is partial)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_report)
 
@@ -286,6 +282,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _allow_incomplete(p: argparse.ArgumentParser, what: str) -> None:
+    """The one flag that lets a command read unfinished runs (``what``: what it then does)."""
+    p.add_argument("--allow-incomplete", action="store_true", help=what)
+
+
 def _add_summary(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "summary", help="the headline and decomposition of a study or run directory (no report)"
@@ -293,10 +294,8 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", type=Path, help="a run or study directory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="summarise the finished requests of unfinished runs (the output says it is partial)",
+    _allow_incomplete(
+        p, "summarise the finished requests of unfinished runs (the output says it is partial)"
     )
     p.set_defaults(func=_cmd_summary)
 
@@ -327,11 +326,7 @@ def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
     p.add_argument("run_dir", type=Path, help="a run directory")
     p.add_argument("--out", required=True, type=Path, help="JSONL file to write")
-    p.add_argument(
-        "--allow-incomplete",
-        action="store_true",
-        help="export the finished requests of an unfinished run",
-    )
+    _allow_incomplete(p, "export the finished requests of an unfinished run")
     p.set_defaults(func=_cmd_export_specbench)
 
 

@@ -218,13 +218,19 @@ def rerun_without_calibrating(monkeypatch, config: RunConfig, out) -> None:
     run(config, requests(2), out, resume=True, progress=False)
 
 
-def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_path, monkeypatch):
+def calibrated_run(tiny_model_dir, tmp_path) -> tuple[RunConfig, object]:
+    """A finished cost-aware suffix run that calibrated its own cost model."""
     config = RunConfig(
         ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3),
         max_new_tokens=8,
     )  # fmt: skip
     out = tmp_path / "run"
     run(config, requests(2), out, progress=False)
+    return config, out
+
+
+def test_calibrated_curve_is_recorded_and_reused_on_resume(tiny_model_dir, tmp_path, monkeypatch):
+    config, out = calibrated_run(tiny_model_dir, tmp_path)
     recorded = json.loads((out / "run.json").read_text())["cost_model"]
     assert len(recorded["verify_s"]) == 4 and len(recorded["draft_s"]["suffix"]) == 4
 
@@ -280,12 +286,7 @@ def test_a_run_config_recorded_with_the_old_cost_lists_reads_as_one_cost_model()
 def test_a_run_recorded_with_the_old_cost_curve_resumes_with_it(
     tiny_model_dir, tmp_path, monkeypatch
 ):
-    config = RunConfig(
-        ModelSpec(str(tiny_model_dir)), DrafterConfig("suffix"), PolicyConfig("cost-aware", 3),
-        max_new_tokens=8,
-    )  # fmt: skip
-    out = tmp_path / "run"
-    run(config, requests(2), out, progress=False)
+    config, out = calibrated_run(tiny_model_dir, tmp_path)
     meta = json.loads((out / "run.json").read_text())
     del meta["cost_model"]
     meta["cost_curve"] = {"verify": [1.0, 1.0, 1.0, 1.0], "draft": [0.0, 0.0, 0.0]}
