@@ -4,7 +4,8 @@ needs (the policy must choose k while the run is going, before any round exists 
 The one cost model, two ways to obtain it:
 
 - here, *before* one run, by timing synthetic forwards: ``verify_s[n-1]``: median seconds of one
-  cached target forward over n tokens (n = 1..k+1) after a ``CONTEXT``-token prefill;
+  cached target forward over n tokens (n = 1..k+1) after a ``CONTEXT``-token prefill, the
+  lengths timed round-robin ``REPEATS`` times;
   ``draft_s[drafter][n]``: drafting n tokens: 0 for model-free drafters (prompt-lookup, suffix:
   a few look-ups, negligible next to a forward), n one-token forwards of the draft model for
   ``model``; no prefill line (the policy never prices a prefill);
@@ -36,18 +37,25 @@ from specviz.forward import forward, new_cache
 from specviz.models import ModelCache
 
 CONTEXT = 64
-REPEATS = 3
+REPEATS = 5
 MODEL_FREE = ("prompt-lookup", "suffix")
 
 
 @torch.inference_mode()
 def forward_seconds(model: PreTrainedModel, n: int, repeats: int = REPEATS) -> float:
     """Median seconds of one forward over ``n`` tokens after a ``CONTEXT``-token prefill."""
+    return statistics.median(forward_samples(model, [n] * repeats))
+
+
+@torch.inference_mode()
+def forward_samples(model: PreTrainedModel, lengths: list[int]) -> list[float]:
+    """Seconds of one forward over each of ``lengths`` tokens, each after a fresh
+    ``CONTEXT``-token prefill, in the order given."""
     device = next(model.parameters()).device
     vocab = model.get_input_embeddings().weight.shape[0]
-    ids = torch.arange(CONTEXT + n, device=device) % vocab
     times = []
-    for _ in range(repeats):
+    for n in lengths:
+        ids = torch.arange(CONTEXT + n, device=device) % vocab
         cache = new_cache(model)
         forward(model, ids[:CONTEXT], cache, 0, last_only=True)
         sync(device)
@@ -55,7 +63,18 @@ def forward_seconds(model: PreTrainedModel, n: int, repeats: int = REPEATS) -> f
         forward(model, ids[CONTEXT:], cache, CONTEXT)
         sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def verify_curve(
+    model: PreTrainedModel, max_rows: int, repeats: int = REPEATS
+) -> tuple[float, ...]:
+    """Median seconds of a verify forward over 1..``max_rows`` rows. The lengths are measured
+    round-robin (1, 2, .., max_rows, 1, 2, ..), so a change of load during the measurement
+    moves every length alike instead of bending the curve."""
+    rows = list(range(1, max_rows + 1))
+    times = forward_samples(model, rows * repeats)
+    return tuple(statistics.median(times[i :: len(rows)]) for i in range(len(rows)))
 
 
 def sync(device: torch.device) -> None:
@@ -73,7 +92,7 @@ def calibrate(config: RunConfig, models: ModelCache) -> CostModel:
             "target's own layers): give the policy a cost_model with its draft_s"
         )
     target = models.get(config.target).model
-    verify = tuple(forward_seconds(target, n) for n in range(1, k_max + 2))
+    verify = verify_curve(target, k_max + 1)
     step = 0.0
     if kind not in MODEL_FREE:
         assert config.drafter.draft is not None

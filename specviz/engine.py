@@ -18,6 +18,11 @@ target's own next token (:meth:`RowState.advance`). The batched decoder
 (:mod:`specviz.batch.decoder`) runs the same :class:`RowState` and :func:`verify_step` for every
 row of a batch; this module is its one-row case.
 
+A shadowing policy (:attr:`~specviz.policies.DraftPolicy.shadows`, the cost-aware policy with a
+free drafter) gets one unverified token from the drafter in every round it asked k = 0; the
+record carries it (:attr:`Round.shadow`), its time is draft time, and nothing the target emits
+depends on it.
+
 State that crosses requests: the policy hears ``start_request(category)`` at every request and
 ``update`` after every verify round of a drafter; a drafter with cross-request memory
 (:class:`~specviz.drafters.base.LearnsAcrossRequests`, the suffix cache) hears the request's
@@ -43,7 +48,7 @@ from specviz.forward import forward
 from specviz.hybrid.rollback import cache_rollback
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
-from specviz.policies import DraftPolicy
+from specviz.policies import DraftPolicy, heard
 from specviz.records import Drafted, Record, Round, TurnEnd
 from specviz.sampling import choose, probabilities
 from specviz.verify import Verdict, verify_greedy, verify_sampling
@@ -237,13 +242,21 @@ class Decoder:
         asked = self.policy.next_k() if self.drafter is not None else 0
         k = row.budget(asked)
         proposal = Proposal(row.context.new_empty(0))
+        shadow = None
         if k > 0:
             assert self.drafter is not None
             proposal = self.drafter.propose(row.context, k, self.policy.min_confidence)
             yield Drafted(proposal, k)
-        verified = self._verify(row, asked, proposal)
+        elif asked == 0 and self.drafter is not None and self.policy.shadows:
+            # a shadow draft: one token asked of a free drafter, never verified (see policies)
+            would_be = self.drafter.propose(row.context, 1, None)
+            shadow = int(would_be.tokens[0]) if len(would_be) else None
+            yield Drafted(Proposal(row.context.new_empty(0)), 0)
+        verified = replace(self._verify(row, asked, proposal), shadow=shadow)
         if self.drafter is not None:  # every verify round of a drafter, as in the event log
-            self.policy.update(asked, len(proposal), verified.n_accepted)
+            self.policy.update(
+                asked, *heard(len(proposal), verified.n_accepted, shadow, verified.target[0])
+            )
         yield row.advance(verified)
 
     def _verify(self, row: RowState, asked: int, proposal: Proposal) -> Round:

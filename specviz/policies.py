@@ -11,12 +11,17 @@
 - :class:`HeuristicPerTask`: the heuristic with one k per task label (the request's category):
   what a task learned is applied to that task's next request only.
 - :class:`CostAware`: each round the k in 0..k_max maximising expected tokens per unit of cost,
-  from a running per-task acceptance estimate and a :class:`specviz.cost.CostModel`; k = 0 (no
-  drafting) when drafting does not pay.
+  from a cautious per-task acceptance estimate and a :class:`specviz.cost.CostModel`; k = 0 (no
+  drafting) when drafting does not pay. With a drafter that costs nothing to ask (prompt lookup,
+  the suffix cache) it *shadows*: in a round at k = 0 the drafter still proposes one token, which
+  is not verified but compared with the token the target emits, so the policy keeps learning
+  whether drafting would pay without paying for it.
 
 Every policy hears ``start_request(task)`` at each request and ``update(k, n_drafted,
-n_accepted)`` after every verify round of a drafter (k = the k it asked for, 0 included), so a
-resumed run rebuilds its state by replaying the recorded rounds (:mod:`specviz.runner`).
+n_accepted)`` after every verify round of a drafter (k = the k it asked for, 0 included; in a
+shadowed round ``n_drafted`` = 1 if the drafter had a proposal and ``n_accepted`` = 1 if it was
+the target's token, see :func:`heard`), so a resumed run rebuilds its state by replaying the
+recorded rounds (:mod:`specviz.replay`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,11 @@ class DraftPolicy(Protocol):
     @property
     def min_confidence(self) -> float | None: ...
 
+    @property
+    def shadows(self) -> bool:
+        """Whether a round at k = 0 should still ask the drafter for one unverified token."""
+        ...
+
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None: ...
 
 
@@ -55,6 +65,10 @@ class Constant:
     @property
     def min_confidence(self) -> float | None:
         return None
+
+    @property
+    def shadows(self) -> bool:
+        return False
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         return None
@@ -81,6 +95,10 @@ class Heuristic:
     @property
     def min_confidence(self) -> float | None:
         return None
+
+    @property
+    def shadows(self) -> bool:
+        return False
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         self.k = heuristic_step(self.k, k, n_accepted)
@@ -110,6 +128,10 @@ class HeuristicPerTask:
     def min_confidence(self) -> float | None:
         return None
 
+    @property
+    def shadows(self) -> bool:
+        return False
+
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         self.ks[self.task] = heuristic_step(self.next_k(), k, n_accepted)
 
@@ -132,14 +154,40 @@ def expected_tokens(k: int, alpha: float) -> float:
     return sum(alpha**i for i in range(k + 1))
 
 
+def heard(
+    n_drafted: int, n_accepted: int, shadow: int | None, emitted: int | None
+) -> tuple[int, int]:
+    """What a policy hears of one verify round: ``(n_drafted, n_accepted)``.
+
+    A round that drafted reports its own counts. A shadowed round (k = 0, the drafter's
+    unverified token ``shadow``) reports its one would-be draft: ``(1, 1)`` if it equals the
+    token the target ``emitted``, else ``(1, 0)``. The decoder and the resume replay
+    (:mod:`specviz.replay`) both call this, so a resumed policy hears what it heard live.
+    """
+    if shadow is None:
+        return n_drafted, n_accepted
+    return 1, int(shadow == emitted)
+
+
 @dataclass
 class _Belief:
     """Decayed counts of accepted and rejected drafted tokens of one task."""
 
     accepted: float = 0.0
     rejected: float = 0.0
-    idle_rounds: int = 0  # consecutive rounds at k = 0
+    idle_rounds: int = 0  # consecutive rounds at k = 0 (probing without shadows)
     failed_probes: int = 0  # probes in a row that accepted nothing
+
+    def observe(self, n_drafted: int, n_accepted: int, decay: float) -> None:
+        """One round's verdict: its accepted drafts, and its rejection if it had one."""
+        self.accepted = decay * self.accepted + n_accepted
+        self.rejected = decay * self.rejected + (1.0 if n_accepted < n_drafted else 0.0)
+
+
+# z of the 25th percentile of a normal: the cautious estimate is the belief's lower quartile
+CAUTION_Z = 0.674
+# a drafter whose one-token proposal costs at most this share of a one-row verify is free to ask
+FREE_DRAFT_SHARE = 0.01
 
 
 @dataclass
@@ -148,20 +196,31 @@ class CostAware:
 
     Acceptance: a Beta(``prior``) belief per task over the per-token acceptance alpha, updated
     each round with the accepted drafts and the rejection (if any) of the round, the past counts
-    multiplied by ``decay`` first (a running estimate); alpha = its posterior mean. Each round:
+    multiplied by ``decay`` first (a running estimate). The prior Beta(0.5, 2) (mean 0.2, the
+    weight of 2.5 tokens) assumes a task accepts little until it shows otherwise. Decisions use
+    a cautious alpha, the belief's lower quartile (mean - 0.674 sd, the normal approximation,
+    at least 0), so k grows only on evidence: each round
     ``k* = argmax_k E[tokens | k, alpha] / (draft_cost(k) + verify_cost(k + 1))`` with
-    ``draft_cost(0) = 0``; ties go to the smaller k. After ``probe_every * 2^f`` rounds in a row
-    at k = 0 (f = the task's probes in a row that accepted nothing, at most 6) the task drafts
-    once with the best k >= 1, so a task whose acceptance changed is seen again while probing a
-    task where drafting never pays costs ever less. Costs come from the one cost model
-    (:class:`specviz.cost.CostModel`): ``costs.draft(drafter, k)`` and ``costs.verify(k + 1)``,
-    the same curves cost accounting prices rounds with. Deterministic given the rounds it hears.
+    ``E[tokens | k, alpha] = sum_{i=0..k} alpha^i`` and ``draft_cost(0) = 0``; ties go to the
+    smaller k.
+
+    Learning at k = 0: with a drafter free to ask (drafting one token costs at most 1% of a
+    one-row verify: prompt lookup, the suffix cache) the policy :attr:`shadows`: the decoder
+    asks the drafter for one token it does not verify, and the policy hears whether it was the
+    token the target emitted (:func:`heard`), so a task where drafting does not pay is watched
+    at no cost. Otherwise it probes: after ``probe_every * 2^f`` rounds in a row at k = 0 (f =
+    the task's probes in a row that accepted nothing, at most 6) the task drafts once with the
+    best k >= 1.
+
+    Costs come from the one cost model (:class:`specviz.cost.CostModel`): ``costs.draft(drafter,
+    k)`` and ``costs.verify(k + 1)``, the curves cost accounting prices rounds with.
+    Deterministic given the rounds it hears.
     """
 
     k_max: int
     costs: CostModel
     drafter: str
-    prior: tuple[float, float] = (1.0, 1.0)
+    prior: tuple[float, float] = (0.5, 2.0)
     decay: float = 0.95
     probe_every: int = 16
     beliefs: dict[str, _Belief] = field(default_factory=dict)
@@ -179,21 +238,36 @@ class CostAware:
         """Cost of one target forward verifying ``rows`` tokens."""
         return self.costs.verify(rows)
 
-    def alpha(self) -> float:
+    @property
+    def shadows(self) -> bool:
+        return self.draft_cost(1) <= FREE_DRAFT_SHARE * self.verify_cost(1)
+
+    def _belief(self) -> tuple[float, float]:
+        """The current task's Beta parameters (prior + decayed counts)."""
         b = self.beliefs.get(self.task, _Belief())
-        a0, b0 = self.prior
-        return (a0 + b.accepted) / (a0 + b0 + b.accepted + b.rejected)
+        return self.prior[0] + b.accepted, self.prior[1] + b.rejected
+
+    def alpha(self) -> float:
+        """Posterior mean acceptance of the current task."""
+        a, b = self._belief()
+        return a / (a + b)
+
+    def cautious_alpha(self) -> float:
+        """The belief's lower quartile: mean - 0.674 sd (Beta sd = sqrt(ab / ((a+b)^2 (a+b+1))))."""
+        a, b = self._belief()
+        sd = (a * b / ((a + b) ** 2 * (a + b + 1))) ** 0.5
+        return max(0.0, a / (a + b) - CAUTION_Z * sd)
 
     def rate(self, k: int, alpha: float) -> float:
         """Expected tokens per unit cost of a round drafting k tokens."""
         return expected_tokens(k, alpha) / (self.draft_cost(k) + self.verify_cost(k + 1))
 
     def best_k(self, lowest: int) -> int:
-        alpha = self.alpha()
+        alpha = self.cautious_alpha()
         return max(range(lowest, self.k_max + 1), key=lambda k: (self.rate(k, alpha), -k))
 
     def _probing(self, b: _Belief) -> bool:
-        return b.idle_rounds >= self.probe_every * 2 ** min(b.failed_probes, 6)
+        return not self.shadows and b.idle_rounds >= self.probe_every * 2 ** min(b.failed_probes, 6)
 
     def next_k(self) -> int:
         b = self.beliefs.get(self.task, _Belief())
@@ -205,18 +279,17 @@ class CostAware:
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         b = self.beliefs.setdefault(self.task, _Belief())
-        if k == 0:
-            b.idle_rounds += 1
-            return
-        if self._probing(b):
-            b.failed_probes = b.failed_probes + 1 if n_accepted == 0 else 0
-        elif n_accepted > 0:
-            b.failed_probes = 0
-        b.idle_rounds = 0
-        if n_drafted == 0:  # the drafter found nothing to propose: no evidence on alpha
-            return
-        b.accepted = self.decay * b.accepted + n_accepted
-        b.rejected = self.decay * b.rejected + (1.0 if n_accepted < n_drafted else 0.0)
+        if not self.shadows:
+            if k == 0:
+                b.idle_rounds += 1
+                return
+            if self._probing(b):
+                b.failed_probes = b.failed_probes + 1 if n_accepted == 0 else 0
+            elif n_accepted > 0:
+                b.failed_probes = 0
+            b.idle_rounds = 0
+        if n_drafted > 0:  # a drafter with nothing to propose says nothing about alpha
+            b.observe(n_drafted, n_accepted, self.decay)
 
 
 def build_policy(

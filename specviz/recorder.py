@@ -34,6 +34,7 @@ _ROUND_COLUMNS = (
     "emitted",
     "q",
     "p",
+    "shadow_token",
     "draft_s",
     "verify_s",
 )
@@ -124,6 +125,7 @@ class EventRecorder:
         c["emitted"] += [i < min(n, r.n_emitted) for i in range(gamma)] + [r.n_emitted > n]
         c["q"] += [*(r.q if r.q is not None else [None] * gamma), None]
         c["p"] += list(r.p) + [None] * (gamma - n_verified) + [r.p_next]
+        c["shadow_token"] += [None] * gamma + [r.shadow]
 
     def frame(self, labels: dict[str, Any]) -> pl.DataFrame:
         n = len(self.cols["turn"])

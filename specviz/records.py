@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Drafted:
     """The drafter proposed ``proposal``, asked for ``budget`` tokens (the policy's k capped by
-    the turn's token budget; :attr:`Round.k` is the uncapped k the policy asked)."""
+    the turn's token budget; :attr:`Round.k` is the uncapped k the policy asked). Budget 0 with
+    an empty proposal: the drafter was asked for a shadow token (:attr:`Round.shadow`)."""
 
     proposal: Proposal
     budget: int
@@ -32,7 +33,9 @@ class Round:
     (n_accepted + 1 of them); ``p``: target probability of the drafted token at each verified
     draft position (min(n_accepted + 1, len(draft)) values); ``p_next``: target probability of
     the correction/bonus token; ``n_emitted``: how many of ``target`` reached the output (fewer
-    when the turn ended inside the round); ``finish``: "eos" or "length" when the turn ended here.
+    when the turn ended inside the round); ``finish``: "eos" or "length" when the turn ended here;
+    ``shadow``: in a round at k = 0 of a shadowing policy, the token the drafter would have
+    drafted first (never verified; :mod:`specviz.policies`), else None.
     """
 
     turn: int
@@ -47,6 +50,7 @@ class Round:
     n_accepted: int
     n_emitted: int
     finish: str | None
+    shadow: int | None = None
 
 
 @dataclass(frozen=True)

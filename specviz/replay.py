@@ -5,7 +5,8 @@ Two kinds of state cross requests: a policy's (the persistent heuristic's k, the
 heuristic's k per task, the cost-aware policy's acceptance beliefs) and a drafter's memory (the
 suffix cache). Both are functions of the finished requests' rounds in stream order, which the
 event log records: the policy is replayed round by round (``start_request(category)``, then
-``update(k, n_drafted, accepted)`` for every verify round), the memory is refilled with every
+``update`` with what it heard of every verify round, :func:`specviz.policies.heard`: the
+round's counts, or its shadow token against the target's), the memory is refilled with every
 finished turn's output (the ``emitted`` tokens, in round and position order).
 """
 
@@ -16,8 +17,9 @@ from pathlib import Path
 import polars as pl
 
 from specviz.drafters.base import LearnsAcrossRequests
-from specviz.policies import DraftPolicy
+from specviz.policies import DraftPolicy, heard
 from specviz.runlog import scan_events
+from specviz.schema import KIND_DRAFT
 
 
 def _done_events(run_dir: Path, done: set[str]) -> pl.LazyFrame:
@@ -37,16 +39,18 @@ def restore_policy(run_dir: Path, policy: DraftPolicy, done: set[str]) -> None:
             pl.col("k").first(),
             pl.col("n_drafted").first(),
             pl.col("accepted").sum(),
+            pl.col("shadow_token").drop_nulls().first(),
+            pl.col("target_token").filter(pl.col("kind") != KIND_DRAFT).first(),
         )
         .sort("request_index", "round")
         .collect()
     )
     last_request = None
-    for request_index, _, category, k, n_drafted, accepted in rounds.iter_rows():
+    for request_index, _, category, k, n_drafted, accepted, shadow, emitted in rounds.iter_rows():
         if request_index != last_request:
             policy.start_request(category)
             last_request = request_index
-        policy.update(k, n_drafted, accepted)
+        policy.update(k, *heard(n_drafted, accepted, shadow, emitted))
 
 
 def restore_memory(run_dir: Path, drafter: object, done: set[str]) -> None:

@@ -36,8 +36,9 @@ Conventions (also in ``docs/schema.md``):
 
 Versions: 1 (first release); 2 adds the batch columns, ``requests.drafter_kind`` and
 ``requests.prompt_turns``; 3 adds ``requests.turn_prompt_tokens`` (what cost accounting prices
-each prefill by). A run
-directory of another version is refused with a message saying to re-run it.
+each prefill by); 4 adds ``shadow_token`` (what a shadowing cost-aware policy learned from in
+rounds it did not draft). A run directory of another version is refused with a message saying
+to re-run it.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ import polars as pl
 
 from specviz.errors import SpecvizError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 EVENTS_FILE = "events.parquet"
 REQUESTS_FILE = "requests.parquet"
@@ -108,6 +109,10 @@ EVENT_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
     "emitted": (pl.Boolean(), "The token is part of the output."),
     "q": (pl.Float32(), "Draft probability of the drafted token (null without a distribution)."),
     "p": (pl.Float32(), "Target probability of the token at this position (null if unverified)."),
+    "shadow_token": (
+        pl.Int32(),
+        "On the target row of a round at k = 0 of a shadowing policy (cost-aware with a free drafter): the token the drafter would have drafted first, never verified; compare with target_token. Null elsewhere.",
+    ),
     "draft_s": (pl.Float64(), "Seconds spent drafting in this round (same on every row of it)."),
     "verify_s": (pl.Float64(), "Seconds of the target forward + verification of this round."),
     **BATCH_COLUMNS,

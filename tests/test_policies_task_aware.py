@@ -13,7 +13,7 @@ import specviz.calibrate
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.cost import CostModel
 from specviz.models import ModelCache
-from specviz.policies import CostAware, HeuristicPerTask, build_policy, expected_tokens
+from specviz.policies import CostAware, HeuristicPerTask, build_policy, expected_tokens, heard
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 
@@ -49,7 +49,8 @@ def test_cost_aware_picks_the_k_with_most_expected_tokens_per_cost():
     policy = cost_aware(c)
     policy.start_request("coding")
     feed(policy, 4, 3, 30)  # about 3 of 4 accepted per round
-    alpha = policy.alpha()
+    alpha = policy.cautious_alpha()
+    assert 0.0 < alpha < policy.alpha()  # decisions use the belief's lower quartile
     draft = {k: c.draft("suffix", k) if k else 0.0 for k in range(5)}
     rates = {k: expected_tokens(k, alpha) / (draft[k] + c.verify(k + 1)) for k in range(5)}
     assert policy.next_k() == max(rates, key=rates.get)
@@ -58,7 +59,8 @@ def test_cost_aware_picks_the_k_with_most_expected_tokens_per_cost():
 
 
 def test_cost_aware_stops_drafting_when_it_does_not_pay_and_probes_again_later():
-    policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5]))
+    policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5], draft=0.05))  # not free: it probes
+    assert not policy.shadows
     policy.start_request("writing")
     feed(policy, 2, 0, 10)  # nothing accepted
     assert policy.next_k() == 0
@@ -69,6 +71,32 @@ def test_cost_aware_stops_drafting_when_it_does_not_pay_and_probes_again_later()
     assert policy.next_k() >= 1  # after probe_every idle rounds: one probe
     policy.update(policy.next_k(), 1, 1)
     assert policy.next_k() == 0 or policy.beliefs["writing"].idle_rounds == 0
+
+
+def test_with_a_free_drafter_cost_aware_learns_from_shadow_drafts_and_never_probes():
+    policy = cost_aware(curve([1.0, 2.0, 2.2, 2.4, 2.6]))  # drafting is free, verifying is not
+    assert policy.shadows
+    policy.start_request("writing")
+    for _ in range(200):  # shadows that never match: it never drafts, not even to probe
+        assert policy.next_k() == 0
+        policy.update(0, *heard(0, 0, shadow=7, emitted=8))
+    policy.start_request("extraction")
+    ks = []
+    for _ in range(40):  # shadows that always match: it starts drafting without having paid
+        ks.append(policy.next_k())
+        if ks[-1] == 0:
+            policy.update(0, *heard(0, 0, shadow=7, emitted=7))
+        else:
+            policy.update(ks[-1], ks[-1], ks[-1])
+    assert ks[0] == 0 and ks[-1] == 4
+    assert policy.beliefs["writing"].accepted == 0.0
+
+
+def test_a_policy_hears_a_shadow_round_as_one_draft_matched_or_not():
+    assert heard(3, 2, None, 5) == (3, 2)  # a drafted round: its own counts
+    assert heard(0, 0, 9, 9) == (1, 1)
+    assert heard(0, 0, 9, 5) == (1, 0)
+    assert heard(0, 0, None, 5) == (0, 0)  # no shadow: nothing heard
 
 
 def test_cost_aware_keeps_acceptance_per_task_and_drafts_fully_when_verifying_is_flat():
@@ -158,6 +186,7 @@ def interrupt_and_resume(config: RunConfig, tmp_path, keep: int = 3) -> tuple[pl
     ev.filter(pl.col("request_id").is_in(kept)).write_parquet(partial / "events.parquet")
     run(config, requests(6), partial, resume=True, progress=False)
     cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
+    cols.append("shadow_token")
     # a round's correction row shares its position with a rejected draft: order them by kind
     order = ["request_id", "round", "position", "kind"]
 
@@ -191,6 +220,8 @@ def test_resumed_run_equals_uninterrupted_run_with_state_across_requests(
     assert whole.equals(resumed)
     late = whole.filter(pl.col("request_id").str.slice(3, 5).cast(pl.Int32) >= 3)
     assert late["draft_token"].drop_nulls().len() > 0  # the resumed part really drafted
+    if policy.kind == "cost-aware":  # and its policy learned from shadow drafts before it
+        assert whole["shadow_token"].drop_nulls().len() > 0
 
 
 def test_resume_without_rebuilding_the_memory_would_differ(tiny_model_dir, tmp_path, monkeypatch):
@@ -258,7 +289,7 @@ def test_build_policy_wires_the_config_curve():
 
 
 def test_cost_aware_probes_ever_less_often_where_drafting_never_pays():
-    policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5]))
+    policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5], draft=0.05))
     policy.start_request("writing")
     gaps = []
     idle = 0
@@ -295,3 +326,29 @@ def test_a_run_recorded_with_the_old_cost_curve_resumes_with_it(
     rerun_without_calibrating(monkeypatch, config, out)
     ks = pl.read_parquet(out / "events.parquet")["k"].drop_nulls().unique().to_list()
     assert 3 in ks and not {1, 2} & set(ks)  # a flat verify curve: drafting the most pays
+
+
+def test_replaying_the_log_rebuilds_the_live_cost_aware_policy_exactly(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """Shadow drafts included: the beliefs replayed from the event log are the live ones."""
+    import specviz.runner
+    from specviz.replay import restore_policy
+
+    live = []
+    build = specviz.runner._policy
+    monkeypatch.setattr(specviz.runner, "_policy", lambda *a: live.append(build(*a)) or live[-1])
+    costs = CostModel((1.0, 1.3, 1.6, 1.9, 2.2), {"prompt-lookup": (0.0,)})
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)), DrafterConfig("prompt-lookup"),
+        PolicyConfig("cost-aware", 4, cost_model=costs), max_new_tokens=24,
+    )  # fmt: skip
+    out = tmp_path / "run"
+    run(config, requests(3), out, progress=False)
+    shadows = pl.read_parquet(out / "events.parquet")["shadow_token"].drop_nulls()
+    assert shadows.len() > 0  # the policy did learn from shadow drafts
+
+    replayed = build_policy(config.policy, drafter="prompt-lookup")
+    ids = pl.read_parquet(out / "requests.parquet")["request_id"].to_list()
+    restore_policy(out, replayed, set(ids))
+    assert isinstance(replayed, CostAware) and replayed.beliefs == live[0].beliefs

@@ -265,30 +265,74 @@ def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
     return out
 
 
-def remedy_answer(
-    priced: pl.DataFrame, modelled: pl.DataFrame | None, partitions: Mapping[str, str]
+def _remedies_on(
+    requests: pl.DataFrame, table: pl.DataFrame | None, partitions: Mapping[str, str]
 ) -> dict[str, Any]:
-    """The multitask loss against the oracle and what each remedy recovers, on modelled seconds.
-
-    ``priced``: requests with ``modelled_s``; ``modelled``: their modelled :func:`degradation`
-    table (None without one). Returns ``loss`` (per multitask stream: method, mixture, oracle gap
-    as a share of the stream's seconds), ``recovered`` (per remedy pair, with
-    ``recovered_share``), ``memory`` (the drafter-memory term), ``absent`` (remedy: why it has
-    no row: ``not in this study``, or the oracle is missing) and ``oracle`` (a note).
-    """
+    """Loss, recovered shares and memory term on the clock of ``requests.wall_s`` (and of the
+    :func:`degradation` ``table`` of the same clock); ``oracle``: why there is no oracle."""
     out: dict[str, Any] = {"loss": [], "recovered": [], "memory": [], "oracle": ""}
-    clocked = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
     try:
-        gaps = oracle_gap(clocked)
+        gaps = oracle_gap(requests)
     except NoOracleError as err:
         gaps = None
         out["oracle"] = f"no oracle: {err}"
     if gaps is not None and gaps.height:
         out["loss"] = stream_labels(gaps).to_dicts()
         out["recovered"] = remedies(gaps, partitions).to_dicts()
-    if modelled is not None and modelled.height:
-        out["memory"] = memory_term(modelled, partitions).to_dicts()
-    streams = label_streams(clocked).filter(pl.col("multitask")).collect()
+    if table is not None and table.height:
+        out["memory"] = memory_term(table, partitions).to_dicts()
+    return out
+
+
+def _with_wall(
+    modelled: list[dict[str, Any]], wall: list[dict[str, Any]], values: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Each modelled row with ``<value>_wall`` from the wall-clock row of the same streams
+    (every other string-or-number key that is not a figure must match)."""
+
+    def key(row: dict[str, Any]) -> tuple:
+        return tuple(
+            (k, v) for k, v in sorted(row.items()) if k in _REMEDY_KEYS and not isinstance(v, float)
+        )
+
+    by_key = {key(w): w for w in wall}
+    out = []
+    for m in modelled:
+        w = by_key.get(key(m), {})
+        out.append(m | {f"{v}_wall": w.get(v) for v in values})
+    return out
+
+
+# the columns that name a stream or a remedy pair (the rest are figures)
+_REMEDY_KEYS = frozenset(
+    ("method", "mixture", "target", "drafter", "policy", "k", "run_id", "remedy", "reference",
+     "remedied", "shared", "per_task")
+)  # fmt: skip
+
+
+def remedy_answer(
+    priced: pl.DataFrame, tables: Mapping[str, pl.DataFrame | None], partitions: Mapping[str, str]
+) -> dict[str, Any]:
+    """The multitask loss against the oracle and what each remedy recovers, modelled and wall
+    clock.
+
+    ``priced``: requests with ``modelled_s`` and ``wall_s``; ``tables``: the
+    :func:`degradation` table of each clock (``modelled``, ``wall``; None without one). Returns
+    ``loss`` (per multitask stream: method, mixture, oracle gap as a share of the stream's
+    seconds), ``recovered`` (per remedy pair, with ``recovered_share``), ``memory`` (the
+    drafter-memory term), each figure on modelled seconds with its wall-clock twin as
+    ``<figure>_wall``; ``absent`` (remedy: why it has no row: ``not in this study``, or the
+    oracle is missing) and ``oracle`` (a note). The oracle is chosen on each clock's own
+    seconds, so the two clocks may pick different oracle configurations.
+    """
+    modelled = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
+    out = _remedies_on(modelled, tables.get("modelled"), partitions)
+    wall = _remedies_on(priced, tables.get("wall"), partitions)
+    out["loss"] = _with_wall(out["loss"], wall["loss"], ["gap_share"])
+    out["recovered"] = _with_wall(out["recovered"], wall["recovered"], ["recovered_share"])
+    memory_pcts = ["interleaving_pct", "drafter_memory_pct", "other_interleaving_pct"]
+    out["memory"] = _with_wall(out["memory"], wall["memory"], memory_pcts)
+    streams = label_streams(modelled).filter(pl.col("multitask")).collect()
     present = {name for name, _, _ in remedy_pairs(streams, partitions)}
     recovered = {r["remedy"] for r in out["recovered"]}
     out["absent"] = {
@@ -377,7 +421,7 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         "runs_table": _runs(priced),
         "remedies": remedy_answer(
             priced,
-            pl.DataFrame([r["modelled"] for r in streams]) if streams else None,
+            {c: pl.DataFrame([r[c] for r in streams]) if streams else None for c in CLOCKS},
             memory_partitions(data.run_dirs),
         ),
     }
