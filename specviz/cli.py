@@ -84,7 +84,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         "needs --verify-costs)",
     )
     p.add_argument(
-        "--threshold", type=float, default=0.4, help="confidence policy: stop below this top prob"
+        "--threshold",
+        type=float,
+        default=0.4,
+        help="confidence policy: stop below this top prob; svip: stop above this sqrt(entropy)",
     )
     p.add_argument(
         "--max-ngram", type=int, default=3, help="prompt-lookup: longest n-gram to match"

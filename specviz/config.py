@@ -32,8 +32,10 @@ POLICIES = (
     "heuristic-per-request",
     "heuristic-per-task",
     "confidence",
+    "svip",
     "cost-aware",
 )
+STOPPING_POLICIES = ("confidence", "svip")  # the drafter stops early: needs a distribution
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -234,7 +236,10 @@ class PolicyConfig:
       accepted, else -1 (minimum 1); the state persists across requests of a run;
     - ``heuristic-per-request``: the same, reset to ``k`` at each request;
     - ``confidence``: up to ``k``, stopping early when the draft's top probability falls below
-      ``threshold`` (needs a drafter with probabilities: model, layer-skip or component-skip);
+      ``threshold``, in (0, 1) (needs a drafter with probabilities: model, layer-skip or
+      component-skip);
+    - ``svip``: up to ``k``, stopping early when the square root of the draft distribution's
+      entropy (nats) exceeds ``threshold`` (SVIP's h, > 0; the same drafters as ``confidence``);
     - ``heuristic-per-task``: the heuristic with one k per task (the request's category), kept
       across the run's requests of that task;
     - ``cost-aware``: each round the k in 0..``k`` that maximises expected tokens per second
@@ -260,7 +265,11 @@ class PolicyConfig:
             )
         if self.k > K_MAX:
             raise ConfigError(f"k must be <= {K_MAX} (got {self.k}); draft lengths are Int16")
-        if not 0.0 < self.threshold < 1.0:
+        if self.kind == "svip" and not (math.isfinite(self.threshold) and self.threshold > 0):
+            raise ConfigError(
+                f"svip threshold (sqrt of entropy) must be > 0 (got {self.threshold})"
+            )
+        if self.kind != "svip" and not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"confidence threshold must be in (0, 1) (got {self.threshold})")
         self._check_costs()
 
@@ -325,10 +334,13 @@ class RunConfig:
             raise ConfigError(
                 f"max_new_tokens must be <= {MAX_NEW_TOKENS_MAX} (got {self.max_new_tokens})"
             )
-        if self.policy.kind == "confidence" and self.drafter.kind in ("prompt-lookup", "suffix"):
+        if self.policy.kind in STOPPING_POLICIES and self.drafter.kind in (
+            "prompt-lookup",
+            "suffix",
+        ):
             raise ConfigError(
-                f"policy 'confidence' needs draft probabilities; {self.drafter.kind} has none "
-                "(use constant or heuristic)"
+                f"policy {self.policy.kind!r} needs draft probabilities; {self.drafter.kind} has "
+                "none (use constant or heuristic)"
             )
 
         self_drafting = self.drafter.kind in ("layer-skip", "component-skip")

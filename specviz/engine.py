@@ -245,7 +245,7 @@ class Decoder:
         shadow = None
         if k > 0:
             assert self.drafter is not None
-            proposal = self.drafter.propose(row.context, k, self.policy.min_confidence)
+            proposal = self.drafter.propose(row.context, k, self.policy.stop_rule)
             yield Drafted(proposal, k)
         elif asked == 0 and self.drafter is not None and self.policy.shadows:
             # a shadow draft: one token asked of a free drafter, never verified (see policies)

@@ -8,6 +8,8 @@
   is applied to the next. ``persistent=False`` resets it at every request ("heuristic_transient").
 - :class:`Confidence`: up to k, and the drafter stops early once its top probability falls below
   ``threshold`` (transformers' ``assistant_confidence_threshold``).
+- :class:`Svip`: up to k, and the drafter stops early once sqrt of its entropy exceeds
+  ``threshold`` (SVIP, Zhang et al. 2024; :mod:`specviz.stopping`).
 - :class:`HeuristicPerTask`: the heuristic with one k per task label (the request's category):
   what a task learned is applied to that task's next request only.
 - :class:`CostAware`: each round the k in 0..k_max maximising expected tokens per unit of cost,
@@ -31,6 +33,7 @@ from typing import Protocol
 
 from specviz.config import ConfigError, PolicyConfig
 from specviz.cost import CostModel
+from specviz.stopping import ConfidenceBelow, EntropyAbove, StopRule
 
 
 class DraftPolicy(Protocol):
@@ -41,7 +44,9 @@ class DraftPolicy(Protocol):
     def next_k(self) -> int: ...
 
     @property
-    def min_confidence(self) -> float | None: ...
+    def stop_rule(self) -> StopRule | None:
+        """When the drafter stops early (:mod:`specviz.stopping`); None: it drafts all k."""
+        ...
 
     @property
     def shadows(self) -> bool:
@@ -63,7 +68,7 @@ class Constant:
         return self.k
 
     @property
-    def min_confidence(self) -> float | None:
+    def stop_rule(self) -> StopRule | None:
         return None
 
     @property
@@ -93,7 +98,7 @@ class Heuristic:
         return self.k
 
     @property
-    def min_confidence(self) -> float | None:
+    def stop_rule(self) -> StopRule | None:
         return None
 
     @property
@@ -125,7 +130,7 @@ class HeuristicPerTask:
         return self.ks.get(self.task, self.k0)
 
     @property
-    def min_confidence(self) -> float | None:
+    def stop_rule(self) -> StopRule | None:
         return None
 
     @property
@@ -144,8 +149,20 @@ class Confidence(Constant):
     name: str = "confidence"
 
     @property
-    def min_confidence(self) -> float | None:
-        return self.threshold
+    def stop_rule(self) -> StopRule | None:
+        return ConfidenceBelow(self.threshold)
+
+
+@dataclass
+class Svip(Constant):
+    """Up to k, stopping early where the draft's sqrt(entropy) exceeds ``threshold`` (SVIP)."""
+
+    threshold: float = 0.4
+    name: str = "svip"
+
+    @property
+    def stop_rule(self) -> StopRule | None:
+        return EntropyAbove(self.threshold)
 
 
 def expected_tokens(k: int, alpha: float) -> float:
@@ -274,7 +291,7 @@ class CostAware:
         return self.best_k(1 if self._probing(b) else 0)
 
     @property
-    def min_confidence(self) -> float | None:
+    def stop_rule(self) -> StopRule | None:
         return None
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
@@ -309,4 +326,6 @@ def build_policy(
         if costs is None or drafter is None:
             raise ConfigError("policy cost-aware needs a cost model and its drafter's name")
         return CostAware(config.k, costs, drafter)
+    if config.kind == "svip":
+        return Svip(config.k, threshold=config.threshold)
     return Confidence(config.k, threshold=config.threshold)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from engine_helpers import MODELS, PROMPTS, decode, make_decoder
 
-from specviz.config import DrafterConfig, ModelSpec, PolicyConfig
+from specviz.config import STOPPING_POLICIES, DrafterConfig, ModelSpec, PolicyConfig
 from specviz.cost import CostModel
 
 POLICIES = [
@@ -14,6 +14,7 @@ POLICIES = [
     PolicyConfig("heuristic", 2),
     PolicyConfig("heuristic-per-request", 4),
     PolicyConfig("confidence", 5, threshold=0.05),
+    PolicyConfig("svip", 5, threshold=2.05),  # tiny models' sqrt(entropy) lies in 1.9..2.1
     PolicyConfig("heuristic-per-task", 2),
     PolicyConfig(
         "cost-aware",
@@ -42,8 +43,8 @@ def drafters(draft_dir) -> list[DrafterConfig]:
 )
 def test_greedy_speculation_matches_plain_greedy(tiny_model_dir, tiny_draft_dir, which, policy):
     drafter = drafters(tiny_draft_dir)[which]
-    if policy.kind == "confidence" and drafter.kind in ("prompt-lookup", "suffix"):
-        pytest.skip(f"{drafter.kind} has no probabilities for a confidence threshold")
+    if policy.kind in STOPPING_POLICIES and drafter.kind in ("prompt-lookup", "suffix"):
+        pytest.skip(f"{drafter.kind} has no probabilities for a stop rule")
     plain = make_decoder(tiny_model_dir)
     spec = make_decoder(tiny_model_dir, drafter, policy)
     drafted = accepted = 0

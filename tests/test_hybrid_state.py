@@ -117,7 +117,7 @@ class Scribbler:
     def start(self, context: torch.Tensor) -> None:
         return None
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: object) -> Proposal:
         tokens = context[-k:].clone()
         forward(self.model, tokens, self.cache, len(context) - 1)
         for layer in self.cache.layers:

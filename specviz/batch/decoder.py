@@ -45,6 +45,7 @@ from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy, build_policy
 from specviz.records import Round, TurnEnd
+from specviz.stopping import StopRule
 from specviz.workloads.prompt import Prompt
 
 
@@ -233,10 +234,10 @@ class BatchDecoder:
             return self.slot_policies[row.slot].next_k()
         return self.batch_policy.next_k()
 
-    def _min_confidence(self, row: _Row) -> float | None:
+    def _stop_rule(self, row: _Row) -> StopRule | None:
         if self.batch.k_mode == "row":
-            return self.slot_policies[row.slot].min_confidence
-        return self.batch_policy.min_confidence
+            return self.slot_policies[row.slot].stop_rule
+        return self.batch_policy.stop_rule
 
     def _round(self) -> Iterator[BatchRecord]:
         rows = self.rows
@@ -273,16 +274,16 @@ class BatchDecoder:
     def _propose(self, asks: list[RowAsk], rows: list[_Row]) -> list[Proposal]:
         assert self.drafter is not None
         if self.batch.k_mode == "batch":
-            return self.drafter.propose(self.kv, asks, self.batch_policy.min_confidence)
-        # per-row policies may differ in confidence threshold: one drafting pass per threshold
+            return self.drafter.propose(self.kv, asks, self.batch_policy.stop_rule)
+        # per-row policies may differ in stop rule: one drafting pass per rule
         out = [Proposal(a.context.new_empty(0)) for a in asks]
-        for threshold in {self._min_confidence(r) for r in rows}:
-            mine = [self._min_confidence(r) == threshold for r in rows]
+        for rule in {self._stop_rule(r) for r in rows}:
+            mine = [self._stop_rule(r) == rule for r in rows]
             masked = [
                 a if m else RowAsk(a.slot, a.row, a.context, 0, a.generator)
                 for a, m in zip(asks, mine, strict=True)
             ]
-            drafted = self.drafter.propose(self.kv, masked, threshold)
+            drafted = self.drafter.propose(self.kv, masked, rule)
             out = [d if m else o for o, d, m in zip(out, drafted, mine, strict=True)]
         return out
 

@@ -32,6 +32,7 @@ from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.errors import SpecvizError
 from specviz.forward import rollback_layers
 from specviz.models import LoadedModel, ModelCache
+from specviz.stopping import StopRule
 
 
 class BatchDrafterError(SpecvizError):
@@ -58,9 +59,7 @@ class BatchDrafter(Protocol):
 
     def leave(self, slot: int) -> None: ...
 
-    def propose(
-        self, kv: BatchKV, asks: Sequence[RowAsk], min_confidence: float | None
-    ) -> list[Proposal]:
+    def propose(self, kv: BatchKV, asks: Sequence[RowAsk], stop: StopRule | None) -> list[Proposal]:
         """One proposal per ask (empty where ``k == 0``)."""
         ...
 
@@ -80,15 +79,13 @@ class PerRowDrafters:
     def leave(self, slot: int) -> None:
         self.rows.pop(slot, None)
 
-    def propose(
-        self, kv: BatchKV, asks: Sequence[RowAsk], min_confidence: float | None
-    ) -> list[Proposal]:
+    def propose(self, kv: BatchKV, asks: Sequence[RowAsk], stop: StopRule | None) -> list[Proposal]:
         out = []
         for ask in asks:
             if ask.k <= 0:
                 out.append(Proposal(ask.context.new_empty(0)))
             else:
-                out.append(self.rows[ask.slot].propose(ask.context, ask.k, min_confidence))
+                out.append(self.rows[ask.slot].propose(ask.context, ask.k, stop))
         return out
 
 
@@ -106,9 +103,7 @@ class BatchLayerSkip:
     def leave(self, slot: int) -> None:
         return None
 
-    def propose(
-        self, kv: BatchKV, asks: Sequence[RowAsk], min_confidence: float | None
-    ) -> list[Proposal]:
+    def propose(self, kv: BatchKV, asks: Sequence[RowAsk], stop: StopRule | None) -> list[Proposal]:
         device = kv.valid.device
         rows = kv.rows
         tokens: list[list[int]] = [[] for _ in range(rows)]
@@ -132,7 +127,7 @@ class BatchLayerSkip:
                 fed += 1
                 still = []
                 for r in active:
-                    step = draft_one(logits[r], self.sampling, by_row[r].generator, min_confidence)
+                    step = draft_one(logits[r], self.sampling, by_row[r].generator, stop)
                     if step is None:
                         continue
                     tokens[r].append(step[0])

@@ -15,6 +15,7 @@ import torch
 
 from specviz.config import SamplingConfig
 from specviz.sampling import probabilities, sample
+from specviz.stopping import StopRule
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,11 @@ class Drafter(Protocol):
         """A new turn begins with ``context`` (all prompt ids); drop per-turn state."""
         ...
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         """Up to ``k`` tokens to follow ``context`` (all ids so far, last emitted included).
 
-        ``min_confidence``: stop before a token whose top draft probability is below it.
+        ``stop``: stop before a token whose draft distribution the rule rejects
+        (:mod:`specviz.stopping`; drafters without a distribution ignore it).
         """
         ...
 
@@ -68,13 +70,13 @@ def draft_one(
     logits: torch.Tensor,
     sampling: SamplingConfig,
     generator: torch.Generator,
-    min_confidence: float | None,
+    stop: StopRule | None,
 ) -> tuple[int, torch.Tensor] | None:
     """One drafting step: q = the processed draft distribution of ``logits`` (temperature/top-p
-    as for the target); None (stop drafting) if max q < ``min_confidence``; else x = argmax q
+    as for the target); None (stop drafting) if the ``stop`` rule rejects q; else x = argmax q
     (greedy) or a sample from q, with q."""
     q = probabilities(logits, sampling)
-    if min_confidence is not None and float(q.max()) < min_confidence:
+    if stop is not None and stop.stops(q):
         return None
     x = int(q.argmax()) if sampling.greedy else sample(q, generator)
     return x, q
@@ -95,7 +97,7 @@ def draft_tokens(
     k: int,
     sampling: SamplingConfig,
     generator: torch.Generator,
-    min_confidence: float | None,
+    stop: StopRule | None,
 ) -> Proposal:
     """Draft up to ``k`` tokens one at a time (:func:`draft_one`), as every model-based drafter
     does at batch size 1.
@@ -106,7 +108,7 @@ def draft_tokens(
     tokens: list[int] = []
     rows: list[torch.Tensor] = []
     for i in range(k):
-        step = draft_one(logits, sampling, generator, min_confidence)
+        step = draft_one(logits, sampling, generator, stop)
         if step is None:
             break
         tokens.append(step[0])

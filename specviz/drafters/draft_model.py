@@ -16,6 +16,7 @@ from transformers import PreTrainedModel
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import forward, new_cache, rollback
+from specviz.stopping import StopRule
 
 
 class DraftModelDrafter:
@@ -47,7 +48,7 @@ class DraftModelDrafter:
         self.cached = self.cached[:keep]
         return keep
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         keep = self._sync(context)
         if keep == len(context):  # the last token must be fed to get its next-token logits
             rollback(self.cache, 1)
@@ -65,4 +66,4 @@ class DraftModelDrafter:
             self.cached = torch.cat([self.cached, step])
             return out
 
-        return draft_tokens(logits, feed, k, self.sampling, self.generator, min_confidence)
+        return draft_tokens(logits, feed, k, self.sampling, self.generator, stop)

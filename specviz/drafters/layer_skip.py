@@ -21,6 +21,7 @@ from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
 from specviz.errors import SpecvizError
 from specviz.forward import TokenFeeder, rollback_layers
+from specviz.stopping import StopRule
 
 
 class LayerSkipError(SpecvizError):
@@ -95,11 +96,11 @@ class LayerSkipDrafter:
     def start(self, context: torch.Tensor) -> None:
         return None
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         # the target cache holds every context token but the last: feed that one first
         steps = TokenFeeder(self.model, self.cache, len(context) - 1)
         with only_layers(self.model, self.kept):
             first = steps(int(context[-1]))
-            proposal = draft_tokens(first, steps, k, self.sampling, self.generator, min_confidence)
+            proposal = draft_tokens(first, steps, k, self.sampling, self.generator, stop)
         rollback_layers(self.cache, self.kept, steps.fed)
         return proposal

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from specviz.drafters.base import Proposal
+from specviz.stopping import StopRule
 
 
 class PromptLookupDrafter:
@@ -22,7 +23,7 @@ class PromptLookupDrafter:
     def start(self, context: torch.Tensor) -> None:
         return None
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         n_ctx = int(context.shape[0])
         for n in range(min(self.max_ngram, n_ctx - 1), self.min_ngram - 1, -1):
             pattern = context[n_ctx - n :]

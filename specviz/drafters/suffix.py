@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import torch
 
 from specviz.drafters.base import Proposal
+from specviz.stopping import StopRule
 
 
 class _Node:
@@ -197,7 +198,7 @@ class SuffixDrafter:
         self.local = SuffixTrie(self.depth)
         self.seen = []
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         for token in context[len(self.seen) :].tolist():
             self.local.push(token)
             self.seen.append(token)

@@ -28,6 +28,7 @@ from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import TokenFeeder, rollback_layers
 from specviz.hybrid.components import attention_layers, decoder_layers, skipping
 from specviz.hybrid.state import RecurrentSnapshot
+from specviz.stopping import StopRule
 
 
 class ComponentSkipDrafter:
@@ -51,14 +52,14 @@ class ComponentSkipDrafter:
     def start(self, context: torch.Tensor) -> None:
         return None
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         # the target cache holds every context token but the last: feed that one first
         steps = TokenFeeder(self.model, self.cache, len(context) - 1)
         snapshot = RecurrentSnapshot.capture(self.cache)
         try:
             with skipping(self.model, self.plan):
                 first = steps(int(context[-1]))
-                return draft_tokens(first, steps, k, self.sampling, self.generator, min_confidence)
+                return draft_tokens(first, steps, k, self.sampling, self.generator, stop)
         finally:
             rollback_layers(self.cache, self.attention, steps.fed)
             snapshot.restore(self.cache)

@@ -20,6 +20,7 @@ from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import forward, new_cache
 from specviz.hybrid.state import RecurrentSnapshot, crop_attention
+from specviz.stopping import StopRule
 
 
 class HybridDraftModelDrafter:
@@ -49,7 +50,7 @@ class HybridDraftModelDrafter:
         self.refills += 1
         return 0
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         device = self.model.device
         keep = self._reusable(context)
         fresh = context[keep:].to(device)
@@ -66,7 +67,7 @@ class HybridDraftModelDrafter:
             return forward(self.model, step, self.cache, len(context) + fed - 1)[-1]
 
         try:
-            return draft_tokens(logits, feed, k, self.sampling, self.generator, min_confidence)
+            return draft_tokens(logits, feed, k, self.sampling, self.generator, stop)
         finally:
             for layer in self.cache.layers:
                 crop_attention(layer, fed)

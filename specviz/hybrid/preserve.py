@@ -15,6 +15,7 @@ from transformers import Cache
 
 from specviz.drafters.base import Drafter, Proposal
 from specviz.hybrid.state import RecurrentSnapshot
+from specviz.stopping import StopRule
 
 
 class StatePreservingDrafter:
@@ -25,9 +26,9 @@ class StatePreservingDrafter:
     def start(self, context: torch.Tensor) -> None:
         self.inner.start(context)
 
-    def propose(self, context: torch.Tensor, k: int, min_confidence: float | None) -> Proposal:
+    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         snapshot = RecurrentSnapshot.capture(self.cache)
         try:
-            return self.inner.propose(context, k, min_confidence)
+            return self.inner.propose(context, k, stop)
         finally:
             snapshot.restore(self.cache)
