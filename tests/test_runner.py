@@ -13,8 +13,10 @@ import polars as pl
 import pytest
 from engine_helpers import run_cli
 
+from specviz.batch.config import BatchConfig
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
-from specviz.runlog import RunDirError, scan_events, scan_requests
+from specviz.cost import curve_model
+from specviz.runlog import RunDirError, run_identity, scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 
@@ -122,6 +124,57 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path):
     assert whole_ev.select(cols).equals(
         part_ev.select(cols)
     )  # the heuristic's k carried over exactly
+
+
+@pytest.mark.parametrize(
+    ("drafter", "policy"),
+    [
+        (DrafterConfig("layer-skip", layers=(0, 2)), PolicyConfig()),
+        (DrafterConfig("component-skip", components=("mamba",), layers=(2,)), PolicyConfig()),
+        (DrafterConfig("suffix"), PolicyConfig()),
+        (
+            DrafterConfig("prompt-lookup"),
+            PolicyConfig(
+                "cost-aware", 2, cost_model=curve_model([1.0, 1.1, 1.2], None, "prompt-lookup")
+            ),
+        ),
+    ],
+    ids=["layers", "components", "suffix", "cost-model"],
+)
+def test_a_run_identity_is_exactly_what_run_json_reads_back(drafter, policy):
+    config = RunConfig(ModelSpec("m"), drafter, policy)
+    for batch in (None, BatchConfig(2)):
+        identity = run_identity(config, requests(2), batch)
+        assert json.loads(json.dumps(identity)) == identity
+
+
+@pytest.mark.parametrize(
+    ("model", "drafter"),
+    [
+        ("tiny_model_dir", DrafterConfig("layer-skip", layers=(0, 2))),
+        ("hybrid_dir", DrafterConfig("component-skip", components=("mamba", "mlp"), layers=(2, 3))),
+    ],
+    ids=["layer-skip-with-layers", "component-skip-with-components"],
+)
+def test_resuming_a_run_with_listed_layers_or_components_is_not_refused(
+    model, drafter, request, tmp_path
+):
+    # run.json stores the layers and components as JSON lists; the config holds tuples
+    config = RunConfig(
+        ModelSpec(str(request.getfixturevalue(model))),
+        drafter,
+        PolicyConfig("constant", 2),
+        max_new_tokens=6,
+    )
+    out = tmp_path / "run"
+    run(config, requests(2), out, progress=False)
+    # drop the last request as if the run had been killed, then resume
+    reqs = pl.read_parquet(out / "requests.parquet")
+    reqs.filter(pl.col("request_index") == 0).write_parquet(out / "requests.parquet")
+    summary = run(config, requests(2), out, resume=True, progress=False)
+    assert (summary.requests_skipped, summary.requests_done) == (1, 1)
+    resumed = pl.read_parquet(out / "requests.parquet")
+    assert sorted(resumed["request_index"].to_list()) == [0, 1]
 
 
 @pytest.mark.parametrize(
