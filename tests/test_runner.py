@@ -27,6 +27,20 @@ def requests(n: int) -> list[Request]:
     return [Request(i, p, "builtin") for i, p in enumerate(builtin_prompts()[:n])]
 
 
+EVENT_KEY = ["request_index", "round", "position", "kind"]
+
+
+def in_event_order(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` sorted on a key that names each row once.
+
+    A run directory's events are sorted by (request_index, round, position) with an unstable
+    sort, and a round's correction row shares its position with the rejected draft: which of the
+    two comes first depends on how the rows reached the sort (all parts at once, or a
+    consolidated file plus the parts written after a resume)."""
+    assert events.select(pl.struct(EVENT_KEY).is_unique().all()).item()
+    return events.sort(EVENT_KEY)
+
+
 def test_events_agree_with_request_counters(tiny_model_dir, tmp_path):
     config = RunConfig(
         ModelSpec(str(tiny_model_dir)),
@@ -101,25 +115,30 @@ def test_killed_run_resumes_with_every_request_recorded_once(tiny_model_dir, tmp
     assert not list((out / "parts").glob("*.parquet"))
 
 
-def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("k", "kept"),
+    [(1, 2), (5, 3)],  # k=5, 3 kept: the resumed file orders some tied rows the other way
+    ids=["k1-kept-2", "k5-kept-3"],
+)
+def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path, k, kept):
     config = RunConfig(
         ModelSpec(str(tiny_model_dir)),
         DrafterConfig("prompt-lookup"),
-        PolicyConfig("heuristic", 1),
+        PolicyConfig("heuristic", k),
         max_new_tokens=20,
     )
     run(config, requests(5), tmp_path / "whole", progress=False)
     partial = tmp_path / "partial"
     run(config, requests(5), partial, progress=False)
-    # drop the last three requests as if the run had been killed, then resume
+    # drop the last requests as if the run had been killed, then resume
     reqs = pl.read_parquet(partial / "requests.parquet")
     ev = pl.read_parquet(partial / "events.parquet")
-    keep = reqs.filter(pl.col("request_index") < 2)["request_id"].to_list()
+    keep = reqs.filter(pl.col("request_index") < kept)["request_id"].to_list()
     reqs.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "requests.parquet")
     ev.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "events.parquet")
     run(config, requests(5), partial, resume=True, progress=False)
-    whole_ev = pl.read_parquet(tmp_path / "whole" / "events.parquet")
-    part_ev = pl.read_parquet(partial / "events.parquet")
+    whole_ev = in_event_order(pl.read_parquet(tmp_path / "whole" / "events.parquet"))
+    part_ev = in_event_order(pl.read_parquet(partial / "events.parquet"))
     cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
     assert whole_ev.select(cols).equals(
         part_ev.select(cols)
