@@ -316,6 +316,18 @@ class SamplingConfig:
         return self.temperature == 0.0
 
 
+def _json_shaped(value: Any) -> Any:
+    """``value`` as JSON reads it back: tuples become lists, inside dicts and lists too.
+
+    Serialised, the two are the same text, so hashes of the JSON (run ids, study fingerprints)
+    do not change."""
+    if isinstance(value, dict):
+        return {key: _json_shaped(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_shaped(item) for item in value]
+    return value
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run's output (the workload is stored beside it)."""
@@ -366,9 +378,11 @@ class RunConfig:
         return 0 if self.drafter.kind == "none" else self.policy.k
 
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain data; options a kind does not use (None) are left out, so run
-        directories written before those options existed keep their identity."""
-        data = asdict(self)
+        """The config as plain data, shaped as ``run.json`` reads it back (lists, not tuples), so
+        a resumed run compares equal to the one it continues; options a kind does not use (None)
+        are left out, so run directories written before those options existed keep their
+        identity."""
+        data = _json_shaped(asdict(self))
         for key in (*SUFFIX_DEFAULTS, "cost_model"):
             for part in ("drafter", "policy"):
                 if key in data[part] and data[part][key] is None:

@@ -13,8 +13,10 @@ import polars as pl
 import pytest
 from engine_helpers import run_cli
 
+from specviz.batch.config import BatchConfig
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
-from specviz.runlog import RunDirError, scan_events, scan_requests
+from specviz.cost import curve_model
+from specviz.runlog import RunDirError, run_identity, scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 
@@ -23,6 +25,20 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
 
 def requests(n: int) -> list[Request]:
     return [Request(i, p, "builtin") for i, p in enumerate(builtin_prompts()[:n])]
+
+
+EVENT_KEY = ["request_index", "round", "position", "kind"]
+
+
+def in_event_order(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` sorted on a key that names each row once.
+
+    A run directory's events are sorted by (request_index, round, position) with an unstable
+    sort, and a round's correction row shares its position with the rejected draft: which of the
+    two comes first depends on how the rows reached the sort (all parts at once, or a
+    consolidated file plus the parts written after a resume)."""
+    assert events.select(pl.struct(EVENT_KEY).is_unique().all()).item()
+    return events.sort(EVENT_KEY)
 
 
 def test_events_agree_with_request_counters(tiny_model_dir, tmp_path):
@@ -99,29 +115,85 @@ def test_killed_run_resumes_with_every_request_recorded_once(tiny_model_dir, tmp
     assert not list((out / "parts").glob("*.parquet"))
 
 
-def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize(
+    ("k", "kept"),
+    [(1, 2), (5, 3)],  # k=5, 3 kept: the resumed file orders some tied rows the other way
+    ids=["k1-kept-2", "k5-kept-3"],
+)
+def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path, k, kept):
     config = RunConfig(
         ModelSpec(str(tiny_model_dir)),
         DrafterConfig("prompt-lookup"),
-        PolicyConfig("heuristic", 1),
+        PolicyConfig("heuristic", k),
         max_new_tokens=20,
     )
     run(config, requests(5), tmp_path / "whole", progress=False)
     partial = tmp_path / "partial"
     run(config, requests(5), partial, progress=False)
-    # drop the last three requests as if the run had been killed, then resume
+    # drop the last requests as if the run had been killed, then resume
     reqs = pl.read_parquet(partial / "requests.parquet")
     ev = pl.read_parquet(partial / "events.parquet")
-    keep = reqs.filter(pl.col("request_index") < 2)["request_id"].to_list()
+    keep = reqs.filter(pl.col("request_index") < kept)["request_id"].to_list()
     reqs.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "requests.parquet")
     ev.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "events.parquet")
     run(config, requests(5), partial, resume=True, progress=False)
-    whole_ev = pl.read_parquet(tmp_path / "whole" / "events.parquet")
-    part_ev = pl.read_parquet(partial / "events.parquet")
+    whole_ev = in_event_order(pl.read_parquet(tmp_path / "whole" / "events.parquet"))
+    part_ev = in_event_order(pl.read_parquet(partial / "events.parquet"))
     cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
     assert whole_ev.select(cols).equals(
         part_ev.select(cols)
     )  # the heuristic's k carried over exactly
+
+
+@pytest.mark.parametrize(
+    ("drafter", "policy"),
+    [
+        (DrafterConfig("layer-skip", layers=(0, 2)), PolicyConfig()),
+        (DrafterConfig("component-skip", components=("mamba",), layers=(2,)), PolicyConfig()),
+        (DrafterConfig("suffix"), PolicyConfig()),
+        (
+            DrafterConfig("prompt-lookup"),
+            PolicyConfig(
+                "cost-aware", 2, cost_model=curve_model([1.0, 1.1, 1.2], None, "prompt-lookup")
+            ),
+        ),
+    ],
+    ids=["layers", "components", "suffix", "cost-model"],
+)
+def test_a_run_identity_is_exactly_what_run_json_reads_back(drafter, policy):
+    config = RunConfig(ModelSpec("m"), drafter, policy)
+    for batch in (None, BatchConfig(2)):
+        identity = run_identity(config, requests(2), batch)
+        assert json.loads(json.dumps(identity)) == identity
+
+
+@pytest.mark.parametrize(
+    ("model", "drafter"),
+    [
+        ("tiny_model_dir", DrafterConfig("layer-skip", layers=(0, 2))),
+        ("hybrid_dir", DrafterConfig("component-skip", components=("mamba", "mlp"), layers=(2, 3))),
+    ],
+    ids=["layer-skip-with-layers", "component-skip-with-components"],
+)
+def test_resuming_a_run_with_listed_layers_or_components_is_not_refused(
+    model, drafter, request, tmp_path
+):
+    # run.json stores the layers and components as JSON lists; the config holds tuples
+    config = RunConfig(
+        ModelSpec(str(request.getfixturevalue(model))),
+        drafter,
+        PolicyConfig("constant", 2),
+        max_new_tokens=6,
+    )
+    out = tmp_path / "run"
+    run(config, requests(2), out, progress=False)
+    # drop the last request as if the run had been killed, then resume
+    reqs = pl.read_parquet(out / "requests.parquet")
+    reqs.filter(pl.col("request_index") == 0).write_parquet(out / "requests.parquet")
+    summary = run(config, requests(2), out, resume=True, progress=False)
+    assert (summary.requests_skipped, summary.requests_done) == (1, 1)
+    resumed = pl.read_parquet(out / "requests.parquet")
+    assert sorted(resumed["request_index"].to_list()) == [0, 1]
 
 
 @pytest.mark.parametrize(

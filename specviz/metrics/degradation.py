@@ -44,6 +44,8 @@ control's requests for rho); T_ref's rate is held fixed.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -56,6 +58,17 @@ CONFIG = ("target", "temperature", "drafter", "policy", "k")
 STREAM = ("run_id", "mixture")
 PERSISTENT_POLICIES = ("heuristic",)
 PARTS = ("total", "composition", "k_mismatch", "carry_over", "residual")
+_CONFIG_BUT_K = tuple(c for c in CONFIG if c != "k")
+_STREAM_GROUP = (*CONFIG, "mixture")  # one row of degradation() per multitask stream
+_FLOAT_COLUMNS = (
+    "tokens",
+    "multitask_s",
+    "single_task_s",
+    "tuned_single_task_s",
+    "reference_s",
+    "multitask_tokens_per_s",
+    "reference_tokens_per_s",
+)
 
 
 class NoMultitaskStreamError(SpecvizError):
@@ -111,20 +124,33 @@ def label_streams(requests: Frame, seconds: str = "wall_s") -> pl.LazyFrame:
     )
 
 
-def _single_spt(single: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    agg = (pl.col("wall_s").sum() / pl.col("new_tokens").cast(pl.Float64).sum()).alias("spt")
-    per_repeat = single.group_by([*CONFIG, "prompt_id", "repeat"]).agg(agg)
-    pooled = single.group_by([*CONFIG, "prompt_id"]).agg(agg.alias("spt_pooled"))
-    return per_repeat, pooled
+@dataclass(frozen=True)
+class _SingleTaskSpt:
+    """Single-task seconds per token, spt = sum W / sum N, of each (configuration, prompt): per
+    repeat, and pooled over the repeats."""
 
+    per_repeat: pl.LazyFrame
+    pooled: pl.LazyFrame
 
-def _attach_spt(frame: pl.LazyFrame, per_repeat, pooled, name: str) -> pl.LazyFrame:
-    return (
-        frame.join(per_repeat, on=[*CONFIG, "prompt_id", "repeat"], how="left", nulls_equal=True)
-        .join(pooled, on=[*CONFIG, "prompt_id"], how="left", nulls_equal=True)
-        .with_columns(pl.coalesce("spt", "spt_pooled").alias(name))
-        .drop("spt", "spt_pooled")
-    )
+    @classmethod
+    def of(cls, single: pl.LazyFrame) -> _SingleTaskSpt:
+        agg = (pl.col("wall_s").sum() / pl.col("new_tokens").cast(pl.Float64).sum()).alias("spt")
+        return cls(
+            per_repeat=single.group_by([*CONFIG, "prompt_id", "repeat"]).agg(agg),
+            pooled=single.group_by([*CONFIG, "prompt_id"]).agg(agg.alias("spt_pooled")),
+        )
+
+    def attach(self, frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
+        """``frame`` with ``name``: the spt of each row's configuration, prompt and repeat (pooled
+        over repeats when that repeat was not run single-task; null when the prompt was not)."""
+        return (
+            frame.join(
+                self.per_repeat, on=[*CONFIG, "prompt_id", "repeat"], how="left", nulls_equal=True
+            )
+            .join(self.pooled, on=[*CONFIG, "prompt_id"], how="left", nulls_equal=True)
+            .with_columns(pl.coalesce("spt", "spt_pooled").alias(name))
+            .drop("spt", "spt_pooled")
+        )
 
 
 def single_task_best_k(requests: Frame) -> pl.DataFrame:
@@ -134,7 +160,7 @@ def single_task_best_k(requests: Frame) -> pl.DataFrame:
     tokens_per_s, best (this k has the highest throughput of its task and configuration).
     """
     single = label_streams(requests).filter(~pl.col("multitask"))
-    keys = [c for c in CONFIG if c != "k"]
+    keys = list(_CONFIG_BUT_K)
     return (
         single.group_by([*keys, "category", "k"])
         .agg(
@@ -153,6 +179,9 @@ def single_task_best_k(requests: Frame) -> pl.DataFrame:
     )
 
 
+# -- per request: t_m, t_s, k*, t_s* ---------------------------------------------------------
+
+
 def _per_request(requests: Frame, seconds: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Multitask requests with t_m, t_s, t_s_best, k_best; and the single-task request table.
 
@@ -161,43 +190,66 @@ def _per_request(requests: Frame, seconds: str) -> tuple[pl.DataFrame, pl.DataFr
     """
     labelled = label_streams(requests, seconds)
     single = labelled.filter(~pl.col("multitask"))
-    # only configurations run single-task at least once can be decomposed
+    spt = _SingleTaskSpt.of(single)
+    multi = _with_single_task_s(_multitask_requests(labelled, single), spt)
+    best = _best_k(_priced_at_every_k(multi, single, spt))
+    multi = _with_tuned_single_task_s(_with_best_k(multi, best), spt)
+    # a fixed row order makes the seeded bootstrap reproducible
+    return multi.sort(["run_id", "request_index"]), single.collect()
+
+
+def _multitask_requests(labelled: pl.LazyFrame, single: pl.LazyFrame) -> pl.LazyFrame:
+    """The multitask requests with n_r (new tokens) and t_m = wall_r; only those of a
+    configuration run single-task at least once, since only those can be decomposed."""
     configs = single.select(list(CONFIG)).unique()
-    multi = (
+    return (
         labelled.filter(pl.col("multitask"))
         .join(configs, on=list(CONFIG), how="semi", nulls_equal=True)
         .with_columns(
             pl.col("new_tokens").cast(pl.Float64).alias("n"), pl.col("wall_s").round(9).alias("t_m")
         )
     )
-    per_repeat, pooled = _single_spt(single)
-    multi = _attach_spt(multi, per_repeat, pooled, "spt_k0").collect()
-    missing = multi.filter(pl.col("spt_k0").is_null())
+
+
+def _with_single_task_s(multi: pl.LazyFrame, spt: _SingleTaskSpt) -> pl.DataFrame:
+    """``multi`` with spt_k0 and t_s = n_r * spt(c, k0, p_r): each request as in its single-task
+    run. Raises MissingCounterpartError when a prompt was never run single-task with c."""
+    priced = spt.attach(multi, "spt_k0").collect()
+    missing = priced.filter(pl.col("spt_k0").is_null())
     if missing.height:
         raise MissingCounterpartError(
             missing.select([*CONFIG, "prompt_id"]).unique().sort([*CONFIG, "prompt_id"])
         )
-    multi = multi.with_columns((pl.col("n") * pl.col("spt_k0")).round(9).alias("t_s"))
+    return priced.with_columns((pl.col("n") * pl.col("spt_k0")).round(9).alias("t_s"))
 
-    # candidate k per multitask request: every single-task k of the same config but k
-    keys = [c for c in CONFIG if c != "k"]
-    ks = single.select([*keys, pl.col("k").alias("k_alt")]).unique()
-    cand = (
+
+def _priced_at_every_k(
+    multi: pl.DataFrame, single: pl.LazyFrame, spt: _SingleTaskSpt
+) -> pl.LazyFrame:
+    """Each multitask request (its own k as k_stream) once per k its configuration ran
+    single-task, with spt_alt = spt(c with that k, p_r) (null where that k missed the prompt)."""
+    ks = single.select([*_CONFIG_BUT_K, pl.col("k").alias("k_alt")]).unique()
+    candidates = (
         multi.lazy()
         .select(
-            [*keys, "k", "mixture", "run_id", "request_id", "category", "prompt_id", "repeat", "n"]
+            [
+                *_CONFIG_BUT_K,
+                *("k", "mixture", "run_id", "request_id", "category", "prompt_id", "repeat", "n"),
+            ]
         )
-        .join(ks, on=keys, how="inner", nulls_equal=True)
+        .join(ks, on=list(_CONFIG_BUT_K), how="inner", nulls_equal=True)
+        .with_columns(pl.col("k").alias("k_stream"), pl.col("k_alt").alias("k"))
+        .drop("k_alt")
     )
-    cand = _attach_spt(
-        cand.with_columns(pl.col("k").alias("k_stream"), pl.col("k_alt").alias("k")).drop("k_alt"),
-        per_repeat,
-        pooled,
-        "spt_alt",
-    )
-    stream_task = [*keys, "k_stream", "mixture", "category"]
-    cost = (
-        cand.group_by([*stream_task, "k"])
+    return spt.attach(candidates, "spt_alt")
+
+
+def _best_k(priced: pl.LazyFrame) -> pl.LazyFrame:
+    """k_best = k*(task) of each stream and task: among the k that ran all the task's prompts in
+    the stream, the one with the least sum_r n_r * spt(c with k, p_r) (ties: the smaller k)."""
+    stream_task = [*_CONFIG_BUT_K, "k_stream", "mixture", "category"]
+    return (
+        priced.group_by([*stream_task, "k"])
         .agg(
             pl.col("spt_alt").is_null().any().alias("incomplete"),
             (pl.col("n") * pl.col("spt_alt")).sum().alias("cost"),
@@ -206,51 +258,146 @@ def _per_request(requests: Frame, seconds: str) -> tuple[pl.DataFrame, pl.DataFr
         .group_by(stream_task)
         .agg(pl.col("k").sort_by(["cost", "k"]).first().alias("k_best"))
     )
-    multi = (
+
+
+def _with_best_k(multi: pl.DataFrame, best: pl.LazyFrame) -> pl.DataFrame:
+    """``multi`` with k_best, the best k of each request's stream and task."""
+    return (
         multi.lazy()
         .join(
-            cost.rename({"k_stream": "k"}),
-            on=[*keys, "k", "mixture", "category"],
+            best.rename({"k_stream": "k"}),
+            on=[*_CONFIG_BUT_K, "k", "mixture", "category"],
             how="left",
             nulls_equal=True,
         )
         .collect()
     )
-    best = (
+
+
+def _with_tuned_single_task_s(multi: pl.DataFrame, spt: _SingleTaskSpt) -> pl.DataFrame:
+    """``multi`` with spt_best and t_s_best = n_r * spt(c with k = k*(c_r), p_r)."""
+    at_best = (
         multi.lazy()
-        .select([*keys, "k_best", "prompt_id", "repeat", "request_id", "run_id"])
+        .select([*_CONFIG_BUT_K, "k_best", "prompt_id", "repeat", "request_id", "run_id"])
         .rename({"k_best": "k"})
     )
-    best = _attach_spt(best, per_repeat, pooled, "spt_best").collect()
-    multi = multi.join(
-        best.select(["run_id", "request_id", "spt_best"]), on=["run_id", "request_id"], how="left"
+    at_best = spt.attach(at_best, "spt_best").collect()
+    return multi.join(
+        at_best.select(["run_id", "request_id", "spt_best"]),
+        on=["run_id", "request_id"],
+        how="left",
     ).with_columns((pl.col("n") * pl.col("spt_best")).round(9).alias("t_s_best"))
-    # a fixed row order makes the seeded bootstrap reproducible
-    return multi.sort(["run_id", "request_index"]), single.collect()
 
 
-def _reference_rate(single: pl.DataFrame, config: dict, best: dict[str, int]) -> float:
-    keys = [c for c in CONFIG if c != "k"]
+# -- per stream: sums, control, parts and their intervals --------------------------------------
+
+
+def _reference_rate(single: pl.DataFrame, config: dict[str, Any], best: dict[str, int]) -> float:
+    """The single-task benchmark's seconds per token, sum W / sum N', over the single-task
+    requests of ``config`` (k aside) at each task's best k."""
     chosen = pl.DataFrame(
         {"category": list(best), "k": list(best.values())},
         schema={"category": single.schema["category"], "k": single.schema["k"]},
     )
-    rows = single.filter(*[pl.col(c) == config[c] for c in keys]).join(
+    rows = single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
         chosen, on=["category", "k"], how="semi"
     )
     return float(rows["wall_s"].sum() / rows["new_tokens"].cast(pl.Float64).sum())
 
 
-def _gap_sums(frame: pl.DataFrame, n_boot: int, seed: Sequence[int]) -> tuple[dict, dict]:
-    cols = {"t_m": frame["t_m"].to_numpy(), "t_s": frame["t_s"].to_numpy()}
-    full = {k: np.asarray([v.sum()]) for k, v in cols.items()}
-    return full, resampled_sums(cols, n_boot, seed)
+@dataclass(frozen=True)
+class _Bootstrap:
+    """Percentile bootstrap over a stream's requests: ``n_boot`` resamples at ``level``; each
+    resampling is seeded by (``seed``, the stream's index, 0 for the stream or 1 its control)."""
+
+    n_boot: int
+    level: float
+    seed: int
+
+    def sums(
+        self, frame: pl.DataFrame, columns: Sequence[str], stream: int, draw: int
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Sums of ``columns`` over ``frame``'s rows (arrays of one) and over each resample."""
+        cols = {c: frame[c].to_numpy() for c in columns}
+        point = {c: np.asarray([v.sum()]) for c, v in cols.items()}
+        return point, resampled_sums(cols, self.n_boot, [self.seed, stream, draw])
+
+    def bounds(self, sampled: np.ndarray) -> tuple[float, float]:
+        """The percentile interval of the finite resampled values; (nan, nan) when none is."""
+        finite = sampled[np.isfinite(sampled)]
+        if not finite.size:
+            return np.nan, np.nan
+        low, high = np.quantile(finite, [(1 - self.level) / 2, (1 + self.level) / 2])
+        return low, high
+
+
+@dataclass(frozen=True)
+class _Streams:
+    """The multitask streams, keyed by (configuration, mixture), and what their rows need."""
+
+    by_key: dict[tuple[Any, ...], pl.DataFrame]
+    single: pl.DataFrame
+    persistent_policies: Sequence[str]
+    boot: _Bootstrap
+
+    def in_order(self) -> list[tuple[Any, ...]]:
+        """The stream keys sorted column by column, nulls last."""
+        return sorted(self.by_key, key=lambda key: tuple((v is None, v) for v in key))
+
+    def control(self, config: dict[str, Any]) -> tuple[str, pl.DataFrame | None]:
+        """The control of stream ``config``: ("not needed", None) for a policy without state
+        across requests; else the constant-policy stream of the same target, temperature,
+        drafter, k and mixture, ("constant", its requests), or ("missing", None)."""
+        if config["policy"] not in self.persistent_policies:
+            return "not needed", None
+        key = tuple("constant" if g == "policy" else v for g, v in config.items())
+        control = self.by_key.get(key)
+        return ("missing", None) if control is None else ("constant", control)
+
+    def rho(
+        self, control: pl.DataFrame | None, stream: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The control's relative gap rho = (T_M - T_S) / T_S, point and resampled (None, None
+        without a control)."""
+        if control is None:
+            return None, None
+        point, sampled = self.boot.sums(control, ("t_m", "t_s"), stream, 1)
+        return _relative_gap(point), _relative_gap(sampled)
+
+    def row(self, stream: int, key: tuple[Any, ...]) -> dict[str, Any]:
+        """The :func:`degradation` row of stream ``key`` (the ``stream``-th in order)."""
+        config = dict(zip(_STREAM_GROUP, key, strict=True))
+        frame = self.by_key[key]
+        best = dict(frame.select("category", "k_best").unique().iter_rows())
+        rate = _reference_rate(self.single, config, best)
+        point, sampled = self.boot.sums(frame, ("n", "t_m", "t_s", "t_s_best"), stream, 0)
+        state, control = self.control(config)
+        rho_point, rho_sampled = self.rho(control, stream)
+        return {
+            **config,
+            **_totals(frame.height, point, rate, best, state),
+            **_parts(
+                _decompose(point, rate, rho_point, state),
+                _decompose(sampled, rate, rho_sampled, state),
+                self.boot,
+            ),
+        }
+
+
+def _relative_gap(sums: dict[str, np.ndarray]) -> np.ndarray:
+    """(T_M - T_S) / T_S from sums of t_m and t_s."""
+    return (sums["t_m"] - sums["t_s"]) / sums["t_s"]
 
 
 def _decompose(
     s: dict[str, np.ndarray], rate: float, rho: np.ndarray | None, control: str
 ) -> dict[str, np.ndarray]:
-    """The parts from sums of n, t_m, t_s, t_s_best (point: length 1; bootstrap: n_boot)."""
+    """The parts from sums of n, t_m, t_s, t_s_best (point: length 1; bootstrap: n_boot).
+
+    total = T_M - N * rate, composition = T_S* - N * rate, k_mismatch = T_S - T_S*; the gap
+    T_M - T_S is all residual without state across requests ("not needed"), unknown without a
+    control ("missing"), else residual = rho * T_S and carry_over = T_M - T_S - residual.
+    """
     gap = s["t_m"] - s["t_s"]
     out = {
         "total": s["t_m"] - s["n"] * rate,
@@ -267,9 +414,57 @@ def _decompose(
     return out
 
 
+def _totals(
+    requests: int, s: dict[str, np.ndarray], rate: float, best: dict[str, int], control: str
+) -> dict[str, Any]:
+    """A stream's requests, N, T_M, T_S, T_S*, T_ref = N * rate, N / T_M, 1 / rate, its best k
+    per task and its control, from the point sums ``s``."""
+    n, t_m = s["n"][0], s["t_m"][0]
+    return {
+        "requests": requests,
+        "tokens": float(n),
+        "multitask_s": float(t_m),
+        "single_task_s": float(s["t_s"][0]),
+        "tuned_single_task_s": float(s["t_s_best"][0]),
+        "reference_s": float(n * rate),
+        "multitask_tokens_per_s": float(n / t_m),
+        "reference_tokens_per_s": 1.0 / rate,
+        "best_k": ", ".join(f"{c}={k}" for c, k in sorted(best.items())),
+        "control": control,
+    }
+
+
+def _parts(
+    point: dict[str, np.ndarray], sampled: dict[str, np.ndarray], boot: _Bootstrap
+) -> dict[str, float | None]:
+    """Each part with its ``_low`` / ``_high`` bootstrap bounds, to the nanosecond (null when
+    undefined: no control, or no finite resample)."""
+    row: dict[str, float | None] = {}
+    for name in PARTS:
+        low, high = boot.bounds(sampled[name])
+        row[name] = _ns_or_null(float(point[name][0]))
+        row[f"{name}_low"] = _ns_or_null(low)
+        row[f"{name}_high"] = _ns_or_null(high)
+    return row
+
+
+def _ns_or_null(value: float) -> float | None:
+    return None if np.isnan(value) else _ns(value)
+
+
 def _ns(value: float) -> float:
     """Seconds rounded to the nanosecond (+0.0 for a negative zero)."""
     return round(float(value), 9) + 0.0
+
+
+def _table_schema(multi: pl.DataFrame) -> dict[str, pl.DataType]:
+    """The schema of :func:`degradation`'s table (the stream columns typed as in ``multi``)."""
+    schema: dict[str, pl.DataType] = {c: multi.schema[c] for c in _STREAM_GROUP}
+    schema["requests"] = pl.Int64()
+    schema.update(dict.fromkeys(_FLOAT_COLUMNS, pl.Float64()))
+    schema.update({"best_k": pl.String(), "control": pl.String()})
+    schema.update({f"{p}{s}": pl.Float64() for p in PARTS for s in ("", "_low", "_high")})
+    return schema
 
 
 def degradation(
@@ -297,80 +492,19 @@ def degradation(
     multitask stream at all.
     """
     multi, single = _per_request(requests, seconds)
-    group = [*CONFIG, "mixture"]
     if multi.height == 0:
         raise NoMultitaskStreamError(
             "no multitask stream to decompose: need a (run_id, mixture) holding several "
             "categories whose configuration was also run single-task"
         )
-    parts = multi.partition_by(group, as_dict=True, maintain_order=True)
-    order = sorted(parts, key=lambda key: tuple((v is None, v) for v in key))
-    lo_q, hi_q = (1 - level) / 2, (1 + level) / 2
-    rows = []
-    for i, key in enumerate(order):
-        frame = parts[key]
-        config = dict(zip(group, key, strict=True))
-        best = dict(frame.select("category", "k_best").unique().iter_rows())
-        rate = _reference_rate(single, config, best)
-        cols = {c: frame[c].to_numpy() for c in ("n", "t_m", "t_s", "t_s_best")}
-        full = {c: np.asarray([v.sum()]) for c, v in cols.items()}
-        boot = resampled_sums(cols, n_boot, [seed, i, 0])
-
-        control_state = "not needed"
-        rho_full = rho_boot = None
-        if config["policy"] in persistent_policies:
-            ctrl_key = tuple("constant" if g == "policy" else config[g] for g in group)
-            control = parts.get(ctrl_key)
-            if control is None:
-                control_state = "missing"
-            else:
-                control_state = "constant"
-                c_full, c_boot = _gap_sums(control, n_boot, [seed, i, 1])
-                rho_full = (c_full["t_m"] - c_full["t_s"]) / c_full["t_s"]
-                rho_boot = (c_boot["t_m"] - c_boot["t_s"]) / c_boot["t_s"]
-
-        point = _decompose(full, rate, rho_full, control_state)
-        sampled = _decompose(boot, rate, rho_boot, control_state)
-        row = {
-            **config,
-            "requests": frame.height,
-            "tokens": float(full["n"][0]),
-            "multitask_s": float(full["t_m"][0]),
-            "single_task_s": float(full["t_s"][0]),
-            "tuned_single_task_s": float(full["t_s_best"][0]),
-            "reference_s": float(full["n"][0] * rate),
-            "multitask_tokens_per_s": float(full["n"][0] / full["t_m"][0]),
-            "reference_tokens_per_s": 1.0 / rate,
-            "best_k": ", ".join(f"{c}={k}" for c, k in sorted(best.items())),
-            "control": control_state,
-        }
-        for name in PARTS:
-            value = float(point[name][0])
-            row[name] = None if np.isnan(value) else _ns(value)
-            finite = sampled[name][np.isfinite(sampled[name])]
-            low, high = np.quantile(finite, [lo_q, hi_q]) if finite.size else (np.nan, np.nan)
-            row[f"{name}_low"] = None if np.isnan(low) else _ns(low)
-            row[f"{name}_high"] = None if np.isnan(high) else _ns(high)
-        rows.append(row)
-    schema = {c: multi.schema[c] for c in group}
-    schema.update({"requests": pl.Int64})
-    schema.update(
-        dict.fromkeys(
-            [
-                "tokens",
-                "multitask_s",
-                "single_task_s",
-                "tuned_single_task_s",
-                "reference_s",
-                "multitask_tokens_per_s",
-                "reference_tokens_per_s",
-            ],
-            pl.Float64,
-        )
+    streams = _Streams(
+        by_key=multi.partition_by(list(_STREAM_GROUP), as_dict=True, maintain_order=True),
+        single=single,
+        persistent_policies=persistent_policies,
+        boot=_Bootstrap(n_boot, level, seed),
     )
-    schema.update({"best_k": pl.String, "control": pl.String})
-    schema.update({f"{p}{s}": pl.Float64 for p in PARTS for s in ("", "_low", "_high")})
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    rows = [streams.row(i, key) for i, key in enumerate(streams.in_order())]
+    return pl.DataFrame(rows, schema=_table_schema(multi), orient="row")
 
 
 def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
