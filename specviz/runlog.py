@@ -236,7 +236,10 @@ class RunWriter:
             sort = (
                 ["request_index", "round", "position"] if name == EVENTS_FILE else ["request_index"]
             )
-            _atomic_write_parquet(frame.sort(sort).match_to_schema(schema), self.run_dir / name)
+            # stable: a rejected draft and its round's correction share a position, and keep
+            # the recorder's order (drafts, then the target's row) however the parts arrived
+            frame = frame.sort(sort, maintain_order=True)
+            _atomic_write_parquet(frame.match_to_schema(schema), self.run_dir / name)
         for part in self.parts.glob("*.parquet"):
             part.unlink()
 

@@ -31,14 +31,13 @@ EVENT_KEY = ["request_index", "round", "position", "kind"]
 
 
 def in_event_order(events: pl.DataFrame) -> pl.DataFrame:
-    """``events`` sorted on a key that names each row once.
-
-    A run directory's events are sorted by (request_index, round, position) with an unstable
-    sort, and a round's correction row shares its position with the rejected draft: which of the
-    two comes first depends on how the rows reached the sort (all parts at once, or a
-    consolidated file plus the parts written after a resume)."""
+    """``events`` checked to be in the recorder's order: by request, round and position, a
+    round's drafts before its target row (a rejected draft and the correction share a
+    position), and each row named once by ``EVENT_KEY``."""
     assert events.select(pl.struct(EVENT_KEY).is_unique().all()).item()
-    return events.sort(EVENT_KEY)
+    order = events.sort("request_index", "round", "position", pl.col("kind") != "draft")
+    assert events.equals(order), "events.parquet is not in round and position order"
+    return events
 
 
 def test_events_agree_with_request_counters(tiny_model_dir, tmp_path):
