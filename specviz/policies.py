@@ -6,10 +6,10 @@
   ``persistent=True`` the value carries over from one request to the next (as transformers keeps
   it across ``generate()`` calls with one assistant): in a mixed-task stream, k learned on one task
   is applied to the next. ``persistent=False`` resets it at every request ("heuristic_transient").
-- :class:`Confidence`: up to k, and the drafter stops early once its top probability falls below
-  ``threshold`` (transformers' ``assistant_confidence_threshold``).
-- :class:`Svip`: up to k, and the drafter stops early once sqrt of its entropy exceeds
-  ``threshold`` (SVIP, Zhang et al. 2024; :mod:`specviz.stopping`).
+- :class:`Stopping`: up to k, and the drafter stops early: ``confidence`` once its top
+  probability falls below ``threshold`` (transformers' ``assistant_confidence_threshold``),
+  ``svip`` once sqrt of its entropy exceeds ``threshold`` (SVIP, Zhang et al. 2024;
+  :mod:`specviz.stopping`).
 - :class:`HeuristicPerTask`: the heuristic with one k per task label (the request's category):
   what a task learned is applied to that task's next request only.
 - :class:`CostAware`: each round the k in 0..k_max maximising expected tokens per unit of cost,
@@ -142,27 +142,17 @@ class HeuristicPerTask:
 
 
 @dataclass
-class Confidence(Constant):
-    """A constant k whose drafts stop early below ``threshold`` (the drafter does the stopping)."""
+class Stopping(Constant):
+    """A constant k whose drafts stop early where ``rule`` says (the drafter does the stopping):
+    ``confidence`` (:class:`~specviz.stopping.ConfidenceBelow`) or ``svip``
+    (:class:`~specviz.stopping.EntropyAbove`)."""
 
-    threshold: float = 0.4
+    rule: StopRule = field(default_factory=lambda: ConfidenceBelow(0.4))
     name: str = "confidence"
 
     @property
     def stop_rule(self) -> StopRule | None:
-        return ConfidenceBelow(self.threshold)
-
-
-@dataclass
-class Svip(Constant):
-    """Up to k, stopping early where the draft's sqrt(entropy) exceeds ``threshold`` (SVIP)."""
-
-    threshold: float = 0.4
-    name: str = "svip"
-
-    @property
-    def stop_rule(self) -> StopRule | None:
-        return EntropyAbove(self.threshold)
+        return self.rule
 
 
 def expected_tokens(k: int, alpha: float) -> float:
@@ -327,5 +317,5 @@ def build_policy(
             raise ConfigError("policy cost-aware needs a cost model and its drafter's name")
         return CostAware(config.k, costs, drafter)
     if config.kind == "svip":
-        return Svip(config.k, threshold=config.threshold)
-    return Confidence(config.k, threshold=config.threshold)
+        return Stopping(config.k, "svip", EntropyAbove(config.threshold))
+    return Stopping(config.k, "confidence", ConfidenceBelow(config.threshold))
