@@ -165,6 +165,22 @@ def test_calibration_measures_one_cost_per_verified_length(tiny_model_dir):
     assert measured.draft_s == {"suffix": (0.0, 0.0, 0.0, 0.0)}
 
 
+def test_calibration_times_the_lengths_round_robin(tiny_model_dir, monkeypatch):
+    """1, 2, 3, 4, 1, 2, 3, 4, ...: a change of load moves every length alike."""
+    timed = []
+    real = specviz.calibrate.forward
+
+    def spy(model, ids, cache, start, **kw):
+        if start == specviz.calibrate.CONTEXT:
+            timed.append(len(ids))
+        return real(model, ids, cache, start, **kw)
+
+    monkeypatch.setattr(specviz.calibrate, "forward", spy)
+    model = ModelCache().get(ModelSpec(str(tiny_model_dir))).model
+    curve = specviz.calibrate.verify_curve(model, 4, repeats=3)
+    assert timed == [1, 2, 3, 4] * 3 and len(curve) == 4
+
+
 def requests(n: int) -> list[Request]:
     """A stream that alternates tasks, so per-task state matters."""
     by_task: dict[str, list] = {}
