@@ -8,7 +8,7 @@ from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
 from specviz.report.answer import FINDING, NOISE, ZERO, classify, study_answer
 from specviz.report.data import load_runs
-from specviz.report.summary import QUESTION, answer_text, summary_html, verdict
+from specviz.report.summary import QUESTION, REMEDIES_TITLE, answer_text, summary_html, verdict
 
 ROW = {"reference_s": 10.0, "control": "not needed"}
 
@@ -67,7 +67,7 @@ def test_summary_without_an_answer_says_what_is_missing() -> None:
 
 def test_summary_says_which_remedies_are_not_in_this_study(answer: dict) -> None:
     text = answer_text(answer)
-    assert "What each remedy recovers of the multitask loss (modelled):" in text
+    assert f"{REMEDIES_TITLE}:" in text and "(modelled; wall clock)" in REMEDIES_TITLE
     for remedy in ("task-aware policy", "per-task drafter memory", "cost-aware k"):
         assert f"{remedy}: not in this study." in text
     assert "not in this study" in summary_html({"answer": answer})

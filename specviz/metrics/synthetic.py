@@ -202,6 +202,7 @@ def synthetic_events(
         pl.when(pl.col("verified")).then(pl.col("target_token")).alias("target_token"),
         pl.lit(None, dtype=pl.Float32).alias("q"),
         pl.lit(None, dtype=pl.Float32).alias("p"),
+        pl.lit(None, dtype=pl.Int32).alias("shadow_token"),  # constant k: never shadows
         # an unbatched run's batch columns
         pl.lit(1, dtype=pl.Int16).alias("batch_size"),
         pl.lit(None, dtype=pl.String).alias("batch_composition"),
