@@ -287,13 +287,11 @@ def _remedies_on(
 def _with_wall(
     modelled: list[dict[str, Any]], wall: list[dict[str, Any]], values: Sequence[str]
 ) -> list[dict[str, Any]]:
-    """Each modelled row with ``<value>_wall`` from the wall-clock row of the same streams
-    (every other string-or-number key that is not a figure must match)."""
+    """Each modelled row with ``<value>_wall`` from the wall-clock row naming the same streams
+    (the same values of every :data:`_REMEDY_KEYS` column)."""
 
     def key(row: dict[str, Any]) -> tuple:
-        return tuple(
-            (k, v) for k, v in sorted(row.items()) if k in _REMEDY_KEYS and not isinstance(v, float)
-        )
+        return tuple(row.get(k) for k in _REMEDY_KEYS)
 
     by_key = {key(w): w for w in wall}
     out = []
@@ -304,10 +302,8 @@ def _with_wall(
 
 
 # the columns that name a stream or a remedy pair (the rest are figures)
-_REMEDY_KEYS = frozenset(
-    ("method", "mixture", "target", "drafter", "policy", "k", "run_id", "remedy", "reference",
-     "remedied", "shared", "per_task")
-)  # fmt: skip
+_REMEDY_KEYS = ("method", "mixture", "target", "drafter", "policy", "k", "run_id", "remedy",
+                "reference", "remedied", "shared", "per_task")  # fmt: skip
 
 
 def remedy_answer(
