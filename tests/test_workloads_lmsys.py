@@ -328,3 +328,42 @@ def test_checked_in_shares_reproduce_on_the_first_records() -> None:
     labeller = CueBayesLabeller.train(builtin_prompts())
     assert dict(label_counts(data, labeller)) == dict(shares.check_counts)
     assert shares.conversations == 17_671
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is empty"),
+        ("<html>not json</html>", "not a JSON array"),
+        (
+            json.dumps([record("a", ("gpt", "only replies here"), ("gpt", "and more of them"))]),
+            "no human turn",
+        ),
+    ],
+)
+def test_bad_sharegpt_file_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch, capsys, content: str, message: str
+) -> None:
+    path = tmp_path / "ShareGPT.json"
+    path.write_text(content)
+    monkeypatch.setattr(packaged, "data_path", lambda name: path)
+    code = main(
+        ["run", "--target", "smollm2-135m", "--workload", "sharegpt", "--out", str(tmp_path / "r")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and message in err[-1] and err[-1].startswith("specviz run: error:")
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+def test_traffic_shares_command_writes_shares_that_load_back(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    path = tmp_path / "ShareGPT.json"
+    write_array(path, many(30))
+    monkeypatch.setattr(packaged, "data_path", lambda name: path)
+    monkeypatch.setattr(packaged, "installed_version", lambda data: "0.1.0")
+    out = tmp_path / "shares.json"
+    assert main(["traffic-shares", "--out", str(out)]) == 0
+    shares = load_shares(out)
+    assert shares.conversations == 30 and shares.labelled == 30
+    assert sum(s.count for s in shares.shares) == 30
