@@ -143,7 +143,7 @@ def test_default_study_runs_mt_bench_against_real_traffic_with_every_term() -> N
     mixtures = {m.name: m for m in plan.mixtures}
     streams = {n: [p.id for p in compose(m, plan.prompts_of(m))] for n, m in mixtures.items()}
     mt_singles = {p for n in packaged_categories() for p in streams[n]}
-    assert len(mt_singles) == 16 and set(streams["mt-bench-measured"]) <= mt_singles
+    assert len(mt_singles) == 8 and set(streams["mt-bench-measured"]) <= mt_singles
     traffic_singles = {p for n, ids in streams.items() if n.startswith("sharegpt-") for p in ids}
     assert set(streams["sharegpt"]) == traffic_singles and len(streams["sharegpt"]) == 6
     methods = {c.id.split("--", 2)[2] for c in plan.conditions}
