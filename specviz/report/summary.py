@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, PARTS
+from specviz.report.answer import LABELS, PARTS, ZERO
 from specviz.report.html import element, esc, text_element
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
@@ -204,6 +204,13 @@ def _list(items: list[str]) -> str:
     return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
 
 
+def nonzero_findings(answer: dict[str, Any]) -> list[str]:
+    """``answer["findings"]`` without the terms zero by construction (the report's first screen
+    folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
+    terms = [t for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
+    return [f for f, t in zip(answer["findings"], terms, strict=True) if t["status"] != ZERO]
+
+
 def answer_html(answer: dict[str, Any]) -> str:
     """The summary's body for one :func:`~specviz.report.answer.study_answer` result."""
     streams = answer["streams"]
@@ -211,7 +218,7 @@ def answer_html(answer: dict[str, Any]) -> str:
     if not streams:
         return "".join(out)
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
-    out.append(_list(answer["findings"] + controls))
+    out.append(_list(nonzero_findings(answer) + controls))
     out.append(table(*decomposition_rows(streams)))
     out.append(
         text_element(
