@@ -24,7 +24,6 @@ Steps:
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
+from specviz.report.write import write_page
 from specviz.resources import shipped_dir
 from specviz.runlog import RunDirError, refuse_unfinished
 
@@ -229,11 +229,4 @@ def build_report(
         (NUMBERS_ID, "The numbers"),
         *[(section_id(name), notebook_title(nb, name)) for name, nb in notebooks],
     ]
-    html = notebook_to_html(executed, heading, contents)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+    return write_page(out, notebook_to_html(executed, heading, contents))
