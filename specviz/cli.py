@@ -289,6 +289,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             categories=args.category,
             n_boot=args.n_boot,
             progress=not args.quiet,
+            allow_incomplete=args.allow_incomplete,
         )
         print(path)
         return 0

@@ -43,7 +43,7 @@ from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
-from specviz.report.write import write_page
+from specviz.report.write import partial_cell, write_page
 from specviz.resources import shipped_dir
 from specviz.runlog import RunDirError, refuse_unfinished
 
@@ -139,20 +139,9 @@ def arrange(
     title, *rest = executed.cells
     first = [c for c in rest if FIRST_SCREEN_TAG in c.metadata.get("tags", [])]
     others = [c for c in rest if FIRST_SCREEN_TAG not in c.metadata.get("tags", [])]
-    banner = [_partial_cell(unfinished)] if unfinished else []
+    banner = [partial_cell(unfinished)] if unfinished else []
     executed.cells = [title, *banner, *first, _summary_cell(published), *others]
     return executed
-
-
-def _partial_cell(unfinished: Sequence[str]) -> nbformat.NotebookNode:
-    """The banner of a report built with ``allow_incomplete`` from unfinished runs."""
-    shown = ", ".join(unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
-    cell = nbformat.v4.new_markdown_cell(
-        f"**Partial data:** {len(unfinished)} run(s) of this study are unfinished "
-        f"({esc(shown)}). The numbers below cover the finished requests only."
-    )
-    cell["id"] = "partial"
-    return cell
 
 
 def _failure(err: PapermillExecutionError) -> ReportError:

@@ -35,7 +35,8 @@ from specviz.report.html import element, esc, text_element
 from specviz.report.numbers import downloads
 from specviz.report.summary import table
 from specviz.report.vega import render
-from specviz.report.write import write_page
+from specviz.report.write import partial_cell, write_page
+from specviz.runlog import RunDirError, refuse_unfinished
 
 DIFFERENCE_COLUMNS = ("what", "quantity", "a", "b", "difference", "low", "high")
 
@@ -246,11 +247,14 @@ def build_comparison(
     categories: Sequence[str] = (),
     n_boot: int = 1000,
     progress: bool = True,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Two studies (run or study directories) side by side in one offline HTML page at ``out``.
 
     ``categories``: compare only these task categories (each study must hold them).
-    ``n_boot``: bootstrap resamples of every interval. Returns the page's path.
+    ``n_boot``: bootstrap resamples of every interval. An unfinished run or study is refused
+    unless ``allow_incomplete``; then the page says at the top that its data is partial.
+    Returns the page's path.
     """
     if len(sources) != 2:
         raise ReportError(
@@ -264,6 +268,10 @@ def build_comparison(
     paths = [Path(s).resolve() for s in sources]
     labels = study_labels(paths)
     datas = [load_runs(path, categories) for path in paths]  # both checked before any work
+    try:
+        unfinished = [u for path in paths for u in refuse_unfinished(path, allow_incomplete)]
+    except RunDirError as err:
+        raise ReportError(str(err)) from None
     studies = [
         analyse(data, label, n_boot)
         for data, label in tqdm(
@@ -271,5 +279,7 @@ def build_comparison(
         )
     ]
     nb = comparison_notebook(*studies)
+    if unfinished:
+        nb.cells.insert(1, partial_cell(unfinished))
     html = notebook_to_html(nb, f"specviz comparison: {labels[0]} vs {labels[1]}")
     return write_page(out, html)

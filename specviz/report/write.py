@@ -1,10 +1,27 @@
-"""Writing a finished page: to a temporary file beside ``out``, renamed onto ``out`` at the end,
-so a failure leaves no half-written report (and an existing one untouched)."""
+"""Finishing a page: the partial-data banner, and writing the HTML to a temporary file beside
+``out``, renamed onto ``out`` at the end, so a failure leaves no half-written report (and an
+existing one untouched)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+
+import nbformat
+
+from specviz.report.html import esc
+
+
+def partial_cell(unfinished: Sequence[str]) -> nbformat.NotebookNode:
+    """The banner of a page built with ``allow_incomplete`` from unfinished runs."""
+    shown = ", ".join(unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
+    cell = nbformat.v4.new_markdown_cell(
+        f"**Partial data:** {len(unfinished)} run(s) of this study are unfinished "
+        f"({esc(shown)}). The numbers below cover the finished requests only."
+    )
+    cell["id"] = "partial"
+    return cell
 
 
 def write_page(out: Path, html: str) -> Path:
