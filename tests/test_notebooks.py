@@ -232,3 +232,18 @@ def test_notebook_runs_on_the_demo_results_with_its_default_parameters(
         assert published["report.data"]["requests"] == requests.height
     if name == "token_explorer":
         assert published["tokens.run_id"] in set(requests["run_id"])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_notebook_kernel_name_is_the_one_the_makefile_registers(name: str) -> None:
+    """JupyterLab shows the display name the Makefile gives the kernel; the notebooks and the
+    docs say the same."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text()
+    shown = re.search(r'--name specviz --display-name "([^"]+)"', makefile)
+    assert shown
+    nb = jupytext.read(root / "notebooks" / f"{name}.py")
+    assert nb.metadata["kernelspec"]["display_name"] == shown.group(1)
+    assert f'--display-name "{shown.group(1)}"' in (root / "docs" / "reports.md").read_text()
