@@ -18,6 +18,10 @@ STREAM_ORDER = ["single-task", "multitask"]
 WALL_MARK = "wall-clock total (the check)"
 TOTAL_TERM = "total extra time"
 
+#: Colours of the terms in display order (Vega's tableau10), and of the total (grey).
+TERM_COLORS = ("#4c78a8", "#f58518", "#54a24b", "#b279a2", "#eeca3b", "#9d755d", "#ff9da6")
+TOTAL_COLOR = "#616161"
+
 #: Columns of :func:`decomposition_terms`'s table.
 TERM_COLUMNS = ("stream", "term", "order", "percent", "low", "high", "wall_percent")
 
@@ -48,9 +52,11 @@ def decomposition_terms(table: pl.DataFrame, *, heading: str | None = None) -> a
         alt.Tooltip("high:Q", title="95% CI high, %", format="+.1f"),
         alt.Tooltip("wall_percent:Q", title="Wall clock (the check), %", format="+.1f"),
     ]
+    colors = [TOTAL_COLOR if t == TOTAL_TERM else TERM_COLORS[i % len(TERM_COLORS)]
+              for i, t in enumerate(terms)]  # fmt: skip
     bars = base.mark_bar(height={"band": 0.9}).encode(
         x=alt.X("percent:Q", title=x_title),
-        color=alt.Color("term:N", title="Term", sort=terms),
+        color=alt.Color("term:N", title="Term", scale=alt.Scale(domain=terms, range=colors)),
         tooltip=tooltip,
     )
     ci = base.mark_rule(color="black").encode(x="low:Q", x2="high:Q", tooltip=tooltip)
