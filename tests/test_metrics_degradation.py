@@ -13,6 +13,7 @@ import pytest
 from specviz.metrics import (
     MissingCounterpartError,
     NoMultitaskStreamError,
+    composition_by_task,
     degradation,
     degradation_long,
     single_task_best_k,
@@ -255,3 +256,18 @@ def test_the_best_single_k_is_chosen_on_the_other_half_of_each_tasks_prompts():
     assert r["best_k"] == "A=4, B=2"
     assert r["k_mismatch"] == pytest.approx(0.4)
     assert_parts_add_up(r)
+
+
+def test_composition_splits_exactly_into_each_tasks_share_and_prompts():
+    rows = single_rows() + multi_rows(prompts=["A0", "A1", "B0"], slowdown=1.0)
+    parts = composition_by_task(requests_from_rows(rows))
+    a, b = only(parts, category="A"), only(parts, category="B")
+    # reference: A@4 (0.08 s/token) and B@2 (0.10), 20 tokens each -> rate 0.09; the stream has
+    # 30 tokens, 2/3 of them A (benchmark 1/2): A's extra share costs 0.01 s/token less than the
+    # average, B's missing share 0.01 more: each 30 * (1/6) * 0.01 = 0.05 s saved
+    assert (a["share"], a["reference_share"]) == pytest.approx((2 / 3, 0.5))
+    assert a["rate"] == pytest.approx(0.09)
+    assert a["shares_s"] == pytest.approx(-0.05) and b["shares_s"] == pytest.approx(-0.05)
+    assert a["prompts_s"] == pytest.approx(0.0, abs=1e-12)
+    total = parts["shares_s"].sum() + parts["prompts_s"].sum()
+    assert total == pytest.approx(only(degradation(requests_from_rows(rows)))["composition"])

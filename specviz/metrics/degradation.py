@@ -372,16 +372,23 @@ def _with_single_k_s(
 # -- per stream: sums, control, parts and their intervals --------------------------------------
 
 
-def _reference_rate(single: pl.DataFrame, config: dict[str, Any], best: dict[str, int]) -> float:
-    """The single-task benchmark's seconds per token, sum W / sum N', over the single-task
-    requests of ``config`` (k aside) at each task's best k."""
+def _reference_rows(
+    single: pl.DataFrame, config: dict[str, Any], best: dict[str, int]
+) -> pl.DataFrame:
+    """The single-task requests of ``config`` (k aside) of each task at its best k."""
     chosen = pl.DataFrame(
         {"category": list(best), "k": list(best.values())},
         schema={"category": single.schema["category"], "k": single.schema["k"]},
     )
-    rows = single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
+    return single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
         chosen, on=["category", "k"], how="semi"
     )
+
+
+def _reference_rate(single: pl.DataFrame, config: dict[str, Any], best: dict[str, int]) -> float:
+    """The single-task benchmark's seconds per token, sum W / sum N', over the single-task
+    requests of ``config`` (k aside) at each task's best k."""
+    rows = _reference_rows(single, config, best)
     return float(rows["wall_s"].sum() / rows["new_tokens"].cast(pl.Float64).sum())
 
 
@@ -624,3 +631,53 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
         for part in (*PARTS[1:], PARTS[0])
     ]
     return pl.concat(frames)
+
+
+def composition_by_task(requests: Frame, seconds: str = "wall_s") -> pl.DataFrame:
+    """Each task's part of each multitask stream's composition term (exactly; docs/metrics.md).
+
+    With w_t the task's share of the stream's N tokens, w'_t its share of the single-task
+    reference's tokens (the runs behind T_ref, each task at its best k), s'_t the reference's
+    seconds per token on that task and rate = T_ref / N (= sum_t w'_t s'_t), and s_t the stream's
+    own tasks' seconds per token at k* (T_S* restricted to the task, over its tokens):
+
+    composition = T_S* - T_ref = sum_t [``shares_s`` + ``prompts_s``],
+    ``shares_s`` = N (w_t - w'_t)(s'_t - rate): the mix gives the task more (or less) of its
+    tokens than the benchmark, at a cost per token above (or below) the benchmark's average;
+    ``prompts_s`` = N w_t (s_t - s'_t): within the task, the stream's prompts cost more (or less)
+    per token than the task's benchmark prompts.
+
+    One row per multitask stream (target, temperature, drafter, policy, k, mixture) and
+    category: tokens, share, reference_share, spt (s_t), reference_spt (s'_t), rate, shares_s,
+    prompts_s. ``seconds`` as in :func:`degradation`.
+    """
+    multi, single = _per_request(requests, seconds)
+    rows = []
+    for key, frame in multi.partition_by(list(_STREAM_GROUP), as_dict=True).items():
+        config = dict(zip(_STREAM_GROUP, key, strict=True))
+        best = dict(frame.select("category", "k_best").unique().iter_rows())
+        reference = _reference_rows(single, config, best)
+        ref_tokens = reference["new_tokens"].cast(pl.Float64).sum()
+        rate = float(reference["wall_s"].sum() / ref_tokens)
+        n = float(frame["n"].sum())
+        for category in sorted(best):
+            mine = frame.filter(pl.col("category") == category)
+            ref = reference.filter(pl.col("category") == category)
+            w, s = float(mine["n"].sum()) / n, float(mine["t_s_best"].sum() / mine["n"].sum())
+            w_ref = float(ref["new_tokens"].cast(pl.Float64).sum()) / ref_tokens
+            s_ref = float(ref["wall_s"].sum() / ref["new_tokens"].cast(pl.Float64).sum())
+            rows.append(
+                {
+                    **config,
+                    "category": category,
+                    "tokens": float(mine["n"].sum()),
+                    "share": w,
+                    "reference_share": w_ref,
+                    "spt": s,
+                    "reference_spt": s_ref,
+                    "rate": rate,
+                    "shares_s": n * (w - w_ref) * (s_ref - rate),
+                    "prompts_s": n * w * (s - s_ref),
+                }
+            )
+    return pl.DataFrame(rows).sort([*_STREAM_GROUP, "category"]) if rows else pl.DataFrame()

@@ -24,6 +24,7 @@ Everything returned is JSON-able (lists, dicts, numbers, strings).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,13 @@ import polars as pl
 
 from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
-from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
-from specviz.metrics.degradation import CONFIG
+from specviz.metrics.accounting import (
+    fit_cost_models,
+    request_load_factors,
+    wall_clock_load,
+    with_modelled_seconds,
+)
+from specviz.metrics.degradation import CONFIG, composition_by_task
 from specviz.metrics.oracle import NoOracleError, oracle_gap
 from specviz.metrics.remedies import REMEDIES, memory_term, remedies, remedy_pairs
 from specviz.metrics.speedup import BASELINE
@@ -41,10 +47,13 @@ from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 
-PARTS = ("composition", "k_mismatch", "carry_over", "residual")
+PARTS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
+# what multitasking costs; tuning (a badly chosen global k) is paid by single-task serving too
+MULTITASK_PARTS = ("composition", "k_mismatch", "carry_over", "residual")
 LABELS = {
     "total": "extra time",
     "composition": "composition",
+    "tuning": "tuning",
     "k_mismatch": "k mismatch",
     "carry_over": "carry-over",
     "residual": "residual",
@@ -57,7 +66,8 @@ FINDING, ZERO, NOISE, UNMEASURED = (
 )
 ZERO_REASONS = {
     "composition": "the stream holds the single-task prompts in their single-task shares",
-    "k_mismatch": "each task's best measured k is the stream's own k",
+    "tuning": "the stream's k is the best single k for its tasks",
+    "k_mismatch": "every task's best measured k is the same single k",
     "carry_over": "the policy keeps no state across requests",
     "residual": "greedy decoding repeats every round, and identical rounds cost the same",
 }
@@ -101,8 +111,67 @@ def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
 
 
 def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, CostModel]]:
+    """Requests with ``modelled_s`` and each request's ``load_factor``."""
     models = fit_cost_models(data.events, data.requests, source=str(data.source))
-    return with_modelled_seconds(data.requests, data.events, models), models
+    priced = with_modelled_seconds(data.requests, data.events, models)
+    loads = request_load_factors(data.events, priced)
+    priced = priced.join(loads, on=["run_id", "request_id"], how="left")
+    return priced.with_columns(pl.col("load_factor").fill_null(1.0)), models
+
+
+_STREAM_KEY = (*CONFIG, "mixture")
+
+
+def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows of a per-stream (per task) table grouped by the stream's configuration and mixture."""
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for row in table.iter_rows(named=True) if table.height else []:
+        out.setdefault(tuple(row[k] for k in _STREAM_KEY), []).append(row)
+    return out
+
+
+def harder_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[str, Any]]:
+    """The tasks whose share of the mix makes it harder than the benchmark (composition's
+    ``shares_s`` > 0), largest first: category, share, reference_share, relative_cost (the
+    task's benchmark seconds per token over the benchmark's average) and pct of T_ref."""
+    rows = [
+        {
+            "category": t["category"],
+            "share": t["share"],
+            "reference_share": t["reference_share"],
+            "relative_cost": t["reference_spt"] / t["rate"],
+            "pct": _pct(t["shares_s"], reference_s),
+        }
+        for t in tasks
+        if t["shares_s"] > 0
+    ]
+    return sorted(rows, key=lambda r: -r["pct"])
+
+
+def wall_load(row: dict[str, Any] | None, wall: dict[str, Any]) -> dict[str, Any]:
+    """Whether a stream's wall clock was taken under changing load: the load factors shift its
+    wall-clock extra time (``shift_pct``) by more than its wall-clock interval's half-width
+    (``allowed_pct``) allows. Without load factors: not changing."""
+    ref = wall["reference_s"]
+    low, high = _pct(wall["total_low"], ref), _pct(wall["total_high"], ref)
+    allowed = None if low is None or high is None else (high - low) / 2
+    if row is None:
+        return {"changing": False, "shift_pct": None, "allowed_pct": allowed}
+    shift = 100 * row["load_shift"]
+    return {
+        "changing": abs(shift) > (allowed or 0.0),
+        "shift_pct": shift,
+        "allowed_pct": allowed,
+        "multitask_load": row["multitask_load"],
+        "single_task_load": row["single_task_load"],
+        "min_load": row["min_load"],
+        "max_load": row["max_load"],
+    }
+
+
+def _best_ks(best_k: str | None) -> list[int]:
+    """The k values of a ``best_k`` text (``coding=5, writing=5``)."""
+    return [int(k) for k in re.findall(r"=(-?\d+)(?:, |$)", best_k or "")]
 
 
 def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
@@ -113,11 +182,14 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         clock: stream_labels(degradation(labelled, n_boot=n_boot, seconds=f"{clock}_s"))
         for clock in CLOCKS
     }
+    tasks = _by_stream(composition_by_task(labelled, seconds="modelled_s"))
+    loads = {k: v[0] for k, v in _by_stream(wall_clock_load(requests)).items()}
     keys = [*CONFIG, "mixture"]
     wall = {tuple(r[k] for k in keys): r for r in tables["wall"].iter_rows(named=True)}
     rows = []
     for m in tables["modelled"].sort("method", "mixture", *keys).iter_rows(named=True):
-        w = wall[tuple(m[k] for k in keys)]
+        key = tuple(m[k] for k in keys)
+        w = wall[key]
         ref, wref = m["reference_s"], w["reference_s"]
         row = {
             "method": m["method"],
@@ -131,6 +203,10 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "requests": m["requests"],
             "tokens": m["tokens"],
             "best_k": m["best_k"],
+            "best_single_k": m["best_single_k"],
+            "every_task_best_k": sorted(set(_best_ks(m["best_k"]))),
+            "harder_tasks": harder_tasks(tasks.get(key, []), ref),
+            "load": wall_load(loads.get(key), w),
             "modelled": m,
             "wall": w,
             "modelled_tokens_per_s": m["multitask_tokens_per_s"],
@@ -139,6 +215,7 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "total_pct": _pct(m["total"], ref),
             "total_low_pct": _pct(m["total_low"], ref),
             "total_high_pct": _pct(m["total_high"], ref),
+            "multitask_pct": _pct(sum(m[p] or 0.0 for p in MULTITASK_PARTS), ref),
             "wall_total_pct": _pct(w["total"], wref),
             "wall_total_low_pct": _pct(w["total_low"], wref),
             "wall_total_high_pct": _pct(w["total_high"], wref),
@@ -180,19 +257,45 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1f}%"
 
 
+def _wall_text(row: dict[str, Any], value_pct: float | None) -> str:
+    """The wall-clock twin of a figure, marked when the stream ran under changing load."""
+    if row["load"]["changing"]:
+        return f"wall clock {_fmt(value_pct)}, taken under changing load"
+    return f"wall clock {_fmt(value_pct)}"
+
+
 def _finding_text(row: dict[str, Any], term: dict[str, Any]) -> str:
     return (
         f"{row['method']} on {row['mixture']}: {term['label']} {_fmt(term['pct'])} of "
         f"single-task time (95% CI {_fmt(term['low_pct'])} to {_fmt(term['high_pct'])}), "
-        f"modelled; wall clock {_fmt(term['wall_pct'])}."
+        f"modelled; {_wall_text(row, term['wall_pct'])}."
     )
 
 
+def harder_text(row: dict[str, Any]) -> str:
+    """Why the mix is harder: the (at most three) tasks whose larger share costs the most."""
+    tasks = row["harder_tasks"][:3]
+    if not tasks:
+        return ""
+    named = [
+        f"{t['category']} {t['share']:.0%} of its tokens (single-task set "
+        f"{t['reference_share']:.0%}; {t['relative_cost']:.2f}x the set's seconds per token)"
+        for t in tasks
+    ]
+    return f"The mix is harder than the single-task set: it gives {'; '.join(named)}."
+
+
+def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
+    return next(t for t in row["terms"] if t["part"] == part)
+
+
 def _total_text(row: dict[str, Any]) -> str:
+    tuning = _term(row, "tuning")
     return (
-        f"Multitask extra time {_fmt(row['total_pct'])} modelled (95% CI "
+        f"Multitask terms together {_fmt(row['multitask_pct'])} modelled; with tuning "
+        f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} (95% CI "
         f"{_fmt(row['total_low_pct'])} to {_fmt(row['total_high_pct'])}), "
-        f"{_fmt(row['wall_total_pct'])} by the wall clock; modelled / wall-clock seconds "
+        f"{_wall_text(row, row['wall_total_pct'])}; modelled / wall-clock seconds "
         f"{row['modelled_over_wall']:.2f}."
     )
 
@@ -214,8 +317,10 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """The lead: the largest finding among drafted streams (share of single-task time), ties
-    broken by method, mixture and part order; without one, the stream with the largest total."""
+    """The lead: the largest *multitask* finding (:data:`MULTITASK_PARTS`, share of single-task
+    time) among drafted streams, ties broken by method, mixture and part order; tuning is never
+    the lead (:func:`tuning_lines`). A composition lead names the tasks that make the mix
+    harder. Without a finding: the stream with the largest multitask extra time."""
     drafted = [r for r in streams if r["drafter"] != BASELINE]
     if not drafted:
         return {
@@ -227,31 +332,82 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
         (abs(t["pct"]), -i, -j, r, t)
         for i, r in enumerate(drafted)
         for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING
+        if t["status"] == FINDING and t["part"] in MULTITASK_PARTS
     ]
     if findings:
         _, _, _, row, term = max(findings, key=lambda f: f[:3])
-        text = f"{_finding_text(row, term)} {_total_text(row)}"
-        return {
-            "text": text,
-            "status": FINDING,
-            "method": row["method"],
-            "mixture": row["mixture"],
-            "part": term["part"],
-            "pct": term["pct"],
-            "total_pct": row["total_pct"],
-        }
-    row = max(drafted, key=lambda r: abs(r["total_pct"] or 0.0))
+        harder = harder_text(row) if term["part"] == "composition" else ""
+        text = " ".join(x for x in (_finding_text(row, term), harder, _total_text(row)) if x)
+        status, part, value = FINDING, term["part"], term["pct"]
+    else:
+        row = max(drafted, key=lambda r: abs(r["multitask_pct"] or 0.0))
+        text = (
+            f"No multitask term is established for any method. {row['method']} on "
+            f"{row['mixture']}: {_total_text(row)}"
+        )
+        status, part, value = NOISE, "total", row["multitask_pct"]
     return {
-        "text": f"No term is established for any method. {row['method']} on {row['mixture']}: "
-        f"{_total_text(row)}",
-        "status": NOISE,
+        "text": text,
+        "status": status,
         "method": row["method"],
         "mixture": row["mixture"],
-        "part": "total",
-        "pct": row["total_pct"],
+        "part": part,
+        "pct": value,
+        "multitask_pct": row["multitask_pct"],
         "total_pct": row["total_pct"],
     }
+
+
+def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each drafted stream whose k is established as worse than the best single k for its tasks
+    (a positive tuning finding): what a better global k would save, single-task serving too."""
+    out = []
+    for row in streams:
+        term = _term(row, "tuning")
+        if row["drafter"] == BASELINE or term["status"] != FINDING or term["pct"] <= 0:
+            continue
+        single = row["best_single_k"]
+        every = str(row["every_task_best_k"]) == f"[{single}]"
+        scope = "for every task here" if every else f"on {row['mixture']}'s tasks together"
+        out.append(
+            {
+                "method": row["method"],
+                "mixture": row["mixture"],
+                "k": row["k"],
+                "best_single_k": single,
+                "every_task": every,
+                "pct": term["pct"],
+                "text": (
+                    f"Tuning, not a multitask cost: {row['method']} on {row['mixture']}: "
+                    f"k = {row['k']} is worse than k = {single} {scope}: {_fmt(term['pct'])} of "
+                    f"single-task time (95% CI {_fmt(term['low_pct'])} to "
+                    f"{_fmt(term['high_pct'])}), modelled; a single-task deployment at "
+                    f"k = {row['k']} pays it too."
+                ),
+            }
+        )
+    return out
+
+
+def load_lines(streams: list[dict[str, Any]]) -> list[str]:
+    """For each stream whose wall clock was taken under changing load (:func:`wall_load`), how
+    much load alone moves its wall-clock extra time."""
+    out = []
+    for row in streams:
+        load = row["load"]
+        if not load["changing"]:
+            continue
+        allowed = "n/a" if load["allowed_pct"] is None else f"±{load['allowed_pct']:.1f}%"
+        out.append(
+            f"The wall clock was taken under changing load: {row['method']} on "
+            f"{row['mixture']} ran its multitask requests at {load['multitask_load']:.2f}x the "
+            f"median request's load and its single-task counterparts at "
+            f"{load['single_task_load']:.2f}x (request load factors {load['min_load']:.2f}-"
+            f"{load['max_load']:.2f}x), which alone moves its wall-clock extra time by "
+            f"{_fmt(load['shift_pct'])}, beyond the {allowed} its interval allows: its "
+            "wall-clock figures are not findings; read the modelled ones."
+        )
+    return out
 
 
 def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
@@ -385,6 +541,8 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
                 "cover unbatched runs (batched runs are compared in the batching section).",
                 "status": None,
             },
+            "tuning": [],
+            "load": [],
             "streams": [],
             "findings": [],
             "speedups": [],
@@ -409,6 +567,8 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
             "modelled_over_wall": modelled_s / wall_s if wall_s else None,
         },
         "headline": headline(streams),
+        "tuning": tuning_lines(streams),
+        "load": load_lines(streams),
         "streams": streams,
         "findings": [
             term_sentence(r, t) for r in streams if r["drafter"] != BASELINE for t in r["terms"]

@@ -66,6 +66,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
         *[LABELS[p] for p in PARTS],
         "modelled / wall s",
         "best k per task",
+        "best single k",
     ]
     ordered = [r for r in streams if r["drafter"] != BASELINE] + [
         r for r in streams if r["drafter"] == BASELINE
@@ -86,6 +87,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
                     *[_share(d[p], ref) for p in PARTS],
                     f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
                     r.get("best_k") or "",
+                    r.get("best_single_k") or "",
                 ]
             )
     return header, rows
@@ -204,10 +206,17 @@ def _list(items: list[str]) -> str:
     return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
 
 
+def lead_lines(answer: dict[str, Any]) -> list[str]:
+    """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
+    multitask cost), then each stream whose wall clock was taken under changing load."""
+    return [t["text"] for t in answer.get("tuning", [])] + list(answer.get("load", []))
+
+
 def answer_html(answer: dict[str, Any]) -> str:
     """The summary's body for one :func:`~specviz.report.answer.study_answer` result."""
     streams = answer["streams"]
     out = [element("p", element("strong", esc(answer["headline"]["text"])))]
+    out += [text_element("p", line) for line in lead_lines(answer)]
     if not streams:
         return "".join(out)
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
@@ -222,7 +231,10 @@ def answer_html(answer: dict[str, Any]) -> str:
             "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
             "multitask stream's requests minus what the single-task runs need for the same "
             "tokens, as a share of the latter. Composition: the stream weights tasks differently "
-            "from the benchmark; k mismatch: one k for every task instead of each task's best; "
+            "from the benchmark; tuning: the stream's k against the best single k for its tasks "
+            "(a better global k; single-task serving pays it too, so it is not a multitask "
+            "cost); k mismatch: the best single k shared by every task instead of each task's "
+            "best; "
             "carry-over: an adaptive policy's state carried from one task to the next; residual: "
             "the rest of what interleaving costs (see docs/metrics.md).",
             class_="specviz-note",
@@ -282,6 +294,8 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 def answer_text(answer: dict[str, Any]) -> str:
     """The summary for a terminal: the same answer, sentences and tables as :func:`summary_html`."""
     out = [QUESTION, "", answer["headline"]["text"], ""]
+    lead = lead_lines(answer)
+    out += [*lead, ""] if lead else []
     streams = answer["streams"]
     if streams:
         controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
