@@ -48,8 +48,9 @@ A multitask stream whose configuration was never run single-task (for instance t
 when only its multitask stream was run) has no row; one whose single-task runs miss some of its
 prompts raises :class:`MissingCounterpartError`.
 
-Intervals: percentile bootstrap over the stream's requests (and, independently, over the
-control's requests for rho); T_ref's rate is held fixed.
+Intervals: percentile bootstrap over the stream's requests, resampled within each task (the
+mixture fixes each task's count of requests, so only which prompts a task has varies), and
+independently over the control's requests for rho; T_ref's rate is held fixed.
 """
 
 from __future__ import annotations
@@ -404,10 +405,22 @@ class _Bootstrap:
     def sums(
         self, frame: pl.DataFrame, columns: Sequence[str], stream: int, draw: int
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Sums of ``columns`` over ``frame``'s rows (arrays of one) and over each resample."""
+        """Sums of ``columns`` over ``frame``'s rows (arrays of one) and over each resample.
+
+        Requests are resampled within each task (stratified by ``category``, the i-th task in
+        sorted order seeded by (seed, stream, draw, i)): a mixture fixes how many requests each
+        task has, so a resample keeps those counts and varies only which prompts a task has.
+        """
         cols = {c: frame[c].to_numpy() for c in columns}
         point = {c: np.asarray([v.sum()]) for c, v in cols.items()}
-        return point, resampled_sums(cols, self.n_boot, [self.seed, stream, draw])
+        sampled = {c: np.zeros(self.n_boot) for c in columns}
+        tasks = frame["category"].to_numpy()
+        for i, task in enumerate(sorted(set(tasks.tolist()), key=lambda t: (t is None, t))):
+            rows = tasks == task
+            part = {c: v[rows] for c, v in cols.items()}
+            for c, v in resampled_sums(part, self.n_boot, [self.seed, stream, draw, i]).items():
+                sampled[c] += v
+        return point, sampled
 
     def bounds(self, sampled: np.ndarray) -> tuple[float, float]:
         """The percentile interval of the finite resampled values; (nan, nan) when none is."""

@@ -40,7 +40,12 @@ from specviz.metrics.accounting import (
     with_modelled_seconds,
 )
 from specviz.metrics.degradation import CONFIG, composition_by_task
-from specviz.metrics.oracle import NoOracleError, oracle_gap
+from specviz.metrics.oracle import (
+    NoOracleError,
+    best_single_configuration,
+    oracle_gap,
+    oracle_routes,
+)
 from specviz.metrics.remedies import REMEDIES, memory_term, remedies, remedy_pairs
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
@@ -273,16 +278,18 @@ def _finding_text(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def harder_text(row: dict[str, Any]) -> str:
-    """Why the mix is harder: the (at most three) tasks whose larger share costs the most."""
+    """Why the mix is harder: the (at most three) tasks whose share, larger or smaller than in
+    the single-task set, makes it harder the most."""
     tasks = row["harder_tasks"][:3]
     if not tasks:
         return ""
     named = [
-        f"{t['category']} {t['share']:.0%} of its tokens (single-task set "
-        f"{t['reference_share']:.0%}; {t['relative_cost']:.2f}x the set's seconds per token)"
+        f"{'more' if t['share'] > t['reference_share'] else 'less'} {t['category']} "
+        f"({t['share']:.0%} of its tokens against {t['reference_share']:.0%}; "
+        f"{t['relative_cost']:.2f}x the set's seconds per token)"
         for t in tasks
     ]
-    return f"The mix is harder than the single-task set: it gives {'; '.join(named)}."
+    return f"The mix is harder than the single-task set: {', '.join(named)}."
 
 
 def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
@@ -406,6 +413,82 @@ def load_lines(streams: list[dict[str, Any]]) -> list[str]:
             f"{load['max_load']:.2f}x), which alone moves its wall-clock extra time by "
             f"{_fmt(load['shift_pct'])}, beyond the {allowed} its interval allows: its "
             "wall-clock figures are not findings; read the modelled ones."
+        )
+    return out
+
+
+def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baseline: bool) -> dict:
+    """One method's advice on one mixture, from its modelled terms and the oracle's routes:
+    ``do not speculate`` (every task's best static choice is the baseline), ``route by task``
+    (the best single configuration is the baseline yet some tasks gain from a drafter, or
+    sharing one k is an established loss), ``change k`` (an established tuning loss), else
+    ``keep k``. Returns action and text."""
+    speculating = [r["category"] for r in routes if r["speculate"]]
+    tuning, mismatch = _term(row, "tuning"), _term(row, "k_mismatch")
+    if routes and not speculating:
+        return {"action": "do not speculate", "text": "do not speculate on this traffic: the "
+                "baseline is every task's best static configuration"}  # fmt: skip
+    if routes and single_baseline:
+        return {"action": "route by task", "text": "route by task: speculate only on "
+                f"{', '.join(speculating)}; the baseline is the best single configuration"}  # fmt: skip
+    if mismatch["status"] == FINDING and mismatch["pct"] > 0:
+        return {"action": "route by task", "text": f"route by task (k per task: "
+                f"{row['best_k']}): sharing one k costs {_fmt(mismatch['pct'])}"}  # fmt: skip
+    if tuning["status"] == FINDING and tuning["pct"] > 0:
+        return {"action": "change k", "text": f"change k to {row['best_single_k']} (saves "
+                f"{_fmt(tuning['pct'])} of single-task time, on any traffic)"}  # fmt: skip
+    return {"action": "keep k", "text": f"keep k = {row['k']}"}
+
+
+def _routes_text(routes: list[dict[str, Any]]) -> str:
+    """``every task: prompt-lookup k=5``, or ``coding: ...; writing: ...``."""
+    distinct = {r["route"] for r in routes}
+    if len(distinct) == 1:
+        return f"every task: {distinct.pop()}"
+    return "; ".join(f"{r['category']}: {r['route']}" for r in routes)
+
+
+def best_configurations(priced: pl.DataFrame, streams: list[dict[str, Any]]) -> list[dict]:
+    """Per drafted multitask stream, on modelled seconds: its throughput, the best single k for
+    its method, the best single static configuration for its traffic, the per-task oracle (with
+    each task's route) and :func:`what_to_do`. Empty without an oracle (NoOracleError)."""
+    modelled = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
+    try:
+        gaps = oracle_gap(modelled)
+        singles = best_single_configuration(modelled)
+        routes = oracle_routes(modelled).to_dicts()
+    except NoOracleError:
+        return []
+    keys = [*CONFIG, "mixture"]
+    gap_by = {tuple(r[k] for k in keys): r for r in gaps.to_dicts()}
+    single_by = {tuple(r[k] for k in keys): r for r in singles.to_dicts()}
+    labelled = label_streams(modelled).filter(pl.col("multitask")).collect()
+    out = []
+    for row in streams:
+        key = tuple(row[k] for k in keys)
+        if row["drafter"] == BASELINE or key not in gap_by or key not in single_by:
+            continue
+        mine = labelled.filter(*[pl.col(k).eq_missing(v) for k, v in zip(keys, key, strict=True)])
+        tasks = set(mine["category"].to_list())
+        task_routes = [
+            r for r in routes
+            if r["category"] in tasks and r["target"] == row["target"]
+            and r["temperature"] == row["temperature"]
+        ]  # fmt: skip
+        n, m, single = row["modelled"]["tokens"], row["modelled"], single_by[key]
+        out.append(
+            {
+                "method": row["method"],
+                "mixture": row["mixture"],
+                "tokens_per_s": n / m["multitask_s"],
+                "best_single_k": row["best_single_k"],
+                "single_k_tokens_per_s": n / m["single_k_s"],
+                "single": single["single"],
+                "single_tokens_per_s": n / single["single_s"],
+                "oracle_tokens_per_s": n / gap_by[key]["oracle_s"],
+                "routes": _routes_text(task_routes),
+                "advice": what_to_do(row, task_routes, single["single_baseline"]),
+            }
         )
     return out
 
@@ -543,6 +626,7 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
             },
             "tuning": [],
             "load": [],
+            "configurations": [],
             "streams": [],
             "findings": [],
             "speedups": [],
@@ -573,6 +657,7 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         "findings": [
             term_sentence(r, t) for r in streams if r["drafter"] != BASELINE for t in r["terms"]
         ],
+        "configurations": best_configurations(priced, streams),
         "speedups": _speedups(priced, n_boot),
         "runs_table": _runs(priced),
         "remedies": remedy_answer(

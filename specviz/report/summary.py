@@ -18,6 +18,7 @@ from specviz.report.html import element, esc, text_element
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
 CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
 REMEDIES_TITLE = "What each remedy recovers of the multitask loss (modelled; wall clock)"
+CONFIGURATIONS_TITLE = "Which configuration to run on each multitask stream (modelled)"
 
 
 def pct(value: float | None) -> str:
@@ -90,6 +91,27 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
                     r.get("best_single_k") or "",
                 ]
             )
+    return header, rows
+
+
+def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Per drafted multitask stream: its throughput, the best single k for its method, the best
+    single configuration for its traffic, the per-task oracle and what to do."""
+    header = ["method", "mixture", "tok/s", "best single k", "best single configuration",
+              "per-task oracle", "oracle routes", "what to do"]  # fmt: skip
+    rows = [
+        [
+            c["method"],
+            c["mixture"],
+            f"{c['tokens_per_s']:.1f}",
+            f"k={c['best_single_k']}: {c['single_k_tokens_per_s']:.1f} tok/s",
+            f"{c['single']}: {c['single_tokens_per_s']:.1f} tok/s",
+            f"{c['oracle_tokens_per_s']:.1f} tok/s",
+            c["routes"],
+            c["advice"]["text"],
+        ]
+        for c in configs
+    ]
     return header, rows
 
 
@@ -222,6 +244,9 @@ def answer_html(answer: dict[str, Any]) -> str:
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
     out.append(_list(answer["findings"] + controls))
     out.append(table(*decomposition_rows(streams)))
+    if answer.get("configurations"):
+        out.append(text_element("h3", CONFIGURATIONS_TITLE))
+        out.append(table(*configuration_rows(answer["configurations"])))
     out.append(
         text_element(
             "p",
@@ -301,6 +326,12 @@ def answer_text(answer: dict[str, Any]) -> str:
         controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
         out += [f"- {line}" for line in answer["findings"] + controls] + [""]
         out += [text_table(*decomposition_rows(streams)), ""]
+    if answer.get("configurations"):
+        out += [
+            f"{CONFIGURATIONS_TITLE}:",
+            text_table(*configuration_rows(answer["configurations"])),
+        ]
+        out.append("")
     if answer.get("remedies"):
         out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
         out.append("")
