@@ -13,11 +13,23 @@
    the estimate and in every resample (cost accounting prices identical rounds identically);
    *inside the noise* otherwise, with the smallest effect the study could have detected (the
    interval's half-width: an effect that large would have moved the interval off zero);
-4. leads with the largest finding (by its share of single-task time), or, without one, says
-   that no term is established;
+4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
+   by its share of single-task time), or, without one, says that no multitask term is
+   established (:func:`headline`); a composition lead names the tasks that make the mix harder
+   (:func:`harder_tasks`, from :func:`specviz.metrics.degradation.composition_by_task`);
+   tuning, a badly chosen global k that single-task serving pays too, is its own line
+   (:func:`tuning_lines`), never the lead;
 5. on modelled seconds, the multitask loss of every stream against the oracle, the share of it
    each remedy recovers and the drafter-memory term (:func:`remedy_answer`,
-   :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study".
+   :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study";
+6. per drafted multitask stream, the best single k, the best single static configuration, the
+   per-task oracle and what to do (:func:`best_configurations`, :func:`what_to_do`);
+7. per stream, whether its wall clock was taken under changing load (:func:`wall_load`: the
+   request load factors shift its wall-clock extra time by more than its interval allows), said
+   in :func:`load_lines` and marked on every wall-clock figure of that stream.
+
+Numbers are computed first (typed dicts: terms, tuning, load, configurations); the sentences are
+rendered from them, in this module and in :mod:`specviz.report.summary`.
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
