@@ -57,10 +57,16 @@ class MixRun:
     k: int
     mixture: str
     load: float = 1.0
+    partition: str | None = None  # a suffix drafter's memory: "shared" or "task"
+
+    @property
+    def label(self) -> str:
+        """The drafter's label (``suffix-shared``, ``suffix-task``, or its kind)."""
+        return f"{self.drafter}-{self.partition}" if self.partition else self.drafter
 
     @property
     def name(self) -> str:
-        return f"{self.drafter}-{self.policy}-k{self.k}-{self.mixture}"
+        return f"{self.label}-{self.policy}-k{self.k}-{self.mixture}"
 
     def prompts(self) -> list[str]:
         """The run's prompts in stream order (chat-mix: the tasks interleaved)."""
@@ -80,6 +86,16 @@ def mix_runs(load: float = 1.0, load_from: int | None = None) -> list[MixRun]:
     cut = len(runs) if load_from is None else load_from
     return [MixRun(r.drafter, r.policy, r.k, r.mixture, load if i >= cut else 1.0)
             for i, r in enumerate(runs)]  # fmt: skip
+
+
+def memory_runs() -> list[MixRun]:
+    """The baseline and a suffix drafter at k = 5 with one memory shared by every task, or one
+    per task. Single-task, the two are the same; on chat-mix the shared memory holds the other
+    tasks' outputs, which halves the copyable run the drafter finds."""
+    mixtures = [*COPYABLE, "chat-mix"]
+    methods = [("none", "constant", 0, None), ("suffix", "constant", 5, "shared"),
+               ("suffix", "constant", 5, "task")]  # fmt: skip
+    return [MixRun(d, p, k, m, partition=part) for m in mixtures for d, p, k, part in methods]
 
 
 def _verify_s(rows: int) -> float:
@@ -102,6 +118,8 @@ def _rounds(run: MixRun, prompt_id: str, k: int) -> tuple[list[tuple[Round, floa
         run_ahead = 0
         while pos + run_ahead < len(copyable) and copyable[pos + run_ahead]:
             run_ahead += 1
+        if run.partition == "shared" and run.mixture == "chat-mix":
+            run_ahead //= 2
         asked = 0 if run.drafter == "none" else k
         drafted = min(asked, run_ahead)
         emitted = min(drafted + 1, TOKENS - pos)
@@ -120,6 +138,8 @@ def _rounds(run: MixRun, prompt_id: str, k: int) -> tuple[list[tuple[Round, floa
 def write_mix_run(run_dir: Path, run: MixRun) -> None:
     """events.parquet, requests.parquet and run.json of one run."""
     drafter = DrafterConfig(kind=run.drafter)
+    if run.partition:
+        drafter = DrafterConfig(kind=run.drafter, name=run.label, partition=run.partition)
     config = RunConfig(target=ModelSpec(name="tiny-target"), drafter=drafter,
                        policy=PolicyConfig(kind=run.policy, k=max(run.k, 1)),
                        max_new_tokens=TOKENS)  # fmt: skip
@@ -129,7 +149,7 @@ def write_mix_run(run_dir: Path, run: MixRun) -> None:
         category = prompt_id.rsplit("-", 1)[0]
         labels = {"run_id": run.name, "request_id": f"{index:05d}-{prompt_id}",
                   "request_index": index, "repeat": 0, "prompt_id": prompt_id,
-                  "category": category, "mixture": run.mixture, "drafter": run.drafter,
+                  "category": category, "mixture": run.mixture, "drafter": run.label,
                   "policy": config.policy_label, "target": "tiny-target"}  # fmt: skip
         recorder = EventRecorder()
         rounds, k = _rounds(run, prompt_id, k)

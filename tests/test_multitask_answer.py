@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import run_cli
-from mix_study import mix_runs, write_mix_study
+from mix_study import memory_runs, mix_runs, write_mix_study
 
 from specviz.report.answer import FINDING, MULTITASK_PARTS, ZERO, study_answer, what_to_do
 from specviz.report.data import load_runs
@@ -91,9 +91,10 @@ def test_each_multitask_stream_gets_its_best_configuration_and_what_to_do(answer
     assert "Which configuration to run on each multitask stream" in answer_text(answer)
 
 
-def _row(tuning: str, mismatch: str, pct: float = 2.0) -> dict:
+def _row(tuning: str, mismatch: str, pct: float = 2.0, carry: str = "inside the noise") -> dict:
     terms = [{"part": "tuning", "status": tuning, "pct": pct},
-             {"part": "k_mismatch", "status": mismatch, "pct": pct}]  # fmt: skip
+             {"part": "k_mismatch", "status": mismatch, "pct": pct},
+             {"part": "carry_over", "status": carry, "pct": pct}]  # fmt: skip
     return {"terms": terms, "k": 2, "best_single_k": "5", "best_k": "a=5, b=3"}
 
 
@@ -104,6 +105,8 @@ def test_what_to_do_follows_the_oracle_and_the_established_terms():
     assert what_to_do(_row(finding, noise), spec, False)["text"].startswith("change k to 5")
     routed = what_to_do(_row(finding, finding), spec, False)
     assert routed["action"] == "route by task" and "a=5, b=3" in routed["text"]
+    carried = what_to_do(_row(noise, noise, carry=finding), spec, False)
+    assert carried["action"] == "route by task" and "state per task" in carried["text"]
     # every task's best static configuration is the baseline
     none = [{"category": "a", "speculate": False}, {"category": "b", "speculate": False}]
     assert what_to_do(_row(finding, finding), none, True)["action"] == "do not speculate"
@@ -135,3 +138,19 @@ def test_a_load_that_jumps_half_way_is_reported_instead_of_a_wall_clock_finding(
     assert "not findings" in line
     assert "taken under changing load" in loaded["headline"]["text"]
     assert line in answer_text(loaded)
+
+
+def test_a_shared_drafter_memory_leads_when_it_is_the_largest_multitask_cost(tmp_path: Path):
+    study = write_mix_study(tmp_path / "study", memory_runs())
+    answer = study_answer(load_runs(study), n_boot=200)
+    head = answer["headline"]
+    assert head["part"] == "drafter_memory" and head["method"] == "suffix-shared constant k=5"
+    shared = stream(answer, "suffix-shared constant k=5")
+    memory = term(shared, "drafter_memory")
+    assert memory["status"] == FINDING and memory["low_pct"] > 0
+    # the per-task memory repeats the single-task rounds: the shared memory's whole
+    # interleaving cost is the memory term
+    assert memory["pct"] == pytest.approx(term(shared, "residual")["pct"], abs=1e-6)
+    configs = {c["method"]: c for c in answer["configurations"]}
+    advice = configs["suffix-shared constant k=5"]["advice"]
+    assert advice["action"] == "route by task" and "own drafter memory" in advice["text"]

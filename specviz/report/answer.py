@@ -58,7 +58,13 @@ from specviz.metrics.oracle import (
     oracle_gap,
     oracle_routes,
 )
-from specviz.metrics.remedies import REMEDIES, memory_term, remedies, remedy_pairs
+from specviz.metrics.remedies import (
+    REMEDIES,
+    memory_interval,
+    memory_term,
+    remedies,
+    remedy_pairs,
+)
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
@@ -67,6 +73,8 @@ from specviz.runlog import read_run_meta
 PARTS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
 # what multitasking costs; tuning (a badly chosen global k) is paid by single-task serving too
 MULTITASK_PARTS = ("composition", "k_mismatch", "carry_over", "residual")
+# the terms a headline may lead with: the multitask parts and the drafter-memory term
+HEADLINE_PARTS = (*MULTITASK_PARTS, "drafter_memory")
 LABELS = {
     "total": "extra time",
     "composition": "composition",
@@ -74,6 +82,7 @@ LABELS = {
     "k_mismatch": "k mismatch",
     "carry_over": "carry-over",
     "residual": "residual",
+    "drafter_memory": "drafter memory shared across tasks",
 }
 FINDING, ZERO, NOISE, UNMEASURED = (
     "finding",
@@ -87,6 +96,7 @@ ZERO_REASONS = {
     "k_mismatch": "every task's best measured k is the same single k",
     "carry_over": "the policy keeps no state across requests",
     "residual": "greedy decoding repeats every round, and identical rounds cost the same",
+    "drafter_memory": "the shared memory drafted exactly as the per-task memories did",
 }
 CLOCKS = ("modelled", "wall")
 ABSENT = "not in this study"
@@ -310,11 +320,12 @@ def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
 
 def _total_text(row: dict[str, Any]) -> str:
     tuning = _term(row, "tuning")
+    load = " (taken under changing load)" if row["load"]["changing"] else ""
     return (
         f"Multitask terms together {_fmt(row['multitask_pct'])} modelled; with tuning "
         f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} (95% CI "
         f"{_fmt(row['total_low_pct'])} to {_fmt(row['total_high_pct'])}), "
-        f"{_wall_text(row, row['wall_total_pct'])}; modelled / wall-clock seconds "
+        f"{_fmt(row['wall_total_pct'])} by the wall clock{load}; modelled / wall-clock seconds "
         f"{row['modelled_over_wall']:.2f}."
     )
 
@@ -348,10 +359,10 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
             "status": None,
         }
     findings = [
-        (abs(t["pct"]), -i, -j, r, t)
+        (round(abs(t["pct"]), 6), -i, -j, r, t)
         for i, r in enumerate(drafted)
         for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING and t["part"] in MULTITASK_PARTS
+        if t["status"] == FINDING and t["part"] in HEADLINE_PARTS
     ]
     if findings:
         _, _, _, row, term = max(findings, key=lambda f: f[:3])
@@ -377,6 +388,45 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def add_memory_terms(
+    priced: pl.DataFrame, streams: list[dict[str, Any]], partitions: Mapping[str, str], n_boot: int
+) -> None:
+    """Insert a ``drafter_memory`` term, classified as the others (:func:`classify`), before
+    carry-over in each shared-memory stream that has a per-task-memory counterpart
+    (:func:`specviz.metrics.remedies.memory_interval`); the lead may then name it."""
+    if not streams:
+        return
+    table = pl.DataFrame([r["modelled"] for r in streams])
+    rows = memory_term(table, partitions)
+    if not rows.height:
+        return
+    wall = label_streams(priced).collect()
+    modelled = wall.with_columns(pl.col("modelled_s").alias("wall_s"))
+    keys = ("target", "temperature", "mixture", "policy", "k")
+    for m in rows.iter_rows(named=True):
+        est = memory_interval(modelled, m, n_boot=n_boot)
+        row = next(
+            (r for r in streams if r["drafter"] == m["shared"] and all(r[c] == m[c] for c in keys)),
+            None,
+        )
+        if est is None or row is None:
+            continue
+        checked = memory_interval(wall, m, n_boot=n_boot)
+        values = {
+            "reference_s": row["modelled"]["reference_s"],
+            "control": row["control"],
+            "drafter_memory": est["drafter_memory_s"],
+            "drafter_memory_low": est["drafter_memory_low"],
+            "drafter_memory_high": est["drafter_memory_high"],
+        }
+        wall_s = None if checked is None else checked["drafter_memory_s"]
+        term = classify(values, "drafter_memory") | {
+            "wall_pct": _pct(wall_s, row["wall"]["reference_s"])
+        }
+        at = [t["part"] for t in row["terms"]].index("carry_over")
+        row["terms"].insert(at, term)
+
+
 def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each drafted stream whose k is established as worse than the best single k for its tasks
     (a positive tuning finding): what a better global k would save, single-task serving too."""
@@ -386,7 +436,7 @@ def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if row["drafter"] == BASELINE or term["status"] != FINDING or term["pct"] <= 0:
             continue
         single = row["best_single_k"]
-        every = str(row["every_task_best_k"]) == f"[{single}]"
+        every = single.isdigit() and row["every_task_best_k"] == [int(single)]
         scope = "for every task here" if every else f"on {row['mixture']}'s tasks together"
         out.append(
             {
@@ -433,8 +483,9 @@ def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baselin
     """One method's advice on one mixture, from its modelled terms and the oracle's routes:
     ``do not speculate`` (every task's best static choice is the baseline), ``route by task``
     (the best single configuration is the baseline yet some tasks gain from a drafter, or
-    sharing one k is an established loss), ``change k`` (an established tuning loss), else
-    ``keep k``. Returns action and text."""
+    sharing the drafter memory, the policy's state or one k across tasks is an established
+    loss), ``change k`` (an established tuning loss), else ``keep k``. Returns action and
+    text."""
     speculating = [r["category"] for r in routes if r["speculate"]]
     tuning, mismatch = _term(row, "tuning"), _term(row, "k_mismatch")
     if routes and not speculating:
@@ -443,6 +494,14 @@ def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baselin
     if routes and single_baseline:
         return {"action": "route by task", "text": "route by task: speculate only on "
                 f"{', '.join(speculating)}; the baseline is the best single configuration"}  # fmt: skip
+    by_part = {t["part"]: t for t in row["terms"]}
+    memory, carry = by_part.get("drafter_memory"), by_part["carry_over"]
+    if memory and memory["status"] == FINDING and memory["pct"] > 0:
+        return {"action": "route by task", "text": "route by task: give each task its own "
+                f"drafter memory (sharing one costs {_fmt(memory['pct'])})"}  # fmt: skip
+    if carry["status"] == FINDING and carry["pct"] > 0:
+        return {"action": "route by task", "text": "route by task: keep the policy's state per "
+                f"task (carrying it across tasks costs {_fmt(carry['pct'])})"}  # fmt: skip
     if mismatch["status"] == FINDING and mismatch["pct"] > 0:
         return {"action": "route by task", "text": f"route by task (k per task: "
                 f"{row['best_k']}): sharing one k costs {_fmt(mismatch['pct'])}"}  # fmt: skip
@@ -648,6 +707,8 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         }  # fmt: skip
     priced, models = _priced(data)
     streams = _stream_rows(priced, n_boot)
+    partitions = memory_partitions(data.run_dirs)
+    add_memory_terms(priced, streams, partitions, n_boot)
     modelled_s = float(priced["modelled_s"].sum())
     wall_s = float(priced["wall_s"].sum())
     return {
@@ -675,7 +736,7 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         "remedies": remedy_answer(
             priced,
             {c: pl.DataFrame([r[c] for r in streams]) if streams else None for c in CLOCKS},
-            memory_partitions(data.run_dirs),
+            partitions,
         ),
     }
 
