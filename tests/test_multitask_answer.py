@@ -13,7 +13,14 @@ import pytest
 from engine_helpers import run_cli
 from mix_study import memory_runs, mix_runs, write_mix_study
 
-from specviz.report.answer import FINDING, MULTITASK_PARTS, ZERO, study_answer, what_to_do
+from specviz.report.answer import (
+    FINDING,
+    MULTITASK_PARTS,
+    ZERO,
+    mix_text,
+    study_answer,
+    what_to_do,
+)
 from specviz.report.data import load_runs
 from specviz.report.summary import answer_text
 
@@ -154,3 +161,28 @@ def test_a_shared_drafter_memory_leads_when_it_is_the_largest_multitask_cost(tmp
     configs = {c["method"]: c for c in answer["configurations"]}
     advice = configs["suffix-shared constant k=5"]["advice"]
     assert advice["action"] == "route by task" and "own drafter memory" in advice["text"]
+
+
+def _task(category: str, share: float, reference: float, cost: float) -> dict:
+    # the task's share part of composition, N (w - w')(s' - rate), as % of T_ref = N * rate
+    pct = 100 * (share - reference) * (cost - 1)
+    return {"category": category, "share": share, "reference_share": reference,
+            "relative_cost": cost, "pct": pct}  # fmt: skip
+
+
+def test_a_composition_lead_says_whether_the_mix_is_harder_or_easier_and_why():
+    # more of the expensive writing (+25 points at 1.6x: +15%), less of the cheap extraction
+    # (-25 points at 0.4x: +15%), coding unchanged (0)
+    mix = [_task("writing", 0.5, 0.25, 1.6), _task("coding", 0.25, 0.25, 1.0),
+           _task("extraction", 0.25, 0.5, 0.4)]  # fmt: skip
+    harder = {"terms": [{"part": "composition", "pct": 30.0}], "mix_tasks": mix}
+    assert mix_text(harder) == (
+        "The mix is harder than the single-task set: more writing (50% of its tokens against "
+        "25%; 1.60x the set's seconds per token), less extraction (25% of its tokens against "
+        "50%; 0.40x the set's seconds per token)."
+    )
+    flipped = [_task("writing", 0.25, 0.5, 1.6), _task("extraction", 0.5, 0.25, 0.4)]
+    easier = {"terms": [{"part": "composition", "pct": -30.0}], "mix_tasks": flipped}
+    text = mix_text(easier)
+    assert text.startswith("The mix is easier than the single-task set: ")
+    assert "less writing (25% of its tokens against 50%" in text and "more extraction" in text

@@ -16,7 +16,7 @@
 4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
    by its share of single-task time), or, without one, says that no multitask term is
    established (:func:`headline`); a composition lead names the tasks that make the mix harder
-   (:func:`harder_tasks`, from :func:`specviz.metrics.degradation.composition_by_task`);
+   (:func:`mix_text`, from :func:`specviz.metrics.degradation.composition_by_task`);
    tuning, a badly chosen global k that single-task serving pays too, is its own line
    (:func:`tuning_lines`), never the lead;
 5. on modelled seconds, the multitask loss of every stream against the oracle, the share of it
@@ -157,10 +157,11 @@ def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
     return out
 
 
-def harder_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[str, Any]]:
-    """The tasks whose share of the mix makes it harder than the benchmark (composition's
-    ``shares_s`` > 0), largest first: category, share, reference_share, relative_cost (the
-    task's benchmark seconds per token over the benchmark's average) and pct of T_ref."""
+def mix_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[str, Any]]:
+    """Each task's share part of the composition term (``shares_s`` of
+    :func:`specviz.metrics.degradation.composition_by_task`), largest first: category, share,
+    reference_share, relative_cost (the task's benchmark seconds per token over the benchmark's
+    average) and pct of T_ref (> 0: the task's share makes the mix harder)."""
     rows = [
         {
             "category": t["category"],
@@ -170,9 +171,8 @@ def harder_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[s
             "pct": _pct(t["shares_s"], reference_s),
         }
         for t in tasks
-        if t["shares_s"] > 0
     ]
-    return sorted(rows, key=lambda r: -r["pct"])
+    return sorted(rows, key=lambda r: -(r["pct"] or 0.0))
 
 
 def wall_load(row: dict[str, Any] | None, wall: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +232,7 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "best_k": m["best_k"],
             "best_single_k": m["best_single_k"],
             "every_task_best_k": sorted(set(_best_ks(m["best_k"]))),
-            "harder_tasks": harder_tasks(tasks.get(key, []), ref),
+            "mix_tasks": mix_tasks(tasks.get(key, []), ref),
             "load": wall_load(loads.get(key), w),
             "modelled": m,
             "wall": w,
@@ -299,10 +299,12 @@ def _finding_text(row: dict[str, Any], term: dict[str, Any]) -> str:
     )
 
 
-def harder_text(row: dict[str, Any]) -> str:
-    """Why the mix is harder: the (at most three) tasks whose share, larger or smaller than in
-    the single-task set, makes it harder the most."""
-    tasks = row["harder_tasks"][:3]
+def mix_text(row: dict[str, Any]) -> str:
+    """Why the mix is harder (composition > 0) or easier (< 0): the (at most three) tasks whose
+    share, larger or smaller than in the single-task set, moves it most that way."""
+    harder = (_term(row, "composition")["pct"] or 0.0) > 0
+    tasks = [t for t in row["mix_tasks"] if (t["pct"] or 0.0) * (1 if harder else -1) > 0]
+    tasks = (tasks if harder else tasks[::-1])[:3]
     if not tasks:
         return ""
     named = [
@@ -311,7 +313,8 @@ def harder_text(row: dict[str, Any]) -> str:
         f"{t['relative_cost']:.2f}x the set's seconds per token)"
         for t in tasks
     ]
-    return f"The mix is harder than the single-task set: {', '.join(named)}."
+    word = "harder" if harder else "easier"
+    return f"The mix is {word} than the single-task set: {', '.join(named)}."
 
 
 def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
@@ -366,7 +369,7 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     if findings:
         _, _, _, row, term = max(findings, key=lambda f: f[:3])
-        harder = harder_text(row) if term["part"] == "composition" else ""
+        harder = mix_text(row) if term["part"] == "composition" else ""
         text = " ".join(x for x in (_finding_text(row, term), harder, _total_text(row)) if x)
         status, part, value = FINDING, term["part"], term["pct"]
     else:
