@@ -36,6 +36,7 @@ import polars as pl
 
 from specviz.cost import CostModel
 from specviz.errors import SpecvizError
+from specviz.metrics.degradation import CONFIG, label_streams
 from specviz.metrics.frames import Frame, events_frame, requests_frame
 
 NS = 1_000_000_000
@@ -284,8 +285,6 @@ def wall_clock_load(priced: pl.DataFrame) -> pl.DataFrame:
     relative change in the wall-clock T_M / T_ref that load alone makes (0 = both ran under the
     same load). ``min_load`` and ``max_load``: the range of the per-request factors involved.
     """
-    from specviz.metrics.degradation import CONFIG, label_streams
-
     labelled = label_streams(priced).collect()
     weighted = (pl.col("modelled_s") * pl.col("load_factor")).sum() / pl.col("modelled_s").sum()
     but_k = [c for c in CONFIG if c != "k"]
