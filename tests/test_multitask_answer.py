@@ -144,7 +144,9 @@ def test_a_load_that_jumps_half_way_is_reported_instead_of_a_wall_clock_finding(
     assert line.startswith("The wall clock was taken under changing load")
     assert "not findings" in line
     assert "taken under changing load" in loaded["headline"]["text"]
-    assert line in answer_text(loaded)
+    text = answer_text(loaded)
+    assert line in text
+    assert "prompt-lookup constant k=5   chat-mix  wall clock (changing load)" in text
 
 
 def test_a_shared_drafter_memory_leads_when_it_is_the_largest_multitask_cost(tmp_path: Path):
