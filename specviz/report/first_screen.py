@@ -22,7 +22,7 @@ from specviz.plots.answer import TERM_COLUMNS, TOTAL_TERM
 from specviz.report.answer import ZERO
 from specviz.report.data import StudyData
 from specviz.report.html import Html, element, esc, text_element
-from specviz.report.summary import QUESTION
+from specviz.report.summary import QUESTION, lead_lines
 from specviz.report.tables import stream_labels, with_intervals
 
 FIRST_SCREEN_TAG = "first-screen"
@@ -89,6 +89,10 @@ def answer_html(answer: dict[str, Any] | None) -> Html:
         "multitask mixtures run with the same method."
     )
     body = text_element("h2", QUESTION) + element("p", element("strong", esc(text)))
+    if answer is not None:  # tuning losses and wall-clock load warnings, as the summary has them
+        body += "".join(
+            text_element("p", line, class_="specviz-note") for line in lead_lines(answer)
+        )
     return Html(element("section", body, class_="specviz-answer", id=ANSWER_ID))
 
 
