@@ -246,7 +246,13 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="execute the notebooks and write one offline HTML report")
     p.add_argument("source", type=Path, help="a run or study directory")
-    p.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="HTML file to write (new, a report specviz wrote, a character device or a pipe)",
+    )
+    _force(p)
     p.add_argument(
         "--category", action="append", default=[], help="only this task category (repeatable)"
     )
@@ -280,9 +286,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
         limits=ExecutionLimits(cell_s=args.cell_timeout, total_s=args.timeout),
         progress=not args.quiet,
         allow_incomplete=args.allow_incomplete,
+        force=args.force,
     )
     print(path)
     return 0
+
+
+def _force(p: argparse.ArgumentParser) -> None:
+    """The one flag that lets a command replace an existing file specviz did not write."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it is an existing file specviz did not write",
+    )
 
 
 def _allow_incomplete(p: argparse.ArgumentParser, what: str) -> None:
@@ -328,7 +344,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
     p.add_argument("run_dir", type=Path, help="a run directory")
-    p.add_argument("--out", required=True, type=Path, help="JSONL file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="JSONL file to write (new, an export specviz wrote, a character device or a pipe)",
+    )
+    _force(p)
     _allow_incomplete(p, "export the finished requests of an unfinished run")
     p.set_defaults(func=_cmd_export_specbench)
 
@@ -337,7 +359,9 @@ def _cmd_export_specbench(args: argparse.Namespace) -> int:
     from specviz.runlog import unfinished_runs
     from specviz.specbench import export_specbench
 
-    n = export_specbench(args.run_dir, args.out, allow_incomplete=args.allow_incomplete)
+    n = export_specbench(
+        args.run_dir, args.out, allow_incomplete=args.allow_incomplete, force=args.force
+    )
     partial = " (partial: the run is unfinished)" if unfinished_runs(args.run_dir) else ""
     print(f"{args.out}: {n} answers in Spec-Bench format{partial}")
     return 0

@@ -10,6 +10,7 @@ and at the start of a resumed one. Readers see consolidated files and leftover p
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
@@ -24,7 +25,7 @@ import polars as pl
 
 import specviz
 from specviz.errors import SpecvizError
-from specviz.outdir import check_out_dir, entries
+from specviz.outdir import check_out_dir, disk_error, entries, remove_leftovers, tmp_name
 from specviz.schema import (
     EVENT_SCHEMA,
     EVENTS_FILE,
@@ -163,22 +164,31 @@ def scan_requests(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
     return _scan(paths, REQUESTS_FILE, REQUEST_SCHEMA, "requests")
 
 
-def _tmp_name(path: Path) -> Path:
-    """A temporary name beside ``path``, unique per process: shards sharing a study directory
-    rewrite its manifest at the same time, and each renames only its own file."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` to a temporary name beside ``path``, then renamed onto it. A failed write (disk
+    full, file-size limit) removes the temporary file, leaves ``path`` as it was and raises
+    OutPathError naming the cause."""
+    tmp = tmp_name(path)
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise disk_error(err, str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = _tmp_name(path)
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialised first: a disk error then comes from Python, with errno
+    frame.write_parquet(buffer)
+    _atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -219,7 +229,12 @@ class RunWriter:
         )
 
     def consolidate(self) -> None:
-        """Merge parts into events.parquet / requests.parquet; each request is kept once."""
+        """Merge parts into events.parquet / requests.parquet; each request is kept once.
+
+        Runs under the directory's exclusive lock, so any temporary file in it is a leftover of
+        a crashed writer (a ``kill -9`` mid-write, a full disk): those are deleted first."""
+        for directory in (self.run_dir, self.parts):
+            remove_leftovers(directory)
         done = self.finished_request_ids()
         for name, schema in ((REQUESTS_FILE, REQUEST_SCHEMA), (EVENTS_FILE, EVENT_SCHEMA)):
             files = _table_files(self.run_dir, name)

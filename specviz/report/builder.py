@@ -20,7 +20,6 @@ Steps:
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ import jupytext
 import nbformat
 from papermill.exceptions import PapermillExecutionError
 
-from specviz.outdir import check_out_file
+from specviz.outdir import check_out_file, write_out_file
 from specviz.report.data import load_runs
 from specviz.report.errors import ReportError
 from specviz.report.execute import ExecutionLimits, run_notebook
@@ -127,6 +126,7 @@ def build_report(
     limits: ExecutionLimits = ExecutionLimits(),
     progress: bool = True,
     allow_incomplete: bool = False,
+    force: bool = False,
 ) -> Path:
     """Execute the analysis notebooks on ``source`` and write one offline HTML report to ``out``.
 
@@ -137,13 +137,15 @@ def build_report(
     ``limits``: time bounds of one cell, the kernel start and the whole execution
     (:class:`specviz.report.execute.ExecutionLimits`). An unfinished run or study is refused
     unless ``allow_incomplete``; then the page says at the top that its data is partial.
+    ``out`` may be a new file, a report specviz wrote, a character device or a pipe; any other
+    existing file is refused unless ``force`` (:func:`specviz.outdir.check_out_file`).
     Returns the report's path.
     """
     source = Path(source).resolve()
     out = Path(out)
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. report.html")
-    check_out_file(out)
+    check_out_file(out, force=force, ours=is_specviz_report)
     data = load_runs(source, categories)
     try:
         unfinished = refuse_unfinished(source, allow_incomplete)
@@ -180,10 +182,11 @@ def build_report(
     if unfinished:
         executed.cells.insert(1, _partial_cell(unfinished))
     html = notebook_to_html(executed, heading)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    write_out_file(out, html)
     return out
+
+
+def is_specviz_report(head: bytes) -> bool:
+    """The start of a file is a report specviz wrote (the generator tag of its template), so
+    building the report again may replace it."""
+    return b'<meta name="generator" content="specviz ' in head
