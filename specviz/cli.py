@@ -7,6 +7,11 @@ A user error (any :class:`~specviz.errors.SpecvizError`) prints one line and exi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -386,13 +391,40 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+# write errors of the machine, never of specviz: a full disk, a quota, a file-size limit
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what a closed pipe or full
+    disk refused neither fails again nor prints a second message."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe or a full disk shows here, not at exit
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE  # what a shell reports for a command a closed pipe stopped
     except SpecvizError as err:
         print(f"specviz {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _OUTPUT_ERRNOS:
+            raise
+        _silence_stdout()
+        print(
+            f"specviz {args.command}: error: cannot write output ({err.strerror}): free some "
+            "space, raise the limit, or write elsewhere",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(

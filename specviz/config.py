@@ -193,8 +193,8 @@ class DrafterConfig:
             )
         if self.tree_depth < 2:
             raise ConfigError(f"suffix tree_depth must be >= 2 (got {self.tree_depth})")
-        if self.spec_factor <= 0:
-            raise ConfigError(f"suffix spec_factor must be > 0 (got {self.spec_factor})")
+        if not (math.isfinite(self.spec_factor) and self.spec_factor > 0):
+            raise ConfigError(f"suffix spec_factor must be > 0 and finite (got {self.spec_factor})")
         if not 0.0 <= self.min_token_prob < 1.0:
             raise ConfigError(
                 f"suffix min_token_prob must be in [0, 1) (got {self.min_token_prob})"

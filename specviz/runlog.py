@@ -114,11 +114,21 @@ def _schema_of(path: Path) -> pl.Schema:
 
 
 def check_tables(run_dir: Path) -> None:
-    """Raise RunDirError naming the first table file of ``run_dir`` that cannot be read (its
-    footer and schema are read, not its data)."""
-    for name in (REQUESTS_FILE, EVENTS_FILE):
+    """Raise RunDirError naming the first table file of ``run_dir`` that cannot be read, and
+    SchemaError naming one that lacks a column of this schema version (its footer and schema
+    are read, not its data)."""
+    for name, schema, what in (
+        (REQUESTS_FILE, REQUEST_SCHEMA, "requests"),
+        (EVENTS_FILE, EVENT_SCHEMA, "events"),
+    ):
         for f in _table_files(run_dir, name):
-            _schema_of(f)
+            check_columns(
+                _schema_of(f),
+                schema,
+                what,
+                source=str(f),
+                remedy="Restore it from a copy, or run into another --out directory.",
+            )
 
 
 def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
@@ -387,24 +397,25 @@ def begin_run(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / RUN_FILE).is_file():
-        meta = read_run_meta(out_dir) | {"complete": False}
-    else:
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-        draft = config.drafter.draft
-        meta = {
-            **identity,
-            "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "models": {"target": _model_info(target)}
-            | ({"draft": _model_info(models.get(draft))} if draft else {}),
-            "versions": _versions(),
-            "hardware": _hardware(target.device),
-            "git_commit": _git_commit(),
-            "seed": config.seed,
-            "requests": len(requests),
-            "prompt_ids": [r.prompt.id for r in requests],
-            "complete": False,
-        }
+        # left as it is: an unfinished run stays unfinished until the runner marks it complete,
+        # and a finished one is never marked unfinished, whatever happens to this resume
+        return read_run_meta(out_dir)
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    draft = config.drafter.draft
+    meta = {
+        **identity,
+        "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "models": {"target": _model_info(target)}
+        | ({"draft": _model_info(models.get(draft))} if draft else {}),
+        "versions": _versions(),
+        "hardware": _hardware(target.device),
+        "git_commit": _git_commit(),
+        "seed": config.seed,
+        "requests": len(requests),
+        "prompt_ids": [r.prompt.id for r in requests],
+        "complete": False,
+    }
     write_json(out_dir / RUN_FILE, meta)
     return meta
 

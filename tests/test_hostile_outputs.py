@@ -5,16 +5,26 @@ pipes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import resource
+import shutil
+import signal
 import stat
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from engine_helpers import run_cli
 from report_fixtures import SyntheticRun, default_conditions, write_run, write_study
 
 from specviz.cli import main
+from specviz.outdir import is_lock_file
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -31,10 +41,11 @@ def assert_one_line_refusal(status: int, err: str, fragment: str) -> None:
 
 
 def snapshot(root: Path) -> dict[str, bytes]:
+    """Every regular file under ``root`` (lock files left out: they stay by design)."""
     return {
         str(p.relative_to(root)): p.read_bytes()
         for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink()
+        if p.is_file() and not p.is_symlink() and not is_lock_file(p)
     }
 
 
@@ -158,3 +169,187 @@ def test_export_through_a_link_replaces_the_target_not_the_link(
     assert main(["export-specbench", str(run_dir), "--out", str(link)]) == 0
     assert link.is_symlink() and os.readlink(link) == target.name
     assert len(target.read_text().splitlines()) == 2
+
+
+# -- 2. a failed resume leaves a finished run finished -------------------------------------------
+
+
+def _run_args(model: Path) -> list[str]:
+    return ["run", "--target", str(model), "--limit", "2", "--max-new-tokens", "2", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished two-request run of the tiny model (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    assert main([*_run_args(tiny_model_dir), "--out", str(out)]) == 0
+    return out
+
+
+def _copy(run: Path, to: Path) -> Path:
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns(".specviz.lock"))
+    return to
+
+
+def _complete(run: Path) -> bool:
+    return json.loads((run / "run.json").read_text())["complete"]
+
+
+def test_a_resume_refused_for_a_damaged_table_changes_nothing(
+    tiny_run: Path, tiny_model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _copy(tiny_run, tmp_path / "copy")
+    requests = run / "requests.parquet"
+    pl.read_parquet(requests).drop("turn_prompt_tokens").write_parquet(requests)
+    before = snapshot(tmp_path)
+    status, err = cli(capsys, *_run_args(tiny_model_dir), "--out", str(run), "--resume")
+    assert_one_line_refusal(status, err, "missing columns: turn_prompt_tokens")
+    assert snapshot(tmp_path) == before
+    assert _complete(run)
+
+
+# -- 4. faults end in one line; 5. leftovers are cleaned up -------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs mounted for the test (skipped where mounting is not allowed)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True
+    )
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(fs: Path) -> Path:
+    """Fill ``fs`` to the last byte with one file (delete it to free the space)."""
+    filler = fs / "filler"
+    with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 4096)
+    return filler
+
+
+def _tmp_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_a_resume_on_a_full_disk_is_one_line_and_keeps_the_run_finished(
+    tiny_run: Path,
+    tiny_model_dir: Path,
+    small_fs: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run = _copy(tiny_run, small_fs / "run")
+    _fill(small_fs)
+    before = snapshot(run)
+    status, err = cli(capsys, *_run_args(tiny_model_dir), "--out", str(run), "--resume")
+    assert_one_line_refusal(status, err, "No space left on device")
+    assert snapshot(run) == before and _complete(run)
+    assert _tmp_files(small_fs) == []
+
+
+def test_a_full_disk_while_writing_run_json_leaves_nothing_behind(
+    tiny_model_dir: Path, small_fs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = small_fs / "run"
+    filler = _fill(small_fs)
+    status, err = cli(capsys, *_run_args(tiny_model_dir), "--out", str(out))
+    assert_one_line_refusal(status, err, "No space left on device")
+    assert "run.json" in err
+    assert not out.exists()  # the directory it made is gone with its lock
+    filler.unlink()
+    assert main([*_run_args(tiny_model_dir), "--out", str(out)]) == 0
+    assert _complete(out)
+
+
+def test_a_file_size_limit_while_writing_events_is_one_line_and_resumable(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """``ulimit -f 12``: the first request's part files fit, a larger one does not."""
+    out = tmp_path / "run"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12 * 1024, 12 * 1024))
+
+    result = subprocess.run(
+        [sys.executable, "-m", "specviz", *_run_args(tiny_model_dir), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+    assert_one_line_refusal(result.returncode, result.stderr, "File too large")
+    assert "ulimit -f" in result.stderr
+    assert _tmp_files(tmp_path) == [] and not _complete(out)
+    assert main([*_run_args(tiny_model_dir), "--out", str(out), "--resume"]) == 0
+    assert _complete(out)
+
+
+def test_leftover_temporaries_of_a_crash_neither_block_nor_stay(
+    tiny_run: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """What ``kill -9`` mid-write leaves: ``.run.json.PID.tmp`` (empty) in a fresh directory,
+    ``.requests-*.parquet.PID.tmp`` in a run's parts."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    (fresh / ".run.json.999999.tmp").write_bytes(b"")
+    assert main([*_run_args(tiny_model_dir), "--out", str(fresh)]) == 0
+    assert _complete(fresh) and _tmp_files(fresh) == []
+
+    run = _copy(tiny_run, tmp_path / "copy")
+    (run / "parts" / ".requests-000001.parquet.999999.tmp").write_bytes(b"PAR1")
+    (run / ".events.parquet.999999.tmp").write_bytes(b"PAR1")
+    assert main([*_run_args(tiny_model_dir), "--out", str(run), "--resume"]) == 0
+    assert _tmp_files(run) == []
+
+
+def _summary(source: Path, stdout: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "specviz", "summary", str(source), "--json", "--n-boot", "100"],
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+
+
+def test_summary_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """``specviz summary DIR --json | true``: the reader is gone before the answer is written."""
+    study = write_study(tmp_path / "study", default_conditions())
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = _summary(study, write_end)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 128 + signal.SIGPIPE, result.stderr
+    assert result.stderr == ""
+
+
+def test_summary_into_a_full_device_is_one_line(tmp_path: Path) -> None:
+    """``specviz summary DIR --json > /dev/full`` (a node with /dev/full's numbers, made here)."""
+    study = write_study(tmp_path / "study", default_conditions())
+    full = _mknod(tmp_path / "full", stat.S_IFCHR, 1, 7)
+    with full.open("w") as handle:
+        result = _summary(study, handle)
+    assert_one_line_refusal(result.returncode, result.stderr, "No space left on device")
+
+
+@pytest.mark.parametrize("factor", ["nan", "inf", "-inf"])
+def test_a_spec_factor_that_is_not_finite_is_refused_before_a_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], factor: str
+) -> None:
+    out = tmp_path / "run"
+    args = ["run", "--target", "no-such-org/no-such-model", "--drafter", "suffix"]
+    status, err = cli(capsys, *args, f"--spec-factor={factor}", "--out", str(out), "--quiet")
+    assert_one_line_refusal(status, err, "spec_factor must be > 0 and finite")
+    assert not out.exists()
