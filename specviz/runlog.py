@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,10 @@ import specviz
 from specviz.errors import SpecvizError
 from specviz.outdir import check_out_dir, disk_error, entries, remove_leftovers, tmp_name
 from specviz.schema import (
+    ADDED_SINCE,
     EVENT_SCHEMA,
     EVENTS_FILE,
+    READABLE_VERSIONS,
     REQUEST_SCHEMA,
     REQUESTS_FILE,
     RUN_FILE,
@@ -73,21 +76,50 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     return found
 
 
-def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
+def _read_run_json(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     try:
-        meta = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError as err:
         raise RunDirError(f"{path} is missing: {run_dir} is not a run directory.") from err
     except json.JSONDecodeError as err:
         raise RunDirError(f"{path} is not valid JSON ({err}).") from err
+
+
+def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run directory of a version this specviz reads (an older one noted
+    once on stderr)."""
+    path = Path(run_dir) / RUN_FILE
+    meta = _read_run_json(run_dir)
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SchemaError(
-            f"{path} has schema_version {version!r}; this specviz reads version "
-            f"{SCHEMA_VERSION}. Re-run it with this version of specviz."
+            f"{path} has schema_version {version!r}; this specviz reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run it with this version of specviz."
         )
+    if version != SCHEMA_VERSION:
+        _note_old_schema(Path(run_dir), version)
     return meta
+
+
+_NOTED: set[int] = set()
+
+
+def _note_old_schema(run_dir: Path, version: int) -> None:
+    """Say once per process and version that an older run directory is read with nulls."""
+    if version in _NOTED:
+        return
+    _NOTED.add(version)
+    added = [c for table in ADDED_SINCE[version].values() for c in table]
+    print(
+        f"specviz: note: {run_dir} (and any other run of schema {version}) is read as schema "
+        f"{SCHEMA_VERSION} with {', '.join(added)} null (added since)",
+        file=sys.stderr,
+    )
+
+
+def _version_of(run_dir: Path) -> int:
+    return int(read_run_meta(run_dir)["schema_version"])
 
 
 def _table_files(run_dir: Path, name: str) -> list[Path]:
@@ -131,20 +163,43 @@ def check_tables(run_dir: Path) -> None:
             )
 
 
-def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
+def _run_files_of(
+    paths: str | Path | Iterable[str | Path], name: str
+) -> list[tuple[Path, list[Path]]]:
+    """(run directory, its files of table ``name``) for every run at or below each path."""
     roots = [paths] if isinstance(paths, str | Path) else list(paths)
-    files = [f for root in roots for d in find_run_dirs(root) for f in _table_files(d, name)]
-    if not files:
+    found = [(d, _table_files(d, name)) for root in roots for d in find_run_dirs(root)]
+    if not any(files for _, files in found):
         raise RunDirError(
             f"no {name} under {', '.join(map(str, roots))}: the run recorded nothing yet."
         )
-    return files
+    return found
+
+
+def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
+    return [f for _, files in _run_files_of(paths, name) for f in files]
 
 
 def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
-    files = _table_files_of(paths, name)
-    for f in files:  # every footer: a truncated or foreign file is named here
-        check_columns(_schema_of(f), schema, what, source=str(f))
+    """Every file of table ``name``, its footer checked against this version's columns (those
+    an older run directory lacks, :data:`~specviz.schema.ADDED_SINCE`, are read as nulls)."""
+    found = _run_files_of(paths, name)
+    older = False
+    for run_dir, files in found:
+        version = _version_of(run_dir)
+        lacks = ADDED_SINCE.get(version, {}).get(what, ())
+        older = older or bool(lacks)
+        for f in files:  # every footer: a truncated or foreign file is named here
+            check_columns(
+                _schema_of(f),
+                schema,
+                what,
+                source=str(f),
+                columns=[c for c in schema if c not in lacks],
+            )
+    files = [f for _, fs in found for f in fs]
+    if older:
+        return pl.scan_parquet(files, schema=schema, missing_columns="insert")
     return pl.scan_parquet(files)
 
 
@@ -362,6 +417,13 @@ def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
     Also refuses, before any model is loaded, an ``out_dir`` that cannot be written."""
     check_out_dir(out_dir)
     if (out_dir / RUN_FILE).is_file():
+        version = _read_run_json(out_dir).get("schema_version")
+        if version in ADDED_SINCE:
+            raise RunDirError(
+                f"{out_dir} holds a run of schema {version}: this specviz "
+                f"reads it but adds nothing to it (it writes schema {SCHEMA_VERSION}); pass "
+                "another --out directory"
+            )
         existing = read_run_meta(out_dir)
         mine = {k: existing.get(k) for k in identity}
         if mine != identity:

@@ -23,8 +23,11 @@ import pytest
 from engine_helpers import run_cli
 from report_fixtures import SyntheticRun, default_conditions, write_run, write_study
 
+from specviz import runlog
 from specviz.cli import main
 from specviz.outdir import is_lock_file
+from specviz.runlog import scan_events, scan_requests
+from specviz.schema import ADDED_SINCE, EVENT_SCHEMA, REQUEST_SCHEMA, SCHEMA_VERSION
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -353,3 +356,60 @@ def test_a_spec_factor_that_is_not_finite_is_refused_before_a_model_loads(
     status, err = cli(capsys, *args, f"--spec-factor={factor}", "--out", str(out), "--quiet")
     assert_one_line_refusal(status, err, "spec_factor must be > 0 and finite")
     assert not out.exists()
+
+
+# -- 7. earlier schemas still open -----------------------------------------------------------------
+
+PAST_SCHEMAS = Path(__file__).parent / "data"
+
+
+def test_a_run_directory_of_every_past_schema_is_checked_in() -> None:
+    """A schema bump must add ``tests/data/schema-N`` written by the version it replaces."""
+    for version in range(1, SCHEMA_VERSION):
+        meta = json.loads((PAST_SCHEMAS / f"schema-{version}" / "run.json").read_text())
+        assert meta["schema_version"] == version and meta["complete"]
+
+
+@pytest.mark.parametrize("version", sorted(ADDED_SINCE))
+def test_an_earlier_schema_opens_with_its_new_columns_null_and_says_so_once(
+    version: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    study = tmp_path / "study"
+    for name in ("a", "b"):  # two runs of the old version: one note
+        shutil.copytree(PAST_SCHEMAS / f"schema-{version}", study / "runs" / name)
+    runlog._NOTED.discard(version)
+    status = main(["summary", str(study), "--json", "--n-boot", "100"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert json.loads(out)["unfinished"] == []
+    assert err.count("note:") == 1 and f"schema {version}" in err, err
+    requests = scan_requests(study).collect()
+    events = scan_events(study).collect()
+    assert requests.schema == REQUEST_SCHEMA and events.schema == EVENT_SCHEMA
+    assert requests.height == 4 and events.height > 0
+    for table, frame in (("requests", requests), ("events", events)):
+        for column in ADDED_SINCE[version][table]:
+            assert frame[column].null_count() == frame.height
+    answers = tmp_path / "a.jsonl"
+    assert main(["export-specbench", str(study / "runs" / "a"), "--out", str(answers)]) == 0
+    assert len(answers.read_text().splitlines()) == 2
+
+
+def test_a_schema_it_cannot_read_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, err = cli(capsys, "summary", str(PAST_SCHEMAS / "schema-1"))
+    assert_one_line_refusal(status, err, "has schema_version 1; this specviz reads versions 2")
+
+
+def test_resuming_an_earlier_schema_run_is_refused_and_changes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _copy(PAST_SCHEMAS / "schema-3", tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text())
+    args = ["run", "--target", meta["config"]["target"]["name"], "--drafter", "prompt-lookup"]
+    args += ["--k", "3", "--limit", "2", "--max-new-tokens", "4", "--quiet"]
+    before = snapshot(tmp_path)
+    status, err = cli(capsys, *args, "--out", str(run), "--resume")
+    assert_one_line_refusal(status, err, "holds a run of schema 3: this specviz reads it")
+    assert snapshot(tmp_path) == before
