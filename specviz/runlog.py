@@ -183,24 +183,21 @@ def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list
 def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
     """Every file of table ``name``, its footer checked against this version's columns (those
     an older run directory lacks, :data:`~specviz.schema.ADDED_SINCE`, are read as nulls)."""
-    found = _run_files_of(paths, name)
-    older = False
-    for run_dir, files in found:
-        version = _version_of(run_dir)
-        lacks = ADDED_SINCE.get(version, {}).get(what, ())
-        older = older or bool(lacks)
+    current: list[Path] = []
+    older: list[pl.LazyFrame] = []
+    for run_dir, files in _run_files_of(paths, name):
+        lacks = ADDED_SINCE.get(_version_of(run_dir), {}).get(what, ())
         for f in files:  # every footer: a truncated or foreign file is named here
-            check_columns(
-                _schema_of(f),
-                schema,
-                what,
-                source=str(f),
-                columns=[c for c in schema if c not in lacks],
-            )
-    files = [f for _, fs in found for f in fs]
-    if older:
-        return pl.scan_parquet(files, schema=schema, missing_columns="insert")
-    return pl.scan_parquet(files)
+            columns = [c for c in schema if c not in lacks]
+            check_columns(_schema_of(f), schema, what, source=str(f), columns=columns)
+            if lacks:
+                nulls = [pl.lit(None, dtype=schema[c]).alias(c) for c in lacks]
+                older.append(pl.scan_parquet(f).with_columns(nulls).select(list(schema)))
+            else:
+                current.append(f)
+    if not older:
+        return pl.scan_parquet(current)
+    return pl.concat([pl.scan_parquet(current).select(list(schema)), *older] if current else older)
 
 
 def collect_tables(

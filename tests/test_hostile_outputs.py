@@ -383,13 +383,16 @@ def test_an_earlier_schema_opens_with_its_new_columns_null_and_says_so_once(
     assert status == 0, err
     assert json.loads(out)["unfinished"] == []
     assert err.count("note:") == 1 and f"schema {version}" in err, err
-    requests = scan_requests(study).collect()
+    write_run(study / "runs" / "now", SyntheticRun("now", "none", "coding", ("coding",), 2))
+    requests = scan_requests(study).collect()  # old and current runs in one scan
     events = scan_events(study).collect()
     assert requests.schema == REQUEST_SCHEMA and events.schema == EVENT_SCHEMA
-    assert requests.height == 4 and events.height > 0
+    assert requests.height == 6 and events.height > 0
+    old = ~pl.col("run_id").str.starts_with("now")
     for table, frame in (("requests", requests), ("events", events)):
         for column in ADDED_SINCE[version][table]:
-            assert frame[column].null_count() == frame.height
+            assert frame.filter(old)[column].null_count() == frame.filter(old).height
+    assert requests.filter(~old)["turn_prompt_tokens"].null_count() == 0
     answers = tmp_path / "a.jsonl"
     assert main(["export-specbench", str(study / "runs" / "a"), "--out", str(answers)]) == 0
     assert len(answers.read_text().splitlines()) == 2
