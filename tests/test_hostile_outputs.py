@@ -28,6 +28,8 @@ from specviz.cli import main
 from specviz.outdir import is_lock_file
 from specviz.runlog import scan_events, scan_requests
 from specviz.schema import ADDED_SINCE, EVENT_SCHEMA, REQUEST_SCHEMA, SCHEMA_VERSION
+from specviz.study import parse_study, run_study
+from specviz.study.spec import slug
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -416,3 +418,38 @@ def test_resuming_an_earlier_schema_run_is_refused_and_changes_nothing(
     status, err = cli(capsys, *args, "--out", str(run), "--resume")
     assert_one_line_refusal(status, err, "holds a run of schema 3: this specviz reads it")
     assert snapshot(tmp_path) == before
+
+
+# -- 3. non-Latin names ----------------------------------------------------------------------------
+
+
+def test_non_latin_names_slug_apart_and_readable() -> None:
+    assert slug("数学").startswith("ShuXue-") and slug("物理").startswith("WuLi-")
+    assert slug("数学") != slug("树学")  # one transliteration, two names
+    assert slug("café") != slug("cafe") == "cafe"
+    assert all(slug(n).isascii() and "/" not in slug(n) for n in ("数学", "العربية", "../数"))
+
+
+def test_a_study_of_non_latin_categories_runs_each_apart(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "q.jsonl"
+    rows = [{"question_id": f"q{i}", "category": c, "turns": ["hi"]} for i, c in enumerate("数物")]
+    rows = [r | {"category": {"数": "数学", "物": "物理"}[r["category"]]} for r in rows]
+    prompts.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    study = parse_study(
+        {
+            "models": [str(tiny_model_dir)],
+            "max_new_tokens": 2,
+            "workload": {"source": str(prompts), "per_category": 1},
+            "mixtures": {"uniform": []},
+            "options": {"device": "cpu"},
+        },
+        "multilingual.toml",
+    )
+    out = tmp_path / "out"
+    assert run_study(study, out, progress=False).complete
+    names = sorted(p.parent.name for p in out.rglob("run.json"))
+    assert any("ShuXue-" in n for n in names) and any("WuLi-" in n for n in names), names
+    categories = scan_requests(out).select("category").unique().collect()["category"]
+    assert {"数学", "物理"} <= set(categories.to_list())
