@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from specviz.config import ConfigError
+from specviz.config import POLICIES, ConfigError
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
 
@@ -73,8 +73,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default="constant",
-        help="constant | heuristic | heuristic-per-request | heuristic-per-task | confidence | "
-        "cost-aware",
+        help=" | ".join(POLICIES),
     )
     p.add_argument(
         "--verify-costs",
@@ -227,18 +226,47 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue, skipping finished units/requests"
     )
     p.add_argument("--executor", default="local", help="local | ray")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the plan (runs, requests, token budget, estimate, skipped combinations) "
+        "and exit",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a large study (over 1,000 runs or 5,000,000 budgeted tokens) without asking",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_study)
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from specviz.study import default_out_dir, load_study, parse_shard, run_study
+    from specviz.study import StudyError, default_out_dir, load_study, parse_shard, run_study
+    from specviz.study.planning import plan_text, study_plan
+    from specviz.study.units import plan_study, shard_units
 
     study = load_study(args.file)
     out = args.out or default_out_dir(study)
     shard = parse_shard(args.shard) if args.shard else None
+    plan = plan_study(study)
+    counts = study_plan(plan, shard_units(plan.units, shard), out)
+    print(plan_text(counts), flush=True)
+    if args.plan:
+        return 0
+    if counts.large and not args.yes:
+        raise StudyError(
+            f"{args.file} plans {counts.runs:,} runs and up to {counts.token_budget:,} new "
+            "tokens: pass --yes to start it (or --plan to print the plan only)"
+        )
     outcome = run_study(
-        study, out, shard=shard, resume=args.resume, executor=args.executor, progress=not args.quiet
+        study,
+        out,
+        shard=shard,
+        resume=args.resume,
+        executor=args.executor,
+        progress=not args.quiet,
+        plan=plan,
     )
     state = "complete" if outcome.complete else "incomplete (other shards pending)"
     print(

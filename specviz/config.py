@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from specviz.cost import COST_MODEL_VERSION, CostModel, CostModelError, curve_model
+from specviz.cost import (
+    COST_MODEL_KEYS,
+    COST_MODEL_VERSION,
+    CostModel,
+    CostModelError,
+    curve_model,
+)
 from specviz.errors import SpecvizError
 
 DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip", "suffix")
@@ -278,6 +284,12 @@ class PolicyConfig:
         if model is None:
             return
         if isinstance(model, Mapping):
+            unknown = sorted(set(model) - COST_MODEL_KEYS)
+            if unknown:
+                raise ConfigError(
+                    f"cost_model: unknown key {unknown[0]!r} (known: "
+                    f"{', '.join(sorted(COST_MODEL_KEYS))})"
+                )
             try:
                 model = CostModel.from_dict({"version": COST_MODEL_VERSION, **model})
             except CostModelError as err:

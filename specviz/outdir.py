@@ -98,18 +98,20 @@ def _nearest_existing(path: Path) -> Path:
     return current
 
 
-def _check_creatable(path: Path, flag: str) -> None:
-    """``path`` does not exist yet or is a directory: its nearest existing folder must be writable."""
+def _check_creatable(path: Path, flag: str, named: Path | None = None) -> None:
+    """``path`` does not exist yet or is a directory: its nearest existing folder must be
+    writable. ``named``: the path the user gave, for the message (default ``path``)."""
     existing = _nearest_existing(path)
+    shown = path if named is None else named
     if not existing.is_dir():
         raise OutPathError(
-            f"{flag} {path} lies under {existing}, which is a file: pass a path in a directory"
+            f"{flag} {shown} lies under {existing}, which is a file: pass a path in a directory"
         )
     try:
         handle, probe = tempfile.mkstemp(prefix=".specviz-probe-", dir=existing)
     except OSError as err:
         raise OutPathError(
-            f"{flag} {path}: cannot write in {existing} ({err.strerror or err}): "
+            f"{flag} {shown}: cannot write in {existing} ({err.strerror or err}): "
             "pass a path you can write to"
         ) from err
     os.close(handle)
@@ -159,10 +161,10 @@ def check_out_file(
             raise OutPathError(
                 f"{flag} {path} is a symbolic link to a missing file: pass the file's own path"
             ) from None
-        _check_creatable(path.parent, flag)
+        _check_creatable(path.parent, flag, path)
         return
     except NotADirectoryError:
-        _check_creatable(path.parent, flag)  # names the file the path lies under
+        _check_creatable(path.parent, flag, path)  # names the file the path lies under
         return
     if _writes_through(st):
         if not os.access(path, os.W_OK):
@@ -177,7 +179,7 @@ def check_out_file(
             f"{flag} {path} exists and specviz did not write it: pass --force to replace it, "
             "or another path"
         )
-    _check_creatable(path.resolve().parent, flag)
+    _check_creatable(path.resolve().parent, flag, path)
 
 
 def write_out_file(path: Path, text: str, flag: str = "--out") -> None:

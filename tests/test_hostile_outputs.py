@@ -453,3 +453,135 @@ def test_a_study_of_non_latin_categories_runs_each_apart(
     assert any("ShuXue-" in n for n in names) and any("WuLi-" in n for n in names), names
     categories = scan_requests(out).select("category").unique().collect()["category"]
     assert {"数学", "物理"} <= set(categories.to_list())
+
+
+# -- 6. silent or unclear --------------------------------------------------------------------------
+
+
+def _study_toml(path: Path, model: Path, prompts: Path, extra: str = "") -> Path:
+    path.write_text(
+        f"""name = "planned"
+models = [{json.dumps(str(model))}]
+max_new_tokens = 2
+{extra}
+[workload]
+source = {json.dumps(str(prompts))}
+per_category = 1
+[options]
+device = "cpu"
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def prompts(tmp_path: Path) -> Path:
+    path = tmp_path / "q.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"question_id": f"q{c}", "category": c, "turns": ["hi", "more"]}) + "\n"
+            for c in ("a", "b")
+        )
+    )
+    return path
+
+
+def test_study_plan_prints_runs_requests_and_tokens_and_runs_nothing(
+    tiny_model_dir: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml = _study_toml(tmp_path / "s.toml", tiny_model_dir, prompts)
+    out = tmp_path / "out"
+    assert main(["study", str(toml), "--out", str(out), "--plan"]) == 0
+    text = capsys.readouterr().out
+    # baseline over single-task a, b and the default mixture of both: 3 runs, 4 requests,
+    # 2 turns x 2 tokens each
+    assert "plan: 3 runs, 4 requests, at most 16 new tokens" in text, text
+    assert "estimate: none" in text
+    assert not out.exists()
+
+
+def test_study_plan_estimates_from_the_calibrated_curve(
+    tiny_model_dir: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from specviz.cost import CostModel
+
+    toml = _study_toml(tmp_path / "s.toml", tiny_model_dir, prompts)
+    out = tmp_path / "out"
+    out.mkdir()
+    curve = {"targets": {str(tiny_model_dir): CostModel(verify_s=(30.0,)).to_dict()}}
+    (out / "cost_model.json").write_text(json.dumps(curve))
+    assert main(["study", str(toml), "--out", str(out), "--plan"]) == 0
+    assert "estimate: at most about 8 min 00 s" in capsys.readouterr().out  # 16 x 30 s
+
+
+def test_a_large_study_needs_yes_to_start(
+    tiny_model_dir: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    k = list(range(1, 401))  # x 3 mixtures: 1,203 runs with the baseline
+    extra = f'k = {k}\n[[drafters]]\nkind = "prompt-lookup"'
+    toml = _study_toml(tmp_path / "s.toml", tiny_model_dir, prompts, extra)
+    out = tmp_path / "out"
+    status, err = cli(capsys, "study", str(toml), "--out", str(out))
+    assert_one_line_refusal(status, err, "plans 1,203 runs")
+    assert "pass --yes to start it" in err
+    assert not out.exists()
+
+
+def test_a_cost_model_with_an_unknown_key_is_refused(
+    tiny_model_dir: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    costs = "{ verify_s = [1, 2, 3], draft_s = { prompt-lookup = [0, 0] }, bogus = 1 }"
+    extra = f'k = [2]\npolicies = [{{ kind = "cost-aware", cost_model = {costs} }}]'
+    toml = _study_toml(tmp_path / "s.toml", tiny_model_dir, prompts, extra)
+    status, err = cli(capsys, "study", str(toml), "--out", str(tmp_path / "out"), "--plan")
+    assert_one_line_refusal(status, err, "unknown key 'bogus'")
+
+
+def test_draft_costs_for_another_drafter_label_show_as_skipped_in_the_plan(
+    tiny_model_dir: Path, tmp_path: Path, prompts: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    costs = "{ verify_s = [1, 2, 3], draft_s = { suffix = [0, 0] } }"
+    extra = f'k = [2]\npolicies = [{{ kind = "cost-aware", cost_model = {costs} }}]\n'
+    extra += '[[drafters]]\nkind = "prompt-lookup"'
+    toml = _study_toml(tmp_path / "s.toml", tiny_model_dir, prompts, extra)
+    assert main(["study", str(toml), "--out", str(tmp_path / "out"), "--plan"]) == 0
+    text = capsys.readouterr().out
+    assert "skipped: prompt-lookup/cost-aware/k2:" in text
+    assert "no draft_s for drafter 'prompt-lookup'" in text
+
+
+def test_report_out_under_a_file_names_the_path_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import specviz.report.builder as builder
+
+    monkeypatch.setattr(builder, "choose_kernel", _no_kernel)
+    (tmp_path / "precious.txt").write_text("precious\n")
+    out = tmp_path / "precious.txt" / "x.html"
+    status, err = cli(capsys, "report", str(PAST_SCHEMAS / "schema-3"), "--out", str(out))
+    assert_one_line_refusal(status, err, f"--out {out} lies under {tmp_path / 'precious.txt'}")
+
+
+def test_policy_help_lists_every_policy(capsys: pytest.CaptureFixture[str]) -> None:
+    from specviz.config import POLICIES
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(p in text for p in POLICIES) and "svip" in text
+
+
+def test_verify_costs_must_be_finite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", "--target", "no-such-org/no-such-model", "--drafter", "prompt-lookup"]
+    args += ["--policy", "cost-aware", "--k", "2", "--verify-costs", "inf,inf,inf"]
+    status, err = cli(capsys, *args, "--out", str(tmp_path / "run"), "--quiet")
+    assert_one_line_refusal(status, err, "costs must be finite seconds >= 0 (got inf)")
+
+
+def test_summary_of_one_run_warns_of_a_negative_prefill_slope(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The schema-3 run: three prefills, and a line through them that falls."""
+    assert main(["summary", str(PAST_SCHEMAS / "schema-3"), "--n-boot", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "ms per prompt token (warning: negative slope, 3 prefill rounds are too few" in text
