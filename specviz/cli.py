@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from specviz.config import POLICIES, ConfigError
 from specviz.cost import CostModel, curve_model
@@ -321,8 +322,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
         allow_incomplete=args.allow_incomplete,
         force=args.force,
     )
-    print(path)
+    print(path, file=_status_stream(args.out))
     return 0
+
+
+def _status_stream(out: Path) -> TextIO:
+    """Where a command says what it wrote: stderr when ``out`` is a device or pipe (it may be
+    stdout itself, whose content must stay the file's), else stdout."""
+    from specviz.outdir import writes_through
+
+    return sys.stderr if writes_through(out) else sys.stdout
 
 
 def _force(p: argparse.ArgumentParser) -> None:
@@ -396,7 +405,7 @@ def _cmd_export_specbench(args: argparse.Namespace) -> int:
         args.run_dir, args.out, allow_incomplete=args.allow_incomplete, force=args.force
     )
     partial = " (partial: the run is unfinished)" if unfinished_runs(args.run_dir) else ""
-    print(f"{args.out}: {n} answers in Spec-Bench format{partial}")
+    print(f"{args.out}: {n} answers in Spec-Bench format{partial}", file=_status_stream(args.out))
     return 0
 
 

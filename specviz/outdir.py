@@ -137,6 +137,14 @@ def _writes_through(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) or stat.S_ISFIFO(st.st_mode)
 
 
+def writes_through(path: Path) -> bool:
+    """``path`` is (or links to) a character device or a pipe, written through, not replaced."""
+    try:
+        return _writes_through(path.stat())
+    except OSError:
+        return False
+
+
 def _head(path: Path, size: int = 1 << 20) -> bytes:
     with path.open("rb") as handle:
         return handle.read(size)
