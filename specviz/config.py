@@ -12,7 +12,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from specviz.cost import COST_MODEL_VERSION, CostModel, CostModelError, curve_model
+from specviz.cost import (
+    COST_MODEL_KEYS,
+    COST_MODEL_VERSION,
+    CostModel,
+    CostModelError,
+    curve_model,
+)
 from specviz.errors import SpecvizError
 
 DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip", "suffix")
@@ -193,8 +199,8 @@ class DrafterConfig:
             )
         if self.tree_depth < 2:
             raise ConfigError(f"suffix tree_depth must be >= 2 (got {self.tree_depth})")
-        if self.spec_factor <= 0:
-            raise ConfigError(f"suffix spec_factor must be > 0 (got {self.spec_factor})")
+        if not (math.isfinite(self.spec_factor) and self.spec_factor > 0):
+            raise ConfigError(f"suffix spec_factor must be > 0 and finite (got {self.spec_factor})")
         if not 0.0 <= self.min_token_prob < 1.0:
             raise ConfigError(
                 f"suffix min_token_prob must be in [0, 1) (got {self.min_token_prob})"
@@ -278,6 +284,12 @@ class PolicyConfig:
         if model is None:
             return
         if isinstance(model, Mapping):
+            unknown = sorted(set(model) - COST_MODEL_KEYS)
+            if unknown:
+                raise ConfigError(
+                    f"cost_model: unknown key {unknown[0]!r} (known: "
+                    f"{', '.join(sorted(COST_MODEL_KEYS))})"
+                )
             try:
                 model = CostModel.from_dict({"version": COST_MODEL_VERSION, **model})
             except CostModelError as err:

@@ -43,7 +43,7 @@ from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
-from specviz.report.write import partial_cell, write_page
+from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.resources import shipped_dir
 from specviz.runlog import RunDirError, refuse_unfinished
 
@@ -163,6 +163,7 @@ def build_report(
     limits: ExecutionLimits = ExecutionLimits(),
     progress: bool = True,
     allow_incomplete: bool = False,
+    force: bool = False,
 ) -> Path:
     """Execute the analysis notebooks on ``source`` and write one offline HTML report to ``out``.
 
@@ -173,13 +174,15 @@ def build_report(
     ``limits``: time bounds of one cell, the kernel start and the whole execution
     (:class:`specviz.report.execute.ExecutionLimits`). An unfinished run or study is refused
     unless ``allow_incomplete``; then the page says at the top that its data is partial.
+    ``out`` may be a new file, a report specviz wrote, a character device or a pipe; any other
+    existing file is refused unless ``force`` (:func:`specviz.outdir.check_out_file`).
     Returns the report's path.
     """
     source = Path(source).resolve()
     out = Path(out)
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. report.html")
-    check_out_file(out)
+    check_out_file(out, force=force, ours=is_specviz_report)
     data = load_runs(source, categories)
     try:
         unfinished = refuse_unfinished(source, allow_incomplete)

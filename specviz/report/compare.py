@@ -35,7 +35,7 @@ from specviz.report.html import element, esc, text_element
 from specviz.report.numbers import downloads
 from specviz.report.summary import table
 from specviz.report.vega import render
-from specviz.report.write import partial_cell, write_page
+from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.runlog import RunDirError, refuse_unfinished
 
 DIFFERENCE_COLUMNS = ("what", "quantity", "a", "b", "difference", "low", "high")
@@ -248,13 +248,15 @@ def build_comparison(
     n_boot: int = 1000,
     progress: bool = True,
     allow_incomplete: bool = False,
+    force: bool = False,
 ) -> Path:
     """Two studies (run or study directories) side by side in one offline HTML page at ``out``.
 
     ``categories``: compare only these task categories (each study must hold them).
     ``n_boot``: bootstrap resamples of every interval. An unfinished run or study is refused
     unless ``allow_incomplete``; then the page says at the top that its data is partial.
-    Returns the page's path.
+    ``out`` is checked as a report's is: an existing file specviz did not write is refused
+    unless ``force``. Returns the page's path.
     """
     if len(sources) != 2:
         raise ReportError(
@@ -264,7 +266,7 @@ def build_comparison(
     out = Path(out)
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. compare.html")
-    check_out_file(out)
+    check_out_file(out, force=force, ours=is_specviz_report)
     paths = [Path(s).resolve() for s in sources]
     labels = study_labels(paths)
     datas = [load_runs(path, categories) for path in paths]  # both checked before any work

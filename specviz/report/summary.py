@@ -160,6 +160,11 @@ def cost_rows(models: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[s
             f"prefill: {1000 * m['prefill_intercept_s']:.1f} ms + "
             f"{1000 * m['prefill_s_per_token']:.3f} ms per prompt token"
         )
+        if m["prefill_s_per_token"] < 0:  # a longer prompt is never cheaper: noise, not a cost
+            prefill += (
+                f" (warning: negative slope, {m['samples'].get('prefill_rounds', 0)} prefill "
+                "rounds are too few to fit a line; add runs with other prompt lengths)"
+            )
         rows.append([target, prefill, *_pad([], width + 1), ""])
     return header, rows
 

@@ -4,12 +4,12 @@ existing one untouched)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
 
+from specviz.outdir import write_out_file
 from specviz.report.html import esc
 
 
@@ -24,13 +24,16 @@ def partial_cell(unfinished: Sequence[str]) -> nbformat.NotebookNode:
     return cell
 
 
+def is_specviz_report(head: bytes) -> bool:
+    """The start of a file is a page specviz wrote (the generator tag of its template), so
+    building a report again may replace it."""
+    return b'<meta name="generator" content="specviz ' in head
+
+
 def write_page(out: Path, html: str) -> Path:
-    """Write ``html`` to ``out`` atomically (its folder is created); returns ``out``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    """Write ``html`` to ``out`` (checked by :func:`specviz.outdir.check_out_file` before any
+    work): through a character device or pipe, else atomically, so a failure leaves no
+    half-written page and an existing one untouched (:func:`specviz.outdir.write_out_file`).
+    Returns ``out``."""
+    write_out_file(out, html)
     return out
