@@ -58,6 +58,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--draft", help="draft model for --drafter model")
     p.add_argument(
+        "--draft-quant",
+        help="--drafter model: draft with an int8 dynamically quantized copy of --draft (or of "
+        "the target when --draft is not given); CPU only",
+    )
+    p.add_argument(
         "--drafter-name",
         help="label for the drafter in events and metrics (default: its kind); give two variants "
         "of one kind distinct names to compare them",
@@ -180,6 +185,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tree_depth=args.tree_depth,
             spec_factor=args.spec_factor,
             min_token_prob=args.min_token_prob,
+            draft_quant=args.draft_quant,
         ),
         policy=PolicyConfig(args.policy, args.k, args.threshold, _cost_flags(args)),
         sampling=SamplingConfig(args.temperature, args.top_p),

@@ -381,7 +381,11 @@ def begin_run(
             "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "models": {"target": _model_info(target)}
-            | ({"draft": _model_info(models.get(draft))} if draft else {}),
+            | (
+                {"draft": _model_info(models.get(draft, config.drafter.draft_quant))}
+                if draft
+                else {}
+            ),
             "versions": _versions(),
             "hardware": _hardware(target.device),
             "git_commit": _git_commit(),
@@ -418,6 +422,7 @@ def _model_info(loaded: LoadedModel) -> dict[str, Any]:
         "embedding_rows": loaded.model.get_input_embeddings().weight.shape[0],
         "tokenizer_size": len(loaded.tokenizer),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "dtype_reason": loaded.dtype_reason,
         "device": str(loaded.device),
     }
 
