@@ -161,6 +161,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
     from specviz.runner import run
+    from specviz.threads import apply_threads
     from specviz.workloads import builtin_prompts, load_prompts
     from specviz.workloads.request import Request
 
@@ -199,6 +200,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     mixture = Path(args.workload).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
+    apply_threads(1)  # one decoding process: one core left free (specviz.threads)
     batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
     if args.batch_size == 1 and batch_flags:
         raise SpecvizError("--batch-composition, --continuous and --k-mode need --batch-size > 1")
@@ -276,6 +278,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.report import build_report
     from specviz.report.execute import ExecutionLimits
+    from specviz.threads import export_threads
+
+    export_threads(1)  # the kernel inherits it (specviz.threads)
 
     path = build_report(
         args.source,

@@ -69,3 +69,14 @@ def choose_dtype(requested: str, device: torch.device) -> DtypeChoice:
     return DtypeChoice(
         torch.float32, f"auto: float32, the CPU lacks native bf16 ({' / '.join(BF16_FLAGS)})"
     )
+
+
+def greedy_equality(dtype: torch.dtype) -> str:
+    """What greedy speculation promises against plain greedy in ``dtype`` (run.json records it;
+    docs/metrics.md, "Losslessness by dtype")."""
+    if dtype in (torch.float32, torch.float64):
+        return "exact: token for token (kernel rounding ~1e-7 of a logit; tested)"
+    return (
+        "up to near-ties: a (k+1)-row verify may resolve a near-tie other than a 1-row forward; "
+        "compare with the baseline (specviz.metrics.greedy_divergence)"
+    )

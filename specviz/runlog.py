@@ -413,6 +413,8 @@ def _git_commit() -> str | None:
 
 
 def _model_info(loaded: LoadedModel) -> dict[str, Any]:
+    from specviz.precision import greedy_equality  # torch: only where a model is loaded
+
     return {
         "name": loaded.spec.name,
         "source": loaded.source,
@@ -423,6 +425,7 @@ def _model_info(loaded: LoadedModel) -> dict[str, Any]:
         "tokenizer_size": len(loaded.tokenizer),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "dtype_reason": loaded.dtype_reason,
+        "greedy_equality": greedy_equality(loaded.dtype),
         "device": str(loaded.device),
     }
 

@@ -82,3 +82,12 @@ def test_run_json_records_the_dtype_and_why(cpuinfo, tiny_model_dir, tmp_path):
     target = json.loads((out / "run.json").read_text())["models"]["target"]
     assert target["dtype"] == "bfloat16"
     assert target["dtype_reason"] == "auto: the CPU has native bf16 (amx_bf16)"
+    assert target["greedy_equality"].startswith("up to near-ties")
+
+
+def test_run_json_promises_exact_equality_in_float32(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "--target", str(tiny_model_dir), "--limit", "1", "--max-new-tokens", "4"]
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    target = json.loads((out / "run.json").read_text())["models"]["target"]
+    assert target["dtype"] == "float32" and target["greedy_equality"].startswith("exact")
