@@ -72,3 +72,23 @@ def test_sampled_requests_are_not_compared(two_runs):
     events, requests = two_runs
     sampled = requests.with_columns(pl.lit(0.7).alias("temperature"))
     assert greedy_divergence(events, sampled).height == 0
+
+
+def test_bf16_divergences_are_exactly_the_requests_whose_output_changed(tiny_model_dir, tmp_path):
+    target = ModelSpec(str(tiny_model_dir), dtype="bfloat16")
+    requests = [Request(i, p, "m") for i, p in enumerate(PROMPTS)]
+    for name, drafter in (("base", DrafterConfig()), ("pl", DrafterConfig("prompt-lookup"))):
+        config = RunConfig(target, drafter, PolicyConfig("constant", 3), max_new_tokens=24)
+        run(config, requests, tmp_path / name, models=MODELS, progress=False)
+    dirs = [tmp_path / "base", tmp_path / "pl"]
+    table = greedy_divergence(scan_events(dirs), scan_requests(dirs))
+    texts = scan_requests(dirs).select("drafter", "prompt_id", "output_text").collect()
+    base = dict(
+        texts.filter(pl.col("drafter") == "none").select("prompt_id", "output_text").iter_rows()
+    )
+    for row in table.iter_rows(named=True):
+        spec = texts.filter(
+            (pl.col("drafter") == "prompt-lookup") & (pl.col("prompt_id") == row["prompt_id"])
+        )["output_text"][0]
+        assert row["diverged"] == (spec != base[row["prompt_id"]])
+    assert table.height == len(PROMPTS)
