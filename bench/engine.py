@@ -176,10 +176,11 @@ def main() -> None:
         "load_average": os.getloadavg()[0],
     }
     if {"float32", "bfloat16"} <= set(dtypes):
-        result["bf16_vs_float32"] = {
-            method: wall[f"bfloat16: {method}"] / wall[f"float32: {method}"]
-            for method in ("specviz autoregressive", "specviz prompt-lookup")
-        }
+        for key, m in (("bf16_vs_float32", wall), ("bf16_vs_float32_cpu", cpu)):
+            result[key] = {
+                method: m[f"bfloat16: {method}"] / m[f"float32: {method}"]
+                for method in ("specviz autoregressive", "specviz prompt-lookup")
+            }
     for d in dtypes:
         r = ratios(wall, d)
         print(

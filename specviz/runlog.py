@@ -373,6 +373,7 @@ def begin_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / RUN_FILE).is_file():
         meta = read_run_meta(out_dir) | {"complete": False}
+        _check_same_dtype(out_dir, meta, target)
     else:
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
         draft = config.drafter.draft
@@ -396,6 +397,19 @@ def begin_run(
         }
     write_json(out_dir / RUN_FILE, meta)
     return meta
+
+
+def _check_same_dtype(out_dir: Path, meta: dict[str, Any], target: LoadedModel) -> None:
+    """A resumed run keeps its target's dtype: ``auto`` may resolve otherwise on another CPU
+    (specviz.precision), and one run must not mix two targets' outputs."""
+    recorded = meta.get("models", {}).get("target", {}).get("dtype")
+    now = str(target.dtype).removeprefix("torch.")
+    if recorded is not None and recorded != now:
+        raise RunDirError(
+            f"{out_dir} was decoded with its target in {recorded}, but it loads in {now} here "
+            f"({target.dtype_reason}): resume it on a machine where its dtype resolves to "
+            f"{recorded}, or decode into another --out"
+        )
 
 
 def _git_commit() -> str | None:

@@ -111,3 +111,15 @@ def test_run_identity_is_unchanged_without_draft_quant(tiny_model_dir):
     assert "draft_quant" not in data["drafter"]
     resolved = RunConfig(ModelSpec(str(tiny_model_dir)), INT8)
     assert RunConfig.from_dict(resolved.to_dict()) == resolved
+
+
+def test_the_int8_draft_study_file_plans_the_int8_draft_beside_prompt_lookup():
+    from pathlib import Path
+
+    from specviz.study import load_study
+
+    study = load_study(Path(__file__).resolve().parents[1] / "studies" / "int8-draft.toml")
+    plan = plan_study(study)
+    kinds = {c.config.drafter.label: c.config.drafter for c in plan.conditions if not c.baseline}
+    assert set(kinds) == {"prompt-lookup", "int8"}
+    assert kinds["int8"].draft_quant == "int8" and kinds["int8"].draft == study.models[0]

@@ -91,3 +91,21 @@ def test_run_json_promises_exact_equality_in_float32(tiny_model_dir, tmp_path):
     assert main([*args, "--out", str(out), "--quiet"]) == 0
     target = json.loads((out / "run.json").read_text())["models"]["target"]
     assert target["dtype"] == "float32" and target["greedy_equality"].startswith("exact")
+
+
+def test_resuming_where_auto_now_picks_another_dtype_is_refused(
+    cpuinfo, tiny_model_dir, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    args = ["run", "--target", str(tiny_model_dir), "--limit", "2", "--max-new-tokens", "4"]
+    cpuinfo(AVX2)
+    assert main([*args, "--out", str(out), "--quiet"]) == 0
+    before = (out / "run.json").read_text()
+    cpuinfo(AMX)
+    assert main([*args, "--out", str(out), "--quiet", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "decoded with its target in float32, but it loads in bfloat16" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (out / "run.json").read_text() == before
+    cpuinfo(AVX2)
+    assert main([*args, "--out", str(out), "--quiet", "--resume"]) == 0
