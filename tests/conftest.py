@@ -7,6 +7,7 @@ import os
 # One torch thread per process: decoding here is memory-bound (one thread decodes as fast as
 # two), and tests that start subprocesses or worker pools otherwise oversubscribe the cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("SPECVIZ_THREADS", "1")  # what specviz.threads gives study workers and runs
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # dtype "auto" reads the CPU's flags (specviz.precision): pinned here to a CPU without native
 # bf16, so the suite's exact greedy-equality tests run in float32 on every machine (subprocesses

@@ -37,3 +37,10 @@ def test_apply_threads_sets_torch(monkeypatch):
         assert apply_threads(1) == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_without_the_environment_the_rule_applies_to_this_machine(monkeypatch):
+    from specviz.threads import usable_cores
+
+    monkeypatch.delenv("SPECVIZ_THREADS", raising=False)
+    assert threads_for(2) == torch_threads(2, usable_cores())
