@@ -19,7 +19,7 @@ question of data/question.jsonl (all categories, multi-turn included), greedy:
 
 Prints a table, then one JSON line.
 
-    python bench/device_check.py [--every 4] [--max-new-tokens 64]
+    python bench/device_check.py [--every 6] [--max-new-tokens 64]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def refused(device: str, out: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--every", type=int, default=4, help="every N-th question")
+    parser.add_argument("--every", type=int, default=6, help="every N-th question")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--device", default="cuda", help="cpu: a smoke test of this script")
     args = parser.parse_args()
