@@ -252,8 +252,17 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="execute the notebooks and write one offline HTML report")
-    p.add_argument("source", type=Path, help="a run or study directory")
+    p = sub.add_parser(
+        "report",
+        help="execute the notebooks and write one offline HTML report; "
+        "with two directories, a comparison of the two side by side",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        nargs="+",
+        help="a run or study directory; or two (A B) to compare them on the same axes",
+    )
     p.add_argument("--out", required=True, type=Path, help="HTML file to write")
     p.add_argument(
         "--category", action="append", default=[], help="only this task category (repeatable)"
@@ -282,8 +291,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     export_threads(1)  # the kernel inherits it (specviz.threads)
 
+    if len(args.source) > 1:
+        from specviz.report.compare import build_comparison
+
+        path = build_comparison(
+            args.source,
+            args.out,
+            categories=args.category,
+            n_boot=args.n_boot,
+            progress=not args.quiet,
+            allow_incomplete=args.allow_incomplete,
+        )
+        print(path)
+        return 0
     path = build_report(
-        args.source,
+        args.source[0],
         args.out,
         categories=args.category,
         kernel=args.kernel,

@@ -748,3 +748,9 @@ def priced_requests(data: StudyData) -> pl.DataFrame:
     """The request table with ``modelled_s`` (and its parts): what the report lets readers
     download, one row per request."""
     return _priced(data)[0]
+
+
+def priced_or_none(data: StudyData) -> pl.DataFrame | None:
+    """:func:`priced_requests`, or None when every run is batched (cost accounting covers
+    unbatched runs, as :func:`study_answer` does)."""
+    return priced_requests(data) if _unbatched(data) else None

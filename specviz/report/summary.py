@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, PARTS
+from specviz.report.answer import LABELS, PARTS, ZERO
 from specviz.report.html import element, esc, text_element
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
@@ -235,6 +235,13 @@ def _list(items: list[str]) -> str:
     return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
 
 
+def nonzero_findings(answer: dict[str, Any]) -> list[str]:
+    """``answer["findings"]`` without the terms zero by construction (the report's first screen
+    folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
+    terms = [t for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
+    return [f for f, t in zip(answer["findings"], terms, strict=True) if t["status"] != ZERO]
+
+
 def lead_lines(answer: dict[str, Any]) -> list[str]:
     """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
     multitask cost), then each stream whose wall clock was taken under changing load."""
@@ -249,7 +256,7 @@ def answer_html(answer: dict[str, Any]) -> str:
     if not streams:
         return "".join(out)
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
-    out.append(_list(answer["findings"] + controls))
+    out.append(_list(nonzero_findings(answer) + controls))
     out.append(table(*decomposition_rows(streams)))
     if answer.get("configurations"):
         out.append(text_element("h3", CONFIGURATIONS_TITLE))
