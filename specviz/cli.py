@@ -64,6 +64,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--draft", help="draft model for --drafter model")
     p.add_argument(
+        "--draft-quant",
+        help="--drafter model: draft with an int8 dynamically quantized copy of --draft (or of "
+        "the target when --draft is not given); CPU only",
+    )
+    p.add_argument(
         "--drafter-name",
         help="label for the drafter in events and metrics (default: its kind); give two variants "
         "of one kind distinct names to compare them",
@@ -161,6 +166,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
     from specviz.runner import run
+    from specviz.threads import apply_threads
     from specviz.workloads import builtin_prompts, load_prompts
     from specviz.workloads.request import Request
 
@@ -185,6 +191,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tree_depth=args.tree_depth,
             spec_factor=args.spec_factor,
             min_token_prob=args.min_token_prob,
+            draft_quant=args.draft_quant,
         ),
         policy=PolicyConfig(args.policy, args.k, args.threshold, _cost_flags(args)),
         sampling=SamplingConfig(args.temperature, args.top_p),
@@ -198,6 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     mixture = Path(args.workload).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
+    apply_threads(1)  # one decoding process: one core left free (specviz.threads)
     batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
     if args.batch_size == 1 and batch_flags:
         raise SpecvizError("--batch-composition, --continuous and --k-mode need --batch-size > 1")
@@ -319,6 +327,9 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.report import build_report
     from specviz.report.execute import ExecutionLimits
+    from specviz.threads import export_threads
+
+    export_threads(1)  # the kernel inherits it (specviz.threads)
 
     if len(args.source) > 1:
         from specviz.report.compare import build_comparison

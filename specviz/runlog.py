@@ -458,7 +458,9 @@ def begin_run(
     if (out_dir / RUN_FILE).is_file():
         # left as it is: an unfinished run stays unfinished until the runner marks it complete,
         # and a finished one is never marked unfinished, whatever happens to this resume
-        return read_run_meta(out_dir)
+        meta = read_run_meta(out_dir)
+        _check_same_dtype(out_dir, meta, target)
+        return meta
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
     draft = config.drafter.draft
     meta = {
@@ -466,7 +468,7 @@ def begin_run(
         "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "models": {"target": _model_info(target)}
-        | ({"draft": _model_info(models.get(draft))} if draft else {}),
+        | ({"draft": _model_info(models.get(draft, config.drafter.draft_quant))} if draft else {}),
         "versions": _versions(),
         "hardware": _hardware(target.device),
         "git_commit": _git_commit(),
@@ -477,6 +479,19 @@ def begin_run(
     }
     write_json(out_dir / RUN_FILE, meta)
     return meta
+
+
+def _check_same_dtype(out_dir: Path, meta: dict[str, Any], target: LoadedModel) -> None:
+    """A resumed run keeps its target's dtype: ``auto`` may resolve otherwise on another CPU
+    (specviz.precision), and one run must not mix two targets' outputs."""
+    recorded = meta.get("models", {}).get("target", {}).get("dtype")
+    now = str(target.dtype).removeprefix("torch.")
+    if recorded is not None and recorded != now:
+        raise RunDirError(
+            f"{out_dir} was decoded with its target in {recorded}, but it loads in {now} here "
+            f"({target.dtype_reason}): resume it on a machine where its dtype resolves to "
+            f"{recorded}, or decode into another --out"
+        )
 
 
 def _git_commit() -> str | None:
@@ -494,6 +509,8 @@ def _git_commit() -> str | None:
 
 
 def _model_info(loaded: LoadedModel) -> dict[str, Any]:
+    from specviz.precision import greedy_equality  # torch: only where a model is loaded
+
     return {
         "name": loaded.spec.name,
         "source": loaded.source,
@@ -503,6 +520,8 @@ def _model_info(loaded: LoadedModel) -> dict[str, Any]:
         "embedding_rows": loaded.model.get_input_embeddings().weight.shape[0],
         "tokenizer_size": len(loaded.tokenizer),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "dtype_reason": loaded.dtype_reason,
+        "greedy_equality": greedy_equality(loaded.dtype),
         "device": str(loaded.device),
     }
 

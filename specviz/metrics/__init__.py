@@ -26,6 +26,7 @@ from specviz.metrics.degradation import (
     label_streams,
     single_task_best_k,
 )
+from specviz.metrics.divergence import greedy_divergence
 from specviz.metrics.frames import GROUP_COLUMNS
 from specviz.metrics.oracle import (
     NoOracleError,
@@ -78,6 +79,7 @@ __all__ = [
     "degradation_long",
     "expected_tokens",
     "expressions",
+    "greedy_divergence",
     "k_distribution",
     "label_streams",
     "leviathan_speedup",

@@ -158,7 +158,7 @@ _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
 _DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
             "components", "k", "partition", "memory_tokens", "tree_depth", "spec_factor",
-            "min_token_prob"}  # fmt: skip
+            "min_token_prob", "draft_quant"}  # fmt: skip
 
 
 class _Reader:
