@@ -1,6 +1,7 @@
 """Engine benchmark: specviz's loop against transformers' generate(), side by side in one run.
 
-Same embedded model, same prompts, same token budget. Pairs:
+Same embedded model, same prompts, same token budget, in each dtype of ``--dtypes`` (float32
+and bfloat16 by default: the model is loaded once per dtype). Pairs, per dtype:
 
 - specviz autoregressive loop (drafter none)  vs  ``model.generate(do_sample=False)``;
 - specviz prompt lookup                       vs  ``model.generate(prompt_lookup_num_tokens=k)``;
@@ -10,9 +11,13 @@ Methods are interleaved within each repeat (so drift hits all alike); each figur
 tokens/s over repeats, tokens counted as generated tokens, time as wall seconds of generation
 (prefill included, file writes excluded). Tokens per CPU second of this process are reported
 beside them: on a shared machine they are far less noisy than wall time (``load_average`` in the
-JSON says how busy the machine was). Prints a table, then one JSON line.
+JSON says how busy the machine was). The JSON line's ``bf16_vs_float32`` divides bf16 tokens/s
+by float32 tokens/s for the baseline loop and for prompt lookup; ``cpu_bf16_flags`` says whether
+this CPU computes bf16 natively (``specviz.precision``: without AMX or AVX512-BF16 it is
+emulated and slower). Prints a table, then one JSON line.
 
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
+        [--dtypes float32,bfloat16] [--prompts 4]
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.models import ModelCache
+from specviz.precision import cpu_bf16_flags
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 from specviz.workloads.prompt import Prompt
@@ -85,20 +91,12 @@ def generate_rate(
     return tokens / seconds, tokens / cpu
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-new-tokens", type=int, default=96)
-    parser.add_argument("--k", type=int, default=5)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1 decodes as fast as 2 here)"
-    )
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    spec = ModelSpec("smollm2-135m")
-    models = ModelCache()
+def dtype_methods(
+    dtype: str, args: argparse.Namespace, prompts: list[Prompt], models: ModelCache
+) -> dict[str, Callable[[], Rate]]:
+    """The five measured methods of one dtype, keyed ``dtype: method``."""
+    spec = ModelSpec("smollm2-135m", device="cpu", dtype=dtype)
     models.get(spec)
-    prompts = pick_prompts()
     ar = RunConfig(spec, max_new_tokens=args.max_new_tokens)
     pl = RunConfig(
         spec,
@@ -119,43 +117,77 @@ def main() -> None:
             pl, prompts, models, record=False
         ),
     }
-    methods["specviz autoregressive"]()  # warm-up: first-call allocations, lazy imports
+    return {f"{dtype}: {name}": measure for name, measure in methods.items()}
+
+
+def ratios(m: dict[str, float], dtype: str) -> dict[str, float]:
+    def at(name: str) -> float:
+        return m[f"{dtype}: {name}"]
+
+    return {
+        "ar_vs_transformers": at("specviz autoregressive") / at("transformers generate greedy"),
+        "prompt_lookup_vs_transformers": at("specviz prompt-lookup")
+        / at("transformers prompt-lookup"),
+        "prompt_lookup_vs_ar": at("specviz prompt-lookup") / at("specviz autoregressive"),
+        "recording_overhead": 1
+        - at("specviz prompt-lookup") / at("specviz prompt-lookup, recording off"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1 decodes as fast as 2 here)"
+    )
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
+    parser.add_argument("--prompts", type=int, default=len(CATEGORIES), help="first N prompts")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    models = ModelCache()
+    prompts = pick_prompts()[: args.prompts]
+    methods: dict[str, Callable[[], Rate]] = {}
+    for dtype in dtypes:
+        methods |= dtype_methods(dtype, args, prompts, models)
+    for dtype in dtypes:  # warm-up: first-call allocations, lazy imports
+        methods[f"{dtype}: specviz autoregressive"]()
     rates: dict[str, list[Rate]] = {name: [] for name in methods}
     for _ in range(args.repeats):
         for name, measure in methods.items():
             rates[name].append(measure())
     wall = {name: statistics.median(r[0] for r in values) for name, values in rates.items()}
     cpu = {name: statistics.median(r[1] for r in values) for name, values in rates.items()}
-    print(f"{'method':40s} {'tokens/s':>9s} {'tokens/cpu-s':>13s}  tokens/s of each repeat")
+    print(f"{'method':50s} {'tokens/s':>9s} {'tokens/cpu-s':>13s}  tokens/s of each repeat")
     for name, values in rates.items():
-        print(
-            f"{name:40s} {wall[name]:9.2f} {cpu[name]:13.2f}  {', '.join(f'{v[0]:.2f}' for v in values)}"
-        )
-
-    def ratios(m: dict[str, float]) -> dict[str, float]:
-        return {
-            "ar_vs_transformers": m["specviz autoregressive"] / m["transformers generate greedy"],
-            "prompt_lookup_vs_transformers": m["specviz prompt-lookup"]
-            / m["transformers prompt-lookup"],
-            "recording_overhead": 1
-            - m["specviz prompt-lookup"] / m["specviz prompt-lookup, recording off"],
-        }
-
-    result = {
-        **ratios(wall),
-        "cpu_time_ratios": ratios(cpu),
+        each = ", ".join(f"{v[0]:.2f}" for v in values)
+        print(f"{name:50s} {wall[name]:9.2f} {cpu[name]:13.2f}  {each}")
+    result: dict[str, object] = {
+        "by_dtype": {d: {**ratios(wall, d), "cpu_time_ratios": ratios(cpu, d)} for d in dtypes},
         "tokens_per_s": wall,
         "tokens_per_cpu_s": cpu,
         "prompts": [p.id for p in prompts],
         "max_new_tokens": args.max_new_tokens,
         "repeats": args.repeats,
         "threads": args.threads,
+        "cpu_bf16_flags": list(cpu_bf16_flags()),
         "load_average": os.getloadavg()[0],
     }
-    print(
-        f"ratios (wall): AR {result['ar_vs_transformers']:.3f}, prompt lookup "
-        f"{result['prompt_lookup_vs_transformers']:.3f}, recording overhead {result['recording_overhead']:.2%}"
-    )
+    if {"float32", "bfloat16"} <= set(dtypes):
+        for key, m in (("bf16_vs_float32", wall), ("bf16_vs_float32_cpu", cpu)):
+            result[key] = {
+                method: m[f"bfloat16: {method}"] / m[f"float32: {method}"]
+                for method in ("specviz autoregressive", "specviz prompt-lookup")
+            }
+    for d in dtypes:
+        r = ratios(wall, d)
+        print(
+            f"{d} (wall): AR vs generate {r['ar_vs_transformers']:.3f}, prompt lookup vs "
+            f"generate's {r['prompt_lookup_vs_transformers']:.3f}, prompt lookup vs AR "
+            f"{r['prompt_lookup_vs_ar']:.3f}, recording overhead {r['recording_overhead']:.2%}"
+        )
     print(json.dumps(result))
 
 

@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python (specviz)
+#     display_name: specviz (.venv)
 #     language: python
 #     name: specviz
 # ---

@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python (specviz)
+#     display_name: specviz (.venv)
 #     language: python
 #     name: specviz
 # ---
@@ -18,7 +18,7 @@
 # Pick the category and the request with the controls under the chart.
 
 # %% tags=["parameters"]
-source = "results/default"  # a run or study directory
+source = "runs/default"  # a run or study directory (`make demo` writes runs/default)
 categories = []  # task categories to keep; empty: all
 explorer_run = ""  # run_id to explore; empty: the first multitask run with a drafter
 requests_per_category = 5  # requests per category embedded in the chart
@@ -38,11 +38,12 @@ from specviz.report import (
     token_legend,
     trajectory_run_id,
 )
+from specviz.report.locate import locate_source
 
 enable_charts()
 
 # %%
-data = load_runs(source, categories)
+data = load_runs(locate_source(source), categories)
 run_id = explorer_run or trajectory_run_id(label_streams(data.requests).collect())
 if run_id is None:
     raise ValueError(f"{source}: no run with a drafter to explore")
@@ -54,8 +55,10 @@ counts = tokens.group_by("status").len().sort("status")
 publish("tokens.run_id", run_id)
 publish("tokens.decoded", decode is not None)
 publish("tokens.status_counts", dict(counts.iter_rows()))
-print(f"run {run_id}: {requests.height} requests, {tokens.height} tokens"
-      + ("" if decode else " (token ids: the tokenizer could not be loaded)"))
+print(
+    f"run {run_id}: {requests.height} requests, {tokens.height} tokens"
+    + ("" if decode else " (token ids: the tokenizer could not be loaded)")
+)
 
 # %%
 token_rounds(tokens, requests_per_category=requests_per_category)
@@ -78,8 +81,10 @@ for request_id in first_requests(requests):
 import ipywidgets as widgets
 
 picker = widgets.Dropdown(
-    options=[(f"{r['category']} · {r['request_id']}", r["request_id"])
-             for r in requests.select("category", "request_id").iter_rows(named=True)],
+    options=[
+        (f"{r['category']} · {r['request_id']}", r["request_id"])
+        for r in requests.select("category", "request_id").iter_rows(named=True)
+    ],
     description="Request",
 )
 view = widgets.Output()

@@ -96,7 +96,8 @@ def calibrate(config: RunConfig, models: ModelCache) -> CostModel:
     step = 0.0
     if kind not in MODEL_FREE:
         assert config.drafter.draft is not None
-        step = forward_seconds(models.get(config.drafter.draft).model, 1)
+        draft = models.get(config.drafter.draft, config.drafter.draft_quant)
+        step = forward_seconds(draft.model, 1)
     return CostModel(
         verify_s=verify,
         draft_s={config.drafter.label: tuple(n * step for n in range(k_max + 1))},

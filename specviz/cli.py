@@ -7,11 +7,17 @@ A user error (any :class:`~specviz.errors.SpecvizError`) prints one line and exi
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import io
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
-from specviz.config import ConfigError
+from specviz.config import POLICIES, ConfigError
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
 
@@ -58,6 +64,11 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--draft", help="draft model for --drafter model")
     p.add_argument(
+        "--draft-quant",
+        help="--drafter model: draft with an int8 dynamically quantized copy of --draft (or of "
+        "the target when --draft is not given); CPU only",
+    )
+    p.add_argument(
         "--drafter-name",
         help="label for the drafter in events and metrics (default: its kind); give two variants "
         "of one kind distinct names to compare them",
@@ -68,8 +79,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--policy",
         default="constant",
-        help="constant | heuristic | heuristic-per-request | heuristic-per-task | confidence | "
-        "cost-aware",
+        help=" | ".join(POLICIES),
     )
     p.add_argument(
         "--verify-costs",
@@ -178,6 +188,7 @@ def _sharegpt_prompts(args: argparse.Namespace) -> list:
 def _cmd_run(args: argparse.Namespace) -> int:
     from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
     from specviz.runner import run
+    from specviz.threads import apply_threads
     from specviz.workloads import builtin_prompts, load_prompts
     from specviz.workloads.request import Request
 
@@ -202,6 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tree_depth=args.tree_depth,
             spec_factor=args.spec_factor,
             min_token_prob=args.min_token_prob,
+            draft_quant=args.draft_quant,
         ),
         policy=PolicyConfig(args.policy, args.k, args.threshold, _cost_flags(args)),
         sampling=SamplingConfig(args.temperature, args.top_p),
@@ -218,6 +230,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         prompts = prompts[: args.limit]
     mixture = Path(args.workload).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
+    apply_threads(1)  # one decoding process: one core left free (specviz.threads)
     batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
     if args.batch_size == 1 and batch_flags:
         raise SpecvizError("--batch-composition, --continuous and --k-mode need --batch-size > 1")
@@ -247,18 +260,47 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue, skipping finished units/requests"
     )
     p.add_argument("--executor", default="local", help="local | ray")
+    p.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the plan (runs, requests, token budget, estimate, skipped combinations) "
+        "and exit",
+    )
+    p.add_argument(
+        "--yes",
+        action="store_true",
+        help="start a large study (over 1,000 runs or 5,000,000 budgeted tokens) without asking",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_study)
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
-    from specviz.study import default_out_dir, load_study, parse_shard, run_study
+    from specviz.study import StudyError, default_out_dir, load_study, parse_shard, run_study
+    from specviz.study.planning import plan_text, study_plan
+    from specviz.study.units import plan_study, shard_units
 
     study = load_study(args.file)
     out = args.out or default_out_dir(study)
     shard = parse_shard(args.shard) if args.shard else None
+    plan = plan_study(study)
+    counts = study_plan(plan, shard_units(plan.units, shard), out)
+    print(plan_text(counts), flush=True)
+    if args.plan:
+        return 0
+    if counts.large and not args.yes:
+        raise StudyError(
+            f"{args.file} plans {counts.runs:,} runs and up to {counts.token_budget:,} new "
+            "tokens: pass --yes to start it (or --plan to print the plan only)"
+        )
     outcome = run_study(
-        study, out, shard=shard, resume=args.resume, executor=args.executor, progress=not args.quiet
+        study,
+        out,
+        shard=shard,
+        resume=args.resume,
+        executor=args.executor,
+        progress=not args.quiet,
+        plan=plan,
     )
     state = "complete" if outcome.complete else "incomplete (other shards pending)"
     print(
@@ -269,9 +311,24 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="execute the notebooks and write one offline HTML report")
-    p.add_argument("source", type=Path, help="a run or study directory")
-    p.add_argument("--out", required=True, type=Path, help="HTML file to write")
+    p = sub.add_parser(
+        "report",
+        help="execute the notebooks and write one offline HTML report; "
+        "with two directories, a comparison of the two side by side",
+    )
+    p.add_argument(
+        "source",
+        type=Path,
+        nargs="+",
+        help="a run or study directory; or two (A B) to compare them on the same axes",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="HTML file to write (new, a report specviz wrote, a character device or a pipe)",
+    )
+    _force(p)
     p.add_argument(
         "--category", action="append", default=[], help="only this task category (repeatable)"
     )
@@ -295,9 +352,26 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.report import build_report
     from specviz.report.execute import ExecutionLimits
+    from specviz.threads import export_threads
 
+    export_threads(1)  # the kernel inherits it (specviz.threads)
+
+    if len(args.source) > 1:
+        from specviz.report.compare import build_comparison
+
+        path = build_comparison(
+            args.source,
+            args.out,
+            categories=args.category,
+            n_boot=args.n_boot,
+            progress=not args.quiet,
+            allow_incomplete=args.allow_incomplete,
+            force=args.force,
+        )
+        print(path, file=_status_stream(args.out))
+        return 0
     path = build_report(
-        args.source,
+        args.source[0],
         args.out,
         categories=args.category,
         kernel=args.kernel,
@@ -305,9 +379,27 @@ def _cmd_report(args: argparse.Namespace) -> int:
         limits=ExecutionLimits(cell_s=args.cell_timeout, total_s=args.timeout),
         progress=not args.quiet,
         allow_incomplete=args.allow_incomplete,
+        force=args.force,
     )
-    print(path)
+    print(path, file=_status_stream(args.out))
     return 0
+
+
+def _status_stream(out: Path) -> TextIO:
+    """Where a command says what it wrote: stderr when ``out`` is a device or pipe (it may be
+    stdout itself, whose content must stay the file's), else stdout."""
+    from specviz.outdir import writes_through
+
+    return sys.stderr if writes_through(out) else sys.stdout
+
+
+def _force(p: argparse.ArgumentParser) -> None:
+    """The one flag that lets a command replace an existing file specviz did not write."""
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace --out even if it is an existing file specviz did not write",
+    )
 
 
 def _allow_incomplete(p: argparse.ArgumentParser, what: str) -> None:
@@ -353,7 +445,13 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export-specbench", help="write a run in Spec-Bench's answer format (JSONL)")
     p.add_argument("run_dir", type=Path, help="a run directory")
-    p.add_argument("--out", required=True, type=Path, help="JSONL file to write")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="JSONL file to write (new, an export specviz wrote, a character device or a pipe)",
+    )
+    _force(p)
     _allow_incomplete(p, "export the finished requests of an unfinished run")
     p.set_defaults(func=_cmd_export_specbench)
 
@@ -362,9 +460,11 @@ def _cmd_export_specbench(args: argparse.Namespace) -> int:
     from specviz.runlog import unfinished_runs
     from specviz.specbench import export_specbench
 
-    n = export_specbench(args.run_dir, args.out, allow_incomplete=args.allow_incomplete)
+    n = export_specbench(
+        args.run_dir, args.out, allow_incomplete=args.allow_incomplete, force=args.force
+    )
     partial = " (partial: the run is unfinished)" if unfinished_runs(args.run_dir) else ""
-    print(f"{args.out}: {n} answers in Spec-Bench format{partial}")
+    print(f"{args.out}: {n} answers in Spec-Bench format{partial}", file=_status_stream(args.out))
     return 0
 
 
@@ -414,13 +514,40 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+# write errors of the machine, never of specviz: a full disk, a quota, a file-size limit
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush of what a closed pipe or full
+    disk refused neither fails again nor prints a second message."""
+    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # a closed pipe or a full disk shows here, not at exit
+        return status
+    except BrokenPipeError:
+        _silence_stdout()
+        return 128 + signal.SIGPIPE  # what a shell reports for a command a closed pipe stopped
     except SpecvizError as err:
         print(f"specviz {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if err.errno not in _OUTPUT_ERRNOS:
+            raise
+        _silence_stdout()
+        print(
+            f"specviz {args.command}: error: cannot write output ({err.strerror}): free some "
+            "space, raise the limit, or write elsewhere",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print(

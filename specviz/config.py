@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from specviz.cost import COST_MODEL_VERSION, CostModel, CostModelError, curve_model
+from specviz.cost import (
+    COST_MODEL_KEYS,
+    COST_MODEL_VERSION,
+    CostModel,
+    CostModelError,
+    curve_model,
+)
 from specviz.errors import SpecvizError
 
 DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip", "suffix")
@@ -36,6 +42,7 @@ POLICIES = (
     "cost-aware",
 )
 STOPPING_POLICIES = ("confidence", "svip")  # the drafter stops early: needs a distribution
+DRAFT_QUANTS = ("int8",)  # --draft-quant: int8 = torch dynamic quantization of nn.Linear (CPU)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -55,7 +62,7 @@ class ModelSpec:
     """A model named as a hub id, a local directory, a ``.gguf`` file, or ``smollm2-135m``.
 
     ``device="auto"`` picks CUDA when available, else the CPU; ``dtype="auto"`` is bfloat16 on
-    CUDA and float32 on the CPU.
+    CUDA and on a CPU with native bf16, else float32 (:func:`specviz.precision.choose_dtype`).
     """
 
     name: str
@@ -82,7 +89,10 @@ class DrafterConfig:
     """Which drafter proposes tokens, with its options.
 
     - ``none``: plain autoregressive decoding through the same loop (the baseline);
-    - ``model``: a separate draft model ``draft`` with its own KV cache;
+    - ``model``: a separate draft model ``draft`` with its own KV cache; ``draft_quant``
+      (``int8``) drafts with an int8 dynamically quantized copy of ``draft``, or of the target
+      when ``draft`` is unset (:mod:`specviz.quantize`; CPU only): a real draft/target pair with
+      one tokenizer and nothing to download;
     - ``prompt-lookup``: n-gram lookup in the context, trying ``max_ngram`` down to ``min_ngram``;
     - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers);
     - ``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
@@ -113,9 +123,11 @@ class DrafterConfig:
     tree_depth: int | None = None
     spec_factor: float | None = None
     min_token_prob: float | None = None
+    draft_quant: str | None = None
 
     def __post_init__(self) -> None:
         self._check_name()
+        self._check_quant()
         self._check_suffix()
         if isinstance(self.components, str):
             raise ConfigError(
@@ -130,8 +142,11 @@ class DrafterConfig:
                 raise ConfigError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
         if self.kind not in DRAFTERS:
             raise ConfigError(f"drafter {self.kind!r} is not one of {', '.join(DRAFTERS)}")
-        if self.kind == "model" and self.draft is None:
-            raise ConfigError("drafter 'model' needs a draft model: pass --draft NAME")
+        if self.kind == "model" and self.draft is None and self.draft_quant is None:
+            raise ConfigError(
+                "drafter 'model' needs a draft model: pass --draft NAME, or --draft-quant int8 "
+                "to draft with a quantized copy of the target"
+            )
         if self.kind != "model" and self.draft is not None:
             raise ConfigError(f"--draft is only used with --drafter model, not {self.kind!r}")
         if not 1 <= self.min_ngram <= self.max_ngram:
@@ -170,6 +185,21 @@ class DrafterConfig:
                 f"{self.kind}-2"
             )
 
+    def _check_quant(self) -> None:
+        if self.draft_quant is None:
+            return
+        if self.draft_quant not in DRAFT_QUANTS:
+            raise ConfigError(
+                f"draft quantization {self.draft_quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
+            )
+        if self.kind != "model":
+            raise ConfigError(f"--draft-quant is only used with --drafter model, not {self.kind!r}")
+        if self.draft is not None and self.draft.device.startswith("cuda"):
+            raise ConfigError(
+                f"--draft-quant {self.draft_quant} runs on the CPU only (torch dynamic "
+                "quantization has no CUDA kernels): use --device cpu, or a separate --draft model"
+            )
+
     def _check_suffix(self) -> None:
         given = [key for key in SUFFIX_DEFAULTS if getattr(self, key) is not None]
         if self.kind != "suffix":
@@ -193,8 +223,8 @@ class DrafterConfig:
             )
         if self.tree_depth < 2:
             raise ConfigError(f"suffix tree_depth must be >= 2 (got {self.tree_depth})")
-        if self.spec_factor <= 0:
-            raise ConfigError(f"suffix spec_factor must be > 0 (got {self.spec_factor})")
+        if not (math.isfinite(self.spec_factor) and self.spec_factor > 0):
+            raise ConfigError(f"suffix spec_factor must be > 0 and finite (got {self.spec_factor})")
         if not 0.0 <= self.min_token_prob < 1.0:
             raise ConfigError(
                 f"suffix min_token_prob must be in [0, 1) (got {self.min_token_prob})"
@@ -278,6 +308,12 @@ class PolicyConfig:
         if model is None:
             return
         if isinstance(model, Mapping):
+            unknown = sorted(set(model) - COST_MODEL_KEYS)
+            if unknown:
+                raise ConfigError(
+                    f"cost_model: unknown key {unknown[0]!r} (known: "
+                    f"{', '.join(sorted(COST_MODEL_KEYS))})"
+                )
             try:
                 model = CostModel.from_dict({"version": COST_MODEL_VERSION, **model})
             except CostModelError as err:
@@ -340,6 +376,9 @@ class RunConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.drafter.draft_quant is not None and self.drafter.draft is None:
+            # a quantized copy of the target: name the target as the draft it is made from
+            object.__setattr__(self, "drafter", replace(self.drafter, draft=self.target))
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens must be >= 1 (got {self.max_new_tokens})")
         if self.max_new_tokens > MAX_NEW_TOKENS_MAX:
@@ -383,7 +422,7 @@ class RunConfig:
         are left out, so run directories written before those options existed keep their
         identity."""
         data = _json_shaped(asdict(self))
-        for key in (*SUFFIX_DEFAULTS, "cost_model"):
+        for key in (*SUFFIX_DEFAULTS, "cost_model", "draft_quant"):
             for part in ("drafter", "policy"):
                 if key in data[part] and data[part][key] is None:
                     del data[part][key]

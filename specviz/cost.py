@@ -18,6 +18,7 @@ metadata writers import it freely; :func:`specviz.metrics.accounting.fit_cost_mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,18 @@ from typing import Any
 from specviz.errors import SpecvizError
 
 COST_MODEL_VERSION = 1
+# the keys of :meth:`CostModel.to_dict` (a study file's cost_model table may hold no others)
+COST_MODEL_KEYS = frozenset(
+    {
+        "version",
+        "verify_s",
+        "draft_s",
+        "prefill_intercept_s",
+        "prefill_s_per_token",
+        "source",
+        "samples",
+    }
+)
 
 
 class CostModelError(SpecvizError):
@@ -48,7 +61,7 @@ def _check_curve(curve: Sequence[float], what: str) -> tuple[float, ...]:
     values = tuple(float(v) for v in curve)
     if not values:
         raise CostModelError(f"{what}: the curve is empty")
-    bad = [v for v in values if not v >= 0.0]
+    bad = [v for v in values if not (math.isfinite(v) and v >= 0.0)]
     if bad:
         raise CostModelError(f"{what}: costs must be finite seconds >= 0 (got {bad[0]})")
     return values

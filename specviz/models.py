@@ -12,7 +12,8 @@ A model name resolves (see :mod:`specviz.model_source`) in this order:
 GGUF weights are dequantized to float by transformers; the dequantized model is saved once as
 safetensors under ``$SPECVIZ_CACHE`` (default ``~/.cache/specviz``) so later loads take ~0.5 s
 instead of ~20 s. Device ``auto`` is CUDA when available; dtype ``auto`` is bfloat16 on CUDA and
-float32 on the CPU. ``trust_remote_code`` is off unless the spec asks for it.
+on a CPU with native bf16 (AMX or AVX512-BF16), float32 on other CPUs (:mod:`specviz.precision`).
+``trust_remote_code`` is off unless the spec asks for it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from transformers.utils import logging as hf_logging
 from specviz.config import ModelSpec
 from specviz.hub import hub_offline
 from specviz.model_source import ModelLoadError, resolve_source
+from specviz.precision import DtypeChoice, choose_dtype
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class LoadedModel:
     tokenizer: PreTrainedTokenizerBase
     source: str  # what was actually loaded: a directory, a gguf file, or a hub id
     revision: str | None  # resolved commit hash when known
+    dtype_reason: str = ""  # why it runs in its dtype (specviz.precision), recorded in run.json
 
     @property
     def device(self) -> torch.device:
@@ -69,10 +72,8 @@ def resolve_device(spec: ModelSpec) -> torch.device:
     return device
 
 
-def resolve_dtype(spec: ModelSpec, device: torch.device) -> torch.dtype:
-    if spec.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, spec.dtype)
+def resolve_dtype(spec: ModelSpec, device: torch.device) -> DtypeChoice:
+    return choose_dtype(spec.dtype, device)
 
 
 def _revision_of(source: str, local: bool, revision: str | None) -> str | None:
@@ -90,7 +91,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     hf_logging.disable_progress_bar()
     source, local = resolve_source(spec.name)
     device = resolve_device(spec)
-    dtype = resolve_dtype(spec, device)
+    choice = resolve_dtype(spec, device)
+    dtype = choice.dtype
     common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if spec.revision and not local:
         common["revision"] = spec.revision
@@ -121,19 +123,29 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         raise ModelLoadError(f"cannot load {spec.name}: {err}") from err
     model.to(device)
     model.eval()
-    return LoadedModel(spec, model, tokenizer, source, _revision_of(source, local, spec.revision))
+    revision = _revision_of(source, local, spec.revision)
+    return LoadedModel(spec, model, tokenizer, source, revision, choice.reason)
 
 
 class ModelCache:
-    """Loads each distinct ModelSpec once (studies reuse the target across conditions)."""
+    """Loads each distinct ModelSpec once (studies reuse the target across conditions).
+
+    ``get(spec, quant)`` returns a quantized copy of ``spec``'s model (``--draft-quant``,
+    :mod:`specviz.quantize`), also made once."""
 
     def __init__(self) -> None:
-        self._models: dict[ModelSpec, LoadedModel] = {}
+        self._models: dict[tuple[ModelSpec, str | None], LoadedModel] = {}
 
-    def get(self, spec: ModelSpec) -> LoadedModel:
-        if spec not in self._models:
-            self._models[spec] = load_model(spec)
-        return self._models[spec]
+    def get(self, spec: ModelSpec, quant: str | None = None) -> LoadedModel:
+        key = (spec, quant)
+        if key not in self._models:
+            if quant is None:
+                self._models[key] = load_model(spec)
+            else:
+                from specviz.quantize import quantized_copy
+
+                self._models[key] = quantized_copy(self.get(spec), quant)
+        return self._models[key]
 
 
 def tokenizer_mismatch(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:

@@ -10,10 +10,12 @@ and at the start of a resumed one. Readers see consolidated files and leftover p
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -24,10 +26,12 @@ import polars as pl
 
 import specviz
 from specviz.errors import SpecvizError
-from specviz.outdir import check_out_dir, entries
+from specviz.outdir import check_out_dir, disk_error, entries, remove_leftovers, tmp_name
 from specviz.schema import (
+    ADDED_SINCE,
     EVENT_SCHEMA,
     EVENTS_FILE,
+    READABLE_VERSIONS,
     REQUEST_SCHEMA,
     REQUESTS_FILE,
     RUN_FILE,
@@ -72,21 +76,50 @@ def find_run_dirs(path: str | Path) -> list[Path]:
     return found
 
 
-def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
+def _read_run_json(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN_FILE
     try:
-        meta = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError as err:
         raise RunDirError(f"{path} is missing: {run_dir} is not a run directory.") from err
     except json.JSONDecodeError as err:
         raise RunDirError(f"{path} is not valid JSON ({err}).") from err
+
+
+def read_run_meta(run_dir: str | Path) -> dict[str, Any]:
+    """``run.json`` of a run directory of a version this specviz reads (an older one noted
+    once on stderr)."""
+    path = Path(run_dir) / RUN_FILE
+    meta = _read_run_json(run_dir)
     version = meta.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in READABLE_VERSIONS:
         raise SchemaError(
-            f"{path} has schema_version {version!r}; this specviz reads version "
-            f"{SCHEMA_VERSION}. Re-run it with this version of specviz."
+            f"{path} has schema_version {version!r}; this specviz reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Re-run it with this version of specviz."
         )
+    if version != SCHEMA_VERSION:
+        _note_old_schema(Path(run_dir), version)
     return meta
+
+
+_NOTED: set[int] = set()
+
+
+def _note_old_schema(run_dir: Path, version: int) -> None:
+    """Say once per process and version that an older run directory is read with nulls."""
+    if version in _NOTED:
+        return
+    _NOTED.add(version)
+    added = [c for table in ADDED_SINCE[version].values() for c in table]
+    print(
+        f"specviz: note: {run_dir} (and any other run of schema {version}) is read as schema "
+        f"{SCHEMA_VERSION} with {', '.join(added)} null (added since)",
+        file=sys.stderr,
+    )
+
+
+def _version_of(run_dir: Path) -> int:
+    return int(read_run_meta(run_dir)["schema_version"])
 
 
 def _table_files(run_dir: Path, name: str) -> list[Path]:
@@ -113,28 +146,58 @@ def _schema_of(path: Path) -> pl.Schema:
 
 
 def check_tables(run_dir: Path) -> None:
-    """Raise RunDirError naming the first table file of ``run_dir`` that cannot be read (its
-    footer and schema are read, not its data)."""
-    for name in (REQUESTS_FILE, EVENTS_FILE):
+    """Raise RunDirError naming the first table file of ``run_dir`` that cannot be read, and
+    SchemaError naming one that lacks a column of this schema version (its footer and schema
+    are read, not its data)."""
+    for name, schema, what in (
+        (REQUESTS_FILE, REQUEST_SCHEMA, "requests"),
+        (EVENTS_FILE, EVENT_SCHEMA, "events"),
+    ):
         for f in _table_files(run_dir, name):
-            _schema_of(f)
+            check_columns(
+                _schema_of(f),
+                schema,
+                what,
+                source=str(f),
+                remedy="Restore it from a copy, or run into another --out directory.",
+            )
 
 
-def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
+def _run_files_of(
+    paths: str | Path | Iterable[str | Path], name: str
+) -> list[tuple[Path, list[Path]]]:
+    """(run directory, its files of table ``name``) for every run at or below each path."""
     roots = [paths] if isinstance(paths, str | Path) else list(paths)
-    files = [f for root in roots for d in find_run_dirs(root) for f in _table_files(d, name)]
-    if not files:
+    found = [(d, _table_files(d, name)) for root in roots for d in find_run_dirs(root)]
+    if not any(files for _, files in found):
         raise RunDirError(
             f"no {name} under {', '.join(map(str, roots))}: the run recorded nothing yet."
         )
-    return files
+    return found
+
+
+def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list[Path]:
+    return [f for _, files in _run_files_of(paths, name) for f in files]
 
 
 def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
-    files = _table_files_of(paths, name)
-    for f in files:  # every footer: a truncated or foreign file is named here
-        check_columns(_schema_of(f), schema, what, source=str(f))
-    return pl.scan_parquet(files)
+    """Every file of table ``name``, its footer checked against this version's columns (those
+    an older run directory lacks, :data:`~specviz.schema.ADDED_SINCE`, are read as nulls)."""
+    current: list[Path] = []
+    older: list[pl.LazyFrame] = []
+    for run_dir, files in _run_files_of(paths, name):
+        lacks = ADDED_SINCE.get(_version_of(run_dir), {}).get(what, ())
+        for f in files:  # every footer: a truncated or foreign file is named here
+            columns = [c for c in schema if c not in lacks]
+            check_columns(_schema_of(f), schema, what, source=str(f), columns=columns)
+            if lacks:
+                nulls = [pl.lit(None, dtype=schema[c]).alias(c) for c in lacks]
+                older.append(pl.scan_parquet(f).with_columns(nulls).select(list(schema)))
+            else:
+                current.append(f)
+    if not older:
+        return pl.scan_parquet(current)
+    return pl.concat([pl.scan_parquet(current).select(list(schema)), *older] if current else older)
 
 
 def collect_tables(
@@ -163,22 +226,31 @@ def scan_requests(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
     return _scan(paths, REQUESTS_FILE, REQUEST_SCHEMA, "requests")
 
 
-def _tmp_name(path: Path) -> Path:
-    """A temporary name beside ``path``, unique per process: shards sharing a study directory
-    rewrite its manifest at the same time, and each renames only its own file."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    """``data`` to a temporary name beside ``path``, then renamed onto it. A failed write (disk
+    full, file-size limit) removes the temporary file, leaves ``path`` as it was and raises
+    OutPathError naming the cause."""
+    tmp = tmp_name(path)
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise disk_error(err, str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = _tmp_name(path)
-    frame.write_parquet(tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()  # serialised first: a disk error then comes from Python, with errno
+    frame.write_parquet(buffer)
+    _atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_name(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    _atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -219,7 +291,12 @@ class RunWriter:
         )
 
     def consolidate(self) -> None:
-        """Merge parts into events.parquet / requests.parquet; each request is kept once."""
+        """Merge parts into events.parquet / requests.parquet; each request is kept once.
+
+        Runs under the directory's exclusive lock, so any temporary file in it is a leftover of
+        a crashed writer (a ``kill -9`` mid-write, a full disk): those are deleted first."""
+        for directory in (self.run_dir, self.parts):
+            remove_leftovers(directory)
         done = self.finished_request_ids()
         for name, schema in ((REQUESTS_FILE, REQUEST_SCHEMA), (EVENTS_FILE, EVENT_SCHEMA)):
             files = _table_files(self.run_dir, name)
@@ -337,6 +414,13 @@ def open_run_dir(out_dir: Path, identity: dict[str, Any], resume: bool) -> None:
     Also refuses, before any model is loaded, an ``out_dir`` that cannot be written."""
     check_out_dir(out_dir)
     if (out_dir / RUN_FILE).is_file():
+        version = _read_run_json(out_dir).get("schema_version")
+        if version in ADDED_SINCE:
+            raise RunDirError(
+                f"{out_dir} holds a run of schema {version}: this specviz "
+                f"reads it but adds nothing to it (it writes schema {SCHEMA_VERSION}); pass "
+                "another --out directory"
+            )
         existing = read_run_meta(out_dir)
         mine = {k: existing.get(k) for k in identity}
         if mine != identity:
@@ -372,26 +456,42 @@ def begin_run(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     if (out_dir / RUN_FILE).is_file():
-        meta = read_run_meta(out_dir) | {"complete": False}
-    else:
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-        draft = config.drafter.draft
-        meta = {
-            **identity,
-            "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "models": {"target": _model_info(target)}
-            | ({"draft": _model_info(models.get(draft))} if draft else {}),
-            "versions": _versions(),
-            "hardware": _hardware(target.device),
-            "git_commit": _git_commit(),
-            "seed": config.seed,
-            "requests": len(requests),
-            "prompt_ids": [r.prompt.id for r in requests],
-            "complete": False,
-        }
+        # left as it is: an unfinished run stays unfinished until the runner marks it complete,
+        # and a finished one is never marked unfinished, whatever happens to this resume
+        meta = read_run_meta(out_dir)
+        _check_same_dtype(out_dir, meta, target)
+        return meta
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    draft = config.drafter.draft
+    meta = {
+        **identity,
+        "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "models": {"target": _model_info(target)}
+        | ({"draft": _model_info(models.get(draft, config.drafter.draft_quant))} if draft else {}),
+        "versions": _versions(),
+        "hardware": _hardware(target.device),
+        "git_commit": _git_commit(),
+        "seed": config.seed,
+        "requests": len(requests),
+        "prompt_ids": [r.prompt.id for r in requests],
+        "complete": False,
+    }
     write_json(out_dir / RUN_FILE, meta)
     return meta
+
+
+def _check_same_dtype(out_dir: Path, meta: dict[str, Any], target: LoadedModel) -> None:
+    """A resumed run keeps its target's dtype: ``auto`` may resolve otherwise on another CPU
+    (specviz.precision), and one run must not mix two targets' outputs."""
+    recorded = meta.get("models", {}).get("target", {}).get("dtype")
+    now = str(target.dtype).removeprefix("torch.")
+    if recorded is not None and recorded != now:
+        raise RunDirError(
+            f"{out_dir} was decoded with its target in {recorded}, but it loads in {now} here "
+            f"({target.dtype_reason}): resume it on a machine where its dtype resolves to "
+            f"{recorded}, or decode into another --out"
+        )
 
 
 def _git_commit() -> str | None:
@@ -409,6 +509,8 @@ def _git_commit() -> str | None:
 
 
 def _model_info(loaded: LoadedModel) -> dict[str, Any]:
+    from specviz.precision import greedy_equality  # torch: only where a model is loaded
+
     return {
         "name": loaded.spec.name,
         "source": loaded.source,
@@ -418,6 +520,8 @@ def _model_info(loaded: LoadedModel) -> dict[str, Any]:
         "embedding_rows": loaded.model.get_input_embeddings().weight.shape[0],
         "tokenizer_size": len(loaded.tokenizer),
         "dtype": str(loaded.dtype).removeprefix("torch."),
+        "dtype_reason": loaded.dtype_reason,
+        "greedy_equality": greedy_equality(loaded.dtype),
         "device": str(loaded.device),
     }
 

@@ -37,8 +37,13 @@ Conventions (also in ``docs/schema.md``):
 Versions: 1 (first release); 2 adds the batch columns, ``requests.drafter_kind`` and
 ``requests.prompt_turns``; 3 adds ``requests.turn_prompt_tokens`` (what cost accounting prices
 each prefill by); 4 adds ``shadow_token`` (what a shadowing cost-aware policy learned from in
-rounds it did not draft). A run directory of another version is refused with a message saying
-to re-run it.
+rounds it did not draft). Versions 2 and 3 are read as they are, the columns they lack
+(:data:`ADDED_SINCE`) as nulls: cost accounting prices a prefill by ``prompt_tokens`` where
+``turn_prompt_tokens`` is null, and ``shadow_token`` is only read to resume a run. Version 1 is
+refused (its files lack ``drafter_kind`` and ``prompt_turns``, and its earliest ones the batch
+columns, so one cannot tell what they hold), with a message saying to re-run it.
+``tests/data/schema-N/`` holds a small run directory of each past version, written by that
+version.
 """
 
 from __future__ import annotations
@@ -51,6 +56,13 @@ import polars as pl
 from specviz.errors import SpecvizError
 
 SCHEMA_VERSION = 4
+
+# every earlier version this one reads: table -> the columns it lacks, read as nulls
+ADDED_SINCE: dict[int, dict[str, tuple[str, ...]]] = {
+    2: {"events": ("shadow_token",), "requests": ("turn_prompt_tokens",)},
+    3: {"events": ("shadow_token",), "requests": ()},
+}
+READABLE_VERSIONS = (*sorted(ADDED_SINCE), SCHEMA_VERSION)
 
 EVENTS_FILE = "events.parquet"
 REQUESTS_FILE = "requests.parquet"

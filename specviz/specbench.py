@@ -32,10 +32,9 @@ import polars as pl
 
 from specviz.metrics import expressions as ex
 from specviz.metrics.frames import collect
-from specviz.outdir import check_out_file
+from specviz.outdir import check_out_file, write_out_file
 from specviz.runlog import (
     RunDirError,
-    atomic_write_text,
     collect_tables,
     is_run_dir,
     refuse_unfinished,
@@ -78,11 +77,26 @@ def _turn_lists(row: dict) -> tuple[list, list, list, list]:
     )
 
 
-def export_specbench(run_dir: Path, out: Path, *, allow_incomplete: bool = False) -> int:
+def is_specbench_export(head: bytes) -> bool:
+    """The start of a file is an answer file this module wrote (its first line names specviz in
+    ``model_id``), so exporting again may replace it."""
+    first = head.split(b"\n", 1)[0]
+    try:
+        row = json.loads(first)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return isinstance(row, dict) and "-specviz-" in str(row.get("model_id", ""))
+
+
+def export_specbench(
+    run_dir: Path, out: Path, *, allow_incomplete: bool = False, force: bool = False
+) -> int:
     """Write the run at ``run_dir`` as a Spec-Bench answer file ``out``; returns the line count.
 
     ``run_dir`` must be one run directory (one model configuration), not a study directory. An
     unfinished run is refused unless ``allow_incomplete`` (then its finished requests are written).
+    ``out`` may be a new file, an answer file specviz wrote, a character device or a pipe; any
+    other existing file is refused unless ``force`` (:func:`specviz.outdir.check_out_file`).
     """
     run_dir = Path(run_dir)
     out = Path(out)
@@ -91,7 +105,7 @@ def export_specbench(run_dir: Path, out: Path, *, allow_incomplete: bool = False
             f"{run_dir} is not a run directory (no run.json): export one run at a time, e.g. "
             "one of the directories `specviz study` created."
         )
-    check_out_file(out)
+    check_out_file(out, force=force, ours=is_specbench_export)
     refuse_unfinished(run_dir, allow_incomplete)
     requests = collect_tables(scan_requests(run_dir).sort("request_index"), run_dir, REQUESTS_FILE)
     try:
@@ -124,6 +138,5 @@ def export_specbench(run_dir: Path, out: Path, *, allow_incomplete: bool = False
                 ensure_ascii=False,
             )
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, "".join(line + "\n" for line in lines))
+    write_out_file(out, "".join(line + "\n" for line in lines))
     return len(lines)

@@ -267,17 +267,25 @@ def open_offline(
     settle_s: float = 1.0,
     evaluate: dict[str, str] | None = None,
     screenshot: Path | None = None,
+    viewport: tuple[int, int] | None = None,
 ) -> PageReport:
     """Load ``path`` with networking off, wait for its charts, and report what happened.
 
     ``evaluate`` maps names to JavaScript expressions evaluated once the charts are drawn; their
     values land in :attr:`PageReport.evaluated`. ``screenshot`` saves a full-page PNG there.
+    ``viewport``: the window's (width, height) in CSS pixels (default: Chromium's).
     """
     chromium = require_chromium()
     report = PageReport()
     with browser(chromium) as cdp:
         for domain in ("Page", "Runtime", "Log", "Network"):
             cdp.send(f"{domain}.enable")
+        if viewport is not None:
+            width, height = viewport
+            cdp.send(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            )
         cdp.send(
             "Network.emulateNetworkConditions",
             {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
@@ -310,6 +318,19 @@ def open_offline(
         for event in cdp.events:
             record(report, event)
     return report
+
+
+#: The page offset (CSS pixels from the top of the document) of the first chart Vega drew, and
+#: the window's height: the chart is in screen n when top < n * height.
+FIRST_CHART_JS = """
+(() => {
+  const c = Array.from(document.querySelectorAll('.specviz-chart'))
+    .find(c => c.querySelector('svg.marks, canvas.marks'));
+  return c ? JSON.stringify({top: c.getBoundingClientRect().top + window.scrollY,
+                             height: window.innerHeight, width: window.innerWidth,
+                             id: c.id}) : null;
+})()
+"""
 
 
 def record(report: PageReport, event: dict[str, Any]) -> None:

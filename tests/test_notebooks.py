@@ -212,3 +212,50 @@ def test_token_explorer_counts_agree_with_the_metrics(run_analysis, tables) -> N
     drafted = sum(counts.get(s, 0) for s in ("accepted", "rejected", "unverified"))
     assert drafted == metrics["drafted"][0]
     assert published["tokens.decoded"] is True  # the tiny model's tokenizer is local
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", REPORT_NOTEBOOKS)
+def test_notebook_runs_on_the_demo_results_with_its_default_parameters(
+    name: str, study: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """As in JupyterLab after `make demo`: the kernel runs in notebooks/, the demo's study is
+    runs/default at the repository root, and no parameter is set."""
+    out, _ = study
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "runs").mkdir()
+    (repo / "runs" / "default").symlink_to(out, target_is_directory=True)
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_jupyter(mp, tmp_path / "home")
+        executed = run_notebook(
+            jupytext.read(NOTEBOOKS / f"{name}.py"),
+            tmp_path / f"{name}.ipynb",
+            name=name,
+            parameters={},
+            kernel=choose_kernel(),
+            cwd=repo / "notebooks",
+            limits=LIMITS,
+        )
+    published = read_published(executed)
+    assert published  # it ran to the end and published its numbers
+    requests = scan_requests(out).collect()
+    if name == "mixture_collapse":
+        assert published["report.data"]["requests"] == requests.height
+    if name == "token_explorer":
+        assert published["tokens.run_id"] in set(requests["run_id"])
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_notebook_kernel_name_is_the_one_the_makefile_registers(name: str) -> None:
+    """JupyterLab shows the display name the Makefile gives the kernel; the notebooks and the
+    docs say the same."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    makefile = (root / "Makefile").read_text()
+    shown = re.search(r'--name specviz --display-name "([^"]+)"', makefile)
+    assert shown
+    nb = jupytext.read(root / "notebooks" / f"{name}.py")
+    assert nb.metadata["kernelspec"]["display_name"] == shown.group(1)
+    assert f'--display-name "{shown.group(1)}"' in (root / "docs" / "reports.md").read_text()

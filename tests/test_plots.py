@@ -136,7 +136,7 @@ def test_token_rounds_caps_requests_and_rows_and_says_so(tables) -> None:
     subtitle = " ".join(spec(chart)["title"]["subtitle"])
     assert "capped: 1 requests per category" in subtitle
     assert "showing the first 50 of" in subtitle
-    assert inline_rows(chart) == 50
+    assert inline_rows(chart) == 50 + 2  # the tokens, and one message row per category
 
 
 def test_uncapped_views_say_nothing_about_caps(tables) -> None:
@@ -175,3 +175,83 @@ def test_more_raw_rows_than_altair_allows_fail_loudly(tmp_path: Path) -> None:
     big = pl.DataFrame({"category": ["a"] * 6000, "method": ["m"] * 6000, "x": [1.0] * 6000})
     with pytest.raises(alt.MaxRowsError):
         metric_by_category(big, "x").to_dict()
+
+
+def tooltip_titles(chart: alt.TopLevelMixin) -> list[tuple[str, str | None]]:
+    """(field, title) of every tooltip entry in the chart's specification."""
+    found: list[tuple[str, str | None]] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            tips = node.get("tooltip")
+            for tip in tips if isinstance(tips, list) else [tips] if isinstance(tips, dict) else []:
+                if "field" in tip:
+                    found.append((tip["field"], tip.get("title")))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec(chart))
+    return found
+
+
+def test_every_tooltip_has_a_readable_title(tables) -> None:
+    events, requests = tables
+    labelled = stream_labels(label_streams(requests).collect())
+    streams = request_summary(labelled, by=["method", "stream"])
+    sweep = speedup(labelled, by=["mixture", "method"], n_boot=100).join(
+        task_share(requests), on="mixture"
+    )
+    run = events.filter(pl.col("drafter") != "none", pl.col("mixture") == "uniform-interleaved")
+    charts = [
+        single_vs_multitask(streams, "tokens_per_s"),
+        mixture_sweep(sweep, "speedup_total"),
+        degradation_bars(stream_labels(degradation(labelled, n_boot=100))),
+        theory_vs_measurement(
+            stream_labels(theory_vs_measured(events, by=["drafter", "policy", "k", "category"]))
+        ),
+        predicted_speedup_by_k(
+            predicted_speedup_curve(events, by=["drafter", "category"], ks=range(1, 6))
+        ),
+        metric_by_category(summary(events, by=["category", "method"]), "tokens_per_s"),
+        per_position_curves(per_position(events, by=["category", "method"])),
+        token_rounds(token_table(run)),
+        k_trajectory(run),
+    ]
+    for chart in charts:
+        tips = tooltip_titles(chart)
+        assert tips, chart
+        untitled = [field for field, name in tips if not name or "_" in name]
+        assert untitled == [], untitled  # no raw field name such as tokens_per_s
+
+
+def test_speed_bars_carry_the_wall_clock_as_a_labelled_check(tables) -> None:
+    _, requests = tables
+    labelled = stream_labels(label_streams(requests).collect())
+    streams = request_summary(labelled, by=["method", "stream"]).with_columns(
+        pl.col("tokens_per_s").alias("wall_tokens_per_s"),
+        (pl.col("tokens_per_s") * 0.9).alias("modelled_tokens_per_s"),
+    )
+    chart = spec(single_vs_multitask(streams, "modelled_tokens_per_s", check="wall_tokens_per_s"))
+    text = str(chart)
+    assert "Tokens per second (modelled)" in text and "wall clock (the check)" in text
+
+
+def test_token_slider_shows_a_category_s_last_request_past_its_end(tables) -> None:
+    events, _ = tables
+    run = events.filter(pl.col("drafter") != "none", pl.col("mixture") == "uniform-interleaved")
+    chart = spec(token_rounds(token_table(run)))
+    text = str(chart)
+    assert "min(token_request, datum.last_nth)" in text
+    assert "has no request #" in text
+
+
+def test_predicted_speedup_values_are_a_sorted_list_beside_the_curves(tables) -> None:
+    events, _ = tables
+    curve = predicted_speedup_curve(events, by=["drafter", "category"], ks=range(1, 6))
+    chart = spec(predicted_speedup_by_k(curve, [2]))
+    readout = chart["hconcat"][1]
+    assert readout["mark"]["type"] == "text"
+    assert readout["encoding"]["y"]["field"] == "rank"  # one row per value: no overlap

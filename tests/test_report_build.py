@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import time
 from pathlib import Path
 
 import polars as pl
 import pytest
-from report_chromium import PageReport, open_offline, require_chromium
+from report_chromium import FIRST_CHART_JS, PageReport, open_offline, require_chromium
 from report_fixtures import (
     XSS_CATEGORY,
     XSS_TEXTS,
@@ -24,9 +25,10 @@ from report_fixtures import (
 
 from specviz.metrics import degradation, label_streams
 from specviz.plots import method_label
+from specviz.plots.answer import TOTAL_TERM
 from specviz.report import ReportError, build_report, load_runs
 from specviz.report import kernel as kernel_module
-from specviz.report.answer import study_answer
+from specviz.report.answer import ZERO, study_answer
 from specviz.report.builder import REPORT_NOTEBOOKS, default_notebooks_dir
 from specviz.report.kernel import CurrentInterpreterKernelManager, choose_kernel
 from specviz.runlog import scan_requests
@@ -61,10 +63,19 @@ def opened(built: tuple[Path, float]) -> PageReport:
         built[0],
         evaluate={
             "text": "document.body.innerText",
-            "summary": "document.querySelector('.specviz-summary').innerText",
-            "summary_before_charts": (
-                "!!(document.querySelector('.specviz-summary').compareDocumentPosition("
+            "answer": "document.querySelector('.specviz-answer').innerText",
+            "summary": "document.querySelector('.specviz-summary').textContent",
+            "answer_before_charts": (
+                "!!(document.querySelector('.specviz-answer').compareDocumentPosition("
                 "document.querySelector('.specviz-chart')) & Node.DOCUMENT_POSITION_FOLLOWING)"
+            ),
+            "summary_folded": (
+                "document.querySelector('.specviz-summary').closest('details:not([open])') !== null"
+            ),
+            "contents": (
+                "Array.from(document.querySelectorAll('nav.specviz-contents a'))"
+                ".map(a => [a.textContent, !!document.getElementById("
+                "a.getAttribute('href').slice(1))])"
             ),
             "imgs": "document.querySelectorAll('img').length",
             "prompts": (
@@ -106,13 +117,16 @@ def test_output_text_and_labels_with_html_are_shown_and_never_run(opened: PageRe
 
 
 @pytest.mark.slow
-def test_summary_comes_first_and_leads_with_the_modelled_answer(
+def test_the_answer_comes_first_and_the_summary_tables_are_folded(
     study: Path, opened: PageReport
 ) -> None:
-    summary = opened.evaluated["summary"]
-    assert summary.startswith("How much slower is the multitask workload")
-    assert opened.evaluated["summary_before_charts"]
+    first = opened.evaluated["answer"]
+    assert first.startswith("How much slower is the multitask workload")
+    assert opened.evaluated["answer_before_charts"]
     answer = study_answer(load_runs(study), n_boot=N_BOOT)
+    assert answer["headline"]["text"] in first
+    assert opened.evaluated["summary_folded"]  # the long tables sit in a closed <details>
+    summary = opened.evaluated["summary"]
     assert answer["headline"]["text"] in summary
     requests = label_streams(scan_requests(study).collect()).collect()
     parts = degradation(requests, n_boot=N_BOOT).with_columns(method_label())
@@ -135,12 +149,71 @@ def test_report_embeds_every_request_and_category_as_downloadable_csv(
     assert categories.height == 6  # 3 categories x 2 methods: every row, none truncated
 
 
+@pytest.mark.slow
+def test_contents_bar_links_every_section(opened: PageReport) -> None:
+    contents = opened.evaluated["contents"]
+    assert [label for label, _ in contents][:2] == ["Answer", "The numbers"]
+    assert len(contents) == 2 + len(REPORT_NOTEBOOKS)
+    assert all(found for _, found in contents)  # every link has its anchor on the page
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("viewport", "screen"), [((1400, 1000), 1), ((800, 600), 2)])
+def test_first_chart_starts_inside_the_first_screens(
+    built: tuple[Path, float], viewport: tuple[int, int], screen: int
+) -> None:
+    report = open_offline(built[0], viewport=viewport, evaluate={"first": FIRST_CHART_JS})
+    first = json.loads(report.evaluated["first"])
+    assert (first["width"], first["height"]) == viewport
+    assert first["top"] < screen * viewport[1], first
+
+
+def _first_chart_spec(page: str) -> dict:
+    """The Vega-Lite specification of the first chart in the page (document order)."""
+    start = page.index('class="specviz-chart"')
+    marker = "})("
+    at = page.index(marker, start) + len(marker)
+    spec, _ = json.JSONDecoder().raw_decode(page[at:])
+    return spec
+
+
+@pytest.mark.slow
+def test_first_chart_draws_the_modelled_decomposition(
+    study: Path, built: tuple[Path, float]
+) -> None:
+    spec = _first_chart_spec(built[0].read_text())
+    rows = [r for values in spec["datasets"].values() for r in values]
+    answer = study_answer(load_runs(study), n_boot=N_BOOT)
+    drafted = [r for r in answer["streams"] if r["drafter"] != "none"]
+    assert drafted
+    for stream in drafted:
+        mine = [r for r in rows if r["stream"].startswith(f"{stream['method']} · ")]
+        total = next(r for r in mine if r["term"] == TOTAL_TERM)
+        assert total["percent"] == pytest.approx(stream["total_pct"])  # modelled
+        assert total["wall_percent"] == pytest.approx(stream["wall_total_pct"])  # the marker
+        shown = {r["term"]: r["percent"] for r in mine if r["term"] != TOTAL_TERM}
+        expected = {
+            t["label"]: t["pct"]
+            for t in stream["terms"]
+            if t["status"] != ZERO and t["pct"] is not None  # not zero, and measured
+        }
+        assert shown == pytest.approx(expected)  # every term but the zero ones, modelled
+    assert "(modelled)" in json.dumps(spec["title"])
+
+
+@pytest.mark.slow
+def test_terms_zero_by_construction_fold_into_one_footnote(built: tuple[Path, float]) -> None:
+    page = built[0].read_text().lower()
+    assert page.count("zero by construction") == 1
+
+
 def _assert_fails_cleanly(tmp_path: Path, source: Path, match: str, **kwargs) -> None:
     out = tmp_path / "report.html"
-    out.write_text("previous report")
+    previous = '<meta name="generator" content="specviz 0.1.0">previous report'
+    out.write_text(previous)  # a report specviz wrote, so only the data error can refuse it
     with pytest.raises(ReportError, match=match):
         build_report(source, out, progress=False, **kwargs)
-    assert out.read_text() == "previous report"  # untouched
+    assert out.read_text() == previous  # untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [out.name, *[p.name for p in tmp_path.iterdir() if p != out and p.is_dir()]]
     )

@@ -3,6 +3,7 @@ no request to another host; untrusted text is shown as text and never runs."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from specviz.plots import (
     k_trajectory,
     metric_by_category,
     per_position_curves,
+    predicted_speedup_by_k,
     token_rounds,
     token_table,
 )
@@ -211,3 +213,72 @@ def test_tooltips_show_untrusted_text_as_text(tmp_path: Path) -> None:
             record(report, event)
     assert shown == list(XSS_TEXTS)  # the tooltip text is the markup itself, as text
     assert report.dialogs == [] and report.errors == []
+
+
+def test_token_slider_past_a_category_s_last_request_shows_it_and_says_so(
+    study: Path, tmp_path: Path
+) -> None:
+    """A category with one request: the slider at 1 draws that request, with a message."""
+    from report_chromium import browser
+
+    require_chromium()
+    events = scan_events(study).collect()
+    run = events.filter(pl.col("mixture") == "uniform-interleaved", pl.col("drafter") != "none")
+    tokens = token_table(run)
+    tokens = tokens.filter((pl.col("category") != "writing") | (pl.col("nth") == 0))
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [chart_cell(token_rounds(tokens))]
+    page = tmp_path / "slider.html"
+    page.write_text(notebook_to_html(nb, "slider"))
+    cells_js = "document.querySelectorAll('.specviz-chart .mark-rect path').length"
+    text_js = (
+        "Array.from(document.querySelectorAll('.specviz-chart .mark-text text'))"
+        ".map(t => t.textContent).join('\\n')"
+    )
+    with browser(require_chromium()) as cdp:
+        for domain in ("Page", "Runtime"):
+            cdp.send(f"{domain}.enable")
+        cdp.send("Page.navigate", {"url": page.as_uri()})
+        for _ in range(60):
+            cdp.pump(0.25)
+            if cdp.evaluate(cells_js):
+                break
+        for name, value in (("token_category", "'writing'"), ("token_request", "'1'")):
+            cdp.evaluate(
+                f"(() => {{ const e = document.querySelector('.vega-bindings [name={name}]');"
+                f" e.value = {value}; e.dispatchEvent(new Event("
+                "e.tagName === 'SELECT' ? 'change' : 'input')); })()"
+            )
+            cdp.pump(0.5)
+        drawn = cdp.evaluate(cells_js)
+        text = cdp.evaluate(text_js)
+    assert drawn > 0  # not an empty chart
+    assert "request #0 of #0 to #0 in writing (this category has no request #1" in text
+
+
+def test_predicted_speedups_at_k_2_do_not_overlap(tmp_path: Path) -> None:
+    """Where the curves meet (three categories within 0.02 at k = 2), each value is readable."""
+    require_chromium()
+    curve = pl.DataFrame(
+        [
+            (category, "prompt-lookup", k, 1.5 + 0.01 * i - 0.1 * abs(k - 2), 0.5)
+            for i, category in enumerate(("coding", "math", "writing"))
+            for k in range(1, 6)
+        ],
+        schema=["category", "drafter", "k", "predicted_speedup", "alpha"],
+        orient="row",
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [chart_cell(predicted_speedup_by_k(curve, [2]))]
+    page = tmp_path / "readout.html"
+    page.write_text(notebook_to_html(nb, "readout"))
+    boxes_js = (
+        "JSON.stringify(Array.from(document.querySelectorAll("
+        "'.specviz-chart .mark-text.role-mark text'))"
+        ".map(t => { const r = t.getBoundingClientRect(); return [r.top, r.bottom]; }))"
+    )
+    report = open_offline(page, evaluate={"boxes": boxes_js})
+    assert report.charts_drawn == 1 and report.errors == []
+    boxes = sorted(json.loads(report.evaluated["boxes"]))
+    assert len(boxes) == curve.filter(pl.col("k") == 2)["predicted_speedup"].drop_nulls().len()
+    assert all(a[1] <= b[0] + 0.5 for a, b in itertools.pairwise(boxes))

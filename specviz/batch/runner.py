@@ -131,7 +131,8 @@ class BatchSession:
         _refuse_recurrent(target, config.target.name, "target")
         if config.drafter.draft is not None:
             draft = config.drafter.draft
-            _refuse_recurrent(models.get(draft), draft.name, "draft model")
+            loaded = models.get(draft, config.drafter.draft_quant)
+            _refuse_recurrent(loaded, draft.name, "draft model")
         drafter = build_batch_drafter(config.drafter, target, config.sampling, models)
         self.config = config
         self.batch = batch

@@ -74,7 +74,7 @@ def draft_model(config: DrafterConfig, target: LoadedModel, models: ModelCache) 
     """The draft model ``config`` names, checked to draft for ``target`` (same tokenizer and
     device)."""
     assert config.draft is not None
-    draft = models.get(config.draft)
+    draft = models.get(config.draft, config.draft_quant)
     why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
     if why is not None:
         raise TokenizerMismatchError(

@@ -20,11 +20,13 @@ from specviz.metrics.bootstrap import (
 from specviz.metrics.degradation import (
     MissingCounterpartError,
     NoMultitaskStreamError,
+    composition_by_task,
     degradation,
     degradation_long,
     label_streams,
     single_task_best_k,
 )
+from specviz.metrics.divergence import greedy_divergence
 from specviz.metrics.frames import GROUP_COLUMNS
 from specviz.metrics.oracle import (
     NoOracleError,
@@ -71,11 +73,13 @@ __all__ = [
     "bootstrap",
     "bootstrap_by",
     "bootstrap_ratio",
+    "composition_by_task",
     "cost_at",
     "degradation",
     "degradation_long",
     "expected_tokens",
     "expressions",
+    "greedy_divergence",
     "k_distribution",
     "label_streams",
     "leviathan_speedup",

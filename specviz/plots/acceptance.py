@@ -8,6 +8,7 @@ import polars as pl
 from specviz.plots.common import (
     category_dropdown,
     category_filter,
+    check_marks,
     legend_toggle,
     method_color,
     method_order,
@@ -25,14 +26,17 @@ def metric_by_category(
     ci: tuple[str, str] | None = None,
     reference: float | None = None,
     heading: str | None = None,
+    check: str | None = None,
 ) -> alt.LayerChart:
     """Bars of ``metric`` per category, one bar per method; click the legend to highlight.
 
     ``table``: one row per (category, method) with the ``metric`` column, e.g. from
     ``specviz.metrics.summary(events, by=["category", "method"])``. ``ci`` names lower and upper
-    bound columns drawn as error bars; ``reference`` draws a horizontal rule (1.0 for speedup).
+    bound columns drawn as error bars; ``reference`` draws a horizontal rule (1.0 for speedup);
+    ``check`` names a column drawn as a diamond on each bar, labelled as the wall-clock check
+    (the bars being modelled figures).
     """
-    needed = ["category", "method", metric, *(ci or ())]
+    needed = ["category", "method", metric, *(ci or ()), *([check] if check else [])]
     require_columns(table, needed, "metric_by_category")
     data = table.select(needed).filter(pl.col(metric).is_not_null())
     pick = legend_toggle("method")
@@ -42,15 +46,17 @@ def metric_by_category(
         xOffset=alt.XOffset("method:N", sort=method_order(data)),
     )
     tooltip = [
-        alt.Tooltip("category:N"),
-        alt.Tooltip("method:N"),
+        alt.Tooltip("category:N", title="Category"),
+        alt.Tooltip("method:N", title="Method"),
         alt.Tooltip(f"{metric}:Q", title=y_title, format=".3f"),
     ]
     if ci:
         tooltip += [
-            alt.Tooltip(f"{ci[0]}:Q", title="CI low", format=".3f"),
-            alt.Tooltip(f"{ci[1]}:Q", title="CI high", format=".3f"),
+            alt.Tooltip(f"{ci[0]}:Q", title="95% CI low", format=".3f"),
+            alt.Tooltip(f"{ci[1]}:Q", title="95% CI high", format=".3f"),
         ]
+    if check:
+        tooltip.append(alt.Tooltip(f"{check}:Q", title=metric_label(check), format=".3f"))
     bars = (
         base.mark_bar()
         .encode(
@@ -64,6 +70,8 @@ def metric_by_category(
     layers: list[alt.Chart] = [bars]
     if ci:
         layers.append(base.mark_rule(color="black").encode(y=f"{ci[0]}:Q", y2=f"{ci[1]}:Q"))
+    if check:
+        layers.append(check_marks(base, check).encode(y=f"{check}:Q", tooltip=tooltip))
     if reference is not None:
         layers.append(
             alt.Chart(pl.DataFrame({"reference": [reference]}))
@@ -71,6 +79,8 @@ def metric_by_category(
             .encode(y="reference:Q")
         )
     notes = ["error bars: bootstrap 95% CI over requests"] if ci else []
+    if check:
+        notes.append("diamond: the wall clock, the check")
     return alt.layer(*layers).properties(
         title=title(heading or f"{y_title} by category", *notes), width=420, height=260
     )
@@ -105,11 +115,11 @@ def per_position_curves(
             detail="category:N",
             opacity=alt.condition(toggle, alt.value(1.0), alt.value(0.15)),
             tooltip=[
-                "category:N",
-                "method:N",
-                "position:O",
-                alt.Tooltip(f"{value}:Q", format=".3f"),
-                alt.Tooltip("verified:Q", title="drafts that reached it"),
+                alt.Tooltip("category:N", title="Category"),
+                alt.Tooltip("method:N", title="Method"),
+                alt.Tooltip("position:O", title="Draft position"),
+                alt.Tooltip(f"{value}:Q", format=".3f", title=metric_label(value)),
+                alt.Tooltip("verified:Q", title="Drafts that reached it"),
             ],
         )
         .add_params(pick, toggle)

@@ -26,6 +26,10 @@ METRIC_LABELS: dict[str, str] = {
     "vllm_acceptance": "Acceptance per drafting round (vLLM)",
     "mean_accepted_length": "Mean accepted length (tokens / verify step)",
     "tokens_per_s": "Tokens per second",
+    "modelled_tokens_per_s": "Tokens per second (modelled)",
+    "wall_tokens_per_s": "Tokens per second (wall clock)",
+    "speedup_modelled": "Speedup vs baseline (modelled, ratio of total tokens/s)",
+    "speedup_wall": "Speedup vs baseline (wall clock, ratio of total tokens/s)",
     "speedup": "Speedup vs autoregressive baseline",
     "speedup_total": "Speedup vs baseline (ratio of total tokens/s)",
     "mean_k": "Mean draft length k",
@@ -40,6 +44,10 @@ STATUS_COLORS: dict[str, str] = {
     "bonus": "#1e88e5",
     "prefill": "#757575",
 }
+
+
+#: The legend entry of a wall-clock figure drawn beside a modelled one.
+CHECK_LABEL = "wall clock (the check)"
 
 
 class PlotError(SpecvizError):
@@ -125,4 +133,19 @@ def method_label() -> pl.Expr:
         .then(pl.lit("none"))
         .otherwise(pl.format("{} {} k={}", pl.col("drafter"), pl.col("policy"), pl.col("k")))
         .alias("method")
+    )
+
+
+def check_marks(base: alt.Chart, column: str) -> alt.Chart:
+    """Black diamonds at ``column`` (the wall-clock figure beside a modelled bar), with a legend
+    entry saying it is the check; ``base`` carries the bars' position encodings."""
+    return (
+        base.transform_filter(f"isValid(datum[{column!r}])")
+        .transform_calculate(clock=f"'{CHECK_LABEL}'")
+        .mark_point(shape="diamond", filled=True, size=60, color="black")
+        .encode(
+            shape=alt.Shape(
+                "clock:N", title=None, scale=alt.Scale(domain=[CHECK_LABEL], range=["diamond"])
+            ),
+        )
     )

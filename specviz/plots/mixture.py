@@ -7,6 +7,7 @@ import polars as pl
 
 from specviz.plots.common import (
     PlotError,
+    check_marks,
     legend_toggle,
     method_color,
     metric_label,
@@ -17,39 +18,55 @@ from specviz.plots.common import (
 STREAM_ORDER = ["single-task", "multitask"]
 PART_LABELS = {
     "composition": "composition (task mix differs from the benchmark)",
-    "k_mismatch": "k mismatch (one k for every task)",
+    "tuning": "tuning (the stream's k vs the best single k)",
+    "k_mismatch": "k mismatch (one k shared by every task)",
     "carry_over": "carry-over (policy state across tasks)",
     "residual": "residual (interleaving, noise)",
 }
 
 
 def single_vs_multitask(
-    table: pl.DataFrame, metric: str, *, heading: str | None = None
-) -> alt.Chart:
+    table: pl.DataFrame, metric: str, *, heading: str | None = None, check: str | None = None
+) -> alt.LayerChart:
     """``metric`` of single-task and multitask streams side by side, per method.
 
     ``table``: one row per (method, stream) where ``stream`` is ``single-task`` or
     ``multitask``, e.g. ``specviz.metrics.request_summary`` over requests labelled by
-    ``specviz.metrics.degradation.label_streams``.
+    ``specviz.metrics.degradation.label_streams``. ``check``: a column drawn as a diamond on
+    each bar, labelled as the wall-clock check (the bars being modelled figures).
     """
-    require_columns(table, ["method", "stream", metric], "single_vs_multitask")
-    data = table.select("method", "stream", metric).filter(pl.col(metric).is_not_null())
+    columns = ["method", "stream", metric, *([check] if check else [])]
+    require_columns(table, columns, "single_vs_multitask")
+    data = table.select(columns).filter(pl.col(metric).is_not_null())
     if data.height == 0:
         raise PlotError(f"single_vs_multitask: no {metric} values to draw")
     label = metric_label(metric)
-    return (
-        alt.Chart(data)
-        .mark_bar()
-        .encode(
-            x=alt.X("method:N", title="Method"),
-            xOffset=alt.XOffset("stream:N", sort=STREAM_ORDER),
-            y=alt.Y(f"{metric}:Q", title=label),
-            color=alt.Color("stream:N", title="Stream", sort=STREAM_ORDER),
-            tooltip=["method:N", "stream:N", alt.Tooltip(f"{metric}:Q", format=".3f")],
-        )
-        .properties(
-            title=title(heading or f"{label}: single-task vs multitask"), width=420, height=240
-        )
+    tooltip = [
+        alt.Tooltip("method:N", title="Method"),
+        alt.Tooltip("stream:N", title="Stream"),
+        alt.Tooltip(f"{metric}:Q", title=label, format=".3f"),
+    ]
+    if check:
+        tooltip.append(alt.Tooltip(f"{check}:Q", title=metric_label(check), format=".3f"))
+    base = alt.Chart(data).encode(
+        x=alt.X("method:N", title="Method"),
+        xOffset=alt.XOffset("stream:N", sort=STREAM_ORDER),
+        tooltip=tooltip,
+    )
+    bars = base.mark_bar().encode(
+        y=alt.Y(f"{metric}:Q", title=label),
+        color=alt.Color("stream:N", title="Stream", sort=STREAM_ORDER),
+    )
+    layers = [bars]
+    if check:
+        layers.append(check_marks(base, check).encode(y=f"{check}:Q"))
+    return alt.layer(*layers).properties(
+        title=title(
+            heading or f"{label}: single-task vs multitask",
+            "diamond: the wall clock, the check" if check else None,
+        ),
+        width=420,
+        height=240,
     )
 
 
@@ -64,19 +81,23 @@ def task_share(requests: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def mixture_sweep(table: pl.DataFrame, metric: str = "speedup_total") -> alt.LayerChart:
+def mixture_sweep(
+    table: pl.DataFrame, metric: str = "speedup_total", *, clock: str | None = None
+) -> alt.LayerChart:
     """``metric`` of every mixture against how concentrated it is on one task.
 
     ``table``: one row per (mixture, method) with ``metric`` and ``largest_task_share`` (from
     :func:`task_share`); x runs from 1.0 (a single task) down to 1/n (the uniform mix). Points
-    of one method are joined in x order; click the legend to highlight a method.
+    of one method are joined in x order; click the legend to highlight a method. ``clock``
+    (``modelled``, ``wall clock``) names the seconds the metric was computed on, in the axis
+    title.
     """
     require_columns(table, ["mixture", "method", "largest_task_share", metric], "mixture_sweep")
     data = table.select("mixture", "method", "largest_task_share", metric).filter(
         pl.col(metric).is_not_null()
     )
     pick = legend_toggle("method")
-    label = metric_label(metric)
+    label = metric_label(metric) + (f", {clock}" if clock else "")
     base = alt.Chart(data).encode(
         x=alt.X(
             "largest_task_share:Q",
@@ -96,10 +117,10 @@ def mixture_sweep(table: pl.DataFrame, metric: str = "speedup_total") -> alt.Lay
         base.mark_circle(size=70)
         .encode(
             tooltip=[
-                "mixture:N",
-                "method:N",
-                alt.Tooltip("largest_task_share:Q", format=".2f"),
-                alt.Tooltip(f"{metric}:Q", format=".3f"),
+                alt.Tooltip("mixture:N", title="Mixture"),
+                alt.Tooltip("method:N", title="Method"),
+                alt.Tooltip("largest_task_share:Q", format=".2f", title="Largest task's share"),
+                alt.Tooltip(f"{metric}:Q", format=".3f", title=label),
             ]
         )
         .add_params(pick)
@@ -118,7 +139,7 @@ def degradation_bars(table: pl.DataFrame) -> alt.FacetChart:
     """Where a multitask stream's extra time goes, as % of the single-task reference time.
 
     ``table``: ``specviz.metrics.degradation.degradation`` output with a ``method`` column. Each
-    bar is one part (composition, k mismatch, carry-over, residual) of one (method, mixture);
+    bar is one part (composition, tuning, k mismatch, carry-over, residual) of one (method, mixture);
     black ticks mark the bootstrap interval; the parts add up to the total.
     """
     parts = list(PART_LABELS)
@@ -159,13 +180,13 @@ def _faceted_parts(long: pl.DataFrame, parts: list[str]) -> alt.FacetChart:
         x=alt.X("percent:Q", title="% of the single-task reference time"),
         color=alt.condition("datum.percent > 0", alt.value("#e53935"), alt.value("#43a047")),
         tooltip=[
-            "stream:N",
-            "part:N",
-            alt.Tooltip("percent:Q", format="+.1f"),
-            alt.Tooltip("seconds:Q", format="+.3f"),
-            alt.Tooltip("low:Q", format="+.1f", title="CI low %"),
-            alt.Tooltip("high:Q", format="+.1f", title="CI high %"),
-            alt.Tooltip("total_percent:Q", format="+.1f", title="total %"),
+            alt.Tooltip("stream:N", title="Method · mixture"),
+            alt.Tooltip("part:N", title="Term"),
+            alt.Tooltip("percent:Q", format="+.1f", title="% of single-task time"),
+            alt.Tooltip("seconds:Q", format="+.3f", title="Extra seconds"),
+            alt.Tooltip("low:Q", format="+.1f", title="95% CI low, %"),
+            alt.Tooltip("high:Q", format="+.1f", title="95% CI high, %"),
+            alt.Tooltip("total_percent:Q", format="+.1f", title="Total extra time, %"),
         ],
     )
     ci = base.mark_rule(color="black").encode(x="low:Q", x2="high:Q")
@@ -208,7 +229,19 @@ def theory_vs_measurement(table: pl.DataFrame) -> alt.LayerChart:
         .encode(x="x:Q", y="x:Q")
     )
     pick = legend_toggle("method")
-    tooltip = [c + (":N" if c in ("method", "category") else ":Q") for c in cols]
+    names = {
+        "method": "Method",
+        "category": "Category",
+        "predicted_speedup": "Predicted decode speedup (×)",
+        "measured_speedup": "Measured decode speedup (×)",
+        "alpha": "α (accepted / verified)",
+    }
+    tooltip = [
+        alt.Tooltip(c + (":N" if c in ("method", "category") else ":Q"), title=names[c])
+        if c in ("method", "category")
+        else alt.Tooltip(f"{c}:Q", title=names[c], format=".3f")
+        for c in cols
+    ]
     points = (
         alt.Chart(data)
         .mark_point(filled=True, size=70)
@@ -241,11 +274,12 @@ def theory_vs_measurement(table: pl.DataFrame) -> alt.LayerChart:
 
 def predicted_speedup_by_k(
     curve: pl.DataFrame, measured_k: list[int] | None = None
-) -> alt.LayerChart:
+) -> alt.HConcatChart:
     """Predicted speedup against draft length k per category, with a k slider.
 
     ``curve``: ``specviz.metrics.theory.predicted_speedup_curve`` output (one row per group and
-    k). The slider moves a rule to a k and the tooltip there gives each category's prediction;
+    k). The slider moves a rule to a k; beside the chart, every category's prediction at that k,
+    sorted by value;
     ``measured_k`` (the k values actually run) start the slider at the first of them.
     """
     require_columns(
@@ -270,13 +304,14 @@ def predicted_speedup_by_k(
             color=alt.Color("category:N", title="Category"),
             strokeDash=alt.StrokeDash("drafter:N", title="Drafter"),
             tooltip=[
-                "category:N",
-                "drafter:N",
-                "k:Q",
-                alt.Tooltip("alpha:Q", format=".3f"),
-                alt.Tooltip("predicted_speedup:Q", format=".3f"),
+                alt.Tooltip("category:N", title="Category"),
+                alt.Tooltip("drafter:N", title="Drafter"),
+                alt.Tooltip("k:Q", title="Draft length k"),
+                alt.Tooltip("alpha:Q", format=".3f", title="α (accepted / verified)"),
+                alt.Tooltip("predicted_speedup:Q", format=".3f", title="Predicted speedup (×)"),
             ],
         )
+        .properties(width=420, height=260)
     )
     rule = (
         alt.Chart(data)
@@ -284,23 +319,37 @@ def predicted_speedup_by_k(
         .encode(x="k:Q")
         .transform_filter(f"datum.k == {k.name}")
     )
-    labels = (
+    # the values at the chosen k as a list sorted by value, beside the chart: labels placed at
+    # the points piled on top of each other where the curves meet (k = 2)
+    readout = (
         alt.Chart(data)
-        .mark_text(align="left", dx=6)
-        .encode(
-            x="k:Q",
-            y="predicted_speedup:Q",
-            color="category:N",
-            text=alt.Text("predicted_speedup:Q", format=".2f"),
-        )
         .transform_filter(f"datum.k == {k.name}")
+        .transform_window(
+            rank="row_number()",
+            sort=[alt.SortField("predicted_speedup", order="descending")],
+        )
+        .transform_calculate(
+            label="datum.category + ' · ' + datum.drafter + ': '"
+            " + format(datum.predicted_speedup, '.2f')"
+        )
+        .mark_text(align="left", fontSize=11)
+        .encode(
+            x=alt.value(0),
+            y=alt.Y("rank:O", axis=None),
+            text="label:N",
+            color=alt.Color("category:N", title="Category"),
+        )
+        .properties(
+            width=240,
+            height=alt.Step(14),
+            title="Predicted speedup at the chosen k",
+            view=alt.ViewBackground(strokeOpacity=0),
+        )
     )
     return (
-        alt.layer(lines, rule, labels)
+        alt.hconcat(alt.layer(lines, rule), readout)
         .add_params(k)
         .properties(
             title=title("Predicted speedup by draft length", "move the slider to read a k"),
-            width=420,
-            height=260,
         )
     )

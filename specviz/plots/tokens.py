@@ -146,15 +146,19 @@ def token_rounds(
         value=categories[0],
         bind=alt.binding_select(options=categories, name="Category "),
     )
-    max_nth = int(data["nth"].max())
+    data = data.with_columns(pl.col("nth").max().over("category").alias("last_nth"))
+    max_nth = int(data["last_nth"].max())
     nth = alt.param(
         name="token_request",
         value=0,
         bind=alt.binding_range(min=0, max=max(max_nth, 1), step=1, name="Request # in category "),
     )
+    # the slider spans the category with the most requests; past a category's last request
+    # the chart shows that last one and the line above the chart says so
+    shown = f"min({nth.name}, datum.last_nth)"
     base = (
         alt.Chart(data)
-        .transform_filter(f"datum.category == {category.name} && datum.nth == {nth.name}")
+        .transform_filter(f"datum.category == {category.name} && datum.nth == {shown}")
         .encode(
             x=alt.X("slot:O", title="Slot in round (drafts by position, then the target's token)"),
             y=alt.Y("round:O", title="Round"),
@@ -168,29 +172,51 @@ def token_rounds(
         ),
         opacity=alt.condition("datum.emitted", alt.value(1.0), alt.value(0.45)),
         tooltip=[
-            "request_id:N",
-            "round:O",
-            "position:O",
-            "k:Q",
-            "status:N",
-            alt.Tooltip("text:N", title="token text"),
-            alt.Tooltip("token:Q", title="token id"),
-            alt.Tooltip("p:Q", format=".3f", title="p (target)"),
-            alt.Tooltip("q:Q", format=".3f", title="q (draft)"),
-            "emitted:N",
+            alt.Tooltip("request_id:N", title="Request"),
+            alt.Tooltip("round:O", title="Round"),
+            alt.Tooltip("position:O", title="Draft position"),
+            alt.Tooltip("k:Q", title="Draft length k"),
+            alt.Tooltip("status:N", title="Outcome"),
+            alt.Tooltip("text:N", title="Token text"),
+            alt.Tooltip("token:Q", title="Token id"),
+            alt.Tooltip("p:Q", format=".3f", title="p (target probability)"),
+            alt.Tooltip("q:Q", format=".3f", title="q (draft probability)"),
+            alt.Tooltip("emitted:N", title="In the output"),
         ],
     )
     labels = base.mark_text(fontSize=10, limit=70).encode(text="label:N")
+    message = (
+        alt.Chart(data.group_by("category").agg(pl.col("last_nth").first()).sort("category"))
+        .transform_filter(f"datum.category == {category.name}")
+        .transform_calculate(
+            message=(
+                f"'request #' + min({nth.name}, datum.last_nth) + ' of #0 to #' + datum.last_nth"
+                f" + ' in ' + datum.category + ({nth.name} > datum.last_nth ? ' (this category "
+                "has no request #' + "
+                f"{nth.name} + '; showing its last)' : '')"
+            )
+        )
+        .mark_text(align="left", baseline="bottom", fontSize=11, color="#444")
+        .encode(x=alt.value(0), y=alt.value(-4), text="message:N")
+    )
     return (
-        alt.layer(cells, labels)
+        alt.layer(cells, labels, message)
         .add_params(category, nth)
         .properties(
-            title=title(
-                "Tokens of one request, round by round",
-                "faded: drafted or generated but not part of the output",
-                *notes,
+            title=_offset(
+                title(
+                    "Tokens of one request, round by round",
+                    "faded: drafted or generated but not part of the output",
+                    *notes,
+                )
             ),
             width=alt.Step(75),
             height=alt.Step(16),
         )
     )
+
+
+def _offset(params: alt.TitleParams) -> alt.TitleParams:
+    """The title lifted to leave a line for the request message under it."""
+    params.offset = 20
+    return params

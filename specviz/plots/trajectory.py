@@ -80,10 +80,10 @@ def k_trajectory(events: pl.DataFrame, *, max_rows: int = RAW_ROW_LIMIT) -> alt.
             color=color,
             opacity=alt.condition(pick, alt.value(1.0), alt.value(0.2)),
             tooltip=[
-                "request_index:Q",
-                "category:N",
-                alt.Tooltip("mean_k:Q", format=".2f"),
-                alt.Tooltip("acceptance_rate:Q", format=".3f"),
+                alt.Tooltip("request_index:Q", title="Request # in the stream"),
+                alt.Tooltip("category:N", title="Category"),
+                alt.Tooltip("mean_k:Q", format=".2f", title="Mean draft length k"),
+                alt.Tooltip("acceptance_rate:Q", format=".3f", title="Acceptance rate"),
             ],
         )
         .add_params(brush, pick)
@@ -108,7 +108,13 @@ def k_trajectory(events: pl.DataFrame, *, max_rows: int = RAW_ROW_LIMIT) -> alt.
             y=alt.Y("k:Q", title="k asked for"),
             color=color,
             detail="request_index:Q",
-            tooltip=["request_index:Q", "category:N", "round:Q", "k:Q", "accepted_drafts:Q"],
+            tooltip=[
+                alt.Tooltip("request_index:Q", title="Request # in the stream"),
+                alt.Tooltip("category:N", title="Category"),
+                alt.Tooltip("round:Q", title="Round"),
+                alt.Tooltip("k:Q", title="Draft length k"),
+                alt.Tooltip("accepted_drafts:Q", title="Accepted drafts"),
+            ],
         )
         .transform_filter(brush)
         .properties(

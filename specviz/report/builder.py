@@ -12,15 +12,18 @@ Steps:
    bundle for every chart. The parameters are checked against that cell before the kernel
    starts, and the execution is bounded in time and retried once after a stall
    (:func:`specviz.report.execute.run_notebook`).
-3. The summary (:mod:`specviz.report.summary`) is built from the numbers the notebooks published
-   and put at the top; nbconvert renders the page with the ``specviz`` template.
+3. The page is arranged to answer in its first screen (:func:`arrange`): the cells tagged
+   ``first-screen`` (the finding, the decomposition chart, acceptance single-task vs multitask;
+   :mod:`specviz.report.first_screen`) come first, then the summary's tables
+   (:mod:`specviz.report.summary`, built from the numbers the notebooks published) folded in a
+   ``<details>``, then the notebooks; a contents bar links the sections. nbconvert renders the
+   page with the ``specviz`` template.
 4. The HTML goes to a temporary file beside ``out`` and is renamed onto ``out`` at the end: a
    failed build leaves no half-written report (and an existing report untouched).
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,17 +37,24 @@ from specviz.report.data import load_runs
 from specviz.report.errors import ReportError
 from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.export import notebook_to_html
-from specviz.report.html import esc
+from specviz.report.first_screen import ANSWER_ID, FIRST_SCREEN_TAG
+from specviz.report.html import element, esc, text_element
 from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
 from specviz.report.summary import summary_html
+from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.resources import shipped_dir
 from specviz.runlog import RunDirError, refuse_unfinished
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
 REPORT_NOTEBOOKS = ("workload", "mixture_collapse", "acceptance_by_task", "token_explorer")
 REPORT_NAME = "report"
+NUMBERS_ID = "specviz-numbers"
+NUMBERS_TITLE = (
+    "The numbers: every term, the decomposition table, remedies, speedups, every stream and "
+    "the cost curve (click to open)"
+)
 
 
 def default_notebooks_dir() -> Path:
@@ -73,9 +83,13 @@ def combine(
     params = []
     body = []
     for name, nb in notebooks:
+        anchored = False
         for index, cell in enumerate(nb.cells):
             cell = nbformat.from_dict(cell)
             cell["id"] = f"{name}-{index}"
+            if cell.cell_type == "markdown" and not anchored:
+                cell.source = f'<a id="{section_id(name)}"></a>\n\n{cell.source}'
+                anchored = True
             if PARAMETERS_TAG in cell.metadata.get("tags", []):
                 params.append(f"# {name}\n{cell.source}")
             else:
@@ -88,24 +102,46 @@ def combine(
     return combined
 
 
+def section_id(name: str) -> str:
+    """The anchor of a notebook's section in the report."""
+    return f"section-{name}"
+
+
+def notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
+    """The first ``# heading`` of a notebook's markdown cells."""
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
 def _summary_cell(published: dict) -> nbformat.NotebookNode:
+    """The summary's tables, folded: the first screen already says what they establish."""
     cell = nbformat.v4.new_code_cell("# summary (built by specviz.report.summary)")
     cell["id"] = "summary"
-    cell.outputs = [
-        nbformat.v4.new_output("display_data", data={"text/html": summary_html(published)})
-    ]
-    return cell
-
-
-def _partial_cell(unfinished: Sequence[str]) -> nbformat.NotebookNode:
-    """The banner of a report built with ``allow_incomplete`` from unfinished runs."""
-    shown = ", ".join(unfinished[:10]) + (" ..." if len(unfinished) > 10 else "")
-    cell = nbformat.v4.new_markdown_cell(
-        f"**Partial data:** {len(unfinished)} run(s) of this study are unfinished "
-        f"({esc(shown)}). The numbers below cover the finished requests only."
+    folded = element(
+        "details",
+        text_element("summary", NUMBERS_TITLE) + summary_html(published),
+        class_="specviz-details",
+        id=NUMBERS_ID,
     )
-    cell["id"] = "partial"
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": folded})]
     return cell
+
+
+def arrange(
+    executed: nbformat.NotebookNode, published: dict, unfinished: Sequence[str]
+) -> nbformat.NotebookNode:
+    """The page's order: title, partial-data banner, the first-screen cells, the summary's
+    tables (folded), then every other cell in notebook order."""
+    title, *rest = executed.cells
+    first = [c for c in rest if FIRST_SCREEN_TAG in c.metadata.get("tags", [])]
+    others = [c for c in rest if FIRST_SCREEN_TAG not in c.metadata.get("tags", [])]
+    banner = [partial_cell(unfinished)] if unfinished else []
+    executed.cells = [title, *banner, *first, _summary_cell(published), *others]
+    return executed
 
 
 def _failure(err: PapermillExecutionError) -> ReportError:
@@ -127,6 +163,7 @@ def build_report(
     limits: ExecutionLimits = ExecutionLimits(),
     progress: bool = True,
     allow_incomplete: bool = False,
+    force: bool = False,
 ) -> Path:
     """Execute the analysis notebooks on ``source`` and write one offline HTML report to ``out``.
 
@@ -137,13 +174,15 @@ def build_report(
     ``limits``: time bounds of one cell, the kernel start and the whole execution
     (:class:`specviz.report.execute.ExecutionLimits`). An unfinished run or study is refused
     unless ``allow_incomplete``; then the page says at the top that its data is partial.
+    ``out`` may be a new file, a report specviz wrote, a character device or a pipe; any other
+    existing file is refused unless ``force`` (:func:`specviz.outdir.check_out_file`).
     Returns the report's path.
     """
     source = Path(source).resolve()
     out = Path(out)
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. report.html")
-    check_out_file(out)
+    check_out_file(out, force=force, ours=is_specviz_report)
     data = load_runs(source, categories)
     try:
         unfinished = refuse_unfinished(source, allow_incomplete)
@@ -176,14 +215,10 @@ def build_report(
         except PapermillExecutionError as err:
             raise _failure(err) from None
     published = read_published(executed)
-    executed.cells.insert(1, _summary_cell(published))
-    if unfinished:
-        executed.cells.insert(1, _partial_cell(unfinished))
-    html = notebook_to_html(executed, heading)
-    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(html, encoding="utf-8")
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
-    return out
+    executed = arrange(executed, published, unfinished)
+    contents = [
+        (ANSWER_ID, "Answer"),
+        (NUMBERS_ID, "The numbers"),
+        *[(section_id(name), notebook_title(nb, name)) for name, nb in notebooks],
+    ]
+    return write_page(out, notebook_to_html(executed, heading, contents))

@@ -14,12 +14,14 @@ is cleaned for a static page:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import nbformat
 from nbconvert import HTMLExporter
 from nbconvert.preprocessors import Preprocessor, TagRemovePreprocessor
 
+from specviz.report.html import element, text_element
 from specviz.report.publish import PUBLISH_MIMETYPE
 from specviz.report.vega import LOADER_MIMETYPE, bundle_script
 
@@ -70,8 +72,20 @@ def html_exporter() -> HTMLExporter:
     return exporter
 
 
-def notebook_to_html(nb: nbformat.NotebookNode, title: str) -> str:
-    """Render an executed notebook as one self-contained HTML page titled ``title``."""
+def contents_bar(contents: Sequence[tuple[str, str]]) -> str:
+    """A contents bar (``<nav>``, sticky at the top of the page): one link per (anchor id,
+    label); empty when there is nothing to link."""
+    if not contents:
+        return ""
+    links = "".join(text_element("a", label, href=f"#{anchor}") for anchor, label in contents)
+    return element("nav", links, class_="specviz-contents", aria_label="Contents")
+
+
+def notebook_to_html(
+    nb: nbformat.NotebookNode, title: str, contents: Sequence[tuple[str, str]] = ()
+) -> str:
+    """Render an executed notebook as one self-contained HTML page titled ``title``, with a
+    contents bar linking ``contents`` (anchor id, label) when given."""
     from specviz import __version__
 
     nb = nbformat.from_dict(nb)  # the exporter's preprocessors edit the notebook: work on a copy
@@ -81,6 +95,7 @@ def notebook_to_html(nb: nbformat.NotebookNode, title: str) -> str:
             "csp": CONTENT_SECURITY_POLICY,
             "version": __version__,
             "vega_script": bundle_script(),
+            "contents": contents_bar(contents),
         }
     }
     body, _ = html_exporter().from_notebook_node(nb, resources=resources)

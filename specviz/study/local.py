@@ -2,8 +2,9 @@
 
 In-process, all units share one :class:`~specviz.models.ModelCache`, so a model is loaded once
 for the whole study. With ``workers = N`` (study option ``options.workers``), N spawned processes
-each run one unit at a time with ``torch.set_num_threads(1)`` and their own model cache. On a
-small CPU, decoding is memory-bandwidth bound and one thread decodes about as fast as two (see
+each run one unit at a time with their own model cache and :func:`specviz.threads.torch_threads`
+threads (one core left free, the rest split between workers; at least one each). On a small CPU,
+decoding is memory-bandwidth bound and one thread decodes about as fast as two (see
 ``docs/studies.md``), so two single-threaded workers on two cores roughly double throughput; each
 worker holds its own copy of the models in memory.
 """
@@ -28,15 +29,14 @@ from specviz.models import ModelCache
 from specviz.runlog import PARTS_DIR
 from specviz.study.units import Unit
 from specviz.study.work import UnitResult, run_unit
+from specviz.threads import apply_threads
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PARENT_POLL_S = 0.5
 
 
-def _init_worker(parent: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
+def _init_worker(parent: int, workers: int) -> None:
+    apply_threads(workers)
     die_with_parent(parent)
 
 
@@ -87,6 +87,7 @@ def run_local(
             total=len(units), desc="study", unit="run", disable=not progress, dynamic_ncols=True
         )
         cache = models or ModelCache()
+        apply_threads(1)
         try:
             for unit in units:
                 bar.set_postfix_str(unit.id, refresh=True)
@@ -116,7 +117,7 @@ def _run_workers(
             max_workers=min(workers, len(units)),
             mp_context=context,
             initializer=_init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), min(workers, len(units))),
         ) as pool:
             # longest first, so no long unit starts last while the other workers sit idle
             ordered = sorted(units, key=unit_cost, reverse=True)

@@ -65,20 +65,22 @@ def run_study(
     resume: bool = False,
     executor: str = "local",
     progress: bool = True,
+    plan: Plan | None = None,
 ) -> StudyOutcome:
     """Run every unit of ``study`` (or of one shard ``(i, n)``) into ``out_dir``.
 
     Before anything runs, ``out_dir`` must be writable and hold nothing but this study, and no
     run directory may resolve outside it. The directory is then locked for this shard: a second
     process running the same shard (or any process running the whole study) is refused, while
-    shards ``i/n`` and ``j/n`` may share one directory.
+    shards ``i/n`` and ``j/n`` may share one directory. ``plan``: the study's
+    :func:`~specviz.study.units.plan_study`, when the caller already made it.
     """
     if executor not in EXECUTORS:
         raise StudyError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
     out = Path(out_dir)
     check_out_dir(out)
     refuse_foreign(out)
-    plan = plan_study(study)
+    plan = plan or plan_study(study)
     refuse_escaping(out, plan.units)
     mine = shard_units(plan.units, shard)
     check_resumable(out, plan, mine, resume)

@@ -50,6 +50,7 @@ and the key.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -181,7 +182,7 @@ _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
 _DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
             "components", "k", "partition", "memory_tokens", "tree_depth", "spec_factor",
-            "min_token_prob", "policies"}  # fmt: skip
+            "min_token_prob", "draft_quant", "policies"}  # fmt: skip
 
 
 class _Reader:
@@ -236,7 +237,20 @@ class _Reader:
 
 def slug(text: str) -> str:
     """``text`` as one safe path component: runs of other characters become ``_``; no leading
-    dot (so never ``..`` or a hidden name) and no separator, whatever the input."""
+    dot (so never ``..`` or a hidden name) and no separator, whatever the input.
+
+    A name with non-ASCII characters is transliterated (``anyascii``: 数学 -> ShuXue, café ->
+    cafe) and gets the first 6 hex digits of its SHA-256 beside it (``ShuXue-8e5b1f``), so
+    names that transliterate alike, or not at all, stay apart and readable."""
+    if text.isascii():
+        return _ascii_slug(text)
+    from anyascii import anyascii
+
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:6]
+    return f"{_ascii_slug(anyascii(text))}-{digest}"
+
+
+def _ascii_slug(text: str) -> str:
     return re.sub(r"^[._]+|_+$", "", re.sub(r"[^A-Za-z0-9._-]+", "_", text)) or "x"
 
 

@@ -61,7 +61,7 @@ def load_models(config: RunConfig, models: ModelCache) -> None:
     with _machine_lock():
         models.get(config.target)
         if config.drafter.draft is not None:
-            models.get(config.drafter.draft)
+            models.get(config.drafter.draft, config.drafter.draft_quant)
 
 
 def run_unit(
