@@ -5,7 +5,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python (specviz)
+#     display_name: specviz (.venv)
 #     language: python
 #     name: specviz
 # ---
@@ -19,13 +19,14 @@
 # labeller that measured them labels prompts it was not fitted on (`docs/workloads.md`).
 
 # %% tags=["parameters"]
-source = "results/default"  # a run or study directory
+source = "runs/default"  # a run or study directory (`make demo` writes runs/default)
 categories = []  # task categories to keep; empty: all
 
 # %%
 from IPython.display import display
 
 from specviz.report import load_runs, publish
+from specviz.report.locate import locate_source
 from specviz.report.numbers import frame_table
 from specviz.report.workload import (
     confusion_frame,
@@ -38,7 +39,7 @@ from specviz.report.workload import (
     traffic_ids,
 )
 
-data = load_runs(source, categories)
+data = load_runs(locate_source(source), categories)
 manifest = data.manifest
 
 # %% [markdown]
