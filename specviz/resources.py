@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Top-level directories of the checkout that a wheel carries, with the files each one ships.
-SHIPPED = {"data": "*.jsonl", "notebooks": "*.py"}
+SHIPPED = {"data": "*.json*", "notebooks": "*.py"}
 PACKAGED = "_shipped"
 
 

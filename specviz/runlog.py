@@ -387,12 +387,12 @@ def refuse_unfinished(path: str | Path, allow: bool) -> list[str]:
 
 
 def workload_fingerprint(requests: Sequence[Request]) -> str:
-    blob = json.dumps(
-        [
-            [r.index, r.repeat, r.mixture, r.prompt.id, r.prompt.category, list(r.prompt.turns)]
-            for r in requests
-        ]
-    )
+    def row(r: Request) -> list[Any]:
+        out = [r.index, r.repeat, r.mixture, r.prompt.id, r.prompt.category, list(r.prompt.turns)]
+        # recorded context enters only when present: fingerprints of older runs stay valid
+        return [*out, [list(pair) for pair in r.prompt.context]] if r.prompt.context else out
+
+    blob = json.dumps([row(r) for r in requests])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

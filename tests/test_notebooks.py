@@ -164,6 +164,18 @@ def test_acceptance_by_task_publishes_the_metrics(run_analysis, tables) -> None:
 
 
 @pytest.mark.slow
+def test_workload_notebook_publishes_lengths_per_category(run_analysis, tables) -> None:
+    from specviz.report.workload import length_distribution
+
+    _, requests = tables
+    published = run_analysis("workload")
+    expected = length_distribution(requests, set())
+    got = pl.DataFrame(published["workload.lengths"])
+    assert got["category"].to_list() == expected["category"].to_list() == ["coding", "writing"]
+    assert got["output median"].to_list() == expected["output median"].to_list()
+
+
+@pytest.mark.slow
 def test_mixture_collapse_publishes_the_degradation(run_analysis, tables) -> None:
     _, requests = tables
     published = run_analysis("mixture_collapse", n_boot=N_BOOT)

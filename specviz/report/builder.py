@@ -48,7 +48,7 @@ from specviz.resources import shipped_dir
 from specviz.runlog import RunDirError, refuse_unfinished
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
-REPORT_NOTEBOOKS = ("mixture_collapse", "acceptance_by_task", "token_explorer")
+REPORT_NOTEBOOKS = ("workload", "mixture_collapse", "acceptance_by_task", "token_explorer")
 REPORT_NAME = "report"
 NUMBERS_ID = "specviz-numbers"
 NUMBERS_TITLE = (

@@ -107,12 +107,25 @@ def build_manifest(study: Study, plan: Plan, out_dir: Path) -> dict[str, Any]:
                 "size": m.size,
                 "order": m.order,
                 "seed": m.seed,
-                "prompt_ids": [p.id for p in compose(m, plan.prompts)],
+                "prompt_ids": [p.id for p in compose(m, plan.prompts_of(m))],
             }
             for m in plan.mixtures
         ],
+        **({"traffic": _traffic(plan)} if plan.traffic is not None else {}),
         "conditions": conditions,
         "skipped": [{"combination": s.description, "reason": s.reason} for s in plan.skipped],
+    }
+
+
+def _traffic(plan: Plan) -> dict[str, Any]:
+    """The real-traffic sample: data set and version, how it was read and sampled, its labels."""
+    assert plan.traffic is not None
+    return {
+        "name": plan.traffic.spec.name,
+        "mixtures": list(plan.traffic.mixtures),
+        "count": len(plan.traffic.prompts),
+        "categories": sorted({p.category for p in plan.traffic.prompts}),
+        **plan.traffic.describe,
     }
 
 

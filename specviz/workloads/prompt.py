@@ -13,12 +13,17 @@ class Prompt:
     to the earlier turn (as MT-Bench does). Any context a task needs (the passage to summarize,
     the retrieved passages of a RAG question) is already part of the turn text; ``reference``
     holds optional reference answers, one per turn, never shown to the model.
+
+    ``context`` holds earlier exchanges of a recorded conversation, ``(user, assistant)`` pairs
+    with the *recorded* replies, sent before the first turn and never generated (real chat
+    context, e.g. ShareGPT's earlier turns: what copying drafters feed on). Empty by default.
     """
 
     id: str
     category: str
     turns: tuple[str, ...]
     reference: tuple[str, ...] = ()
+    context: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.turns:
