@@ -10,10 +10,16 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specviz.config import ConfigError
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
+
+if TYPE_CHECKING:
+    from specviz.config import RunConfig
+    from specviz.endpoint.client import EndpointConfig
+    from specviz.workloads.request import Request
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -50,6 +56,34 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="decode a workload with one target/drafter/policy; write a run directory"
     )
+    _config_flags(p)
+    p.add_argument(
+        "--workload",
+        help="question.jsonl / JSONL / CSV / Parquet file, or hf:NAME (default: built-in suite)",
+    )
+    p.add_argument("--limit", type=int, help="use the first N prompts")
+    p.add_argument(
+        "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
+    )
+    p.add_argument(
+        "--batch-composition",
+        default="stream",
+        help="stream | single-task | mixed (with --batch-size > 1)",
+    )
+    p.add_argument("--continuous", action="store_true", help="refill finished rows from the queue")
+    p.add_argument("--k-mode", default="batch", help="batch (one k per batch) | row (per-row k)")
+    _endpoint_flags(p)
+    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a run directory, skipping finished requests"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of one run configuration (target, drafter, policy, sampling), shared by
+    ``run`` and ``serve``."""
     p.add_argument("--target", required=True, help="hub id, local dir, .gguf file, or smollm2-135m")
     p.add_argument(
         "--drafter",
@@ -121,11 +155,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         type=_names,
         help="component-skip: components to run, e.g. mamba,mlp (hybrid targets such as Falcon-H1)",
     )
-    p.add_argument(
-        "--workload",
-        help="question.jsonl / JSONL / CSV / Parquet file, or hf:NAME (default: built-in suite)",
-    )
-    p.add_argument("--limit", type=int, help="use the first N prompts")
     p.add_argument("--max-new-tokens", type=int, default=128, help="per turn")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -135,36 +164,18 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
-    p.add_argument(
-        "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
-    )
-    p.add_argument(
-        "--batch-composition",
-        default="stream",
-        help="stream | single-task | mixed (with --batch-size > 1)",
-    )
-    p.add_argument("--continuous", action="store_true", help="refill finished rows from the queue")
-    p.add_argument("--k-mode", default="batch", help="batch (one k per batch) | row (per-row k)")
-    p.add_argument("--out", required=True, type=Path, help="run directory to write")
-    p.add_argument(
-        "--resume", action="store_true", help="continue a run directory, skipping finished requests"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_run)
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """The run configuration ``_config_flags`` describe."""
     from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
-    from specviz.runner import run
-    from specviz.workloads import builtin_prompts, load_prompts
-    from specviz.workloads.request import Request
 
     def spec(name: str) -> ModelSpec:
         return ModelSpec(
             name, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
         )
 
-    config = RunConfig(
+    return RunConfig(
         target=spec(args.target),
         drafter=DrafterConfig(
             args.drafter,
@@ -186,6 +197,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from specviz.runner import run
+    from specviz.workloads import builtin_prompts, load_prompts
+    from specviz.workloads.request import Request
+
+    config = _run_config(args)
     prompts = load_prompts(args.workload) if args.workload else builtin_prompts()
     if args.limit is not None:
         if args.limit < 1:
@@ -201,6 +220,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from specviz.batch import BatchConfig
 
         batch = BatchConfig(args.batch_size, args.batch_composition, args.continuous, args.k_mode)
+    if args.endpoint:
+        return _run_endpoint(args, config, requests, batch is not None)
     summary = run(
         config, requests, args.out, batch=batch, resume=args.resume, progress=not args.quiet
     )
@@ -210,6 +231,102 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({summary.requests_skipped} already done), {summary.new_tokens} tokens, "
         f"{summary.tokens_per_s:.1f} tokens/s, acceptance {rate}"
     )
+    return 0
+
+
+def _endpoint_flags(p: argparse.ArgumentParser) -> None:
+    """Sending the workload to an OpenAI-compatible server instead (docs/serving.md)."""
+    p.add_argument(
+        "--endpoint",
+        help="an OpenAI-compatible server (http://HOST:PORT[/v1]): send the workload as chat "
+        "completions and record what the server reports (--target: the served model name)",
+    )
+    p.add_argument("--concurrency", type=int, default=1, help="--endpoint: requests in flight")
+    p.add_argument(
+        "--request-rate",
+        type=float,
+        default=float("inf"),
+        help="--endpoint: open-loop arrivals per second (Poisson; default inf: all at once)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=120.0,
+        help="--endpoint: seconds of silence (connect, first byte, or inside a stream) before an "
+        "attempt fails",
+    )
+    p.add_argument("--retries", type=int, default=2, help="--endpoint: retries per turn")
+
+
+def _endpoint(args: argparse.Namespace, url: str) -> EndpointConfig:
+    import os
+
+    from specviz.endpoint.client import EndpointConfig
+
+    return EndpointConfig(
+        url,
+        concurrency=args.concurrency,
+        request_rate=args.request_rate,
+        connect_timeout_s=min(10.0, args.request_timeout),
+        read_timeout_s=args.request_timeout,
+        retries=args.retries,
+        api_key=os.environ.get("OPENAI_API_KEY"),
+    )
+
+
+def _run_endpoint(
+    args: argparse.Namespace, config: RunConfig, requests: list[Request], batched: bool
+) -> int:
+    from specviz.endpoint.run import run_endpoint
+
+    if batched:
+        raise SpecvizError("--endpoint runs are batched by the server: drop --batch-size")
+    summary = run_endpoint(
+        config,
+        requests,
+        args.out,
+        _endpoint(args, args.endpoint),
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    rate = f"{summary.accepted / summary.drafted:.3f}" if summary.drafted else "n/a"
+    print(
+        f"{summary.run_dir}: {summary.requests_done} requests sent to {args.endpoint} "
+        f"({summary.requests_skipped} already done), {summary.new_tokens} tokens, "
+        f"{summary.tokens_per_s:.1f} tokens/s, acceptance {rate} (server-measured)"
+    )
+    if summary.metrics_source is None and config.drafter.kind != "none":
+        print(
+            "the server reported no speculative-decoding metrics (vLLM: start it with "
+            "--per-request-spec-decode-metrics summary); timings and tokens are recorded"
+        )
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve the engine behind an OpenAI-compatible chat-completions API"
+    )
+    _config_flags(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--per-request-spec-decode-metrics",
+        default="summary",
+        help="none | summary | detailed (adds per-step counts), as vLLM's flag",
+    )
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from specviz.serve.app import ServeConfig, serve
+    from specviz.serve.engine import ServeEngine
+
+    config = _run_config(args)
+    options = ServeConfig(
+        config.target.name, args.host, args.port, args.per_request_spec_decode_metrics
+    )
+    serve(ServeEngine(config), options)
     return 0
 
 
@@ -355,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run,
+    _add_serve,
     _add_study,
     _add_report,
     _add_summary,
