@@ -234,13 +234,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _endpoint_flags(p: argparse.ArgumentParser) -> None:
-    """Sending the workload to an OpenAI-compatible server instead (docs/serving.md)."""
-    p.add_argument(
-        "--endpoint",
-        help="an OpenAI-compatible server (http://HOST:PORT[/v1]): send the workload as chat "
-        "completions and record what the server reports (--target: the served model name)",
-    )
+def _endpoint_flags(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """Sending the workload to OpenAI-compatible servers instead (docs/serving.md); a study
+    takes one per drafter (``many``)."""
+    if many:
+        p.add_argument(
+            "--endpoint",
+            action="append",
+            help="URL, or NAME=URL per drafter name (baseline=URL for the baseline), repeatable: "
+            "send each condition to its OpenAI-compatible server (models: the served names)",
+        )
+    else:
+        p.add_argument(
+            "--endpoint",
+            help="an OpenAI-compatible server (http://HOST:PORT[/v1]): send the workload as chat "
+            "completions and record what the server reports (--target: the served model name)",
+        )
     p.add_argument("--concurrency", type=int, default=1, help="--endpoint: requests in flight")
     p.add_argument(
         "--request-rate",
@@ -256,6 +265,14 @@ def _endpoint_flags(p: argparse.ArgumentParser) -> None:
         "attempt fails",
     )
     p.add_argument("--retries", type=int, default=2, help="--endpoint: retries per turn")
+
+
+def _named_url(text: str) -> tuple[str, str]:
+    """``NAME=URL`` as (NAME, URL); a bare URL as ("", URL)."""
+    name, sep, url = text.partition("=")
+    if sep and not name.startswith(("http://", "https://")):
+        return name, url
+    return "", text
 
 
 def _endpoint(args: argparse.Namespace, url: str) -> EndpointConfig:
@@ -339,6 +356,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue, skipping finished units/requests"
     )
     p.add_argument("--executor", default="local", help="local | ray")
+    _endpoint_flags(p, many=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_study)
 
@@ -349,8 +367,17 @@ def _cmd_study(args: argparse.Namespace) -> int:
     study = load_study(args.file)
     out = args.out or default_out_dir(study)
     shard = parse_shard(args.shard) if args.shard else None
+    endpoints = None
+    if args.endpoint:
+        endpoints = {name: _endpoint(args, url) for name, url in map(_named_url, args.endpoint)}
     outcome = run_study(
-        study, out, shard=shard, resume=args.resume, executor=args.executor, progress=not args.quiet
+        study,
+        out,
+        shard=shard,
+        resume=args.resume,
+        executor=args.executor,
+        progress=not args.quiet,
+        endpoints=endpoints,
     )
     state = "complete" if outcome.complete else "incomplete (other shards pending)"
     print(

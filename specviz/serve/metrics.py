@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import polars as pl
+
 
 def acceptance_histogram(accepted: Sequence[int], num_spec_tokens: int) -> list[int]:
     """``h[j]`` = steps in ``accepted`` (accepted drafts per spec step) equal to ``j``, for
@@ -67,3 +69,18 @@ class SpecSteps:
                 "per_step_drafted": list(self.drafted),
             }
         return fields
+
+
+def event_spec_steps(events: pl.DataFrame, num_spec_tokens: int) -> dict[str, SpecSteps]:
+    """Each request's spec steps read from an event log (``specviz.schema``): its verify rounds
+    that drafted, in round order, with their accepted and drafted counts; what a server computing
+    these figures from the same rounds reports."""
+    rounds = (
+        events.filter(~pl.col("prefill") & (pl.col("n_drafted") > 0) & (pl.col("kind") == "draft"))
+        .group_by("request_id", "round")
+        .agg(pl.col("accepted").sum().alias("a"), pl.col("n_drafted").first().alias("d"))
+        .sort("request_id", "round")
+        .group_by("request_id", maintain_order=True)
+        .agg("a", "d")
+    )
+    return {rid: SpecSteps(tuple(a), tuple(d), num_spec_tokens) for rid, a, d in rounds.iter_rows()}
