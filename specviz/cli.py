@@ -411,9 +411,23 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+def _server_measured(source: Path) -> bool:
+    from specviz.endpoint.summary import is_server_measured
+    from specviz.runlog import find_run_dirs
+
+    find_run_dirs(source)  # a missing or empty source is named by the command's own check
+    return is_server_measured(source)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.report import build_report
     from specviz.report.execute import ExecutionLimits
+
+    if _server_measured(args.source):
+        raise SpecvizError(
+            f"{args.source} is server-measured (specviz run/study --endpoint): the report needs "
+            "per-round events with timings; `specviz summary` reads what a server reports"
+        )
 
     path = build_report(
         args.source,
@@ -458,6 +472,12 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.n_boot < 100:
         raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
     unfinished = refuse_unfinished(args.source, args.allow_incomplete)
+    if _server_measured(args.source):
+        from specviz.endpoint.summary import server_summary, summary_text
+
+        summary = server_summary(args.source) | {"unfinished": unfinished}
+        print(json.dumps(summary) if args.json else summary_text(summary))
+        return 0
     answer = study_answer(load_runs(args.source, require_baseline=False), n_boot=args.n_boot)
     answer["unfinished"] = unfinished
     if args.json:

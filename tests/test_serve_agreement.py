@@ -132,6 +132,15 @@ def test_a_study_through_specviz_serve_agrees_with_the_in_process_study(
         assert texts[0] == texts[1]
     assert checked == 2 + 2 + 4
     assert sum(sum(h) for h in theirs["acceptance_histogram"].to_list()) > 0
+    # summary reads the server's figures: each category alone vs in the uniform mix
+    summary = run_cli("summary", str(served), "--json")
+    assert summary.returncode == 0, summary.stderr
+    answer = json.loads(summary.stdout)
+    assert answer["measured_by"] == "server"
+    shifted = {(s["category"], s["mixture"]) for s in answer["shifts"]}
+    assert shifted == {("coding", "uniform-interleaved"), ("math", "uniform-interleaved")}
+    report = run_cli("report", str(served), "--out", str(tmp_path / "r.html"))
+    assert report.returncode == 2 and "server-measured" in report.stderr
 
 
 def test_serve_refuses_a_bad_request_in_openai_shape(server: str):
