@@ -243,3 +243,53 @@ def test_a_failed_run_resumes_without_resending_finished_requests(tmp_path):
     resent = [r["messages"][0]["content"] for r in server.requests[sent_before:]]
     assert saved["prompt_turns"][0][0] not in resent
     assert read_server_table(out).height == 3
+
+
+def _two_drafter_units() -> list[Any]:
+    from specviz.study import parse_study, plan_study
+
+    study = parse_study(
+        {
+            "models": ["served-model"],
+            "k": [3],
+            "drafters": [{"kind": "prompt-lookup", "name": "pld"}, {"kind": "suffix"}],
+            "workload": {"per_category": 1, "categories": ["coding"]},
+        },
+        "two.toml",
+    )
+    return list(plan_study(study).units)
+
+
+def test_a_study_sends_each_drafter_to_its_named_endpoint():
+    from specviz.endpoint.client import EndpointConfig
+    from specviz.endpoint.study import assign_endpoints
+
+    urls = {n: EndpointConfig(f"http://127.0.0.1:{p}") for n, p in
+            (("pld", 1), ("suffix", 2), ("baseline", 3))}  # fmt: skip
+    assigned = assign_endpoints(_two_drafter_units(), urls)
+    by_drafter = {u.config.drafter.label: assigned[u.id].url for u in _two_drafter_units()}
+    assert by_drafter == {"pld": urls["pld"].url, "suffix": urls["suffix"].url,
+                          "none": urls["baseline"].url}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [({""}, "runs one speculative configuration"), ({"pld", "baseline"}, "--endpoint suffix=URL")],
+)
+def test_a_study_refuses_configurations_sharing_a_server_or_missing_one(names, message):
+    from specviz.endpoint.client import EndpointConfig
+    from specviz.endpoint.study import assign_endpoints
+    from specviz.study.spec import StudyError
+
+    with pytest.raises(StudyError, match=message.replace(".", r"\.")):
+        assign_endpoints(
+            _two_drafter_units(),
+            {n: EndpointConfig(f"http://127.0.0.1:{9 + i}") for i, n in enumerate(sorted(names))},
+        )
+
+
+def test_serve_refuses_an_unknown_metrics_level_before_loading_a_model():
+    result = run_cli(
+        "serve", "--target", "no-such-model", "--per-request-spec-decode-metrics", "full"
+    )
+    _one_line_error(result, "--per-request-spec-decode-metrics", "summary, detailed")
