@@ -200,7 +200,6 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from specviz.runner import run
     from specviz.workloads import builtin_prompts, load_prompts
     from specviz.workloads.request import Request
 
@@ -222,6 +221,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         batch = BatchConfig(args.batch_size, args.batch_composition, args.continuous, args.k_mode)
     if args.endpoint:
         return _run_endpoint(args, config, requests, batch is not None)
+    from specviz.runner import run  # loads torch: not needed to talk to a server
+
     summary = run(
         config, requests, args.out, batch=batch, resume=args.resume, progress=not args.quiet
     )
