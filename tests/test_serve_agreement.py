@@ -3,8 +3,10 @@ study in process: every request's acceptance (histogram and per-step counts) and
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +25,13 @@ from specviz.serve.metrics import event_spec_steps
 from specviz.study import load_study, run_study
 
 K = 3
+
+
+def die_with_parent() -> None:
+    """In the server's process before it starts: the kernel kills it when this process dies
+    (Linux ``PR_SET_PDEATHSIG``), so no server outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 def free_port() -> int:
@@ -44,6 +53,7 @@ def server(tiny_model_dir: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=die_with_parent,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
