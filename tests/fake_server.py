@@ -25,6 +25,7 @@ class FakeServer:
     def __init__(self, answer: Answer) -> None:
         self.answer = answer
         self.requests: list[dict[str, Any]] = []
+        self.times: list[float] = []  # time.monotonic() of each chat request's arrival
         app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat, methods=["POST"]),
@@ -40,6 +41,7 @@ class FakeServer:
 
     async def _chat(self, request: Request) -> Response:
         body = await request.json()
+        self.times.append(time.monotonic())
         self.requests.append(body)
         return self.answer(len(self.requests) - 1, body)
 

@@ -4,6 +4,7 @@ without figures, and bad input (unreachable, errors, a stall, malformed JSON) wi
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import socket
 from pathlib import Path
@@ -293,3 +294,76 @@ def test_serve_refuses_an_unknown_metrics_level_before_loading_a_model():
         "serve", "--target", "no-such-model", "--per-request-spec-decode-metrics", "full"
     )
     _one_line_error(result, "--per-request-spec-decode-metrics", "summary, detailed")
+
+
+def test_open_loop_arrivals_are_seeded_poisson_and_all_at_once_without_a_rate():
+    from specviz.endpoint.run import arrival_times
+
+    times = arrival_times(2000, 4.0, seed=1)
+    assert times == arrival_times(2000, 4.0, seed=1) and times[0] == 0.0
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) > 0 and abs(sum(gaps) / len(gaps) - 0.25) < 0.02
+    assert arrival_times(3, float("inf"), seed=1) == [0.0, 0.0, 0.0]
+
+
+def _slow_answer(in_flight: list[int], peak: list[int]) -> Any:
+    def answer(n: int, body: dict[str, Any]) -> Response:
+        async def body_() -> Any:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+            try:
+                await asyncio.sleep(0.3)
+                payload = stream_answer({}).body_iterator
+                async for part in payload:
+                    yield part
+            finally:
+                in_flight[0] -= 1
+
+        return StreamingResponse(body_(), media_type="text/event-stream")
+
+    return answer
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_bounds_the_requests_in_flight(tmp_path, concurrency):
+    from specviz.config import ModelSpec, RunConfig
+    from specviz.endpoint.client import EndpointConfig
+    from specviz.endpoint.run import run_endpoint
+    from specviz.workloads.prompt import Prompt
+    from specviz.workloads.request import Request
+
+    requests = [Request(i, Prompt(f"p{i}", "chat", ("hi",))) for i in range(6)]
+    in_flight, peak = [0], [0]
+    with FakeServer(_slow_answer(in_flight, peak)) as server:
+        endpoint = EndpointConfig(server.url, concurrency=concurrency)
+        summary = run_endpoint(
+            RunConfig(ModelSpec(MODEL)), requests, tmp_path / "r", endpoint, progress=False
+        )
+    assert summary.requests_done == 6 and peak[0] == concurrency
+
+
+def test_a_damaged_server_table_is_named_in_one_line(tmp_path):
+    with FakeServer(lambda n, body: stream_answer({})) as server:
+        assert _run(server.url, tmp_path / "r").returncode == 0
+    (tmp_path / "r" / "server.parquet").write_bytes(b"not parquet")
+    _one_line_error(run_cli("summary", str(tmp_path / "r")), "server.parquet is damaged")
+
+
+def test_requests_are_sent_no_earlier_than_their_open_loop_arrival(tmp_path):
+    from specviz.config import ModelSpec, RunConfig
+    from specviz.endpoint.client import EndpointConfig
+    from specviz.endpoint.run import arrival_times, run_endpoint
+    from specviz.workloads.prompt import Prompt
+    from specviz.workloads.request import Request
+
+    requests = [Request(i, Prompt(f"p{i}", "chat", ("hi",))) for i in range(5)]
+    config = RunConfig(ModelSpec(MODEL), seed=3)
+    with FakeServer(lambda n, body: stream_answer({})) as server:
+        endpoint = EndpointConfig(server.url, concurrency=5, request_rate=2.0)
+        run_endpoint(config, requests, tmp_path / "r", endpoint, progress=False)
+    sent = [t - server.times[0] for t in server.times]
+    planned = arrival_times(5, 2.0, seed=3)
+    assert planned[-1] > 1.0  # the schedule spreads the requests out
+    # offsets from the first arrival; the first request also opened the client's first
+    # connection, so later ones may land up to a connection setup earlier than planned
+    assert all(p - 0.2 <= s <= p + 1.0 for p, s in zip(planned, sent, strict=True)), (planned, sent)

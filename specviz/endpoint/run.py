@@ -55,6 +55,7 @@ from specviz.runlog import (
     PARTS_DIR,
     RunDirError,
     RunWriter,
+    damaged,
     open_run_dir,
     read_run_meta,
     run_identity,
@@ -156,6 +157,11 @@ def read_server_table(run_dir: str | Path) -> pl.DataFrame:
     files += sorted((root / PARTS_DIR).glob("server-*.parquet"))
     if not files:
         raise RunDirError(f"{root} holds no {SERVER_FILE}: it is not a server-measured run")
+    for f in files:
+        try:
+            pl.read_parquet_schema(f)
+        except Exception as err:  # polars raises several error types for unreadable files
+            raise damaged(f, err) from err
     return pl.read_parquet(files).unique("request_id", keep="first").sort("request_index")
 
 
