@@ -122,7 +122,8 @@ mixture_sweep(sweep, "speedup_total")
 # %% [markdown]
 # ## Why the multitask stream is slower
 # The multitask stream's extra seconds against the single-task runs of the same method, split
-# into composition, k mismatch, carry-over and residual (definitions in `docs/metrics.md`),
+# into composition, tuning (a badly chosen global k, not a multitask cost), k mismatch, carry-over
+# and residual (definitions in `docs/metrics.md`),
 # in modelled seconds (the wall-clock decomposition is in the summary table as the check).
 
 # %%

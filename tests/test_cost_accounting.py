@@ -152,3 +152,25 @@ def test_constant_k_stream_with_other_task_shares_reports_composition_only_exact
     assert row["composition"] == pytest.approx(-0.12)
     assert row["total"] == row["composition"]
     assert (row["k_mismatch"], row["carry_over"], row["residual"]) == (0.0, 0.0, 0.0)
+
+
+def test_wall_clock_load_is_the_modelled_weighted_load_of_the_stream_over_its_counterparts():
+    from specviz.metrics.accounting import wall_clock_load
+    from specviz.metrics.synthetic import requests_from_rows
+
+    rows = [dict(run_id=f"s-{c}", mixture=c, category=c, prompt_id=f"{c}{i}", new_tokens=10,
+                 wall_s=1.0) for c in "AB" for i in range(2)]  # fmt: skip
+    rows += [dict(run_id="m", mixture="mix", category=c, prompt_id=f"{c}{i}", new_tokens=10,
+                  wall_s=1.0) for c in "AB" for i in range(2)]  # fmt: skip
+    # single-task: modelled 1 s at load 1 and 3 s at load 2 per task -> L_S = (1 + 6) / 4;
+    # multitask: every request 2 s at load 2 -> L_M = 2
+    modelled = [1.0, 3.0, 1.0, 3.0, 2.0, 2.0, 2.0, 2.0]
+    load = [1.0, 2.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    priced = requests_from_rows(rows).with_columns(
+        pl.Series("modelled_s", modelled), pl.Series("load_factor", load)
+    )
+    r = wall_clock_load(priced).row(0, named=True)
+    assert r["single_task_load"] == pytest.approx(14 / 8)
+    assert r["multitask_load"] == pytest.approx(2.0)
+    assert r["load_shift"] == pytest.approx(2.0 / (14 / 8) - 1)
+    assert (r["min_load"], r["max_load"]) == (1.0, 2.0)

@@ -1,6 +1,7 @@
 """Decomposition of the multitask stream's extra seconds; every expected value worked by hand.
 
-Two tasks A and B, two prompts each, 10 tokens per request. Single-task seconds per token:
+Two tasks A and B, two prompts each, 10 tokens per request. Single-task seconds per token
+(unless a test says otherwise):
 A: 0.10 at k=2, 0.08 at k=4; B: 0.10 at k=2, 0.12 at k=4. So A's best k is 4, B's is 2.
 """
 
@@ -12,6 +13,7 @@ import pytest
 from specviz.metrics import (
     MissingCounterpartError,
     NoMultitaskStreamError,
+    composition_by_task,
     degradation,
     degradation_long,
     single_task_best_k,
@@ -69,7 +71,7 @@ def only(frame: pl.DataFrame, **where) -> dict:
 
 
 def assert_parts_add_up(r: dict) -> None:
-    parts = r["composition"] + r["k_mismatch"] + r["carry_over"] + r["residual"]
+    parts = r["composition"] + r["tuning"] + r["k_mismatch"] + r["carry_over"] + r["residual"]
     assert parts == pytest.approx(r["total"], abs=1e-12)
     assert r["total"] == pytest.approx(r["multitask_s"] - r["reference_s"], abs=1e-12)
 
@@ -86,6 +88,11 @@ def test_constant_policy_has_zero_carry_over_by_construction():
     assert r["best_k"] == "A=4, B=2"
     assert r["control"] == "not needed"
     assert r["composition"] == pytest.approx(0.0, abs=1e-12)
+    # one k for both tasks: k=4 and k=2 both cost 2.0 s on each half; the tie keeps the
+    # stream's own k, so T_S1 = T_S: no tuning loss; sharing one k costs 0.4
+    assert r["best_single_k"] == "4"
+    assert r["single_k_s"] == pytest.approx(4.0)
+    assert r["tuning"] == 0.0
     assert r["k_mismatch"] == pytest.approx(0.4)
     assert r["carry_over"] == 0.0
     assert (r["carry_over_low"], r["carry_over_high"]) == (0.0, 0.0)
@@ -135,7 +142,7 @@ def test_persistent_policy_without_control_leaves_carry_over_unknown():
     r = only(degradation(requests_from_rows(rows), n_boot=50))
     assert r["control"] == "missing"
     assert r["carry_over"] is None and r["residual"] is None
-    assert r["composition"] + r["k_mismatch"] == pytest.approx(
+    assert r["composition"] + r["tuning"] + r["k_mismatch"] == pytest.approx(
         r["single_task_s"] - r["reference_s"]
     )
     assert r["total"] == pytest.approx(r["multitask_s"] - r["reference_s"])
@@ -184,10 +191,83 @@ def test_long_form_parts_keep_values_and_shares():
     long = degradation_long(table)
     assert long["part"].to_list() == [
         "composition",
+        "tuning",
         "k_mismatch",
         "carry_over",
         "residual",
         "total",
     ]
-    assert long["seconds"].to_list() == pytest.approx([0.0, 0.4, 0.0, 0.4, 0.8], abs=1e-12)
-    assert long["share"].to_list() == pytest.approx([0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)
+    assert long["seconds"].to_list() == pytest.approx([0.0, 0.0, 0.4, 0.0, 0.4, 0.8], abs=1e-12)
+    assert long["share"].to_list() == pytest.approx([0.0, 0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)
+
+
+def prompt_rows(spt: dict[tuple[str, int], float], stream_k: int) -> list[dict]:
+    """Single-task runs of every (prompt, k) in ``spt`` and one multitask stream at ``stream_k``
+    (no slowdown), 10 tokens per request; a prompt's task is its first letter."""
+    single = [
+        dict(run_id=f"{p[0]}-{k}", mixture=p[0], category=p[0], k=k, policy="constant",
+             prompt_id=p, new_tokens=10, wall_s=10 * v)
+        for (p, k), v in spt.items()
+    ]  # fmt: skip
+    prompts = sorted({p for p, _ in spt})
+    multi = [
+        dict(run_id=f"mix-{stream_k}", mixture="mix", category=p[0], k=stream_k,
+             policy="constant", prompt_id=p, new_tokens=10, wall_s=10 * spt[(p, stream_k)])
+        for p in prompts
+    ]  # fmt: skip
+    return single + multi
+
+
+def test_a_badly_chosen_k_is_tuning_and_sharing_one_best_k_is_no_mismatch():
+    # every task is faster at k=4 (A: 0.08 < 0.10, B: 0.09 < 0.12), the stream runs k=2
+    spt = {(f"{c}{i}", k): v for (c, k), v in
+           {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.12, ("B", 4): 0.09}.items()
+           for i in range(2)}  # fmt: skip
+    r = only(degradation(requests_from_rows(prompt_rows(spt, stream_k=2)), n_boot=100))
+    # T_S = T_M = 10 * (0.10 + 0.12) * 2 = 4.4; on each half k=4 costs 1.7 s against 2.2 s,
+    # so the best single k is 4 on both: T_S1 = 10 * (0.08 + 0.09) * 2 = 3.4 = T_S* (A=4, B=4)
+    assert r["best_k"] == "A=4, B=4" and r["best_single_k"] == "4"
+    assert r["single_task_s"] == pytest.approx(4.4)
+    assert r["single_k_s"] == pytest.approx(3.4)
+    assert r["tuned_single_task_s"] == pytest.approx(3.4)
+    assert r["tuning"] == pytest.approx(1.0)
+    # the same k is every task's best: sharing it costs nothing, exactly, in every resample
+    assert (r["k_mismatch"], r["k_mismatch_low"], r["k_mismatch_high"]) == (0.0, 0.0, 0.0)
+    # reference: A@4 and B@4 single-task, 3.4 s for 40 tokens -> composition 0
+    assert r["composition"] == pytest.approx(0.0, abs=1e-12)
+    assert r["total"] == pytest.approx(1.0)
+    assert_parts_add_up(r)
+
+
+def test_the_best_single_k_is_chosen_on_the_other_half_of_each_tasks_prompts():
+    # halves (prompt_id order within each task): A0, B0 -> half 0; A1, B1 -> half 1
+    spt = {("A0", 2): 0.10, ("A1", 2): 0.10, ("B0", 2): 0.10, ("B1", 2): 0.10,
+           ("A0", 4): 0.06, ("A1", 4): 0.12, ("B0", 4): 0.10, ("B1", 4): 0.10}  # fmt: skip
+    r = only(degradation(requests_from_rows(prompt_rows(spt, stream_k=4)), n_boot=100))
+    # half 0 alone: k=2 costs 2.0, k=4 1.6 -> k=4; half 1 alone: k=2 2.0, k=4 2.2 -> k=2.
+    # Cross-fitted, half 0 is scored with half 1's choice (k=2) and half 1 with half 0's (k=4):
+    # T_S1 = 10 * (0.10 + 0.10 + 0.12 + 0.10) = 4.2 (in sample, k=4 everywhere would give 3.8)
+    assert r["best_single_k"] == "2/4"
+    assert r["single_k_s"] == pytest.approx(4.2)
+    # T_S (k=4) = 10 * (0.06 + 0.12 + 0.10 + 0.10) = 3.8: the stream's k beats the held-out
+    # choice, so tuning is negative: T_S - T_S1 = -0.4
+    assert r["tuning"] == pytest.approx(-0.4)
+    # each task's best k in sample: A 4 (1.8 < 2.0), B tie -> 2; T_S* = 1.8 + 2.0 = 3.8
+    assert r["best_k"] == "A=4, B=2"
+    assert r["k_mismatch"] == pytest.approx(0.4)
+    assert_parts_add_up(r)
+
+
+def test_composition_splits_exactly_into_each_tasks_share_and_prompts():
+    rows = single_rows() + multi_rows(prompts=["A0", "A1", "B0"], slowdown=1.0)
+    parts = composition_by_task(requests_from_rows(rows))
+    a, b = only(parts, category="A"), only(parts, category="B")
+    # reference: A@4 (0.08 s/token) and B@2 (0.10), 20 tokens each -> rate 0.09; the stream has
+    # 30 tokens, 2/3 of them A (benchmark 1/2): A's extra share costs 0.01 s/token less than the
+    # average, B's missing share 0.01 more: each 30 * (1/6) * 0.01 = 0.05 s saved
+    assert (a["share"], a["reference_share"]) == pytest.approx((2 / 3, 0.5))
+    assert a["rate"] == pytest.approx(0.09)
+    assert a["shares_s"] == pytest.approx(-0.05) and b["shares_s"] == pytest.approx(-0.05)
+    assert a["prompts_s"] == pytest.approx(0.0, abs=1e-12)
+    total = parts["shares_s"].sum() + parts["prompts_s"].sum()
+    assert total == pytest.approx(only(degradation(requests_from_rows(rows)))["composition"])

@@ -8,9 +8,11 @@ import pytest
 
 from specviz.metrics.oracle import (
     NoOracleError,
+    best_single_configuration,
     oracle_choices,
     oracle_gap,
     oracle_prompt_spt,
+    oracle_routes,
     recovered_share,
 )
 
@@ -97,3 +99,21 @@ def test_a_task_without_static_single_task_runs_has_no_oracle():
     )
     with pytest.raises(NoOracleError, match="task 'writing'"):
         oracle_gap(only_coding)
+
+
+def test_the_best_single_configuration_is_chosen_on_the_other_half_of_the_stream(monkeypatch):
+    # halves: c1, w1 -> 0; c2, w2 -> 1. With prompt lookup at k=5 taking 4 + 12 s on half 0:
+    # half 0 costs none 20, k=3 18, k=5 16; half 1 costs none 20, k=3 16, k=5 20
+    monkeypatch.setitem(SINGLE, ("prompt-lookup", 5), {"c1": 4, "c2": 5, "w1": 12, "w2": 15})
+    out = best_single_configuration(table({"heuristic": STREAMS["heuristic"]}))
+    r = out.row(0, named=True)
+    # half 0 takes half 1's choice (k=3: 18 s on half 0), half 1 takes half 0's (k=5: 20 s);
+    # in sample, k=3 everywhere would have scored 34 s
+    assert r["single"] == "prompt-lookup k=3 / prompt-lookup k=5"
+    assert r["single_s"] == pytest.approx(38.0)
+    assert r["single_baseline"] is False
+
+
+def test_oracle_routes_name_each_tasks_choice_and_whether_it_speculates():
+    routes = {r["category"]: r for r in oracle_routes(table(STREAMS)).iter_rows(named=True)}
+    assert routes["coding"]["route"] == "prompt-lookup k=5" and routes["coding"]["speculate"]

@@ -42,7 +42,7 @@ def test_summary_json_is_one_object_with_the_headline_and_every_term(study: Path
     answer = json.loads(done.stdout)
     assert answer["headline"]["status"] in ("finding", "inside the noise")
     terms = [t["part"] for row in answer["streams"] for t in row["terms"]]
-    assert set(terms) == {"composition", "k_mismatch", "carry_over", "residual"}
+    assert set(terms) == {"composition", "tuning", "k_mismatch", "carry_over", "residual"}
     assert answer["cost_models"]["tiny-target"]["verify_s"]
 
 

@@ -20,6 +20,7 @@ from specviz.metrics.bootstrap import (
 from specviz.metrics.degradation import (
     MissingCounterpartError,
     NoMultitaskStreamError,
+    composition_by_task,
     degradation,
     degradation_long,
     label_streams,
@@ -71,6 +72,7 @@ __all__ = [
     "bootstrap",
     "bootstrap_by",
     "bootstrap_ratio",
+    "composition_by_task",
     "cost_at",
     "degradation",
     "degradation_long",

@@ -36,6 +36,7 @@ import polars as pl
 
 from specviz.cost import CostModel
 from specviz.errors import SpecvizError
+from specviz.metrics.degradation import CONFIG, label_streams
 from specviz.metrics.frames import Frame, events_frame, requests_frame
 
 NS = 1_000_000_000
@@ -257,3 +258,57 @@ def with_modelled_seconds(
         unbatched = requests.filter(pl.col("batch_size").fill_null(1) == 1)
     priced = modelled_seconds(events, unbatched, models)
     return unbatched.join(priced, on=["run_id", "request_id"], how="left")
+
+
+def request_load_factors(events: Frame, requests: Frame) -> pl.DataFrame:
+    """Each unbatched request's load factor (:func:`load_factors`, per target): run_id,
+    request_id, load_factor (1 = the median request's load; 2 = its rounds ran twice as slow)."""
+    rounds = round_table(events, requests)
+    rows = []
+    for (_target,), part in sorted(rounds.partition_by("target", as_dict=True).items()):
+        for key, factor in load_factors(part.filter(~pl.col("prefill"))).items():
+            run_id, request_id = key.split("/", 1)
+            rows.append((run_id, request_id, factor))
+    schema = {"run_id": pl.String, "request_id": pl.String, "load_factor": pl.Float64}
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def wall_clock_load(priced: pl.DataFrame) -> pl.DataFrame:
+    """How much machine load alone moves each multitask stream's wall-clock extra time.
+
+    ``priced``: requests with ``modelled_s`` and ``load_factor``. The wall clock of a request is
+    about its modelled seconds times its load factor f (times per-round overhead), so a set of
+    requests runs at the load L = sum(modelled_s * f) / sum(modelled_s). Per multitask stream
+    (target, temperature, drafter, policy, k, mixture): ``multitask_load`` L_M over its requests,
+    ``single_task_load`` L_S over the single-task requests of the same target, temperature,
+    drafter and policy (every k) on the stream's tasks, and ``load_shift`` = L_M / L_S - 1: the
+    relative change in the wall-clock T_M / T_ref that load alone makes (0 = both ran under the
+    same load). ``min_load`` and ``max_load``: the range of the per-request factors involved.
+    """
+    labelled = label_streams(priced).collect()
+    weighted = (pl.col("modelled_s") * pl.col("load_factor")).sum() / pl.col("modelled_s").sum()
+    but_k = [c for c in CONFIG if c != "k"]
+    rows = []
+    multi = labelled.filter(pl.col("multitask"))
+    for key, stream in multi.partition_by([*CONFIG, "mixture"], as_dict=True).items():
+        config = dict(zip([*CONFIG, "mixture"], key, strict=True))
+        single = labelled.filter(
+            ~pl.col("multitask"),
+            pl.col("category").is_in(stream["category"].unique().implode()),
+            *[pl.col(c).eq_missing(config[c]) for c in but_k],
+        )
+        if single.height == 0:
+            continue
+        both = pl.concat([stream, single])
+        l_m, l_s = stream.select(weighted).item(), single.select(weighted).item()
+        rows.append(
+            {
+                **config,
+                "multitask_load": l_m,
+                "single_task_load": l_s,
+                "load_shift": l_m / l_s - 1,
+                "min_load": both["load_factor"].min(),
+                "max_load": both["load_factor"].max(),
+            }
+        )
+    return pl.DataFrame(rows) if rows else pl.DataFrame()

@@ -16,6 +16,14 @@ n_r new tokens:
   the k, among the k values run single-task for that task and covering all its prompts in the
   stream, with the least measured seconds per token on those prompts (measured, not predicted;
   see :func:`specviz.metrics.theory.best_k` for the model's choice over unrun k values);
+- ``single_k_s`` T_S1 = sum_r n_r * spt(c with k = k1(h_r), p_r), where k1 is the best *single*
+  k for the stream's tasks, cross-fitted as the oracle (:mod:`specviz.metrics.oracle`) does:
+  each task's prompts in the stream are sorted by ``prompt_id`` and split alternately into
+  halves h = 0, 1; k1(h) is the k, among those run single-task with c (k aside) on every prompt
+  of the stream, with the least sum_r n_r * spt(c with k, p_r) over the stream's requests of the
+  *other* half (ties: the stream's own k, then the smaller k). Choosing and scoring on the same
+  prompts would favour the luckiest k; when the other half is empty (every task has one prompt)
+  the choice is made in sample;
 - ``reference_s`` T_ref = N * (sum W / sum N') over the whole single-task runs, at their tuned k,
   of the tasks present in the stream: the stream's N tokens at the throughput the single-task
   benchmark reports.
@@ -24,7 +32,10 @@ The measured difference ``total = T_M - T_ref`` is split into
 
 - ``composition`` = T_S* - T_ref: the stream weights the tasks (and prompts) differently from
   the single-task benchmark (zero when it holds the same prompts);
-- ``k_mismatch`` = T_S - T_S*: one k for all tasks instead of each task's best;
+- ``tuning`` = T_S - T_S1: the stream's k against the best single k for its tasks; what a
+  better global k would save in any deployment, single-task too (not a multitask cost);
+- ``k_mismatch`` = T_S1 - T_S*: one k shared by all tasks instead of each task's best; the
+  multitask part of choosing k (zero when every task's best k is the same single k);
 - ``carry_over`` + ``residual`` = T_M - T_S: what the interleaving itself costs. For a policy
   whose state persists across requests (``heuristic``), the constant-policy stream of the same
   target, temperature, drafter, k and mixture is the control: it has no state, so its relative
@@ -37,8 +48,9 @@ A multitask stream whose configuration was never run single-task (for instance t
 when only its multitask stream was run) has no row; one whose single-task runs miss some of its
 prompts raises :class:`MissingCounterpartError`.
 
-Intervals: percentile bootstrap over the stream's requests (and, independently, over the
-control's requests for rho); T_ref's rate is held fixed.
+Intervals: percentile bootstrap over the stream's requests, resampled within each task (the
+mixture fixes each task's count of requests, so only which prompts a task has varies), and
+independently over the control's requests for rho; T_ref's rate is held fixed.
 """
 
 from __future__ import annotations
@@ -57,7 +69,7 @@ from specviz.metrics.frames import Frame, requests_frame
 CONFIG = ("target", "temperature", "drafter", "policy", "k")
 STREAM = ("run_id", "mixture")
 PERSISTENT_POLICIES = ("heuristic",)
-PARTS = ("total", "composition", "k_mismatch", "carry_over", "residual")
+PARTS = ("total", "composition", "tuning", "k_mismatch", "carry_over", "residual")
 _CONFIG_BUT_K = tuple(c for c in CONFIG if c != "k")
 _STREAM_GROUP = (*CONFIG, "mixture")  # one row of degradation() per multitask stream
 _FLOAT_COLUMNS = (
@@ -65,6 +77,7 @@ _FLOAT_COLUMNS = (
     "multitask_s",
     "single_task_s",
     "tuned_single_task_s",
+    "single_k_s",
     "reference_s",
     "multitask_tokens_per_s",
     "reference_tokens_per_s",
@@ -192,8 +205,10 @@ def _per_request(requests: Frame, seconds: str) -> tuple[pl.DataFrame, pl.DataFr
     single = labelled.filter(~pl.col("multitask"))
     spt = _SingleTaskSpt.of(single)
     multi = _with_single_task_s(_multitask_requests(labelled, single), spt)
-    best = _best_k(_priced_at_every_k(multi, single, spt))
-    multi = _with_tuned_single_task_s(_with_best_k(multi, best), spt)
+    priced = _priced_at_every_k(multi, single, spt)
+    multi = _with_tuned_single_task_s(_with_best_k(multi, _best_k(priced)), spt)
+    multi = _with_halves(multi)
+    multi = _with_single_k_s(multi, _best_single_k(priced, multi), spt)
     # a fixed row order makes the seeded bootstrap reproducible
     return multi.sort(["run_id", "request_index"]), single.collect()
 
@@ -289,19 +304,92 @@ def _with_tuned_single_task_s(multi: pl.DataFrame, spt: _SingleTaskSpt) -> pl.Da
     ).with_columns((pl.col("n") * pl.col("spt_best")).round(9).alias("t_s_best"))
 
 
+def _with_halves(multi: pl.DataFrame) -> pl.DataFrame:
+    """``multi`` with ``half``: each task's prompts in the stream, sorted by ``prompt_id``,
+    alternately 0 and 1 (the oracle's split, :func:`specviz.metrics.oracle.prompt_halves`)."""
+    rank = (pl.col("prompt_id").rank("dense") - 1) % 2
+    return multi.with_columns(rank.over([*_STREAM_GROUP, "category"]).cast(pl.Int8).alias("half"))
+
+
+def _best_single_k(priced: pl.LazyFrame, multi: pl.DataFrame) -> pl.DataFrame:
+    """k_single of each stream and half: the one k for all the stream's tasks, among the k run
+    single-task on every prompt of the stream, with the least sum_r n_r * spt(c with k, p_r) over
+    the stream's requests of the *other* half (in sample when the other half is empty); ties:
+    the stream's own k, then the smaller k."""
+    stream = [*_CONFIG_BUT_K, "k_stream", "mixture"]
+    halves = multi.lazy().select(
+        [*_CONFIG_BUT_K, pl.col("k").alias("k_stream"), "mixture", "run_id", "request_id", "half"]
+    )
+    costs = (
+        priced.join(halves, on=[*stream, "run_id", "request_id"], nulls_equal=True)
+        .group_by([*stream, "k"])
+        .agg(
+            pl.col("spt_alt").is_null().any().alias("incomplete"),
+            *[
+                (pl.col("n") * pl.col("spt_alt")).filter(pl.col("half") == h).sum().alias(f"c{h}")
+                for h in (0, 1)
+            ],
+            *[(pl.col("half") == h).any().alias(f"has{h}") for h in (0, 1)],
+        )
+        .filter(~pl.col("incomplete"))
+    )
+    choices = []
+    for half in (0, 1):
+        other = 1 - half
+        cost = pl.when(pl.col(f"has{other}")).then(pl.col(f"c{other}")).otherwise(f"c{half}")
+        choices.append(
+            costs.with_columns(
+                cost.alias("cost"), (pl.col("k") != pl.col("k_stream")).alias("moved")
+            )
+            .group_by(stream)
+            .agg(pl.col("k").sort_by(["cost", "moved", "k"]).first().alias("k_single"))
+            .with_columns(pl.lit(half, pl.Int8).alias("half"))
+        )
+    return pl.concat(choices).collect()
+
+
+def _with_single_k_s(
+    multi: pl.DataFrame, single_k: pl.DataFrame, spt: _SingleTaskSpt
+) -> pl.DataFrame:
+    """``multi`` with k_single (its half's best single k) and t_s_single = n_r * spt(c with
+    k = k_single, p_r)."""
+    multi = multi.join(
+        single_k.rename({"k_stream": "k"}),
+        on=[*_CONFIG_BUT_K, "k", "mixture", "half"],
+        how="left",
+        nulls_equal=True,
+    )
+    at_single = (
+        multi.lazy()
+        .select([*_CONFIG_BUT_K, "k_single", "prompt_id", "repeat", "request_id", "run_id"])
+        .rename({"k_single": "k"})
+    )
+    at_single = spt.attach(at_single, "spt_single").collect()
+    return multi.join(
+        at_single.select(["run_id", "request_id", "spt_single"]), on=["run_id", "request_id"]
+    ).with_columns((pl.col("n") * pl.col("spt_single")).round(9).alias("t_s_single"))
+
+
 # -- per stream: sums, control, parts and their intervals --------------------------------------
+
+
+def _reference_rows(
+    single: pl.DataFrame, config: dict[str, Any], best: dict[str, int]
+) -> pl.DataFrame:
+    """The single-task requests of ``config`` (k aside) of each task at its best k."""
+    chosen = pl.DataFrame(
+        {"category": list(best), "k": list(best.values())},
+        schema={"category": single.schema["category"], "k": single.schema["k"]},
+    )
+    return single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
+        chosen, on=["category", "k"], how="semi"
+    )
 
 
 def _reference_rate(single: pl.DataFrame, config: dict[str, Any], best: dict[str, int]) -> float:
     """The single-task benchmark's seconds per token, sum W / sum N', over the single-task
     requests of ``config`` (k aside) at each task's best k."""
-    chosen = pl.DataFrame(
-        {"category": list(best), "k": list(best.values())},
-        schema={"category": single.schema["category"], "k": single.schema["k"]},
-    )
-    rows = single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
-        chosen, on=["category", "k"], how="semi"
-    )
+    rows = _reference_rows(single, config, best)
     return float(rows["wall_s"].sum() / rows["new_tokens"].cast(pl.Float64).sum())
 
 
@@ -317,10 +405,22 @@ class _Bootstrap:
     def sums(
         self, frame: pl.DataFrame, columns: Sequence[str], stream: int, draw: int
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Sums of ``columns`` over ``frame``'s rows (arrays of one) and over each resample."""
+        """Sums of ``columns`` over ``frame``'s rows (arrays of one) and over each resample.
+
+        Requests are resampled within each task (stratified by ``category``, the i-th task in
+        sorted order seeded by (seed, stream, draw, i)): a mixture fixes how many requests each
+        task has, so a resample keeps those counts and varies only which prompts a task has.
+        """
         cols = {c: frame[c].to_numpy() for c in columns}
         point = {c: np.asarray([v.sum()]) for c, v in cols.items()}
-        return point, resampled_sums(cols, self.n_boot, [self.seed, stream, draw])
+        sampled = {c: np.zeros(self.n_boot) for c in columns}
+        tasks = frame["category"].to_numpy()
+        for i, task in enumerate(sorted(set(tasks.tolist()), key=lambda t: (t is None, t))):
+            rows = tasks == task
+            part = {c: v[rows] for c, v in cols.items()}
+            for c, v in resampled_sums(part, self.n_boot, [self.seed, stream, draw, i]).items():
+                sampled[c] += v
+        return point, sampled
 
     def bounds(self, sampled: np.ndarray) -> tuple[float, float]:
         """The percentile interval of the finite resampled values; (nan, nan) when none is."""
@@ -369,13 +469,16 @@ class _Streams:
         config = dict(zip(_STREAM_GROUP, key, strict=True))
         frame = self.by_key[key]
         best = dict(frame.select("category", "k_best").unique().iter_rows())
+        single_k = dict(frame.select("half", "k_single").unique().iter_rows())
         rate = _reference_rate(self.single, config, best)
-        point, sampled = self.boot.sums(frame, ("n", "t_m", "t_s", "t_s_best"), stream, 0)
+        columns = ("n", "t_m", "t_s", "t_s_best", "t_s_single")
+        point, sampled = self.boot.sums(frame, columns, stream, 0)
         state, control = self.control(config)
         rho_point, rho_sampled = self.rho(control, stream)
         return {
             **config,
             **_totals(frame.height, point, rate, best, state),
+            "best_single_k": _halves_text(single_k),
             **_parts(
                 _decompose(point, rate, rho_point, state),
                 _decompose(sampled, rate, rho_sampled, state),
@@ -392,9 +495,11 @@ def _relative_gap(sums: dict[str, np.ndarray]) -> np.ndarray:
 def _decompose(
     s: dict[str, np.ndarray], rate: float, rho: np.ndarray | None, control: str
 ) -> dict[str, np.ndarray]:
-    """The parts from sums of n, t_m, t_s, t_s_best (point: length 1; bootstrap: n_boot).
+    """The parts from sums of n, t_m, t_s, t_s_best, t_s_single (point: length 1; bootstrap:
+    n_boot).
 
-    total = T_M - N * rate, composition = T_S* - N * rate, k_mismatch = T_S - T_S*; the gap
+    total = T_M - N * rate, composition = T_S* - N * rate, tuning = T_S - T_S1, k_mismatch =
+    T_S1 - T_S*; the gap
     T_M - T_S is all residual without state across requests ("not needed"), unknown without a
     control ("missing"), else residual = rho * T_S and carry_over = T_M - T_S - residual.
     """
@@ -402,7 +507,8 @@ def _decompose(
     out = {
         "total": s["t_m"] - s["n"] * rate,
         "composition": s["t_s_best"] - s["n"] * rate,
-        "k_mismatch": s["t_s"] - s["t_s_best"],
+        "tuning": s["t_s"] - s["t_s_single"],
+        "k_mismatch": s["t_s_single"] - s["t_s_best"],
     }
     if control == "not needed":
         out["carry_over"], out["residual"] = np.zeros_like(gap), gap
@@ -426,6 +532,7 @@ def _totals(
         "multitask_s": float(t_m),
         "single_task_s": float(s["t_s"][0]),
         "tuned_single_task_s": float(s["t_s_best"][0]),
+        "single_k_s": float(s["t_s_single"][0]),
         "reference_s": float(n * rate),
         "multitask_tokens_per_s": float(n / t_m),
         "reference_tokens_per_s": 1.0 / rate,
@@ -448,6 +555,12 @@ def _parts(
     return row
 
 
+def _halves_text(single_k: dict[int, int]) -> str:
+    """The best single k: ``"5"`` when both halves chose it, else ``"4/5"`` (half 0 / half 1)."""
+    ks = [single_k[h] for h in sorted(single_k)]
+    return str(ks[0]) if len(set(ks)) == 1 else "/".join(map(str, ks))
+
+
 def _ns_or_null(value: float) -> float | None:
     return None if np.isnan(value) else _ns(value)
 
@@ -462,7 +575,7 @@ def _table_schema(multi: pl.DataFrame) -> dict[str, pl.DataType]:
     schema: dict[str, pl.DataType] = {c: multi.schema[c] for c in _STREAM_GROUP}
     schema["requests"] = pl.Int64()
     schema.update(dict.fromkeys(_FLOAT_COLUMNS, pl.Float64()))
-    schema.update({"best_k": pl.String(), "control": pl.String()})
+    schema.update({"best_k": pl.String(), "control": pl.String(), "best_single_k": pl.String()})
     schema.update({f"{p}{s}": pl.Float64() for p in PARTS for s in ("", "_low", "_high")})
     return schema
 
@@ -483,9 +596,11 @@ def degradation(
     same. Parts are rounded to the nanosecond: a part that is zero by construction reads 0.0.
 
     One row per multitask (target, temperature, drafter, policy, k, mixture): requests, tokens,
-    multitask_s, single_task_s, tuned_single_task_s, reference_s, multitask_tokens_per_s,
-    reference_tokens_per_s, best_k (task=k, ...), control (constant | not needed | missing),
-    and total = composition + k_mismatch + carry_over + residual (seconds; positive = slower),
+    multitask_s, single_task_s, tuned_single_task_s, single_k_s, reference_s,
+    multitask_tokens_per_s, reference_tokens_per_s, best_k (task=k, ...), control (constant |
+    not needed | missing), best_single_k (the cross-fitted one k: "5", or "4/5" by half), and
+    total = composition + tuning + k_mismatch + carry_over + residual (seconds; positive =
+    slower),
     each with ``_low`` / ``_high`` percentile bootstrap bounds. Formulas: module docstring and
     docs/metrics.md. Raises MissingCounterpartError when a multitask request has no single-task
     request of the same configuration and prompt, NoMultitaskStreamError when there is no
@@ -510,8 +625,8 @@ def degradation(
 def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     """:func:`degradation`'s parts in long form, one row per stream and part (for charts).
 
-    Columns: target, temperature, drafter, policy, k, mixture, part (composition, k_mismatch,
-    carry_over, residual, total), seconds, low, high, share (seconds / total; null when total is 0).
+    Columns: target, temperature, drafter, policy, k, mixture, part (composition, tuning,
+    k_mismatch, carry_over, residual, total), seconds, low, high, share (seconds / total; null when total is 0).
     """
     group = [*CONFIG, "mixture"]
     missing = [c for c in [*group, *PARTS] if c not in table.columns]
@@ -529,3 +644,53 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
         for part in (*PARTS[1:], PARTS[0])
     ]
     return pl.concat(frames)
+
+
+def composition_by_task(requests: Frame, seconds: str = "wall_s") -> pl.DataFrame:
+    """Each task's part of each multitask stream's composition term (exactly; docs/metrics.md).
+
+    With w_t the task's share of the stream's N tokens, w'_t its share of the single-task
+    reference's tokens (the runs behind T_ref, each task at its best k), s'_t the reference's
+    seconds per token on that task and rate = T_ref / N (= sum_t w'_t s'_t), and s_t the stream's
+    own tasks' seconds per token at k* (T_S* restricted to the task, over its tokens):
+
+    composition = T_S* - T_ref = sum_t [``shares_s`` + ``prompts_s``],
+    ``shares_s`` = N (w_t - w'_t)(s'_t - rate): the mix gives the task more (or less) of its
+    tokens than the benchmark, at a cost per token above (or below) the benchmark's average;
+    ``prompts_s`` = N w_t (s_t - s'_t): within the task, the stream's prompts cost more (or less)
+    per token than the task's benchmark prompts.
+
+    One row per multitask stream (target, temperature, drafter, policy, k, mixture) and
+    category: tokens, share, reference_share, spt (s_t), reference_spt (s'_t), rate, shares_s,
+    prompts_s. ``seconds`` as in :func:`degradation`.
+    """
+    multi, single = _per_request(requests, seconds)
+    rows = []
+    for key, frame in multi.partition_by(list(_STREAM_GROUP), as_dict=True).items():
+        config = dict(zip(_STREAM_GROUP, key, strict=True))
+        best = dict(frame.select("category", "k_best").unique().iter_rows())
+        reference = _reference_rows(single, config, best)
+        ref_tokens = reference["new_tokens"].cast(pl.Float64).sum()
+        rate = float(reference["wall_s"].sum() / ref_tokens)
+        n = float(frame["n"].sum())
+        for category in sorted(best):
+            mine = frame.filter(pl.col("category") == category)
+            ref = reference.filter(pl.col("category") == category)
+            w, s = float(mine["n"].sum()) / n, float(mine["t_s_best"].sum() / mine["n"].sum())
+            w_ref = float(ref["new_tokens"].cast(pl.Float64).sum()) / ref_tokens
+            s_ref = float(ref["wall_s"].sum() / ref["new_tokens"].cast(pl.Float64).sum())
+            rows.append(
+                {
+                    **config,
+                    "category": category,
+                    "tokens": float(mine["n"].sum()),
+                    "share": w,
+                    "reference_share": w_ref,
+                    "spt": s,
+                    "reference_spt": s_ref,
+                    "rate": rate,
+                    "shares_s": n * (w - w_ref) * (s_ref - rate),
+                    "prompts_s": n * w * (s - s_ref),
+                }
+            )
+    return pl.DataFrame(rows).sort([*_STREAM_GROUP, "category"]) if rows else pl.DataFrame()

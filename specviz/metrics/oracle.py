@@ -183,3 +183,98 @@ def recovered_share(gaps: pl.DataFrame, reference: pl.Expr, remedy: pl.Expr) -> 
         )
         .sort(keys)
     )
+
+
+def _route(drafters: list[str], ks: list[int]) -> str:
+    """``prompt-lookup k=5``, or ``prompt-lookup k=4 / k=5`` when the two halves chose apart."""
+    choices = list(dict.fromkeys(f"{d} k={k}" for d, k in zip(drafters, ks, strict=True)))
+    return " / ".join(choices)
+
+
+def oracle_routes(requests: Frame) -> pl.DataFrame:
+    """Each task's oracle choice in words: target, temperature, category, route (``drafter
+    k=K``; both halves' choices when they differ) and speculate (false when every half chose
+    the baseline)."""
+    choices = oracle_choices(requests).sort(*SETTING, "category", "half")
+    rows = [
+        {
+            **dict(zip((*SETTING, "category"), key, strict=True)),
+            "route": _route(group["drafter"].to_list(), group["k"].to_list()),
+            "speculate": bool((group["drafter"] != "none").any()),
+        }
+        for key, group in choices.partition_by(
+            [*SETTING, "category"], as_dict=True, maintain_order=True
+        ).items()
+    ]
+    return pl.DataFrame(rows)
+
+
+def best_single_configuration(requests: Frame) -> pl.DataFrame:
+    """Per multitask stream: the best *single* static configuration for its traffic, cross-fitted.
+
+    For each static configuration s (drafter and k under ``constant``, or the baseline) measured
+    single-task on every prompt of the stream, cost_h(s) = sum_r n_r * spt(s, p_r) over the
+    stream's requests whose prompt is in half h (:func:`prompt_halves`); half h's choice is the
+    s with the least cost on the *other* half (in sample when that half is empty; ties: the first
+    in drafter, k order). ``single_s`` T_1 = sum_h cost_h(choice(h)): one configuration for all
+    of this traffic, against ``oracle_s`` T_O (one per task, :func:`oracle_gap`).
+
+    Columns: target, temperature, drafter, policy, k, run_id, mixture, single (the choice in
+    words), single_baseline (both halves chose the baseline), single_s.
+    """
+    streams = (
+        label_streams(requests)
+        .filter(pl.col("multitask"))
+        .collect()
+        .join(prompt_halves(requests), on=[*SETTING, "category", "prompt_id"], how="left")
+    )
+    per_prompt = (
+        static_requests(requests)
+        .group_by(*SETTING, "prompt_id", *STATIC)
+        .agg(_spt().alias("spt_s"))
+        .collect()
+        .rename({"drafter": "s_drafter", "k": "s_k"})
+    )
+    keys = [*STREAM_CONFIG, "run_id", "mixture"]
+    sizes = streams.group_by(keys).agg(pl.len().alias("size"))
+    costs = (
+        streams.join(per_prompt, on=[*SETTING, "prompt_id"])
+        .group_by(*keys, "s_drafter", "s_k")
+        .agg(
+            pl.len().alias("covered"),
+            *[
+                (pl.col("new_tokens") * pl.col("spt_s"))
+                .filter(pl.col("half") == h)
+                .sum()
+                .alias(f"c{h}")
+                for h in (0, 1)
+            ],
+            *[(pl.col("half") == h).any().alias(f"has{h}") for h in (0, 1)],
+        )
+        .join(sizes, on=keys, nulls_equal=True)
+        .filter(pl.col("covered") == pl.col("size"))
+    )
+    return _cross_fitted_choice(costs, keys)
+
+
+def _cross_fitted_choice(costs: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """From per-half costs c0, c1 of each candidate: each half's choice made on the other half,
+    and the cost of scoring every half with its choice."""
+    rows = []
+    for key, group in costs.sort("s_drafter", "s_k").partition_by(keys, as_dict=True).items():
+        chosen = []
+        for half in (0, 1):
+            if not group[f"has{half}"].any():
+                continue
+            other = 1 - half if group[f"has{1 - half}"].any() else half
+            best = group.sort(f"c{other}", "s_drafter", "s_k").row(0, named=True)
+            chosen.append((best["s_drafter"], best["s_k"], best[f"c{half}"]))
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "single": _route([c[0] for c in chosen], [c[1] for c in chosen]),
+                "single_baseline": all(c[0] == "none" for c in chosen),
+                "single_s": sum(c[2] for c in chosen),
+            }
+        )
+    return pl.DataFrame(rows).sort(keys) if rows else pl.DataFrame()

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
+from specviz.metrics.bootstrap import resampled_sums
 from specviz.metrics.oracle import recovered_share
 
 REMEDIES = ("task-aware policy", "per-task drafter memory", "cost-aware k")
@@ -131,3 +133,44 @@ def memory_term(table: pl.DataFrame, partitions: Mapping[str, str]) -> pl.DataFr
             }
         )
     return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def memory_interval(
+    requests: pl.DataFrame,
+    row: Mapping[str, object],
+    *,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """The drafter-memory term of one :func:`memory_term` row with its percentile interval.
+
+    ``requests``: labelled requests (:func:`specviz.metrics.degradation.label_streams`) timed by
+    ``wall_s`` (either clock). S and P hold the same requests in the same order, so the term is
+    a sum of paired differences, d_i = wall(S, i) - wall(P, i) over request_index i;
+    ``drafter_memory_s`` = sum_i d_i, and its interval resamples the pairs within each task (as
+    the decomposition does). None when the two streams do not hold the same prompts in the same
+    order.
+    """
+    keys = [*KEYS, "policy", "k"]
+    base = requests.filter(pl.col("multitask"), *[pl.col(c).eq_missing(row[c]) for c in keys])
+    shared = base.filter(pl.col("drafter") == row["shared"])
+    per_task = base.filter(pl.col("drafter") == row["per_task"])
+    pairs = shared.join(
+        per_task.select("request_index", "prompt_id", pl.col("wall_s").alias("wall_p")),
+        on=["request_index", "prompt_id"],
+    )
+    if not pairs.height or pairs.height != shared.height or pairs.height != per_task.height:
+        return None
+    pairs = pairs.with_columns((pl.col("wall_s") - pl.col("wall_p")).round(9).alias("d"))
+    sampled = np.zeros(n_boot)
+    tasks = sorted(pairs["category"].unique().to_list())
+    for i, task in enumerate(tasks):
+        d = pairs.filter(pl.col("category") == task)["d"].to_numpy()
+        sampled += resampled_sums({"d": d}, n_boot, [seed, i])["d"]
+    low, high = np.quantile(sampled, [(1 - level) / 2, (1 + level) / 2])
+    return {
+        "drafter_memory_s": round(float(pairs["d"].sum()), 9) + 0.0,
+        "drafter_memory_low": round(float(low), 9) + 0.0,
+        "drafter_memory_high": round(float(high), 9) + 0.0,
+    }

@@ -17,7 +17,8 @@ from specviz.plots.common import (
 STREAM_ORDER = ["single-task", "multitask"]
 PART_LABELS = {
     "composition": "composition (task mix differs from the benchmark)",
-    "k_mismatch": "k mismatch (one k for every task)",
+    "tuning": "tuning (the stream's k vs the best single k)",
+    "k_mismatch": "k mismatch (one k shared by every task)",
     "carry_over": "carry-over (policy state across tasks)",
     "residual": "residual (interleaving, noise)",
 }
@@ -118,7 +119,7 @@ def degradation_bars(table: pl.DataFrame) -> alt.FacetChart:
     """Where a multitask stream's extra time goes, as % of the single-task reference time.
 
     ``table``: ``specviz.metrics.degradation.degradation`` output with a ``method`` column. Each
-    bar is one part (composition, k mismatch, carry-over, residual) of one (method, mixture);
+    bar is one part (composition, tuning, k mismatch, carry-over, residual) of one (method, mixture);
     black ticks mark the bootstrap interval; the parts add up to the total.
     """
     parts = list(PART_LABELS)

@@ -13,17 +13,30 @@
    the estimate and in every resample (cost accounting prices identical rounds identically);
    *inside the noise* otherwise, with the smallest effect the study could have detected (the
    interval's half-width: an effect that large would have moved the interval off zero);
-4. leads with the largest finding (by its share of single-task time), or, without one, says
-   that no term is established;
+4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
+   by its share of single-task time), or, without one, says that no multitask term is
+   established (:func:`headline`); a composition lead names the tasks that make the mix harder
+   (:func:`mix_text`, from :func:`specviz.metrics.degradation.composition_by_task`);
+   tuning, a badly chosen global k that single-task serving pays too, is its own line
+   (:func:`tuning_lines`), never the lead;
 5. on modelled seconds, the multitask loss of every stream against the oracle, the share of it
    each remedy recovers and the drafter-memory term (:func:`remedy_answer`,
-   :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study".
+   :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study";
+6. per drafted multitask stream, the best single k, the best single static configuration, the
+   per-task oracle and what to do (:func:`best_configurations`, :func:`what_to_do`);
+7. per stream, whether its wall clock was taken under changing load (:func:`wall_load`: the
+   request load factors shift its wall-clock extra time by more than its interval allows), said
+   in :func:`load_lines` and marked on every wall-clock figure of that stream.
+
+Numbers are computed first (typed dicts: terms, tuning, load, configurations); the sentences are
+rendered from them, in this module and in :mod:`specviz.report.summary`.
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,22 +45,44 @@ import polars as pl
 
 from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
-from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
-from specviz.metrics.degradation import CONFIG
-from specviz.metrics.oracle import NoOracleError, oracle_gap
-from specviz.metrics.remedies import REMEDIES, memory_term, remedies, remedy_pairs
+from specviz.metrics.accounting import (
+    fit_cost_models,
+    request_load_factors,
+    wall_clock_load,
+    with_modelled_seconds,
+)
+from specviz.metrics.degradation import CONFIG, composition_by_task
+from specviz.metrics.oracle import (
+    NoOracleError,
+    best_single_configuration,
+    oracle_gap,
+    oracle_routes,
+)
+from specviz.metrics.remedies import (
+    REMEDIES,
+    memory_interval,
+    memory_term,
+    remedies,
+    remedy_pairs,
+)
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 
-PARTS = ("composition", "k_mismatch", "carry_over", "residual")
+PARTS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
+# what multitasking costs; tuning (a badly chosen global k) is paid by single-task serving too
+MULTITASK_PARTS = ("composition", "k_mismatch", "carry_over", "residual")
+# the terms a headline may lead with: the multitask parts and the drafter-memory term
+HEADLINE_PARTS = (*MULTITASK_PARTS, "drafter_memory")
 LABELS = {
     "total": "extra time",
     "composition": "composition",
+    "tuning": "tuning",
     "k_mismatch": "k mismatch",
     "carry_over": "carry-over",
     "residual": "residual",
+    "drafter_memory": "drafter memory shared across tasks",
 }
 FINDING, ZERO, NOISE, UNMEASURED = (
     "finding",
@@ -57,9 +92,11 @@ FINDING, ZERO, NOISE, UNMEASURED = (
 )
 ZERO_REASONS = {
     "composition": "the stream holds the single-task prompts in their single-task shares",
-    "k_mismatch": "each task's best measured k is the stream's own k",
+    "tuning": "the stream's k is the best single k for its tasks",
+    "k_mismatch": "every task's best measured k is the same single k",
     "carry_over": "the policy keeps no state across requests",
     "residual": "greedy decoding repeats every round, and identical rounds cost the same",
+    "drafter_memory": "the shared memory drafted exactly as the per-task memories did",
 }
 CLOCKS = ("modelled", "wall")
 ABSENT = "not in this study"
@@ -101,8 +138,67 @@ def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
 
 
 def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, CostModel]]:
+    """Requests with ``modelled_s`` and each request's ``load_factor``."""
     models = fit_cost_models(data.events, data.requests, source=str(data.source))
-    return with_modelled_seconds(data.requests, data.events, models), models
+    priced = with_modelled_seconds(data.requests, data.events, models)
+    loads = request_load_factors(data.events, priced)
+    priced = priced.join(loads, on=["run_id", "request_id"], how="left")
+    return priced.with_columns(pl.col("load_factor").fill_null(1.0)), models
+
+
+_STREAM_KEY = (*CONFIG, "mixture")
+
+
+def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows of a per-stream (per task) table grouped by the stream's configuration and mixture."""
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for row in table.iter_rows(named=True) if table.height else []:
+        out.setdefault(tuple(row[k] for k in _STREAM_KEY), []).append(row)
+    return out
+
+
+def mix_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[str, Any]]:
+    """Each task's share part of the composition term (``shares_s`` of
+    :func:`specviz.metrics.degradation.composition_by_task`), largest first: category, share,
+    reference_share, relative_cost (the task's benchmark seconds per token over the benchmark's
+    average) and pct of T_ref (> 0: the task's share makes the mix harder)."""
+    rows = [
+        {
+            "category": t["category"],
+            "share": t["share"],
+            "reference_share": t["reference_share"],
+            "relative_cost": t["reference_spt"] / t["rate"],
+            "pct": _pct(t["shares_s"], reference_s),
+        }
+        for t in tasks
+    ]
+    return sorted(rows, key=lambda r: -(r["pct"] or 0.0))
+
+
+def wall_load(row: dict[str, Any] | None, wall: dict[str, Any]) -> dict[str, Any]:
+    """Whether a stream's wall clock was taken under changing load: the load factors shift its
+    wall-clock extra time (``shift_pct``) by more than its wall-clock interval's half-width
+    (``allowed_pct``) allows. Without load factors: not changing."""
+    ref = wall["reference_s"]
+    low, high = _pct(wall["total_low"], ref), _pct(wall["total_high"], ref)
+    allowed = None if low is None or high is None else (high - low) / 2
+    if row is None:
+        return {"changing": False, "shift_pct": None, "allowed_pct": allowed}
+    shift = 100 * row["load_shift"]
+    return {
+        "changing": abs(shift) > (allowed or 0.0),
+        "shift_pct": shift,
+        "allowed_pct": allowed,
+        "multitask_load": row["multitask_load"],
+        "single_task_load": row["single_task_load"],
+        "min_load": row["min_load"],
+        "max_load": row["max_load"],
+    }
+
+
+def _best_ks(best_k: str | None) -> list[int]:
+    """The k values of a ``best_k`` text (``coding=5, writing=5``)."""
+    return [int(k) for k in re.findall(r"=(-?\d+)(?:, |$)", best_k or "")]
 
 
 def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
@@ -113,11 +209,14 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         clock: stream_labels(degradation(labelled, n_boot=n_boot, seconds=f"{clock}_s"))
         for clock in CLOCKS
     }
+    tasks = _by_stream(composition_by_task(labelled, seconds="modelled_s"))
+    loads = {k: v[0] for k, v in _by_stream(wall_clock_load(requests)).items()}
     keys = [*CONFIG, "mixture"]
     wall = {tuple(r[k] for k in keys): r for r in tables["wall"].iter_rows(named=True)}
     rows = []
     for m in tables["modelled"].sort("method", "mixture", *keys).iter_rows(named=True):
-        w = wall[tuple(m[k] for k in keys)]
+        key = tuple(m[k] for k in keys)
+        w = wall[key]
         ref, wref = m["reference_s"], w["reference_s"]
         row = {
             "method": m["method"],
@@ -131,6 +230,10 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "requests": m["requests"],
             "tokens": m["tokens"],
             "best_k": m["best_k"],
+            "best_single_k": m["best_single_k"],
+            "every_task_best_k": sorted(set(_best_ks(m["best_k"]))),
+            "mix_tasks": mix_tasks(tasks.get(key, []), ref),
+            "load": wall_load(loads.get(key), w),
             "modelled": m,
             "wall": w,
             "modelled_tokens_per_s": m["multitask_tokens_per_s"],
@@ -139,6 +242,7 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "total_pct": _pct(m["total"], ref),
             "total_low_pct": _pct(m["total_low"], ref),
             "total_high_pct": _pct(m["total_high"], ref),
+            "multitask_pct": _pct(sum(m[p] or 0.0 for p in MULTITASK_PARTS), ref),
             "wall_total_pct": _pct(w["total"], wref),
             "wall_total_low_pct": _pct(w["total_low"], wref),
             "wall_total_high_pct": _pct(w["total_high"], wref),
@@ -180,19 +284,51 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.1f}%"
 
 
+def _wall_text(row: dict[str, Any], value_pct: float | None) -> str:
+    """The wall-clock twin of a figure, marked when the stream ran under changing load."""
+    if row["load"]["changing"]:
+        return f"wall clock {_fmt(value_pct)}, taken under changing load"
+    return f"wall clock {_fmt(value_pct)}"
+
+
 def _finding_text(row: dict[str, Any], term: dict[str, Any]) -> str:
     return (
         f"{row['method']} on {row['mixture']}: {term['label']} {_fmt(term['pct'])} of "
         f"single-task time (95% CI {_fmt(term['low_pct'])} to {_fmt(term['high_pct'])}), "
-        f"modelled; wall clock {_fmt(term['wall_pct'])}."
+        f"modelled; {_wall_text(row, term['wall_pct'])}."
     )
 
 
+def mix_text(row: dict[str, Any]) -> str:
+    """Why the mix is harder (composition > 0) or easier (< 0): the (at most three) tasks whose
+    share, larger or smaller than in the single-task set, moves it most that way."""
+    harder = (_term(row, "composition")["pct"] or 0.0) > 0
+    tasks = [t for t in row["mix_tasks"] if (t["pct"] or 0.0) * (1 if harder else -1) > 0]
+    tasks = (tasks if harder else tasks[::-1])[:3]
+    if not tasks:
+        return ""
+    named = [
+        f"{'more' if t['share'] > t['reference_share'] else 'less'} {t['category']} "
+        f"({t['share']:.0%} of its tokens against {t['reference_share']:.0%}; "
+        f"{t['relative_cost']:.2f}x the set's seconds per token)"
+        for t in tasks
+    ]
+    word = "harder" if harder else "easier"
+    return f"The mix is {word} than the single-task set: {', '.join(named)}."
+
+
+def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
+    return next(t for t in row["terms"] if t["part"] == part)
+
+
 def _total_text(row: dict[str, Any]) -> str:
+    tuning = _term(row, "tuning")
+    load = " (taken under changing load)" if row["load"]["changing"] else ""
     return (
-        f"Multitask extra time {_fmt(row['total_pct'])} modelled (95% CI "
+        f"Multitask terms together {_fmt(row['multitask_pct'])} modelled; with tuning "
+        f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} (95% CI "
         f"{_fmt(row['total_low_pct'])} to {_fmt(row['total_high_pct'])}), "
-        f"{_fmt(row['wall_total_pct'])} by the wall clock; modelled / wall-clock seconds "
+        f"{_fmt(row['wall_total_pct'])} by the wall clock{load}; modelled / wall-clock seconds "
         f"{row['modelled_over_wall']:.2f}."
     )
 
@@ -214,8 +350,10 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """The lead: the largest finding among drafted streams (share of single-task time), ties
-    broken by method, mixture and part order; without one, the stream with the largest total."""
+    """The lead: the largest *multitask* finding (:data:`MULTITASK_PARTS`, share of single-task
+    time) among drafted streams, ties broken by method, mixture and part order; tuning is never
+    the lead (:func:`tuning_lines`). A composition lead names the tasks that make the mix
+    harder. Without a finding: the stream with the largest multitask extra time."""
     drafted = [r for r in streams if r["drafter"] != BASELINE]
     if not drafted:
         return {
@@ -224,34 +362,209 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
             "status": None,
         }
     findings = [
-        (abs(t["pct"]), -i, -j, r, t)
+        (round(abs(t["pct"]), 6), -i, -j, r, t)
         for i, r in enumerate(drafted)
         for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING
+        if t["status"] == FINDING and t["part"] in HEADLINE_PARTS
     ]
     if findings:
         _, _, _, row, term = max(findings, key=lambda f: f[:3])
-        text = f"{_finding_text(row, term)} {_total_text(row)}"
-        return {
-            "text": text,
-            "status": FINDING,
-            "method": row["method"],
-            "mixture": row["mixture"],
-            "part": term["part"],
-            "pct": term["pct"],
-            "total_pct": row["total_pct"],
-        }
-    row = max(drafted, key=lambda r: abs(r["total_pct"] or 0.0))
+        harder = mix_text(row) if term["part"] == "composition" else ""
+        text = " ".join(x for x in (_finding_text(row, term), harder, _total_text(row)) if x)
+        status, part, value = FINDING, term["part"], term["pct"]
+    else:
+        row = max(drafted, key=lambda r: abs(r["multitask_pct"] or 0.0))
+        text = (
+            f"No multitask term is established for any method. {row['method']} on "
+            f"{row['mixture']}: {_total_text(row)}"
+        )
+        status, part, value = NOISE, "total", row["multitask_pct"]
     return {
-        "text": f"No term is established for any method. {row['method']} on {row['mixture']}: "
-        f"{_total_text(row)}",
-        "status": NOISE,
+        "text": text,
+        "status": status,
         "method": row["method"],
         "mixture": row["mixture"],
-        "part": "total",
-        "pct": row["total_pct"],
+        "part": part,
+        "pct": value,
+        "multitask_pct": row["multitask_pct"],
         "total_pct": row["total_pct"],
     }
+
+
+def add_memory_terms(
+    priced: pl.DataFrame, streams: list[dict[str, Any]], partitions: Mapping[str, str], n_boot: int
+) -> None:
+    """Insert a ``drafter_memory`` term, classified as the others (:func:`classify`), before
+    carry-over in each shared-memory stream that has a per-task-memory counterpart
+    (:func:`specviz.metrics.remedies.memory_interval`); the lead may then name it."""
+    if not streams:
+        return
+    table = pl.DataFrame([r["modelled"] for r in streams])
+    rows = memory_term(table, partitions)
+    if not rows.height:
+        return
+    wall = label_streams(priced).collect()
+    modelled = wall.with_columns(pl.col("modelled_s").alias("wall_s"))
+    keys = ("target", "temperature", "mixture", "policy", "k")
+    for m in rows.iter_rows(named=True):
+        est = memory_interval(modelled, m, n_boot=n_boot)
+        row = next(
+            (r for r in streams if r["drafter"] == m["shared"] and all(r[c] == m[c] for c in keys)),
+            None,
+        )
+        if est is None or row is None:
+            continue
+        checked = memory_interval(wall, m, n_boot=n_boot)
+        values = {
+            "reference_s": row["modelled"]["reference_s"],
+            "control": row["control"],
+            "drafter_memory": est["drafter_memory_s"],
+            "drafter_memory_low": est["drafter_memory_low"],
+            "drafter_memory_high": est["drafter_memory_high"],
+        }
+        wall_s = None if checked is None else checked["drafter_memory_s"]
+        term = classify(values, "drafter_memory") | {
+            "wall_pct": _pct(wall_s, row["wall"]["reference_s"])
+        }
+        at = [t["part"] for t in row["terms"]].index("carry_over")
+        row["terms"].insert(at, term)
+
+
+def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each drafted stream whose k is established as worse than the best single k for its tasks
+    (a positive tuning finding): what a better global k would save, single-task serving too."""
+    out = []
+    for row in streams:
+        term = _term(row, "tuning")
+        if row["drafter"] == BASELINE or term["status"] != FINDING or term["pct"] <= 0:
+            continue
+        single = row["best_single_k"]
+        every = single.isdigit() and row["every_task_best_k"] == [int(single)]
+        scope = "for every task here" if every else f"on {row['mixture']}'s tasks together"
+        out.append(
+            {
+                "method": row["method"],
+                "mixture": row["mixture"],
+                "k": row["k"],
+                "best_single_k": single,
+                "every_task": every,
+                "pct": term["pct"],
+                "text": (
+                    f"Tuning, not a multitask cost: {row['method']} on {row['mixture']}: "
+                    f"k = {row['k']} is worse than k = {single} {scope}: {_fmt(term['pct'])} of "
+                    f"single-task time (95% CI {_fmt(term['low_pct'])} to "
+                    f"{_fmt(term['high_pct'])}), modelled; a single-task deployment at "
+                    f"k = {row['k']} pays it too."
+                ),
+            }
+        )
+    return out
+
+
+def load_lines(streams: list[dict[str, Any]]) -> list[str]:
+    """For each stream whose wall clock was taken under changing load (:func:`wall_load`), how
+    much load alone moves its wall-clock extra time."""
+    out = []
+    for row in streams:
+        load = row["load"]
+        if not load["changing"]:
+            continue
+        allowed = "n/a" if load["allowed_pct"] is None else f"±{load['allowed_pct']:.1f}%"
+        out.append(
+            f"The wall clock was taken under changing load: {row['method']} on "
+            f"{row['mixture']} ran its multitask requests at {load['multitask_load']:.2f}x the "
+            f"median request's load and its single-task counterparts at "
+            f"{load['single_task_load']:.2f}x (request load factors {load['min_load']:.2f}-"
+            f"{load['max_load']:.2f}x), which alone moves its wall-clock extra time by "
+            f"{_fmt(load['shift_pct'])}, beyond the {allowed} its interval allows: its "
+            "wall-clock figures are not findings; read the modelled ones."
+        )
+    return out
+
+
+def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baseline: bool) -> dict:
+    """One method's advice on one mixture, from its modelled terms and the oracle's routes:
+    ``do not speculate`` (every task's best static choice is the baseline), ``route by task``
+    (the best single configuration is the baseline yet some tasks gain from a drafter, or
+    sharing the drafter memory, the policy's state or one k across tasks is an established
+    loss), ``change k`` (an established tuning loss), else ``keep k``. Returns action and
+    text."""
+    speculating = [r["category"] for r in routes if r["speculate"]]
+    tuning, mismatch = _term(row, "tuning"), _term(row, "k_mismatch")
+    if routes and not speculating:
+        return {"action": "do not speculate", "text": "do not speculate on this traffic: the "
+                "baseline is every task's best static configuration"}  # fmt: skip
+    if routes and single_baseline:
+        return {"action": "route by task", "text": "route by task: speculate only on "
+                f"{', '.join(speculating)}; the baseline is the best single configuration"}  # fmt: skip
+    by_part = {t["part"]: t for t in row["terms"]}
+    memory, carry = by_part.get("drafter_memory"), by_part["carry_over"]
+    if memory and memory["status"] == FINDING and memory["pct"] > 0:
+        return {"action": "route by task", "text": "route by task: give each task its own "
+                f"drafter memory (sharing one costs {_fmt(memory['pct'])})"}  # fmt: skip
+    if carry["status"] == FINDING and carry["pct"] > 0:
+        return {"action": "route by task", "text": "route by task: keep the policy's state per "
+                f"task (carrying it across tasks costs {_fmt(carry['pct'])})"}  # fmt: skip
+    if mismatch["status"] == FINDING and mismatch["pct"] > 0:
+        return {"action": "route by task", "text": f"route by task (k per task: "
+                f"{row['best_k']}): sharing one k costs {_fmt(mismatch['pct'])}"}  # fmt: skip
+    if tuning["status"] == FINDING and tuning["pct"] > 0:
+        return {"action": "change k", "text": f"change k to {row['best_single_k']} (saves "
+                f"{_fmt(tuning['pct'])} of single-task time, on any traffic)"}  # fmt: skip
+    return {"action": "keep k", "text": f"keep k = {row['k']}"}
+
+
+def _routes_text(routes: list[dict[str, Any]]) -> str:
+    """``every task: prompt-lookup k=5``, or ``coding: ...; writing: ...``."""
+    distinct = {r["route"] for r in routes}
+    if len(distinct) == 1:
+        return f"every task: {distinct.pop()}"
+    return "; ".join(f"{r['category']}: {r['route']}" for r in routes)
+
+
+def best_configurations(priced: pl.DataFrame, streams: list[dict[str, Any]]) -> list[dict]:
+    """Per drafted multitask stream, on modelled seconds: its throughput, the best single k for
+    its method, the best single static configuration for its traffic, the per-task oracle (with
+    each task's route) and :func:`what_to_do`. Empty without an oracle (NoOracleError)."""
+    modelled = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
+    try:
+        gaps = oracle_gap(modelled)
+        singles = best_single_configuration(modelled)
+        routes = oracle_routes(modelled).to_dicts()
+    except NoOracleError:
+        return []
+    keys = [*CONFIG, "mixture"]
+    gap_by = {tuple(r[k] for k in keys): r for r in gaps.to_dicts()}
+    single_by = {tuple(r[k] for k in keys): r for r in singles.to_dicts()}
+    labelled = label_streams(modelled).filter(pl.col("multitask")).collect()
+    out = []
+    for row in streams:
+        key = tuple(row[k] for k in keys)
+        if row["drafter"] == BASELINE or key not in gap_by or key not in single_by:
+            continue
+        mine = labelled.filter(*[pl.col(k).eq_missing(v) for k, v in zip(keys, key, strict=True)])
+        tasks = set(mine["category"].to_list())
+        task_routes = [
+            r for r in routes
+            if r["category"] in tasks and r["target"] == row["target"]
+            and r["temperature"] == row["temperature"]
+        ]  # fmt: skip
+        n, m, single = row["modelled"]["tokens"], row["modelled"], single_by[key]
+        out.append(
+            {
+                "method": row["method"],
+                "mixture": row["mixture"],
+                "tokens_per_s": n / m["multitask_s"],
+                "best_single_k": row["best_single_k"],
+                "single_k_tokens_per_s": n / m["single_k_s"],
+                "single": single["single"],
+                "single_tokens_per_s": n / single["single_s"],
+                "oracle_tokens_per_s": n / gap_by[key]["oracle_s"],
+                "routes": _routes_text(task_routes),
+                "advice": what_to_do(row, task_routes, single["single_baseline"]),
+            }
+        )
+    return out
 
 
 def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
@@ -385,6 +698,9 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
                 "cover unbatched runs (batched runs are compared in the batching section).",
                 "status": None,
             },
+            "tuning": [],
+            "load": [],
+            "configurations": [],
             "streams": [],
             "findings": [],
             "speedups": [],
@@ -394,6 +710,8 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         }  # fmt: skip
     priced, models = _priced(data)
     streams = _stream_rows(priced, n_boot)
+    partitions = memory_partitions(data.run_dirs)
+    add_memory_terms(priced, streams, partitions, n_boot)
     modelled_s = float(priced["modelled_s"].sum())
     wall_s = float(priced["wall_s"].sum())
     return {
@@ -409,16 +727,19 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
             "modelled_over_wall": modelled_s / wall_s if wall_s else None,
         },
         "headline": headline(streams),
+        "tuning": tuning_lines(streams),
+        "load": load_lines(streams),
         "streams": streams,
         "findings": [
             term_sentence(r, t) for r in streams if r["drafter"] != BASELINE for t in r["terms"]
         ],
+        "configurations": best_configurations(priced, streams),
         "speedups": _speedups(priced, n_boot),
         "runs_table": _runs(priced),
         "remedies": remedy_answer(
             priced,
             {c: pl.DataFrame([r[c] for r in streams]) if streams else None for c in CLOCKS},
-            memory_partitions(data.run_dirs),
+            partitions,
         ),
     }
 

@@ -18,6 +18,7 @@ from specviz.report.html import element, esc, text_element
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
 CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
 REMEDIES_TITLE = "What each remedy recovers of the multitask loss (modelled; wall clock)"
+CONFIGURATIONS_TITLE = "Which configuration to run on each multitask stream (modelled)"
 
 
 def pct(value: float | None) -> str:
@@ -54,6 +55,13 @@ def table(header: list[str], rows: list[list[str]], class_: str = "specviz-table
     return element("table", element("thead", head) + element("tbody", body), class_=class_)
 
 
+def _clock_name(row: dict[str, Any], clock: str) -> str:
+    """``modelled``, ``wall clock``, or ``wall clock (changing load)`` when the stream's wall
+    clock was taken under changing load (its figures are then no finding)."""
+    changing = clock == "wall" and row.get("load", {}).get("changing")
+    return f"{CLOCK_NAMES[clock]} (changing load)" if changing else CLOCK_NAMES[clock]
+
+
 def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the decomposition: each stream modelled, then its wall-clock check."""
     header = [
@@ -66,6 +74,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
         *[LABELS[p] for p in PARTS],
         "modelled / wall s",
         "best k per task",
+        "best single k",
     ]
     ordered = [r for r in streams if r["drafter"] != BASELINE] + [
         r for r in streams if r["drafter"] == BASELINE
@@ -79,15 +88,37 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
                 [
                     r["method"],
                     r["mixture"],
-                    CLOCK_NAMES[clock],
+                    _clock_name(r, clock),
                     f"{d['multitask_tokens_per_s']:.1f}",
                     f"{d['reference_tokens_per_s']:.1f}",
                     _share(d["total"], ref),
                     *[_share(d[p], ref) for p in PARTS],
                     f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
                     r.get("best_k") or "",
+                    r.get("best_single_k") or "",
                 ]
             )
+    return header, rows
+
+
+def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Per drafted multitask stream: its throughput, the best single k for its method, the best
+    single configuration for its traffic, the per-task oracle and what to do."""
+    header = ["method", "mixture", "tok/s", "best single k", "best single configuration",
+              "per-task oracle", "oracle routes", "what to do"]  # fmt: skip
+    rows = [
+        [
+            c["method"],
+            c["mixture"],
+            f"{c['tokens_per_s']:.1f}",
+            f"k={c['best_single_k']}: {c['single_k_tokens_per_s']:.1f} tok/s",
+            f"{c['single']}: {c['single_tokens_per_s']:.1f} tok/s",
+            f"{c['oracle_tokens_per_s']:.1f} tok/s",
+            c["routes"],
+            c["advice"]["text"],
+        ]
+        for c in configs
+    ]
     return header, rows
 
 
@@ -204,15 +235,25 @@ def _list(items: list[str]) -> str:
     return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
 
 
+def lead_lines(answer: dict[str, Any]) -> list[str]:
+    """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
+    multitask cost), then each stream whose wall clock was taken under changing load."""
+    return [t["text"] for t in answer.get("tuning", [])] + list(answer.get("load", []))
+
+
 def answer_html(answer: dict[str, Any]) -> str:
     """The summary's body for one :func:`~specviz.report.answer.study_answer` result."""
     streams = answer["streams"]
     out = [element("p", element("strong", esc(answer["headline"]["text"])))]
+    out += [text_element("p", line) for line in lead_lines(answer)]
     if not streams:
         return "".join(out)
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
     out.append(_list(answer["findings"] + controls))
     out.append(table(*decomposition_rows(streams)))
+    if answer.get("configurations"):
+        out.append(text_element("h3", CONFIGURATIONS_TITLE))
+        out.append(table(*configuration_rows(answer["configurations"])))
     out.append(
         text_element(
             "p",
@@ -222,7 +263,10 @@ def answer_html(answer: dict[str, Any]) -> str:
             "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
             "multitask stream's requests minus what the single-task runs need for the same "
             "tokens, as a share of the latter. Composition: the stream weights tasks differently "
-            "from the benchmark; k mismatch: one k for every task instead of each task's best; "
+            "from the benchmark; tuning: the stream's k against the best single k for its tasks "
+            "(a better global k; single-task serving pays it too, so it is not a multitask "
+            "cost); k mismatch: the best single k shared by every task instead of each task's "
+            "best; "
             "carry-over: an adaptive policy's state carried from one task to the next; residual: "
             "the rest of what interleaving costs (see docs/metrics.md).",
             class_="specviz-note",
@@ -282,11 +326,19 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 def answer_text(answer: dict[str, Any]) -> str:
     """The summary for a terminal: the same answer, sentences and tables as :func:`summary_html`."""
     out = [QUESTION, "", answer["headline"]["text"], ""]
+    lead = lead_lines(answer)
+    out += [*lead, ""] if lead else []
     streams = answer["streams"]
     if streams:
         controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
         out += [f"- {line}" for line in answer["findings"] + controls] + [""]
         out += [text_table(*decomposition_rows(streams)), ""]
+    if answer.get("configurations"):
+        out += [
+            f"{CONFIGURATIONS_TITLE}:",
+            text_table(*configuration_rows(answer["configurations"])),
+        ]
+        out.append("")
     if answer.get("remedies"):
         out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
         out.append("")
