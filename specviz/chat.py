@@ -8,8 +8,10 @@ without a chat template (a base model) gets the turns and answers joined by blan
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # building messages (the endpoint client) needs no transformers
+    from transformers import PreTrainedTokenizerBase
 
 
 def conversation(

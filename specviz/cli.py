@@ -15,11 +15,16 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from specviz.config import POLICIES, ConfigError
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
+
+if TYPE_CHECKING:
+    from specviz.config import RunConfig
+    from specviz.endpoint.client import EndpointConfig
+    from specviz.workloads.request import Request
 
 
 def _layers(text: str) -> tuple[int, ...]:
@@ -56,6 +61,42 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="decode a workload with one target/drafter/policy; write a run directory"
     )
+    _config_flags(p)
+    p.add_argument(
+        "--workload",
+        help="mt-bench | sharegpt | question.jsonl / JSONL / CSV / Parquet file | hf:NAME "
+        "(default: built-in suite)",
+    )
+    p.add_argument(
+        "--sharegpt-mode",
+        default="first-turn",
+        help="sharegpt: first-turn (vLLM's convention) | context (earlier turns, with their "
+        "recorded replies, as context; the last reply generated)",
+    )
+    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt: shuffle seed")
+    p.add_argument("--limit", type=int, help="use the first N prompts (sharegpt: sample N)")
+    p.add_argument(
+        "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
+    )
+    p.add_argument(
+        "--batch-composition",
+        default="stream",
+        help="stream | single-task | mixed (with --batch-size > 1)",
+    )
+    p.add_argument("--continuous", action="store_true", help="refill finished rows from the queue")
+    p.add_argument("--k-mode", default="batch", help="batch (one k per batch) | row (per-row k)")
+    _endpoint_flags(p)
+    p.add_argument("--out", required=True, type=Path, help="run directory to write")
+    p.add_argument(
+        "--resume", action="store_true", help="continue a run directory, skipping finished requests"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+
+
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of one run configuration (target, drafter, policy, sampling), shared by
+    ``run`` and ``serve``."""
     p.add_argument("--target", required=True, help="hub id, local dir, .gguf file, or smollm2-135m")
     p.add_argument(
         "--drafter",
@@ -131,19 +172,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
         type=_names,
         help="component-skip: components to run, e.g. mamba,mlp (hybrid targets such as Falcon-H1)",
     )
-    p.add_argument(
-        "--workload",
-        help="mt-bench | sharegpt | question.jsonl / JSONL / CSV / Parquet file | hf:NAME "
-        "(default: built-in suite)",
-    )
-    p.add_argument(
-        "--sharegpt-mode",
-        default="first-turn",
-        help="sharegpt: first-turn (vLLM's convention) | context (earlier turns, with their "
-        "recorded replies, as context; the last reply generated)",
-    )
-    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt: shuffle seed")
-    p.add_argument("--limit", type=int, help="use the first N prompts (sharegpt: sample N)")
     p.add_argument("--max-new-tokens", type=int, default=128, help="per turn")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -153,22 +181,6 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
-    p.add_argument(
-        "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
-    )
-    p.add_argument(
-        "--batch-composition",
-        default="stream",
-        help="stream | single-task | mixed (with --batch-size > 1)",
-    )
-    p.add_argument("--continuous", action="store_true", help="refill finished rows from the queue")
-    p.add_argument("--k-mode", default="batch", help="batch (one k per batch) | row (per-row k)")
-    p.add_argument("--out", required=True, type=Path, help="run directory to write")
-    p.add_argument(
-        "--resume", action="store_true", help="continue a run directory, skipping finished requests"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_run)
 
 
 def _sharegpt_prompts(args: argparse.Namespace) -> list:
@@ -185,19 +197,16 @@ def _sharegpt_prompts(args: argparse.Namespace) -> list:
     return sample.prompts
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """The run configuration ``_config_flags`` describe."""
     from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
-    from specviz.runner import run
-    from specviz.threads import apply_threads
-    from specviz.workloads import builtin_prompts, load_prompts
-    from specviz.workloads.request import Request
 
     def spec(name: str) -> ModelSpec:
         return ModelSpec(
             name, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
         )
 
-    config = RunConfig(
+    return RunConfig(
         target=spec(args.target),
         drafter=DrafterConfig(
             args.drafter,
@@ -220,6 +229,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from specviz.threads import apply_threads
+    from specviz.workloads import builtin_prompts, load_prompts
+    from specviz.workloads.request import Request
+
+    config = _run_config(args)
     if args.limit is not None and args.limit < 1:
         raise SpecvizError(f"--limit must be >= 1 (got {args.limit})")
     if args.workload == "sharegpt":
@@ -239,6 +256,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         from specviz.batch import BatchConfig
 
         batch = BatchConfig(args.batch_size, args.batch_composition, args.continuous, args.k_mode)
+    if args.endpoint:
+        return _run_endpoint(args, config, requests, batch is not None)
+    from specviz.runner import run  # loads torch: not needed to talk to a server
+
     summary = run(
         config, requests, args.out, batch=batch, resume=args.resume, progress=not args.quiet
     )
@@ -248,6 +269,119 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({summary.requests_skipped} already done), {summary.new_tokens} tokens, "
         f"{summary.tokens_per_s:.1f} tokens/s, acceptance {rate}"
     )
+    return 0
+
+
+def _endpoint_flags(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """Sending the workload to OpenAI-compatible servers instead (docs/serving.md); a study
+    takes one per drafter (``many``)."""
+    if many:
+        p.add_argument(
+            "--endpoint",
+            action="append",
+            help="URL, or NAME=URL per drafter name (baseline=URL for the baseline), repeatable: "
+            "send each condition to its OpenAI-compatible server (models: the served names)",
+        )
+    else:
+        p.add_argument(
+            "--endpoint",
+            help="an OpenAI-compatible server (http://HOST:PORT[/v1]): send the workload as chat "
+            "completions and record what the server reports (--target: the served model name)",
+        )
+    p.add_argument("--concurrency", type=int, default=1, help="--endpoint: requests in flight")
+    p.add_argument(
+        "--request-rate",
+        type=float,
+        default=float("inf"),
+        help="--endpoint: open-loop arrivals per second (Poisson; default inf: all at once)",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        default=120.0,
+        help="--endpoint: seconds of silence (connect, first byte, or inside a stream) before an "
+        "attempt fails",
+    )
+    p.add_argument("--retries", type=int, default=2, help="--endpoint: retries per turn")
+
+
+def _named_url(text: str) -> tuple[str, str]:
+    """``NAME=URL`` as (NAME, URL); a bare URL as ("", URL)."""
+    name, sep, url = text.partition("=")
+    if sep and not name.startswith(("http://", "https://")):
+        return name, url
+    return "", text
+
+
+def _endpoint(args: argparse.Namespace, url: str) -> EndpointConfig:
+    import os
+
+    from specviz.endpoint.client import EndpointConfig
+
+    return EndpointConfig(
+        url,
+        concurrency=args.concurrency,
+        request_rate=args.request_rate,
+        connect_timeout_s=min(10.0, args.request_timeout),
+        read_timeout_s=args.request_timeout,
+        retries=args.retries,
+        api_key=os.environ.get("OPENAI_API_KEY"),
+    )
+
+
+def _run_endpoint(
+    args: argparse.Namespace, config: RunConfig, requests: list[Request], batched: bool
+) -> int:
+    from specviz.endpoint.run import run_endpoint
+
+    if batched:
+        raise SpecvizError("--endpoint runs are batched by the server: drop --batch-size")
+    summary = run_endpoint(
+        config,
+        requests,
+        args.out,
+        _endpoint(args, args.endpoint),
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    rate = f"{summary.accepted / summary.drafted:.3f}" if summary.drafted else "n/a"
+    print(
+        f"{summary.run_dir}: {summary.requests_done} requests sent to {args.endpoint} "
+        f"({summary.requests_skipped} already done), {summary.new_tokens} tokens, "
+        f"{summary.tokens_per_s:.1f} tokens/s, acceptance {rate} (server-measured)"
+    )
+    if summary.metrics_source is None and config.drafter.kind != "none":
+        print(
+            "the server reported no speculative-decoding metrics (vLLM: start it with "
+            "--per-request-spec-decode-metrics summary); timings and tokens are recorded"
+        )
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve", help="serve the engine behind an OpenAI-compatible chat-completions API"
+    )
+    _config_flags(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument(
+        "--per-request-spec-decode-metrics",
+        default="summary",
+        help="none | summary | detailed (adds per-step counts), as vLLM's flag",
+    )
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from specviz.serve.app import ServeConfig, serve
+    from specviz.serve.engine import ServeEngine
+
+    config = _run_config(args)
+    options = ServeConfig(
+        config.target.name, args.host, args.port, args.per_request_spec_decode_metrics
+    )
+    serve(ServeEngine(config), options)
     return 0
 
 
@@ -271,6 +405,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start a large study (over 1,000 runs or 5,000,000 budgeted tokens) without asking",
     )
+    _endpoint_flags(p, many=True)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_study)
 
@@ -293,6 +428,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
             f"{args.file} plans {counts.runs:,} runs and up to {counts.token_budget:,} new "
             "tokens: pass --yes to start it (or --plan to print the plan only)"
         )
+    endpoints = None
+    if args.endpoint:
+        endpoints = {name: _endpoint(args, url) for name, url in map(_named_url, args.endpoint)}
     outcome = run_study(
         study,
         out,
@@ -301,6 +439,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         executor=args.executor,
         progress=not args.quiet,
         plan=plan,
+        endpoints=endpoints,
     )
     state = "complete" if outcome.complete else "incomplete (other shards pending)"
     print(
@@ -349,13 +488,26 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_report)
 
 
+def _server_measured(source: Path) -> bool:
+    from specviz.endpoint.summary import is_server_measured
+    from specviz.runlog import find_run_dirs
+
+    find_run_dirs(source)  # a missing or empty source is named by the command's own check
+    return is_server_measured(source)
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.report import build_report
     from specviz.report.execute import ExecutionLimits
     from specviz.threads import export_threads
 
     export_threads(1)  # the kernel inherits it (specviz.threads)
-
+    for source in args.source:
+        if _server_measured(source):
+            raise SpecvizError(
+                f"{source} is server-measured (specviz run/study --endpoint): the report needs "
+                "per-round events with timings; `specviz summary` reads what a server reports"
+            )
     if len(args.source) > 1:
         from specviz.report.compare import build_comparison
 
@@ -431,6 +583,12 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if args.n_boot < 100:
         raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
     unfinished = refuse_unfinished(args.source, args.allow_incomplete)
+    if _server_measured(args.source):
+        from specviz.endpoint.summary import server_summary, summary_text
+
+        summary = server_summary(args.source) | {"unfinished": unfinished}
+        print(json.dumps(summary) if args.json else summary_text(summary))
+        return 0
     answer = study_answer(load_runs(args.source, require_baseline=False), n_boot=args.n_boot)
     answer["unfinished"] = unfinished
     if args.json:
@@ -506,6 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_run,
+    _add_serve,
     _add_study,
     _add_report,
     _add_summary,

@@ -220,6 +220,22 @@ class Decoder:
             answers.append(end.text)
             index = row.index
 
+    @torch.inference_mode()
+    def decode_turn(self, prompt_ids: list[int], seed: int, category: str) -> Iterator[Record]:
+        """One turn whose conversation is already encoded in ``prompt_ids`` (what a
+        chat-completions server decodes per request, :mod:`specviz.serve`): the policy and a
+        cross-request memory hear it as a request of ``category``."""
+        self.generator.manual_seed(seed)
+        self.policy.start_request(category)
+        memory = self.drafter if isinstance(self.drafter, LearnsAcrossRequests) else None
+        if memory is not None:
+            memory.start_request(category)
+        row = yield from self._turn(0, 0, prompt_ids)
+        end = row.end(self.target)
+        if memory is not None:
+            memory.end_turn(end.tokens)
+        yield end
+
     def _turn(
         self, turn: int, index: int, prompt_ids: list[int]
     ) -> Generator[Record, None, RowState]:

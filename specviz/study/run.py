@@ -14,9 +14,10 @@ directories are disjoint either way, and reading all of them merges the study.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
 from specviz.schema import RUN_FILE
@@ -34,6 +35,9 @@ from specviz.study.manifest import (
 from specviz.study.spec import Study, StudyError
 from specviz.study.units import Plan, Unit, plan_study, shard_units
 from specviz.study.work import UnitResult
+
+if TYPE_CHECKING:
+    from specviz.endpoint.client import EndpointConfig
 
 EXECUTORS = ("local", "ray")
 RUNS_DIR = "runs"  # every unit's run directory is runs/<condition-id> (units.run_dir_name)
@@ -66,6 +70,7 @@ def run_study(
     executor: str = "local",
     progress: bool = True,
     plan: Plan | None = None,
+    endpoints: Mapping[str, EndpointConfig] | None = None,
 ) -> StudyOutcome:
     """Run every unit of ``study`` (or of one shard ``(i, n)``) into ``out_dir``.
 
@@ -74,6 +79,10 @@ def run_study(
     process running the same shard (or any process running the whole study) is refused, while
     shards ``i/n`` and ``j/n`` may share one directory. ``plan``: the study's
     :func:`~specviz.study.units.plan_study`, when the caller already made it.
+
+    With ``endpoints`` (drafter label, ``baseline`` or ``""`` for any, to an endpoint) the units
+    are sent to OpenAI-compatible servers instead (:mod:`specviz.endpoint.study`); every endpoint
+    is checked before anything is written.
     """
     if executor not in EXECUTORS:
         raise StudyError(f"executor {executor!r} is not one of {', '.join(EXECUTORS)}")
@@ -84,12 +93,20 @@ def run_study(
     refuse_escaping(out, plan.units)
     mine = shard_units(plan.units, shard)
     check_resumable(out, plan, mine, resume)
+    assigned = None
+    if endpoints is not None:
+        from specviz.endpoint.study import assign_endpoints, check_endpoints
+
+        if executor != "local":
+            raise StudyError("--endpoint studies run with the local executor")
+        assigned = assign_endpoints(mine, endpoints)
+        check_endpoints(mine, assigned)
     with contextlib.ExitStack() as stack:
         for name, shared in study_locks(shard):
             stack.enter_context(locked(out, name, shared=shared))
         check_resumable(out, plan, mine, resume)  # again under the lock: nobody wrote meanwhile
         todo = [u for u in mine if unit_status(out, u) != DONE]
-        manifest = _run_units(study, plan, todo, out, executor, progress)
+        manifest = _run_units(study, plan, todo, out, executor, progress, assigned)
     return StudyOutcome(
         out_dir=out,
         manifest=out / MANIFEST_FILE,
@@ -165,16 +182,27 @@ def check_resumable(out: Path, plan: Plan, mine: list[Unit], resume: bool) -> No
 
 
 def _run_units(
-    study: Study, plan: Plan, todo: list[Unit], out: Path, executor: str, progress: bool
+    study: Study,
+    plan: Plan,
+    todo: list[Unit],
+    out: Path,
+    executor: str,
+    progress: bool,
+    assigned: Mapping[str, EndpointConfig] | None = None,
 ) -> dict[str, Any]:
-    """Run ``todo``; the manifest is rewritten before, after each unit and at the end."""
+    """Run ``todo`` (through their endpoints when ``assigned``); the manifest is rewritten
+    before, after each unit and at the end."""
     write_manifest(study, plan, out)
 
-    def on_done(unit: Unit, result: UnitResult) -> None:
+    def on_done(unit: Unit, result: UnitResult | None = None) -> None:
         write_manifest(study, plan, out)
 
     try:
-        if executor == "ray":
+        if assigned is not None:
+            from specviz.endpoint.study import run_endpoint_units
+
+            run_endpoint_units(todo, out, assigned, progress, on_done)
+        elif executor == "ray":
             from specviz.study.ray_executor import run_ray
 
             run_ray(todo, out, gpu=study.uses_cuda, progress=progress, on_done=on_done)
@@ -182,6 +210,8 @@ def _run_units(
             run_local(todo, out, workers=study.workers, progress=progress, on_done=on_done)
     finally:
         manifest = write_manifest(study, plan, out)
+    if assigned is not None:  # a server's runs carry no round timings to calibrate from
+        return manifest
     if manifest["status"] == "complete" and not all(u.batch is not None for u in plan.units):
         write_cost_models(out)  # the calibration step: the study's cost curve, beside the manifest
     return manifest

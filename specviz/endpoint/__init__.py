@@ -1,0 +1,2 @@
+"""Runs and studies sent to an OpenAI-compatible server, recorded as server-measured run
+directories (docs/serving.md)."""

@@ -1,0 +1,510 @@
+"""A run against an OpenAI-compatible server: the same request stream, sent as chat completions,
+written in the run-directory format and marked as server-measured.
+
+``run_endpoint(config, requests, out, endpoint)`` mirrors :func:`specviz.runner.run`: one
+configuration (here a *label* of what the server runs: its model name is ``config.target.name``,
+the drafter, policy and k describe the server's speculation), one workload, a crash-safe directory
+that ``--resume`` continues. Requests arrive open-loop (Poisson at ``request_rate``, the seed is
+the run's) with at most ``concurrency`` in flight; each request's turns go one after another,
+every later turn carrying the server's own earlier answers (as in-process runs do).
+
+What lands where:
+
+- ``requests.parquet``: one row per request, from the server's usage and the client's clock:
+  ``new_tokens`` (usage), ``ttft_s`` (first content of the first turn), ``wall_s``/``turn_wall_s``
+  (first byte sent to the end of each turn's stream), ``drafted``/``accepted`` (the server's
+  counts), ``rounds`` (forward passes, *derived*: per turn 1 prefill + the spec steps + the
+  tokens no spec step accounts for, one step each), ``latency_s`` (from sending the first turn to
+  the end of the last). ``prefill_s``, ``draft_s`` and ``verify_s`` are null: a server does not
+  report them.
+- ``events.parquet``: only with per-step counts (vLLM ``detailed``): per turn a prefill row and,
+  for every spec step, its drafted positions (accepted, verified as verification would have) and
+  the target's row; token ids, probabilities and timings are null. Without them it has no rows.
+- ``server.parquet`` (this module): per request the server's figures as reported
+  (``metrics_source`` vllm | sglang | null when the server gives none, the acceptance
+  histogram, steps, counts), each turn's time to first token and inter-chunk gaps, and the
+  errors of attempts that were retried.
+- ``run.json``: ``measured_by: "server"`` (part of the run's identity) and ``endpoint`` (URL,
+  concurrency, rate, limits; never the API key), ``server_metrics``: what the server reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm.auto import tqdm
+
+import specviz
+from specviz.chat import conversation
+from specviz.config import RunConfig
+from specviz.endpoint.client import EndpointConfig, TurnResult, check_models, send_turn
+from specviz.endpoint.parse import ServerSpec
+from specviz.outdir import locked
+from specviz.recorder import UNBATCHED_EVENT_LABELS, UNBATCHED_LABELS, request_labels, run_labels
+from specviz.runlog import (
+    PARTS_DIR,
+    RunDirError,
+    RunWriter,
+    damaged,
+    open_run_dir,
+    read_run_meta,
+    run_identity,
+    write_json,
+)
+from specviz.schema import (
+    EVENT_SCHEMA,
+    KIND_BONUS,
+    KIND_CORRECTION,
+    KIND_DRAFT,
+    REQUEST_SCHEMA,
+    RUN_FILE,
+)
+from specviz.workloads.request import Request, request_seed
+
+SERVER_FILE = "server.parquet"
+MEASURED_BY = "server"
+SERVER_SCHEMA = pl.Schema(
+    {
+        "request_id": pl.String,
+        "request_index": pl.Int32,
+        "metrics_source": pl.String,
+        "acceptance_histogram": pl.List(pl.Int64),
+        "num_spec_steps": pl.Int64,
+        "num_accepted_draft_tokens": pl.Int64,
+        "num_draft_tokens": pl.Int64,
+        "num_spec_tokens": pl.Int64,
+        "turn_ttft_s": pl.List(pl.Float64),
+        "turn_itl_s": pl.List(pl.List(pl.Float64)),
+        "turn_finish_reason": pl.List(pl.String),
+        "retried_errors": pl.List(pl.String),
+    }
+)
+FINISH = {"stop": "eos", "length": "length"}  # OpenAI's finish reasons in the schema's words
+
+
+@dataclass(frozen=True)
+class EndpointSummary:
+    run_dir: Path
+    run_id: str
+    requests_done: int
+    requests_skipped: int
+    new_tokens: int
+    wall_s: float
+    drafted: int
+    accepted: int
+    metrics_source: str | None  # vllm | sglang | None: the server gave no speculative figures
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A request's turns as the server answered them, and the retried attempts' errors."""
+
+    request: Request
+    turns: tuple[TurnResult, ...]
+    latency_s: float
+    errors: tuple[str, ...]
+
+
+class EndpointWriter(RunWriter):
+    """A run writer that also keeps ``server.parquet`` (one part per request, flushed before the
+    request row that marks the request done)."""
+
+    def append_server(self, server: pl.DataFrame, events: pl.DataFrame, request: pl.DataFrame):
+        index = int(request["request_index"][0])
+        path = self.parts / f"server-{index:06d}.parquet"
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        server.match_to_schema(SERVER_SCHEMA).write_parquet(tmp)
+        os.replace(tmp, path)
+        self.append(events, request)
+
+    def consolidate(self) -> None:
+        done = list(self.finished_request_ids())
+        files = [self.run_dir / SERVER_FILE] if (self.run_dir / SERVER_FILE).is_file() else []
+        files += sorted((self.run_dir / PARTS_DIR).glob("server-*.parquet"))
+        if files:
+            frame = (
+                pl.scan_parquet(files)
+                .filter(pl.col("request_id").is_in(done))
+                .collect()
+                .unique("request_id", keep="first", maintain_order=True)
+                .sort("request_index")
+            )
+            path = self.run_dir / SERVER_FILE
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            frame.match_to_schema(SERVER_SCHEMA).write_parquet(tmp)
+            os.replace(tmp, path)
+        super().consolidate()  # removes every part, the server's included
+
+
+def read_server_table(run_dir: str | Path) -> pl.DataFrame:
+    """``server.parquet`` of a server-measured run (its leftover parts too)."""
+    root = Path(run_dir)
+    files = [root / SERVER_FILE] if (root / SERVER_FILE).is_file() else []
+    files += sorted((root / PARTS_DIR).glob("server-*.parquet"))
+    if not files:
+        raise RunDirError(f"{root} holds no {SERVER_FILE}: it is not a server-measured run")
+    for f in files:
+        try:
+            pl.read_parquet_schema(f)
+        except Exception as err:  # polars raises several error types for unreadable files
+            raise damaged(f, err) from err
+    return pl.read_parquet(files).unique("request_id", keep="first").sort("request_index")
+
+
+def endpoint_identity(config: RunConfig, requests: Sequence[Request]) -> dict[str, Any]:
+    """A server-measured run's identity: its configuration, workload and ``measured_by``."""
+    return run_identity(config, requests, None) | {"measured_by": MEASURED_BY}
+
+
+def run_endpoint(
+    config: RunConfig,
+    requests: Sequence[Request],
+    out_dir: Path,
+    endpoint: EndpointConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> EndpointSummary:
+    """Send ``requests`` to ``endpoint``; write ``out_dir``; return totals.
+
+    Refuses, before writing anything, a directory holding another run and an endpoint that cannot
+    be reached or does not serve ``config.target.name``. A request whose turn fails after its
+    retries stops the run (EndpointError): the requests finished so far are kept, the failed one
+    is not written, and ``resume`` continues.
+    """
+    if not requests:
+        raise RunDirError("the workload is empty: nothing to run")
+    out_dir = Path(out_dir)
+    identity = endpoint_identity(config, requests)
+    open_run_dir(out_dir, identity, resume)
+    check_models(endpoint, config.target.name)
+    with locked(out_dir):
+        open_run_dir(out_dir, identity, resume)
+        meta = _begin(out_dir, identity, config, endpoint, requests)
+        writer = EndpointWriter(out_dir)
+        writer.consolidate()
+        done = writer.finished_request_ids()
+        todo = [r for r in requests if r.id not in done]
+        totals = _Totals()
+        bar = tqdm(total=len(todo), desc=out_dir.name, unit="req", disable=not progress)
+        labels = run_labels(meta["run_id"], config)
+
+        def finished(result: Conversation) -> None:
+            server, events, row = conversation_rows(result, config, labels)
+            writer.append_server(server, events, row)
+            totals.add(result, row)
+            bar.update()
+
+        start = time.perf_counter()
+        try:
+            asyncio.run(_drive(config, endpoint, todo, finished))
+        finally:
+            bar.close()
+        wall_s = time.perf_counter() - start
+        writer.consolidate()
+        meta["server_metrics"] = _sources(out_dir)
+        write_json(out_dir / RUN_FILE, meta | {"complete": True})
+    return EndpointSummary(
+        out_dir,
+        meta["run_id"],
+        len(todo),
+        len(requests) - len(todo),
+        totals.tokens,
+        wall_s,
+        totals.drafted,
+        totals.accepted,
+        meta["server_metrics"],
+    )
+
+
+@dataclass
+class _Totals:
+    tokens: int = 0
+    drafted: int = 0
+    accepted: int = 0
+
+    def add(self, result: Conversation, row: pl.DataFrame) -> None:
+        self.tokens += int(row["new_tokens"][0] or 0)
+        self.drafted += int(row["drafted"][0] or 0)
+        self.accepted += int(row["accepted"][0] or 0)
+
+
+def _sources(out_dir: Path) -> str | None:
+    """What the server reported over the whole run: vllm, sglang, or None (no figures)."""
+    sources = read_server_table(out_dir)["metrics_source"].drop_nulls().unique().to_list()
+    return ",".join(sorted(sources)) or None
+
+
+def _begin(
+    out_dir: Path,
+    identity: dict[str, Any],
+    config: RunConfig,
+    endpoint: EndpointConfig,
+    requests: Sequence[Request],
+) -> dict[str, Any]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if (out_dir / RUN_FILE).is_file():
+        meta = read_run_meta(out_dir) | {"complete": False, "endpoint": endpoint.to_dict()}
+    else:
+        import hashlib
+        import json
+
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+        meta = {
+            **identity,
+            "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "endpoint": endpoint.to_dict(),
+            "models": {"target": {"name": config.target.name, "source": endpoint.base}},
+            "versions": {"specviz": specviz.__version__, "python": platform.python_version()},
+            "hardware": {"platform": platform.platform(), "note": "the client's; see endpoint"},
+            "seed": config.seed,
+            "requests": len(requests),
+            "prompt_ids": [r.prompt.id for r in requests],
+            "complete": False,
+        }
+    write_json(out_dir / RUN_FILE, meta)
+    return meta
+
+
+def arrival_times(n: int, rate: float, seed: int) -> list[float]:
+    """Open-loop arrival offsets (seconds): a Poisson process at ``rate`` per second, seeded;
+    all zero for an infinite rate (everything arrives at once)."""
+    if math.isinf(rate):
+        return [0.0] * n
+    rng = random.Random(seed)
+    t, out = 0.0, []
+    for _ in range(n):
+        out.append(t)
+        t += rng.expovariate(rate)
+    return out
+
+
+async def _drive(
+    config: RunConfig,
+    endpoint: EndpointConfig,
+    todo: Sequence[Request],
+    finished: Callable[[Conversation], None],
+) -> None:
+    """Send every request at its arrival time, at most ``concurrency`` at once; hand each
+    finished conversation to ``finished`` (in completion order). The first failure cancels the
+    requests still in flight and is raised."""
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(endpoint.concurrency)
+    start = loop.time()
+    async with endpoint.client() as client:
+
+        async def one(request: Request, at: float) -> Conversation:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            async with slots:
+                return await _converse(client, config, endpoint, request)
+
+        offsets = arrival_times(len(todo), endpoint.request_rate, config.seed)
+        tasks = [asyncio.create_task(one(r, at)) for r, at in zip(todo, offsets, strict=True)]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                finished(await next_done)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _converse(
+    client: Any, config: RunConfig, endpoint: EndpointConfig, request: Request
+) -> Conversation:
+    """Every turn of ``request``, each after the server's answer to the one before."""
+    start = time.perf_counter()
+    answers: list[str] = []
+    turns: list[TurnResult] = []
+    errors: list[str] = []
+    seed = request_seed(config.seed, request)
+    for i in range(len(request.prompt.turns)):
+        messages = conversation(request.prompt.turns[: i + 1], answers)
+        result = await send_turn(
+            client,
+            endpoint,
+            config.target.name,
+            messages,
+            config.max_new_tokens,
+            config.sampling,
+            seed,
+            errors,
+        )
+        turns.append(result)
+        answers.append(result.text)
+    return Conversation(request, tuple(turns), time.perf_counter() - start, tuple(errors))
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+def turn_rounds(turn: TurnResult) -> int | None:
+    """Forward passes of one turn, derived from the server's counts: 1 prefill, every spec step,
+    and one step for each completion token no spec step accounts for (a spec step adds its
+    accepted drafts + 1). Without speculative figures: one pass per token when the server does
+    not speculate, else unknown (None)."""
+    tokens = turn.usage.completion_tokens if turn.usage else None
+    if tokens is None:
+        return None
+    if turn.spec is None:
+        return tokens
+    return 1 + turn.spec.steps + max(0, tokens - 1 - turn.spec.steps - turn.spec.accepted)
+
+
+def _sum(values: Sequence[int | None]) -> int | None:
+    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+
+
+def _spec(turns: Sequence[TurnResult]) -> ServerSpec | None:
+    specs = [t.spec for t in turns if t.spec is not None]
+    if not specs:
+        return None
+    total = specs[0]
+    for more in specs[1:]:
+        total = total + more
+    return total
+
+
+def conversation_rows(
+    result: Conversation, config: RunConfig, labels: dict[str, Any]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The server, events and request rows of one finished conversation."""
+    shared = request_labels(result.request, labels | UNBATCHED_LABELS)
+    turns = result.turns
+    spec = _spec(turns)
+    new_tokens = [t.usage.completion_tokens if t.usage else None for t in turns]
+    prompt_tokens = [t.usage.prompt_tokens if t.usage else None for t in turns]
+    rounds = [turn_rounds(t) for t in turns] if config.drafter.kind == "none" or spec else None
+    if config.drafter.kind == "none" and spec is None:
+        drafted, accepted = 0, 0
+    else:
+        drafted = spec.drafted if spec else None
+        accepted = spec.accepted if spec else None
+    row = {
+        **shared,
+        "k": config.k_label,
+        "drafter_kind": config.drafter.kind,
+        "draft": config.drafter.draft.name if config.drafter.draft else None,
+        "temperature": config.sampling.temperature,
+        "n_turns": len(turns),
+        "prompt_tokens": prompt_tokens[0],
+        "new_tokens": _sum(new_tokens),
+        "rounds": _sum(rounds) if rounds else None,
+        "drafted": drafted,
+        "accepted": accepted,
+        "wall_s": sum(t.wall_s for t in turns),
+        "ttft_s": turns[0].ttft_s,
+        "prefill_s": None,
+        "draft_s": None,
+        "verify_s": None,
+        "finish_reason": FINISH.get(turns[-1].finish_reason or "", turns[-1].finish_reason),
+        "prompt_turns": list(result.request.prompt.turns),
+        "output_text": "\n\n".join(t.text for t in turns),
+        "output_turns": [t.text for t in turns],
+        "turn_new_tokens": new_tokens,
+        "turn_wall_s": [t.wall_s for t in turns],
+        "turn_rounds": rounds,
+        "turn_prompt_tokens": prompt_tokens,
+        "latency_s": result.latency_s,
+    }
+    server = {
+        "request_id": shared["request_id"],
+        "request_index": shared["request_index"],
+        "metrics_source": spec.source if spec else None,
+        "acceptance_histogram": list(spec.histogram) if spec else None,
+        "num_spec_steps": spec.steps if spec else None,
+        "num_accepted_draft_tokens": spec.accepted if spec else None,
+        "num_draft_tokens": spec.drafted if spec else None,
+        "num_spec_tokens": spec.spec_tokens if spec else None,
+        "turn_ttft_s": [t.ttft_s for t in turns],
+        "turn_itl_s": [list(t.itl_s) for t in turns],
+        "turn_finish_reason": [t.finish_reason for t in turns],
+        "retried_errors": list(result.errors),
+    }
+    steps = step_events(turns, config)
+    data: dict[str, list[Any]] = {name: [None] * steps.height for name in EVENT_SCHEMA.names()}
+    data |= {k: [v] * steps.height for k, v in (shared | UNBATCHED_EVENT_LABELS).items()}
+    data |= steps.to_dict(as_series=False)
+    return (
+        pl.DataFrame([server], schema=SERVER_SCHEMA),
+        pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False),
+        pl.DataFrame([row], schema=REQUEST_SCHEMA, strict=False),
+    )
+
+
+def step_events(turns: Sequence[TurnResult], config: RunConfig) -> pl.DataFrame:
+    """Event rows from per-step counts (vLLM ``detailed``): per turn a prefill row, then per spec
+    step its drafted positions and the target's row. No rows without per-step counts."""
+    rows: list[dict[str, Any]] = []
+    index = 0
+    for turn_no, turn in enumerate(turns):
+        spec = turn.spec
+        if spec is None or spec.per_step_accepted is None or spec.per_step_drafted is None:
+            return pl.DataFrame(schema=_STEP_SCHEMA)
+        rows.append(_row(turn_no, index, True, 0, 0, 0, KIND_BONUS, None, True))
+        index += 1
+        for a, d in zip(spec.per_step_accepted, spec.per_step_drafted, strict=True):
+            k = max(config.policy.k, d)
+            for i in range(d):
+                rows.append(_row(turn_no, index, False, i, k, d, KIND_DRAFT, i < a, i <= a))
+            kind = KIND_CORRECTION if a < d else KIND_BONUS
+            rows.append(_row(turn_no, index, False, a, k, d, kind, None, True))
+            index += 1
+    return pl.DataFrame(rows, schema=_STEP_SCHEMA)
+
+
+_STEP_SCHEMA = pl.Schema(
+    {
+        "turn": pl.Int16,
+        "round": pl.Int32,
+        "prefill": pl.Boolean,
+        "position": pl.Int16,
+        "k": pl.Int16,
+        "n_drafted": pl.Int16,
+        "kind": pl.String,
+        "accepted": pl.Boolean,
+        "verified": pl.Boolean,
+        "emitted": pl.Boolean,
+    }
+)
+
+
+def _row(
+    turn: int,
+    index: int,
+    prefill: bool,
+    position: int,
+    k: int,
+    drafted: int,
+    kind: str,
+    accepted: bool | None,
+    verified: bool,
+) -> dict[str, Any]:
+    emitted = bool(accepted) if kind == KIND_DRAFT else True
+    return {
+        "turn": turn,
+        "round": index,
+        "prefill": prefill,
+        "position": position,
+        "k": k,
+        "n_drafted": drafted,
+        "kind": kind,
+        "accepted": accepted,
+        "verified": verified,
+        "emitted": emitted,
+    }

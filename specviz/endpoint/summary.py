@@ -1,0 +1,112 @@
+"""``specviz summary`` of server-measured runs: acceptance per task, single-task vs multitask.
+
+A server reports per-request counts, not per-round events with timings, so the cost-accounted
+(modelled) clock and its decomposition cannot be computed from its runs. What can be:
+per (drafter, mixture, category) the draft acceptance rate (accepted / drafted) and the mean
+acceptance length (1 + accepted / spec steps, vLLM's convention, :mod:`specviz.serve.metrics`)
+pooled over requests, the client's time to first token and inter-chunk gaps (medians), tokens per
+second of a request's own wall time; and per (drafter, category) how a multitask mixture moves the
+mean acceptance length against the category's single-task mixture (the study's question, on the
+acceptance side only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from specviz.endpoint.run import MEASURED_BY, read_server_table
+from specviz.runlog import find_run_dirs, read_run_meta, scan_requests
+
+KEYS = ("drafter", "mixture", "category")
+
+
+def is_server_measured(source: str | Path) -> bool:
+    """Whether the runs at or below ``source`` were measured through an endpoint; refuses a
+    directory holding both kinds (their figures are not comparable)."""
+    kinds = {read_run_meta(d).get("measured_by") == MEASURED_BY for d in find_run_dirs(source)}
+    if kinds == {True, False}:
+        from specviz.runlog import RunDirError
+
+        raise RunDirError(
+            f"{source} holds both server-measured and in-process runs: summarise them apart"
+        )
+    return kinds == {True}
+
+
+def _table(source: str | Path) -> pl.DataFrame:
+    dirs = find_run_dirs(source)
+    requests = scan_requests(dirs).collect()
+    server = pl.concat([read_server_table(d) for d in dirs], how="vertical")
+    gaps = [[g for turn in turns for g in turn] for turns in server["turn_itl_s"].to_list()]
+    itl = server.select("request_id", "num_spec_steps").with_columns(
+        pl.Series("itl_s", gaps, dtype=pl.List(pl.Float64))
+    )
+    return requests.join(itl, on="request_id", how="left")
+
+
+def server_summary(source: str | Path) -> dict[str, Any]:
+    """The rows and single-vs-multitask shifts of every server-measured run under ``source``."""
+    table = _table(source)
+    rows = (
+        table.group_by(*KEYS)
+        .agg(
+            pl.len().alias("requests"),
+            (pl.col("accepted").sum() / pl.col("drafted").sum()).alias("acceptance_rate"),
+            (1 + pl.col("accepted").sum() / pl.col("num_spec_steps").sum()).alias(
+                "mean_acceptance_length"
+            ),
+            pl.col("ttft_s").median().alias("ttft_s_median"),
+            pl.col("itl_s").explode().median().alias("itl_s_median"),
+            (pl.col("new_tokens").sum() / pl.col("wall_s").sum()).alias("tokens_per_s"),
+        )
+        .sort(*KEYS)
+    )
+    single = rows.filter(pl.col("mixture") == pl.col("category")).select(
+        "drafter", "category", pl.col("mean_acceptance_length").alias("single_task")
+    )
+    shifts = (
+        rows.filter(pl.col("mixture") != pl.col("category"))
+        .join(single, on=["drafter", "category"], how="inner")
+        .select(
+            *KEYS,
+            "single_task",
+            pl.col("mean_acceptance_length").alias("multitask"),
+            (pl.col("mean_acceptance_length") - pl.col("single_task")).alias("shift"),
+        )
+        .sort(*KEYS)
+    )
+    return {
+        "source": str(source),
+        "measured_by": MEASURED_BY,
+        "rows": rows.to_dicts(),
+        "shifts": shifts.to_dicts(),
+        "note": "server-measured: acceptance from the server's per-request counts; timings from "
+        "the client's clock (no cost-accounted clock, no per-round decomposition)",
+    }
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """The summary as plain-text tables."""
+    lines = [f"{summary['source']}: {summary['note']}", ""]
+    head = [*KEYS, "requests", "acceptance_rate", "mean_acceptance_length", "ttft_s_median",
+            "itl_s_median", "tokens_per_s"]  # fmt: skip
+    lines.append(" | ".join(head))
+    lines += [" | ".join(_fmt(r[h]) for h in head) for r in summary["rows"]]
+    if summary["shifts"]:
+        lines += ["", "mean acceptance length, multitask vs single-task:"]
+        lines += [
+            f"{s['drafter']} {s['category']} in {s['mixture']}: {_fmt(s['multitask'])} vs "
+            f"{_fmt(s['single_task'])} alone ({s['shift']:+.3f})"
+            for s in summary["shifts"]
+            if s["shift"] is not None
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""specviz serve: the engine behind an OpenAI-compatible chat-completions API (docs/serving.md)."""

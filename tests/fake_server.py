@@ -1,0 +1,77 @@
+"""A scripted chat-completions server on a free loopback port, for the endpoint client's tests.
+
+``FakeServer(answer)`` runs uvicorn in a thread; ``answer(n, body)`` (n: 0-based count of chat
+requests so far) returns the response. Leaving the ``with`` block stops it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Answer = Callable[[int, dict[str, Any]], Response]
+MODEL = "fake-model"
+
+
+class FakeServer:
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []
+        self.times: list[float] = []  # time.monotonic() of each chat request's arrival
+        app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/v1/models", self._models, methods=["GET"]),
+            ]
+        )
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def _chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.times.append(time.monotonic())
+        self.requests.append(body)
+        return self.answer(len(self.requests) - 1, body)
+
+    @property
+    def url(self) -> str:
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> FakeServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the fake server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.server.force_exit = True
+        self.thread.join(timeout=10)
+
+
+def sse(chunks: list[str]) -> Response:
+    """An event stream of the given ``data:`` payloads, then ``[DONE]``."""
+    from starlette.responses import StreamingResponse
+
+    async def body() -> AsyncIterator[str]:
+        for data in chunks:
+            yield f"data: {data}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream")

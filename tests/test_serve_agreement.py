@@ -1,0 +1,173 @@
+"""``specviz serve`` on a free loopback port, a study sent to it with ``--endpoint``, and the same
+study in process: every request's acceptance (histogram and per-step counts) and text agree."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+from engine_helpers import run_cli
+
+from specviz.endpoint.run import read_server_table
+from specviz.runlog import find_run_dirs
+from specviz.serve.metrics import event_spec_steps
+from specviz.study import load_study, run_study
+
+K = 3
+
+
+def die_with_parent() -> None:
+    """In the server's process before it starts: the kernel kills it when this process dies
+    (Linux ``PR_SET_PDEATHSIG``), so no server outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path) -> Iterator[str]:
+    """``specviz serve`` (prompt lookup, constant k = 3, detailed figures) in a subprocess,
+    stopped when the module's tests end."""
+    port = free_port()
+    args = ["--target", str(tiny_model_dir), "--drafter", "prompt-lookup", "--k", str(K)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "specviz", "serve", *args, "--port", str(port),
+         "--per-request-spec-decode-metrics", "detailed", "--device", "cpu"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=die_with_parent,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, proc.communicate()[0]
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "specviz serve did not start"
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def study_file(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("agree")
+    rows = [
+        {"question_id": f"{c}-{i}", "category": c,
+         "turns": [f"{c} {i}: say hi hi hi"] + (["again, hi hi"] if i == 0 else [])}
+        for c in ("coding", "math")
+        for i in range(2)
+    ]  # fmt: skip
+    (root / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "agree.toml").write_text(
+        f"""name = "agree"
+max_new_tokens = 16
+models = ["{tiny_model_dir}"]
+policies = ["constant"]
+k = [{K}]
+[workload]
+source = "{root / "q.jsonl"}"
+per_category = 2
+[mixtures]
+single = true
+uniform = ["interleaved"]
+[[drafters]]
+kind = "prompt-lookup"
+name = "pld"
+[options]
+baseline = false
+device = "cpu"
+"""
+    )
+    return root / "agree.toml"
+
+
+def test_a_study_through_specviz_serve_agrees_with_the_in_process_study(
+    server: str, study_file: Path, tmp_path: Path
+):
+    in_process = tmp_path / "in-process"
+    run_study(load_study(study_file), in_process, progress=False)
+    served = tmp_path / "served"
+    result = run_cli(
+        "study", str(study_file), "--out", str(served), "--endpoint", f"pld={server}",
+        "--concurrency", "2", "--quiet", timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dirs = find_run_dirs(in_process)
+    assert len(dirs) == 3 and [d.name for d in find_run_dirs(served)] == [d.name for d in dirs]
+    checked = 0
+    for run_dir in dirs:
+        mine = event_spec_steps(pl.read_parquet(run_dir / "events.parquet"), K)
+        theirs = read_server_table(served / run_dir.relative_to(in_process))
+        for rid, hist in theirs.select("request_id", "acceptance_histogram").iter_rows():
+            assert hist == mine[rid].vllm_fields(detailed=False)["acceptance_histogram"], rid
+            checked += 1
+        # detailed: the server's per-step counts, written as events, are the engine's steps
+        server_steps = event_spec_steps(
+            pl.read_parquet(served / run_dir.relative_to(in_process) / "events.parquet"), K
+        )
+        assert server_steps == mine
+        texts = [
+            pl.read_parquet(d / "requests.parquet").sort("request_id")["output_text"].to_list()
+            for d in (run_dir, served / run_dir.relative_to(in_process))
+        ]
+        assert texts[0] == texts[1]
+    assert checked == 2 + 2 + 4
+    assert sum(sum(h) for h in theirs["acceptance_histogram"].to_list()) > 0
+    # summary reads the server's figures: each category alone vs in the uniform mix
+    summary = run_cli("summary", str(served), "--json")
+    assert summary.returncode == 0, summary.stderr
+    answer = json.loads(summary.stdout)
+    assert answer["measured_by"] == "server"
+    shifted = {(s["category"], s["mixture"]) for s in answer["shifts"]}
+    assert shifted == {("coding", "uniform-interleaved"), ("math", "uniform-interleaved")}
+    report = run_cli("report", str(served), "--out", str(tmp_path / "r.html"))
+    assert report.returncode == 2 and "server-measured" in report.stderr
+
+
+def test_serve_refuses_a_bad_request_in_openai_shape(server: str):
+    response = httpx.post(f"{server}/v1/chat/completions", content=b"{nope", timeout=30)
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]["message"]
+    response = httpx.post(
+        f"{server}/v1/chat/completions", json={"model": "other", "messages": []}, timeout=30
+    )
+    assert response.status_code == 404
+
+
+def test_serve_answers_without_streaming_with_vllm_figures(server: str):
+    body = {"messages": [{"role": "user", "content": "hi hi hi"}], "max_tokens": 8,
+            "temperature": 0}  # fmt: skip
+    answer = httpx.post(f"{server}/v1/chat/completions", json=body, timeout=120).json()
+    fields = answer["metrics"]["speculative_decoding"]
+    assert answer["usage"]["completion_tokens"] == 8
+    assert sum(fields["acceptance_histogram"]) == fields["num_spec_steps"]
+    assert sum(fields["per_step_accepted"]) == fields["num_accepted_draft_tokens"]
+    assert fields["num_spec_tokens"] == K
