@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from engine_helpers import MODELS, PROMPTS, decode, make_decoder
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
@@ -85,7 +87,10 @@ def test_a_cuda_placed_model_is_refused_before_quantizing(tiny_model_dir):
     from specviz.quantize import quantized_copy
 
     loaded = MODELS.get(ModelSpec(str(tiny_model_dir)))
-    on_meta = type(loaded)(loaded.spec, loaded.model.to("meta"), loaded.tokenizer, "", None)
+    # a copy: Module.to moves in place, and the cached model serves every later test
+    on_meta = type(loaded)(
+        loaded.spec, copy.deepcopy(loaded.model).to("meta"), loaded.tokenizer, "", None
+    )
     with pytest.raises(ModelLoadError, match="CPU only"):
         quantized_copy(on_meta, "int8")
 
