@@ -188,3 +188,13 @@ def test_a_composition_lead_says_whether_the_mix_is_harder_or_easier_and_why():
     text = mix_text(easier)
     assert text.startswith("The mix is easier than the single-task set: ")
     assert "less writing (25% of its tokens against 50%" in text and "more extraction" in text
+
+
+def test_the_lead_says_changing_load_once_however_many_streams_it_moved(loaded):
+    from specviz.report.summary import lead_lines, load_detail
+
+    moved = [r for r in loaded["streams"] if r["load"]["changing"]]
+    lead = [x for x in lead_lines(loaded) if "changing load" in x]
+    # one line under the headline (the first screen), each stream's detail in the numbers
+    assert len(lead) == 1 and f"for {len(moved)} of {len(loaded['streams'])} streams" in lead[0]
+    assert len(load_detail(loaded)) == len(moved) >= 1

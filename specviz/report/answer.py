@@ -482,6 +482,21 @@ def load_lines(streams: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def load_summary(streams: list[dict[str, Any]]) -> str | None:
+    """One sentence for the first screen: how many streams' wall clocks were taken under
+    changing load (:func:`wall_load`) and how far load alone moves them; :func:`load_lines`
+    gives each stream's detail. None when every wall clock held steady."""
+    moved = [row["load"]["shift_pct"] for row in streams if row["load"]["changing"]]
+    if not moved:
+        return None
+    return (
+        f"The wall clock was taken under changing load for {len(moved)} of {len(streams)} "
+        f"streams: load alone moves their wall-clock extra time by {_fmt(min(moved))} to "
+        f"{_fmt(max(moved))}, beyond what their intervals allow, so their wall-clock figures "
+        "are not findings; read the modelled ones (each stream under The numbers)."
+    )
+
+
 def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baseline: bool) -> dict:
     """One method's advice on one mixture, from its modelled terms and the oracle's routes:
     ``do not speculate`` (every task's best static choice is the baseline), ``route by task``
@@ -729,6 +744,7 @@ def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
         "headline": headline(streams),
         "tuning": tuning_lines(streams),
         "load": load_lines(streams),
+        "load_summary": load_summary(streams),
         "streams": streams,
         "findings": [
             term_sentence(r, t) for r in streams if r["drafter"] != BASELINE for t in r["terms"]

@@ -249,8 +249,15 @@ def nonzero_findings(answer: dict[str, Any]) -> list[str]:
 
 def lead_lines(answer: dict[str, Any]) -> list[str]:
     """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
-    multitask cost), then each stream whose wall clock was taken under changing load."""
-    return [t["text"] for t in answer.get("tuning", [])] + list(answer.get("load", []))
+    multitask cost), then one line on the streams whose wall clock was taken under changing
+    load (their detail: :func:`load_detail`)."""
+    summary = answer.get("load_summary")
+    return [t["text"] for t in answer.get("tuning", [])] + ([summary] if summary else [])
+
+
+def load_detail(answer: dict[str, Any]) -> list[str]:
+    """Each stream whose wall clock was taken under changing load, and by how much."""
+    return list(answer.get("load", []))
 
 
 def answer_html(answer: dict[str, Any]) -> str:
@@ -258,6 +265,8 @@ def answer_html(answer: dict[str, Any]) -> str:
     streams = answer["streams"]
     out = [element("p", element("strong", esc(answer["headline"]["text"])))]
     out += [text_element("p", line) for line in lead_lines(answer)]
+    if load_detail(answer):
+        out.append(_list(load_detail(answer)))
     if not streams:
         return "".join(out)
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
@@ -340,6 +349,7 @@ def answer_text(answer: dict[str, Any]) -> str:
     out = [QUESTION, "", answer["headline"]["text"], ""]
     lead = lead_lines(answer)
     out += [*lead, ""] if lead else []
+    out += [*[f"- {line}" for line in load_detail(answer)], ""] if load_detail(answer) else []
     streams = answer["streams"]
     if streams:
         controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
