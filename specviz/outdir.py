@@ -206,17 +206,26 @@ def write_out_file(path: Path, text: str, flag: str = "--out") -> None:
             return
         target = path.resolve() if path.is_symlink() else path
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = tmp_name(target)
-        try:
-            with tmp.open("wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
     except OSError as err:
         raise disk_error(err, f"{flag} {path}") from None
+    atomic_write_bytes(target, data, f"{flag} {path}")
+
+
+def atomic_write_bytes(path: Path, data: bytes, what: str | None = None) -> None:
+    """``data`` to a temporary name beside ``path``, then renamed onto it. A failed write (disk
+    full, file-size limit) removes the temporary file, leaves ``path`` as it was and raises
+    OutPathError naming the cause and ``what`` (default: the path)."""
+    tmp = tmp_name(path)
+    try:
+        with tmp.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise disk_error(err, what or str(path)) from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -26,7 +26,12 @@ import polars as pl
 
 import specviz
 from specviz.errors import SpecvizError
-from specviz.outdir import check_out_dir, disk_error, entries, remove_leftovers, tmp_name
+from specviz.outdir import (
+    atomic_write_bytes,
+    check_out_dir,
+    entries,
+    remove_leftovers,
+)
 from specviz.schema import (
     ADDED_SINCE,
     EVENT_SCHEMA,
@@ -226,31 +231,14 @@ def scan_requests(paths: str | Path | Iterable[str | Path]) -> pl.LazyFrame:
     return _scan(paths, REQUESTS_FILE, REQUEST_SCHEMA, "requests")
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """``data`` to a temporary name beside ``path``, then renamed onto it. A failed write (disk
-    full, file-size limit) removes the temporary file, leaves ``path`` as it was and raises
-    OutPathError naming the cause."""
-    tmp = tmp_name(path)
-    try:
-        with tmp.open("wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise disk_error(err, str(path)) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
     buffer = io.BytesIO()  # serialised first: a disk error then comes from Python, with errno
     frame.write_parquet(buffer)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass(frozen=True)
