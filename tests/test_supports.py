@@ -90,3 +90,19 @@ def test_cli_refuses_a_batched_suffix_run_in_one_line_with_exit_2(
     assert "drafter 'suffix' has no batched version" in err and "batch size 1 only" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_every_kind_declared_batched_has_a_batch_drafter(
+    tiny_model_dir: Path, tiny_draft_dir: Path
+):
+    from specviz.batch.drafters import build_batch_drafter
+    from specviz.config import SamplingConfig
+    from specviz.models import ModelCache
+
+    models = ModelCache()
+    target = models.get(ModelSpec(str(tiny_model_dir)))
+    options = {"model": {"draft": ModelSpec(str(tiny_draft_dir))}, "layer-skip": {"exit_layer": 1}}
+    for kind in batched_drafters():
+        config = DrafterConfig(kind, **options.get(kind, {}))
+        built = build_batch_drafter(config, target, SamplingConfig(), models)
+        assert (built is None) == (kind == "none")
