@@ -8,8 +8,8 @@ and Python callers get the same messages.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from specviz.cost import (
@@ -20,28 +20,14 @@ from specviz.cost import (
     curve_model,
 )
 from specviz.errors import SpecvizError
+from specviz.supports import DRAFTER_SUPPORTS, POLICY_SUPPORTS, missing_stop_rules
 
-DRAFTERS = ("none", "model", "prompt-lookup", "layer-skip", "component-skip", "suffix")
+DRAFTERS = tuple(DRAFTER_SUPPORTS)
 PARTITIONS = ("shared", "task")  # suffix drafter memory: one for the stream, or one per category
-# suffix-drafter options and their defaults (ArcticInference's tree depth 24, min prob 0.1)
-SUFFIX_DEFAULTS: dict[str, Any] = {
-    "partition": "shared",
-    "memory_tokens": 4096,
-    "tree_depth": 24,
-    "spec_factor": 1.0,
-    "min_token_prob": 0.1,
-}
 COMPONENTS = ("attention", "mamba", "mlp")  # of a hybrid (Falcon-H1) decoder layer
-POLICIES = (
-    "constant",
-    "heuristic",
-    "heuristic-per-request",
-    "heuristic-per-task",
-    "confidence",
-    "svip",
-    "cost-aware",
-)
-STOPPING_POLICIES = ("confidence", "svip")  # the drafter stops early: needs a distribution
+POLICIES = tuple(POLICY_SUPPORTS)
+# the drafter stops early: needs a distribution (specviz.supports)
+STOPPING_POLICIES = tuple(kind for kind, s in POLICY_SUPPORTS.items() if s.stops_drafts)
 DRAFT_QUANTS = ("int8",)  # --draft-quant: int8 = torch dynamic quantization of nn.Linear (CPU)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -85,6 +71,147 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class DraftModelOptions:
+    """``model``: a separate draft model ``draft``; ``quant`` (``int8``) drafts with an int8
+    dynamically quantized copy of ``draft``, or of the target when ``draft`` is unset
+    (:class:`RunConfig` then names the target as the draft)."""
+
+    draft: ModelSpec | None = None
+    quant: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quant is not None and self.quant not in DRAFT_QUANTS:
+            raise ConfigError(
+                f"draft quantization {self.quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
+            )
+        if (
+            self.quant is not None
+            and self.draft is not None
+            and self.draft.device.startswith("cuda")
+        ):
+            raise ConfigError(
+                f"--draft-quant {self.quant} runs on the CPU only (torch dynamic "
+                "quantization has no CUDA kernels): use --device cpu, or a separate --draft model"
+            )
+        if self.draft is None and self.quant is None:
+            raise ConfigError(
+                "drafter 'model' needs a draft model: pass --draft NAME, or --draft-quant int8 "
+                "to draft with a quantized copy of the target"
+            )
+
+
+@dataclass(frozen=True)
+class PromptLookupOptions:
+    """``prompt-lookup``: n-gram lookup, trying ``max_ngram`` down to ``min_ngram``."""
+
+    max_ngram: int = 3
+    min_ngram: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_ngram <= self.max_ngram:
+            raise ConfigError(
+                f"n-gram sizes must satisfy 1 <= min_ngram <= max_ngram (got {self.min_ngram}, "
+                f"{self.max_ngram})"
+            )
+
+
+@dataclass(frozen=True)
+class LayerSkipOptions:
+    """``layer-skip``: the target's own layers ``layers`` (must list 0), or the first
+    ``exit_layer`` layers; exactly one of the two. Whether they exist in the model is checked
+    when it is loaded (:func:`specviz.drafters.layer_skip.kept_layers`)."""
+
+    exit_layer: int | None = None
+    layers: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.exit_layer is None) == (self.layers is None):
+            raise ConfigError("layer-skip needs exactly one of --exit-layer L or --layers 0,2,4")
+        if self.exit_layer is not None and self.exit_layer < 1:
+            raise ConfigError(f"--exit-layer must be >= 1 (got {self.exit_layer})")
+        if self.layers is not None and (not self.layers or 0 not in self.layers):
+            raise ConfigError("--layers must list layer 0 (the cache length is read from it)")
+
+
+@dataclass(frozen=True)
+class ComponentSkipOptions:
+    """``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
+    :data:`COMPONENTS`, in that order) in its layers ``layers`` (all layers when None)."""
+
+    components: tuple[str, ...] | None = None
+    layers: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.components:
+            raise ConfigError(
+                'component-skip needs the components to draft with, e.g. components = ["mamba", '
+                '"mlp"] (the SSM path alone) or ["attention", "mlp"]'
+            )
+        if len(self.components) == len(COMPONENTS):
+            raise ConfigError(
+                "component-skip lists every component, which is the target itself: leave out "
+                "at least one of " + ", ".join(COMPONENTS)
+            )
+        if self.layers is not None and not self.layers:
+            raise ConfigError(
+                "component-skip layers is empty: list the layers that draft with the chosen "
+                "components, or leave it out for all layers"
+            )
+
+
+@dataclass(frozen=True)
+class SuffixOptions:
+    """``suffix``: the suffix cache (:mod:`specviz.drafters.suffix`); defaults are
+    ArcticInference's (tree depth 24, min prob 0.1)."""
+
+    partition: str = "shared"
+    memory_tokens: int = 4096
+    tree_depth: int = 24
+    spec_factor: float = 1.0
+    min_token_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.partition not in PARTITIONS:
+            raise ConfigError(
+                f"suffix partition {self.partition!r} is not one of {', '.join(PARTITIONS)}"
+            )
+        if self.memory_tokens < 0:
+            raise ConfigError(
+                f"suffix memory_tokens must be >= 0 (got {self.memory_tokens}); 0 keeps no memory"
+            )
+        if self.tree_depth < 2:
+            raise ConfigError(f"suffix tree_depth must be >= 2 (got {self.tree_depth})")
+        if not (math.isfinite(self.spec_factor) and self.spec_factor > 0):
+            raise ConfigError(f"suffix spec_factor must be > 0 and finite (got {self.spec_factor})")
+        if not 0.0 <= self.min_token_prob < 1.0:
+            raise ConfigError(
+                f"suffix min_token_prob must be in [0, 1) (got {self.min_token_prob})"
+            )
+
+
+# suffix-drafter options and their defaults, as the flat DrafterConfig fields name them
+SUFFIX_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SuffixOptions)}
+
+DrafterOptions = (
+    DraftModelOptions
+    | PromptLookupOptions
+    | LayerSkipOptions
+    | ComponentSkipOptions
+    | SuffixOptions
+)
+
+# option field -> (the kinds that use it, how a refusal names it); exit_layer and layers are
+# not listed: kinds that do not use them have always ignored them, and run directories recorded
+# with them must still open
+_ONLY_WITH: dict[str, tuple[tuple[str, ...], str]] = {
+    "draft_quant": (("model",), "--draft-quant is only used with --drafter model"),
+    "draft": (("model",), "--draft is only used with --drafter model"),
+    **{key: (("suffix",), f"{key} is only used with --drafter suffix") for key in SUFFIX_DEFAULTS},
+    "components": (("component-skip",), "components are only used with component-skip"),
+}
+
+
+@dataclass(frozen=True)
 class DrafterConfig:
     """Which drafter proposes tokens, with its options.
 
@@ -104,6 +231,14 @@ class DrafterConfig:
       ``tree_depth`` (>= 2), ``spec_factor`` (> 0: at most factor x match length tokens) and
       ``min_token_prob`` (in [0, 1): stop when the continuation's probability falls below it).
       Unset options take :data:`SUFFIX_DEFAULTS`; other kinds refuse them.
+
+    Each kind's options are its own small frozen config (:class:`DraftModelOptions`,
+    :class:`PromptLookupOptions`, :class:`LayerSkipOptions`, :class:`ComponentSkipOptions`,
+    :class:`SuffixOptions`), which validates them, once: :attr:`options`. The fields stay flat
+    here because this is the stored form: study TOML tables, CLI flags and ``run.json`` all carry
+    these keys, and run ids are hashes of it, so nesting them would change every recorded run's
+    identity. A field another kind uses is refused by name (``exit_layer``/``layers`` excepted,
+    see ``_ONLY_WITH``); n-gram sizes are checked whatever the kind, as they always were.
 
     ``name`` labels the drafter in event logs and metrics (the ``drafter`` column); it defaults to
     the kind. Two variants of one kind compared side by side (two layer-skip sets) need distinct
@@ -126,9 +261,23 @@ class DrafterConfig:
     draft_quant: str | None = None
 
     def __post_init__(self) -> None:
+        self._normalise_components()
         self._check_name()
-        self._check_quant()
-        self._check_suffix()
+        if self.kind not in DRAFTERS:
+            raise ConfigError(f"drafter {self.kind!r} is not one of {', '.join(DRAFTERS)}")
+        self._refuse_foreign_options()
+        PromptLookupOptions(self.max_ngram, self.min_ngram)
+        options = self.options
+        if isinstance(options, SuffixOptions):  # stored filled in, as run.json has them
+            for key in SUFFIX_DEFAULTS:
+                object.__setattr__(self, key, getattr(options, key))
+
+    @property
+    def options(self) -> DrafterOptions | None:
+        """This kind's own options, validated (None for ``none``)."""
+        return _OPTIONS[self.kind](self)
+
+    def _normalise_components(self) -> None:
         if isinstance(self.components, str):
             raise ConfigError(
                 f'components takes a list such as ["mamba", "mlp"], not the string '
@@ -140,32 +289,15 @@ class DrafterConfig:
             unknown = sorted(names - set(COMPONENTS))
             if unknown:
                 raise ConfigError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
-        if self.kind not in DRAFTERS:
-            raise ConfigError(f"drafter {self.kind!r} is not one of {', '.join(DRAFTERS)}")
-        if self.kind == "model" and self.draft is None and self.draft_quant is None:
+
+    def _refuse_foreign_options(self) -> None:
+        for key, (kinds, message) in _ONLY_WITH.items():
+            if getattr(self, key) is not None and self.kind not in kinds:
+                raise ConfigError(f"{message}, not {self.kind!r}")
+        if self.kind == "component-skip" and self.exit_layer is not None:
             raise ConfigError(
-                "drafter 'model' needs a draft model: pass --draft NAME, or --draft-quant int8 "
-                "to draft with a quantized copy of the target"
+                "component-skip takes layers (or none for all layers), not an exit layer"
             )
-        if self.kind != "model" and self.draft is not None:
-            raise ConfigError(f"--draft is only used with --drafter model, not {self.kind!r}")
-        if not 1 <= self.min_ngram <= self.max_ngram:
-            raise ConfigError(
-                f"n-gram sizes must satisfy 1 <= min_ngram <= max_ngram (got {self.min_ngram}, {self.max_ngram})"
-            )
-        if self.kind == "layer-skip":
-            if (self.exit_layer is None) == (self.layers is None):
-                raise ConfigError(
-                    "layer-skip needs exactly one of --exit-layer L or --layers 0,2,4"
-                )
-            if self.exit_layer is not None and self.exit_layer < 1:
-                raise ConfigError(f"--exit-layer must be >= 1 (got {self.exit_layer})")
-            if self.layers is not None and (not self.layers or 0 not in self.layers):
-                raise ConfigError("--layers must list layer 0 (the cache length is read from it)")
-        if self.kind == "component-skip":
-            self._check_components()
-        elif self.components is not None:
-            raise ConfigError(f"components are only used with component-skip, not {self.kind!r}")
 
     def _check_name(self) -> None:
         if self.name is None:
@@ -185,76 +317,27 @@ class DrafterConfig:
                 f"{self.kind}-2"
             )
 
-    def _check_quant(self) -> None:
-        if self.draft_quant is None:
-            return
-        if self.draft_quant not in DRAFT_QUANTS:
-            raise ConfigError(
-                f"draft quantization {self.draft_quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
-            )
-        if self.kind != "model":
-            raise ConfigError(f"--draft-quant is only used with --drafter model, not {self.kind!r}")
-        if self.draft is not None and self.draft.device.startswith("cuda"):
-            raise ConfigError(
-                f"--draft-quant {self.draft_quant} runs on the CPU only (torch dynamic "
-                "quantization has no CUDA kernels): use --device cpu, or a separate --draft model"
-            )
-
-    def _check_suffix(self) -> None:
-        given = [key for key in SUFFIX_DEFAULTS if getattr(self, key) is not None]
-        if self.kind != "suffix":
-            if given:
-                raise ConfigError(
-                    f"{given[0]} is only used with --drafter suffix, not {self.kind!r}"
-                )
-            return
-        for key, default in SUFFIX_DEFAULTS.items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, default)
-        if self.partition not in PARTITIONS:
-            raise ConfigError(
-                f"suffix partition {self.partition!r} is not one of {', '.join(PARTITIONS)}"
-            )
-        assert self.memory_tokens is not None and self.tree_depth is not None
-        assert self.spec_factor is not None and self.min_token_prob is not None
-        if self.memory_tokens < 0:
-            raise ConfigError(
-                f"suffix memory_tokens must be >= 0 (got {self.memory_tokens}); 0 keeps no memory"
-            )
-        if self.tree_depth < 2:
-            raise ConfigError(f"suffix tree_depth must be >= 2 (got {self.tree_depth})")
-        if not (math.isfinite(self.spec_factor) and self.spec_factor > 0):
-            raise ConfigError(f"suffix spec_factor must be > 0 and finite (got {self.spec_factor})")
-        if not 0.0 <= self.min_token_prob < 1.0:
-            raise ConfigError(
-                f"suffix min_token_prob must be in [0, 1) (got {self.min_token_prob})"
-            )
-
-    def _check_components(self) -> None:
-        if not self.components:
-            raise ConfigError(
-                'component-skip needs the components to draft with, e.g. components = ["mamba", '
-                '"mlp"] (the SSM path alone) or ["attention", "mlp"]'
-            )
-        if len(self.components) == len(COMPONENTS):
-            raise ConfigError(
-                "component-skip lists every component, which is the target itself: leave out "
-                "at least one of " + ", ".join(COMPONENTS)
-            )
-        if self.exit_layer is not None:
-            raise ConfigError(
-                "component-skip takes layers (or none for all layers), not an exit layer"
-            )
-        if self.layers is not None and not self.layers:
-            raise ConfigError(
-                "component-skip layers is empty: list the layers that draft with the chosen "
-                "components, or leave it out for all layers"
-            )
-
     @property
     def label(self) -> str:
         """The drafter's name in event logs and metrics: ``name``, else the kind."""
         return self.name or self.kind
+
+
+def _suffix_options(config: DrafterConfig) -> SuffixOptions:
+    given = {key: getattr(config, key) for key in SUFFIX_DEFAULTS}
+    return SuffixOptions(**{key: value for key, value in given.items() if value is not None})
+
+
+# drafter kind -> its options, read from the flat config
+_OPTIONS: dict[str, Callable[[DrafterConfig], DrafterOptions | None]] = {
+    "none": lambda c: None,
+    "model": lambda c: DraftModelOptions(c.draft, c.draft_quant),
+    "prompt-lookup": lambda c: PromptLookupOptions(c.max_ngram, c.min_ngram),
+    "layer-skip": lambda c: LayerSkipOptions(c.exit_layer, c.layers),
+    "component-skip": lambda c: ComponentSkipOptions(c.components, c.layers),
+    "suffix": _suffix_options,
+}
+assert tuple(_OPTIONS) == DRAFTERS
 
 
 @dataclass(frozen=True)
@@ -385,16 +468,11 @@ class RunConfig:
             raise ConfigError(
                 f"max_new_tokens must be <= {MAX_NEW_TOKENS_MAX} (got {self.max_new_tokens})"
             )
-        if self.policy.kind in STOPPING_POLICIES and self.drafter.kind in (
-            "prompt-lookup",
-            "suffix",
-        ):
-            raise ConfigError(
-                f"policy {self.policy.kind!r} needs draft probabilities; {self.drafter.kind} has "
-                "none (use constant or heuristic)"
-            )
+        why = missing_stop_rules(self.drafter.kind, self.policy.kind)
+        if why is not None:
+            raise ConfigError(why)
 
-        self_drafting = self.drafter.kind in ("layer-skip", "component-skip")
+        self_drafting = not DRAFTER_SUPPORTS[self.drafter.kind].own_cost
         costs = self.policy.cost_model
         if self.policy.kind == "cost-aware" and costs is None and self_drafting:
             raise ConfigError(

@@ -3,7 +3,8 @@
 A batched run is a :class:`~specviz.config.RunConfig` (models, drafter, policy, sampling, token
 budget) plus a :class:`BatchConfig`: how many rows decode together, how the stream's requests are
 grouped into batches, whether waiting requests join as rows finish, and whether the draft length
-is one k for the whole batch or each row's own.
+is one k for the whole batch or each row's own. Which drafters and policies run batched is
+declared with each kind, in :mod:`specviz.supports`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from specviz.errors import SpecvizError
 COMPOSITIONS = ("stream", "single-task", "mixed")
 K_MODES = ("batch", "row")
 BATCH_SIZE_MAX = 2**15 - 1  # batch_size and row are Int16 columns (specviz.schema)
-BATCH_SIZE_ONE_DRAFTERS = ("suffix",)  # memory across requests, in stream order
-BATCH_SIZE_ONE_POLICIES = ("heuristic-per-task", "cost-aware")  # per-task, per-round state
 
 
 class BatchConfigError(SpecvizError):
     """A batch setting is invalid; the message says which and how to fix it."""
+
+
+class BatchDrafterError(BatchConfigError):
+    """The drafter has no batched version (:func:`specviz.supports.unbatched_drafter`)."""
 
 
 @dataclass(frozen=True)

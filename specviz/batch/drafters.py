@@ -22,21 +22,33 @@ from typing import Protocol
 import torch
 from transformers import PreTrainedModel
 
+from specviz.batch.config import BatchDrafterError
 from specviz.batch.kv import BatchKV
-from specviz.config import DrafterConfig, SamplingConfig
-from specviz.drafters.base import Drafter, Proposal, as_proposal, draft_one
+from specviz.config import (
+    DrafterConfig,
+    DraftModelOptions,
+    LayerSkipOptions,
+    PromptLookupOptions,
+    SamplingConfig,
+)
+from specviz.drafters.base import Drafter, Drafting, Proposal
 from specviz.drafters.draft_model import DraftModelDrafter
 from specviz.drafters.factory import draft_model
 from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
-from specviz.errors import SpecvizError
 from specviz.forward import rollback_layers
 from specviz.models import LoadedModel, ModelCache
 from specviz.stopping import StopRule
+from specviz.supports import unbatched_drafter
 
-
-class BatchDrafterError(SpecvizError):
-    """The drafter has no batched version."""
+__all__ = [
+    "BatchDrafter",
+    "BatchDrafterError",
+    "BatchLayerSkip",
+    "PerRowDrafters",
+    "RowAsk",
+    "build_batch_drafter",
+]
 
 
 @dataclass(frozen=True)
@@ -104,40 +116,38 @@ class BatchLayerSkip:
         return None
 
     def propose(self, kv: BatchKV, asks: Sequence[RowAsk], stop: StopRule | None) -> list[Proposal]:
+        """Every drafting row steps together, each through its own :class:`Drafting` (the
+        batch-size-1 stop / cap loop); a row leaves the forward passes when its draft is done."""
         device = kv.valid.device
-        rows = kv.rows
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        q_rows: list[list[torch.Tensor]] = [[] for _ in range(rows)]
-        by_row = {a.row: a for a in asks}
+        drafts = {a.row: Drafting(a.k, self.sampling, a.generator, stop) for a in asks}
         active = [a.row for a in asks if a.k > 0]
-        steps = max((a.k for a in asks), default=0)
-        step_ids = torch.zeros(rows, 1, dtype=torch.long, device=device)
+        step_ids = torch.zeros(kv.rows, 1, dtype=torch.long, device=device)
         for a in asks:
             step_ids[a.row, 0] = int(a.context[-1])
-        pending = torch.zeros(rows, 0, dtype=torch.bool, device=device)
-        fed = 0
+        pending = torch.zeros(kv.rows, 0, dtype=torch.bool, device=device)
         with only_layers(self.model, self.kept):
-            for _ in range(steps):
-                if not active:
-                    break
-                live = torch.zeros(rows, 1, dtype=torch.bool, device=device)
+            while active:
+                live = torch.zeros(kv.rows, 1, dtype=torch.bool, device=device)
                 live[active, 0] = True
                 logits = kv.forward(self.model, step_ids, live, pending)[:, -1]
                 pending = torch.cat([pending, live], dim=1)
-                fed += 1
-                still = []
-                for r in active:
-                    step = draft_one(logits[r], self.sampling, by_row[r].generator, stop)
-                    if step is None:
-                        continue
-                    tokens[r].append(step[0])
-                    q_rows[r].append(step[1])
-                    step_ids[r, 0] = step[0]
-                    if len(tokens[r]) < by_row[r].k:
-                        still.append(r)
-                active = still
-        rollback_layers(kv.cache, self.kept, fed)  # type: ignore[arg-type]
-        return [as_proposal(tokens[a.row], q_rows[a.row], device) for a in asks]
+                active = self._step(drafts, active, logits, step_ids)
+        rollback_layers(kv.cache, self.kept, pending.shape[1])  # type: ignore[arg-type]
+        return [drafts[a.row].proposal(device) for a in asks]
+
+    @staticmethod
+    def _step(
+        drafts: dict[int, Drafting], active: list[int], logits: torch.Tensor, step_ids: torch.Tensor
+    ) -> list[int]:
+        """Each active row drafts one token from its logits; the rows whose drafts go on, with
+        that token set as their next input."""
+        still = []
+        for r in active:
+            x = drafts[r].step(logits[r])
+            if x is not None:
+                step_ids[r, 0] = x
+                still.append(r)
+        return still
 
 
 def build_batch_drafter(
@@ -148,18 +158,19 @@ def build_batch_drafter(
     The draft model is checked (tokenizer, device) exactly as at batch size 1
     (:func:`~specviz.drafters.factory.draft_model`).
     """
-    if config.kind == "none":
+    why = unbatched_drafter(config.kind)
+    if why is not None:
+        raise BatchDrafterError(why)
+    options = config.options
+    if options is None:
         return None
-    if config.kind == "prompt-lookup":
-        return PerRowDrafters(lambda _g: PromptLookupDrafter(config.max_ngram, config.min_ngram))
-    if config.kind == "layer-skip":
-        n_layers = len(decoder_layers(target.model))
-        kept = kept_layers(n_layers, config.exit_layer, config.layers)
+    if isinstance(options, PromptLookupOptions):
+        ngrams = options
+        return PerRowDrafters(lambda _g: PromptLookupDrafter(ngrams.max_ngram, ngrams.min_ngram))
+    if isinstance(options, LayerSkipOptions):
+        kept = kept_layers(len(decoder_layers(target.model)), options)
         return BatchLayerSkip(target.model, kept, sampling)
-    if config.kind != "model":
-        raise BatchDrafterError(
-            f"drafter {config.kind!r} has no batched version: batched runs support "
-            "prompt-lookup, layer-skip and model (run it with batch size 1)"
-        )
-    draft = draft_model(config, target, models).model
-    return PerRowDrafters(lambda g: DraftModelDrafter(draft, sampling, g))
+    if isinstance(options, DraftModelOptions):
+        draft = draft_model(options, target, models).model
+        return PerRowDrafters(lambda g: DraftModelDrafter(draft, sampling, g))
+    raise AssertionError(f"{config.kind!r} is declared batched in specviz.supports but not built")

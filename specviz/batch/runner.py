@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from specviz.batch.composition import compose
-from specviz.batch.config import BATCH_SIZE_ONE_POLICIES, BatchConfig, BatchConfigError
+from specviz.batch.config import BatchConfig, BatchConfigError, BatchDrafterError
 from specviz.batch.decoder import (
     BatchDecoder,
     Job,
@@ -49,6 +49,7 @@ from specviz.models import LoadedModel, ModelCache
 from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.records import Round
 from specviz.runlog import Finished
+from specviz.supports import unbatched_drafter, unbatched_policy
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request, request_seed
 
@@ -109,12 +110,14 @@ def _refuse_recurrent(model: LoadedModel, name: str, role: str) -> None:
 
 
 def check_batchable(config: RunConfig) -> None:
-    """Refuse, before any model loads, a policy that has no batched version."""
-    if config.policy.kind in BATCH_SIZE_ONE_POLICIES:
-        raise BatchConfigError(
-            f"policy {config.policy.kind!r} has no batched version (it keeps state per task and "
-            "per round): run it with batch size 1"
-        )
+    """Refuse, before any model loads, a drafter or policy that has no batched version (as
+    each kind declares in :mod:`specviz.supports`)."""
+    why = unbatched_drafter(config.drafter.kind)
+    if why is not None:
+        raise BatchDrafterError(why)
+    why = unbatched_policy(config.policy.kind)
+    if why is not None:
+        raise BatchConfigError(why)
 
 
 class BatchSession:

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from specviz.drafters.base import Drafter, Proposal
 from specviz.drafters.draft_model import DraftModelDrafter
-from specviz.drafters.layer_skip import LayerSkipDrafter, LayerSkipError
+from specviz.drafters.layer_skip import LayerSkipError, SelfDrafter
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.drafters.suffix import SuffixDrafter
 
 __all__ = [
     "DraftModelDrafter",
     "Drafter",
-    "LayerSkipDrafter",
     "LayerSkipError",
     "PromptLookupDrafter",
     "Proposal",
+    "SelfDrafter",
     "SuffixDrafter",
 ]

@@ -8,7 +8,7 @@ mutation or type switches. A drafter hears no verdict: what the target kept is i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -91,6 +91,41 @@ def as_proposal(tokens: list[int], q_rows: list[torch.Tensor], device: torch.dev
     return Proposal(drafted, q, q[torch.arange(len(tokens)), drafted])
 
 
+@dataclass
+class Drafting:
+    """One draft in progress: up to ``k`` tokens, each from :func:`draft_one`, until the cap or
+    the ``stop`` rule ends it. The one stop / cap / early-exit loop of every model-based drafter,
+    whether it drafts one row (:func:`draft_tokens`) or a batch's rows in lockstep
+    (:class:`specviz.batch.drafters.BatchLayerSkip`)."""
+
+    k: int
+    sampling: SamplingConfig
+    generator: torch.Generator
+    stop: StopRule | None
+    tokens: list[int] = field(default_factory=list)
+    q_rows: list[torch.Tensor] = field(default_factory=list)
+    done: bool = False
+
+    def step(self, logits: torch.Tensor) -> int | None:
+        """Draft one token from the draft's next-token ``logits``; return it when another token
+        should follow it (the caller feeds it for the next logits), None when the draft is done
+        (the last drafted token is never fed)."""
+        if self.done or len(self.tokens) >= self.k:
+            self.done = True
+            return None
+        drafted = draft_one(logits, self.sampling, self.generator, self.stop)
+        if drafted is None:
+            self.done = True
+            return None
+        self.tokens.append(drafted[0])
+        self.q_rows.append(drafted[1])
+        self.done = len(self.tokens) >= self.k
+        return None if self.done else drafted[0]
+
+    def proposal(self, device: torch.device) -> Proposal:
+        return as_proposal(self.tokens, self.q_rows, device)
+
+
 def draft_tokens(
     logits: torch.Tensor,
     feed: Callable[[int], torch.Tensor],
@@ -99,20 +134,15 @@ def draft_tokens(
     generator: torch.Generator,
     stop: StopRule | None,
 ) -> Proposal:
-    """Draft up to ``k`` tokens one at a time (:func:`draft_one`), as every model-based drafter
+    """Draft up to ``k`` tokens one at a time (:class:`Drafting`), as every model-based drafter
     does at batch size 1.
 
     ``logits``: the draft's next-token logits at the end of the context; ``feed(x_i)`` returns
     the logits after x_i (the last drafted token is never fed).
     """
-    tokens: list[int] = []
-    rows: list[torch.Tensor] = []
-    for i in range(k):
-        step = draft_one(logits, sampling, generator, stop)
-        if step is None:
-            break
-        tokens.append(step[0])
-        rows.append(step[1])
-        if i + 1 < k:
-            logits = feed(step[0])
-    return as_proposal(tokens, rows, logits.device)
+    drafting = Drafting(k, sampling, generator, stop)
+    x = drafting.step(logits)
+    while x is not None:
+        logits = feed(x)
+        x = drafting.step(logits)
+    return drafting.proposal(logits.device)

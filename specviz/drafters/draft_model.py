@@ -5,7 +5,8 @@ longest common prefix with the context (this drops the drafted tokens the target
 keeps the whole conversation across the turns of a multi-turn prompt), feeds whatever part of the
 context the cache lacks, then decodes up to k tokens one by one. A context id past the draft's
 embedding rows (possible when the target has more rows than the tokenizer needs) is fed to the
-draft as id 0; the draft only proposes, so verification stays exact.
+draft as :data:`FALLBACK_ID` (:func:`embeddable`); the draft only proposes, so verification
+stays exact. The hybrid draft-model drafter (:mod:`specviz.hybrid.draft_model`) does the same.
 """
 
 from __future__ import annotations
@@ -18,8 +19,20 @@ from specviz.drafters.base import Proposal, draft_tokens
 from specviz.forward import forward, new_cache, rollback
 from specviz.stopping import StopRule
 
+FALLBACK_ID = 0  # fed to a draft model in place of an id past its embedding rows
 
-class DraftModelDrafter:
+
+def embeddable(ids: torch.Tensor, model: PreTrainedModel) -> torch.Tensor:
+    """``ids`` with every id past ``model``'s embedding rows replaced by :data:`FALLBACK_ID`."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    return torch.where(ids < rows, ids, FALLBACK_ID)
+
+
+class DraftModel:
+    """What both draft-model drafters share (this module's and
+    :class:`specviz.hybrid.draft_model.HybridDraftModelDrafter`): the draft with its own cache,
+    the ids that cache holds, and catching it up with a context."""
+
     def __init__(
         self, model: PreTrainedModel, sampling: SamplingConfig, generator: torch.Generator
     ) -> None:
@@ -27,10 +40,19 @@ class DraftModelDrafter:
         self.sampling = sampling
         self.generator = generator
         self.cache = new_cache(model)
-        self.cached: torch.Tensor = torch.empty(0, dtype=torch.long)
-        # ids the target may emit beyond the draft's embedding rows are fed as this id instead
-        self.rows = model.get_input_embeddings().weight.shape[0]
-        self.fallback_id = 0
+        self.cached: torch.Tensor = torch.empty(0, dtype=torch.long, device=model.device)
+
+    def _catch_up(self, context: torch.Tensor, keep: int) -> torch.Tensor:
+        """Feed ``context[keep:]`` (:func:`embeddable`) after the ``keep`` ids the cache holds;
+        the draft's next-token logits at the end of ``context``."""
+        fresh = embeddable(context[keep:].to(self.model.device), self.model)
+        logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
+        self.cached = context.to(self.model.device).clone()
+        return logits
+
+
+class DraftModelDrafter(DraftModel):
+    """An attention-only draft model: its cache is cropped to the common prefix each round."""
 
     def start(self, context: torch.Tensor) -> None:
         # keep the cache if the new turn's context extends what is cached (multi-turn prompts)
@@ -54,11 +76,8 @@ class DraftModelDrafter:
             rollback(self.cache, 1)
             keep -= 1
             self.cached = self.cached[:keep]
+        logits = self._catch_up(context, keep)
         device = self.model.device
-        fresh = context[keep:].to(device)
-        fresh = torch.where(fresh < self.rows, fresh, self.fallback_id)
-        logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
-        self.cached = context.to(device).clone()
 
         def feed(x: int) -> torch.Tensor:
             step = torch.tensor([x], device=device)

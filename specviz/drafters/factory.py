@@ -5,18 +5,22 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from specviz.config import DrafterConfig, SamplingConfig
+from specviz.config import (
+    ComponentSkipOptions,
+    DrafterConfig,
+    DraftModelOptions,
+    LayerSkipOptions,
+    PromptLookupOptions,
+    SamplingConfig,
+    SuffixOptions,
+)
 from specviz.drafters.base import Drafter
 from specviz.drafters.draft_model import DraftModelDrafter
-from specviz.drafters.layer_skip import (
-    LayerSkipDrafter,
-    decoder_layers,
-    kept_layers,
-)
+from specviz.drafters.layer_skip import decoder_layers, kept_layers, layer_skip_drafter
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.drafters.suffix import SuffixDrafter
 from specviz.forward import new_cache
-from specviz.hybrid.component_skip import ComponentSkipDrafter
+from specviz.hybrid.component_skip import component_skip_drafter
 from specviz.hybrid.components import (
     check_layout,
     has_parallel_components,
@@ -43,42 +47,54 @@ def build_drafter(
     generator: torch.Generator,
     models: ModelCache,
 ) -> Drafter | None:
-    """The drafter a config names (None for plain decoding)."""
-    if config.kind == "none":
+    """The drafter a config names (None for plain decoding), built from the kind's own options
+    (:attr:`~specviz.config.DrafterConfig.options`)."""
+    options = config.options
+    if options is None:
         return None
-    if config.kind == "prompt-lookup":
-        return PromptLookupDrafter(config.max_ngram, config.min_ngram)
-    if config.kind == "suffix":
-        return suffix_drafter(config)
-    if config.kind == "layer-skip":
-        n_layers = len(decoder_layers(target.model))
-        kept = kept_layers(n_layers, config.exit_layer, config.layers)
-        if has_parallel_components(target.model):  # Falcon-H1: skip all of a layer's parts
-            plan = layer_skip_plan(n_layers, kept)
-            return ComponentSkipDrafter(target.model, target_cache, plan, sampling, generator)
-        drafter = LayerSkipDrafter(target.model, target_cache, kept, sampling, generator)
-        if is_hybrid(target_cache):  # its SSM layers must not keep the drafted tokens
-            return StatePreservingDrafter(drafter, target_cache)
-        return drafter
-    if config.kind == "component-skip":
-        assert config.components is not None
-        plan = skip_plan(check_layout(target.model), config.components, config.layers)
-        return ComponentSkipDrafter(target.model, target_cache, plan, sampling, generator)
-    draft = draft_model(config, target, models)
+    if isinstance(options, PromptLookupOptions):
+        return PromptLookupDrafter(options.max_ngram, options.min_ngram)
+    if isinstance(options, SuffixOptions):
+        return suffix_drafter(options)
+    if isinstance(options, LayerSkipOptions):
+        return _layer_skip(options, target, target_cache, sampling, generator)
+    if isinstance(options, ComponentSkipOptions):
+        assert options.components is not None
+        plan = skip_plan(check_layout(target.model), options.components, options.layers)
+        return component_skip_drafter(target.model, target_cache, plan, sampling, generator)
+    draft = draft_model(options, target, models)
     if is_hybrid(new_cache(draft.model)):  # its SSM state cannot be cropped to a prefix
         return HybridDraftModelDrafter(draft.model, sampling, generator)
     return DraftModelDrafter(draft.model, sampling, generator)
 
 
-def draft_model(config: DrafterConfig, target: LoadedModel, models: ModelCache) -> LoadedModel:
-    """The draft model ``config`` names, checked to draft for ``target`` (same tokenizer and
+def _layer_skip(
+    options: LayerSkipOptions,
+    target: LoadedModel,
+    target_cache: DynamicCache,
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+) -> Drafter:
+    n_layers = len(decoder_layers(target.model))
+    kept = kept_layers(n_layers, options)
+    if has_parallel_components(target.model):  # Falcon-H1: skip all of a layer's parts
+        plan = layer_skip_plan(n_layers, kept)
+        return component_skip_drafter(target.model, target_cache, plan, sampling, generator)
+    drafter = layer_skip_drafter(target.model, target_cache, kept, sampling, generator)
+    if is_hybrid(target_cache):  # its SSM layers must not keep the drafted tokens
+        return StatePreservingDrafter(drafter, target_cache)
+    return drafter
+
+
+def draft_model(options: DraftModelOptions, target: LoadedModel, models: ModelCache) -> LoadedModel:
+    """The draft model ``options`` name, checked to draft for ``target`` (same tokenizer and
     device)."""
-    assert config.draft is not None
-    draft = models.get(config.draft, config.draft_quant)
+    assert options.draft is not None  # RunConfig names the target when only quant is given
+    draft = models.get(options.draft, options.quant)
     why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
     if why is not None:
         raise TokenizerMismatchError(
-            f"draft {config.draft.name!r} cannot draft for target {target.spec.name!r}: {why}. "
+            f"draft {options.draft.name!r} cannot draft for target {target.spec.name!r}: {why}. "
             "Pick a draft model from the same family (same tokenizer)."
         )
     if draft.device != target.device:
@@ -88,14 +104,11 @@ def draft_model(config: DrafterConfig, target: LoadedModel, models: ModelCache) 
     return draft
 
 
-def suffix_drafter(config: DrafterConfig) -> SuffixDrafter:
-    assert config.memory_tokens is not None and config.tree_depth is not None
-    assert config.spec_factor is not None and config.min_token_prob is not None
-    assert config.partition is not None
+def suffix_drafter(options: SuffixOptions) -> SuffixDrafter:
     return SuffixDrafter(
-        config.memory_tokens,
-        config.tree_depth,
-        config.spec_factor,
-        config.min_token_prob,
-        config.partition,
+        options.memory_tokens,
+        options.tree_depth,
+        options.spec_factor,
+        options.min_token_prob,
+        options.partition,
     )

@@ -10,14 +10,15 @@ pass sees exactly the cache plain decoding would have.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from functools import partial
 
 import torch
 from torch import nn
-from transformers import DynamicCache, PreTrainedModel
+from transformers import Cache, PreTrainedModel
 
-from specviz.config import SamplingConfig
+from specviz.config import LayerSkipOptions, SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
 from specviz.errors import SpecvizError
 from specviz.forward import TokenFeeder, rollback_layers
@@ -60,36 +61,45 @@ def only_layers(model: PreTrainedModel, kept: list[int]) -> Iterator[None]:
             layers[i] = layer
 
 
-def kept_layers(n_layers: int, exit_layer: int | None, layers: tuple[int, ...] | None) -> list[int]:
-    if exit_layer is not None:
-        if exit_layer >= n_layers:
+def kept_layers(n_layers: int, options: LayerSkipOptions) -> list[int]:
+    """The layers ``options`` keep, checked against a model of ``n_layers`` layers (the options
+    checked themselves, :class:`~specviz.config.LayerSkipOptions`)."""
+    if options.exit_layer is not None:
+        if options.exit_layer >= n_layers:
             raise LayerSkipError(
-                f"--exit-layer {exit_layer} must be below the model's {n_layers} layers"
+                f"--exit-layer {options.exit_layer} must be below the model's {n_layers} layers"
             )
-        return list(range(exit_layer))
-    assert layers is not None
-    bad = [i for i in layers if not 0 <= i < n_layers]
+        return list(range(options.exit_layer))
+    assert options.layers is not None
+    bad = [i for i in options.layers if not 0 <= i < n_layers]
     if bad:
         raise LayerSkipError(f"layers {bad} do not exist: the model has layers 0..{n_layers - 1}")
-    if 0 not in layers:
-        raise LayerSkipError(
-            "the layer subset must include layer 0 (the cache length is read from it)"
-        )
-    return sorted(set(layers))
+    return sorted(set(options.layers))
 
 
-class LayerSkipDrafter:
+class SelfDrafter:
+    """The target drafts with part of itself, on its own cache: layer-skip, and component-skip
+    (:func:`specviz.hybrid.component_skip.component_skip_drafter`).
+
+    ``surgery()`` enters the model's drafting shape (layers or components swapped out);
+    ``writes``: the layers whose KV entries drafting writes, cropped afterwards so the verify pass
+    sees the cache plain decoding would have. Recurrent (SSM) state, which cannot be cropped, is
+    kept by wrapping this drafter in :class:`~specviz.hybrid.preserve.StatePreservingDrafter`.
+    """
+
     def __init__(
         self,
         model: PreTrainedModel,
-        target_cache: DynamicCache,
-        kept: list[int],
+        target_cache: Cache,
+        surgery: Callable[[], AbstractContextManager[None]],
+        writes: list[int],
         sampling: SamplingConfig,
         generator: torch.Generator,
     ) -> None:
         self.model = model
         self.cache = target_cache
-        self.kept = kept
+        self.surgery = surgery
+        self.writes = writes
         self.sampling = sampling
         self.generator = generator
 
@@ -99,8 +109,22 @@ class LayerSkipDrafter:
     def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         # the target cache holds every context token but the last: feed that one first
         steps = TokenFeeder(self.model, self.cache, len(context) - 1)
-        with only_layers(self.model, self.kept):
-            first = steps(int(context[-1]))
-            proposal = draft_tokens(first, steps, k, self.sampling, self.generator, stop)
-        rollback_layers(self.cache, self.kept, steps.fed)
-        return proposal
+        try:
+            with self.surgery():
+                first = steps(int(context[-1]))
+                return draft_tokens(first, steps, k, self.sampling, self.generator, stop)
+        finally:
+            rollback_layers(self.cache, self.writes, steps.fed)
+
+
+def layer_skip_drafter(
+    model: PreTrainedModel,
+    target_cache: Cache,
+    kept: list[int],
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+) -> SelfDrafter:
+    """Layer-skip: draft with the ``kept`` layers only; they alone write KV entries."""
+    return SelfDrafter(
+        model, target_cache, partial(only_layers, model, kept), kept, sampling, generator
+    )

@@ -19,47 +19,30 @@ runs on Falcon-H1.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 import torch
 from transformers import Cache, PreTrainedModel
 
 from specviz.config import SamplingConfig
-from specviz.drafters.base import Proposal, draft_tokens
-from specviz.forward import TokenFeeder, rollback_layers
+from specviz.drafters.base import Drafter
+from specviz.drafters.layer_skip import SelfDrafter
 from specviz.hybrid.components import attention_layers, decoder_layers, skipping
-from specviz.hybrid.state import RecurrentSnapshot
-from specviz.stopping import StopRule
+from specviz.hybrid.preserve import StatePreservingDrafter
 
 
-class ComponentSkipDrafter:
-    """Drafts with the target under ``plan`` (layer index -> components skipped there)."""
-
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        target_cache: Cache,
-        plan: Mapping[int, tuple[str, ...]],
-        sampling: SamplingConfig,
-        generator: torch.Generator,
-    ) -> None:
-        self.model = model
-        self.cache = target_cache
-        self.plan = dict(plan)
-        self.attention = attention_layers(len(decoder_layers(model)), self.plan)
-        self.sampling = sampling
-        self.generator = generator
-
-    def start(self, context: torch.Tensor) -> None:
-        return None
-
-    def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
-        # the target cache holds every context token but the last: feed that one first
-        steps = TokenFeeder(self.model, self.cache, len(context) - 1)
-        snapshot = RecurrentSnapshot.capture(self.cache)
-        try:
-            with skipping(self.model, self.plan):
-                first = steps(int(context[-1]))
-                return draft_tokens(first, steps, k, self.sampling, self.generator, stop)
-        finally:
-            rollback_layers(self.cache, self.attention, steps.fed)
-            snapshot.restore(self.cache)
+def component_skip_drafter(
+    model: PreTrainedModel,
+    target_cache: Cache,
+    plan: Mapping[int, tuple[str, ...]],
+    sampling: SamplingConfig,
+    generator: torch.Generator,
+) -> Drafter:
+    """Drafts with the target under ``plan`` (layer index -> components skipped there): the
+    one self-drafting loop (:class:`~specviz.drafters.layer_skip.SelfDrafter`) with component
+    surgery, its recurrent state kept (:class:`~specviz.hybrid.preserve.StatePreservingDrafter`)."""
+    plan = dict(plan)
+    writes = attention_layers(len(decoder_layers(model)), plan)
+    surgery = partial(skipping, model, plan)
+    drafter = SelfDrafter(model, target_cache, surgery, writes, sampling, generator)
+    return StatePreservingDrafter(drafter, target_cache)

@@ -8,7 +8,8 @@ always holds exactly the last context it was given, and the next round's context
 plus the accepted drafts and one target token) extends it: only the new tokens are fed. When a
 context does not extend the cache (a new turn re-encodes the conversation), the cache is
 emptied and the context prefilled afresh. No replay is ever needed; the cost is one snapshot
-copy per round.
+copy per round. Ids past the draft's embedding rows are fed as the attention-only drafter feeds
+them (:func:`~specviz.drafters.draft_model.embeddable`).
 """
 
 from __future__ import annotations
@@ -18,22 +19,19 @@ from transformers import PreTrainedModel
 
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
-from specviz.forward import forward, new_cache
+from specviz.drafters.draft_model import DraftModel
+from specviz.forward import forward
 from specviz.hybrid.state import RecurrentSnapshot, crop_attention
 from specviz.stopping import StopRule
 
 
-class HybridDraftModelDrafter:
+class HybridDraftModelDrafter(DraftModel):
+    """A hybrid draft model: drafted tokens never stay in its cache (see the module doc)."""
+
     def __init__(
         self, model: PreTrainedModel, sampling: SamplingConfig, generator: torch.Generator
     ) -> None:
-        self.model = model
-        self.sampling = sampling
-        self.generator = generator
-        self.cache = new_cache(model)
-        self.cached: torch.Tensor = torch.empty(0, dtype=torch.long, device=model.device)
-        # ids the target may emit beyond the draft's embedding rows are fed as id 0 instead
-        self.rows = model.get_input_embeddings().weight.shape[0]
+        super().__init__(model, sampling, generator)
         self.refills = 0  # times the cache had to be emptied and refilled (new turns)
 
     def start(self, context: torch.Tensor) -> None:
@@ -52,11 +50,7 @@ class HybridDraftModelDrafter:
 
     def propose(self, context: torch.Tensor, k: int, stop: StopRule | None) -> Proposal:
         device = self.model.device
-        keep = self._reusable(context)
-        fresh = context[keep:].to(device)
-        fresh = torch.where(fresh < self.rows, fresh, 0)
-        logits = forward(self.model, fresh, self.cache, keep, last_only=True)[-1]
-        self.cached = context.to(device).clone()
+        logits = self._catch_up(context, self._reusable(context))
         snapshot = RecurrentSnapshot.capture(self.cache)
         fed = 0
 

@@ -54,12 +54,13 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.config import (
+    DRAFTERS,
     K_MAX,
     MAX_NEW_TOKENS_MAX,
     ConfigError,
@@ -180,9 +181,8 @@ _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
 _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
-_DRAFTER = {"kind", "name", "draft", "max_ngram", "min_ngram", "exit_layer", "layers",
-            "components", "k", "partition", "memory_tokens", "tree_depth", "spec_factor",
-            "min_token_prob", "draft_quant", "policies"}  # fmt: skip
+# a [[drafters]] table: DrafterConfig's own keys (each kind's options), plus its k and policies
+_DRAFTER = {f.name for f in fields(DrafterConfig)} | {"k", "policies"}
 
 
 class _Reader:
@@ -346,7 +346,7 @@ def _drafters(
         if not kind or kind == "none":
             raise r.error(
                 f"{key}.kind",
-                "name a drafter kind (model, prompt-lookup, layer-skip, component-skip, suffix); "
+                f"name a drafter kind ({', '.join(k for k in DRAFTERS if k != 'none')}); "
                 "the baseline runs by itself (options.baseline)",
             )
         opts = {k: v for k, v in d.items() if k not in ("name", "k", "policies")}

@@ -22,7 +22,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
-from specviz.batch.config import BATCH_SIZE_ONE_DRAFTERS, BATCH_SIZE_ONE_POLICIES, BatchConfig
+from specviz.batch.config import BatchConfig
 from specviz.config import (
     ConfigError,
     DrafterConfig,
@@ -32,6 +32,7 @@ from specviz.config import (
     SamplingConfig,
 )
 from specviz.study.spec import NamedDrafter, Study, StudyError, TrafficSpec, slug
+from specviz.supports import unbatched_drafter, unbatched_policy
 from specviz.workloads.categorize import categorize_prompts
 from specviz.workloads.loaders import load_prompts
 from specviz.workloads.mixtures import (
@@ -325,12 +326,9 @@ def study_conditions(
 
 
 def _batch_size_one_only(config: RunConfig) -> str | None:
-    """Why ``config`` cannot run batched (None when it can)."""
-    if config.drafter.kind in BATCH_SIZE_ONE_DRAFTERS:
-        return f"drafter {config.drafter.kind!r} runs at batch size 1 only"
-    if config.policy.kind in BATCH_SIZE_ONE_POLICIES:
-        return f"policy {config.policy.kind!r} runs at batch size 1 only"
-    return None
+    """Why ``config`` cannot run batched (None when it can), as each kind declares it
+    (:mod:`specviz.supports`); the batched runner refuses with the same message."""
+    return unbatched_drafter(config.drafter.kind) or unbatched_policy(config.policy.kind)
 
 
 def batch_settings(study: Study, mixture: Mixture) -> list[tuple[str, BatchConfig | None]]:

@@ -1,0 +1,133 @@
+"""Each drafter kind's own options (validated once), the one draft loop, the one fallback id."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from specviz.config import (
+    SUFFIX_DEFAULTS,
+    ComponentSkipOptions,
+    ConfigError,
+    DrafterConfig,
+    DraftModelOptions,
+    LayerSkipOptions,
+    ModelSpec,
+    PromptLookupOptions,
+    RunConfig,
+    SamplingConfig,
+    SuffixOptions,
+)
+from specviz.drafters.base import Drafting, draft_tokens
+from specviz.drafters.draft_model import FALLBACK_ID, embeddable
+from specviz.drafters.layer_skip import LayerSkipError, kept_layers
+from specviz.stopping import ConfidenceBelow
+
+PAST_SCHEMAS = Path(__file__).parent / "data"
+
+
+def test_each_kind_reads_its_own_typed_options() -> None:
+    assert DrafterConfig().options is None
+    assert DrafterConfig("prompt-lookup", max_ngram=4).options == PromptLookupOptions(4, 1)
+    assert DrafterConfig("layer-skip", layers=(0, 2)).options == LayerSkipOptions(None, (0, 2))
+    assert DrafterConfig("component-skip", components=("mlp", "mamba")).options == (
+        ComponentSkipOptions(("mamba", "mlp"), None)
+    )
+    assert DrafterConfig("suffix", tree_depth=8).options == SuffixOptions(tree_depth=8)
+    spec = ModelSpec("d")
+    assert DrafterConfig("model", draft=spec).options == DraftModelOptions(spec, None)
+
+
+def test_suffix_defaults_are_the_suffix_options_defaults_and_are_stored_filled_in() -> None:
+    config = DrafterConfig("suffix", partition="task")
+    assert {**SuffixOptions().__dict__} == SUFFIX_DEFAULTS
+    assert {k: getattr(config, k) for k in SUFFIX_DEFAULTS} == {
+        **SUFFIX_DEFAULTS,
+        "partition": "task",
+    }
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (lambda: LayerSkipOptions(layers=(1, 2)), "--layers must list layer 0"),
+        (lambda: LayerSkipOptions(), "exactly one of --exit-layer L or --layers"),
+        (lambda: ComponentSkipOptions(("mlp",), ()), "component-skip layers is empty"),
+        (lambda: SuffixOptions(tree_depth=1), "tree_depth must be >= 2"),
+        (lambda: PromptLookupOptions(2, 3), "1 <= min_ngram <= max_ngram"),
+        (lambda: DraftModelOptions(), "drafter 'model' needs a draft model"),
+    ],
+)
+def test_a_kinds_options_validate_themselves(options, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        options()
+
+
+def test_the_flat_config_refuses_bad_options_with_the_kinds_own_message() -> None:
+    with pytest.raises(ConfigError, match="--layers must list layer 0"):
+        DrafterConfig("layer-skip", layers=(1, 2))
+    with pytest.raises(
+        ConfigError, match="tree_depth is only used with --drafter suffix, not 'model'"
+    ):
+        DrafterConfig("model", draft=ModelSpec("d"), tree_depth=4)
+
+
+def test_layer_fit_is_checked_against_the_model_only() -> None:
+    assert kept_layers(4, LayerSkipOptions(layers=(2, 0, 2))) == [0, 2]
+    assert kept_layers(4, LayerSkipOptions(exit_layer=3)) == [0, 1, 2]
+    with pytest.raises(LayerSkipError, match="must be below the model's 4 layers"):
+        kept_layers(4, LayerSkipOptions(exit_layer=4))
+    with pytest.raises(LayerSkipError, match=r"layers \[7\] do not exist"):
+        kept_layers(4, LayerSkipOptions(layers=(0, 7)))
+
+
+@pytest.mark.parametrize("schema", sorted(p.name for p in PAST_SCHEMAS.glob("schema-*")))
+def test_past_run_configs_read_back_to_the_dict_they_were_stored_as(schema: str) -> None:
+    """Run ids hash this dict, so an old run still resumes under the same identity."""
+    stored = json.loads((PAST_SCHEMAS / schema / "run.json").read_text())["config"]
+    stored["drafter"].setdefault("name", None)  # schema-1 predates drafter names
+    assert RunConfig.from_dict(stored).to_dict() == stored
+
+
+def _logits(*rows: list[float]) -> list[torch.Tensor]:
+    return [torch.tensor(r) for r in rows]
+
+
+def test_the_draft_loop_stops_at_the_cap_and_never_feeds_the_last_token() -> None:
+    fed: list[int] = []
+    steps = iter(_logits([0.0, 5.0, 0.0], [5.0, 0.0, 0.0], [0.0, 0.0, 5.0]))
+    first = next(steps)
+
+    def feed(x: int) -> torch.Tensor:
+        fed.append(x)
+        return next(steps)
+
+    proposal = draft_tokens(first, feed, 2, SamplingConfig(), torch.Generator(), None)
+    assert proposal.tokens.tolist() == [1, 0] and fed == [1]
+
+
+def test_the_draft_loop_ends_where_the_stop_rule_rejects_and_k_zero_draws_nothing() -> None:
+    stop = ConfidenceBelow(0.9)
+    drafting = Drafting(3, SamplingConfig(), torch.Generator(), stop)
+    assert drafting.step(torch.tensor([0.0, 9.0])) == 1
+    assert drafting.step(torch.tensor([0.0, 0.0])) is None and drafting.done
+    assert drafting.step(torch.tensor([9.0, 0.0])) is None
+    assert drafting.proposal(torch.device("cpu")).tokens.tolist() == [1]
+    generator = torch.Generator().manual_seed(3)
+    state = generator.get_state()
+    none = Drafting(0, SamplingConfig(temperature=1.0), generator, None)
+    assert none.step(torch.tensor([1.0, 1.0])) is None
+    assert (
+        torch.equal(generator.get_state(), state) and len(none.proposal(torch.device("cpu"))) == 0
+    )
+
+
+def test_ids_past_the_draft_vocabulary_are_fed_as_the_one_fallback_id() -> None:
+    model = torch.nn.Module()
+    embedding = torch.nn.Embedding(10, 2)
+    model.get_input_embeddings = lambda: embedding  # type: ignore[method-assign]
+    ids = torch.tensor([3, 9, 10, 12])
+    assert embeddable(ids, model).tolist() == [3, 9, FALLBACK_ID, FALLBACK_ID]  # type: ignore[arg-type]
