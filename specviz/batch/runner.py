@@ -46,6 +46,7 @@ from specviz.config import RunConfig
 from specviz.forward import new_cache
 from specviz.hybrid.state import is_hybrid
 from specviz.models import LoadedModel, ModelCache
+from specviz.policies import build_policy
 from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.records import Round
 from specviz.runlog import Finished
@@ -138,8 +139,14 @@ class BatchSession:
         self.batch = batch
         self.target = target
         self.record_events = record_events
+        label = config.drafter.label
         self.decoder = BatchDecoder(
-            target, drafter, config.policy, config.sampling, config.max_new_tokens, batch
+            target,
+            drafter,
+            lambda: build_policy(config.policy, drafter=label),
+            config.sampling,
+            config.max_new_tokens,
+            batch,
         )
 
     def encode_turn(self, prompt: Prompt, answers: list[str]) -> list[int]:
