@@ -118,7 +118,13 @@ BatchRecord = StepPrefill | StepDrafted | Step | RowTurnEnd | RowDone
 
 @dataclass
 class _Row:
-    """A request in the batch: its slot, its generator and its current turn's state."""
+    """A request in the batch: its slot, its generator and its current turn's state.
+
+    Two numbers place a row: its ``slot`` (a label in ``0..size-1``, stable while its request is
+    in the batch; the event column ``row`` records it) and its *cache index*, its position in
+    :attr:`BatchDecoder.rows` and in the batch cache, which shifts as rows leave (what
+    :attr:`~specviz.batch.drafters.RowAsk.row` holds).
+    """
 
     slot: int
     job: Job
@@ -269,8 +275,8 @@ class BatchDecoder:
         shadows: list[int | None] = [None] * len(rows)
         if self.drafter is not None and any(k > 0 for k in ks):
             asks = [
-                RowAsk(r.slot, i, st.context, k, r.generator)
-                for i, (r, st, k) in enumerate(zip(rows, states, ks, strict=True))
+                RowAsk(r.slot, cache_index, st.context, k, r.generator)
+                for cache_index, (r, st, k) in enumerate(zip(rows, states, ks, strict=True))
             ]
             proposals = self._propose(asks, rows)
         if any(shadowing):
@@ -308,8 +314,8 @@ class BatchDecoder:
         where the drafter had nothing to propose): the batch-size-1 decoder's shadow draft."""
         assert self.drafter is not None
         asks = [
-            RowAsk(r.slot, i, st.context, 1 if s else 0, r.generator)
-            for i, (r, st, s) in enumerate(zip(rows, states, shadowing, strict=True))
+            RowAsk(r.slot, cache_index, st.context, 1 if s else 0, r.generator)
+            for cache_index, (r, st, s) in enumerate(zip(rows, states, shadowing, strict=True))
         ]
         would_be = self.drafter.propose(self.kv, asks, None)
         return [
