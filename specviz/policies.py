@@ -195,6 +195,11 @@ class _Belief:
 CAUTION_Z = 0.674
 # a drafter whose one-token proposal costs at most this share of a one-row verify is free to ask
 FREE_DRAFT_SHARE = 0.01
+# Probing backs off by doubling after each probe in a row that accepted nothing, at most this
+# many doublings: the wait stops growing at probe_every * 2**6 (1024 rounds at the default 16),
+# so a task whose acceptance changes is probed again within a few long requests, while a task
+# where drafting never pays spends under 0.1% of its rounds probing.
+MAX_PROBE_BACKOFF_DOUBLINGS = 6
 
 
 @dataclass
@@ -216,8 +221,8 @@ class CostAware:
     asks the drafter for one token it does not verify, and the policy hears whether it was the
     token the target emitted (:func:`heard`), so a task where drafting does not pay is watched
     at no cost. Otherwise it probes: after ``probe_every * 2^f`` rounds in a row at k = 0 (f =
-    the task's probes in a row that accepted nothing, at most 6) the task drafts once with the
-    best k >= 1.
+    the task's probes in a row that accepted nothing, at most
+    :data:`MAX_PROBE_BACKOFF_DOUBLINGS`) the task drafts once with the best k >= 1.
 
     Costs come from the one cost model (:class:`specviz.cost.CostModel`): ``costs.draft(drafter,
     k)`` and ``costs.verify(k + 1)``, the curves cost accounting prices rounds with.
@@ -274,7 +279,9 @@ class CostAware:
         return max(range(lowest, self.k_max + 1), key=lambda k: (self.rate(k, alpha), -k))
 
     def _probing(self, b: _Belief) -> bool:
-        return not self.shadows and b.idle_rounds >= self.probe_every * 2 ** min(b.failed_probes, 6)
+        return not self.shadows and b.idle_rounds >= self.probe_every * 2 ** min(
+            b.failed_probes, MAX_PROBE_BACKOFF_DOUBLINGS
+        )
 
     def next_k(self) -> int:
         b = self.beliefs.get(self.task, _Belief())

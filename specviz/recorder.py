@@ -81,7 +81,10 @@ class RequestCounters:
         self.finish = end.finish
 
 
-# the batch columns of a batch-size-1 run (batched runs: specviz.batch.runner)
+# The batch columns of a batch-size-1 run (batched runs: specviz.batch.runner). The column
+# ``row`` (a name kept so that recorded runs stay readable) holds the request's *slot* in its
+# batch, stable while the request is in it; it is not the row's index in the batch cache, which
+# moves as rows leave (:attr:`specviz.batch.drafters.RowAsk.row`, the decoder's ``cache_index``).
 UNBATCHED_LABELS: dict[str, Any] = {
     "batch_size": 1,
     "batch_composition": None,
@@ -123,7 +126,7 @@ class EventRecorder:
         c["accepted"] += [i < n for i in range(gamma)] + [None]
         c["verified"] += [i <= n for i in range(gamma)] + [True]
         c["emitted"] += [i < min(n, r.n_emitted) for i in range(gamma)] + [r.n_emitted > n]
-        c["q"] += [*(r.q if r.q is not None else [None] * gamma), None]
+        c["q"] += [*(r.q_tokens if r.q_tokens is not None else [None] * gamma), None]
         c["p"] += list(r.p) + [None] * (gamma - n_verified) + [r.p_next]
         c["shadow_token"] += [None] * gamma + [r.shadow]
 

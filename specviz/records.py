@@ -28,9 +28,11 @@ class Round:
     """One target forward pass and its verdict.
 
     ``k``: the draft length the policy asked (0 for plain decoding and prefill), before the
-    turn's token budget capped it; ``draft``/``q``: the proposal (q per drafted token, None
-    without a distribution); ``target``: the token the target put at each verified position
-    (n_accepted + 1 of them); ``p``: target probability of the drafted token at each verified
+    turn's token budget capped it; ``draft``/``q_tokens``: the proposal (the drafter's
+    probability of each drafted token, None without a distribution; the name is the proposal's
+    :attr:`~specviz.drafters.base.Proposal.q_tokens`, while ``Proposal.q`` holds whole
+    distributions; the event column is ``q``); ``target``: the token the target put at each
+    verified position (n_accepted + 1 of them); ``p``: target probability of the drafted token at each verified
     draft position (min(n_accepted + 1, len(draft)) values); ``p_next``: target probability of
     the correction/bonus token; ``n_emitted``: how many of ``target`` reached the output (fewer
     when the turn ended inside the round); ``finish``: "eos" or "length" when the turn ended here;
@@ -43,7 +45,7 @@ class Round:
     prefill: bool
     k: int
     draft: tuple[int, ...]
-    q: tuple[float, ...] | None
+    q_tokens: tuple[float, ...] | None
     target: tuple[int, ...]
     p: tuple[float, ...]
     p_next: float

@@ -4,7 +4,9 @@
 (``batch=None``) and batched (:mod:`specviz.batch.runner`). The runner owns everything the engine
 must not do: it loads models, times each record the engine yields (the gap before a ``Drafted``
 is draft time, before a ``Round`` verify or prefill time), records events, flushes every
-finished request, shows progress, and resumes. The scaffold (identity, pre-checks,
+finished request, shows progress, and resumes. Both sessions time their decoder with
+:func:`specviz.clock.spans` and stamp each request on a :class:`~specviz.clock.RequestClock`,
+the one definition of time to first token and latency. The scaffold (identity, pre-checks,
 ``begin_run``, writer, progress, summary) is written once; a *session* decodes:
 :class:`SingleSession` here, :class:`~specviz.batch.runner.BatchSession` for batches.
 
@@ -13,7 +15,6 @@ A run directory is tied to one configuration and one workload (:func:`specviz.ru
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from specviz.batch.config import BatchConfig
 from specviz.batch.runner import BatchSession, check_batchable
-from specviz.clock import device_sync, timed
+from specviz.clock import RequestClock, device_sync, spans
 from specviz.config import RunConfig
 from specviz.cost import CostModel, curve_model
 from specviz.drafters.factory import build_drafter
@@ -248,32 +249,38 @@ class SingleSession:
 def _decode_one(
     session: SingleSession, request: Request, labels: dict[str, Any], wall_before: float
 ) -> Finished:
-    """Decode one request, timing every record; its rows and counters."""
+    """Decode one request, timing every record; its rows and counters.
+
+    The request has the machine alone: a turn's wall time runs from the end of the previous
+    turn (the first: from admission, :class:`~specviz.clock.RequestClock`) to its own end, so
+    the request's ``wall_s`` equals its latency and includes the time spent recording.
+    """
     assert session.decoder is not None
     counters = RequestCounters()
     events = EventRecorder()
+    clock = RequestClock()
     draft_s = 0.0
-    ttft = None
-    turn_start = start = time.perf_counter()
+    turn_start: float | None = None  # None: the first turn, which starts at admission
     turn_rounds = 0
     records = session.decoder.decode(request.prompt, request_seed(session.config.seed, request))
-    for record, seconds in timed(records, device_sync(session.target.device)):
+    for record, span in spans(records, device_sync(session.target.device)):
         if isinstance(record, Drafted):
-            draft_s = seconds
+            draft_s = span.seconds
         elif isinstance(record, Round):
-            if ttft is None:
-                ttft = time.perf_counter() - start
-            counters.add_round(record, draft_s, seconds)
+            if record.prefill:
+                clock.prefilled(span)
+            counters.add_round(record, draft_s, span.seconds)
             if session.record_events:
-                events.add(record, draft_s, seconds)
+                events.add(record, draft_s, span.seconds)
             draft_s = 0.0
             turn_rounds += 1
         elif isinstance(record, TurnEnd):
-            now = time.perf_counter()
-            counters.end_turn(record, turn_rounds, now - turn_start)
-            turn_start, turn_rounds = now, 0
+            began = clock.admitted if turn_start is None else turn_start
+            assert began is not None  # a turn starts with its prefill
+            counters.end_turn(record, turn_rounds, span.end - began)
+            turn_start, turn_rounds = span.end, 0
+            clock.end(span.end)
     shared = request_labels(request, labels | UNBATCHED_LABELS)
-    wall_s = sum(counters.turn_wall_s)
-    row = request_frame(request, session.config, shared, counters, ttft, wall_s)
+    row = request_frame(request, session.config, shared, counters, clock.ttft_s, clock.latency_s)
     frame = events.frame(shared | UNBATCHED_EVENT_LABELS)
-    return Finished(counters, frame, row, wall_before + wall_s)
+    return Finished(counters, frame, row, wall_before + sum(counters.turn_wall_s))

@@ -110,7 +110,7 @@ def _copyable(prompt_id: str) -> list[bool]:
 def _rounds(run: MixRun, prompt_id: str, k: int) -> tuple[list[tuple[Round, float, float]], int]:
     """One request's records with (draft, verify) seconds, and the policy's k after it."""
     copyable = _copyable(prompt_id)
-    first = Round(turn=0, index=0, prefill=True, k=0, draft=(), q=None, target=(1,), p=(),
+    first = Round(turn=0, index=0, prefill=True, k=0, draft=(), q_tokens=None, target=(1,), p=(),
                   p_next=0.5, n_accepted=0, n_emitted=1, finish=None)  # fmt: skip
     rounds = [(first, 0.0, 0.05 * run.load)]
     pos = 1
@@ -125,7 +125,7 @@ def _rounds(run: MixRun, prompt_id: str, k: int) -> tuple[list[tuple[Round, floa
         emitted = min(drafted + 1, TOKENS - pos)
         pos += emitted
         draft = tuple(range(10, 10 + drafted))
-        record = Round(turn=0, index=len(rounds), prefill=False, k=asked, draft=draft, q=None,
+        record = Round(turn=0, index=len(rounds), prefill=False, k=asked, draft=draft, q_tokens=None,
                        target=(*draft, 2), p=(0.9,) * drafted, p_next=0.5, n_accepted=drafted,
                        n_emitted=emitted, finish="length" if pos >= TOKENS else None)  # fmt: skip
         draft_s = 0.0 if run.drafter == "none" else (0.0004 + 0.0001 * drafted) * run.load

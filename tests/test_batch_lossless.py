@@ -23,6 +23,7 @@ from specviz.batch import (
 )
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
 from specviz.forward import forward, new_cache
+from specviz.policies import build_policy
 from specviz.workloads.prompt import Prompt
 
 LONG = Prompt(
@@ -57,7 +58,9 @@ def batch_decoder(
 ) -> BatchDecoder:
     target = MODELS.get(ModelSpec(str(target_dir)))
     built = build_batch_drafter(drafter, target, sampling, MODELS)
-    return BatchDecoder(target, built, policy, sampling, max_new_tokens, batch)
+    return BatchDecoder(
+        target, built, lambda: build_policy(policy), sampling, max_new_tokens, batch
+    )
 
 
 def run_batched(
@@ -216,7 +219,9 @@ def test_batched_greedy_on_the_embedded_model_matches_batch_size_one():
     want = {i: decode(single, p)[0] for i, p in enumerate(prompts)}
     target = MODELS.get(ModelSpec("smollm2-135m"))
     built = build_batch_drafter(drafter, target, SamplingConfig(), MODELS)
-    batched = BatchDecoder(target, built, policy, SamplingConfig(), 24, BatchConfig(3))
+    batched = BatchDecoder(
+        target, built, lambda: build_policy(policy), SamplingConfig(), 24, BatchConfig(3)
+    )
     got, steps = run_batched(batched, prompts)
     assert got == want
     assert max(len(s.rows) for s in steps) == 3

@@ -13,7 +13,14 @@ import specviz.calibrate
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.cost import CostModel
 from specviz.models import ModelCache
-from specviz.policies import CostAware, HeuristicPerTask, build_policy, expected_tokens, heard
+from specviz.policies import (
+    MAX_PROBE_BACKOFF_DOUBLINGS,
+    CostAware,
+    HeuristicPerTask,
+    build_policy,
+    expected_tokens,
+    heard,
+)
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 
@@ -319,6 +326,23 @@ def test_cost_aware_probes_ever_less_often_where_drafting_never_pays():
             idle += 1
             policy.update(0, 0, 0)
     assert gaps[:4] == [16, 32, 64, 128]
+
+
+def test_cost_aware_probe_backoff_stops_growing_at_its_named_cap():
+    policy = CostAware(4, curve([1.0, 2.0, 2.5, 3.0, 3.5], draft=0.05), "suffix", probe_every=1)
+    policy.start_request("writing")
+    gaps, idle = [], 0
+    while len(gaps) < MAX_PROBE_BACKOFF_DOUBLINGS + 3:
+        k = policy.next_k()
+        if k > 0:
+            gaps.append(idle)
+            idle = 0
+            policy.update(k, k, 0)  # every probe fails
+        else:
+            idle += 1
+            policy.update(0, 0, 0)
+    cap = 2**MAX_PROBE_BACKOFF_DOUBLINGS
+    assert gaps == [2**i for i in range(MAX_PROBE_BACKOFF_DOUBLINGS)] + [cap] * 3
 
 
 def test_a_run_config_recorded_with_the_old_cost_lists_reads_as_one_cost_model():

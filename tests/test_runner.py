@@ -349,3 +349,33 @@ def test_drafter_name_from_the_cli_labels_events_and_requests(tiny_model_dir, tm
     assert reqs["drafter"].to_list() == ["pld-n2"] and reqs["drafter_kind"].to_list() == [
         "prompt-lookup"
     ]
+
+
+@pytest.mark.parametrize("batch", [None, BatchConfig(2)])
+def test_time_to_first_token_and_latency_mean_the_same_at_batch_size_one_and_batched(
+    tiny_model_dir, tmp_path, batch
+):
+    """ttft_s is the span of the request's first prefill (its event row's verify_s) and
+    latency_s runs from that prefill's start to the end of the last turn, on both paths; at
+    batch size 1 the request's wall time is its latency."""
+    config = RunConfig(
+        ModelSpec(str(tiny_model_dir)),
+        DrafterConfig("prompt-lookup"),
+        PolicyConfig("constant", 2),
+        max_new_tokens=12,
+    )
+    run(config, requests(3), tmp_path / "run", batch=batch, progress=False)
+    first_prefill = (
+        scan_events(tmp_path / "run")
+        .filter(pl.col("prefill") & (pl.col("turn") == 0))
+        .group_by("request_id")
+        .agg(pl.col("verify_s").first().alias("first_prefill_s"))
+        .collect()
+    )
+    reqs = scan_requests(tmp_path / "run").collect().join(first_prefill, on="request_id")
+    assert (reqs["ttft_s"] == reqs["first_prefill_s"]).all()
+    assert (reqs["ttft_s"] < reqs["latency_s"]).all()
+    if batch is None:
+        assert ((reqs["latency_s"] - reqs["wall_s"]).abs() < 1e-9).all()
+    else:
+        assert (reqs["latency_s"] >= reqs["wall_s"] - 1e-9).all()

@@ -231,4 +231,4 @@ def test_rounds_record_no_draft_probabilities_for_suffix_drafts(tiny_model_dir):
     spec = make_decoder(tiny_model_dir, DrafterConfig("suffix"), PolicyConfig("constant", 4))
     _, rounds = decode(spec, PROMPTS[0])
     drafted = [r for r in rounds if isinstance(r, Round) and r.draft]
-    assert drafted and all(r.q is None for r in drafted)
+    assert drafted and all(r.q_tokens is None for r in drafted)

@@ -21,29 +21,38 @@ the same slot; a finished request frees the slot, which a waiting request fills 
 continuous batching, or when the whole batch is done under static batching.
 
 Draft length: ``k_mode == "batch"``: one policy for the batch, asked once per round, updated
-with the batch's round (``n_accepted`` = the fewest any row accepted, so an adaptive policy
-lengthens k only when every row accepted every draft); ``"row"``: every slot its own policy
-(per-row k). Each row's k is then capped by its own token budget, as at batch size 1.
+with the batch's round (``n_drafted`` and ``n_accepted`` = the fewest any row drafted and
+accepted, so an adaptive policy lengthens k only when every row accepted every draft);
+``"row"``: every slot its own policy (per-row k). Each row's k is then capped by its own token
+budget, as at batch size 1.
+
+Policy feedback follows the contract of :mod:`specviz.policies`, exactly as the batch-size-1
+decoder does: with a drafter, every verify round updates the policy, k = 0 included, with what
+:func:`~specviz.policies.heard` makes of the round; a row at k = 0 under a shadowing policy asks
+the drafter for one unverified token (:attr:`~specviz.records.Round.shadow`), drafted in the
+same step as the other rows' drafts. A policy therefore hears the same sequence at batch size 1
+from either decoder, and a row's policy in ``"row"`` mode hears what its requests would have
+told it alone.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from specviz.batch.config import BatchConfig
 from specviz.batch.drafters import BatchDrafter, RowAsk
 from specviz.batch.kv import BatchKV
-from specviz.config import PolicyConfig, SamplingConfig
+from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal
 from specviz.engine import RowState, verify_step
 from specviz.forward import forward, new_cache
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
-from specviz.policies import DraftPolicy, build_policy
+from specviz.policies import DraftPolicy, heard
 from specviz.records import Round, TurnEnd
 from specviz.stopping import StopRule
 from specviz.workloads.prompt import Prompt
@@ -109,7 +118,13 @@ BatchRecord = StepPrefill | StepDrafted | Step | RowTurnEnd | RowDone
 
 @dataclass
 class _Row:
-    """A request in the batch: its slot, its generator and its current turn's state."""
+    """A request in the batch: its slot, its generator and its current turn's state.
+
+    Two numbers place a row: its ``slot`` (a label in ``0..size-1``, stable while its request is
+    in the batch; the event column ``row`` records it) and its *cache index*, its position in
+    :attr:`BatchDecoder.rows` and in the batch cache, which shifts as rows leave (what
+    :attr:`~specviz.batch.drafters.RowAsk.row` holds).
+    """
 
     slot: int
     job: Job
@@ -137,25 +152,30 @@ class _Row:
 
 
 class BatchDecoder:
-    """Speculative (or plain, ``drafter=None``) decoding of batches of prompts."""
+    """Speculative (or plain, ``drafter=None``) decoding of batches of prompts.
+
+    ``new_policy`` builds a fresh :class:`~specviz.policies.DraftPolicy`: once for the batch
+    (``k_mode == "batch"``) or once per slot (``"row"``); ``policy`` always names a
+    ``DraftPolicy`` here, as in :class:`specviz.engine.Decoder`.
+    """
 
     def __init__(
         self,
         target: LoadedModel,
         drafter: BatchDrafter | None,
-        policy: PolicyConfig,
+        new_policy: Callable[[], DraftPolicy],
         sampling: SamplingConfig,
         max_new_tokens: int,
         batch: BatchConfig,
     ) -> None:
         self.target = target
         self.drafter = drafter
-        self.policy_config = policy
+        self.new_policy = new_policy
         self.sampling = sampling
         self.batch = batch
         self.limits = TurnLimits.of(target, max_new_tokens)
         self.kv = BatchKV(target.model)
-        self.batch_policy = build_policy(policy)
+        self.batch_policy = new_policy()
         self.slot_policies: dict[int, DraftPolicy] = {}
         self.rows: list[_Row] = []  # in batch-cache order
         self.steps = 0
@@ -191,7 +211,9 @@ class BatchDecoder:
         generator.manual_seed(job.seed)
         row = _Row(self._free_slot(), job, generator)
         if self.batch.k_mode == "row":
-            policy = self.slot_policies.setdefault(row.slot, build_policy(self.policy_config))
+            if row.slot not in self.slot_policies:
+                self.slot_policies[row.slot] = self.new_policy()
+            policy = self.slot_policies[row.slot]
             policy.start_request(job.prompt.category)
         yield from self._start_turn(row)
 
@@ -227,17 +249,21 @@ class BatchDecoder:
 
     # -- one batched round ------------------------------------------------------------------
 
-    def _asked(self, row: _Row) -> int:
-        if self.drafter is None:
-            return 0
+    def _policy(self, row: _Row) -> DraftPolicy:
+        """The policy that decides ``row``'s k: its slot's, or the batch's."""
         if self.batch.k_mode == "row":
-            return self.slot_policies[row.slot].next_k()
-        return self.batch_policy.next_k()
+            return self.slot_policies[row.slot]
+        return self.batch_policy
+
+    def _asked(self, row: _Row) -> int:
+        return 0 if self.drafter is None else self._policy(row).next_k()
 
     def _stop_rule(self, row: _Row) -> StopRule | None:
-        if self.batch.k_mode == "row":
-            return self.slot_policies[row.slot].stop_rule
-        return self.batch_policy.stop_rule
+        return self._policy(row).stop_rule
+
+    def _shadows(self, row: _Row, asked: int) -> bool:
+        """Whether the row asks for a shadow token this round (as at batch size 1)."""
+        return self.drafter is not None and asked == 0 and self._policy(row).shadows
 
     def _round(self) -> Iterator[BatchRecord]:
         rows = self.rows
@@ -245,17 +271,27 @@ class BatchDecoder:
         asked = [self._asked(r) for r in rows]
         ks = [st.budget(a) for st, a in zip(states, asked, strict=True)]
         proposals = [Proposal(st.context.new_empty(0)) for st in states]
+        shadowing = [self._shadows(r, a) for r, a in zip(rows, asked, strict=True)]
+        shadows: list[int | None] = [None] * len(rows)
         if self.drafter is not None and any(k > 0 for k in ks):
             asks = [
-                RowAsk(r.slot, i, st.context, k, r.generator)
-                for i, (r, st, k) in enumerate(zip(rows, states, ks, strict=True))
+                RowAsk(r.slot, cache_index, st.context, k, r.generator)
+                for cache_index, (r, st, k) in enumerate(zip(rows, states, ks, strict=True))
             ]
             proposals = self._propose(asks, rows)
+        if any(shadowing):
+            shadows = self._shadow_drafts(rows, states, shadowing)
+        if any(k > 0 for k in ks) or any(shadowing):
             yield StepDrafted(
                 self.steps,
-                tuple((r.slot, p, k) for r, p, k in zip(rows, proposals, ks, strict=True) if k > 0),
+                tuple(
+                    (r.slot, p, k)
+                    for r, p, k, s in zip(rows, proposals, ks, shadowing, strict=True)
+                    if k > 0 or s
+                ),
             )
         verified, width = self._verify(rows, asked, proposals)
+        verified = [replace(v, shadow=s) for v, s in zip(verified, shadows, strict=True)]
         self.steps += 1
         if self.drafter is not None:
             self._update_policies(rows, asked, proposals, verified)
@@ -270,6 +306,22 @@ class BatchDecoder:
             self.rows = [r for r in rows if r not in finished]
             for r in finished:
                 yield from self._end_turn(r)
+
+    def _shadow_drafts(
+        self, rows: list[_Row], states: list[RowState], shadowing: list[bool]
+    ) -> list[int | None]:
+        """One unverified token from the drafter for each shadowing row (None elsewhere, or
+        where the drafter had nothing to propose): the batch-size-1 decoder's shadow draft."""
+        assert self.drafter is not None
+        asks = [
+            RowAsk(r.slot, cache_index, st.context, 1 if s else 0, r.generator)
+            for cache_index, (r, st, s) in enumerate(zip(rows, states, shadowing, strict=True))
+        ]
+        would_be = self.drafter.propose(self.kv, asks, None)
+        return [
+            int(p.tokens[0]) if s and len(p) else None
+            for p, s in zip(would_be, shadowing, strict=True)
+        ]
 
     def _propose(self, asks: list[RowAsk], rows: list[_Row]) -> list[Proposal]:
         assert self.drafter is not None
@@ -316,13 +368,15 @@ class BatchDecoder:
         proposals: list[Proposal],
         verified: list[Round],
     ) -> None:
+        """Every verify round of a drafter, k = 0 included, through :func:`heard` (the contract
+        of :mod:`specviz.policies`); the batch's one policy hears the fewest any row drafted and
+        accepted."""
+        said = [
+            heard(len(p), v.n_accepted, v.shadow, v.target[0])
+            for p, v in zip(proposals, verified, strict=True)
+        ]
         if self.batch.k_mode == "row":
-            for r, a, p, v in zip(rows, asked, proposals, verified, strict=True):
-                if a > 0:
-                    self.slot_policies[r.slot].update(a, len(p), v.n_accepted)
+            for r, a, (n_drafted, n_accepted) in zip(rows, asked, said, strict=True):
+                self.slot_policies[r.slot].update(a, n_drafted, n_accepted)
             return
-        k = asked[0]
-        if k > 0:
-            drafted = min(len(p) for p in proposals)
-            accepted = min(v.n_accepted for v in verified)
-            self.batch_policy.update(k, drafted, accepted)
+        self.batch_policy.update(asked[0], min(d for d, _ in said), min(n for _, n in said))

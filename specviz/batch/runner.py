@@ -11,8 +11,9 @@ split equally among its rows: each row's event rows carry ``draft_s`` and ``veri
 step's seconds / ``batch_rows``, and a request's ``wall_s`` is the sum of its shares (plus its
 own prefills and turn ends). Sums over requests therefore add up to the run's wall time, and
 ``sum(new_tokens) / sum(wall_s)`` is the batch's throughput, comparable with a batch-size-1
-run's. ``latency_s`` is what the request's user waits: from its admission (the start of its
-first prefill) to its end. ``ttft_s`` is its first prefill (time in the queue is not counted).
+run's. ``latency_s`` (from admission to the end) and ``ttft_s`` (to the first prefill's token;
+time in the queue is not counted) are the batch-size-1 definitions,
+:class:`~specviz.clock.RequestClock`.
 
 Resuming skips finished requests; the others are decoded in the batches the composition gave
 them (without the finished rows), so their neighbours, and thus their timings, can differ from an
@@ -21,7 +22,6 @@ uninterrupted run's. A batch-level adaptive policy restarts from its initial k.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,11 +41,12 @@ from specviz.batch.decoder import (
     StepPrefill,
 )
 from specviz.batch.drafters import build_batch_drafter
-from specviz.clock import device_sync, timed
+from specviz.clock import RequestClock, Span, device_sync, spans
 from specviz.config import RunConfig
 from specviz.forward import new_cache
 from specviz.hybrid.state import is_hybrid
 from specviz.models import LoadedModel, ModelCache
+from specviz.policies import build_policy
 from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.records import Round
 from specviz.runlog import Finished
@@ -83,8 +84,7 @@ class _Tally:
     slot: int = -1
     counters: RequestCounters = field(default_factory=RequestCounters)
     events: BatchEventRecorder = field(default_factory=BatchEventRecorder)
-    admitted: float | None = None
-    ttft: float | None = None
+    clock: RequestClock = field(default_factory=RequestClock)
     turn_s: float = 0.0
     turn_rounds: int = 0
     record_events: bool = True
@@ -141,8 +141,14 @@ class BatchSession:
         self.batch = batch
         self.target = target
         self.record_events = record_events
+        label = config.drafter.label
         self.decoder = BatchDecoder(
-            target, drafter, config.policy, config.sampling, config.max_new_tokens, batch
+            target,
+            drafter,
+            lambda: build_policy(config.policy, drafter=label),
+            config.sampling,
+            config.max_new_tokens,
+            batch,
         )
 
     def encode_turn(self, prompt: Prompt, answers: list[str]) -> list[int]:
@@ -160,12 +166,13 @@ class BatchSession:
             "batch_composition": self.batch.composition,
         }
         wall_s = draft_s = 0.0
-        for record, seconds in timed(self.decoder.run(jobs), device_sync(self.target.device)):
+        for record, span in spans(self.decoder.run(jobs), device_sync(self.target.device)):
+            seconds = span.seconds
             wall_s += seconds
             if isinstance(record, StepDrafted):
                 draft_s = seconds
             elif isinstance(record, StepPrefill):
-                _tally_prefill(tallies[record.row.key], record, seconds)
+                _tally_prefill(tallies[record.row.key], record, span)
             elif isinstance(record, Step):
                 _tally_step(tallies, record, draft_s, seconds)
                 draft_s = 0.0
@@ -176,6 +183,7 @@ class BatchSession:
             elif isinstance(record, RowDone):
                 tally = tallies[record.key]
                 tally.counters.turn_wall_s[-1] += seconds
+                tally.clock.end(span.end)
                 events, row = _request_rows(tally, self.config, labels)
                 yield Finished(tally.counters, events, row, wall_s)
 
@@ -203,11 +211,10 @@ class BatchSession:
         return tallies, jobs
 
 
-def _tally_prefill(tally: _Tally, record: StepPrefill, seconds: float) -> None:
-    if tally.admitted is None:
-        tally.admitted, tally.ttft = time.perf_counter() - seconds, seconds
+def _tally_prefill(tally: _Tally, record: StepPrefill, span: Span) -> None:
+    tally.clock.prefilled(span)
     tally.slot = record.row.slot
-    tally.add(record.row.round, 0.0, seconds, record.index, 1, 1)
+    tally.add(record.row.round, 0.0, span.seconds, record.index, 1, 1)
 
 
 def _tally_step(tallies: dict[int, _Tally], record: Step, draft_s: float, seconds: float) -> None:
@@ -221,9 +228,8 @@ def _request_rows(
     tally: _Tally, config: RunConfig, labels: dict[str, Any]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A finished request's event rows and request row."""
-    request, counters = tally.request, tally.counters
-    assert tally.admitted is not None
-    shared = request_labels(request, labels | {"batch_id": tally.batch_id, "row": tally.slot})
-    latency_s = time.perf_counter() - tally.admitted
-    row = request_frame(request, config, shared, counters, tally.ttft, latency_s)
+    request, counters, clock = tally.request, tally.counters, tally.clock
+    slot = {"batch_id": tally.batch_id, "row": tally.slot}  # column row = the slot (recorder)
+    shared = request_labels(request, labels | slot)
+    row = request_frame(request, config, shared, counters, clock.ttft_s, clock.latency_s)
     return tally.events.frame(shared), row

@@ -86,7 +86,7 @@ def as_record(spec: RoundSpec, index: int) -> Round:
         prefill=spec.prefill,
         k=0 if spec.prefill else (gamma if spec.k is None else spec.k),
         draft=draft,
-        q=None,
+        q_tokens=None,
         target=(*draft[:n], next_token),
         p=tuple(1.0 if i < n else 0.0 for i in range(n_verified)),
         p_next=1.0,
