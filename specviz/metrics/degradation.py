@@ -63,7 +63,7 @@ import numpy as np
 import polars as pl
 
 from specviz.errors import SpecvizError
-from specviz.metrics.bootstrap import resampled_sums
+from specviz.metrics.bootstrap import METRIC_N_BOOT, resampled_sums
 from specviz.metrics.frames import Frame, requests_frame
 
 CONFIG = ("target", "temperature", "drafter", "policy", "k")
@@ -584,7 +584,7 @@ def degradation(
     requests: Frame,
     *,
     persistent_policies: Sequence[str] = PERSISTENT_POLICIES,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int = 0,
     seconds: str = "wall_s",

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 import numpy as np
 import polars as pl
 
+from specviz.config import N_BOOT
 from specviz.metrics.bootstrap import resampled_sums
 from specviz.metrics.oracle import recovered_share
 
@@ -139,7 +140,7 @@ def memory_interval(
     requests: pl.DataFrame,
     row: Mapping[str, object],
     *,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> dict[str, float] | None:

@@ -43,6 +43,7 @@ from typing import Any
 
 import polars as pl
 
+from specviz.config import N_BOOT
 from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
 from specviz.metrics.accounting import (
@@ -693,7 +694,7 @@ def _unbatched(data: StudyData) -> bool:
     return bool((data.requests["batch_size"].fill_null(1) == 1).any())
 
 
-def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
+def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
     """The answer of the runs in ``data`` (module docstring); JSON-able.
 
     Cost accounting and the decomposition cover unbatched runs; runs that are all batched get
