@@ -13,6 +13,8 @@
    the estimate and in every resample (cost accounting prices identical rounds identically);
    *inside the noise* otherwise, with the smallest effect the study could have detected (the
    interval's half-width: an effect that large would have moved the interval off zero);
+   *interval not estimable* when its bootstrap resamples a task with too few requests
+   (:func:`specviz.metrics.degradation.thin_tasks_of_term`: the estimate, no interval);
 4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
    by its share of single-task time), or, without one, says that no multitask term is
    established (:func:`headline`); a composition lead names the tasks that make the mix harder
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +55,12 @@ from specviz.metrics.accounting import (
     wall_clock_load,
     with_modelled_seconds,
 )
-from specviz.metrics.degradation import CONFIG, composition_by_task
+from specviz.metrics.degradation import (
+    CONFIG,
+    MIN_TASK_REQUESTS,
+    composition_by_task,
+    thin_tasks_of_term,
+)
 from specviz.metrics.oracle import (
     NoOracleError,
     best_single_configuration,
@@ -85,11 +93,12 @@ LABELS = {
     "residual": "residual",
     "drafter_memory": "drafter memory shared across tasks",
 }
-FINDING, ZERO, NOISE, UNMEASURED = (
+FINDING, ZERO, NOISE, UNMEASURED, NOT_ESTIMABLE = (
     "finding",
     "zero by construction",
     "inside the noise",
     "not measured",
+    "interval not estimable",
 )
 ZERO_REASONS = {
     "composition": "the stream holds the single-task prompts in their single-task shares",
@@ -109,9 +118,15 @@ def _pct(value: float | None, reference: float) -> float | None:
 
 def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
     """One part of one modelled degradation row: status, percent of single-task time, interval,
-    the smallest detectable effect (inside the noise) or why it is zero (by construction)."""
+    the smallest detectable effect (inside the noise) or why it is zero (by construction).
+
+    A term whose bootstrap resamples a task with too few requests
+    (:func:`specviz.metrics.degradation.thin_tasks_of_term`) has no interval: its status is
+    :data:`NOT_ESTIMABLE`, ``thin_tasks`` names those tasks, and ``low_pct``/``high_pct`` are
+    null (a zero-width interval would read as certainty)."""
     ref = row["reference_s"]
     value, low, high = row[part], row[f"{part}_low"], row[f"{part}_high"]
+    thin = [asdict(t) for t in thin_tasks_of_term(row, part)]
     term: dict[str, Any] = {
         "part": part,
         "label": LABELS[part],
@@ -120,6 +135,7 @@ def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
         "high_pct": _pct(high, ref),
         "detectable_pct": None,
         "reason": "",
+        "thin_tasks": thin,
     }
     if value is None or low is None or high is None:
         term["status"] = UNMEASURED
@@ -130,6 +146,9 @@ def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
         if part == "carry_over" and row["control"] == "constant":
             reason = "the policy's carried state changed no round"
         term["reason"] = reason
+    elif thin:
+        term["status"] = NOT_ESTIMABLE
+        term["low_pct"] = term["high_pct"] = None
     elif low > 0 or high < 0:
         term["status"] = FINDING
     else:
@@ -219,6 +238,9 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         key = tuple(m[k] for k in keys)
         w = wall[key]
         ref, wref = m["reference_s"], w["reference_s"]
+        thin = [asdict(t) for t in thin_tasks_of_term(m, "total")]
+        bounds = (None, None) if thin else (m["total_low"], m["total_high"])
+        wall_bounds = (None, None) if thin else (w["total_low"], w["total_high"])
         row = {
             "method": m["method"],
             "mixture": m["mixture"],
@@ -241,12 +263,13 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "wall_tokens_per_s": w["multitask_tokens_per_s"],
             "modelled_over_wall": m["multitask_s"] / w["multitask_s"] if w["multitask_s"] else None,
             "total_pct": _pct(m["total"], ref),
-            "total_low_pct": _pct(m["total_low"], ref),
-            "total_high_pct": _pct(m["total_high"], ref),
+            "total_low_pct": _pct(bounds[0], ref),
+            "total_high_pct": _pct(bounds[1], ref),
+            "total_thin_tasks": thin,
             "multitask_pct": _pct(sum(m[p] or 0.0 for p in MULTITASK_PARTS), ref),
             "wall_total_pct": _pct(w["total"], wref),
-            "wall_total_low_pct": _pct(w["total_low"], wref),
-            "wall_total_high_pct": _pct(w["total_high"], wref),
+            "wall_total_low_pct": _pct(wall_bounds[0], wref),
+            "wall_total_high_pct": _pct(wall_bounds[1], wref),
             "terms": [classify(m, p) | {"wall_pct": _pct(w[p], wref)} for p in PARTS],
         }
         rows.append(row)
@@ -322,13 +345,28 @@ def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
     return next(t for t in row["terms"] if t["part"] == part)
 
 
+def interval_text(low_pct: float | None, high_pct: float | None, thin: list[dict]) -> str:
+    """``95% CI -1.0% to +2.0%``, or, when the interval is not estimable
+    (:func:`specviz.metrics.degradation.thin_tasks_of_term`), ``interval not estimable: 1
+    request for coding; use ≥ 2 per task``."""
+    if not thin:
+        return f"95% CI {_fmt(low_pct)} to {_fmt(high_pct)}"
+    counts = ", ".join(
+        f"{t['requests']} request{'' if t['requests'] == 1 else 's'} for {t['category']}"
+        for t in thin
+    )
+    return f"interval not estimable: {counts}; use ≥ {MIN_TASK_REQUESTS} per task"
+
+
 def _total_text(row: dict[str, Any]) -> str:
     tuning = _term(row, "tuning")
     load = " (taken under changing load)" if row["load"]["changing"] else ""
+    interval = interval_text(
+        row["total_low_pct"], row["total_high_pct"], row.get("total_thin_tasks", [])
+    )
     return (
         f"Multitask terms together {_fmt(row['multitask_pct'])} modelled; with tuning "
-        f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} (95% CI "
-        f"{_fmt(row['total_low_pct'])} to {_fmt(row['total_high_pct'])}), "
+        f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} ({interval}), "
         f"{_fmt(row['wall_total_pct'])} by the wall clock{load}; modelled / wall-clock seconds "
         f"{row['modelled_over_wall']:.2f}."
     )
@@ -343,6 +381,12 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
         return f"{head} is zero by construction ({term['reason']})."
     if term["status"] == UNMEASURED:
         return f"{head} is not measured ({term['reason']})."
+    if term["status"] == NOT_ESTIMABLE:
+        interval = interval_text(None, None, term["thin_tasks"])
+        return (
+            f"{head} {_fmt(term['pct'])} ({interval}), modelled; "
+            f"{_wall_text(row, term['wall_pct'])}."
+        )
     return (
         f"{head} {_fmt(term['pct'])} is inside the noise (95% CI {_fmt(term['low_pct'])} to "
         f"{_fmt(term['high_pct'])}); the smallest effect this study could detect is "
@@ -422,6 +466,7 @@ def add_memory_terms(
             "drafter_memory": est["drafter_memory_s"],
             "drafter_memory_low": est["drafter_memory_low"],
             "drafter_memory_high": est["drafter_memory_high"],
+            "thin_tasks": est["thin_tasks"],
         }
         wall_s = None if checked is None else checked["drafter_memory_s"]
         term = classify(values, "drafter_memory") | {
