@@ -299,3 +299,10 @@ def test_a_thin_control_makes_only_carry_over_and_residual_not_estimable():
         == thin_tasks_of_term(r, "residual")
         == (ThinTask("B", 1),)
     )
+
+
+def test_ks_whose_costs_tie_to_the_nanosecond_tie_and_the_smaller_k_wins():
+    # A costs the same at k=2 and k=4 but for float noise (0.1 + 0.2 against 0.3)
+    spt = SPT | {("A", 2): 0.1 + 0.2, ("A", 4): 0.3}
+    r = only(degradation(requests_from_rows(single_rows(spt=spt) + multi_rows(spt=spt)), n_boot=50))
+    assert r["best_k"] == "A=2, B=2"

@@ -72,11 +72,17 @@ from specviz.metrics.frames import Frame, requests_frame
 CONFIG = ("target", "temperature", "drafter", "policy", "k")
 STREAM = ("run_id", "mixture")
 PERSISTENT_POLICIES = ("heuristic",)
-PARTS = ("total", "composition", "tuning", "k_mismatch", "carry_over", "residual")
+#: the terms that add up to a stream's total extra time (module docstring)
+TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
+#: what multitasking itself costs: every term but tuning (a badly chosen global k, which
+#: single-task serving pays too)
+MULTITASK_TERMS = ("composition", "k_mismatch", "carry_over", "residual")
+#: the columns of degradation() with ``_low`` / ``_high`` bounds: the total and its terms
+ESTIMATES = ("total", *TERMS)
 #: the fewest requests a task needs in a stream for its within-task resampling to vary
 MIN_TASK_REQUESTS = 2
 #: the terms whose bootstrap also resamples the control stream (when there is one)
-CONTROLLED_PARTS = ("carry_over", "residual")
+CONTROLLED_TERMS = ("carry_over", "residual")
 _CONFIG_BUT_K = tuple(c for c in CONFIG if c != "k")
 _STREAM_GROUP = (*CONFIG, "mixture")  # one row of degradation() per multitask stream
 _FLOAT_COLUMNS = (
@@ -122,12 +128,12 @@ def thin_tasks_of_term(row: Mapping[str, Any], part: str) -> tuple[ThinTask, ...
     stream's own requests for every term; also the control's for carry-over and residual when
     the control is a constant-policy stream). Empty when the interval is estimable.
 
-    ``row`` may be any mapping with ``thin_tasks`` (and, for :data:`CONTROLLED_PARTS`,
+    ``row`` may be any mapping with ``thin_tasks`` (and, for :data:`CONTROLLED_TERMS`,
     ``control`` and ``control_thin_tasks``): the drafter-memory interval
     (:func:`specviz.metrics.remedies.memory_interval`) gives its own ``thin_tasks``.
     """
     rows = list(row.get("thin_tasks") or [])
-    if part in CONTROLLED_PARTS and row.get("control") == "constant":
+    if part in CONTROLLED_TERMS and row.get("control") == "constant":
         rows += row.get("control_thin_tasks") or []
     tasks = {ThinTask(r["category"], int(r["requests"])) for r in rows}
     return tuple(sorted(tasks, key=lambda t: (t.category, t.requests)))
@@ -316,7 +322,8 @@ def _best_k(priced: pl.LazyFrame) -> pl.LazyFrame:
         priced.group_by([*stream_task, "k"])
         .agg(
             pl.col("spt_alt").is_null().any().alias("incomplete"),
-            (pl.col("n") * pl.col("spt_alt")).sum().alias("cost"),
+            # to the nanosecond: a tie stays a tie whatever order the threads sum in
+            (pl.col("n") * pl.col("spt_alt")).sum().round(9).alias("cost"),
         )
         .filter(~pl.col("incomplete"))
         .group_by(stream_task)
@@ -375,7 +382,11 @@ def _best_single_k(priced: pl.LazyFrame, multi: pl.DataFrame) -> pl.DataFrame:
         .agg(
             pl.col("spt_alt").is_null().any().alias("incomplete"),
             *[
-                (pl.col("n") * pl.col("spt_alt")).filter(pl.col("half") == h).sum().alias(f"c{h}")
+                (pl.col("n") * pl.col("spt_alt"))
+                .filter(pl.col("half") == h)
+                .sum()
+                .round(9)  # as in _best_k: ties independent of summation order
+                .alias(f"c{h}")
                 for h in (0, 1)
             ],
             *[(pl.col("half") == h).any().alias(f"has{h}") for h in (0, 1)],
@@ -600,7 +611,7 @@ def _parts(
     """Each part with its ``_low`` / ``_high`` bootstrap bounds, to the nanosecond (null when
     undefined: no control, or no finite resample)."""
     row: dict[str, float | None] = {}
-    for name in PARTS:
+    for name in ESTIMATES:
         low, high = boot.bounds(sampled[name])
         row[name] = _ns_or_null(float(point[name][0]))
         row[f"{name}_low"] = _ns_or_null(low)
@@ -630,7 +641,7 @@ def _table_schema(multi: pl.DataFrame) -> dict[str, pl.DataType]:
     schema.update(dict.fromkeys(_FLOAT_COLUMNS, pl.Float64()))
     schema.update({"best_k": pl.String(), "control": pl.String(), "best_single_k": pl.String()})
     schema.update({"thin_tasks": _THIN_TASKS, "control_thin_tasks": _THIN_TASKS})
-    schema.update({f"{p}{s}": pl.Float64() for p in PARTS for s in ("", "_low", "_high")})
+    schema.update({f"{p}{s}": pl.Float64() for p in ESTIMATES for s in ("", "_low", "_high")})
     return schema
 
 
@@ -686,7 +697,7 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     k_mismatch, carry_over, residual, total), seconds, low, high, share (seconds / total; null when total is 0).
     """
     group = [*CONFIG, "mixture"]
-    missing = [c for c in [*group, *PARTS] if c not in table.columns]
+    missing = [c for c in [*group, *ESTIMATES] if c not in table.columns]
     if missing:
         raise ValueError(f"not a degradation() table: missing columns {', '.join(missing)}")
     frames = [
@@ -698,7 +709,7 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
             pl.col(f"{part}_high").alias("high"),
             pl.when(pl.col("total") != 0).then(pl.col(part) / pl.col("total")).alias("share"),
         )
-        for part in (*PARTS[1:], PARTS[0])
+        for part in (*TERMS, "total")
     ]
     return pl.concat(frames)
 

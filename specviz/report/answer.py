@@ -30,15 +30,17 @@
    request load factors shift its wall-clock extra time by more than its interval allows), said
    in :func:`load_lines` and marked on every wall-clock figure of that stream.
 
-Numbers are computed first (typed dicts: terms, tuning, load, configurations); the sentences are
-rendered from them, in this module and in :mod:`specviz.report.summary`.
+Numbers are computed first: what each term establishes, the wall clock's load and the task
+shares of the composition are typed results of :mod:`specviz.metrics.answer` (:class:`Term`,
+:class:`WallLoad`, :class:`MixTask`); this module turns them into the answer's JSON-able entries
+(:func:`term_dict`, :func:`load_dict`) and renders the sentences from those, as
+:mod:`specviz.report.summary` does from the published answer.
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -55,11 +57,26 @@ from specviz.metrics.accounting import (
     wall_clock_load,
     with_modelled_seconds,
 )
+from specviz.metrics.answer import (
+    FINDING,
+    NOISE,
+    NOT_ESTIMABLE,
+    UNMEASURED,
+    ZERO,
+    Term,
+    WallLoad,
+    classify_term,
+    mix_tasks,
+    share_pct,
+    stream_figures,
+    wall_load,
+)
 from specviz.metrics.degradation import (
     CONFIG,
     MIN_TASK_REQUESTS,
+    MULTITASK_TERMS,
+    TERMS,
     composition_by_task,
-    thin_tasks_of_term,
 )
 from specviz.metrics.oracle import (
     NoOracleError,
@@ -79,11 +96,8 @@ from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 
-PARTS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
-# what multitasking costs; tuning (a badly chosen global k) is paid by single-task serving too
-MULTITASK_PARTS = ("composition", "k_mismatch", "carry_over", "residual")
-# the terms a headline may lead with: the multitask parts and the drafter-memory term
-HEADLINE_PARTS = (*MULTITASK_PARTS, "drafter_memory")
+# the terms a headline may lead with: the multitask terms and the drafter-memory term
+HEADLINE_TERMS = (*MULTITASK_TERMS, "drafter_memory")
 LABELS = {
     "total": "extra time",
     "composition": "composition",
@@ -93,13 +107,6 @@ LABELS = {
     "residual": "residual",
     "drafter_memory": "drafter memory shared across tasks",
 }
-FINDING, ZERO, NOISE, UNMEASURED, NOT_ESTIMABLE = (
-    "finding",
-    "zero by construction",
-    "inside the noise",
-    "not measured",
-    "interval not estimable",
-)
 ZERO_REASONS = {
     "composition": "the stream holds the single-task prompts in their single-task shares",
     "tuning": "the stream's k is the best single k for its tasks",
@@ -112,49 +119,39 @@ CLOCKS = ("modelled", "wall")
 ABSENT = "not in this study"
 
 
-def _pct(value: float | None, reference: float) -> float | None:
-    return None if value is None or not reference else 100.0 * value / reference
+UNMEASURED_REASON = "no constant-k control stream of the same drafter, k and mixture"
+
+
+def term_dict(term: Term) -> dict[str, Any]:
+    """The answer's entry for one :class:`~specviz.metrics.answer.Term`: its figures, its
+    label and the reason that goes with its status (JSON-able)."""
+    reason = ""
+    if term.status == UNMEASURED:
+        reason = UNMEASURED_REASON
+    elif term.status == ZERO:
+        reason = ZERO_REASONS[term.part]
+        if term.part == "carry_over" and term.controlled:
+            reason = "the policy's carried state changed no round"
+    return {
+        "part": term.part,
+        "label": LABELS[term.part],
+        "pct": term.pct,
+        "low_pct": term.low_pct,
+        "high_pct": term.high_pct,
+        "detectable_pct": term.detectable_pct,
+        "reason": reason,
+        "thin_tasks": [asdict(t) for t in term.thin_tasks],
+        "status": term.status,
+    }
 
 
 def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
-    """One part of one modelled degradation row: status, percent of single-task time, interval,
-    the smallest detectable effect (inside the noise) or why it is zero (by construction).
-
-    A term whose bootstrap resamples a task with too few requests
-    (:func:`specviz.metrics.degradation.thin_tasks_of_term`) has no interval: its status is
-    :data:`NOT_ESTIMABLE`, ``thin_tasks`` names those tasks, and ``low_pct``/``high_pct`` are
-    null (a zero-width interval would read as certainty)."""
-    ref = row["reference_s"]
-    value, low, high = row[part], row[f"{part}_low"], row[f"{part}_high"]
-    thin = [asdict(t) for t in thin_tasks_of_term(row, part)]
-    term: dict[str, Any] = {
-        "part": part,
-        "label": LABELS[part],
-        "pct": _pct(value, ref),
-        "low_pct": _pct(low, ref),
-        "high_pct": _pct(high, ref),
-        "detectable_pct": None,
-        "reason": "",
-        "thin_tasks": thin,
-    }
-    if value is None or low is None or high is None:
-        term["status"] = UNMEASURED
-        term["reason"] = "no constant-k control stream of the same drafter, k and mixture"
-    elif value == 0.0 and low == 0.0 and high == 0.0:
-        term["status"] = ZERO
-        reason = ZERO_REASONS[part]
-        if part == "carry_over" and row["control"] == "constant":
-            reason = "the policy's carried state changed no round"
-        term["reason"] = reason
-    elif thin:
-        term["status"] = NOT_ESTIMABLE
-        term["low_pct"] = term["high_pct"] = None
-    elif low > 0 or high < 0:
-        term["status"] = FINDING
-    else:
-        term["status"] = NOISE
-        term["detectable_pct"] = _pct((high - low) / 2, ref)
-    return term
+    """One part of one modelled degradation row, classified
+    (:func:`specviz.metrics.answer.classify_term`: finding, zero by construction, inside the
+    noise with the smallest detectable effect, not measured, or interval not estimable; the
+    last has null bounds, since a zero-width interval would read as certainty) as
+    :func:`term_dict` writes it."""
+    return term_dict(classify_term(row, part))
 
 
 def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, CostModel]]:
@@ -177,48 +174,10 @@ def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
     return out
 
 
-def mix_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[str, Any]]:
-    """Each task's share part of the composition term (``shares_s`` of
-    :func:`specviz.metrics.degradation.composition_by_task`), largest first: category, share,
-    reference_share, relative_cost (the task's benchmark seconds per token over the benchmark's
-    average) and pct of T_ref (> 0: the task's share makes the mix harder)."""
-    rows = [
-        {
-            "category": t["category"],
-            "share": t["share"],
-            "reference_share": t["reference_share"],
-            "relative_cost": t["reference_spt"] / t["rate"],
-            "pct": _pct(t["shares_s"], reference_s),
-        }
-        for t in tasks
-    ]
-    return sorted(rows, key=lambda r: -(r["pct"] or 0.0))
-
-
-def wall_load(row: dict[str, Any] | None, wall: dict[str, Any]) -> dict[str, Any]:
-    """Whether a stream's wall clock was taken under changing load: the load factors shift its
-    wall-clock extra time (``shift_pct``) by more than its wall-clock interval's half-width
-    (``allowed_pct``) allows. Without load factors: not changing."""
-    ref = wall["reference_s"]
-    low, high = _pct(wall["total_low"], ref), _pct(wall["total_high"], ref)
-    allowed = None if low is None or high is None else (high - low) / 2
-    if row is None:
-        return {"changing": False, "shift_pct": None, "allowed_pct": allowed}
-    shift = 100 * row["load_shift"]
-    return {
-        "changing": abs(shift) > (allowed or 0.0),
-        "shift_pct": shift,
-        "allowed_pct": allowed,
-        "multitask_load": row["multitask_load"],
-        "single_task_load": row["single_task_load"],
-        "min_load": row["min_load"],
-        "max_load": row["max_load"],
-    }
-
-
-def _best_ks(best_k: str | None) -> list[int]:
-    """The k values of a ``best_k`` text (``coding=5, writing=5``)."""
-    return [int(k) for k in re.findall(r"=(-?\d+)(?:, |$)", best_k or "")]
+def load_dict(load: WallLoad) -> dict[str, Any]:
+    """The answer's entry for a stream's :class:`~specviz.metrics.answer.WallLoad`."""
+    figures = {"changing": load.changing, "shift_pct": load.shift_pct}
+    return figures | {"allowed_pct": load.allowed_pct} | dict(load.loads or {})
 
 
 def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
@@ -238,9 +197,7 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         key = tuple(m[k] for k in keys)
         w = wall[key]
         ref, wref = m["reference_s"], w["reference_s"]
-        thin = [asdict(t) for t in thin_tasks_of_term(m, "total")]
-        bounds = (None, None) if thin else (m["total_low"], m["total_high"])
-        wall_bounds = (None, None) if thin else (w["total_low"], w["total_high"])
+        figures = stream_figures(m, w)
         row = {
             "method": m["method"],
             "mixture": m["mixture"],
@@ -254,23 +211,14 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "tokens": m["tokens"],
             "best_k": m["best_k"],
             "best_single_k": m["best_single_k"],
-            "every_task_best_k": sorted(set(_best_ks(m["best_k"]))),
-            "mix_tasks": mix_tasks(tasks.get(key, []), ref),
-            "load": wall_load(loads.get(key), w),
+            "mix_tasks": [asdict(t) for t in mix_tasks(tasks.get(key, []), ref)],
+            "load": load_dict(wall_load(loads.get(key), w)),
             "modelled": m,
             "wall": w,
-            "modelled_tokens_per_s": m["multitask_tokens_per_s"],
-            "wall_tokens_per_s": w["multitask_tokens_per_s"],
-            "modelled_over_wall": m["multitask_s"] / w["multitask_s"] if w["multitask_s"] else None,
-            "total_pct": _pct(m["total"], ref),
-            "total_low_pct": _pct(bounds[0], ref),
-            "total_high_pct": _pct(bounds[1], ref),
-            "total_thin_tasks": thin,
-            "multitask_pct": _pct(sum(m[p] or 0.0 for p in MULTITASK_PARTS), ref),
-            "wall_total_pct": _pct(w["total"], wref),
-            "wall_total_low_pct": _pct(wall_bounds[0], wref),
-            "wall_total_high_pct": _pct(wall_bounds[1], wref),
-            "terms": [classify(m, p) | {"wall_pct": _pct(w[p], wref)} for p in PARTS],
+            **asdict(figures),
+            "every_task_best_k": list(figures.every_task_best_k),
+            "total_thin_tasks": [asdict(t) for t in figures.total_thin_tasks],
+            "terms": [classify(m, p) | {"wall_pct": share_pct(w[p], wref)} for p in TERMS],
         }
         rows.append(row)
     return rows
@@ -395,7 +343,7 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """The lead: the largest *multitask* finding (:data:`MULTITASK_PARTS`, share of single-task
+    """The lead: the largest *multitask* finding (:data:`MULTITASK_TERMS`, share of single-task
     time) among drafted streams, ties broken by method, mixture and part order; tuning is never
     the lead (:func:`tuning_lines`). A composition lead names the tasks that make the mix
     harder. Without a finding: the stream with the largest multitask extra time."""
@@ -410,7 +358,7 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
         (round(abs(t["pct"]), 6), -i, -j, r, t)
         for i, r in enumerate(drafted)
         for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING and t["part"] in HEADLINE_PARTS
+        if t["status"] == FINDING and t["part"] in HEADLINE_TERMS
     ]
     if findings:
         _, _, _, row, term = max(findings, key=lambda f: f[:3])
@@ -470,7 +418,7 @@ def add_memory_terms(
         }
         wall_s = None if checked is None else checked["drafter_memory_s"]
         term = classify(values, "drafter_memory") | {
-            "wall_pct": _pct(wall_s, row["wall"]["reference_s"])
+            "wall_pct": share_pct(wall_s, row["wall"]["reference_s"])
         }
         at = [t["part"] for t in row["terms"]].index("carry_over")
         row["terms"].insert(at, term)
