@@ -81,18 +81,16 @@ def event_layout(
         "k": np.asarray(k)[row_round],
         "n_drafted": drafted,
         "kind": pl.Series(KINDS, dtype=pl.String).gather(kind),
-        "accepted": slot < accepted,
+        # null on the target row: only drafted tokens are accepted or not
+        "accepted": pl.Series(slot < accepted).scatter(np.flatnonzero(is_target), None),
         "verified": is_target | (slot <= accepted),
         "emitted": np.where(is_target, emitted > accepted, slot < np.minimum(accepted, emitted)),
         "draft_s": np.asarray(draft_s, dtype=np.float64)[row_round],
         "verify_s": np.asarray(verify_s, dtype=np.float64)[row_round],
-        "_target_row": is_target,
     }
-    frame = pl.DataFrame(columns).with_columns(
-        pl.when(~pl.col("_target_row")).then(pl.col("accepted")).alias("accepted")
+    return pl.DataFrame(
+        [pl.Series(name, values).cast(EVENT_SCHEMA[name]) for name, values in columns.items()]
     )
-    schema = {c: EVENT_SCHEMA[c] for c in columns if c in EVENT_SCHEMA}
-    return frame.drop("_target_row").cast(schema)  # type: ignore[arg-type]
 
 
 @dataclass
