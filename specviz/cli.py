@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from specviz.config import POLICIES, ConfigError
+from specviz.config import MAX_NEW_TOKENS, N_BOOT, POLICIES, ConfigError
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
 
@@ -172,7 +172,7 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
         type=_names,
         help="component-skip: components to run, e.g. mamba,mlp (hybrid targets such as Falcon-H1)",
     )
-    p.add_argument("--max-new-tokens", type=int, default=128, help="per turn")
+    p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="per turn")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
@@ -472,7 +472,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
         "--category", action="append", default=[], help="only this task category (repeatable)"
     )
     p.add_argument("--kernel", help="Jupyter kernel name (default: specviz, else this interpreter)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
     p.add_argument(
         "--cell-timeout", type=int, default=600, help="seconds one notebook cell may run"
     )
@@ -565,7 +565,7 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", type=Path, help="a run or study directory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
     _allow_incomplete(
         p, "summarise the finished requests of unfinished runs (the output says it is partial)"
     )

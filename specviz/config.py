@@ -37,6 +37,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # requests.new_tokens Int32; tests/test_hostile_input.py checks these against the schema).
 K_MAX = 2**15 - 1
 MAX_NEW_TOKENS_MAX = 2**31 - 1
+MAX_NEW_TOKENS = 128  # default tokens per turn: run configs, the CLI, study specs
+N_BOOT = 1000  # default bootstrap resamples per interval: reports, the CLI, the study answer
 
 
 class ConfigError(SpecvizError):
@@ -455,7 +457,7 @@ class RunConfig:
     drafter: DrafterConfig = field(default_factory=DrafterConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    max_new_tokens: int = 128
+    max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -527,6 +529,6 @@ class RunConfig:
             drafter=DrafterConfig(**drafter),
             policy=PolicyConfig(**policy),
             sampling=SamplingConfig(**data.get("sampling", {})),
-            max_new_tokens=int(data.get("max_new_tokens", 128)),
+            max_new_tokens=int(data.get("max_new_tokens", MAX_NEW_TOKENS)),
             seed=int(data.get("seed", 0)),
         )

@@ -9,35 +9,88 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from specviz.records import Round, TurnEnd
-from specviz.schema import EVENT_SCHEMA, KIND_BONUS, KIND_CORRECTION, KIND_DRAFT, REQUEST_SCHEMA
+from specviz.schema import (
+    EVENT_SCHEMA,
+    KIND_BONUS,
+    KIND_CORRECTION,
+    KIND_DRAFT,
+    KINDS,
+    REQUEST_SCHEMA,
+)
 
 if TYPE_CHECKING:
     from specviz.config import RunConfig
     from specviz.workloads.request import Request
 
-# per-round columns filled by `add`; request-level labels are added once per request table
-_ROUND_COLUMNS = (
+# what `add` keeps of each round; `event_layout` turns them into rows
+_ROUND_FIELDS = (
     "turn",
     "round",
     "prefill",
-    "position",
     "k",
     "n_drafted",
-    "kind",
-    "draft_token",
-    "target_token",
-    "accepted",
-    "verified",
-    "emitted",
-    "q",
-    "p",
-    "shadow_token",
+    "n_accepted",
+    "n_emitted",
     "draft_s",
     "verify_s",
 )
+# per-row values `add` writes (token ids and probabilities); layout columns come from event_layout
+_VALUE_COLUMNS = ("draft_token", "target_token", "q", "p", "shadow_token")
+
+
+def event_layout(
+    turn: np.ndarray,
+    round_index: np.ndarray,
+    prefill: np.ndarray,
+    k: np.ndarray,
+    n_drafted: np.ndarray,
+    n_accepted: np.ndarray,
+    n_emitted: np.ndarray,
+    draft_s: np.ndarray,
+    verify_s: np.ndarray,
+) -> pl.DataFrame:
+    """The event rows of rounds given one value per round (vectorised): every column of
+    :data:`~specviz.schema.EVENT_COLUMNS` that follows from the counts, in row order.
+
+    The one writer of the row layout (:mod:`specviz.schema`): a round of ``n_drafted`` drafts
+    has ``n_drafted`` draft rows (``position`` 0, 1, ...) then one target row at ``position ==
+    n_accepted``, a ``correction`` when a draft was rejected, else a ``bonus`` (kind names from
+    :data:`~specviz.schema.KINDS`); draft rows after the first rejection are unverified;
+    ``n_emitted`` of the round's tokens reach the output. Token ids and probabilities are the
+    caller's (:class:`EventRecorder` from engine records, :func:`specviz.metrics.synthetic.
+    synthetic_events` made up).
+    """
+    rows_per_round = np.asarray(n_drafted, dtype=np.int64) + 1
+    row_round = np.repeat(np.arange(rows_per_round.size), rows_per_round)
+    slot = np.arange(row_round.size) - (np.cumsum(rows_per_round) - rows_per_round)[row_round]
+    drafted = np.asarray(n_drafted)[row_round]
+    accepted = np.asarray(n_accepted)[row_round]
+    emitted = np.asarray(n_emitted)[row_round]
+    is_target = slot == drafted
+    kind = np.where(is_target, np.where(accepted < drafted, KINDS.index(KIND_CORRECTION),
+                                        KINDS.index(KIND_BONUS)), KINDS.index(KIND_DRAFT))  # fmt: skip
+    columns = {
+        "turn": np.asarray(turn)[row_round],
+        "round": np.asarray(round_index)[row_round],
+        "prefill": np.asarray(prefill, dtype=bool)[row_round],
+        "position": np.where(is_target, accepted, slot),
+        "k": np.asarray(k)[row_round],
+        "n_drafted": drafted,
+        "kind": pl.Series(KINDS, dtype=pl.String).gather(kind),
+        # null on the target row: only drafted tokens are accepted or not
+        "accepted": pl.Series(slot < accepted).scatter(np.flatnonzero(is_target), None),
+        "verified": is_target | (slot <= accepted),
+        "emitted": np.where(is_target, emitted > accepted, slot < np.minimum(accepted, emitted)),
+        "draft_s": np.asarray(draft_s, dtype=np.float64)[row_round],
+        "verify_s": np.asarray(verify_s, dtype=np.float64)[row_round],
+    }
+    return pl.DataFrame(
+        [pl.Series(name, values).cast(EVENT_SCHEMA[name]) for name, values in columns.items()]
+    )
 
 
 @dataclass
@@ -100,40 +153,44 @@ UNBATCHED_EVENT_LABELS: dict[str, Any] = {
 
 
 class EventRecorder:
-    """Column lists of one request's events; ``frame`` adds the request's labels."""
+    """One request's rounds; ``frame`` writes their event rows (:func:`event_layout`) with the
+    request's labels. ``cols`` holds per-row values (tokens, probabilities; a subclass may add
+    per-row columns, one value per row of each round)."""
 
     def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {c: [] for c in _ROUND_COLUMNS}
+        self.rounds: dict[str, list[Any]] = {c: [] for c in _ROUND_FIELDS}
+        self.cols: dict[str, list[Any]] = {c: [] for c in _VALUE_COLUMNS}
 
     def add(self, r: Round, draft_s: float, verify_s: float) -> None:
-        c = self.cols
         gamma, n = len(r.draft), r.n_accepted
         n_verified = min(n + 1, gamma)
-        rows = gamma + 1
-        c["turn"] += [r.turn] * rows
-        c["round"] += [r.index] * rows
-        c["prefill"] += [r.prefill] * rows
-        c["k"] += [r.k] * rows
-        c["n_drafted"] += [gamma] * rows
-        c["draft_s"] += [draft_s] * rows
-        c["verify_s"] += [verify_s] * rows
-        c["position"] += [*range(gamma), n]
-        c["kind"] += [KIND_DRAFT] * gamma + [KIND_CORRECTION if n < gamma else KIND_BONUS]
+        for name, value in zip(
+            _ROUND_FIELDS,
+            (r.turn, r.index, r.prefill, r.k, gamma, n, r.n_emitted, draft_s, verify_s),
+            strict=True,
+        ):
+            self.rounds[name].append(value)
+        c = self.cols
         c["draft_token"] += [*r.draft, None]
         c["target_token"] += (
             list(r.target[:n_verified]) + [None] * (gamma - n_verified) + [r.target[n]]
         )
-        c["accepted"] += [i < n for i in range(gamma)] + [None]
-        c["verified"] += [i <= n for i in range(gamma)] + [True]
-        c["emitted"] += [i < min(n, r.n_emitted) for i in range(gamma)] + [r.n_emitted > n]
         c["q"] += [*(r.q_tokens if r.q_tokens is not None else [None] * gamma), None]
         c["p"] += list(r.p) + [None] * (gamma - n_verified) + [r.p_next]
         c["shadow_token"] += [None] * gamma + [r.shadow]
 
     def frame(self, labels: dict[str, Any]) -> pl.DataFrame:
-        n = len(self.cols["turn"])
-        data = {name: [value] * n for name, value in labels.items()} | self.cols
-        return pl.DataFrame(data, schema=EVENT_SCHEMA, strict=False)
+        rounds = {name: np.asarray(values) for name, values in self.rounds.items()}
+        layout = event_layout(
+            rounds["turn"], rounds["round"], rounds["prefill"], rounds["k"],
+            rounds["n_drafted"], rounds["n_accepted"], rounds["n_emitted"],
+            rounds["draft_s"], rounds["verify_s"],
+        )  # fmt: skip
+        n = layout.height
+        given = {name: [value] * n for name, value in labels.items() if name not in layout}
+        data = given | self.cols
+        values = pl.DataFrame(data, schema={c: EVENT_SCHEMA[c] for c in data}, strict=False)
+        return pl.concat([values, layout], how="horizontal").select(EVENT_SCHEMA.names())
 
 
 def run_labels(run_id: str, config: RunConfig) -> dict[str, Any]:

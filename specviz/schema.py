@@ -71,6 +71,7 @@ RUN_FILE = "run.json"
 KIND_DRAFT = "draft"
 KIND_CORRECTION = "correction"
 KIND_BONUS = "bonus"
+# the kind names, in the order the layout writer (specviz.recorder.event_layout) indexes them
 KINDS = (KIND_DRAFT, KIND_CORRECTION, KIND_BONUS)
 
 # column -> (polars dtype, meaning). The docs tables are generated from these dicts.

@@ -22,7 +22,20 @@ def verify_round(index: int, drafted: int, accepted: int) -> Round:
     draft = tuple(range(10, 10 + drafted))
     target = (*draft[:accepted], 99)
     p = tuple(0.5 for _ in range(min(accepted + 1, drafted)))
-    return Round(0, index, False, 3, draft, None, target, p, 0.9, accepted, accepted + 1, None)
+    return Round(
+        turn=0,
+        index=index,
+        prefill=False,
+        k=3,
+        draft=draft,
+        q=None,
+        target=target,
+        p=p,
+        p_next=0.9,
+        n_accepted=accepted,
+        n_emitted=accepted + 1,
+        finish=None,
+    )
 
 
 def test_padding_share_counts_the_slots_shorter_feeds_leave_empty():

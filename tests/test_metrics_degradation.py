@@ -18,6 +18,7 @@ from specviz.metrics import (
     degradation_long,
     single_task_best_k,
 )
+from specviz.metrics.degradation import ThinTask, thin_tasks_of_term
 from specviz.metrics.synthetic import requests_from_rows
 
 SPT = {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.10, ("B", 4): 0.12}
@@ -271,3 +272,37 @@ def test_composition_splits_exactly_into_each_tasks_share_and_prompts():
     assert a["prompts_s"] == pytest.approx(0.0, abs=1e-12)
     total = parts["shares_s"].sum() + parts["prompts_s"].sum()
     assert total == pytest.approx(only(degradation(requests_from_rows(rows)))["composition"])
+
+
+def test_a_task_with_one_request_makes_every_term_of_its_stream_not_estimable():
+    # B has one request in the stream: its within-task resamples always redraw it
+    r = only(
+        degradation(requests_from_rows(single_rows() + multi_rows(prompts=["A0", "B0", "A1"])))
+    )
+    assert r["thin_tasks"] == [{"category": "B", "requests": 1}]
+    for part in ("total", "composition", "tuning", "k_mismatch", "residual"):
+        assert thin_tasks_of_term(r, part) == (ThinTask("B", 1),)
+    # the default prompts: two requests per task, every interval estimable
+    r = only(degradation(requests_from_rows(single_rows() + multi_rows()), n_boot=100))
+    assert r["thin_tasks"] == [] and thin_tasks_of_term(r, "total") == ()
+
+
+def test_a_thin_control_makes_only_carry_over_and_residual_not_estimable():
+    rows = single_rows() + multi_rows(slowdown=1.1, prompts=["A0", "B0", "A1"])
+    rows += single_rows("heuristic") + multi_rows("heuristic", 1.3)
+    r = only(degradation(requests_from_rows(rows), n_boot=100), policy="heuristic")
+    assert r["control"] == "constant" and r["thin_tasks"] == []
+    assert r["control_thin_tasks"] == [{"category": "B", "requests": 1}]
+    assert thin_tasks_of_term(r, "composition") == ()
+    assert (
+        thin_tasks_of_term(r, "carry_over")
+        == thin_tasks_of_term(r, "residual")
+        == (ThinTask("B", 1),)
+    )
+
+
+def test_ks_whose_costs_tie_to_the_nanosecond_tie_and_the_smaller_k_wins():
+    # A costs the same at k=2 and k=4 but for float noise (0.1 + 0.2 against 0.3)
+    spt = SPT | {("A", 2): 0.1 + 0.2, ("A", 4): 0.3}
+    r = only(degradation(requests_from_rows(single_rows(spt=spt) + multi_rows(spt=spt)), n_boot=50))
+    assert r["best_k"] == "A=2, B=2"

@@ -15,7 +15,7 @@ from mix_study import memory_runs, mix_runs, write_mix_study
 
 from specviz.report.answer import (
     FINDING,
-    MULTITASK_PARTS,
+    MULTITASK_TERMS,
     ZERO,
     mix_text,
     study_answer,
@@ -52,7 +52,7 @@ def term(row: dict, part: str) -> dict:
 
 def test_the_headline_leads_with_a_multitask_term_and_says_why_the_mix_is_harder(answer):
     head = answer["headline"]
-    assert head["status"] == FINDING and head["part"] in MULTITASK_PARTS
+    assert head["status"] == FINDING and head["part"] in MULTITASK_TERMS
     assert head["part"] == "composition"
     # the chat mix holds more of the hard tasks and less of the easy ones than the single-task set
     assert "The mix is harder than the single-task set" in head["text"]

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 from report_fixtures import isolate_jupyter
 
+from specviz import config
 from specviz.metrics import (
     degradation,
     label_streams,
@@ -65,6 +66,17 @@ def test_notebook_is_jupytext_with_one_parameters_cell(name: str) -> None:
     assert nb.metadata["kernelspec"]["name"] == "specviz"
     # every parameter has a literal default, so its type can be checked before a kernel starts
     assert None not in declared_parameters(nb).values()
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_notebook_defaults_are_the_named_defaults(name: str) -> None:
+    # a parameters cell must hold literals (papermill injects over them), so the notebooks
+    # repeat config.N_BOOT / config.MAX_NEW_TOKENS; this keeps them equal
+    declared = declared_parameters(jupytext.read(NOTEBOOKS / f"{name}.py"))
+    named = {"n_boot": config.N_BOOT, "max_new_tokens": config.MAX_NEW_TOKENS}
+    assert {p: declared[p] for p in named if p in declared} == {
+        p: v for p, v in named.items() if p in declared
+    }
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,20 @@ every term said for what it is; data text in it is escaped."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
-from specviz.report.answer import FINDING, NOISE, ZERO, classify, study_answer
+from specviz.report.answer import (
+    FINDING,
+    NOISE,
+    NOT_ESTIMABLE,
+    ZERO,
+    classify,
+    study_answer,
+    term_sentence,
+)
 from specviz.report.data import load_runs
 from specviz.report.summary import QUESTION, REMEDIES_TITLE, answer_text, summary_html, verdict
 
@@ -34,6 +44,28 @@ def test_an_exact_zero_in_every_resample_is_zero_by_construction() -> None:
     term = classify(ROW | {"carry_over": 0.0, "carry_over_low": 0.0, "carry_over_high": 0.0},
                     "carry_over")  # fmt: skip
     assert term["status"] == ZERO and "no state" in term["reason"]
+
+
+def test_a_term_resampling_a_one_request_task_has_no_interval_but_says_why() -> None:
+    row = ROW | {"residual": 1.0, "residual_low": 1.0, "residual_high": 1.0,
+                 "thin_tasks": [{"category": "coding", "requests": 1}]}  # fmt: skip
+    term = classify(row, "residual")
+    assert term["status"] == NOT_ESTIMABLE and term["pct"] == 10.0
+    assert term["low_pct"] is None and term["high_pct"] is None
+    stream = {"method": "m", "mixture": "mix", "load": {"changing": False}}
+    sentence = term_sentence(stream, term | {"wall_pct": 9.0})
+    assert "+10.0% (interval not estimable: 1 request for coding; use ≥ 2 per task)" in sentence
+    assert "CI" not in sentence
+
+
+def test_one_request_per_task_gives_no_zero_width_interval_anywhere(tmp_path) -> None:
+    runs = default_conditions(requests_per_category=1)
+    answer = study_answer(load_runs(write_study(tmp_path / "study", runs)), n_boot=100)
+    text = answer_text(answer)
+    assert "interval not estimable: 1 request for coding, 1 request for writing" in text
+    assert not re.search(r"95% CI (\S+) to \1\b", text)  # no zero-width interval
+    assert not any("CI" in line for line in [answer["headline"]["text"], *answer["findings"]])
+    assert answer["headline"]["status"] == NOISE  # nothing is established without intervals
 
 
 @pytest.fixture(scope="module")

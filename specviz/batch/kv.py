@@ -190,13 +190,6 @@ class BatchKV:
         self.valid = new_valid
         self.compactions += 1
 
-    def row_kv(self, row: int, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(keys, values) of one row's valid columns in one layer: ``(heads, cached, dim)``."""
-        assert self.cache is not None
-        columns = self.valid[row].nonzero().flatten()
-        entry = self.cache.layers[layer]
-        return entry.keys[row][:, columns], entry.values[row][:, columns]
-
 
 def _pad_cols(t: torch.Tensor, n: int) -> torch.Tensor:
     """Left-pad the column axis (-2) of a ``(rows, heads, L, dim)`` tensor with ``n`` zeros."""

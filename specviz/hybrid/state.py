@@ -96,6 +96,3 @@ class RecurrentSnapshot:
             cache.layers[i].recurrent_states[s].copy_(saved)
         for i, flags in self.started.items():
             cache.layers[i].has_previous_state.update(flags)
-
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in [*self.conv.values(), *self.ssm.values()])

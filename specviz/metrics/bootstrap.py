@@ -23,6 +23,10 @@ from specviz.metrics.summary import request_table
 Sums = Mapping[str, np.ndarray]
 Statistic = Callable[[Sums], np.ndarray]
 
+#: default resamples of a metric function called directly (notebooks, tests, library use); the
+#: reports, the CLI and the study answer pass :data:`specviz.config.N_BOOT`
+METRIC_N_BOOT = 2000
+
 #: elements (resamples x requests) of one chunk of the index matrix
 _CHUNK_ELEMENTS = 2_000_000
 
@@ -62,7 +66,7 @@ def bootstrap(
     columns: Mapping[str, np.ndarray],
     statistic: Statistic,
     *,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int | Sequence[int] = 0,
 ) -> Interval:
@@ -88,7 +92,7 @@ def bootstrap_ratio(
     numerator: np.ndarray,
     denominator: np.ndarray,
     *,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int | Sequence[int] = 0,
 ) -> Interval:
@@ -111,7 +115,7 @@ def bootstrap_by(
     numerator: str,
     denominator: str | None = None,
     *,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> pl.DataFrame:
@@ -174,7 +178,7 @@ def metric_intervals(
     by: str | Sequence[str] = (),
     metrics: Sequence[str] = tuple(RATIO_METRICS),
     *,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int = 0,
 ) -> pl.DataFrame:

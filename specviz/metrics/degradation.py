@@ -50,12 +50,15 @@ prompts raises :class:`MissingCounterpartError`.
 
 Intervals: percentile bootstrap over the stream's requests, resampled within each task (the
 mixture fixes each task's count of requests, so only which prompts a task has varies), and
-independently over the control's requests for rho; T_ref's rate is held fixed.
+independently over the control's requests for rho; T_ref's rate is held fixed. A task with
+fewer than :data:`MIN_TASK_REQUESTS` requests redraws the same request in every resample, so a
+term whose bootstrap resamples such a task has no interval worth the name (with one request per
+task it is zero-wide): :func:`thin_tasks_of_term` says which tasks make it not estimable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,13 +66,23 @@ import numpy as np
 import polars as pl
 
 from specviz.errors import SpecvizError
-from specviz.metrics.bootstrap import resampled_sums
+from specviz.metrics.bootstrap import METRIC_N_BOOT, resampled_sums
 from specviz.metrics.frames import Frame, requests_frame
 
 CONFIG = ("target", "temperature", "drafter", "policy", "k")
 STREAM = ("run_id", "mixture")
 PERSISTENT_POLICIES = ("heuristic",)
-PARTS = ("total", "composition", "tuning", "k_mismatch", "carry_over", "residual")
+#: the terms that add up to a stream's total extra time (module docstring)
+TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
+#: what multitasking itself costs: every term but tuning (a badly chosen global k, which
+#: single-task serving pays too)
+MULTITASK_TERMS = ("composition", "k_mismatch", "carry_over", "residual")
+#: the columns of degradation() with ``_low`` / ``_high`` bounds: the total and its terms
+ESTIMATES = ("total", *TERMS)
+#: the fewest requests a task needs in a stream for its within-task resampling to vary
+MIN_TASK_REQUESTS = 2
+#: the terms whose bootstrap also resamples the control stream (when there is one)
+CONTROLLED_TERMS = ("carry_over", "residual")
 _CONFIG_BUT_K = tuple(c for c in CONFIG if c != "k")
 _STREAM_GROUP = (*CONFIG, "mixture")  # one row of degradation() per multitask stream
 _FLOAT_COLUMNS = (
@@ -82,6 +95,48 @@ _FLOAT_COLUMNS = (
     "multitask_tokens_per_s",
     "reference_tokens_per_s",
 )
+
+
+@dataclass(frozen=True)
+class ThinTask:
+    """A task with fewer than :data:`MIN_TASK_REQUESTS` requests in a stream a bootstrap
+    resamples within each task: every resample redraws the same request(s)."""
+
+    category: str
+    requests: int
+
+
+_THIN_TASKS = pl.List(pl.Struct({"category": pl.String(), "requests": pl.Int64()}))
+
+
+def thin_tasks(categories: Sequence[str | None]) -> list[dict[str, Any]]:
+    """The tasks among ``categories`` (one per request of a stream) with fewer than
+    :data:`MIN_TASK_REQUESTS` requests, as ``{"category", "requests"}`` rows sorted by task."""
+    counts: dict[str | None, int] = {}
+    for category in categories:
+        counts[category] = counts.get(category, 0) + 1
+    return [
+        {"category": str(c), "requests": n}
+        for c, n in sorted(counts.items(), key=lambda cn: (cn[0] is None, cn[0]))
+        if n < MIN_TASK_REQUESTS
+    ]
+
+
+def thin_tasks_of_term(row: Mapping[str, Any], part: str) -> tuple[ThinTask, ...]:
+    """Why the interval of ``part`` in :func:`degradation` row ``row`` is not estimable: the tasks
+    with fewer than :data:`MIN_TASK_REQUESTS` requests in a stream its bootstrap resamples (the
+    stream's own requests for every term; also the control's for carry-over and residual when
+    the control is a constant-policy stream). Empty when the interval is estimable.
+
+    ``row`` may be any mapping with ``thin_tasks`` (and, for :data:`CONTROLLED_TERMS`,
+    ``control`` and ``control_thin_tasks``): the drafter-memory interval
+    (:func:`specviz.metrics.remedies.memory_interval`) gives its own ``thin_tasks``.
+    """
+    rows = list(row.get("thin_tasks") or [])
+    if part in CONTROLLED_TERMS and row.get("control") == "constant":
+        rows += row.get("control_thin_tasks") or []
+    tasks = {ThinTask(r["category"], int(r["requests"])) for r in rows}
+    return tuple(sorted(tasks, key=lambda t: (t.category, t.requests)))
 
 
 class NoMultitaskStreamError(SpecvizError):
@@ -267,7 +322,8 @@ def _best_k(priced: pl.LazyFrame) -> pl.LazyFrame:
         priced.group_by([*stream_task, "k"])
         .agg(
             pl.col("spt_alt").is_null().any().alias("incomplete"),
-            (pl.col("n") * pl.col("spt_alt")).sum().alias("cost"),
+            # to the nanosecond: a tie stays a tie whatever order the threads sum in
+            (pl.col("n") * pl.col("spt_alt")).sum().round(9).alias("cost"),
         )
         .filter(~pl.col("incomplete"))
         .group_by(stream_task)
@@ -326,7 +382,11 @@ def _best_single_k(priced: pl.LazyFrame, multi: pl.DataFrame) -> pl.DataFrame:
         .agg(
             pl.col("spt_alt").is_null().any().alias("incomplete"),
             *[
-                (pl.col("n") * pl.col("spt_alt")).filter(pl.col("half") == h).sum().alias(f"c{h}")
+                (pl.col("n") * pl.col("spt_alt"))
+                .filter(pl.col("half") == h)
+                .sum()
+                .round(9)  # as in _best_k: ties independent of summation order
+                .alias(f"c{h}")
                 for h in (0, 1)
             ],
             *[(pl.col("half") == h).any().alias(f"has{h}") for h in (0, 1)],
@@ -479,6 +539,10 @@ class _Streams:
             **config,
             **_totals(frame.height, point, rate, best, state),
             "best_single_k": _halves_text(single_k),
+            "thin_tasks": thin_tasks(frame["category"].to_list()),
+            "control_thin_tasks": None
+            if control is None
+            else thin_tasks(control["category"].to_list()),
             **_parts(
                 _decompose(point, rate, rho_point, state),
                 _decompose(sampled, rate, rho_sampled, state),
@@ -547,7 +611,7 @@ def _parts(
     """Each part with its ``_low`` / ``_high`` bootstrap bounds, to the nanosecond (null when
     undefined: no control, or no finite resample)."""
     row: dict[str, float | None] = {}
-    for name in PARTS:
+    for name in ESTIMATES:
         low, high = boot.bounds(sampled[name])
         row[name] = _ns_or_null(float(point[name][0]))
         row[f"{name}_low"] = _ns_or_null(low)
@@ -576,7 +640,8 @@ def _table_schema(multi: pl.DataFrame) -> dict[str, pl.DataType]:
     schema["requests"] = pl.Int64()
     schema.update(dict.fromkeys(_FLOAT_COLUMNS, pl.Float64()))
     schema.update({"best_k": pl.String(), "control": pl.String(), "best_single_k": pl.String()})
-    schema.update({f"{p}{s}": pl.Float64() for p in PARTS for s in ("", "_low", "_high")})
+    schema.update({"thin_tasks": _THIN_TASKS, "control_thin_tasks": _THIN_TASKS})
+    schema.update({f"{p}{s}": pl.Float64() for p in ESTIMATES for s in ("", "_low", "_high")})
     return schema
 
 
@@ -584,7 +649,7 @@ def degradation(
     requests: Frame,
     *,
     persistent_policies: Sequence[str] = PERSISTENT_POLICIES,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int = 0,
     seconds: str = "wall_s",
@@ -598,7 +663,10 @@ def degradation(
     One row per multitask (target, temperature, drafter, policy, k, mixture): requests, tokens,
     multitask_s, single_task_s, tuned_single_task_s, single_k_s, reference_s,
     multitask_tokens_per_s, reference_tokens_per_s, best_k (task=k, ...), control (constant |
-    not needed | missing), best_single_k (the cross-fitted one k: "5", or "4/5" by half), and
+    not needed | missing), best_single_k (the cross-fitted one k: "5", or "4/5" by half),
+    thin_tasks and control_thin_tasks (the stream's and its control's tasks with fewer than
+    :data:`MIN_TASK_REQUESTS` requests, as category/requests structs; null without a control:
+    read by :func:`thin_tasks_of_term`), and
     total = composition + tuning + k_mismatch + carry_over + residual (seconds; positive =
     slower),
     each with ``_low`` / ``_high`` percentile bootstrap bounds. Formulas: module docstring and
@@ -629,7 +697,7 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     k_mismatch, carry_over, residual, total), seconds, low, high, share (seconds / total; null when total is 0).
     """
     group = [*CONFIG, "mixture"]
-    missing = [c for c in [*group, *PARTS] if c not in table.columns]
+    missing = [c for c in [*group, *ESTIMATES] if c not in table.columns]
     if missing:
         raise ValueError(f"not a degradation() table: missing columns {', '.join(missing)}")
     frames = [
@@ -641,7 +709,7 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
             pl.col(f"{part}_high").alias("high"),
             pl.when(pl.col("total") != 0).then(pl.col(part) / pl.col("total")).alias("share"),
         )
-        for part in (*PARTS[1:], PARTS[0])
+        for part in (*TERMS, "total")
     ]
     return pl.concat(frames)
 

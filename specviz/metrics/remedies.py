@@ -35,11 +35,14 @@ same order, each reading only its own task's earlier outputs, as in its single-t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import polars as pl
 
+from specviz.config import N_BOOT
 from specviz.metrics.bootstrap import resampled_sums
+from specviz.metrics.degradation import thin_tasks
 from specviz.metrics.oracle import recovered_share
 
 REMEDIES = ("task-aware policy", "per-task drafter memory", "cost-aware k")
@@ -139,18 +142,19 @@ def memory_interval(
     requests: pl.DataFrame,
     row: Mapping[str, object],
     *,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     level: float = 0.95,
     seed: int = 0,
-) -> dict[str, float] | None:
+) -> dict[str, Any] | None:
     """The drafter-memory term of one :func:`memory_term` row with its percentile interval.
 
     ``requests``: labelled requests (:func:`specviz.metrics.degradation.label_streams`) timed by
     ``wall_s`` (either clock). S and P hold the same requests in the same order, so the term is
     a sum of paired differences, d_i = wall(S, i) - wall(P, i) over request_index i;
     ``drafter_memory_s`` = sum_i d_i, and its interval resamples the pairs within each task (as
-    the decomposition does). None when the two streams do not hold the same prompts in the same
-    order.
+    the decomposition does); ``thin_tasks``: the tasks with too few pairs for that interval
+    (:func:`specviz.metrics.degradation.thin_tasks`). None when the two streams do not hold the
+    same prompts in the same order.
     """
     keys = [*KEYS, "policy", "k"]
     base = requests.filter(pl.col("multitask"), *[pl.col(c).eq_missing(row[c]) for c in keys])
@@ -173,4 +177,5 @@ def memory_interval(
         "drafter_memory_s": round(float(pairs["d"].sum()), 9) + 0.0,
         "drafter_memory_low": round(float(low), 9) + 0.0,
         "drafter_memory_high": round(float(high), 9) + 0.0,
+        "thin_tasks": thin_tasks(pairs["category"].to_list()),
     }

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from specviz.errors import SpecvizError
-from specviz.metrics.bootstrap import bootstrap
+from specviz.metrics.bootstrap import METRIC_N_BOOT, bootstrap
 from specviz.metrics.frames import Frame, group_list, requests_frame
 
 PAIR_KEYS = ("target", "prompt_id", "temperature", "batch_size")
@@ -139,7 +139,7 @@ def speedup(
     requests: Frame,
     by: str | Sequence[str] = ("drafter", "policy", "k"),
     *,
-    n_boot: int = 2000,
+    n_boot: int = METRIC_N_BOOT,
     level: float = 0.95,
     seed: int = 0,
     seconds: str = "wall_s",

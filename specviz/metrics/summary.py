@@ -155,21 +155,6 @@ def k_distribution(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
     )
 
 
-REQUEST_TABLE_COLUMNS = (
-    "requests",
-    "tokens",
-    "verify_tokens",
-    "rounds",
-    "verify_rounds",
-    "drafted",
-    "verified_drafts",
-    "accepted",
-    "draft_s",
-    "verify_s",
-    "prefill_s",
-)
-
-
 def request_table(events: Frame, by: str | Sequence[str] = ()) -> pl.DataFrame:
     """Per-request totals from the event table: the units a bootstrap over requests resamples.
 

@@ -13,6 +13,8 @@
    the estimate and in every resample (cost accounting prices identical rounds identically);
    *inside the noise* otherwise, with the smallest effect the study could have detected (the
    interval's half-width: an effect that large would have moved the interval off zero);
+   *interval not estimable* when its bootstrap resamples a task with too few requests
+   (:func:`specviz.metrics.degradation.thin_tasks_of_term`: the estimate, no interval);
 4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
    by its share of single-task time), or, without one, says that no multitask term is
    established (:func:`headline`); a composition lead names the tasks that make the mix harder
@@ -28,21 +30,25 @@
    request load factors shift its wall-clock extra time by more than its interval allows), said
    in :func:`load_lines` and marked on every wall-clock figure of that stream.
 
-Numbers are computed first (typed dicts: terms, tuning, load, configurations); the sentences are
-rendered from them, in this module and in :mod:`specviz.report.summary`.
+Numbers are computed first: what each term establishes, the wall clock's load and the task
+shares of the composition are typed results of :mod:`specviz.metrics.answer` (:class:`Term`,
+:class:`WallLoad`, :class:`MixTask`); this module turns them into the answer's JSON-able entries
+(:func:`term_dict`, :func:`load_dict`) and renders the sentences from those, as
+:mod:`specviz.report.summary` does from the published answer.
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from specviz.config import N_BOOT
 from specviz.cost import CostModel
 from specviz.metrics import degradation, label_streams, missing_baseline, speedup
 from specviz.metrics.accounting import (
@@ -51,7 +57,27 @@ from specviz.metrics.accounting import (
     wall_clock_load,
     with_modelled_seconds,
 )
-from specviz.metrics.degradation import CONFIG, composition_by_task
+from specviz.metrics.answer import (
+    FINDING,
+    NOISE,
+    NOT_ESTIMABLE,
+    UNMEASURED,
+    ZERO,
+    Term,
+    WallLoad,
+    classify_term,
+    mix_tasks,
+    share_pct,
+    stream_figures,
+    wall_load,
+)
+from specviz.metrics.degradation import (
+    CONFIG,
+    MIN_TASK_REQUESTS,
+    MULTITASK_TERMS,
+    TERMS,
+    composition_by_task,
+)
 from specviz.metrics.oracle import (
     NoOracleError,
     best_single_configuration,
@@ -70,11 +96,8 @@ from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 
-PARTS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
-# what multitasking costs; tuning (a badly chosen global k) is paid by single-task serving too
-MULTITASK_PARTS = ("composition", "k_mismatch", "carry_over", "residual")
-# the terms a headline may lead with: the multitask parts and the drafter-memory term
-HEADLINE_PARTS = (*MULTITASK_PARTS, "drafter_memory")
+# the terms a headline may lead with: the multitask terms and the drafter-memory term
+HEADLINE_TERMS = (*MULTITASK_TERMS, "drafter_memory")
 LABELS = {
     "total": "extra time",
     "composition": "composition",
@@ -84,12 +107,6 @@ LABELS = {
     "residual": "residual",
     "drafter_memory": "drafter memory shared across tasks",
 }
-FINDING, ZERO, NOISE, UNMEASURED = (
-    "finding",
-    "zero by construction",
-    "inside the noise",
-    "not measured",
-)
 ZERO_REASONS = {
     "composition": "the stream holds the single-task prompts in their single-task shares",
     "tuning": "the stream's k is the best single k for its tasks",
@@ -102,39 +119,39 @@ CLOCKS = ("modelled", "wall")
 ABSENT = "not in this study"
 
 
-def _pct(value: float | None, reference: float) -> float | None:
-    return None if value is None or not reference else 100.0 * value / reference
+UNMEASURED_REASON = "no constant-k control stream of the same drafter, k and mixture"
+
+
+def term_dict(term: Term) -> dict[str, Any]:
+    """The answer's entry for one :class:`~specviz.metrics.answer.Term`: its figures, its
+    label and the reason that goes with its status (JSON-able)."""
+    reason = ""
+    if term.status == UNMEASURED:
+        reason = UNMEASURED_REASON
+    elif term.status == ZERO:
+        reason = ZERO_REASONS[term.part]
+        if term.part == "carry_over" and term.controlled:
+            reason = "the policy's carried state changed no round"
+    return {
+        "part": term.part,
+        "label": LABELS[term.part],
+        "pct": term.pct,
+        "low_pct": term.low_pct,
+        "high_pct": term.high_pct,
+        "detectable_pct": term.detectable_pct,
+        "reason": reason,
+        "thin_tasks": [asdict(t) for t in term.thin_tasks],
+        "status": term.status,
+    }
 
 
 def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
-    """One part of one modelled degradation row: status, percent of single-task time, interval,
-    the smallest detectable effect (inside the noise) or why it is zero (by construction)."""
-    ref = row["reference_s"]
-    value, low, high = row[part], row[f"{part}_low"], row[f"{part}_high"]
-    term: dict[str, Any] = {
-        "part": part,
-        "label": LABELS[part],
-        "pct": _pct(value, ref),
-        "low_pct": _pct(low, ref),
-        "high_pct": _pct(high, ref),
-        "detectable_pct": None,
-        "reason": "",
-    }
-    if value is None or low is None or high is None:
-        term["status"] = UNMEASURED
-        term["reason"] = "no constant-k control stream of the same drafter, k and mixture"
-    elif value == 0.0 and low == 0.0 and high == 0.0:
-        term["status"] = ZERO
-        reason = ZERO_REASONS[part]
-        if part == "carry_over" and row["control"] == "constant":
-            reason = "the policy's carried state changed no round"
-        term["reason"] = reason
-    elif low > 0 or high < 0:
-        term["status"] = FINDING
-    else:
-        term["status"] = NOISE
-        term["detectable_pct"] = _pct((high - low) / 2, ref)
-    return term
+    """One part of one modelled degradation row, classified
+    (:func:`specviz.metrics.answer.classify_term`: finding, zero by construction, inside the
+    noise with the smallest detectable effect, not measured, or interval not estimable; the
+    last has null bounds, since a zero-width interval would read as certainty) as
+    :func:`term_dict` writes it."""
+    return term_dict(classify_term(row, part))
 
 
 def _priced(data: StudyData) -> tuple[pl.DataFrame, dict[str, CostModel]]:
@@ -157,48 +174,10 @@ def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
     return out
 
 
-def mix_tasks(tasks: list[dict[str, Any]], reference_s: float) -> list[dict[str, Any]]:
-    """Each task's share part of the composition term (``shares_s`` of
-    :func:`specviz.metrics.degradation.composition_by_task`), largest first: category, share,
-    reference_share, relative_cost (the task's benchmark seconds per token over the benchmark's
-    average) and pct of T_ref (> 0: the task's share makes the mix harder)."""
-    rows = [
-        {
-            "category": t["category"],
-            "share": t["share"],
-            "reference_share": t["reference_share"],
-            "relative_cost": t["reference_spt"] / t["rate"],
-            "pct": _pct(t["shares_s"], reference_s),
-        }
-        for t in tasks
-    ]
-    return sorted(rows, key=lambda r: -(r["pct"] or 0.0))
-
-
-def wall_load(row: dict[str, Any] | None, wall: dict[str, Any]) -> dict[str, Any]:
-    """Whether a stream's wall clock was taken under changing load: the load factors shift its
-    wall-clock extra time (``shift_pct``) by more than its wall-clock interval's half-width
-    (``allowed_pct``) allows. Without load factors: not changing."""
-    ref = wall["reference_s"]
-    low, high = _pct(wall["total_low"], ref), _pct(wall["total_high"], ref)
-    allowed = None if low is None or high is None else (high - low) / 2
-    if row is None:
-        return {"changing": False, "shift_pct": None, "allowed_pct": allowed}
-    shift = 100 * row["load_shift"]
-    return {
-        "changing": abs(shift) > (allowed or 0.0),
-        "shift_pct": shift,
-        "allowed_pct": allowed,
-        "multitask_load": row["multitask_load"],
-        "single_task_load": row["single_task_load"],
-        "min_load": row["min_load"],
-        "max_load": row["max_load"],
-    }
-
-
-def _best_ks(best_k: str | None) -> list[int]:
-    """The k values of a ``best_k`` text (``coding=5, writing=5``)."""
-    return [int(k) for k in re.findall(r"=(-?\d+)(?:, |$)", best_k or "")]
+def load_dict(load: WallLoad) -> dict[str, Any]:
+    """The answer's entry for a stream's :class:`~specviz.metrics.answer.WallLoad`."""
+    figures = {"changing": load.changing, "shift_pct": load.shift_pct}
+    return figures | {"allowed_pct": load.allowed_pct} | dict(load.loads or {})
 
 
 def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
@@ -218,6 +197,7 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
         key = tuple(m[k] for k in keys)
         w = wall[key]
         ref, wref = m["reference_s"], w["reference_s"]
+        figures = stream_figures(m, w)
         row = {
             "method": m["method"],
             "mixture": m["mixture"],
@@ -231,22 +211,14 @@ def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
             "tokens": m["tokens"],
             "best_k": m["best_k"],
             "best_single_k": m["best_single_k"],
-            "every_task_best_k": sorted(set(_best_ks(m["best_k"]))),
-            "mix_tasks": mix_tasks(tasks.get(key, []), ref),
-            "load": wall_load(loads.get(key), w),
+            "mix_tasks": [asdict(t) for t in mix_tasks(tasks.get(key, []), ref)],
+            "load": load_dict(wall_load(loads.get(key), w)),
             "modelled": m,
             "wall": w,
-            "modelled_tokens_per_s": m["multitask_tokens_per_s"],
-            "wall_tokens_per_s": w["multitask_tokens_per_s"],
-            "modelled_over_wall": m["multitask_s"] / w["multitask_s"] if w["multitask_s"] else None,
-            "total_pct": _pct(m["total"], ref),
-            "total_low_pct": _pct(m["total_low"], ref),
-            "total_high_pct": _pct(m["total_high"], ref),
-            "multitask_pct": _pct(sum(m[p] or 0.0 for p in MULTITASK_PARTS), ref),
-            "wall_total_pct": _pct(w["total"], wref),
-            "wall_total_low_pct": _pct(w["total_low"], wref),
-            "wall_total_high_pct": _pct(w["total_high"], wref),
-            "terms": [classify(m, p) | {"wall_pct": _pct(w[p], wref)} for p in PARTS],
+            **asdict(figures),
+            "every_task_best_k": list(figures.every_task_best_k),
+            "total_thin_tasks": [asdict(t) for t in figures.total_thin_tasks],
+            "terms": [classify(m, p) | {"wall_pct": share_pct(w[p], wref)} for p in TERMS],
         }
         rows.append(row)
     return rows
@@ -321,13 +293,28 @@ def _term(row: dict[str, Any], part: str) -> dict[str, Any]:
     return next(t for t in row["terms"] if t["part"] == part)
 
 
+def interval_text(low_pct: float | None, high_pct: float | None, thin: list[dict]) -> str:
+    """``95% CI -1.0% to +2.0%``, or, when the interval is not estimable
+    (:func:`specviz.metrics.degradation.thin_tasks_of_term`), ``interval not estimable: 1
+    request for coding; use ≥ 2 per task``."""
+    if not thin:
+        return f"95% CI {_fmt(low_pct)} to {_fmt(high_pct)}"
+    counts = ", ".join(
+        f"{t['requests']} request{'' if t['requests'] == 1 else 's'} for {t['category']}"
+        for t in thin
+    )
+    return f"interval not estimable: {counts}; use ≥ {MIN_TASK_REQUESTS} per task"
+
+
 def _total_text(row: dict[str, Any]) -> str:
     tuning = _term(row, "tuning")
     load = " (taken under changing load)" if row["load"]["changing"] else ""
+    interval = interval_text(
+        row["total_low_pct"], row["total_high_pct"], row.get("total_thin_tasks", [])
+    )
     return (
         f"Multitask terms together {_fmt(row['multitask_pct'])} modelled; with tuning "
-        f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} (95% CI "
-        f"{_fmt(row['total_low_pct'])} to {_fmt(row['total_high_pct'])}), "
+        f"({_fmt(tuning['pct'])}) the extra time is {_fmt(row['total_pct'])} ({interval}), "
         f"{_fmt(row['wall_total_pct'])} by the wall clock{load}; modelled / wall-clock seconds "
         f"{row['modelled_over_wall']:.2f}."
     )
@@ -342,6 +329,12 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
         return f"{head} is zero by construction ({term['reason']})."
     if term["status"] == UNMEASURED:
         return f"{head} is not measured ({term['reason']})."
+    if term["status"] == NOT_ESTIMABLE:
+        interval = interval_text(None, None, term["thin_tasks"])
+        return (
+            f"{head} {_fmt(term['pct'])} ({interval}), modelled; "
+            f"{_wall_text(row, term['wall_pct'])}."
+        )
     return (
         f"{head} {_fmt(term['pct'])} is inside the noise (95% CI {_fmt(term['low_pct'])} to "
         f"{_fmt(term['high_pct'])}); the smallest effect this study could detect is "
@@ -350,7 +343,7 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """The lead: the largest *multitask* finding (:data:`MULTITASK_PARTS`, share of single-task
+    """The lead: the largest *multitask* finding (:data:`MULTITASK_TERMS`, share of single-task
     time) among drafted streams, ties broken by method, mixture and part order; tuning is never
     the lead (:func:`tuning_lines`). A composition lead names the tasks that make the mix
     harder. Without a finding: the stream with the largest multitask extra time."""
@@ -365,7 +358,7 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
         (round(abs(t["pct"]), 6), -i, -j, r, t)
         for i, r in enumerate(drafted)
         for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING and t["part"] in HEADLINE_PARTS
+        if t["status"] == FINDING and t["part"] in HEADLINE_TERMS
     ]
     if findings:
         _, _, _, row, term = max(findings, key=lambda f: f[:3])
@@ -421,10 +414,11 @@ def add_memory_terms(
             "drafter_memory": est["drafter_memory_s"],
             "drafter_memory_low": est["drafter_memory_low"],
             "drafter_memory_high": est["drafter_memory_high"],
+            "thin_tasks": est["thin_tasks"],
         }
         wall_s = None if checked is None else checked["drafter_memory_s"]
         term = classify(values, "drafter_memory") | {
-            "wall_pct": _pct(wall_s, row["wall"]["reference_s"])
+            "wall_pct": share_pct(wall_s, row["wall"]["reference_s"])
         }
         at = [t["part"] for t in row["terms"]].index("carry_over")
         row["terms"].insert(at, term)
@@ -693,7 +687,7 @@ def _unbatched(data: StudyData) -> bool:
     return bool((data.requests["batch_size"].fill_null(1) == 1).any())
 
 
-def study_answer(data: StudyData, n_boot: int = 1000) -> dict[str, Any]:
+def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
     """The answer of the runs in ``data`` (module docstring); JSON-able.
 
     Cost accounting and the decomposition cover unbatched runs; runs that are all batched get

@@ -23,6 +23,7 @@ import nbformat
 import polars as pl
 from tqdm.auto import tqdm
 
+from specviz.config import N_BOOT
 from specviz.metrics.compare import difference
 from specviz.outdir import check_out_file
 from specviz.plots.compare import compared_bars
@@ -245,7 +246,7 @@ def build_comparison(
     out: str | Path,
     *,
     categories: Sequence[str] = (),
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     progress: bool = True,
     allow_incomplete: bool = False,
     force: bool = False,

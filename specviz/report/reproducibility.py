@@ -14,6 +14,7 @@ from typing import Any
 
 import polars as pl
 
+from specviz.config import N_BOOT
 from specviz.report.answer import study_answer
 from specviz.report.data import load_runs
 from specviz.runlog import read_run_meta
@@ -42,7 +43,7 @@ def same_rounds(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     return a.height == b.height and a.equals(b)
 
 
-def compare(first: str | Path, second: str | Path, n_boot: int = 1000) -> dict[str, Any]:
+def compare(first: str | Path, second: str | Path, n_boot: int = N_BOOT) -> dict[str, Any]:
     """Rounds identical per request; each run's headline and modelled extra time; their gap."""
     counts = [round_counts(first), round_counts(second)]
     answers = [study_answer(load_runs(p, require_baseline=False), n_boot) for p in (first, second)]

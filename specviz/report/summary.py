@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from specviz.metrics.degradation import TERMS
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, PARTS, ZERO
+from specviz.report.answer import LABELS, ZERO
 from specviz.report.html import element, esc, text_element
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
@@ -71,7 +72,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
         "multitask tok/s",
         "single-task tok/s",
         "extra time",
-        *[LABELS[p] for p in PARTS],
+        *[LABELS[p] for p in TERMS],
         "modelled / wall s",
         "best k per task",
         "best single k",
@@ -92,7 +93,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
                     f"{d['multitask_tokens_per_s']:.1f}",
                     f"{d['reference_tokens_per_s']:.1f}",
                     _share(d["total"], ref),
-                    *[_share(d[p], ref) for p in PARTS],
+                    *[_share(d[p], ref) for p in TERMS],
                     f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
                     r.get("best_k") or "",
                     r.get("best_single_k") or "",

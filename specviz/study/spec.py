@@ -62,6 +62,7 @@ from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.config import (
     DRAFTERS,
     K_MAX,
+    MAX_NEW_TOKENS,
     MAX_NEW_TOKENS_MAX,
     ConfigError,
     DrafterConfig,
@@ -157,7 +158,7 @@ class Study:
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     mixtures: MixtureSpec = field(default_factory=MixtureSpec)
     batching: BatchingSpec = field(default_factory=BatchingSpec)
-    max_new_tokens: int = 128
+    max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
     repeats: int = 1
     baseline: bool = True
@@ -296,7 +297,10 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         mixtures=mixtures,
         batching=batching,
         max_new_tokens=_bounded(
-            r, r.get(data, "max_new_tokens", int, 128), "max_new_tokens", MAX_NEW_TOKENS_MAX
+            r,
+            r.get(data, "max_new_tokens", int, MAX_NEW_TOKENS),
+            "max_new_tokens",
+            MAX_NEW_TOKENS_MAX,
         ),
         seed=r.get(data, "seed", int, 0),
         repeats=_bounded(r, r.get(data, "repeats", int, 1), "repeats", REPEATS_MAX),
