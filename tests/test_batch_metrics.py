@@ -28,7 +28,7 @@ def verify_round(index: int, drafted: int, accepted: int) -> Round:
         prefill=False,
         k=3,
         draft=draft,
-        q=None,
+        q_tokens=None,
         target=target,
         p=p,
         p_next=0.9,
