@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import polars as pl
 import pytest
 from engine_helpers import run_cli
-from fake_server import MODEL, FakeServer, sse
+from fake_server import MODEL, FakeServer, chunk, sse, stream_answer
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from specviz.endpoint.parse import server_spec
@@ -87,20 +86,6 @@ def test_served_figures_follow_vllm_definitions():
 
 
 # -- scripted servers ---------------------------------------------------------------------
-
-
-def _chunk(payload: dict[str, Any]) -> str:
-    return json.dumps({"id": "x", "object": "chat.completion.chunk", "model": MODEL} | payload)
-
-
-def stream_answer(figures: dict[str, Any]) -> Response:
-    """A three-chunk answer; ``figures`` merged into the final usage chunk."""
-    delta = [{"index": 0, "delta": {"content": c}} for c in ("Hel", "lo", "!")]
-    chunks = [_chunk({"choices": [d]}) for d in delta]
-    chunks.append(_chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
-    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-    chunks.append(_chunk({"choices": [], "usage": usage} | figures))
-    return sse(chunks)
 
 
 def _run(url: str, out: Path, *extra: str, drafter: str = "prompt-lookup"):
@@ -188,12 +173,12 @@ def _error_500(n: int, body: dict[str, Any]) -> Response:
 
 
 def _malformed(n: int, body: dict[str, Any]) -> Response:
-    return sse([_chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}), "{not json"])
+    return sse([chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}), "{not json"])
 
 
 def _stall(n: int, body: dict[str, Any]) -> Response:
     async def body_() -> Any:
-        yield "data: " + _chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}) + "\n\n"
+        yield "data: " + chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}) + "\n\n"
         await asyncio.sleep(30)
 
     return StreamingResponse(body_(), media_type="text/event-stream")
