@@ -133,6 +133,26 @@ def test_endpoint_run_records_the_servers_figures(tmp_path, figures, source):
     assert requests["new_tokens"].to_list() == [3 * n for n in turns]
     assert requests["output_turns"].to_list() == [["Hello!"] * n for n in turns]
     assert read_run_meta(tmp_path / "r")["measured_by"] == "server"
+    # every turn names its prompt's task in OpenAI's metadata map
+    sent = sorted(body["metadata"]["task"] for body in server.requests)
+    categories = requests["category"].to_list()
+    assert sent == sorted(c for c, n in zip(categories, turns, strict=True) for _ in range(n))
+
+
+def test_serve_reads_the_task_from_the_requests_metadata():
+    from types import SimpleNamespace
+
+    from specviz.config import SamplingConfig
+    from specviz.serve.app import parse_request
+    from specviz.serve.engine import DEFAULT_TASK, RequestError
+
+    config = SimpleNamespace(max_new_tokens=8, sampling=SamplingConfig(0.0, 1.0), seed=0)
+    engine: Any = SimpleNamespace(config=config)
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    assert parse_request(body, engine).category == DEFAULT_TASK
+    assert parse_request(body | {"metadata": {"task": "coding"}}, engine).category == "coding"
+    with pytest.raises(RequestError, match="metadata"):
+        parse_request(body | {"metadata": ["coding"]}, engine)
 
 
 def test_a_server_without_figures_is_said_and_timings_still_recorded(tmp_path):

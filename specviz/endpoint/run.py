@@ -318,6 +318,7 @@ async def _converse(
             config.max_new_tokens,
             config.sampling,
             seed,
+            request.prompt.category,
             errors,
         )
         turns.append(result)
