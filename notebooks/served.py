@@ -42,6 +42,7 @@ from specviz.report.served import (
     load_served,
     measured_marker,
     missing_metrics_note,
+    note_html,
     per_position_note,
     served_rows,
 )
@@ -71,7 +72,7 @@ if acceptance_known:
         heading="Mean acceptance length (1 + accepted / spec steps), single-task vs multitask",
     )
 else:
-    chart = missing_metrics_note(data)
+    chart = note_html(missing_metrics_note(data) or "")
 chart
 
 # %% [markdown]
@@ -82,7 +83,7 @@ chart
 # %%
 note = missing_metrics_note(data)
 if note:
-    print(note)
+    display(note_html(note))
 if acceptance_known:
     display(measured_marker(ACCEPTANCE_SOURCE))
     display(metric_by_category(by_stream.filter(pl.col("acceptance_rate").is_not_null()),
@@ -107,7 +108,7 @@ if why is None:
     display(measured_marker("per-position acceptance: the server's per-step counts (detailed)"))
     display(per_position_curves(positions))
 else:
-    print(why)
+    display(note_html(why))
 
 # %% [markdown]
 # ## Tokens per second and time to first token
@@ -139,7 +140,8 @@ if served_baseline and drafted and missing_baseline(data.requests).height == 0:
         )
     )
 else:
-    print("No speedup: no baseline server (--endpoint baseline=URL) answered the same prompts.")
+    display(note_html("No speedup: no baseline server (--endpoint baseline=URL) answered the "
+                      "same prompts."))
 
 # %% [markdown]
 # ## The numbers

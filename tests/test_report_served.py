@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from engine_helpers import run_cli
 from fake_server import MODEL, FakeServer, stream_answer
@@ -24,6 +25,7 @@ from specviz.report.served import (
     SERVER_MARK,
     headline,
     load_served,
+    missing_metrics_note,
     per_position_note,
     served_rows,
 )
@@ -120,7 +122,19 @@ def test_per_position_acceptance_is_drawn_only_from_per_step_counts(served: Path
     data = load_served(served)
     assert per_position_note(data) is None
     summary_only = dataclasses.replace(data, events=data.events.clear())
-    assert "detailed" in (per_position_note(summary_only) or "")
+    assert "per-request totals only" in (per_position_note(summary_only) or "")
+    unknown = [
+        pl.lit(None, dtype=pl.Int64).alias(c) for c in ("accepted", "drafted", "num_spec_steps")
+    ]
+    silent = dataclasses.replace(  # a server that reported no figures
+        summary_only,
+        requests=data.requests.with_columns(
+            pl.lit(None, dtype=pl.String).alias("metrics_source"), *unknown
+        ),
+    )
+    assert "no speculative-decoding metrics" in (per_position_note(silent) or "")
+    assert "pld constant k=3" in (missing_metrics_note(silent) or "")
+    assert "the server reported no speculative-decoding metrics" in headline(silent)["text"]
 
 
 @pytest.mark.slow

@@ -169,10 +169,20 @@ def per_position_note(data: ServedData) -> str | None:
     """Why per-position acceptance is not drawn, or None when the server gave per-step counts."""
     if data.events.height:
         return None
-    return (
-        "Per-position acceptance is not shown: the server reported per-request totals only "
-        "(vLLM: start it with --per-request-spec-decode-metrics detailed for per-step counts)."
+    given = (
+        "per-request totals only"
+        if data.metrics_sources
+        else "no speculative-decoding metrics at all"
     )
+    return (
+        f"Per-position acceptance is not shown: the server reported {given} (vLLM: start it "
+        "with --per-request-spec-decode-metrics detailed for per-step counts)."
+    )
+
+
+def note_html(text: str) -> Html:
+    """A line of the page that says why something is not shown."""
+    return Html(text_element("p", text, class_="specviz-note"))
 
 
 def missing_metrics_note(data: ServedData) -> str | None:
