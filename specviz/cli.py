@@ -502,13 +502,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from specviz.threads import export_threads
 
     export_threads(1)  # the kernel inherits it (specviz.threads)
-    for source in args.source:
-        if _server_measured(source):
-            raise SpecvizError(
-                f"{source} is server-measured (specviz run/study --endpoint): the report needs "
-                "per-round events with timings; `specviz summary` reads what a server reports"
-            )
     if len(args.source) > 1:
+        for source in args.source:
+            if _server_measured(source):
+                raise SpecvizError(
+                    f"{source} is server-measured (specviz run/study --endpoint): a comparison "
+                    "is built on per-round events; report each directory on its own"
+                )
         from specviz.report.compare import build_comparison
 
         path = build_comparison(

@@ -16,7 +16,6 @@ A run directory is tied to one configuration and one workload (:func:`specviz.ru
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +45,7 @@ from specviz.recorder import (
 )
 from specviz.records import Drafted, Round, TurnEnd
 from specviz.replay import restore_memory, restore_policy
+from specviz.run_summary import RunSummary
 from specviz.runlog import (
     Finished,
     RunDirError,
@@ -59,22 +59,6 @@ from specviz.schema import RUN_FILE
 from specviz.workloads.request import Request, request_seed
 
 __all__ = ["Finished", "Request", "RunSummary", "SingleSession", "request_seed", "run"]
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    run_dir: Path
-    run_id: str
-    requests_done: int
-    requests_skipped: int
-    new_tokens: int
-    wall_s: float
-    drafted: int
-    accepted: int
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
 
 
 class Session(Protocol):

@@ -6,6 +6,7 @@ requests so far) returns the response. Leaving the ``with`` block stops it.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -75,3 +76,17 @@ def sse(chunks: list[str]) -> Response:
         yield "data: [DONE]\n\n"
 
     return StreamingResponse(body(), media_type="text/event-stream")
+
+
+def chunk(payload: dict[str, Any]) -> str:
+    return json.dumps({"id": "x", "object": "chat.completion.chunk", "model": MODEL} | payload)
+
+
+def stream_answer(figures: dict[str, Any]) -> Response:
+    """A three-chunk answer; ``figures`` merged into the final usage chunk."""
+    delta = [{"index": 0, "delta": {"content": c}} for c in ("Hel", "lo", "!")]
+    chunks = [chunk({"choices": [d]}) for d in delta]
+    chunks.append(chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    chunks.append(chunk({"choices": [], "usage": usage} | figures))
+    return sse(chunks)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import socket
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import polars as pl
 import pytest
 from engine_helpers import run_cli
-from fake_server import MODEL, FakeServer, sse
+from fake_server import MODEL, FakeServer, chunk, sse, stream_answer
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from specviz.endpoint.parse import server_spec
@@ -89,20 +88,6 @@ def test_served_figures_follow_vllm_definitions():
 # -- scripted servers ---------------------------------------------------------------------
 
 
-def _chunk(payload: dict[str, Any]) -> str:
-    return json.dumps({"id": "x", "object": "chat.completion.chunk", "model": MODEL} | payload)
-
-
-def stream_answer(figures: dict[str, Any]) -> Response:
-    """A three-chunk answer; ``figures`` merged into the final usage chunk."""
-    delta = [{"index": 0, "delta": {"content": c}} for c in ("Hel", "lo", "!")]
-    chunks = [_chunk({"choices": [d]}) for d in delta]
-    chunks.append(_chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
-    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
-    chunks.append(_chunk({"choices": [], "usage": usage} | figures))
-    return sse(chunks)
-
-
 def _run(url: str, out: Path, *extra: str, drafter: str = "prompt-lookup"):
     return run_cli(
         "run",
@@ -148,6 +133,26 @@ def test_endpoint_run_records_the_servers_figures(tmp_path, figures, source):
     assert requests["new_tokens"].to_list() == [3 * n for n in turns]
     assert requests["output_turns"].to_list() == [["Hello!"] * n for n in turns]
     assert read_run_meta(tmp_path / "r")["measured_by"] == "server"
+    # every turn names its prompt's task in OpenAI's metadata map
+    sent = sorted(body["metadata"]["task"] for body in server.requests)
+    categories = requests["category"].to_list()
+    assert sent == sorted(c for c, n in zip(categories, turns, strict=True) for _ in range(n))
+
+
+def test_serve_reads_the_task_from_the_requests_metadata():
+    from types import SimpleNamespace
+
+    from specviz.config import SamplingConfig
+    from specviz.serve.app import parse_request
+    from specviz.serve.engine import DEFAULT_TASK, RequestError
+
+    config = SimpleNamespace(max_new_tokens=8, sampling=SamplingConfig(0.0, 1.0), seed=0)
+    engine: Any = SimpleNamespace(config=config)
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    assert parse_request(body, engine).category == DEFAULT_TASK
+    assert parse_request(body | {"metadata": {"task": "coding"}}, engine).category == "coding"
+    with pytest.raises(RequestError, match="metadata"):
+        parse_request(body | {"metadata": ["coding"]}, engine)
 
 
 def test_a_server_without_figures_is_said_and_timings_still_recorded(tmp_path):
@@ -188,12 +193,12 @@ def _error_500(n: int, body: dict[str, Any]) -> Response:
 
 
 def _malformed(n: int, body: dict[str, Any]) -> Response:
-    return sse([_chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}), "{not json"])
+    return sse([chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}), "{not json"])
 
 
 def _stall(n: int, body: dict[str, Any]) -> Response:
     async def body_() -> Any:
-        yield "data: " + _chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}) + "\n\n"
+        yield "data: " + chunk({"choices": [{"index": 0, "delta": {"content": "a"}}]}) + "\n\n"
         await asyncio.sleep(30)
 
     return StreamingResponse(body_(), media_type="text/event-stream")

@@ -23,7 +23,7 @@ import pytest
 from engine_helpers import run_cli
 from report_fixtures import SyntheticRun, default_conditions, write_run, write_study
 
-from specviz import runlog
+from specviz import rundir
 from specviz.cli import main
 from specviz.outdir import is_lock_file
 from specviz.runlog import scan_events, scan_requests
@@ -380,7 +380,7 @@ def test_an_earlier_schema_opens_with_its_new_columns_null_and_says_so_once(
     study = tmp_path / "study"
     for name in ("a", "b"):  # two runs of the old version: one note
         shutil.copytree(PAST_SCHEMAS / f"schema-{version}", study / "runs" / name)
-    runlog._NOTED.discard(version)
+    rundir._NOTED.discard(version)
     status = main(["summary", str(study), "--json", "--n-boot", "100"])
     out, err = capsys.readouterr()
     assert status == 0, err

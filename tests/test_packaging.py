@@ -18,12 +18,14 @@ CHECK = """
 import sys
 from pathlib import Path
 import specviz
-from specviz.report.builder import REPORT_NOTEBOOKS, default_notebooks_dir, read_notebook
+from specviz.report.builder import (
+    REPORT_NOTEBOOKS, SERVED_NOTEBOOKS, default_notebooks_dir, read_notebook
+)
 from specviz.workloads import builtin_prompts
 target = Path(sys.argv[1]).resolve()
 assert Path(specviz.__file__).resolve().is_relative_to(target), specviz.__file__
 assert default_notebooks_dir().is_relative_to(target), default_notebooks_dir()
-for name in REPORT_NOTEBOOKS:
+for name in REPORT_NOTEBOOKS + SERVED_NOTEBOOKS:
     read_notebook(default_notebooks_dir() / f"{name}.py")
 print(len(builtin_prompts()))
 """

@@ -117,6 +117,14 @@ def test_output_text_and_labels_with_html_are_shown_and_never_run(opened: PageRe
 
 
 @pytest.mark.slow
+def test_an_in_process_report_says_under_its_title_that_specviz_measured_it(
+    built: tuple[Path, float],
+) -> None:
+    page = built[0].read_text()
+    assert "<strong>Specviz-measured</strong>" in page and "Server-measured" not in page
+
+
+@pytest.mark.slow
 def test_the_answer_comes_first_and_the_summary_tables_are_folded(
     study: Path, opened: PageReport
 ) -> None:

@@ -184,13 +184,19 @@ async def send_turn(
     max_tokens: int,
     sampling: SamplingConfig,
     seed: int,
+    task: str,
     errors: list[str],
 ) -> TurnResult:
     """One streamed chat completion, retried up to ``config.retries`` times; the errors of
-    failed attempts are appended to ``errors``. Raises EndpointError when every attempt failed."""
+    failed attempts are appended to ``errors``. Raises EndpointError when every attempt failed.
+
+    ``task`` (the prompt's category) goes in OpenAI's ``metadata`` map as ``{"task": ...}``, so
+    a server that reads it (``specviz serve``: per-task policy state) or logs it labels the
+    request; vLLM and SGLang accept and ignore it."""
     payload = {
         "model": model,
         "messages": messages,
+        "metadata": {"task": task},
         "max_tokens": max_tokens,
         "temperature": sampling.temperature,
         "top_p": sampling.top_p,

@@ -51,6 +51,7 @@ from specviz.endpoint.client import EndpointConfig, TurnResult, check_models, se
 from specviz.endpoint.parse import ServerSpec
 from specviz.outdir import locked
 from specviz.recorder import UNBATCHED_EVENT_LABELS, UNBATCHED_LABELS, request_labels, run_labels
+from specviz.run_summary import EndpointSummary
 from specviz.runlog import (
     PARTS_DIR,
     RunDirError,
@@ -59,6 +60,7 @@ from specviz.runlog import (
     open_run_dir,
     read_run_meta,
     run_identity,
+    start_run,
     write_json,
 )
 from specviz.schema import (
@@ -90,23 +92,6 @@ SERVER_SCHEMA = pl.Schema(
     }
 )
 FINISH = {"stop": "eos", "length": "length"}  # OpenAI's finish reasons in the schema's words
-
-
-@dataclass(frozen=True)
-class EndpointSummary:
-    run_dir: Path
-    run_id: str
-    requests_done: int
-    requests_skipped: int
-    new_tokens: int
-    wall_s: float
-    drafted: int
-    accepted: int
-    metrics_source: str | None  # vllm | sglang | None: the server gave no speculative figures
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.new_tokens / self.wall_s if self.wall_s > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -256,29 +241,19 @@ def _begin(
     endpoint: EndpointConfig,
     requests: Sequence[Request],
 ) -> dict[str, Any]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """``run.json`` of a server-measured run (:func:`specviz.runlog.start_run`, the one writer);
+    a resumed run keeps its metadata and records the endpoint it resumes against."""
     if (out_dir / RUN_FILE).is_file():
-        meta = read_run_meta(out_dir) | {"complete": False, "endpoint": endpoint.to_dict()}
-    else:
-        import hashlib
-        import json
-
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-        meta = {
-            **identity,
-            "run_id": f"{out_dir.name}-{digest.hexdigest()[:8]}",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "endpoint": endpoint.to_dict(),
-            "models": {"target": {"name": config.target.name, "source": endpoint.base}},
-            "versions": {"specviz": specviz.__version__, "python": platform.python_version()},
-            "hardware": {"platform": platform.platform(), "note": "the client's; see endpoint"},
-            "seed": config.seed,
-            "requests": len(requests),
-            "prompt_ids": [r.prompt.id for r in requests],
-            "complete": False,
-        }
-    write_json(out_dir / RUN_FILE, meta)
-    return meta
+        meta = read_run_meta(out_dir) | {"endpoint": endpoint.to_dict()}
+        write_json(out_dir / RUN_FILE, meta)
+        return meta
+    provenance = {
+        "endpoint": endpoint.to_dict(),
+        "models": {"target": {"name": config.target.name, "source": endpoint.base}},
+        "versions": {"specviz": specviz.__version__, "python": platform.python_version()},
+        "hardware": {"platform": platform.platform(), "note": "the client's; see endpoint"},
+    }
+    return start_run(out_dir, identity, requests, config.seed, provenance)
 
 
 def arrival_times(n: int, rate: float, seed: int) -> list[float]:
@@ -343,6 +318,7 @@ async def _converse(
             config.max_new_tokens,
             config.sampling,
             seed,
+            request.prompt.category,
             errors,
         )
         turns.append(result)

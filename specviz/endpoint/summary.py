@@ -12,12 +12,14 @@ acceptance side only).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from specviz.endpoint.run import MEASURED_BY, read_server_table
+from specviz.metrics.expressions import ratio
 from specviz.runlog import find_run_dirs, read_run_meta, scan_requests
 
 KEYS = ("drafter", "mixture", "category")
@@ -36,34 +38,49 @@ def is_server_measured(source: str | Path) -> bool:
     return kinds == {True}
 
 
-def _table(source: str | Path) -> pl.DataFrame:
-    dirs = find_run_dirs(source)
+def server_table(dirs: Sequence[Path]) -> pl.DataFrame:
+    """The request rows of the server-measured runs ``dirs`` with the server's figures beside
+    them: ``num_spec_steps``, ``metrics_source`` and ``itl_s`` (every gap between content
+    chunks, all turns); joined per run, since request ids repeat across runs."""
     requests = scan_requests(dirs).collect()
-    server = pl.concat([read_server_table(d) for d in dirs], how="vertical")
-    gaps = [[g for turn in turns for g in turn] for turns in server["turn_itl_s"].to_list()]
-    itl = server.select("request_id", "num_spec_steps").with_columns(
-        pl.Series("itl_s", gaps, dtype=pl.List(pl.Float64))
+    server = pl.concat(
+        [
+            read_server_table(d).with_columns(pl.lit(read_run_meta(d)["run_id"]).alias("run_id"))
+            for d in dirs
+        ],
+        how="vertical",
     )
-    return requests.join(itl, on="request_id", how="left")
+    gaps = [[g for turn in turns for g in turn] for turns in server["turn_itl_s"].to_list()]
+    figures = server.select("run_id", "request_id", "num_spec_steps", "metrics_source")
+    figures = figures.with_columns(pl.Series("itl_s", gaps, dtype=pl.List(pl.Float64)))
+    return requests.join(figures, on=["run_id", "request_id"], how="left")
 
 
-def server_summary(source: str | Path) -> dict[str, Any]:
-    """The rows and single-vs-multitask shifts of every server-measured run under ``source``."""
-    table = _table(source)
-    rows = (
-        table.group_by(*KEYS)
+def summary_rows(table: pl.DataFrame, keys: Sequence[str] = KEYS) -> pl.DataFrame:
+    """Per group of ``keys``, pooled over its requests: ``acceptance_rate`` = accepted / drafted
+    (vLLM's draft acceptance rate), ``mean_acceptance_length`` = 1 + accepted / spec steps
+    (vLLM's, :mod:`specviz.serve.metrics`), medians of the client's ``ttft_s`` and inter-chunk
+    gaps, and ``tokens_per_s`` = new tokens / the requests' own wall seconds. A ratio whose
+    denominator is zero (a baseline drafts nothing) is null, as one the server did not report."""
+    return (
+        table.group_by(*keys)
         .agg(
             pl.len().alias("requests"),
-            (pl.col("accepted").sum() / pl.col("drafted").sum()).alias("acceptance_rate"),
-            (1 + pl.col("accepted").sum() / pl.col("num_spec_steps").sum()).alias(
+            ratio(pl.col("accepted").sum(), pl.col("drafted").sum()).alias("acceptance_rate"),
+            (1 + ratio(pl.col("accepted").sum(), pl.col("num_spec_steps").sum())).alias(
                 "mean_acceptance_length"
             ),
             pl.col("ttft_s").median().alias("ttft_s_median"),
             pl.col("itl_s").explode().median().alias("itl_s_median"),
-            (pl.col("new_tokens").sum() / pl.col("wall_s").sum()).alias("tokens_per_s"),
+            ratio(pl.col("new_tokens").sum(), pl.col("wall_s").sum()).alias("tokens_per_s"),
         )
-        .sort(*KEYS)
+        .sort(*keys)
     )
+
+
+def server_summary(source: str | Path) -> dict[str, Any]:
+    """The rows and single-vs-multitask shifts of every server-measured run under ``source``."""
+    rows = summary_rows(server_table(find_run_dirs(source)))
     single = rows.filter(pl.col("mixture") == pl.col("category")).select(
         "drafter", "category", pl.col("mean_acceptance_length").alias("single_task")
     )

@@ -17,7 +17,10 @@ Steps:
    :mod:`specviz.report.first_screen`) come first, then the summary's tables
    (:mod:`specviz.report.summary`, built from the numbers the notebooks published) folded in a
    ``<details>``, then the notebooks; a contents bar links the sections. nbconvert renders the
-   page with the ``specviz`` template.
+   page with the ``specviz`` template. A line under the title says who measured the page's
+   figures: specviz's own events, or a server (``specviz run/study --endpoint``), whose study
+   runs the ``served`` notebook instead (:mod:`specviz.report.served`: no per-round events, so
+   no decomposition; every figure marked with where its numbers came from).
 4. The HTML goes to a temporary file beside ``out`` and is renamed onto ``out`` at the end: a
    failed build leaves no half-written report (and an existing report untouched).
 """
@@ -33,7 +36,7 @@ import nbformat
 from papermill.exceptions import PapermillExecutionError
 
 from specviz.outdir import check_out_file
-from specviz.report.data import load_runs
+from specviz.report.data import check_source, load_runs
 from specviz.report.errors import ReportError
 from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.export import notebook_to_html
@@ -42,13 +45,23 @@ from specviz.report.html import element, esc, text_element
 from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import PARAMETERS_TAG, check_parameters
 from specviz.report.publish import read_published
+from specviz.report.served import load_served
 from specviz.report.summary import summary_html
 from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.resources import shipped_dir
-from specviz.runlog import RunDirError, refuse_unfinished
+from specviz.runlog import RunDirError, find_run_dirs, refuse_unfinished
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
 REPORT_NOTEBOOKS = ("workload", "mixture_collapse", "acceptance_by_task", "token_explorer")
+#: The report of a server-measured study (:mod:`specviz.report.served`): no per-round events.
+SERVED_NOTEBOOKS = ("served",)
+#: Under the title: who measured every figure of the page (a served page marks each figure too).
+MEASURED_LINES = {
+    False: "<strong>Specviz-measured</strong>: every figure and table comes from specviz's own "
+    "per-round events (draft and verify times, token ids), recorded in process.",
+    True: "<strong>Server-measured</strong>: acceptance from the server's per-request counts, "
+    "timings from the client's clock; each figure and table says which of its numbers are which.",
+}
 REPORT_NAME = "report"
 NUMBERS_ID = "specviz-numbers"
 NUMBERS_TITLE = (
@@ -132,16 +145,37 @@ def _summary_cell(published: dict) -> nbformat.NotebookNode:
 
 
 def arrange(
-    executed: nbformat.NotebookNode, published: dict, unfinished: Sequence[str]
+    executed: nbformat.NotebookNode,
+    published: dict,
+    unfinished: Sequence[str],
+    served: bool = False,
 ) -> nbformat.NotebookNode:
     """The page's order: title, partial-data banner, the first-screen cells, the summary's
-    tables (folded), then every other cell in notebook order."""
+    tables (folded; a ``served`` page has none: they are built on per-round events), then every
+    other cell in notebook order."""
     title, *rest = executed.cells
     first = [c for c in rest if FIRST_SCREEN_TAG in c.metadata.get("tags", [])]
     others = [c for c in rest if FIRST_SCREEN_TAG not in c.metadata.get("tags", [])]
     banner = [partial_cell(unfinished)] if unfinished else []
-    executed.cells = [title, *banner, *first, _summary_cell(published), *others]
+    summary = [] if served else [_summary_cell(published)]
+    executed.cells = [title, *banner, *first, *summary, *others]
     return executed
+
+
+def _served(source: Path) -> bool:
+    """Whether ``source`` holds server-measured runs (ReportError for a missing source or one
+    holding both kinds)."""
+    from specviz.endpoint.summary import is_server_measured
+
+    check_source(source)
+    try:
+        find_run_dirs(source)
+    except RunDirError:
+        return False  # load_runs names the problem
+    try:
+        return is_server_measured(source)
+    except RunDirError as err:
+        raise ReportError(str(err)) from None
 
 
 def _failure(err: PapermillExecutionError) -> ReportError:
@@ -183,16 +217,19 @@ def build_report(
     if out.is_dir():
         raise ReportError(f"{out} is a directory: pass the report's file name, e.g. report.html")
     check_out_file(out, force=force, ours=is_specviz_report)
-    data = load_runs(source, categories)
+    served = _served(source)
+    data = load_served(source, categories) if served else load_runs(source, categories)
     try:
         unfinished = refuse_unfinished(source, allow_incomplete)
     except RunDirError as err:
         raise ReportError(str(err)) from None
     choice = choose_kernel(kernel)
     nb_dir = notebooks_dir or default_notebooks_dir()
-    notebooks = [(name, read_notebook(nb_dir / f"{name}.py")) for name in REPORT_NOTEBOOKS]
+    names = SERVED_NOTEBOOKS if served else REPORT_NOTEBOOKS
+    notebooks = [(name, read_notebook(nb_dir / f"{name}.py")) for name in names]
     heading = f"specviz report: {source.name}"
     combined = combine(notebooks, heading)
+    combined.cells[0].source += f'\n\n<p class="specviz-note">{MEASURED_LINES[served]}</p>'
     parameters = {
         "source": str(source),
         "categories": list(data.categories if categories else []),
@@ -215,10 +252,10 @@ def build_report(
         except PapermillExecutionError as err:
             raise _failure(err) from None
     published = read_published(executed)
-    executed = arrange(executed, published, unfinished)
+    executed = arrange(executed, published, unfinished, served)
     contents = [
         (ANSWER_ID, "Answer"),
-        (NUMBERS_ID, "The numbers"),
+        *([] if served else [(NUMBERS_ID, "The numbers")]),
         *[(section_id(name), notebook_title(nb, name)) for name, nb in notebooks],
     ]
     return write_page(out, notebook_to_html(executed, heading, contents))

@@ -84,11 +84,7 @@ def load_runs(
     ``require_baseline`` every prompt run with a drafter must also have been run by the
     baseline (``drafter == "none"``) with the same target and temperature.
     """
-    path = Path(source)
-    if not path.exists():
-        raise ReportError(f"{path} does not exist: pass a run or study directory")
-    if not path.is_dir():
-        raise ReportError(f"{path} is not a directory: pass a run or study directory")
+    path = check_source(source)
     try:
         run_dirs = find_run_dirs(path)
         events = collect_tables(scan_events(run_dirs), run_dirs, EVENTS_FILE)
@@ -100,13 +96,7 @@ def load_runs(
             f"{path} holds runs but no finished request: run or resume the study first"
         )
     present = sorted(requests["category"].unique().to_list())
-    wanted = [c for c in (categories or []) if c]
-    unknown = [c for c in wanted if c not in present]
-    if unknown:
-        raise ReportError(
-            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}: "
-            f"the runs under {path} hold {', '.join(present)}"
-        )
+    wanted = check_categories(requests, categories, path)
     if wanted:
         events = events.filter(pl.col("category").is_in(wanted))
         requests = requests.filter(pl.col("category").is_in(wanted))
@@ -123,6 +113,31 @@ def load_runs(
         categories=tuple(wanted or present),
         manifest=_read_manifest(path),
     )
+
+
+def check_source(source: str | Path) -> Path:
+    """``source`` as a path; ReportError unless it is an existing directory."""
+    path = Path(source)
+    if not path.exists():
+        raise ReportError(f"{path} does not exist: pass a run or study directory")
+    if not path.is_dir():
+        raise ReportError(f"{path} is not a directory: pass a run or study directory")
+    return path
+
+
+def check_categories(
+    requests: pl.DataFrame, categories: Sequence[str] | None, path: Path
+) -> list[str]:
+    """The categories asked for (empty: all); ReportError naming any the requests do not hold."""
+    present = sorted(requests["category"].unique().to_list())
+    wanted = [c for c in (categories or []) if c]
+    unknown = [c for c in wanted if c not in present]
+    if unknown:
+        raise ReportError(
+            f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))}: "
+            f"the runs under {path} hold {', '.join(present)}"
+        )
+    return wanted
 
 
 def check_baseline(requests: pl.DataFrame, source: Path) -> None:

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from specviz.config import SamplingConfig
-from specviz.serve.engine import Done, Piece, RequestError, ServeEngine, TurnRequest
+from specviz.serve.engine import DEFAULT_TASK, Done, Piece, RequestError, ServeEngine, TurnRequest
 
 METRICS_LEVELS = ("none", "summary", "detailed")
 
@@ -103,7 +103,19 @@ def parse_request(body: Any, engine: ServeEngine) -> TurnRequest:
         max_tokens,
         SamplingConfig(temperature, top_p),
         seed % (2**63),
+        _task(body),
     )
+
+
+def _task(body: dict[str, Any]) -> str:
+    """The request's task: OpenAI's ``metadata`` map's ``task`` (``specviz run/study
+    --endpoint`` sends the prompt's category there), else ``chat``."""
+    metadata = body.get("metadata")
+    if metadata is None:
+        return DEFAULT_TASK
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise RequestError("metadata must be an object of string values")
+    return metadata.get("task") or DEFAULT_TASK
 
 
 class Server:

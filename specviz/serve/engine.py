@@ -27,6 +27,9 @@ from specviz.policies import DraftPolicy, build_policy
 from specviz.records import Round, TurnEnd
 from specviz.serve.metrics import SpecSteps
 
+#: the task of a request that names none (``metadata.task`` unset)
+DEFAULT_TASK = "chat"
+
 
 class RequestError(SpecvizError):
     """A chat-completions request the engine cannot decode (the server answers 400)."""
@@ -40,7 +43,7 @@ class TurnRequest:
     max_tokens: int
     sampling: SamplingConfig
     seed: int
-    category: str = "chat"
+    category: str = DEFAULT_TASK  # metadata.task: the policy's per-task state follows it
 
 
 @dataclass(frozen=True)
