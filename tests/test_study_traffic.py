@@ -11,7 +11,8 @@ import pytest
 
 from specviz.study import StudyError, load_study, parse_study, plan_study
 from specviz.study.manifest import build_manifest
-from specviz.workloads import packaged
+from specviz.workloads import builtin_prompts, packaged
+from specviz.workloads import labeller as labeller_module
 from specviz.workloads.mixtures import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,9 @@ def small_sharegpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(text[: len(text) - 40], encoding="utf-8")  # the last record is cut off
     monkeypatch.setattr(packaged, "data_path", lambda name: path)
     monkeypatch.setattr(packaged, "installed_version", lambda data: data.version)
+    # the default labeller fitted on the built-in suite alone: no MT-Bench wheel needed here
+    monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
+    monkeypatch.setattr(labeller_module, "_DEFAULT", None)
     monkeypatch.setattr(
         "specviz.study.units._token_counter", lambda study: lambda t: len(t.split())
     )
