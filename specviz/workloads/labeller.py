@@ -111,6 +111,8 @@ CUES: tuple[tuple[str, str], ...] = (
         r"\b(extract|pull out|list the names|list all the)\b|\bidentify\b.*\b(following|text|"
         r"passage|paragraph)\b|\bfrom the (following|text|passage|paragraph)\b",
     ),
+    # a request that opens with a writing verb is writing, whatever its topic ("a derivative work")
+    ("writing", r"^\W*(please )?(write|compose|draft|rewrite|rephrase|paraphrase|proofread)\b"),
     (
         "math",
         r"\b(solve|equations?|probability|integral|derivative|integers?|prime numbers?|sum of"
@@ -119,8 +121,7 @@ CUES: tuple[tuple[str, str], ...] = (
     ),
     (
         "writing",
-        r"^\W*(please )?(write|compose|draft|rewrite|rephrase|paraphrase|proofread)\b"
-        r"|\b(poem|story|essay|blog|speech|letter|song|lyrics|tweet|slogan|caption|article"
+        r"\b(poem|story|essay|blog|speech|letter|song|lyrics|tweet|slogan|caption|article"
         r"|screenplay|novel|chapter|(video|movie|film|tv|youtube|ad) script|(an?|this) e-?mail)\b",
     ),
 )
