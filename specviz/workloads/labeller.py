@@ -348,9 +348,15 @@ def labeller_accuracy() -> list[tuple[str, Confusion]]:
     """(name, confusion) of the default labeller on labelled prompts it was not fitted on:
     MT-Bench's 80 and the built-in suite leave-one-out, and the hand-labelled ShareGPT audit
     sample where the ShareGPT wheel is installed (needs the MT-Bench wheel, as the labeller)."""
-    from specviz.workloads.packaged import SHAREGPT, data_path
+    from specviz.workloads.packaged import MT_BENCH, SHAREGPT, data_path
     from specviz.workloads.sharegpt import first_turns, read_conversations
 
+    try:
+        data_path(MT_BENCH)
+    except WorkloadError:  # no default labeller without MT-Bench: the suite alone, held out
+        return [
+            ("built-in suite (67), leave-one-out, no MT-Bench", leave_one_out(builtin_prompts()))
+        ]
     results = [
         ("MT-Bench (80), leave-one-out", held_out_mt_bench()),
         ("built-in suite (67), leave-one-out", held_out_builtin()),
