@@ -35,10 +35,10 @@ from specviz.config import ConfigError, RunConfig
 from specviz.cost import CostModel
 from specviz.forward import forward, new_cache
 from specviz.models import ModelCache
+from specviz.supports import DRAFTER_SUPPORTS
 
 CONTEXT = 64
 REPEATS = 5
-MODEL_FREE = ("prompt-lookup", "suffix")
 
 
 @torch.inference_mode()
@@ -86,7 +86,7 @@ def calibrate(config: RunConfig, models: ModelCache) -> CostModel:
     """The cost model of ``config``'s target and drafter (its label) for k = 0..``policy.k``."""
     k_max = config.policy.k
     kind = config.drafter.kind
-    if kind not in (*MODEL_FREE, "model"):
+    if not DRAFTER_SUPPORTS[kind].own_cost:  # specviz.supports: declared once per kind
         raise ConfigError(
             f"cost-aware cannot measure what drafter {kind!r} costs (it drafts with the "
             "target's own layers): give the policy a cost_model with its draft_s"
@@ -94,8 +94,7 @@ def calibrate(config: RunConfig, models: ModelCache) -> CostModel:
     target = models.get(config.target).model
     verify = verify_curve(target, k_max + 1)
     step = 0.0
-    if kind not in MODEL_FREE:
-        assert config.drafter.draft is not None
+    if config.drafter.draft is not None:  # a draft model; the others draft for free
         draft = models.get(config.drafter.draft, config.drafter.draft_quant)
         step = forward_seconds(draft.model, 1)
     return CostModel(

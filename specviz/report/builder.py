@@ -35,6 +35,7 @@ import jupytext
 import nbformat
 from papermill.exceptions import PapermillExecutionError
 
+from specviz.config import N_BOOT
 from specviz.outdir import check_out_file
 from specviz.report.data import check_source, load_runs
 from specviz.report.errors import ReportError
@@ -193,7 +194,7 @@ def build_report(
     categories: Sequence[str] = (),
     notebooks_dir: Path | None = None,
     kernel: str | None = None,
-    n_boot: int = 1000,
+    n_boot: int = N_BOOT,
     limits: ExecutionLimits = ExecutionLimits(),
     progress: bool = True,
     allow_incomplete: bool = False,

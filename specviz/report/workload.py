@@ -153,20 +153,3 @@ def confusion_frame(confusion: Confusion) -> pl.DataFrame:
         if any(confusion.counts.get((t, p), 0) for p in labels)
     ]
     return pl.DataFrame(rows)
-
-
-def labeller_accuracy() -> list[tuple[str, Confusion]]:
-    """(name, confusion) on held-out labelled prompts: MT-Bench's 80 where its wheel is
-    installed, and the built-in suite leave-one-out."""
-    from specviz.workloads.labeller import confusion, default_labeller, held_out_builtin
-    from specviz.workloads.loaders import WorkloadError
-
-    results = []
-    try:
-        from specviz.workloads.packaged import mt_bench_prompts
-
-        results.append(("MT-Bench (80)", confusion(default_labeller(), mt_bench_prompts())))
-    except WorkloadError:
-        pass
-    results.append(("built-in suite, leave-one-out (67)", held_out_builtin()))
-    return results
