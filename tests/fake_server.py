@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -90,3 +91,31 @@ def stream_answer(figures: dict[str, Any]) -> Response:
     usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
     chunks.append(chunk({"choices": [], "usage": usage} | figures))
     return sse(chunks)
+
+
+def write_pld_study(
+    root: Path, name: str, model: str, rows: list[dict], max_new_tokens: int, k: int, options: str
+) -> Path:
+    """A study of ``rows`` (MT-Bench-shaped questions, written as ``q.jsonl``) in single-task
+    streams and their uniform mix, decoded by prompt lookup named ``pld`` at constant ``k``:
+    the shape every served-path test sends. ``options``: an ``[options]`` table or ``""``."""
+    (root / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    study = root / f"{name}.toml"
+    study.write_text(
+        f"""name = "{name}"
+max_new_tokens = {max_new_tokens}
+models = ["{model}"]
+policies = ["constant"]
+k = [{k}]
+[workload]
+source = "{root / "q.jsonl"}"
+per_category = 2
+[mixtures]
+single = true
+uniform = ["interleaved"]
+[[drafters]]
+kind = "prompt-lookup"
+name = "pld"
+{options}"""
+    )
+    return study

@@ -314,25 +314,23 @@ def test_build_policy_wires_the_config_curve():
 def test_cost_aware_probes_ever_less_often_where_drafting_never_pays():
     policy = cost_aware(curve([1.0, 2.0, 2.5, 3.0, 3.5], draft=0.05))
     policy.start_request("writing")
-    gaps = []
-    idle = 0
-    for _ in range(400):
-        k = policy.next_k()
-        if k > 0:
-            gaps.append(idle)
-            idle = 0
-            policy.update(k, k, 0)  # every probe fails
-        else:
-            idle += 1
-            policy.update(0, 0, 0)
-    assert gaps[:4] == [16, 32, 64, 128]
+    assert probe_gaps(policy, 4) == [16, 32, 64, 128]
 
 
 def test_cost_aware_probe_backoff_stops_growing_at_its_named_cap():
     policy = CostAware(4, curve([1.0, 2.0, 2.5, 3.0, 3.5], draft=0.05), "suffix", probe_every=1)
     policy.start_request("writing")
+    gaps = probe_gaps(policy, MAX_PROBE_BACKOFF_DOUBLINGS + 3)
+    cap = 2**MAX_PROBE_BACKOFF_DOUBLINGS
+    assert gaps == [2**i for i in range(MAX_PROBE_BACKOFF_DOUBLINGS)] + [cap] * 3
+
+
+def probe_gaps(policy: CostAware, n: int) -> list[int]:
+    """The rounds without a draft before each of the first ``n`` probes, every probe failing."""
     gaps, idle = [], 0
-    while len(gaps) < MAX_PROBE_BACKOFF_DOUBLINGS + 3:
+    for _ in range(100_000):  # bounded: a policy that never probes fails the test, not hangs it
+        if len(gaps) == n:
+            break
         k = policy.next_k()
         if k > 0:
             gaps.append(idle)
@@ -341,8 +339,7 @@ def test_cost_aware_probe_backoff_stops_growing_at_its_named_cap():
         else:
             idle += 1
             policy.update(0, 0, 0)
-    cap = 2**MAX_PROBE_BACKOFF_DOUBLINGS
-    assert gaps == [2**i for i in range(MAX_PROBE_BACKOFF_DOUBLINGS)] + [cap] * 3
+    return gaps
 
 
 def test_a_run_config_recorded_with_the_old_cost_lists_reads_as_one_cost_model():

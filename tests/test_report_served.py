@@ -6,7 +6,6 @@ figure and table marked as server-measured, and what a server cannot give said i
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 from engine_helpers import run_cli
-from fake_server import MODEL, FakeServer, stream_answer
+from fake_server import MODEL, FakeServer, stream_answer, write_pld_study
 from report_chromium import open_offline, require_chromium
 from report_fixtures import isolate_jupyter
 from starlette.responses import Response
@@ -65,27 +64,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for c in ACCEPTED
         for i in range(2)
     ]
-    (root / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "s.toml").write_text(
-        f"""name = "served"
-max_new_tokens = 8
-models = ["{MODEL}"]
-policies = ["constant"]
-k = [{K}]
-[workload]
-source = "{root / "q.jsonl"}"
-per_category = 2
-[mixtures]
-single = true
-uniform = ["interleaved"]
-[[drafters]]
-kind = "prompt-lookup"
-name = "pld"
-"""
-    )
+    study = write_pld_study(root, "served", MODEL, rows, max_new_tokens=8, k=K, options="")
     with FakeServer(_speculating) as pld, FakeServer(_plain) as plain:
         result = run_cli(
-            "study", str(root / "s.toml"), "--out", str(root / "out"), "--quiet",
+            "study", str(study), "--out", str(root / "out"), "--quiet",
             "--endpoint", f"pld={pld.url}", "--endpoint", f"baseline={plain.url}",
         )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -18,6 +18,7 @@ import httpx
 import polars as pl
 import pytest
 from engine_helpers import run_cli
+from fake_server import write_pld_study
 
 from specviz.endpoint.run import read_server_table
 from specviz.runlog import find_run_dirs
@@ -86,28 +87,10 @@ def study_file(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
         for c in ("coding", "math")
         for i in range(2)
     ]  # fmt: skip
-    (root / "q.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (root / "agree.toml").write_text(
-        f"""name = "agree"
-max_new_tokens = 16
-models = ["{tiny_model_dir}"]
-policies = ["constant"]
-k = [{K}]
-[workload]
-source = "{root / "q.jsonl"}"
-per_category = 2
-[mixtures]
-single = true
-uniform = ["interleaved"]
-[[drafters]]
-kind = "prompt-lookup"
-name = "pld"
-[options]
-baseline = false
-device = "cpu"
-"""
+    options = '[options]\nbaseline = false\ndevice = "cpu"\n'
+    return write_pld_study(
+        root, "agree", str(tiny_model_dir), rows, max_new_tokens=16, k=K, options=options
     )
-    return root / "agree.toml"
 
 
 def test_a_study_through_specviz_serve_agrees_with_the_in_process_study(
