@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from specviz.metrics import bootstrap_by, bootstrap_ratio, metric_intervals, summary
+from specviz.metrics.bootstrap import strata, stratified_sums, unpooled_thin_tasks
 from specviz.metrics.synthetic import synthetic_events
 
 
@@ -54,3 +55,20 @@ def test_metric_intervals_estimates_equal_the_summary_columns():
 def test_unknown_metric_is_refused():
     with pytest.raises(ValueError, match="unknown metrics"):
         metric_intervals(synthetic_events(1000), metrics=["speed"])
+
+
+def test_tasks_of_one_request_share_one_stratum_and_a_lone_one_keeps_its_own():
+    # tasks in sorted order, the pooled tasks of one request last
+    assert strata(["b", "a", "c", "b", "d"]).tolist() == [0, 1, 1, 0, 1]
+    assert unpooled_thin_tasks(["b", "a", "c", "b", "d"]) == {}
+    # one task of one request has nothing to pool with: its own stratum, named as thin
+    assert strata(["b", "a", "b"]).tolist() == [1, 0, 1]
+    assert unpooled_thin_tasks(["b", "a", "b"]) == {"a": 1}
+
+
+def test_stratified_resamples_keep_each_stratums_count_of_rows():
+    # stratum 0 holds 1.0s, stratum 1 holds 10.0 and 20.0: every resample draws two rows of
+    # each, so its sum is 2 + (20, 30 or 40)
+    values = np.asarray([1.0, 10.0, 1.0, 20.0])
+    sums = stratified_sums({"x": values}, np.asarray([0, 1, 0, 1]), 500, [0])["x"]
+    assert set(np.unique(sums).tolist()) == {22.0, 32.0, 42.0}

@@ -287,6 +287,17 @@ def test_a_task_with_one_request_makes_every_term_of_its_stream_not_estimable():
     assert r["thin_tasks"] == [] and thin_tasks_of_term(r, "total") == ()
 
 
+def test_tasks_of_one_request_are_pooled_into_one_stratum_and_get_an_interval():
+    # B and C have one request each: alone each would redraw itself in every resample (and A's
+    # two requests cost the same), so the interval would be zero-wide; pooled, B0 and C0 trade
+    # places across resamples and the interval has the spread of their different costs
+    spt = SPT | {("C", 2): 0.10, ("C", 4): 0.10}
+    rows = single_rows(spt=spt) + multi_rows(prompts=["A0", "A1", "B0", "C0"], spt=spt)
+    r = only(degradation(requests_from_rows(rows), n_boot=200))
+    assert r["thin_tasks"] == [] and thin_tasks_of_term(r, "total") == ()
+    assert r["total_low"] < r["total"] < r["total_high"]
+
+
 def test_a_thin_control_makes_only_carry_over_and_residual_not_estimable():
     rows = single_rows() + multi_rows(slowdown=1.1, prompts=["A0", "B0", "A1"])
     rows += single_rows("heuristic") + multi_rows("heuristic", 1.3)

@@ -4,6 +4,7 @@ every term said for what it is; data text in it is escaped."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from report_fixtures import XSS_CATEGORY, default_conditions, write_study
@@ -59,11 +60,22 @@ def test_a_term_resampling_a_one_request_task_has_no_interval_but_says_why() -> 
 
 
 def test_one_request_per_task_gives_no_zero_width_interval_anywhere(tmp_path) -> None:
+    # coding and writing have one request each in the multitask stream: pooled into one
+    # resampling stratum, every interval has their spread
     runs = default_conditions(requests_per_category=1)
-    answer = study_answer(load_runs(write_study(tmp_path / "study", runs)), n_boot=100)
+    answer = study_answer(load_runs(write_study(tmp_path / "pooled", runs)), n_boot=100)
     text = answer_text(answer)
-    assert "interval not estimable: 1 request for coding, 1 request for writing" in text
+    assert "interval not estimable" not in text and "95% CI" in text
     assert not re.search(r"95% CI (\S+) to \1\b", text)  # no zero-width interval
+    # a lone task of one request has nothing to pool with: no interval, and it says why
+    runs = [
+        replace(r, categories=("coding", "coding", "writing")) if len(r.categories) > 1 else r
+        for r in default_conditions(requests_per_category=1)
+    ]
+    answer = study_answer(load_runs(write_study(tmp_path / "lone", runs)), n_boot=100)
+    text = answer_text(answer)
+    assert "interval not estimable: 1 request for writing; use ≥ 2 per task" in text
+    assert not re.search(r"95% CI (\S+) to \1\b", text)
     assert not any("CI" in line for line in [answer["headline"]["text"], *answer["findings"]])
     assert answer["headline"]["status"] == NOISE  # nothing is established without intervals
 

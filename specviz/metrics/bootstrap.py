@@ -30,6 +30,9 @@ METRIC_N_BOOT = 2000
 #: elements (resamples x requests) of one chunk of the index matrix
 _CHUNK_ELEMENTS = 2_000_000
 
+#: the fewest requests a resampling stratum needs for its resamples to vary
+MIN_STRATUM_REQUESTS = 2
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -59,6 +62,66 @@ def resampled_sums(
         idx = rng.integers(0, n, size=(stop - start, n))
         for name, values in arrays.items():
             out[name][start:stop] = values[idx].sum(axis=1)
+    return out
+
+
+def strata(categories: Sequence[str | None]) -> np.ndarray:
+    """Each request's resampling stratum (an int, in resampling order) for a bootstrap that
+    resamples a stream's requests within each task.
+
+    A task with at least :data:`MIN_STRATUM_REQUESTS` requests is its own stratum (tasks in
+    sorted order, no task last). A task with fewer would redraw the same request in every
+    resample and contribute no spread, so every such task of the stream goes into one pooled
+    stratum, last, when the pool holds at least :data:`MIN_STRATUM_REQUESTS` requests: the
+    *collapsed strata* technique of survey sampling (Hansen, Hurwitz and Madow 1953; Cochran,
+    *Sampling Techniques*, 1977), which slightly overstates the spread (a resample may trade a
+    request of one pooled task for one of another) rather than hide it. A lone thin task (the pool holds one request)
+    stays its own stratum: :func:`unpooled_thin_tasks` names it.
+    """
+    counts = _counts(categories)
+    pooled = _pooled(counts)
+    own = sorted((c for c in counts if c not in pooled), key=lambda c: (c is None, c))
+    index = {c: i for i, c in enumerate(own)} | {c: len(own) for c in pooled}
+    return np.asarray([index[c] for c in categories], dtype=np.int64)
+
+
+def _counts(categories: Sequence[str | None]) -> dict[str | None, int]:
+    counts: dict[str | None, int] = {}
+    for category in categories:
+        counts[category] = counts.get(category, 0) + 1
+    return counts
+
+
+def _pooled(counts: Mapping[str | None, int]) -> set[str | None]:
+    """The thin tasks of a stream that share the pooled stratum (none when too few to pool)."""
+    thin = {c for c, n in counts.items() if n < MIN_STRATUM_REQUESTS}
+    return thin if sum(counts[c] for c in thin) >= MIN_STRATUM_REQUESTS else set()
+
+
+def unpooled_thin_tasks(categories: Sequence[str | None]) -> dict[str | None, int]:
+    """The tasks of :func:`strata` whose stratum has fewer than :data:`MIN_STRATUM_REQUESTS`
+    requests (at most one: a lone thin task), with their request counts."""
+    counts = _counts(categories)
+    pooled = _pooled(counts)
+    return {c: n for c, n in counts.items() if n < MIN_STRATUM_REQUESTS and c not in pooled}
+
+
+def stratified_sums(
+    columns: Mapping[str, np.ndarray],
+    stratum: np.ndarray,
+    n_boot: int,
+    seed: Sequence[int],
+) -> dict[str, np.ndarray]:
+    """Column sums over ``n_boot`` resamples that redraw each stratum's rows within it (so
+    each stratum keeps its count of rows); the i-th stratum in order is seeded by
+    (``*seed``, i). ``stratum``: one label per row (:func:`strata`)."""
+    arrays = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+    out = {name: np.zeros(n_boot) for name in arrays}
+    for i, label in enumerate(np.unique(stratum)):
+        rows = stratum == label
+        part = {name: values[rows] for name, values in arrays.items()}
+        for name, sums in resampled_sums(part, n_boot, [*seed, i]).items():
+            out[name] += sums
     return out
 
 

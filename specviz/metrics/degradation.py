@@ -51,9 +51,12 @@ prompts raises :class:`MissingCounterpartError`.
 Intervals: percentile bootstrap over the stream's requests, resampled within each task (the
 mixture fixes each task's count of requests, so only which prompts a task has varies), and
 independently over the control's requests for rho; T_ref's rate is held fixed. A task with
-fewer than :data:`MIN_TASK_REQUESTS` requests redraws the same request in every resample, so a
-term whose bootstrap resamples such a task has no interval worth the name (with one request per
-task it is zero-wide): :func:`thin_tasks_of_term` says which tasks make it not estimable.
+fewer than :data:`MIN_TASK_REQUESTS` requests would redraw the same request in every resample,
+so the stream's such tasks are resampled as one pooled stratum (collapsed strata,
+:func:`specviz.metrics.bootstrap.strata`: a mix of real traffic often holds one request of a
+rare task). A lone task of one request has nothing to pool with, so a term whose bootstrap
+resamples it has no interval worth the name (with one request per task it is zero-wide):
+:func:`thin_tasks_of_term` says which task makes it not estimable.
 """
 
 from __future__ import annotations
@@ -66,7 +69,13 @@ import numpy as np
 import polars as pl
 
 from specviz.errors import SpecvizError
-from specviz.metrics.bootstrap import METRIC_N_BOOT, resampled_sums
+from specviz.metrics.bootstrap import (
+    METRIC_N_BOOT,
+    MIN_STRATUM_REQUESTS,
+    strata,
+    stratified_sums,
+    unpooled_thin_tasks,
+)
 from specviz.metrics.frames import Frame, requests_frame
 
 CONFIG = ("target", "temperature", "drafter", "policy", "k")
@@ -79,8 +88,9 @@ TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
 MULTITASK_TERMS = ("composition", "k_mismatch", "carry_over", "residual")
 #: the columns of degradation() with ``_low`` / ``_high`` bounds: the total and its terms
 ESTIMATES = ("total", *TERMS)
-#: the fewest requests a task needs in a stream for its within-task resampling to vary
-MIN_TASK_REQUESTS = 2
+#: the fewest requests a task needs in a stream for its within-task resampling to vary (fewer:
+#: pooled with the stream's other such tasks, :func:`specviz.metrics.bootstrap.strata`)
+MIN_TASK_REQUESTS = MIN_STRATUM_REQUESTS
 #: the terms whose bootstrap also resamples the control stream (when there is one)
 CONTROLLED_TERMS = ("carry_over", "residual")
 _CONFIG_BUT_K = tuple(c for c in CONFIG if c != "k")
@@ -110,15 +120,14 @@ _THIN_TASKS = pl.List(pl.Struct({"category": pl.String(), "requests": pl.Int64()
 
 
 def thin_tasks(categories: Sequence[str | None]) -> list[dict[str, Any]]:
-    """The tasks among ``categories`` (one per request of a stream) with fewer than
-    :data:`MIN_TASK_REQUESTS` requests, as ``{"category", "requests"}`` rows sorted by task."""
-    counts: dict[str | None, int] = {}
-    for category in categories:
-        counts[category] = counts.get(category, 0) + 1
+    """The tasks among ``categories`` (one per request of a stream) whose resampling stratum has
+    fewer than :data:`MIN_TASK_REQUESTS` requests, as ``{"category", "requests"}`` rows sorted
+    by task: a lone task of one request, which no other thin task of the stream can be pooled
+    with (:func:`specviz.metrics.bootstrap.strata`)."""
+    thin = unpooled_thin_tasks(categories)
     return [
         {"category": str(c), "requests": n}
-        for c, n in sorted(counts.items(), key=lambda cn: (cn[0] is None, cn[0]))
-        if n < MIN_TASK_REQUESTS
+        for c, n in sorted(thin.items(), key=lambda cn: (cn[0] is None, cn[0]))
     ]
 
 
@@ -467,19 +476,15 @@ class _Bootstrap:
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Sums of ``columns`` over ``frame``'s rows (arrays of one) and over each resample.
 
-        Requests are resampled within each task (stratified by ``category``, the i-th task in
-        sorted order seeded by (seed, stream, draw, i)): a mixture fixes how many requests each
-        task has, so a resample keeps those counts and varies only which prompts a task has.
+        Requests are resampled within each task (stratified by ``category``, the i-th stratum
+        seeded by (seed, stream, draw, i); tasks of one request pooled,
+        :func:`specviz.metrics.bootstrap.strata`): a mixture fixes how many requests each task
+        has, so a resample keeps those counts and varies only which prompts a task has.
         """
         cols = {c: frame[c].to_numpy() for c in columns}
         point = {c: np.asarray([v.sum()]) for c, v in cols.items()}
-        sampled = {c: np.zeros(self.n_boot) for c in columns}
-        tasks = frame["category"].to_numpy()
-        for i, task in enumerate(sorted(set(tasks.tolist()), key=lambda t: (t is None, t))):
-            rows = tasks == task
-            part = {c: v[rows] for c, v in cols.items()}
-            for c, v in resampled_sums(part, self.n_boot, [self.seed, stream, draw, i]).items():
-                sampled[c] += v
+        stratum = strata(frame["category"].to_list())
+        sampled = stratified_sums(cols, stratum, self.n_boot, [self.seed, stream, draw])
         return point, sampled
 
     def bounds(self, sampled: np.ndarray) -> tuple[float, float]:

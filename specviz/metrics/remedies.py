@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from specviz.config import N_BOOT
-from specviz.metrics.bootstrap import resampled_sums
+from specviz.metrics.bootstrap import strata, stratified_sums
 from specviz.metrics.degradation import thin_tasks
 from specviz.metrics.oracle import recovered_share
 
@@ -151,8 +151,9 @@ def memory_interval(
     ``requests``: labelled requests (:func:`specviz.metrics.degradation.label_streams`) timed by
     ``wall_s`` (either clock). S and P hold the same requests in the same order, so the term is
     a sum of paired differences, d_i = wall(S, i) - wall(P, i) over request_index i;
-    ``drafter_memory_s`` = sum_i d_i, and its interval resamples the pairs within each task (as
-    the decomposition does); ``thin_tasks``: the tasks with too few pairs for that interval
+    ``drafter_memory_s`` = sum_i d_i, and its interval resamples the pairs within each task,
+    pooling the tasks of one pair (as the decomposition does,
+    :func:`specviz.metrics.bootstrap.strata`); ``thin_tasks``: the tasks with too few pairs for that interval
     (:func:`specviz.metrics.degradation.thin_tasks`). None when the two streams do not hold the
     same prompts in the same order.
     """
@@ -167,11 +168,8 @@ def memory_interval(
     if not pairs.height or pairs.height != shared.height or pairs.height != per_task.height:
         return None
     pairs = pairs.with_columns((pl.col("wall_s") - pl.col("wall_p")).round(9).alias("d"))
-    sampled = np.zeros(n_boot)
-    tasks = sorted(pairs["category"].unique().to_list())
-    for i, task in enumerate(tasks):
-        d = pairs.filter(pl.col("category") == task)["d"].to_numpy()
-        sampled += resampled_sums({"d": d}, n_boot, [seed, i])["d"]
+    stratum = strata(pairs["category"].to_list())
+    sampled = stratified_sums({"d": pairs["d"].to_numpy()}, stratum, n_boot, [seed])["d"]
     low, high = np.quantile(sampled, [(1 - level) / 2, (1 + level) / 2])
     return {
         "drafter_memory_s": round(float(pairs["d"].sum()), 9) + 0.0,
