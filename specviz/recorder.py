@@ -137,7 +137,7 @@ class RequestCounters:
 # The batch columns of a batch-size-1 run (batched runs: specviz.batch.runner). The column
 # ``row`` (a name kept so that recorded runs stay readable) holds the request's *slot* in its
 # batch, stable while the request is in it; it is not the row's index in the batch cache, which
-# moves as rows leave (:attr:`specviz.batch.drafters.RowAsk.row`, the decoder's ``cache_index``).
+# moves as rows leave (:attr:`specviz.batch.drafters.RowAsk.cache_index`).
 UNBATCHED_LABELS: dict[str, Any] = {
     "batch_size": 1,
     "batch_composition": None,
