@@ -50,8 +50,8 @@ def event_layout(
     n_drafted: np.ndarray,
     n_accepted: np.ndarray,
     n_emitted: np.ndarray,
-    draft_s: np.ndarray,
-    verify_s: np.ndarray,
+    draft_s: np.ndarray | None,
+    verify_s: np.ndarray | None,
 ) -> pl.DataFrame:
     """The event rows of rounds given one value per round (vectorised): every column of
     :data:`~specviz.schema.EVENT_COLUMNS` that follows from the counts, in row order.
@@ -60,9 +60,12 @@ def event_layout(
     has ``n_drafted`` draft rows (``position`` 0, 1, ...) then one target row at ``position ==
     n_accepted``, a ``correction`` when a draft was rejected, else a ``bonus`` (kind names from
     :data:`~specviz.schema.KINDS`); draft rows after the first rejection are unverified;
-    ``n_emitted`` of the round's tokens reach the output. Token ids and probabilities are the
-    caller's (:class:`EventRecorder` from engine records, :func:`specviz.metrics.synthetic.
-    synthetic_events` made up).
+    ``n_emitted`` of the round's tokens reach the output. ``draft_s`` / ``verify_s`` None: the
+    caller did not measure the rounds' seconds, which are then null (not NaN: nothing was
+    measured, not an undefined figure). Token ids and probabilities are the caller's. Its three
+    callers: :class:`EventRecorder` (engine records), :func:`specviz.metrics.synthetic.
+    synthetic_events` (made up) and :func:`specviz.endpoint.run.step_events` (a server's
+    per-step counts, no seconds).
     """
     rows_per_round = np.asarray(n_drafted, dtype=np.int64) + 1
     row_round = np.repeat(np.arange(rows_per_round.size), rows_per_round)
@@ -85,12 +88,19 @@ def event_layout(
         "accepted": pl.Series(slot < accepted).scatter(np.flatnonzero(is_target), None),
         "verified": is_target | (slot <= accepted),
         "emitted": np.where(is_target, emitted > accepted, slot < np.minimum(accepted, emitted)),
-        "draft_s": np.asarray(draft_s, dtype=np.float64)[row_round],
-        "verify_s": np.asarray(verify_s, dtype=np.float64)[row_round],
+        "draft_s": _round_seconds(draft_s, row_round),
+        "verify_s": _round_seconds(verify_s, row_round),
     }
     return pl.DataFrame(
         [pl.Series(name, values).cast(EVENT_SCHEMA[name]) for name, values in columns.items()]
     )
+
+
+def _round_seconds(seconds: np.ndarray | None, row_round: np.ndarray) -> pl.Series:
+    """Each row's round's seconds; nulls when they were not measured (``seconds`` None)."""
+    if seconds is None:
+        return pl.repeat(None, row_round.size, dtype=pl.Float64, eager=True)
+    return pl.Series(np.asarray(seconds, dtype=np.float64)[row_round])
 
 
 @dataclass
@@ -137,7 +147,7 @@ class RequestCounters:
 # The batch columns of a batch-size-1 run (batched runs: specviz.batch.runner). The column
 # ``row`` (a name kept so that recorded runs stay readable) holds the request's *slot* in its
 # batch, stable while the request is in it; it is not the row's index in the batch cache, which
-# moves as rows leave (:attr:`specviz.batch.drafters.RowAsk.row`, the decoder's ``cache_index``).
+# moves as rows leave (:attr:`specviz.batch.drafters.RowAsk.cache_index`).
 UNBATCHED_LABELS: dict[str, Any] = {
     "batch_size": 1,
     "batch_composition": None,

@@ -18,7 +18,7 @@ from specviz.metrics import (
     degradation_long,
     single_task_best_k,
 )
-from specviz.metrics.degradation import ThinTask, thin_tasks_of_term
+from specviz.metrics.degradation import TERM_LABELS, TERMS, ThinTask, thin_tasks_of_term
 from specviz.metrics.synthetic import requests_from_rows
 
 SPT = {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.10, ("B", 4): 0.12}
@@ -317,3 +317,7 @@ def test_ks_whose_costs_tie_to_the_nanosecond_tie_and_the_smaller_k_wins():
     spt = SPT | {("A", 2): 0.1 + 0.2, ("A", 4): 0.3}
     r = only(degradation(requests_from_rows(single_rows(spt=spt) + multi_rows(spt=spt)), n_boot=50))
     assert r["best_k"] == "A=2, B=2"
+
+
+def test_every_term_has_one_chart_label_in_the_terms_order():
+    assert tuple(TERM_LABELS) == TERMS

@@ -123,7 +123,7 @@ class _Row:
     Two numbers place a row: its ``slot`` (a label in ``0..size-1``, stable while its request is
     in the batch; the event column ``row`` records it) and its *cache index*, its position in
     :attr:`BatchDecoder.rows` and in the batch cache, which shifts as rows leave (what
-    :attr:`~specviz.batch.drafters.RowAsk.row` holds).
+    :attr:`~specviz.batch.drafters.RowAsk.cache_index` holds).
     """
 
     slot: int
@@ -332,7 +332,7 @@ class BatchDecoder:
         for rule in {self._stop_rule(r) for r in rows}:
             mine = [self._stop_rule(r) == rule for r in rows]
             masked = [
-                a if m else RowAsk(a.slot, a.row, a.context, 0, a.generator)
+                a if m else RowAsk(a.slot, a.cache_index, a.context, 0, a.generator)
                 for a, m in zip(asks, mine, strict=True)
             ]
             drafted = self.drafter.propose(self.kv, masked, rule)

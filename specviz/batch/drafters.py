@@ -56,7 +56,7 @@ class RowAsk:
     """What one row asks of the drafter this round."""
 
     slot: int  # the row's slot label (stable while its request is in the batch)
-    row: int  # its index in the batch cache now
+    cache_index: int  # its index in the batch cache now (moves as rows leave)
     context: torch.Tensor  # all ids so far, last emitted included
     k: int  # tokens to draft (0: this row does not draft this round)
     generator: torch.Generator
@@ -119,11 +119,11 @@ class BatchLayerSkip:
         """Every drafting row steps together, each through its own :class:`Drafting` (the
         batch-size-1 stop / cap loop); a row leaves the forward passes when its draft is done."""
         device = kv.valid.device
-        drafts = {a.row: Drafting(a.k, self.sampling, a.generator, stop) for a in asks}
-        active = [a.row for a in asks if a.k > 0]
+        drafts = {a.cache_index: Drafting(a.k, self.sampling, a.generator, stop) for a in asks}
+        active = [a.cache_index for a in asks if a.k > 0]
         step_ids = torch.zeros(kv.rows, 1, dtype=torch.long, device=device)
         for a in asks:
-            step_ids[a.row, 0] = int(a.context[-1])
+            step_ids[a.cache_index, 0] = int(a.context[-1])
         pending = torch.zeros(kv.rows, 0, dtype=torch.bool, device=device)
         with only_layers(self.model, self.kept):
             while active:
@@ -133,7 +133,7 @@ class BatchLayerSkip:
                 pending = torch.cat([pending, live], dim=1)
                 active = self._step(drafts, active, logits, step_ids)
         rollback_layers(kv.cache, self.kept, pending.shape[1])  # type: ignore[arg-type]
-        return [drafts[a.row].proposal(device) for a in asks]
+        return [drafts[a.cache_index].proposal(device) for a in asks]
 
     @staticmethod
     def _step(

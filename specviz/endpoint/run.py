@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 from tqdm.auto import tqdm
 
@@ -50,7 +51,13 @@ from specviz.config import RunConfig
 from specviz.endpoint.client import EndpointConfig, TurnResult, check_models, send_turn
 from specviz.endpoint.parse import ServerSpec
 from specviz.outdir import locked
-from specviz.recorder import UNBATCHED_EVENT_LABELS, UNBATCHED_LABELS, request_labels, run_labels
+from specviz.recorder import (
+    UNBATCHED_EVENT_LABELS,
+    UNBATCHED_LABELS,
+    event_layout,
+    request_labels,
+    run_labels,
+)
 from specviz.run_summary import EndpointSummary
 from specviz.runlog import (
     PARTS_DIR,
@@ -63,14 +70,7 @@ from specviz.runlog import (
     start_run,
     write_json,
 )
-from specviz.schema import (
-    EVENT_SCHEMA,
-    KIND_BONUS,
-    KIND_CORRECTION,
-    KIND_DRAFT,
-    REQUEST_SCHEMA,
-    RUN_FILE,
-)
+from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, RUN_FILE
 from specviz.workloads.request import Request, request_seed
 
 SERVER_FILE = "server.parquet"
@@ -424,63 +424,31 @@ def conversation_rows(
 
 
 def step_events(turns: Sequence[TurnResult], config: RunConfig) -> pl.DataFrame:
-    """Event rows from per-step counts (vLLM ``detailed``): per turn a prefill row, then per spec
-    step its drafted positions and the target's row. No rows without per-step counts."""
-    rows: list[dict[str, Any]] = []
-    index = 0
+    """Event rows from per-step counts (vLLM ``detailed``), laid out by
+    :func:`~specviz.recorder.event_layout`: per turn a prefill round (nothing drafted, the
+    target's one token), then one round per spec step with its drafted and accepted counts,
+    emitting the accepted drafts and the target's token. ``k`` is the larger of the policy's k
+    and the step's drafted count (a server may draft more than the run's label says). A server
+    measures no round's seconds: ``draft_s`` and ``verify_s`` are null. No rows unless every
+    turn has per-step counts (a request's rows hold all its rounds or none)."""
+    rounds: list[tuple[int, bool, int, int, int]] = []  # turn, prefill, k, drafted, accepted
     for turn_no, turn in enumerate(turns):
         spec = turn.spec
         if spec is None or spec.per_step_accepted is None or spec.per_step_drafted is None:
-            return pl.DataFrame(schema=_STEP_SCHEMA)
-        rows.append(_row(turn_no, index, True, 0, 0, 0, KIND_BONUS, None, True))
-        index += 1
+            rounds = []
+            break
+        rounds.append((turn_no, True, 0, 0, 0))
         for a, d in zip(spec.per_step_accepted, spec.per_step_drafted, strict=True):
-            k = max(config.policy.k, d)
-            for i in range(d):
-                rows.append(_row(turn_no, index, False, i, k, d, KIND_DRAFT, i < a, i <= a))
-            kind = KIND_CORRECTION if a < d else KIND_BONUS
-            rows.append(_row(turn_no, index, False, a, k, d, kind, None, True))
-            index += 1
-    return pl.DataFrame(rows, schema=_STEP_SCHEMA)
-
-
-_STEP_SCHEMA = pl.Schema(
-    {
-        "turn": pl.Int16,
-        "round": pl.Int32,
-        "prefill": pl.Boolean,
-        "position": pl.Int16,
-        "k": pl.Int16,
-        "n_drafted": pl.Int16,
-        "kind": pl.String,
-        "accepted": pl.Boolean,
-        "verified": pl.Boolean,
-        "emitted": pl.Boolean,
-    }
-)
-
-
-def _row(
-    turn: int,
-    index: int,
-    prefill: bool,
-    position: int,
-    k: int,
-    drafted: int,
-    kind: str,
-    accepted: bool | None,
-    verified: bool,
-) -> dict[str, Any]:
-    emitted = bool(accepted) if kind == KIND_DRAFT else True
-    return {
-        "turn": turn,
-        "round": index,
-        "prefill": prefill,
-        "position": position,
-        "k": k,
-        "n_drafted": drafted,
-        "kind": kind,
-        "accepted": accepted,
-        "verified": verified,
-        "emitted": emitted,
-    }
+            rounds.append((turn_no, False, max(config.policy.k, d), d, a))
+    turn_no, prefill, k, n_drafted, n_accepted = np.array(rounds, dtype=np.int64).reshape(-1, 5).T
+    return event_layout(
+        turn=turn_no,
+        round_index=np.arange(turn_no.size),
+        prefill=prefill,
+        k=k,
+        n_drafted=n_drafted,
+        n_accepted=n_accepted,
+        n_emitted=n_accepted + 1,  # the accepted drafts and the target's token
+        draft_s=None,
+        verify_s=None,
+    )

@@ -83,6 +83,16 @@ STREAM = ("run_id", "mixture")
 PERSISTENT_POLICIES = ("heuristic",)
 #: the terms that add up to a stream's total extra time (module docstring)
 TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual")
+#: each term's label where it stands alone (a chart's axis, legend or tooltip): its name and, in
+#: brackets, what it measures, since no sentence around it says so. Keys: exactly TERMS, in order
+#: (tests/test_metrics_degradation.py checks it)
+TERM_LABELS: dict[str, str] = {
+    "composition": "composition (task mix differs from the benchmark)",
+    "tuning": "tuning (the stream's k vs the best single k)",
+    "k_mismatch": "k mismatch (one k shared by every task)",
+    "carry_over": "carry-over (policy state across tasks)",
+    "residual": "residual (interleaving, noise)",
+}
 #: what multitasking itself costs: every term but tuning (a badly chosen global k, which
 #: single-task serving pays too)
 MULTITASK_TERMS = ("composition", "k_mismatch", "carry_over", "residual")

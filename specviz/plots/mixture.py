@@ -5,6 +5,7 @@ from __future__ import annotations
 import altair as alt
 import polars as pl
 
+from specviz.metrics.degradation import TERM_LABELS, TERMS
 from specviz.plots.common import (
     PlotError,
     check_marks,
@@ -16,13 +17,6 @@ from specviz.plots.common import (
 )
 
 STREAM_ORDER = ["single-task", "multitask"]
-PART_LABELS = {
-    "composition": "composition (task mix differs from the benchmark)",
-    "tuning": "tuning (the stream's k vs the best single k)",
-    "k_mismatch": "k mismatch (one k shared by every task)",
-    "carry_over": "carry-over (policy state across tasks)",
-    "residual": "residual (interleaving, noise)",
-}
 
 
 def single_vs_multitask(
@@ -142,7 +136,7 @@ def degradation_bars(table: pl.DataFrame) -> alt.FacetChart:
     bar is one part (composition, tuning, k mismatch, carry-over, residual) of one (method, mixture);
     black ticks mark the bootstrap interval; the parts add up to the total.
     """
-    parts = list(PART_LABELS)
+    parts = list(TERMS)
     needed = [
         "method",
         "mixture",
@@ -156,7 +150,7 @@ def degradation_bars(table: pl.DataFrame) -> alt.FacetChart:
             table.select(
                 "method",
                 "mixture",
-                pl.lit(PART_LABELS[p]).alias("part"),
+                pl.lit(TERM_LABELS[p]).alias("part"),
                 (100 * pl.col(p) / pl.col("reference_s")).alias("percent"),
                 (100 * pl.col(f"{p}_low") / pl.col("reference_s")).alias("low"),
                 (100 * pl.col(f"{p}_high") / pl.col("reference_s")).alias("high"),
@@ -174,7 +168,7 @@ def degradation_bars(table: pl.DataFrame) -> alt.FacetChart:
 
 def _faceted_parts(long: pl.DataFrame, parts: list[str]) -> alt.FacetChart:
     base = alt.Chart().encode(
-        y=alt.Y("part:N", title=None, sort=[PART_LABELS[p] for p in parts]),
+        y=alt.Y("part:N", title=None, sort=[TERM_LABELS[p] for p in parts]),
     )
     bars = base.mark_bar().encode(
         x=alt.X("percent:Q", title="% of the single-task reference time"),

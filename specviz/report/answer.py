@@ -98,6 +98,8 @@ from specviz.runlog import read_run_meta
 
 # the terms a headline may lead with: the multitask terms and the drafter-memory term
 HEADLINE_TERMS = (*MULTITASK_TERMS, "drafter_memory")
+# each term as a word of a sentence ("k mismatch adds 12%"): the sentence says what it measures,
+# so these are the bare names; a chart's labels carry the meaning too (degradation.TERM_LABELS)
 LABELS = {
     "total": "extra time",
     "composition": "composition",
