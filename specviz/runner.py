@@ -10,6 +10,17 @@ the one definition of time to first token and latency. The scaffold (identity, p
 ``begin_run``, writer, progress, summary) is written once; a *session* decodes:
 :class:`SingleSession` here, :class:`~specviz.batch.runner.BatchSession` for batches.
 
+Batch size 1 is its own session, not a one-row :class:`~specviz.batch.runner.BatchSession`, for
+three reasons: it decodes with :mod:`specviz.engine`, which supports every drafter and policy
+(:mod:`specviz.supports` lists what a batch cannot do: the component-skip and suffix drafters,
+per-task policy state) and is the reference every losslessness test compares against; it needs
+none of the batch cache's row bookkeeping (:mod:`specviz.batch.kv`), which would cost it speed; and
+its requests' ``wall_s`` is their own wall clock, while a batch's is a share of each step
+(:class:`~specviz.clock.RequestClock` says why the two cannot share one definition). What the two
+sessions must agree on is shared: the timing (:func:`~specviz.clock.spans`), the request clock, and
+the policy's feedback (:func:`specviz.policies.heard`; a test holds both decoders to the same
+feedback sequence).
+
 A run directory is tied to one configuration and one workload (:func:`specviz.runlog.open_run_dir`).
 """
 
