@@ -59,7 +59,6 @@ from specviz.metrics.accounting import (
 )
 from specviz.metrics.answer import (
     FINDING,
-    NOISE,
     NOT_ESTIMABLE,
     UNMEASURED,
     ZERO,
@@ -74,10 +73,11 @@ from specviz.metrics.answer import (
 from specviz.metrics.degradation import (
     CONFIG,
     MIN_TASK_REQUESTS,
-    MULTITASK_TERMS,
     TERMS,
+    ThinTask,
     composition_by_task,
 )
+from specviz.metrics.lead import StreamTerms, lead, tuning_loss
 from specviz.metrics.oracle import (
     NoOracleError,
     best_single_configuration,
@@ -96,8 +96,6 @@ from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 
-# the terms a headline may lead with: the multitask terms and the drafter-memory term
-HEADLINE_TERMS = (*MULTITASK_TERMS, "drafter_memory")
 LABELS = {
     "total": "extra time",
     "composition": "composition",
@@ -143,6 +141,33 @@ def term_dict(term: Term) -> dict[str, Any]:
         "thin_tasks": [asdict(t) for t in term.thin_tasks],
         "status": term.status,
     }
+
+
+def term_of(entry: Mapping[str, Any]) -> Term:
+    """The :class:`~specviz.metrics.answer.Term` a term entry (:func:`term_dict`) was written
+    from, as far as the decisions need it (:mod:`specviz.metrics.lead`,
+    :mod:`specviz.metrics.advice` read the stream entries back this way): part, status and pct,
+    and the interval, detectable effect and thin tasks when the entry has them."""
+    return Term(
+        part=entry["part"],
+        status=entry["status"],
+        pct=entry["pct"],
+        low_pct=entry.get("low_pct"),
+        high_pct=entry.get("high_pct"),
+        detectable_pct=entry.get("detectable_pct"),
+        thin_tasks=tuple(ThinTask(**t) for t in entry.get("thin_tasks", [])),
+    )
+
+
+def stream_terms(row: Mapping[str, Any]) -> StreamTerms:
+    """The :class:`~specviz.metrics.lead.StreamTerms` of a stream entry (:func:`_stream_rows`)."""
+    return StreamTerms(
+        drafter=row["drafter"],
+        terms=tuple(term_of(t) for t in row["terms"]),
+        multitask_pct=row["multitask_pct"],
+        best_single_k=row["best_single_k"],
+        every_task_best_k=tuple(row["every_task_best_k"]),
+    )
 
 
 def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
@@ -343,42 +368,34 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """The lead: the largest *multitask* finding (:data:`MULTITASK_TERMS`, share of single-task
-    time) among drafted streams, ties broken by method, mixture and part order; tuning is never
-    the lead (:func:`tuning_lines`). A composition lead names the tasks that make the mix
-    harder. Without a finding: the stream with the largest multitask extra time."""
-    drafted = [r for r in streams if r["drafter"] != BASELINE]
-    if not drafted:
+    """The lead (:func:`specviz.metrics.lead.lead`: the largest *multitask* finding among
+    drafted streams, never tuning, or the stream with the largest multitask extra time when
+    none is established) in words. A composition lead names the tasks that make the mix
+    harder (:func:`mix_text`)."""
+    found = lead([stream_terms(r) for r in streams])
+    if found is None:
         return {
             "text": "No multitask stream could be compared: the study needs single-task and "
             "multitask mixtures run with the same method.",
             "status": None,
         }
-    findings = [
-        (round(abs(t["pct"]), 6), -i, -j, r, t)
-        for i, r in enumerate(drafted)
-        for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING and t["part"] in HEADLINE_TERMS
-    ]
-    if findings:
-        _, _, _, row, term = max(findings, key=lambda f: f[:3])
-        harder = mix_text(row) if term["part"] == "composition" else ""
-        text = " ".join(x for x in (_finding_text(row, term), harder, _total_text(row)) if x)
-        status, part, value = FINDING, term["part"], term["pct"]
+    row = streams[found.stream]
+    if found.term is not None:
+        harder = mix_text(row) if found.part == "composition" else ""
+        finding = _finding_text(row, row["terms"][found.term])
+        text = " ".join(x for x in (finding, harder, _total_text(row)) if x)
     else:
-        row = max(drafted, key=lambda r: abs(r["multitask_pct"] or 0.0))
         text = (
             f"No multitask term is established for any method. {row['method']} on "
             f"{row['mixture']}: {_total_text(row)}"
         )
-        status, part, value = NOISE, "total", row["multitask_pct"]
     return {
         "text": text,
-        "status": status,
+        "status": found.status,
         "method": row["method"],
         "mixture": row["mixture"],
-        "part": part,
-        "pct": value,
+        "part": found.part,
+        "pct": found.pct,
         "multitask_pct": row["multitask_pct"],
         "total_pct": row["total_pct"],
     }
@@ -425,29 +442,31 @@ def add_memory_terms(
 
 
 def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each drafted stream whose k is established as worse than the best single k for its tasks
-    (a positive tuning finding): what a better global k would save, single-task serving too."""
+    """Each tuning loss (:func:`specviz.metrics.lead.tuning_loss`: a drafted stream whose k is
+    established as worse than the best single k for its tasks) in words: what a better global
+    k would save, single-task serving too."""
     out = []
     for row in streams:
-        term = _term(row, "tuning")
-        if row["drafter"] == BASELINE or term["status"] != FINDING or term["pct"] <= 0:
+        loss = tuning_loss(stream_terms(row))
+        if loss is None:
             continue
-        single = row["best_single_k"]
-        every = single.isdigit() and row["every_task_best_k"] == [int(single)]
-        scope = "for every task here" if every else f"on {row['mixture']}'s tasks together"
+        term, single = loss.term, row["best_single_k"]
+        scope = (
+            "for every task here" if loss.every_task else f"on {row['mixture']}'s tasks together"
+        )
         out.append(
             {
                 "method": row["method"],
                 "mixture": row["mixture"],
                 "k": row["k"],
                 "best_single_k": single,
-                "every_task": every,
-                "pct": term["pct"],
+                "every_task": loss.every_task,
+                "pct": term.pct,
                 "text": (
                     f"Tuning, not a multitask cost: {row['method']} on {row['mixture']}: "
-                    f"k = {row['k']} is worse than k = {single} {scope}: {_fmt(term['pct'])} of "
-                    f"single-task time (95% CI {_fmt(term['low_pct'])} to "
-                    f"{_fmt(term['high_pct'])}), modelled; a single-task deployment at "
+                    f"k = {row['k']} is worse than k = {single} {scope}: {_fmt(term.pct)} of "
+                    f"single-task time (95% CI {_fmt(term.low_pct)} to "
+                    f"{_fmt(term.high_pct)}), modelled; a single-task deployment at "
                     f"k = {row['k']} pays it too."
                 ),
             }
