@@ -57,6 +57,13 @@ from specviz.metrics.accounting import (
     wall_clock_load,
     with_modelled_seconds,
 )
+from specviz.metrics.advice import (
+    DO_NOT_SPECULATE,
+    KEEP_K,
+    Advice,
+    advise,
+    configurations,
+)
 from specviz.metrics.answer import (
     FINDING,
     NOT_ESTIMABLE,
@@ -78,12 +85,7 @@ from specviz.metrics.degradation import (
     composition_by_task,
 )
 from specviz.metrics.lead import StreamTerms, lead, tuning_loss
-from specviz.metrics.oracle import (
-    NoOracleError,
-    best_single_configuration,
-    oracle_gap,
-    oracle_routes,
-)
+from specviz.metrics.oracle import NoOracleError, oracle_gap
 from specviz.metrics.remedies import (
     REMEDIES,
     memory_interval,
@@ -510,39 +512,48 @@ def load_summary(streams: list[dict[str, Any]]) -> str | None:
     )
 
 
-def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baseline: bool) -> dict:
-    """One method's advice on one mixture, from its modelled terms and the oracle's routes:
-    ``do not speculate`` (every task's best static choice is the baseline), ``route by task``
-    (the best single configuration is the baseline yet some tasks gain from a drafter, or
-    sharing the drafter memory, the policy's state or one k across tasks is an established
-    loss), ``change k`` (an established tuning loss), else ``keep k``. Returns action and
-    text."""
-    speculating = [r["category"] for r in routes if r["speculate"]]
-    tuning, mismatch = _term(row, "tuning"), _term(row, "k_mismatch")
-    if routes and not speculating:
-        return {"action": "do not speculate", "text": "do not speculate on this traffic: the "
-                "baseline is every task's best static configuration"}  # fmt: skip
-    if routes and single_baseline:
-        return {"action": "route by task", "text": "route by task: speculate only on "
-                f"{', '.join(speculating)}; the baseline is the best single configuration"}  # fmt: skip
-    by_part = {t["part"]: t for t in row["terms"]}
-    memory, carry = by_part.get("drafter_memory"), by_part["carry_over"]
-    if memory and memory["status"] == FINDING and memory["pct"] > 0:
-        return {"action": "route by task", "text": "route by task: give each task its own "
-                f"drafter memory (sharing one costs {_fmt(memory['pct'])})"}  # fmt: skip
-    if carry["status"] == FINDING and carry["pct"] > 0:
-        return {"action": "route by task", "text": "route by task: keep the policy's state per "
-                f"task (carrying it across tasks costs {_fmt(carry['pct'])})"}  # fmt: skip
-    if mismatch["status"] == FINDING and mismatch["pct"] > 0:
-        return {"action": "route by task", "text": f"route by task (k per task: "
-                f"{row['best_k']}): sharing one k costs {_fmt(mismatch['pct'])}"}  # fmt: skip
-    if tuning["status"] == FINDING and tuning["pct"] > 0:
-        return {"action": "change k", "text": f"change k to {row['best_single_k']} (saves "
-                f"{_fmt(tuning['pct'])} of single-task time, on any traffic)"}  # fmt: skip
-    return {"action": "keep k", "text": f"keep k = {row['k']}"}
+# what a route-by-task or change-k advice says, by the established loss that decides it
+_ADVICE = {
+    "drafter_memory": "route by task: give each task its own drafter memory (sharing one costs "
+    "{loss})",
+    "carry_over": "route by task: keep the policy's state per task (carrying it across tasks "
+    "costs {loss})",
+    "k_mismatch": "route by task (k per task: {best_k}): sharing one k costs {loss}",
+    "tuning": "change k to {best_single_k} (saves {loss} of single-task time, on any traffic)",
+}
 
 
-def _routes_text(routes: list[dict[str, Any]]) -> str:
+def advice_text(advice: Advice, row: Mapping[str, Any]) -> str:
+    """An :class:`~specviz.metrics.advice.Advice` in words, naming the stream's ``k``, the best
+    k of each task (``best_k``) or the best single k (``best_single_k``) as it calls for."""
+    if advice.action == DO_NOT_SPECULATE:
+        return (
+            "do not speculate on this traffic: the baseline is every task's best static "
+            "configuration"
+        )
+    if advice.action == KEEP_K:
+        return f"keep k = {row['k']}"
+    if advice.term is None:
+        return (
+            f"route by task: speculate only on {', '.join(advice.speculate_on)}; the baseline "
+            "is the best single configuration"
+        )
+    return _ADVICE[advice.term.part].format(
+        loss=_fmt(advice.term.pct), best_k=row["best_k"], best_single_k=row["best_single_k"]
+    )
+
+
+def what_to_do(
+    row: Mapping[str, Any], routes: Sequence[Mapping[str, Any]], single_baseline: bool
+) -> dict[str, str]:
+    """One method's advice on one mixture (:func:`specviz.metrics.advice.advise`, from the
+    stream entry's terms and the oracle's ``routes`` of its tasks): its action and
+    :func:`advice_text`."""
+    advice = advise([term_of(t) for t in row["terms"]], routes, single_baseline)
+    return {"action": advice.action, "text": advice_text(advice, row)}
+
+
+def _routes_text(routes: Sequence[Mapping[str, Any]]) -> str:
     """``every task: prompt-lookup k=5``, or ``coding: ...; writing: ...``."""
     distinct = {r["route"] for r in routes}
     if len(distinct) == 1:
@@ -551,45 +562,25 @@ def _routes_text(routes: list[dict[str, Any]]) -> str:
 
 
 def best_configurations(priced: pl.DataFrame, streams: list[dict[str, Any]]) -> list[dict]:
-    """Per drafted multitask stream, on modelled seconds: its throughput, the best single k for
-    its method, the best single static configuration for its traffic, the per-task oracle (with
-    each task's route) and :func:`what_to_do`. Empty without an oracle (NoOracleError)."""
-    modelled = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
-    try:
-        gaps = oracle_gap(modelled)
-        singles = best_single_configuration(modelled)
-        routes = oracle_routes(modelled).to_dicts()
-    except NoOracleError:
-        return []
-    keys = [*CONFIG, "mixture"]
-    gap_by = {tuple(r[k] for k in keys): r for r in gaps.to_dicts()}
-    single_by = {tuple(r[k] for k in keys): r for r in singles.to_dicts()}
-    labelled = label_streams(modelled).filter(pl.col("multitask")).collect()
+    """Per drafted multitask stream (:func:`specviz.metrics.advice.configurations`, on
+    modelled seconds): its throughput, the best single k for its method, the best single
+    static configuration for its traffic, the per-task oracle (with each task's route) and
+    :func:`what_to_do`. Empty without an oracle."""
     out = []
-    for row in streams:
-        key = tuple(row[k] for k in keys)
-        if row["drafter"] == BASELINE or key not in gap_by or key not in single_by:
-            continue
-        mine = labelled.filter(*[pl.col(k).eq_missing(v) for k, v in zip(keys, key, strict=True)])
-        tasks = set(mine["category"].to_list())
-        task_routes = [
-            r for r in routes
-            if r["category"] in tasks and r["target"] == row["target"]
-            and r["temperature"] == row["temperature"]
-        ]  # fmt: skip
-        n, m, single = row["modelled"]["tokens"], row["modelled"], single_by[key]
+    for config in configurations(priced, [r["modelled"] for r in streams]):
+        row = streams[config.stream]
         out.append(
             {
                 "method": row["method"],
                 "mixture": row["mixture"],
-                "tokens_per_s": n / m["multitask_s"],
+                "tokens_per_s": config.tokens_per_s,
                 "best_single_k": row["best_single_k"],
-                "single_k_tokens_per_s": n / m["single_k_s"],
-                "single": single["single"],
-                "single_tokens_per_s": n / single["single_s"],
-                "oracle_tokens_per_s": n / gap_by[key]["oracle_s"],
-                "routes": _routes_text(task_routes),
-                "advice": what_to_do(row, task_routes, single["single_baseline"]),
+                "single_k_tokens_per_s": config.single_k_tokens_per_s,
+                "single": config.single,
+                "single_tokens_per_s": config.single_tokens_per_s,
+                "oracle_tokens_per_s": config.oracle_tokens_per_s,
+                "routes": _routes_text(config.routes),
+                "advice": what_to_do(row, config.routes, config.single_baseline),
             }
         )
     return out
