@@ -87,11 +87,13 @@ from specviz.metrics.degradation import (
 from specviz.metrics.lead import StreamTerms, lead, tuning_loss
 from specviz.metrics.oracle import NoOracleError, oracle_gap
 from specviz.metrics.remedies import (
+    NO_GAP,
+    NOT_RUN,
     REMEDIES,
-    memory_interval,
+    absences,
     memory_term,
+    memory_terms,
     remedies,
-    remedy_pairs,
 )
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
@@ -406,41 +408,15 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
 def add_memory_terms(
     priced: pl.DataFrame, streams: list[dict[str, Any]], partitions: Mapping[str, str], n_boot: int
 ) -> None:
-    """Insert a ``drafter_memory`` term, classified as the others (:func:`classify`), before
-    carry-over in each shared-memory stream that has a per-task-memory counterpart
-    (:func:`specviz.metrics.remedies.memory_interval`); the lead may then name it."""
-    if not streams:
-        return
-    table = pl.DataFrame([r["modelled"] for r in streams])
-    rows = memory_term(table, partitions)
-    if not rows.height:
-        return
-    wall = label_streams(priced).collect()
-    modelled = wall.with_columns(pl.col("modelled_s").alias("wall_s"))
-    keys = ("target", "temperature", "mixture", "policy", "k")
-    for m in rows.iter_rows(named=True):
-        est = memory_interval(modelled, m, n_boot=n_boot)
-        row = next(
-            (r for r in streams if r["drafter"] == m["shared"] and all(r[c] == m[c] for c in keys)),
-            None,
-        )
-        if est is None or row is None:
-            continue
-        checked = memory_interval(wall, m, n_boot=n_boot)
-        values = {
-            "reference_s": row["modelled"]["reference_s"],
-            "control": row["control"],
-            "drafter_memory": est["drafter_memory_s"],
-            "drafter_memory_low": est["drafter_memory_low"],
-            "drafter_memory_high": est["drafter_memory_high"],
-            "thin_tasks": est["thin_tasks"],
-        }
-        wall_s = None if checked is None else checked["drafter_memory_s"]
-        term = classify(values, "drafter_memory") | {
-            "wall_pct": share_pct(wall_s, row["wall"]["reference_s"])
-        }
+    """Insert a ``drafter_memory`` term entry before carry-over in each shared-memory stream
+    that has a per-task-memory counterpart (:func:`specviz.metrics.remedies.memory_terms`,
+    classified as the others); the lead may then name it."""
+    modelled = [r["modelled"] for r in streams]
+    wall = [r["wall"] for r in streams]
+    for memory in memory_terms(priced, modelled, wall, partitions, n_boot):
+        row = streams[memory.stream]
         at = [t["part"] for t in row["terms"]].index("carry_over")
-        row["terms"].insert(at, term)
+        row["terms"].insert(at, term_dict(memory.term) | {"wall_pct": memory.wall_pct})
 
 
 def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -660,15 +636,18 @@ def remedy_answer(
     out["recovered"] = _with_wall(out["recovered"], wall["recovered"], ["recovered_share"])
     memory_pcts = ["interleaving_pct", "drafter_memory_pct", "other_interleaving_pct"]
     out["memory"] = _with_wall(out["memory"], wall["memory"], memory_pcts)
-    streams = label_streams(modelled).filter(pl.col("multitask")).collect()
-    present = {name for name, _, _ in remedy_pairs(streams, partitions)}
     recovered = {r["remedy"] for r in out["recovered"]}
-    out["absent"] = {
-        name: (out["oracle"] or "no oracle gap for its streams") if name in present else ABSENT
-        for name in REMEDIES
-        if name not in recovered
-    }
+    missing = absences(modelled, partitions, recovered, has_oracle=not out["oracle"])
+    out["absent"] = {a.remedy: _absence_text(a.reason, out["oracle"]) for a in missing}
     return out
+
+
+def _absence_text(reason: str, oracle: str) -> str:
+    """Why a remedy has no row (:class:`specviz.metrics.remedies.Absence`), with the note on
+    the missing oracle when that is why."""
+    if reason == NOT_RUN:
+        return ABSENT
+    return "no oracle gap for its streams" if reason == NO_GAP else oracle
 
 
 def _runs(priced: pl.DataFrame) -> list[dict[str, Any]]:
