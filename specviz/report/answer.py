@@ -17,24 +17,42 @@
    (:func:`specviz.metrics.degradation.thin_tasks_of_term`: the estimate, no interval);
 4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
    by its share of single-task time), or, without one, says that no multitask term is
-   established (:func:`headline`); a composition lead names the tasks that make the mix harder
-   (:func:`mix_text`, from :func:`specviz.metrics.degradation.composition_by_task`);
+   established (:func:`headline`, :func:`specviz.metrics.lead.lead`); a composition lead
+   names the tasks that make the mix harder (:func:`mix_text`, from
+   :func:`specviz.metrics.degradation.composition_by_task`);
    tuning, a badly chosen global k that single-task serving pays too, is its own line
-   (:func:`tuning_lines`), never the lead;
+   (:func:`tuning_lines`, :func:`specviz.metrics.lead.tuning_loss`), never the lead;
 5. on modelled seconds, the multitask loss of every stream against the oracle, the share of it
    each remedy recovers and the drafter-memory term (:func:`remedy_answer`,
    :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study";
 6. per drafted multitask stream, the best single k, the best single static configuration, the
-   per-task oracle and what to do (:func:`best_configurations`, :func:`what_to_do`);
+   per-task oracle and what to do (:func:`best_configurations`, :func:`what_to_do`;
+   :mod:`specviz.metrics.advice`);
 7. per stream, whether its wall clock was taken under changing load (:func:`wall_load`: the
    request load factors shift its wall-clock extra time by more than its interval allows), said
    in :func:`load_lines` and marked on every wall-clock figure of that stream.
 
-Numbers are computed first: what each term establishes, the wall clock's load and the task
-shares of the composition are typed results of :mod:`specviz.metrics.answer` (:class:`Term`,
-:class:`WallLoad`, :class:`MixTask`); this module turns them into the answer's JSON-able entries
-(:func:`term_dict`, :func:`load_dict`) and renders the sentences from those, as
-:mod:`specviz.report.summary` does from the published answer.
+Numbers and decisions are computed first, as typed results that hold no English:
+
+- :mod:`specviz.metrics.answer`: what each term establishes (:class:`Term`), a stream's
+  figures (:class:`~specviz.metrics.answer.StreamFigures`), its wall clock's load
+  (:class:`WallLoad`), how many streams ran under changing load
+  (:class:`~specviz.metrics.answer.ChangingLoad`) and the task shares of the composition
+  (:class:`~specviz.metrics.answer.MixTask`);
+- :mod:`specviz.metrics.lead`: which term leads (:class:`~specviz.metrics.lead.Lead`) and which
+  tuning losses get their own line (:class:`~specviz.metrics.lead.TuningLoss`);
+- :mod:`specviz.metrics.advice`: which configuration to run on each stream and what to do
+  (:class:`~specviz.metrics.advice.Configuration`, :class:`~specviz.metrics.advice.Advice`);
+- :mod:`specviz.metrics.remedies`: the drafter-memory term of each shared-memory stream
+  (:class:`~specviz.metrics.remedies.MemoryTerm`) and why a remedy has no recovered share
+  (:class:`~specviz.metrics.remedies.Absence`).
+
+This module assembles the answer's JSON-able entries from them (:func:`term_dict`,
+:func:`load_dict`, the per-stream entries; the remedy tables pass through as rows, each figure
+paired with its wall-clock twin) and renders every sentence, as :mod:`specviz.report.summary`
+does from the published answer. The decisions read the stream entries back as typed values
+(:func:`term_of`, :func:`stream_terms`, :func:`load_of`), so they see exactly what the answer
+publishes, the inserted drafter-memory terms included.
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
@@ -71,6 +89,7 @@ from specviz.metrics.answer import (
     ZERO,
     Term,
     WallLoad,
+    changing_load,
     classify_term,
     mix_tasks,
     share_pct,
@@ -207,6 +226,14 @@ def load_dict(load: WallLoad) -> dict[str, Any]:
     """The answer's entry for a stream's :class:`~specviz.metrics.answer.WallLoad`."""
     figures = {"changing": load.changing, "shift_pct": load.shift_pct}
     return figures | {"allowed_pct": load.allowed_pct} | dict(load.loads or {})
+
+
+def load_of(entry: Mapping[str, Any]) -> WallLoad:
+    """The :class:`~specviz.metrics.answer.WallLoad` a load entry (:func:`load_dict`) was
+    written from."""
+    keys = ("multitask_load", "single_task_load", "min_load", "max_load")
+    loads = {k: entry[k] for k in keys if k in entry}
+    return WallLoad(entry["changing"], entry["shift_pct"], entry["allowed_pct"], loads or None)
 
 
 def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
@@ -477,14 +504,14 @@ def load_summary(streams: list[dict[str, Any]]) -> str | None:
     """One sentence for the first screen: how many streams' wall clocks were taken under
     changing load (:func:`wall_load`) and how far load alone moves them; :func:`load_lines`
     gives each stream's detail. None when every wall clock held steady."""
-    moved = [row["load"]["shift_pct"] for row in streams if row["load"]["changing"]]
-    if not moved:
+    found = changing_load([load_of(row["load"]) for row in streams])
+    if found is None:
         return None
     return (
-        f"The wall clock was taken under changing load for {len(moved)} of {len(streams)} "
-        f"streams: load alone moves their wall-clock extra time by {_fmt(min(moved))} to "
-        f"{_fmt(max(moved))}, beyond what their intervals allow, so their wall-clock figures "
-        "are not findings; read the modelled ones (each stream under The numbers)."
+        f"The wall clock was taken under changing load for {found.streams} of {found.of} "
+        f"streams: load alone moves their wall-clock extra time by {_fmt(found.low_pct)} to "
+        f"{_fmt(found.high_pct)}, beyond what their intervals allow, so their wall-clock "
+        "figures are not findings; read the modelled ones (each stream under The numbers)."
     )
 
 
