@@ -11,8 +11,11 @@ from specviz.metrics.answer import (
     NOT_ESTIMABLE,
     UNMEASURED,
     ZERO,
+    ChangingLoad,
     MixTask,
     Term,
+    WallLoad,
+    changing_load,
     classify_term,
     mix_tasks,
     stream_figures,
@@ -52,6 +55,12 @@ def test_wall_load_without_load_factors_is_steady_and_allows_the_half_width():
     shifted = {"load_shift": 0.08, "multitask_load": 1.2, "single_task_load": 1.0,
                "min_load": 1.0, "max_load": 1.3}  # fmt: skip
     assert wall_load(shifted, wall).changing  # 8% shift > 5% allowed
+
+
+def test_changing_load_counts_the_streams_and_spans_how_far_load_moves_them():
+    loads = [WallLoad(True, 8.0, 5.0), WallLoad(False, 1.0, 5.0), WallLoad(True, -12.0, 3.0)]
+    assert changing_load(loads) == ChangingLoad(2, 3, -12.0, 8.0)
+    assert changing_load(loads[1:2]) is None  # every wall clock held steady
 
 
 def test_mix_tasks_put_the_task_that_makes_the_mix_hardest_first():

@@ -8,7 +8,15 @@ import pytest
 
 from specviz.metrics import degradation
 from specviz.metrics.oracle import oracle_gap
-from specviz.metrics.remedies import memory_term, remedies
+from specviz.metrics.remedies import (
+    NO_GAP,
+    NO_ORACLE,
+    NOT_RUN,
+    Absence,
+    absences,
+    memory_term,
+    remedies,
+)
 from specviz.report.answer import ABSENT, remedy_answer
 from specviz.report.summary import answer_text, remedy_lines
 
@@ -150,6 +158,17 @@ def test_remedies_without_an_oracle_say_why():
     assert answer["absent"]["task-aware policy"].startswith("no oracle")
     assert answer["absent"]["per-task drafter memory"] == ABSENT
     assert "no oracle" in answer_text_of(answer)
+
+
+def test_a_remedy_without_a_recovered_share_is_typed_by_why():
+    requests = memory_table()  # a per-task drafter memory pair; no policy or cost-aware pair
+    memory = "per-task drafter memory"
+    assert absences(requests, PARTITIONS, {memory}, has_oracle=True) == [
+        Absence("task-aware policy", NOT_RUN),
+        Absence("cost-aware k", NOT_RUN),
+    ]
+    assert Absence(memory, NO_ORACLE) in absences(requests, PARTITIONS, set(), has_oracle=False)
+    assert Absence(memory, NO_GAP) in absences(requests, PARTITIONS, set(), has_oracle=True)
 
 
 def answer_text_of(remedy: dict) -> str:

@@ -13,9 +13,9 @@ import pytest
 from engine_helpers import run_cli
 from mix_study import memory_runs, mix_runs, write_mix_study
 
+from specviz.metrics.degradation import MULTITASK_TERMS
 from specviz.report.answer import (
     FINDING,
-    MULTITASK_TERMS,
     ZERO,
     mix_text,
     study_answer,

@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
+from specviz.metrics.answer import NOISE
 from specviz.report.answer import (
     FINDING,
-    NOISE,
     NOT_ESTIMABLE,
     ZERO,
     classify,

@@ -2,7 +2,10 @@
 
 :mod:`specviz.report.answer` assembles the study's answer from these and writes its English;
 nothing here writes a sentence. Percentages are of the stream's single-task reference seconds
-(``reference_s`` of :func:`specviz.metrics.degradation.degradation`).
+(``reference_s`` of :func:`specviz.metrics.degradation.degradation`). The decisions built on
+these are their own modules: which term leads (:mod:`specviz.metrics.lead`), what to do
+(:mod:`specviz.metrics.advice`), the drafter-memory term and why a remedy has no recovered
+share (:mod:`specviz.metrics.remedies`).
 
 - :func:`classify_term`: one term of one decomposition row is a *finding* (its interval excludes
   zero), *zero by construction* (exactly zero in the estimate and every resample), *not
@@ -10,7 +13,8 @@ nothing here writes a sentence. Percentages are of the stream's single-task refe
   resamples a task with too few requests: :func:`specviz.metrics.degradation.thin_tasks_of_term`)
   or *inside the noise* (with the smallest effect the study could have detected, the interval's
   half-width);
-- :func:`wall_load`: whether a stream's wall clock was taken under changing load;
+- :func:`wall_load`: whether a stream's wall clock was taken under changing load, and
+  :func:`changing_load`: for how many streams, and how far load alone moves them;
 - :func:`mix_tasks`: each task's share part of the composition term, largest first;
 - :func:`stream_figures`: a stream's total and multitask extra time on both clocks.
 """
@@ -112,6 +116,27 @@ def wall_load(row: Mapping[str, Any] | None, wall: Mapping[str, Any]) -> WallLoa
     shift = 100 * row["load_shift"]
     keys = ("multitask_load", "single_task_load", "min_load", "max_load")
     return WallLoad(abs(shift) > (allowed or 0.0), shift, allowed, {k: row[k] for k in keys})
+
+
+@dataclass(frozen=True)
+class ChangingLoad:
+    """The streams whose wall clock was taken under changing load (:class:`WallLoad`):
+    ``streams`` of ``of`` streams, load alone moving their wall-clock extra time by
+    ``low_pct`` to ``high_pct``."""
+
+    streams: int
+    of: int
+    low_pct: float
+    high_pct: float
+
+
+def changing_load(loads: Sequence[WallLoad]) -> ChangingLoad | None:
+    """:class:`ChangingLoad` of the streams with these loads; None when every wall clock held
+    steady."""
+    moved = [load.shift_pct for load in loads if load.changing and load.shift_pct is not None]
+    if not moved:
+        return None
+    return ChangingLoad(len(moved), len(loads), min(moved), max(moved))
 
 
 @dataclass(frozen=True)

@@ -30,19 +30,26 @@ same order, each reading only its own task's earlier outputs, as in its single-t
 - it is a part of S's interleaving term ``carry_over + residual`` = T_M(S) - T_S(S), which splits
   into ``drafter_memory`` + ``other_interleaving`` (= T_M(P) - T_S(S));
 - percentages are of T_ref(S), the denominator of every term of the decomposition.
+
+:func:`memory_terms` classifies that term as every other term of the decomposition
+(:class:`MemoryTerm`, on modelled seconds with its wall-clock twin), and :func:`absences` says
+why a remedy has no recovered share (:class:`Absence`: not run, no oracle, or no oracle gap);
+:mod:`specviz.report.answer` writes the sentences.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from specviz.config import N_BOOT
+from specviz.metrics.answer import Term, classify_term, share_pct
 from specviz.metrics.bootstrap import strata, stratified_sums
-from specviz.metrics.degradation import thin_tasks
+from specviz.metrics.degradation import label_streams, thin_tasks
 from specviz.metrics.oracle import recovered_share
 
 REMEDIES = ("task-aware policy", "per-task drafter memory", "cost-aware k")
@@ -177,3 +184,98 @@ def memory_interval(
         "drafter_memory_high": round(float(high), 9) + 0.0,
         "thin_tasks": thin_tasks(pairs["category"].to_list()),
     }
+
+
+@dataclass(frozen=True)
+class MemoryTerm:
+    """The drafter-memory term of one shared-memory stream, classified as every other term
+    (:func:`specviz.metrics.answer.classify_term`) on modelled seconds: ``stream``, the index of
+    the stream among those given; ``wall_pct``: its wall-clock twin, percent of the stream's
+    wall-clock single-task time (None when the wall clock pairs no requests)."""
+
+    stream: int
+    term: Term
+    wall_pct: float | None
+
+
+def memory_terms(
+    priced: pl.DataFrame,
+    modelled: Sequence[Mapping[str, Any]],
+    wall: Sequence[Mapping[str, Any]],
+    partitions: Mapping[str, str],
+    n_boot: int,
+) -> list[MemoryTerm]:
+    """A :class:`MemoryTerm` for each shared-memory stream with a per-task-memory counterpart
+    (:func:`memory_term`) whose two streams hold the same requests (:func:`memory_interval`).
+
+    ``priced``: requests with ``modelled_s`` and ``wall_s``; ``modelled``, ``wall``: the
+    streams' :func:`degradation` rows on each clock, in the same order.
+    """
+    if not modelled:
+        return []
+    rows = memory_term(pl.DataFrame(list(modelled)), partitions)
+    if not rows.height:
+        return []
+    wall_requests = label_streams(priced).collect()
+    modelled_requests = wall_requests.with_columns(pl.col("modelled_s").alias("wall_s"))
+    keys = ("target", "temperature", "mixture", "policy", "k")
+    out = []
+    for m in rows.iter_rows(named=True):
+        est = memory_interval(modelled_requests, m, n_boot=n_boot)
+        at = next(
+            (
+                i
+                for i, r in enumerate(modelled)
+                if r["drafter"] == m["shared"] and all(r[c] == m[c] for c in keys)
+            ),
+            None,
+        )
+        if est is None or at is None:
+            continue
+        checked = memory_interval(wall_requests, m, n_boot=n_boot)
+        values = {
+            "reference_s": modelled[at]["reference_s"],
+            "control": modelled[at]["control"],
+            "drafter_memory": est["drafter_memory_s"],
+            "drafter_memory_low": est["drafter_memory_low"],
+            "drafter_memory_high": est["drafter_memory_high"],
+            "thin_tasks": est["thin_tasks"],
+        }
+        wall_s = None if checked is None else checked["drafter_memory_s"]
+        term = classify_term(values, "drafter_memory")
+        out.append(MemoryTerm(at, term, share_pct(wall_s, wall[at]["reference_s"])))
+    return out
+
+
+# why a remedy has no recovered share: the study ran no pair of streams for it; it did, but
+# there is no oracle (modelled seconds); or there is one, but no oracle gap for its streams
+NOT_RUN, NO_ORACLE, NO_GAP = "not run", "no oracle", "no oracle gap"
+
+
+@dataclass(frozen=True)
+class Absence:
+    """A remedy with no recovered share, and why (:data:`NOT_RUN`, :data:`NO_ORACLE` or
+    :data:`NO_GAP`)."""
+
+    remedy: str
+    reason: str
+
+
+def absences(
+    requests: pl.DataFrame,
+    partitions: Mapping[str, str],
+    recovered: Collection[str],
+    has_oracle: bool,
+) -> list[Absence]:
+    """An :class:`Absence` for each of :data:`REMEDIES` not in ``recovered`` (the remedies with a
+    :func:`remedies` row), in that order. ``requests``: the study's requests (the multitask
+    streams are the candidates for a remedy pair); ``has_oracle``: whether the oracle could be
+    formed (:class:`~specviz.metrics.oracle.NoOracleError` otherwise)."""
+    streams = label_streams(requests).filter(pl.col("multitask")).collect()
+    present = {name for name, _, _ in remedy_pairs(streams, partitions)}
+    missing = NO_GAP if has_oracle else NO_ORACLE
+    return [
+        Absence(name, missing if name in present else NOT_RUN)
+        for name in REMEDIES
+        if name not in recovered
+    ]

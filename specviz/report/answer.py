@@ -17,24 +17,42 @@
    (:func:`specviz.metrics.degradation.thin_tasks_of_term`: the estimate, no interval);
 4. leads with the largest *multitask* finding (composition, k mismatch, carry-over, residual;
    by its share of single-task time), or, without one, says that no multitask term is
-   established (:func:`headline`); a composition lead names the tasks that make the mix harder
-   (:func:`mix_text`, from :func:`specviz.metrics.degradation.composition_by_task`);
+   established (:func:`headline`, :func:`specviz.metrics.lead.lead`); a composition lead
+   names the tasks that make the mix harder (:func:`mix_text`, from
+   :func:`specviz.metrics.degradation.composition_by_task`);
    tuning, a badly chosen global k that single-task serving pays too, is its own line
-   (:func:`tuning_lines`), never the lead;
+   (:func:`tuning_lines`, :func:`specviz.metrics.lead.tuning_loss`), never the lead;
 5. on modelled seconds, the multitask loss of every stream against the oracle, the share of it
    each remedy recovers and the drafter-memory term (:func:`remedy_answer`,
    :mod:`specviz.metrics.remedies`); a remedy the study did not run reads "not in this study";
 6. per drafted multitask stream, the best single k, the best single static configuration, the
-   per-task oracle and what to do (:func:`best_configurations`, :func:`what_to_do`);
+   per-task oracle and what to do (:func:`best_configurations`, :func:`what_to_do`;
+   :mod:`specviz.metrics.advice`);
 7. per stream, whether its wall clock was taken under changing load (:func:`wall_load`: the
    request load factors shift its wall-clock extra time by more than its interval allows), said
    in :func:`load_lines` and marked on every wall-clock figure of that stream.
 
-Numbers are computed first: what each term establishes, the wall clock's load and the task
-shares of the composition are typed results of :mod:`specviz.metrics.answer` (:class:`Term`,
-:class:`WallLoad`, :class:`MixTask`); this module turns them into the answer's JSON-able entries
-(:func:`term_dict`, :func:`load_dict`) and renders the sentences from those, as
-:mod:`specviz.report.summary` does from the published answer.
+Numbers and decisions are computed first, as typed results that hold no English:
+
+- :mod:`specviz.metrics.answer`: what each term establishes (:class:`Term`), a stream's
+  figures (:class:`~specviz.metrics.answer.StreamFigures`), its wall clock's load
+  (:class:`WallLoad`), how many streams ran under changing load
+  (:class:`~specviz.metrics.answer.ChangingLoad`) and the task shares of the composition
+  (:class:`~specviz.metrics.answer.MixTask`);
+- :mod:`specviz.metrics.lead`: which term leads (:class:`~specviz.metrics.lead.Lead`) and which
+  tuning losses get their own line (:class:`~specviz.metrics.lead.TuningLoss`);
+- :mod:`specviz.metrics.advice`: which configuration to run on each stream and what to do
+  (:class:`~specviz.metrics.advice.Configuration`, :class:`~specviz.metrics.advice.Advice`);
+- :mod:`specviz.metrics.remedies`: the drafter-memory term of each shared-memory stream
+  (:class:`~specviz.metrics.remedies.MemoryTerm`) and why a remedy has no recovered share
+  (:class:`~specviz.metrics.remedies.Absence`).
+
+This module assembles the answer's JSON-able entries from them (:func:`term_dict`,
+:func:`load_dict`, the per-stream entries; the remedy tables pass through as rows, each figure
+paired with its wall-clock twin) and renders every sentence, as :mod:`specviz.report.summary`
+does from the published answer. The decisions read the stream entries back as typed values
+(:func:`term_of`, :func:`stream_terms`, :func:`load_of`), so they see exactly what the answer
+publishes, the inserted drafter-memory terms included.
 
 Everything returned is JSON-able (lists, dicts, numbers, strings).
 """
@@ -57,14 +75,21 @@ from specviz.metrics.accounting import (
     wall_clock_load,
     with_modelled_seconds,
 )
+from specviz.metrics.advice import (
+    DO_NOT_SPECULATE,
+    KEEP_K,
+    Advice,
+    advise,
+    configurations,
+)
 from specviz.metrics.answer import (
     FINDING,
-    NOISE,
     NOT_ESTIMABLE,
     UNMEASURED,
     ZERO,
     Term,
     WallLoad,
+    changing_load,
     classify_term,
     mix_tasks,
     share_pct,
@@ -74,30 +99,26 @@ from specviz.metrics.answer import (
 from specviz.metrics.degradation import (
     CONFIG,
     MIN_TASK_REQUESTS,
-    MULTITASK_TERMS,
     TERMS,
+    ThinTask,
     composition_by_task,
 )
-from specviz.metrics.oracle import (
-    NoOracleError,
-    best_single_configuration,
-    oracle_gap,
-    oracle_routes,
-)
+from specviz.metrics.lead import StreamTerms, lead, tuning_loss
+from specviz.metrics.oracle import NoOracleError, oracle_gap
 from specviz.metrics.remedies import (
+    NO_GAP,
+    NOT_RUN,
     REMEDIES,
-    memory_interval,
+    absences,
     memory_term,
+    memory_terms,
     remedies,
-    remedy_pairs,
 )
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 
-# the terms a headline may lead with: the multitask terms and the drafter-memory term
-HEADLINE_TERMS = (*MULTITASK_TERMS, "drafter_memory")
 # each term as a word of a sentence ("k mismatch adds 12%"): the sentence says what it measures,
 # so these are the bare names; a chart's labels carry the meaning too (degradation.TERM_LABELS)
 LABELS = {
@@ -147,6 +168,33 @@ def term_dict(term: Term) -> dict[str, Any]:
     }
 
 
+def term_of(entry: Mapping[str, Any]) -> Term:
+    """The :class:`~specviz.metrics.answer.Term` a term entry (:func:`term_dict`) was written
+    from, as far as the decisions need it (:mod:`specviz.metrics.lead`,
+    :mod:`specviz.metrics.advice` read the stream entries back this way): part, status and pct,
+    and the interval, detectable effect and thin tasks when the entry has them."""
+    return Term(
+        part=entry["part"],
+        status=entry["status"],
+        pct=entry["pct"],
+        low_pct=entry.get("low_pct"),
+        high_pct=entry.get("high_pct"),
+        detectable_pct=entry.get("detectable_pct"),
+        thin_tasks=tuple(ThinTask(**t) for t in entry.get("thin_tasks", [])),
+    )
+
+
+def stream_terms(row: Mapping[str, Any]) -> StreamTerms:
+    """The :class:`~specviz.metrics.lead.StreamTerms` of a stream entry (:func:`_stream_rows`)."""
+    return StreamTerms(
+        drafter=row["drafter"],
+        terms=tuple(term_of(t) for t in row["terms"]),
+        multitask_pct=row["multitask_pct"],
+        best_single_k=row["best_single_k"],
+        every_task_best_k=tuple(row["every_task_best_k"]),
+    )
+
+
 def classify(row: dict[str, Any], part: str) -> dict[str, Any]:
     """One part of one modelled degradation row, classified
     (:func:`specviz.metrics.answer.classify_term`: finding, zero by construction, inside the
@@ -180,6 +228,14 @@ def load_dict(load: WallLoad) -> dict[str, Any]:
     """The answer's entry for a stream's :class:`~specviz.metrics.answer.WallLoad`."""
     figures = {"changing": load.changing, "shift_pct": load.shift_pct}
     return figures | {"allowed_pct": load.allowed_pct} | dict(load.loads or {})
+
+
+def load_of(entry: Mapping[str, Any]) -> WallLoad:
+    """The :class:`~specviz.metrics.answer.WallLoad` a load entry (:func:`load_dict`) was
+    written from."""
+    keys = ("multitask_load", "single_task_load", "min_load", "max_load")
+    loads = {k: entry[k] for k in keys if k in entry}
+    return WallLoad(entry["changing"], entry["shift_pct"], entry["allowed_pct"], loads or None)
 
 
 def _stream_rows(requests: pl.DataFrame, n_boot: int) -> list[dict[str, Any]]:
@@ -345,42 +401,34 @@ def term_sentence(row: dict[str, Any], term: dict[str, Any]) -> str:
 
 
 def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
-    """The lead: the largest *multitask* finding (:data:`MULTITASK_TERMS`, share of single-task
-    time) among drafted streams, ties broken by method, mixture and part order; tuning is never
-    the lead (:func:`tuning_lines`). A composition lead names the tasks that make the mix
-    harder. Without a finding: the stream with the largest multitask extra time."""
-    drafted = [r for r in streams if r["drafter"] != BASELINE]
-    if not drafted:
+    """The lead (:func:`specviz.metrics.lead.lead`: the largest *multitask* finding among
+    drafted streams, never tuning, or the stream with the largest multitask extra time when
+    none is established) in words. A composition lead names the tasks that make the mix
+    harder (:func:`mix_text`)."""
+    found = lead([stream_terms(r) for r in streams])
+    if found is None:
         return {
             "text": "No multitask stream could be compared: the study needs single-task and "
             "multitask mixtures run with the same method.",
             "status": None,
         }
-    findings = [
-        (round(abs(t["pct"]), 6), -i, -j, r, t)
-        for i, r in enumerate(drafted)
-        for j, t in enumerate(r["terms"])
-        if t["status"] == FINDING and t["part"] in HEADLINE_TERMS
-    ]
-    if findings:
-        _, _, _, row, term = max(findings, key=lambda f: f[:3])
-        harder = mix_text(row) if term["part"] == "composition" else ""
-        text = " ".join(x for x in (_finding_text(row, term), harder, _total_text(row)) if x)
-        status, part, value = FINDING, term["part"], term["pct"]
+    row = streams[found.stream]
+    if found.term is not None:
+        harder = mix_text(row) if found.part == "composition" else ""
+        finding = _finding_text(row, row["terms"][found.term])
+        text = " ".join(x for x in (finding, harder, _total_text(row)) if x)
     else:
-        row = max(drafted, key=lambda r: abs(r["multitask_pct"] or 0.0))
         text = (
             f"No multitask term is established for any method. {row['method']} on "
             f"{row['mixture']}: {_total_text(row)}"
         )
-        status, part, value = NOISE, "total", row["multitask_pct"]
     return {
         "text": text,
-        "status": status,
+        "status": found.status,
         "method": row["method"],
         "mixture": row["mixture"],
-        "part": part,
-        "pct": value,
+        "part": found.part,
+        "pct": found.pct,
         "multitask_pct": row["multitask_pct"],
         "total_pct": row["total_pct"],
     }
@@ -389,67 +437,43 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
 def add_memory_terms(
     priced: pl.DataFrame, streams: list[dict[str, Any]], partitions: Mapping[str, str], n_boot: int
 ) -> None:
-    """Insert a ``drafter_memory`` term, classified as the others (:func:`classify`), before
-    carry-over in each shared-memory stream that has a per-task-memory counterpart
-    (:func:`specviz.metrics.remedies.memory_interval`); the lead may then name it."""
-    if not streams:
-        return
-    table = pl.DataFrame([r["modelled"] for r in streams])
-    rows = memory_term(table, partitions)
-    if not rows.height:
-        return
-    wall = label_streams(priced).collect()
-    modelled = wall.with_columns(pl.col("modelled_s").alias("wall_s"))
-    keys = ("target", "temperature", "mixture", "policy", "k")
-    for m in rows.iter_rows(named=True):
-        est = memory_interval(modelled, m, n_boot=n_boot)
-        row = next(
-            (r for r in streams if r["drafter"] == m["shared"] and all(r[c] == m[c] for c in keys)),
-            None,
-        )
-        if est is None or row is None:
-            continue
-        checked = memory_interval(wall, m, n_boot=n_boot)
-        values = {
-            "reference_s": row["modelled"]["reference_s"],
-            "control": row["control"],
-            "drafter_memory": est["drafter_memory_s"],
-            "drafter_memory_low": est["drafter_memory_low"],
-            "drafter_memory_high": est["drafter_memory_high"],
-            "thin_tasks": est["thin_tasks"],
-        }
-        wall_s = None if checked is None else checked["drafter_memory_s"]
-        term = classify(values, "drafter_memory") | {
-            "wall_pct": share_pct(wall_s, row["wall"]["reference_s"])
-        }
+    """Insert a ``drafter_memory`` term entry before carry-over in each shared-memory stream
+    that has a per-task-memory counterpart (:func:`specviz.metrics.remedies.memory_terms`,
+    classified as the others); the lead may then name it."""
+    modelled = [r["modelled"] for r in streams]
+    wall = [r["wall"] for r in streams]
+    for memory in memory_terms(priced, modelled, wall, partitions, n_boot):
+        row = streams[memory.stream]
         at = [t["part"] for t in row["terms"]].index("carry_over")
-        row["terms"].insert(at, term)
+        row["terms"].insert(at, term_dict(memory.term) | {"wall_pct": memory.wall_pct})
 
 
 def tuning_lines(streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each drafted stream whose k is established as worse than the best single k for its tasks
-    (a positive tuning finding): what a better global k would save, single-task serving too."""
+    """Each tuning loss (:func:`specviz.metrics.lead.tuning_loss`: a drafted stream whose k is
+    established as worse than the best single k for its tasks) in words: what a better global
+    k would save, single-task serving too."""
     out = []
     for row in streams:
-        term = _term(row, "tuning")
-        if row["drafter"] == BASELINE or term["status"] != FINDING or term["pct"] <= 0:
+        loss = tuning_loss(stream_terms(row))
+        if loss is None:
             continue
-        single = row["best_single_k"]
-        every = single.isdigit() and row["every_task_best_k"] == [int(single)]
-        scope = "for every task here" if every else f"on {row['mixture']}'s tasks together"
+        term, single = loss.term, row["best_single_k"]
+        scope = (
+            "for every task here" if loss.every_task else f"on {row['mixture']}'s tasks together"
+        )
         out.append(
             {
                 "method": row["method"],
                 "mixture": row["mixture"],
                 "k": row["k"],
                 "best_single_k": single,
-                "every_task": every,
-                "pct": term["pct"],
+                "every_task": loss.every_task,
+                "pct": term.pct,
                 "text": (
                     f"Tuning, not a multitask cost: {row['method']} on {row['mixture']}: "
-                    f"k = {row['k']} is worse than k = {single} {scope}: {_fmt(term['pct'])} of "
-                    f"single-task time (95% CI {_fmt(term['low_pct'])} to "
-                    f"{_fmt(term['high_pct'])}), modelled; a single-task deployment at "
+                    f"k = {row['k']} is worse than k = {single} {scope}: {_fmt(term.pct)} of "
+                    f"single-task time (95% CI {_fmt(term.low_pct)} to "
+                    f"{_fmt(term.high_pct)}), modelled; a single-task deployment at "
                     f"k = {row['k']} pays it too."
                 ),
             }
@@ -482,50 +506,59 @@ def load_summary(streams: list[dict[str, Any]]) -> str | None:
     """One sentence for the first screen: how many streams' wall clocks were taken under
     changing load (:func:`wall_load`) and how far load alone moves them; :func:`load_lines`
     gives each stream's detail. None when every wall clock held steady."""
-    moved = [row["load"]["shift_pct"] for row in streams if row["load"]["changing"]]
-    if not moved:
+    found = changing_load([load_of(row["load"]) for row in streams])
+    if found is None:
         return None
     return (
-        f"The wall clock was taken under changing load for {len(moved)} of {len(streams)} "
-        f"streams: load alone moves their wall-clock extra time by {_fmt(min(moved))} to "
-        f"{_fmt(max(moved))}, beyond what their intervals allow, so their wall-clock figures "
-        "are not findings; read the modelled ones (each stream under The numbers)."
+        f"The wall clock was taken under changing load for {found.streams} of {found.of} "
+        f"streams: load alone moves their wall-clock extra time by {_fmt(found.low_pct)} to "
+        f"{_fmt(found.high_pct)}, beyond what their intervals allow, so their wall-clock "
+        "figures are not findings; read the modelled ones (each stream under The numbers)."
     )
 
 
-def what_to_do(row: dict[str, Any], routes: list[dict[str, Any]], single_baseline: bool) -> dict:
-    """One method's advice on one mixture, from its modelled terms and the oracle's routes:
-    ``do not speculate`` (every task's best static choice is the baseline), ``route by task``
-    (the best single configuration is the baseline yet some tasks gain from a drafter, or
-    sharing the drafter memory, the policy's state or one k across tasks is an established
-    loss), ``change k`` (an established tuning loss), else ``keep k``. Returns action and
-    text."""
-    speculating = [r["category"] for r in routes if r["speculate"]]
-    tuning, mismatch = _term(row, "tuning"), _term(row, "k_mismatch")
-    if routes and not speculating:
-        return {"action": "do not speculate", "text": "do not speculate on this traffic: the "
-                "baseline is every task's best static configuration"}  # fmt: skip
-    if routes and single_baseline:
-        return {"action": "route by task", "text": "route by task: speculate only on "
-                f"{', '.join(speculating)}; the baseline is the best single configuration"}  # fmt: skip
-    by_part = {t["part"]: t for t in row["terms"]}
-    memory, carry = by_part.get("drafter_memory"), by_part["carry_over"]
-    if memory and memory["status"] == FINDING and memory["pct"] > 0:
-        return {"action": "route by task", "text": "route by task: give each task its own "
-                f"drafter memory (sharing one costs {_fmt(memory['pct'])})"}  # fmt: skip
-    if carry["status"] == FINDING and carry["pct"] > 0:
-        return {"action": "route by task", "text": "route by task: keep the policy's state per "
-                f"task (carrying it across tasks costs {_fmt(carry['pct'])})"}  # fmt: skip
-    if mismatch["status"] == FINDING and mismatch["pct"] > 0:
-        return {"action": "route by task", "text": f"route by task (k per task: "
-                f"{row['best_k']}): sharing one k costs {_fmt(mismatch['pct'])}"}  # fmt: skip
-    if tuning["status"] == FINDING and tuning["pct"] > 0:
-        return {"action": "change k", "text": f"change k to {row['best_single_k']} (saves "
-                f"{_fmt(tuning['pct'])} of single-task time, on any traffic)"}  # fmt: skip
-    return {"action": "keep k", "text": f"keep k = {row['k']}"}
+# what a route-by-task or change-k advice says, by the established loss that decides it
+_ADVICE = {
+    "drafter_memory": "route by task: give each task its own drafter memory (sharing one costs "
+    "{loss})",
+    "carry_over": "route by task: keep the policy's state per task (carrying it across tasks "
+    "costs {loss})",
+    "k_mismatch": "route by task (k per task: {best_k}): sharing one k costs {loss}",
+    "tuning": "change k to {best_single_k} (saves {loss} of single-task time, on any traffic)",
+}
 
 
-def _routes_text(routes: list[dict[str, Any]]) -> str:
+def advice_text(advice: Advice, row: Mapping[str, Any]) -> str:
+    """An :class:`~specviz.metrics.advice.Advice` in words, naming the stream's ``k``, the best
+    k of each task (``best_k``) or the best single k (``best_single_k``) as it calls for."""
+    if advice.action == DO_NOT_SPECULATE:
+        return (
+            "do not speculate on this traffic: the baseline is every task's best static "
+            "configuration"
+        )
+    if advice.action == KEEP_K:
+        return f"keep k = {row['k']}"
+    if advice.term is None:
+        return (
+            f"route by task: speculate only on {', '.join(advice.speculate_on)}; the baseline "
+            "is the best single configuration"
+        )
+    return _ADVICE[advice.term.part].format(
+        loss=_fmt(advice.term.pct), best_k=row["best_k"], best_single_k=row["best_single_k"]
+    )
+
+
+def what_to_do(
+    row: Mapping[str, Any], routes: Sequence[Mapping[str, Any]], single_baseline: bool
+) -> dict[str, str]:
+    """One method's advice on one mixture (:func:`specviz.metrics.advice.advise`, from the
+    stream entry's terms and the oracle's ``routes`` of its tasks): its action and
+    :func:`advice_text`."""
+    advice = advise([term_of(t) for t in row["terms"]], routes, single_baseline)
+    return {"action": advice.action, "text": advice_text(advice, row)}
+
+
+def _routes_text(routes: Sequence[Mapping[str, Any]]) -> str:
     """``every task: prompt-lookup k=5``, or ``coding: ...; writing: ...``."""
     distinct = {r["route"] for r in routes}
     if len(distinct) == 1:
@@ -534,45 +567,25 @@ def _routes_text(routes: list[dict[str, Any]]) -> str:
 
 
 def best_configurations(priced: pl.DataFrame, streams: list[dict[str, Any]]) -> list[dict]:
-    """Per drafted multitask stream, on modelled seconds: its throughput, the best single k for
-    its method, the best single static configuration for its traffic, the per-task oracle (with
-    each task's route) and :func:`what_to_do`. Empty without an oracle (NoOracleError)."""
-    modelled = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
-    try:
-        gaps = oracle_gap(modelled)
-        singles = best_single_configuration(modelled)
-        routes = oracle_routes(modelled).to_dicts()
-    except NoOracleError:
-        return []
-    keys = [*CONFIG, "mixture"]
-    gap_by = {tuple(r[k] for k in keys): r for r in gaps.to_dicts()}
-    single_by = {tuple(r[k] for k in keys): r for r in singles.to_dicts()}
-    labelled = label_streams(modelled).filter(pl.col("multitask")).collect()
+    """Per drafted multitask stream (:func:`specviz.metrics.advice.configurations`, on
+    modelled seconds): its throughput, the best single k for its method, the best single
+    static configuration for its traffic, the per-task oracle (with each task's route) and
+    :func:`what_to_do`. Empty without an oracle."""
     out = []
-    for row in streams:
-        key = tuple(row[k] for k in keys)
-        if row["drafter"] == BASELINE or key not in gap_by or key not in single_by:
-            continue
-        mine = labelled.filter(*[pl.col(k).eq_missing(v) for k, v in zip(keys, key, strict=True)])
-        tasks = set(mine["category"].to_list())
-        task_routes = [
-            r for r in routes
-            if r["category"] in tasks and r["target"] == row["target"]
-            and r["temperature"] == row["temperature"]
-        ]  # fmt: skip
-        n, m, single = row["modelled"]["tokens"], row["modelled"], single_by[key]
+    for config in configurations(priced, [r["modelled"] for r in streams]):
+        row = streams[config.stream]
         out.append(
             {
                 "method": row["method"],
                 "mixture": row["mixture"],
-                "tokens_per_s": n / m["multitask_s"],
+                "tokens_per_s": config.tokens_per_s,
                 "best_single_k": row["best_single_k"],
-                "single_k_tokens_per_s": n / m["single_k_s"],
-                "single": single["single"],
-                "single_tokens_per_s": n / single["single_s"],
-                "oracle_tokens_per_s": n / gap_by[key]["oracle_s"],
-                "routes": _routes_text(task_routes),
-                "advice": what_to_do(row, task_routes, single["single_baseline"]),
+                "single_k_tokens_per_s": config.single_k_tokens_per_s,
+                "single": config.single,
+                "single_tokens_per_s": config.single_tokens_per_s,
+                "oracle_tokens_per_s": config.oracle_tokens_per_s,
+                "routes": _routes_text(config.routes),
+                "advice": what_to_do(row, config.routes, config.single_baseline),
             }
         )
     return out
@@ -652,15 +665,18 @@ def remedy_answer(
     out["recovered"] = _with_wall(out["recovered"], wall["recovered"], ["recovered_share"])
     memory_pcts = ["interleaving_pct", "drafter_memory_pct", "other_interleaving_pct"]
     out["memory"] = _with_wall(out["memory"], wall["memory"], memory_pcts)
-    streams = label_streams(modelled).filter(pl.col("multitask")).collect()
-    present = {name for name, _, _ in remedy_pairs(streams, partitions)}
     recovered = {r["remedy"] for r in out["recovered"]}
-    out["absent"] = {
-        name: (out["oracle"] or "no oracle gap for its streams") if name in present else ABSENT
-        for name in REMEDIES
-        if name not in recovered
-    }
+    missing = absences(modelled, partitions, recovered, has_oracle=not out["oracle"])
+    out["absent"] = {a.remedy: _absence_text(a.reason, out["oracle"]) for a in missing}
     return out
+
+
+def _absence_text(reason: str, oracle: str) -> str:
+    """Why a remedy has no row (:class:`specviz.metrics.remedies.Absence`), with the note on
+    the missing oracle when that is why."""
+    if reason == NOT_RUN:
+        return ABSENT
+    return "no oracle gap for its streams" if reason == NO_GAP else oracle
 
 
 def _runs(priced: pl.DataFrame) -> list[dict[str, Any]]:
