@@ -57,6 +57,15 @@ def test_wall_load_without_load_factors_is_steady_and_allows_the_half_width():
     assert wall_load(shifted, wall).changing  # 8% shift > 5% allowed
 
 
+def test_wall_load_allows_nothing_when_the_wall_interval_is_not_estimable():
+    # one request of coding: the wall-clock interval is zero-wide, not a half-width to allow
+    wall = {"reference_s": 10.0, "total_low": 1.0, "total_high": 1.0, "thin_tasks": THIN}
+    shifted = {"load_shift": 0.02, "multitask_load": 1.02, "single_task_load": 1.0,
+               "min_load": 1.0, "max_load": 1.1}  # fmt: skip
+    load = wall_load(shifted, wall)
+    assert load.allowed_pct is None and load.changing
+
+
 def test_changing_load_counts_the_streams_and_spans_how_far_load_moves_them():
     loads = [WallLoad(True, 8.0, 5.0), WallLoad(False, 1.0, 5.0), WallLoad(True, -12.0, 3.0)]
     assert changing_load(loads) == ChangingLoad(2, 3, -12.0, 8.0)

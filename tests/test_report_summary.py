@@ -9,12 +9,14 @@ from dataclasses import replace
 import pytest
 from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
-from specviz.metrics.answer import NOISE
+from specviz.metrics.answer import NOISE, WallLoad
 from specviz.report.answer import (
     FINDING,
     NOT_ESTIMABLE,
     ZERO,
     classify,
+    load_dict,
+    load_lines,
     study_answer,
     term_sentence,
 )
@@ -115,3 +117,11 @@ def test_summary_says_which_remedies_are_not_in_this_study(answer: dict) -> None
     for remedy in ("task-aware policy", "per-task drafter memory", "cost-aware k"):
         assert f"{remedy}: not in this study." in text
     assert "not in this study" in summary_html({"answer": answer})
+
+
+def test_a_load_line_without_a_wall_interval_says_so_instead_of_a_zero_allowance() -> None:
+    load = WallLoad(True, 2.0, None, {"multitask_load": 1.02, "single_task_load": 1.0,
+                                      "min_load": 1.0, "max_load": 1.1})  # fmt: skip
+    (line,) = load_lines([{"method": "m", "mixture": "mix", "load": load_dict(load)}])
+    assert "by +2.0%, with no interval to hold it against: its wall-clock figures" in line
+    assert "±" not in line

@@ -107,9 +107,13 @@ class WallLoad:
 
 def wall_load(row: Mapping[str, Any] | None, wall: Mapping[str, Any]) -> WallLoad:
     """:class:`WallLoad` of a stream from its :func:`~specviz.metrics.accounting.wall_clock_load`
-    row (None: no load factors, so not changing) and its wall-clock degradation row."""
+    row (None: no load factors, so not changing) and its wall-clock degradation row. Without a
+    wall-clock interval (not estimable: a lone task of one request) ``allowed_pct`` is None and
+    any shift counts as changing: a zero-wide interval would say nothing else."""
     ref = wall["reference_s"]
-    low, high = share_pct(wall["total_low"], ref), share_pct(wall["total_high"], ref)
+    thin = thin_tasks_of_term(wall, "total")
+    low, high = (None, None) if thin else (wall["total_low"], wall["total_high"])
+    low, high = share_pct(low, ref), share_pct(high, ref)
     allowed = None if low is None or high is None else (high - low) / 2
     if row is None:
         return WallLoad(False, None, allowed)

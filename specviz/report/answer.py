@@ -489,14 +489,18 @@ def load_lines(streams: list[dict[str, Any]]) -> list[str]:
         load = row["load"]
         if not load["changing"]:
             continue
-        allowed = "n/a" if load["allowed_pct"] is None else f"±{load['allowed_pct']:.1f}%"
+        allowed = (
+            "with no interval to hold it against"
+            if load["allowed_pct"] is None
+            else f"beyond the ±{load['allowed_pct']:.1f}% its interval allows"
+        )
         out.append(
             f"The wall clock was taken under changing load: {row['method']} on "
             f"{row['mixture']} ran its multitask requests at {load['multitask_load']:.2f}x the "
             f"median request's load and its single-task counterparts at "
             f"{load['single_task_load']:.2f}x (request load factors {load['min_load']:.2f}-"
             f"{load['max_load']:.2f}x), which alone moves its wall-clock extra time by "
-            f"{_fmt(load['shift_pct'])}, beyond the {allowed} its interval allows: its "
+            f"{_fmt(load['shift_pct'])}, {allowed}: its "
             "wall-clock figures are not findings; read the modelled ones."
         )
     return out
