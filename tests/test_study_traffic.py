@@ -150,6 +150,9 @@ def test_default_study_runs_mt_bench_against_real_traffic_with_every_term() -> N
     assert all(len(streams[n]) == 2 for n in packaged_categories())
     mt_singles = {p for n in packaged_categories() for p in streams[n]}
     assert len(mt_singles) == 16 and set(streams["mt-bench-measured"]) <= mt_singles
+    # the composed stream repeats no prompt (a repeat would hand a copying drafter its answer)
+    composed = streams["mt-bench-measured"]
+    assert len(composed) == len(set(composed)) == 5
     # first turns, as the ShareGPT traffic is sampled
     assert all(len(p.turns) == 1 for m in plan.mixtures for p in plan.prompts_of(m))
     traffic_singles = {p for n, ids in streams.items() if n.startswith("sharegpt-") for p in ids}
