@@ -49,8 +49,9 @@ class Term:
     ``pct``, ``low_pct``, ``high_pct``: the estimate and its 95% interval, percent of
     single-task time (bounds null when not estimable); ``detectable_pct``: inside the noise,
     the smallest effect the study could have detected; ``thin_tasks``: the tasks that make the
-    interval not estimable (also listed when another status takes precedence); ``controlled``: the stream has a constant-policy control (a carry-over that is
-    zero then means the carried state changed no round).
+    interval not estimable (also listed when another status takes precedence); ``controlled``:
+    the stream has a constant-policy control (a carry-over that is zero then means the carried
+    state changed no round).
     """
 
     part: str

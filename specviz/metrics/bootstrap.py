@@ -11,6 +11,7 @@ data, seed and ``n_boot`` give the same interval.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -30,8 +31,9 @@ METRIC_N_BOOT = 2000
 #: elements (resamples x requests) of one chunk of the index matrix
 _CHUNK_ELEMENTS = 2_000_000
 
-#: the fewest requests a resampling stratum needs for its resamples to vary
-MIN_STRATUM_REQUESTS = 2
+#: the fewest requests a task (a resampling stratum) needs in a stream for its resamples to vary;
+#: fewer: pooled with the stream's other such tasks (:func:`strata`)
+MIN_TASK_REQUESTS = 2
 
 
 @dataclass(frozen=True)
@@ -69,41 +71,34 @@ def strata(categories: Sequence[str | None]) -> np.ndarray:
     """Each request's resampling stratum (an int, in resampling order) for a bootstrap that
     resamples a stream's requests within each task.
 
-    A task with at least :data:`MIN_STRATUM_REQUESTS` requests is its own stratum (tasks in
-    sorted order, no task last). A task with fewer would redraw the same request in every
-    resample and contribute no spread, so every such task of the stream goes into one pooled
-    stratum, last, when the pool holds at least :data:`MIN_STRATUM_REQUESTS` requests: the
-    *collapsed strata* technique of survey sampling (Hansen, Hurwitz and Madow 1953; Cochran,
-    *Sampling Techniques*, 1977), which slightly overstates the spread (a resample may trade a
-    request of one pooled task for one of another) rather than hide it. A lone thin task (the pool holds one request)
-    stays its own stratum: :func:`unpooled_thin_tasks` names it.
+    A task with at least :data:`MIN_TASK_REQUESTS` requests is its own stratum (tasks in sorted
+    order, no task last). A task with fewer would redraw the same request in every resample and
+    contribute no spread, so every such task of the stream goes into one pooled stratum, last,
+    when the pool holds at least :data:`MIN_TASK_REQUESTS` requests: the *collapsed strata*
+    technique of survey sampling (Hansen, Hurwitz and Madow 1953; Cochran, *Sampling
+    Techniques*, 1977), which slightly overstates the spread (a resample may trade a request of
+    one pooled task for one of another) rather than hide it. A lone thin task (the pool would
+    hold one request) stays its own stratum: :func:`unpooled_thin_tasks` names it.
     """
-    counts = _counts(categories)
+    counts = Counter(categories)
     pooled = _pooled(counts)
     own = sorted((c for c in counts if c not in pooled), key=lambda c: (c is None, c))
     index = {c: i for i, c in enumerate(own)} | {c: len(own) for c in pooled}
     return np.asarray([index[c] for c in categories], dtype=np.int64)
 
 
-def _counts(categories: Sequence[str | None]) -> dict[str | None, int]:
-    counts: dict[str | None, int] = {}
-    for category in categories:
-        counts[category] = counts.get(category, 0) + 1
-    return counts
-
-
-def _pooled(counts: Mapping[str | None, int]) -> set[str | None]:
+def _pooled(counts: Counter[str | None]) -> set[str | None]:
     """The thin tasks of a stream that share the pooled stratum (none when too few to pool)."""
-    thin = {c for c, n in counts.items() if n < MIN_STRATUM_REQUESTS}
-    return thin if sum(counts[c] for c in thin) >= MIN_STRATUM_REQUESTS else set()
+    thin = {c for c, n in counts.items() if n < MIN_TASK_REQUESTS}
+    return thin if sum(counts[c] for c in thin) >= MIN_TASK_REQUESTS else set()
 
 
 def unpooled_thin_tasks(categories: Sequence[str | None]) -> dict[str | None, int]:
-    """The tasks of :func:`strata` whose stratum has fewer than :data:`MIN_STRATUM_REQUESTS`
+    """The tasks of :func:`strata` whose stratum has fewer than :data:`MIN_TASK_REQUESTS`
     requests (at most one: a lone thin task), with their request counts."""
-    counts = _counts(categories)
+    counts = Counter(categories)
     pooled = _pooled(counts)
-    return {c: n for c, n in counts.items() if n < MIN_STRATUM_REQUESTS and c not in pooled}
+    return {c: n for c, n in counts.items() if n < MIN_TASK_REQUESTS and c not in pooled}
 
 
 def stratified_sums(

@@ -51,12 +51,12 @@ prompts raises :class:`MissingCounterpartError`.
 Intervals: percentile bootstrap over the stream's requests, resampled within each task (the
 mixture fixes each task's count of requests, so only which prompts a task has varies), and
 independently over the control's requests for rho; T_ref's rate is held fixed. A task with
-fewer than :data:`MIN_TASK_REQUESTS` requests would redraw the same request in every resample,
-so the stream's such tasks are resampled as one pooled stratum (collapsed strata,
-:func:`specviz.metrics.bootstrap.strata`: a mix of real traffic often holds one request of a
-rare task). A lone task of one request has nothing to pool with, so a term whose bootstrap
-resamples it has no interval worth the name (with one request per task it is zero-wide):
-:func:`thin_tasks_of_term` says which task makes it not estimable.
+fewer than ``MIN_TASK_REQUESTS`` (:mod:`specviz.metrics.bootstrap`) requests would redraw the
+same request in every resample, so the stream's such tasks are resampled as one pooled stratum
+(collapsed strata, :func:`specviz.metrics.bootstrap.strata`: a mix of real traffic often holds
+one request of a rare task). A lone task of one request has nothing to pool with, so a term
+whose bootstrap resamples it has no interval worth the name (with one request per task it is
+zero-wide): :func:`thin_tasks_of_term` says which task makes it not estimable.
 """
 
 from __future__ import annotations
@@ -71,7 +71,6 @@ import polars as pl
 from specviz.errors import SpecvizError
 from specviz.metrics.bootstrap import (
     METRIC_N_BOOT,
-    MIN_STRATUM_REQUESTS,
     strata,
     stratified_sums,
     unpooled_thin_tasks,
@@ -98,9 +97,6 @@ TERM_LABELS: dict[str, str] = {
 MULTITASK_TERMS = ("composition", "k_mismatch", "carry_over", "residual")
 #: the columns of degradation() with ``_low`` / ``_high`` bounds: the total and its terms
 ESTIMATES = ("total", *TERMS)
-#: the fewest requests a task needs in a stream for its within-task resampling to vary (fewer:
-#: pooled with the stream's other such tasks, :func:`specviz.metrics.bootstrap.strata`)
-MIN_TASK_REQUESTS = MIN_STRATUM_REQUESTS
 #: the terms whose bootstrap also resamples the control stream (when there is one)
 CONTROLLED_TERMS = ("carry_over", "residual")
 _CONFIG_BUT_K = tuple(c for c in CONFIG if c != "k")
@@ -119,8 +115,8 @@ _FLOAT_COLUMNS = (
 
 @dataclass(frozen=True)
 class ThinTask:
-    """A task with fewer than :data:`MIN_TASK_REQUESTS` requests in a stream a bootstrap
-    resamples within each task: every resample redraws the same request(s)."""
+    """A task with fewer than ``MIN_TASK_REQUESTS`` requests in a stream a bootstrap resamples
+    within each task: every resample redraws the same request(s)."""
 
     category: str
     requests: int
@@ -131,7 +127,7 @@ _THIN_TASKS = pl.List(pl.Struct({"category": pl.String(), "requests": pl.Int64()
 
 def thin_tasks(categories: Sequence[str | None]) -> list[dict[str, Any]]:
     """The tasks among ``categories`` (one per request of a stream) whose resampling stratum has
-    fewer than :data:`MIN_TASK_REQUESTS` requests, as ``{"category", "requests"}`` rows sorted
+    fewer than ``MIN_TASK_REQUESTS`` requests, as ``{"category", "requests"}`` rows sorted
     by task: a lone task of one request, which no other thin task of the stream can be pooled
     with (:func:`specviz.metrics.bootstrap.strata`)."""
     thin = unpooled_thin_tasks(categories)
@@ -143,7 +139,7 @@ def thin_tasks(categories: Sequence[str | None]) -> list[dict[str, Any]]:
 
 def thin_tasks_of_term(row: Mapping[str, Any], part: str) -> tuple[ThinTask, ...]:
     """Why the interval of ``part`` in :func:`degradation` row ``row`` is not estimable: the tasks
-    with fewer than :data:`MIN_TASK_REQUESTS` requests in a stream its bootstrap resamples (the
+    with fewer than ``MIN_TASK_REQUESTS`` requests in a stream its bootstrap resamples (the
     stream's own requests for every term; also the control's for carry-over and residual when
     the control is a constant-policy stream). Empty when the interval is estimable.
 
@@ -680,7 +676,7 @@ def degradation(
     multitask_tokens_per_s, reference_tokens_per_s, best_k (task=k, ...), control (constant |
     not needed | missing), best_single_k (the cross-fitted one k: "5", or "4/5" by half),
     thin_tasks and control_thin_tasks (the stream's and its control's tasks with fewer than
-    :data:`MIN_TASK_REQUESTS` requests, as category/requests structs; null without a control:
+    ``MIN_TASK_REQUESTS`` requests, as category/requests structs; null without a control:
     read by :func:`thin_tasks_of_term`), and
     total = composition + tuning + k_mismatch + carry_over + residual (seconds; positive =
     slower),
@@ -709,7 +705,8 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     """:func:`degradation`'s parts in long form, one row per stream and part (for charts).
 
     Columns: target, temperature, drafter, policy, k, mixture, part (composition, tuning,
-    k_mismatch, carry_over, residual, total), seconds, low, high, share (seconds / total; null when total is 0).
+    k_mismatch, carry_over, residual, total), seconds, low, high, share (seconds / total; null
+    when total is 0).
     """
     group = [*CONFIG, "mixture"]
     missing = [c for c in [*group, *ESTIMATES] if c not in table.columns]

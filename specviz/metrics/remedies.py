@@ -160,9 +160,9 @@ def memory_interval(
     a sum of paired differences, d_i = wall(S, i) - wall(P, i) over request_index i;
     ``drafter_memory_s`` = sum_i d_i, and its interval resamples the pairs within each task,
     pooling the tasks of one pair (as the decomposition does,
-    :func:`specviz.metrics.bootstrap.strata`); ``thin_tasks``: the tasks with too few pairs for that interval
-    (:func:`specviz.metrics.degradation.thin_tasks`). None when the two streams do not hold the
-    same prompts in the same order.
+    :func:`specviz.metrics.bootstrap.strata`); ``thin_tasks``: the tasks with too few pairs
+    for that interval (:func:`specviz.metrics.degradation.thin_tasks`). None when the two
+    streams do not hold the same prompts in the same order.
     """
     keys = [*KEYS, "policy", "k"]
     base = requests.filter(pl.col("multitask"), *[pl.col(c).eq_missing(row[c]) for c in keys])

@@ -96,9 +96,9 @@ from specviz.metrics.answer import (
     stream_figures,
     wall_load,
 )
+from specviz.metrics.bootstrap import MIN_TASK_REQUESTS
 from specviz.metrics.degradation import (
     CONFIG,
-    MIN_TASK_REQUESTS,
     TERMS,
     ThinTask,
     composition_by_task,
