@@ -33,13 +33,16 @@ class DrafterSupports:
     self-drafter runs the target's own layers, so the calibration cannot isolate it).
     ``carries_state``: what it drafts for one request can depend on earlier requests (the
     suffix cache's memory; a draft model keeps its cache's common prefix with the next request,
-    which may change its logits in the last bits).
+    which may change its logits in the last bits). ``laned``: a run of it can be decoded in a
+    lane beside other runs (:mod:`specviz.batch.lanes`: one batch-size-1 drafter per run; not
+    a self-drafter, which writes into the target's cache).
     """
 
     batched: bool
     stop_rules: bool
     own_cost: bool
     carries_state: bool
+    laned: bool = True
     unbatched_because: str = ""
 
 
@@ -63,13 +66,14 @@ DRAFTER_SUPPORTS: Mapping[str, DrafterSupports] = MappingProxyType(
             batched=True, stop_rules=False, own_cost=True, carries_state=False
         ),
         "layer-skip": DrafterSupports(
-            batched=True, stop_rules=True, own_cost=False, carries_state=False
+            batched=True, stop_rules=True, own_cost=False, carries_state=False, laned=False
         ),
         "component-skip": DrafterSupports(
             batched=False,
             stop_rules=True,
             own_cost=False,
             carries_state=True,
+            laned=False,
             unbatched_because="it drafts on a hybrid target's recurrent state",
         ),
         "suffix": DrafterSupports(
@@ -140,6 +144,18 @@ def missing_stop_rules(drafter: str, policy: str) -> str | None:
     return (
         f"policy {policy!r} needs draft probabilities; {drafter} has none (use constant or "
         "heuristic)"
+    )
+
+
+def unlaned_drafter(kind: str) -> str | None:
+    """Why a run of drafter ``kind`` cannot be decoded in a lane beside other runs (None when
+    it can)."""
+    if DRAFTER_SUPPORTS[kind].laned:
+        return None
+    laned = ", ".join(k for k, s in DRAFTER_SUPPORTS.items() if s.laned)
+    return (
+        f"drafter {kind!r} drafts with the target's own layers, which lanes share: its runs "
+        f"decode alone (lanes support {laned})"
     )
 
 
