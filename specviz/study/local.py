@@ -26,9 +26,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from specviz.models import ModelCache
+from specviz.run_summary import RunSummary
 from specviz.runlog import PARTS_DIR
 from specviz.study.units import Unit
-from specviz.study.work import UnitResult, run_unit
+from specviz.study.work import UnitResult, load_models, run_unit
 from specviz.threads import apply_threads
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -142,3 +143,57 @@ def _run_workers(
                 bar.refresh()
     finally:
         bar.close()
+
+
+def lane_split(units: Sequence[Unit], alone_mixture: str) -> tuple[list[Unit], list[Unit]]:
+    """(units to co-decode, units to decode alone). Alone: the wall-clock subsample (every unit
+    of ``alone_mixture``: batch-size-1 timings for the wall clock and the cost curve), batched
+    units, copies (:mod:`specviz.study.reuse`) and self-drafters (:func:`specviz.codecode.
+    why_alone`)."""
+    from specviz.codecode import why_alone
+
+    def lanes_ok(u: Unit) -> bool:
+        mixture = u.requests[0].mixture if u.requests else ""
+        return (
+            u.batch is None and not u.reuse and mixture != alone_mixture and not why_alone(u.config)
+        )
+
+    return [u for u in units if lanes_ok(u)], [u for u in units if not lanes_ok(u)]
+
+
+def run_lanes(
+    units: Sequence[Unit],
+    out_dir: Path,
+    *,
+    lanes: int,
+    progress: bool = True,
+    on_done: Callable[[Unit, UnitResult], None],
+    models: ModelCache | None = None,
+) -> list[Unit]:
+    """Co-decode ``units`` ``lanes`` at a time in this process (one group per target, sampling
+    and token budget, :mod:`specviz.codecode`); return the units it could not (a target with
+    recurrent state), for :func:`run_local`."""
+    from specviz.codecode import LaneRun, co_decode, group_key, why_alone
+
+    cache = models or ModelCache()
+    apply_threads(1)
+    by_dir = {Path(out_dir) / u.run_dir: u for u in units}
+
+    def done(run: LaneRun, s: RunSummary) -> None:
+        unit = by_dir[run.out_dir]
+        result = UnitResult(unit.id, s.requests_done, s.requests_skipped, s.new_tokens, s.wall_s)
+        on_done(unit, result)
+
+    groups: dict[tuple[str, ...], list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(group_key(unit.config), []).append(unit)
+    left: list[Unit] = []
+    for group in groups.values():
+        for unit in group:
+            load_models(unit.config, cache)
+        if why_alone(group[0].config, cache.get(group[0].config.target)) is not None:
+            left += group
+            continue
+        runs = [LaneRun(u.config, u.requests, Path(out_dir) / u.run_dir) for u in group]
+        co_decode(runs, lanes, models=cache, progress=progress, on_done=done)
+    return left

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
 from specviz.schema import RUN_FILE
 from specviz.study.calibrate import COST_MODEL_FILE, write_cost_models
-from specviz.study.local import run_local
+from specviz.study.local import lane_split, run_lanes, run_local
 from specviz.study.manifest import (
     DONE,
     MANIFEST_FILE,
@@ -207,7 +207,7 @@ def _run_units(
             run_endpoint_units(todo, out, assigned, progress, on_done)
         else:  # copies run after their sources (study.reuse)
             for wave in waves(todo):
-                _run_wave(study, wave, out, executor, progress, on_done)
+                _run_wave(study, plan, wave, out, executor, progress, on_done)
     finally:
         manifest = write_manifest(study, plan, out)
     if assigned is not None:  # a server's runs carry no round timings to calibrate from
@@ -219,12 +219,21 @@ def _run_units(
 
 def _run_wave(
     study: Study,
+    plan: Plan,
     units: list[Unit],
     out: Path,
     executor: str,
     progress: bool,
     on_done: Callable[[Unit, UnitResult], None],
 ) -> None:
+    """Run one wave; with ``options.co_decode = N`` (local executor) every unit but the first
+    mixture's (the batch-size-1 subsample) is co-decoded N at a time (docs/studies.md)."""
+    if executor == "local" and study.co_decode > 1:
+        together, units = lane_split(units, plan.mixtures[0].name)
+        run_local(units, out, workers=study.workers, progress=progress, on_done=on_done)
+        left = run_lanes(together, out, lanes=study.co_decode, progress=progress, on_done=on_done)
+        run_local(left, out, workers=study.workers, progress=progress, on_done=on_done)
+        return
     if executor == "ray":
         from specviz.study.ray_executor import run_ray
 
