@@ -108,3 +108,19 @@ def test_the_cost_curve_reads_only_rounds_verified_alone(both: tuple[Study, Path
     table = round_table(events, scan_requests(out).collect())
     verified_alone = events.filter((pl.col("batch_rows") == 1) & (pl.col("kind") != "draft")).height
     assert table.height == verified_alone < events.filter(pl.col("kind") != "draft").height
+
+
+@pytest.mark.slow
+def test_two_workers_co_decoding_their_shares_write_the_same_rounds(
+    prompts: Path, tiny_model_dir: Path, both: tuple[Study, Path, Path], tmp_path: Path
+) -> None:
+    data = study_data(prompts, tiny_model_dir, 2)
+    data["options"] = {**data["options"], "workers": 2}  # type: ignore[dict-item]
+    assert run_study(parse_study(data, "lanes.toml"), tmp_path, progress=False).complete
+    _, out_alone, _ = both
+    alone, laned = rounds_by_run(out_alone), rounds_by_run(tmp_path)
+    assert sorted(alone) == sorted(laned)
+    for name, frame in alone.items():
+        assert frame.equals(laned[name]), name
+    manifest = json.loads((tmp_path / "study.json").read_text())
+    assert manifest["status"] == "complete"

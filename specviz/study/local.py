@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -176,7 +176,6 @@ def run_lanes(
     from specviz.codecode import LaneRun, co_decode, group_key, why_alone
 
     cache = models or ModelCache()
-    apply_threads(1)
     by_dir = {Path(out_dir) / u.run_dir: u for u in units}
 
     def done(run: LaneRun, s: RunSummary) -> None:
@@ -197,3 +196,64 @@ def run_lanes(
         runs = [LaneRun(u.config, u.requests, Path(out_dir) / u.run_dir) for u in group]
         co_decode(runs, lanes, models=cache, progress=progress, on_done=done)
     return left
+
+
+def _lane_share(units: list[Unit], out_dir: Path, lanes: int) -> list[tuple[str, UnitResult]]:
+    """A worker's share of the co-decoded units (then those that must decode alone)."""
+    from specviz.study.work import process_models
+
+    results: list[tuple[str, UnitResult]] = []
+    models = process_models()
+    left = run_lanes(
+        units,
+        out_dir,
+        lanes=lanes,
+        progress=False,
+        on_done=lambda u, r: results.append((u.id, r)),
+        models=models,
+    )
+    results += [(u.id, run_unit(u, out_dir, models=models)) for u in left]
+    return results
+
+
+def run_co_decoded(
+    units: Sequence[Unit],
+    out_dir: Path,
+    *,
+    lanes: int,
+    workers: int = 1,
+    progress: bool = True,
+    on_done: Callable[[Unit, UnitResult], None],
+    models: ModelCache | None = None,
+) -> None:
+    """Co-decode ``units`` ``lanes`` at a time: in this process, or with ``workers = N`` in N
+    worker processes, each co-decoding every N-th unit (one torch thread each, as workers run
+    units); ``on_done`` hears a worker's units when its share is done."""
+    if not units:
+        return
+    if workers <= 1 or len(units) <= 1:
+        apply_threads(1)
+        cache = models or ModelCache()
+        left = run_lanes(
+            units, out_dir, lanes=lanes, progress=progress, on_done=on_done, models=cache
+        )
+        run_local(left, out_dir, progress=progress, on_done=on_done, models=cache)
+        return
+    shares = [list(units[i::workers]) for i in range(min(workers, len(units)))]
+    by_id = {u.id: u for u in units}
+    bar = tqdm(total=len(units), desc="lanes", unit="run", disable=not progress, dynamic_ncols=True)
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(shares),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), len(shares)),
+        ) as pool:
+            futures = [pool.submit(_lane_share, share, out_dir, lanes) for share in shares]
+            for future in as_completed(futures):
+                for unit_id, result in future.result():
+                    on_done(by_id[unit_id], result)
+                    bar.update()
+    finally:
+        bar.close()

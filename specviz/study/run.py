@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
 from specviz.schema import RUN_FILE
 from specviz.study.calibrate import COST_MODEL_FILE, write_cost_models
-from specviz.study.local import lane_split, run_lanes, run_local
+from specviz.study.local import lane_split, run_co_decoded, run_local
 from specviz.study.manifest import (
     DONE,
     MANIFEST_FILE,
@@ -231,8 +231,14 @@ def _run_wave(
     if executor == "local" and study.co_decode > 1:
         together, units = lane_split(units, plan.mixtures[0].name)
         run_local(units, out, workers=study.workers, progress=progress, on_done=on_done)
-        left = run_lanes(together, out, lanes=study.co_decode, progress=progress, on_done=on_done)
-        run_local(left, out, workers=study.workers, progress=progress, on_done=on_done)
+        run_co_decoded(
+            together,
+            out,
+            lanes=study.co_decode,
+            workers=study.workers,
+            progress=progress,
+            on_done=on_done,
+        )
         return
     if executor == "ray":
         from specviz.study.ray_executor import run_ray
