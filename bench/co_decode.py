@@ -6,7 +6,8 @@ per turn; the default study's conditions (the baseline; the suffix drafter with 
 constant, persistent heuristic and cost-aware k = 5, the cost-aware policy with a fixed cost
 curve so that every run of it is deterministic; the per-task suffix memory at constant k = 2
 and 5). It runs in this process (``workers = 1``, one torch thread) once with ``co_decode = 1``
-and once per ``--lanes`` value, each into a fresh directory, side by side in one invocation;
+and once per ``--lanes`` value, each into a fresh directory, side by side in one invocation
+(``--workers N``: N worker processes, the study option; cpu_s then counts this process only);
 copies of earlier decodes (docs/studies.md, "No decode twice") are made in every mode.
 
 Columns: ``study_s`` = wall seconds of ``run_study``; ``speedup`` = study_s of the one-at-a-time
@@ -38,7 +39,9 @@ ROUND += ["draft_token", "target_token", "emitted"]
 COST_CURVE = {"verify_s": [1.0, 1.06, 1.12, 1.2, 1.3, 1.45], "draft_s": {"suffix": [0.0]}}
 
 
-def study_data(categories: list[str], max_new: int, dtype: str, lanes: int) -> dict[str, object]:
+def study_data(
+    categories: list[str], max_new: int, dtype: str, lanes: int, workers: int
+) -> dict[str, object]:
     return {
         "name": "co-decode-bench",
         "models": ["smollm2-135m"],
@@ -70,7 +73,7 @@ def study_data(categories: list[str], max_new: int, dtype: str, lanes: int) -> d
                 "k": [2, 5],
             },
         ],
-        "options": {"device": "cpu", "dtype": dtype, "workers": 1, "co_decode": lanes},
+        "options": {"device": "cpu", "dtype": dtype, "workers": workers, "co_decode": lanes},
     }
 
 
@@ -93,6 +96,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--categories", nargs="+", default=["coding", "writing", "roleplay"])
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     os.environ.setdefault("SPECVIZ_THREADS", "1")
     rows = []
@@ -100,7 +104,7 @@ def main() -> None:
         reference = None
         for lanes in [1, *args.lanes]:
             out = Path(tmp) / f"lanes-{lanes}"
-            data = study_data(args.categories, args.max_new_tokens, args.dtype, lanes)
+            data = study_data(args.categories, args.max_new_tokens, args.dtype, lanes, args.workers)
             study_s, cpu_s = measure(data, out)
             got = rounds(out)
             reference = reference or got
@@ -125,6 +129,7 @@ def main() -> None:
             {
                 "bench": "co_decode",
                 "dtype": args.dtype,
+                "workers": args.workers,
                 "max_new_tokens": args.max_new_tokens,
                 "categories": args.categories,
                 "load_average": os.getloadavg(),

@@ -163,3 +163,16 @@ def test_stateful_runs_really_carry_state(tiny_model_dir: Path, tiny_draft_dir: 
         tiny_model_dir, RunSpec(spec.name, spec.drafter, spec.policy, spec.stream[::-1])
     )
     assert [shape(r) for r in forward] != [shape(r) for r in backward[::-1]]
+
+
+def test_self_drafters_are_not_laned_and_say_why() -> None:
+    from specviz.codecode import why_alone
+    from specviz.config import RunConfig
+
+    def config(drafter: DrafterConfig) -> RunConfig:
+        return RunConfig(ModelSpec("smollm2-135m"), drafter, PolicyConfig("constant", 3))
+
+    assert why_alone(config(DrafterConfig("suffix"))) is None
+    assert why_alone(config(DrafterConfig())) is None
+    why = why_alone(config(DrafterConfig("layer-skip", exit_layer=2)))
+    assert why is not None and "'layer-skip'" in why and "decode alone" in why
