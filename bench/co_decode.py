@@ -13,7 +13,8 @@ copies of earlier decodes (docs/studies.md, "No decode twice") are made in every
 Columns: ``study_s`` = wall seconds of ``run_study``; ``speedup`` = study_s of the one-at-a-time
 run / this one; ``cpu_s`` = CPU seconds of this process (less noisy on a shared machine;
 ``load_average`` in the JSON says how busy it was); ``same_rounds`` = every run's rounds (k,
-drafts, verdicts, emitted tokens) equal the one-at-a-time run's; ``verify_1_s`` (JSON) = the
+drafts, verdicts, emitted tokens) equal the one-at-a-time run's (``runs_differing`` in the JSON:
+how many do not); ``verify_1_s`` (JSON) = the
 calibrated seconds of a 1-row verify forward (``cost_model.json``, fitted from rounds verified
 alone). Prints a table, then one JSON line.
 
@@ -108,14 +109,14 @@ def main() -> None:
             study_s, cpu_s = measure(data, out)
             got = rounds(out)
             reference = reference or got
-            same = sorted(got) == sorted(reference) and all(
-                frame.equals(reference[name]) for name, frame in got.items()
-            )
+            differ = [n for n, f in got.items() if n not in reference or not f.equals(reference[n])]
+            same = sorted(got) == sorted(reference) and not differ
             runs = len(got)
             curve = json.loads((out / "cost_model.json").read_text())["targets"]
             verify_1 = next(iter(curve.values()))["verify_s"][0]
             rows.append({"lanes": lanes, "runs": runs, "study_s": study_s, "cpu_s": cpu_s,
-                         "same_rounds": same, "verify_1_s": verify_1})  # fmt: skip
+                         "same_rounds": same, "runs_differing": len(differ),
+                         "verify_1_s": verify_1})  # fmt: skip
     base = rows[0]["study_s"]
     print(f"{'lanes':>5} {'runs':>5} {'study_s':>9} {'speedup':>8} {'cpu_s':>8} same_rounds")
     for r in rows:
