@@ -401,6 +401,12 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
         "and exit",
     )
     p.add_argument(
+        "--prior",
+        type=Path,
+        help="a previous study (or a pilot) whose per-task spread sizes the plan: the expected "
+        "95%% half-width of each multitask term and the requests that reach [power] target_pct",
+    )
+    p.add_argument(
         "--yes",
         action="store_true",
         help="start a large study (over 1,000 runs or 5,000,000 budgeted tokens) without asking",
@@ -412,7 +418,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_study(args: argparse.Namespace) -> int:
     from specviz.study import StudyError, default_out_dir, load_study, parse_shard, run_study
-    from specviz.study.planning import plan_text, study_plan
+    from specviz.study.planning import plan_text, power_plan, power_text, study_plan
     from specviz.study.units import plan_study, shard_units
 
     study = load_study(args.file)
@@ -420,7 +426,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_study(study)
     counts = study_plan(plan, shard_units(plan.units, shard), out)
+    power = power_plan(plan.units, study.power, args.prior)  # the whole study: every shard's
     print(plan_text(counts), flush=True)
+    print(power_text(power), flush=True)
     if args.plan:
         return 0
     if counts.large and not args.yes:
