@@ -573,6 +573,12 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", type=Path, help="a run or study directory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="print every term and table (default: one screen: the headline, its regime, the "
+        "resolved terms, the best configuration per stream and what is unresolved)",
+    )
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
     _allow_incomplete(
         p, "summarise the finished requests of unfinished runs (the output says it is partial)"
@@ -585,7 +591,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
     from specviz.report.answer import study_answer
     from specviz.report.data import load_runs
-    from specviz.report.summary import answer_text
+    from specviz.report.summary import answer_text, screen_text
     from specviz.runlog import refuse_unfinished
 
     if args.n_boot < 100:
@@ -604,7 +610,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     else:
         if unfinished:
             print(f"Partial data: {len(unfinished)} run(s) unfinished ({', '.join(unfinished)}).")
-        print(answer_text(answer))
+        print(answer_text(answer) if args.all else screen_text(answer))
     return 0
 
 
