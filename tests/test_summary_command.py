@@ -99,7 +99,7 @@ def test_summary_of_a_larger_study_still_fits_one_screen(tmp_path: Path):
     assert done.returncode == 0, done.stderr
     rows, columns = _screen(done.stdout)
     assert rows <= 25 and columns <= 100, done.stdout
-    assert "Best configuration per multitask stream (modelled):" in done.stdout
+    assert "Best single configuration per multitask stream (modelled" in done.stdout
     assert "chat-mix: prompt-lookup k=5" in done.stdout
     assert _screen(run_cli("summary", str(mix), "--all", "--n-boot", "200").stdout)[0] > 25
 
