@@ -243,3 +243,30 @@ def test_a_prior_that_is_no_study_is_refused_in_one_line(tmp_path: Path):
     )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "missing" in done.stderr
+
+
+def test_the_drafter_memory_term_is_sized_from_the_paired_differences_of_the_prior(
+    tmp_path: Path,
+):
+    """The memory study (shared vs per-task suffix memory on chat-mix): the prediction at the
+    prior's own counts is its bootstrap width up to the small-sample factor (3 to 6 requests
+    per task), as for the other terms."""
+    from mix_study import CHAT_MIX, memory_runs
+
+    from specviz.report.answer import study_answer
+    from specviz.report.data import load_runs
+    from specviz.study.planning import prior_spreads
+
+    study = write_mix_study(tmp_path / "memory", memory_runs())
+    spreads = prior_spreads(study)
+    key = ("tiny-target", 0.0, "suffix-shared", "constant", 5, "chat-mix")
+    term = term_power(spreads[key], "drafter_memory", CHAT_MIX, 1.5)
+    assert term.status == PREDICTED
+    answer = study_answer(load_runs(study), n_boot=2000)
+    (row,) = [r for r in answer["streams"] if r["drafter"] == "suffix-shared"]
+    (memory,) = [t for t in row["terms"] if t["part"] == "drafter_memory"]
+    boot = (memory["high_pct"] - memory["low_pct"]) / 2
+    assert 0.95 * boot <= term.half_width_pct <= 1.3 * boot
+    # the per-task-memory stream has no such term
+    per_task = spreads[("tiny-target", 0.0, "suffix-task", "constant", 5, "chat-mix")]
+    assert term_power(per_task, "drafter_memory", CHAT_MIX, 1.5) is None

@@ -7,6 +7,9 @@ n_r * rate):
 
 - composition: x_r = t_s*,r - n_r * rate;
 - k mismatch: x_r = t_s1,r - t_s*,r;
+- drafter memory of a shared-memory stream S with a per-task-memory counterpart P (the same
+  requests in the same order): x_r = t_m(S, r) - t_m(P, r), the paired difference its
+  interval resamples (:func:`specviz.metrics.remedies.memory_interval`);
 - carry-over and residual without state across requests: 0 and x_r = t_m,r - t_s,r;
   with a constant-policy control of relative gap rho = G_C / T_S,C: carry-over
   x_r = t_m,r - t_s,r - rho t_s,r and residual x_r = rho t_s,r, plus the control's own spread
@@ -60,8 +63,9 @@ from specviz.metrics.degradation import (
 )
 from specviz.metrics.frames import Frame
 
-#: the terms the power plan predicts: what multitasking itself costs
-PLANNED_TERMS = MULTITASK_TERMS
+#: the terms the power plan predicts: what multitasking itself costs, and the drafter-memory
+#: term of a shared-memory stream (:mod:`specviz.metrics.remedies`), in the answer's order
+PLANNED_TERMS = (*MULTITASK_TERMS[:2], "drafter_memory", *MULTITASK_TERMS[2:])
 #: a stream: its configuration and mixture (the key of a :func:`degradation` row)
 STREAM_KEY = (*CONFIG, "mixture")
 PREDICTED, ZERO, NOT_ESTIMABLE = "predicted", "zero by construction", "not estimable"
@@ -170,8 +174,34 @@ def _carry_parts(
     return gap - rho * t_s, rho * t_s, float(t_s.sum() ** 2 * var_rho)
 
 
+def _memory_values(
+    key: StreamKey, frames: Mapping[StreamKey, pl.DataFrame], partitions: Mapping[str, str]
+) -> np.ndarray | None:
+    """The paired differences t_m(S, r) - t_m(P, r) of shared-memory stream ``key`` against its
+    per-task-memory counterpart (same target, temperature, policy, k and mixture); None when it
+    has none, or the two do not hold the same prompts in the same order."""
+    at = STREAM_KEY.index("drafter")
+    if partitions.get(key[at]) != "shared":
+        return None
+    counterparts = [k for k in frames if partitions.get(k[at]) == "task"
+                    and k[:at] + k[at + 1 :] == key[:at] + key[at + 1 :]]  # fmt: skip
+    if not counterparts:
+        return None
+    shared, per_task = frames[key], frames[sorted(counterparts)[0]]
+    pairs = shared.join(
+        per_task.select("request_index", "prompt_id", pl.col("t_m").alias("t_p")),
+        on=["request_index", "prompt_id"],
+    )
+    if pairs.height != shared.height or pairs.height != per_task.height:
+        return None
+    return (pairs.sort("request_index")["t_m"] - pairs.sort("request_index")["t_p"]).to_numpy()
+
+
 def _stream_spread(
-    key: StreamKey, frame: pl.DataFrame, frames: Mapping[StreamKey, pl.DataFrame]
+    key: StreamKey,
+    frame: pl.DataFrame,
+    frames: Mapping[StreamKey, pl.DataFrame],
+    partitions: Mapping[str, str],
 ) -> StreamSpread:
     config = dict(zip(STREAM_KEY, key, strict=True))
     categories = frame["category"].to_list()
@@ -181,6 +211,9 @@ def _stream_spread(
         "composition": (frame["t_s_best"].to_numpy() - n * rate, 0.0),
         "k_mismatch": ((frame["t_s_single"] - frame["t_s_best"]).to_numpy(), 0.0),
     }
+    memory = _memory_values(key, frames, partitions)
+    if memory is not None:
+        values["drafter_memory"] = (memory, 0.0)
     gap = (frame["t_m"] - frame["t_s"]).to_numpy()
     control = _control_of(key, frames)
     if config["policy"] not in PERSISTENT_POLICIES:
@@ -199,14 +232,20 @@ def _stream_spread(
     )
 
 
-def stream_spreads(requests: Frame, seconds: str = "modelled_s") -> dict[StreamKey, StreamSpread]:
+def stream_spreads(
+    requests: Frame, seconds: str = "modelled_s", partitions: Mapping[str, str] | None = None
+) -> dict[StreamKey, StreamSpread]:
     """The per-task spread of every multitask term of every multitask stream in ``requests``
     (a prior study's request table; ``seconds``: the clock the summary classifies on,
     ``modelled_s``), keyed by :data:`STREAM_KEY` values. A stateful stream without a
-    constant-policy control has no carry-over or residual (not measured)."""
-    parts = request_parts(requests, seconds)
+    constant-policy control has no carry-over or residual (not measured); ``partitions`` (each
+    suffix drafter label's memory, ``shared`` or ``task``) gives a shared-memory stream with a
+    per-task counterpart its drafter-memory term."""
+    parts = request_parts(requests, seconds).sort("run_id", "request_index")
     frames = parts.partition_by(list(STREAM_KEY), as_dict=True, maintain_order=True)
-    return {key: _stream_spread(key, frame, frames) for key, frame in frames.items()}
+    return {
+        key: _stream_spread(key, frame, frames, partitions or {}) for key, frame in frames.items()
+    }
 
 
 @dataclass(frozen=True)

@@ -385,6 +385,7 @@ def answer_text(answer: dict[str, Any]) -> str:
 
 #: the default summary fits a terminal screen: at most this many lines of at most this many columns
 SCREEN_LINES, SCREEN_COLUMNS = 25, 100
+MAX_BEST_LINES = 4  # multitask mixtures named under "Best configuration"; the rest: --all
 # each term's short name in the one-screen table
 SHORT_TERMS = {"composition": "composition", "tuning": "tuning", "k_mismatch": "k mismatch",
                "carry_over": "carry-over", "residual": "residual",
@@ -481,14 +482,18 @@ def best_lines(answer: dict[str, Any]) -> list[str]:
             or c["single_tokens_per_s"] > best[c["mixture"]]["single_tokens_per_s"]
         ):
             best[c["mixture"]] = c
-    return [
+    lines = [
         _clip(
             f"{mixture}: {c['single']}, {c['single_tokens_per_s']:.1f} tok/s (per-task oracle "
-            f"{c['oracle_tokens_per_s']:.1f} tok/s; as run {c['method']}: {c['advice']['text']})",
+            f"{c['oracle_tokens_per_s']:.1f} tok/s)",
             SCREEN_COLUMNS,
         )
         for mixture, c in sorted(best.items())
     ]
+    if len(lines) > MAX_BEST_LINES:
+        hidden = len(lines) - MAX_BEST_LINES + 1
+        lines = [*lines[: MAX_BEST_LINES - 1], f"… and {hidden} more streams (--all)"]
+    return lines
 
 
 def screen_text(answer: dict[str, Any]) -> str:
@@ -501,10 +506,13 @@ def screen_text(answer: dict[str, Any]) -> str:
     if not answer["streams"]:
         return "\n".join([*top, "--all prints every table."])
     best = best_lines(answer)
-    best_block = ["Best configuration per multitask stream (modelled):", *best] if best else []
+    title = (
+        "Best single configuration per multitask stream (modelled; --all: what to do per method):"
+    )
+    best_block = [title, *best] if best else []
     bottom = [*best_block, *_wrap(unresolved_line(answer))]
     header, rows = resolved_rows(answer)
-    room = SCREEN_LINES - len(top) - len(bottom) - 4  # blank, title, header, rule
+    room = max(2, SCREEN_LINES - len(top) - len(bottom) - 4)  # blank, title, header, rule
     if len(rows) > room:
         hidden = len(rows) - (room - 1)
         rows = rows[: room - 1]

@@ -165,12 +165,14 @@ def prior_spreads(prior: Path) -> dict[tuple[Any, ...], StreamSpread]:
     them, as the summary classifies its terms (:mod:`specviz.metrics.power`)."""
     from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
     from specviz.metrics.power import stream_spreads
+    from specviz.report.answer import memory_partitions
     from specviz.runlog import find_run_dirs, scan_events, scan_requests
 
     run_dirs = find_run_dirs(prior)
     events, requests = scan_events(run_dirs).collect(), scan_requests(run_dirs).collect()
     models = fit_cost_models(events, requests, source=f"{prior}: all rounds")
-    return stream_spreads(with_modelled_seconds(requests, events, models), "modelled_s")
+    priced = with_modelled_seconds(requests, events, models)
+    return stream_spreads(priced, "modelled_s", memory_partitions(run_dirs))
 
 
 def power_plan(units: Sequence[Unit], spec: PowerSpec, prior: Path | None) -> PowerPlan:
@@ -195,13 +197,14 @@ def power_plan(units: Sequence[Unit], spec: PowerSpec, prior: Path | None) -> Po
 
 
 _TERM_NAMES = {"composition": "composition", "k_mismatch": "k mismatch",
-               "carry_over": "carry-over", "residual": "residual"}  # fmt: skip
+               "drafter_memory": "drafter memory", "carry_over": "carry-over",
+               "residual": "residual"}  # fmt: skip
 
 
 def _term_line(t: TermPower) -> str:
     from specviz.metrics.power import NOT_ESTIMABLE, ZERO
 
-    name = f"    {_TERM_NAMES[t.part]:<12}"
+    name = f"    {_TERM_NAMES[t.part]:<14}"
     if t.status == ZERO:
         return f"{name} zero by construction in the prior: no requests needed"
     if t.status == NOT_ESTIMABLE:
