@@ -397,8 +397,8 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plan",
         action="store_true",
-        help="print the plan (runs, requests, token budget, estimate, skipped combinations) "
-        "and exit",
+        help="print the plan (runs, requests, token budget, estimate, skipped combinations, "
+        "and with --prior each multitask term's expected half-width) and exit",
     )
     p.add_argument(
         "--prior",
