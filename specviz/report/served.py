@@ -186,7 +186,8 @@ def per_position_note(data: ServedData) -> str | None:
     )
     return (
         f"Per-position acceptance is not shown: the server reported {given} (vLLM: start it "
-        "with --per-request-spec-decode-metrics detailed for per-step counts)."
+        "with --per-request-spec-decode-metrics detailed for per-step counts; llama.cpp "
+        "reports none)."
     )
 
 
