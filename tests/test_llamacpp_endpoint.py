@@ -22,6 +22,7 @@ from specviz.report.served import headline, load_served, served_rows
 from specviz.runlog import find_run_dirs, read_run_meta
 
 TOKENS = 3  # completion tokens of every scripted answer (stream_answer)
+CAPTURED = Path(__file__).parent / "data" / "llamacpp"  # the real llama-server's answers
 # (drafted, accepted) of every turn, by the prompt's category; consistent with 3 tokens: the
 # prefill's token, then coding one verify of 1 accepted draft + 1, math two of 0 + 1
 COUNTS = {"coding": (2, 1), "math": (3, 0)}
@@ -58,6 +59,39 @@ def test_two_turns_of_llamacpp_counts_add_and_steps_stay_unknown():
     assert first is not None and second is not None
     both = first + second
     assert (both.drafted, both.accepted, both.steps, both.spec_tokens) == (30, 16, None, None)
+
+
+def test_the_real_servers_full_and_streamed_answers_are_parsed_alike():
+    full = json.loads((CAPTURED / "chat-completion.json").read_text())
+    spec = server_spec(full)
+    assert spec is not None and (spec.drafted, spec.accepted) == (29, 5)
+    chunks = [
+        json.loads(line[5:])
+        for line in (CAPTURED / "chat-completion-stream.sse").read_text().splitlines()
+        if line.startswith("data: {")
+    ]
+    specs = [s for s in map(server_spec, chunks) if s is not None]
+    assert specs == [spec]  # only the final usage chunk carries the timings
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] == 64
+
+
+def test_a_run_against_the_real_servers_recorded_stream_records_its_counts(tmp_path):
+    stream = (CAPTURED / "chat-completion-stream.sse").read_bytes()
+    with FakeServer(lambda n, body: Response(stream, media_type="text/event-stream")) as server:
+        result = run_cli(
+            "run", "--target", MODEL, "--drafter", "prompt-lookup", "--k", "5", "--limit", "2",
+            "--max-new-tokens", "64", "--endpoint", server.url, "--out", str(tmp_path / "r"),
+            "--quiet", timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "(server-measured)" in result.stdout and f"acceptance {5 / 29:.3f}" in result.stdout
+    requests = pl.read_parquet(tmp_path / "r" / "requests.parquet")
+    turns = requests["n_turns"].to_list()
+    assert requests["drafted"].to_list() == [29 * n for n in turns]
+    assert requests["accepted"].to_list() == [5 * n for n in turns]
+    assert requests["turn_rounds"].to_list() == [[64 - 5] * n for n in turns]
+    assert requests["output_turns"][0][0].startswith("```python\nclass Point")
+    assert read_run_meta(tmp_path / "r")["server_metrics"] == "llama.cpp"
 
 
 @pytest.fixture(scope="module")

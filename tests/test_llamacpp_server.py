@@ -50,17 +50,18 @@ DRAFT_MAX = 5
 # lookup rarely matches in short answers)
 SPEC = ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-n", "3",
         "--spec-ngram-simple-size-m", str(DRAFT_MAX)]  # fmt: skip
-# prompts whose answers repeat their own text, so n-gram drafts are accepted
-ITEMS = "alpha beta gamma delta epsilon zeta eta theta iota kappa"
+# prompts on which the 135M model's answers repeat n-grams of the context (probed on this
+# server: each drafted, and drafts were accepted)
 ROWS = [
     {"question_id": "extraction-0", "category": "extraction",
-     "turns": [f"Repeat this list exactly, twice: {ITEMS}.", "Now repeat it once more."]},
+     "turns": ["Repeat after me: one two three four five six seven eight nine ten",
+               "Now say it once more."]},
     {"question_id": "extraction-1", "category": "extraction",
-     "turns": ["Copy this line three times: the quick brown fox jumps over the lazy dog."]},
+     "turns": ["Extract the names from this text: Alice met Bob. Bob met Carol. Carol met Alice."]},
     {"question_id": "coding-0", "category": "coding",
      "turns": ["Write a Python function add(a, b) and call it three times."]},
     {"question_id": "coding-1", "category": "coding",
-     "turns": ["Print the numbers 1 to 10 in Python, one print call per number."]},
+     "turns": ["Write a Python class Point with x and y and a method to add two points."]},
 ]  # fmt: skip
 
 
