@@ -173,3 +173,25 @@ def test_the_served_report_answers_with_llamacpp_acceptance_rate(served: Path):
     accepted = sum(COUNTS[c][1] * t for c, t in (("coding", 3), ("math", 3)))
     assert f"acceptance rate {accepted / drafted:.3f} in the multitask stream" in found
     assert "no mean acceptance length" in found
+
+
+@pytest.mark.slow
+def test_the_served_report_of_llamacpp_draws_acceptance_rate_marked_as_the_servers(
+    served: Path, tmp_path_factory: pytest.TempPathFactory
+):
+    from report_fixtures import isolate_jupyter
+
+    from specviz.report.builder import build_report
+    from specviz.report.served import SERVER_MARK
+
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_jupyter(mp, home)
+        page = build_report(served, home / "report.html", n_boot=200, progress=False).read_text()
+    assert "Acceptance rate (accepted / drafted), single-task vs multitask" in page
+    assert "no spec steps reported: acceptance rate" in page
+    assert "llama.cpp reports none" in page  # no per-position acceptance, and why
+    cells = page.split('<div class="jp-Cell ')[1:]
+    charts = [c for c in cells if "specviz-chart" in c]
+    assert len(charts) >= 3
+    assert all(f'class="specviz-note {SERVER_MARK}"' in c for c in charts)
