@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint venv system-deps lab clean
+.PHONY: demo test test-engines lint venv system-deps lab clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,13 @@ lint: venv
 
 test: venv system-deps lint
 	$(VENV)/bin/pytest -q
+
+# The tests that run llama.cpp's llama-server and llama-bench (tests marked `engines`): builds
+# them from the llama-cpp-python sdist first (scripts/build-llama-cpp.sh, ~12-20 min once, then
+# cached under ~/.cache/specviz/llama.cpp). `make test` skips them when they are not built.
+test-engines: venv
+	bin="$$(PIP='$(PY) -m pip' scripts/build-llama-cpp.sh)" && test -x "$$bin/llama-server" && \
+		SPECVIZ_LLAMA_CPP_BIN="$$bin" $(VENV)/bin/pytest -q -m engines tests/test_llamacpp_server.py
 
 demo: venv
 	$(VENV)/bin/specviz study studies/default.toml --out runs/default --resume

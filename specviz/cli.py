@@ -666,6 +666,41 @@ def _cmd_traffic_shares(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_reprice(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reprice",
+        help="price a study's recorded rounds with another engine's cost curve (llama-bench)",
+    )
+    p.add_argument("source", type=Path, help="a study or run directory (in-process, greedy)")
+    p.add_argument(
+        "--cost-curve",
+        required=True,
+        type=Path,
+        help="llama-bench output (-o json, jsonl or md), e.g. llama-bench -o json -t 1 "
+        "-p 1,2,3,4,5,6,7,8 -n 0 -d 200 -m MODEL.gguf",
+    )
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of text")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
+    p.set_defaults(func=_cmd_reprice)
+
+
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    import json
+
+    from specviz.llama_bench import priced_speedups, priced_text
+
+    if args.n_boot < 100:
+        raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
+    if _server_measured(args.source):
+        raise SpecvizError(
+            f"{args.source} is server-measured: it has no per-round events to price (reprice an "
+            "in-process study)"
+        )
+    table = priced_speedups(args.source, args.cost_curve, args.n_boot)
+    print(json.dumps(table.to_dicts()) if args.json else priced_text(table, args.cost_curve))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="specviz", description="Instrumented speculative decoding, single-task vs multitask."
@@ -684,6 +719,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summary,
     _add_export_specbench,
     _add_traffic_shares,
+    _add_reprice,
 ]
 
 

@@ -6,8 +6,9 @@ per (drafter, mixture, category) the draft acceptance rate (accepted / drafted) 
 acceptance length (1 + accepted / spec steps, vLLM's convention, :mod:`specviz.serve.metrics`)
 pooled over requests, the client's time to first token and inter-chunk gaps (medians), tokens per
 second of a request's own wall time; and per (drafter, category) how a multitask mixture moves the
-mean acceptance length against the category's single-task mixture (the study's question, on the
-acceptance side only).
+mean acceptance length and the acceptance rate against the category's single-task mixture (the
+study's question, on the acceptance side only). A server that does not report its spec steps
+(llama.cpp) leaves the mean acceptance length null; its acceptance rate is still exact.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ def server_summary(source: str | Path) -> dict[str, Any]:
     """The rows and single-vs-multitask shifts of every server-measured run under ``source``."""
     rows = summary_rows(server_table(find_run_dirs(source)))
     single = rows.filter(pl.col("mixture") == pl.col("category")).select(
-        "drafter", "category", pl.col("mean_acceptance_length").alias("single_task")
+        "drafter",
+        "category",
+        pl.col("mean_acceptance_length").alias("single_task"),
+        pl.col("acceptance_rate").alias("single_task_rate"),
     )
     shifts = (
         rows.filter(pl.col("mixture") != pl.col("category"))
@@ -92,6 +96,9 @@ def server_summary(source: str | Path) -> dict[str, Any]:
             "single_task",
             pl.col("mean_acceptance_length").alias("multitask"),
             (pl.col("mean_acceptance_length") - pl.col("single_task")).alias("shift"),
+            "single_task_rate",
+            pl.col("acceptance_rate").alias("multitask_rate"),
+            (pl.col("acceptance_rate") - pl.col("single_task_rate")).alias("rate_shift"),
         )
         .sort(*KEYS)
     )
@@ -118,12 +125,21 @@ def summary_text(summary: dict[str, Any]) -> str:
             "itl_s_median", "tokens_per_s"]  # fmt: skip
     lines.append(" | ".join(head))
     lines += [" | ".join(_fmt(r[h]) for h in head) for r in summary["rows"]]
-    if summary["shifts"]:
+    lengths = [s for s in summary["shifts"] if s["shift"] is not None]
+    if lengths:
         lines += ["", "mean acceptance length, multitask vs single-task:"]
         lines += [
             f"{s['drafter']} {s['category']} in {s['mixture']}: {_fmt(s['multitask'])} vs "
             f"{_fmt(s['single_task'])} alone ({s['shift']:+.3f})"
-            for s in summary["shifts"]
-            if s["shift"] is not None
+            for s in lengths
+        ]
+    # a server without spec-step counts (llama.cpp): the acceptance rate moves instead
+    rates = [s for s in summary["shifts"] if s["shift"] is None and s["rate_shift"] is not None]
+    if rates:
+        lines += ["", "acceptance rate, multitask vs single-task (no spec-step counts reported):"]
+        lines += [
+            f"{s['drafter']} {s['category']} in {s['mixture']}: {_fmt(s['multitask_rate'])} vs "
+            f"{_fmt(s['single_task_rate'])} alone ({s['rate_shift']:+.3f})"
+            for s in rates
         ]
     return "\n".join(lines)
