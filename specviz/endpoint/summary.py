@@ -7,7 +7,8 @@ acceptance length (1 + accepted / spec steps, vLLM's convention, :mod:`specviz.s
 pooled over requests, the client's time to first token and inter-chunk gaps (medians), tokens per
 second of a request's own wall time; and per (drafter, category) how a multitask mixture moves the
 mean acceptance length against the category's single-task mixture (the study's question, on the
-acceptance side only).
+acceptance side only). ``distributions``: the per-request statistics and the accepted-length
+histogram of :mod:`specviz.metrics.distributions` from the server's counts (no time split).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 import polars as pl
 
 from specviz.endpoint.run import MEASURED_BY, read_server_table
-from specviz.metrics.expressions import ratio
+from specviz.metrics.distributions import server_distributions
+from specviz.metrics.expressions import ratio, spec_step_acceptance_length
 from specviz.runlog import find_run_dirs, read_run_meta, scan_requests
 
 KEYS = ("drafter", "mixture", "category")
@@ -51,7 +53,9 @@ def server_table(dirs: Sequence[Path]) -> pl.DataFrame:
         how="vertical",
     )
     gaps = [[g for turn in turns for g in turn] for turns in server["turn_itl_s"].to_list()]
-    figures = server.select("run_id", "request_id", "num_spec_steps", "metrics_source")
+    figures = server.select(
+        "run_id", "request_id", "num_spec_steps", "metrics_source", "acceptance_histogram"
+    )
     figures = figures.with_columns(pl.Series("itl_s", gaps, dtype=pl.List(pl.Float64)))
     return requests.join(figures, on=["run_id", "request_id"], how="left")
 
@@ -67,9 +71,9 @@ def summary_rows(table: pl.DataFrame, keys: Sequence[str] = KEYS) -> pl.DataFram
         .agg(
             pl.len().alias("requests"),
             ratio(pl.col("accepted").sum(), pl.col("drafted").sum()).alias("acceptance_rate"),
-            (1 + ratio(pl.col("accepted").sum(), pl.col("num_spec_steps").sum())).alias(
-                "mean_acceptance_length"
-            ),
+            spec_step_acceptance_length(
+                pl.col("accepted").sum(), pl.col("num_spec_steps").sum()
+            ).alias("mean_acceptance_length"),
             pl.col("ttft_s").median().alias("ttft_s_median"),
             pl.col("itl_s").explode().median().alias("itl_s_median"),
             ratio(pl.col("new_tokens").sum(), pl.col("wall_s").sum()).alias("tokens_per_s"),
@@ -80,7 +84,8 @@ def summary_rows(table: pl.DataFrame, keys: Sequence[str] = KEYS) -> pl.DataFram
 
 def server_summary(source: str | Path) -> dict[str, Any]:
     """The rows and single-vs-multitask shifts of every server-measured run under ``source``."""
-    rows = summary_rows(server_table(find_run_dirs(source)))
+    table = server_table(find_run_dirs(source))
+    rows = summary_rows(table)
     single = rows.filter(pl.col("mixture") == pl.col("category")).select(
         "drafter", "category", pl.col("mean_acceptance_length").alias("single_task")
     )
@@ -100,6 +105,7 @@ def server_summary(source: str | Path) -> dict[str, Any]:
         "measured_by": MEASURED_BY,
         "rows": rows.to_dicts(),
         "shifts": shifts.to_dicts(),
+        "distributions": server_distributions(table),
         "note": "server-measured: acceptance from the server's per-request counts; timings from "
         "the client's clock (no cost-accounted clock, no per-round decomposition)",
     }
