@@ -85,7 +85,7 @@ def tables() -> tuple[pl.DataFrame, pl.DataFrame]:
                 "new_tokens": new_tokens(rounds),
                 "wall_s": wall,
                 "latency_s": wall,
-            }  # fmt: skip
+            }
             for i, (run, mixture, rid, category, rounds, wall) in enumerate(REQUESTS)
         ]
     )

@@ -8,7 +8,8 @@ existing metric applied to that request alone (never a second definition):
   request's events: tokens emitted per verify step, **the bonus or correction token included**
   (Spec-Bench's "#mean accepted tokens", vLLM's mean acceptance length; plain decoding 1.00).
   From a server's counts: :func:`~specviz.metrics.expressions.spec_step_acceptance_length`,
-  1 + accepted draft tokens / spec steps (vLLM's per-request field, the same convention);
+  1 + accepted draft tokens / spec steps (vLLM's per-request field; bonus included too, but
+  counting spec steps only, so the two agree when every verify round drafts);
 - ``acceptance_rate`` = accepted draft tokens / drafted tokens (vLLM's draft acceptance rate;
   null for a request that drafted nothing, such as the baseline's);
 - ``tokens_per_s`` = :func:`~specviz.metrics.expressions.request_tokens_per_s`, new tokens /
