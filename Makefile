@@ -45,6 +45,7 @@ demo: venv
 	$(VENV)/bin/specviz study studies/default.toml --out runs/default --resume
 	$(VENV)/bin/specviz report runs/default --out reports/default.html
 	@echo "report: $(CURDIR)/reports/default.html"
+	$(VENV)/bin/specviz summary runs/default
 
 lab: venv
 	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/

@@ -408,8 +408,14 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plan",
         action="store_true",
-        help="print the plan (runs, requests, token budget, estimate, skipped combinations) "
-        "and exit",
+        help="print the plan (runs, requests, token budget, estimate, skipped combinations, "
+        "and with --prior each multitask term's expected half-width) and exit",
+    )
+    p.add_argument(
+        "--prior",
+        type=Path,
+        help="a previous study (or a pilot) whose per-task spread sizes the plan: the expected "
+        "95%% half-width of each multitask term and the requests that reach [power] target_pct",
     )
     p.add_argument(
         "--yes",
@@ -423,7 +429,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_study(args: argparse.Namespace) -> int:
     from specviz.study import StudyError, default_out_dir, load_study, parse_shard, run_study
-    from specviz.study.planning import plan_text, study_plan
+    from specviz.study.planning import plan_text, power_plan, power_text, study_plan
     from specviz.study.units import plan_study, shard_units
 
     study = load_study(args.file)
@@ -431,7 +437,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_study(study)
     counts = study_plan(plan, shard_units(plan.units, shard), out)
+    power = power_plan(plan.units, study.power, args.prior)  # the whole study: every shard's
     print(plan_text(counts), flush=True)
+    print(power_text(power), flush=True)
     if args.plan:
         return 0
     if counts.large and not args.yes:
@@ -576,6 +584,12 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", type=Path, help="a run or study directory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="print every term and table (default: one screen: the headline, its regime, the "
+        "resolved terms, the best configuration per stream and what is unresolved)",
+    )
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
     _allow_incomplete(
         p, "summarise the finished requests of unfinished runs (the output says it is partial)"
@@ -588,7 +602,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
     from specviz.report.answer import study_answer
     from specviz.report.data import load_runs
-    from specviz.report.summary import answer_text
+    from specviz.report.summary import answer_text, screen_text
     from specviz.runlog import refuse_unfinished
 
     if args.n_boot < 100:
@@ -607,7 +621,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     else:
         if unfinished:
             print(f"Partial data: {len(unfinished)} run(s) unfinished ({', '.join(unfinished)}).")
-        print(answer_text(answer))
+        print(answer_text(answer) if args.all else screen_text(answer))
     return 0
 
 

@@ -38,6 +38,10 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     continuous = false          # continuous batching
     k_mode = "batch"            # one k per batch, or "row": per-row k
 
+    [power]                     # optional: the 95% half-width each term should reach
+    target_pct = 1.5            # percent of single-task time (default 1.5)
+    term_target_pct = { composition = 5.0 }   # optional: per term
+
     [options]
     device = "auto"             # default device/dtype of every model
     dtype = "auto"
@@ -148,6 +152,28 @@ class BatchingSpec:
     k_mode: str = "batch"
 
 
+#: the target half-width of every term without ``[power] target_pct``: percent of single-task
+#: time, the precision issue 29 asks of every multitask term but composition
+DEFAULT_TARGET_PCT = 1.5
+#: the terms ``[power] term_target_pct`` may name: specviz.metrics.degradation.TERMS and the
+#: drafter-memory term (a test keeps them equal; this module imports no metrics)
+POWER_TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual", "drafter_memory")
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """``[power]``: the 95% half-width (percent of single-task time) a term is resolved at:
+    ``target_pct`` for every term, ``term_target_pct`` for the terms named there."""
+
+    target_pct: float = DEFAULT_TARGET_PCT
+    term_target_pct: tuple[tuple[str, float], ...] = ()
+    given: bool = False  # the study file has a [power] table
+
+    def target(self, part: str) -> float:
+        """The target half-width of term ``part``."""
+        return dict(self.term_target_pct).get(part, self.target_pct)
+
+
 @dataclass(frozen=True)
 class Study:
     """A parsed study file. ``raw`` keeps the file's content for the manifest."""
@@ -161,6 +187,7 @@ class Study:
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     mixtures: MixtureSpec = field(default_factory=MixtureSpec)
     batching: BatchingSpec = field(default_factory=BatchingSpec)
+    power: PowerSpec = field(default_factory=PowerSpec)
     max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
     repeats: int = 1
@@ -176,12 +203,14 @@ class Study:
 
 
 _TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
-        "workload", "mixtures", "drafters", "sampling", "options", "batching"}  # fmt: skip
+        "workload", "mixtures", "drafters", "sampling", "options", "batching",
+        "power"}  # fmt: skip
 _WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
 _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep", "traffic"}
 _TRAFFIC = {"name", "source", "size", "seed", "mode", "single", "path"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
+_POWER = {"target_pct", "term_target_pct"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
 _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
@@ -299,6 +328,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         workload=workload,
         mixtures=mixtures,
         batching=batching,
+        power=_power(r, data),
         max_new_tokens=_bounded(
             r,
             r.get(data, "max_new_tokens", int, MAX_NEW_TOKENS),
@@ -527,6 +557,33 @@ def _batching(r: _Reader, data: Mapping[str, Any]) -> BatchingSpec:
                 ),
             )
     return batching
+
+
+def _percent(r: _Reader, value: Any, key: str) -> float:
+    """A target half-width: a number of percent in (0, 100]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise r.error(key, f"expected a percent of single-task time in (0, 100], got {value!r}")
+    return float(value)
+
+
+def _power(r: _Reader, data: Mapping[str, Any]) -> PowerSpec:
+    """The ``[power]`` table (docs/studies.md, "The plan")."""
+    table = r.table(data, "power")
+    r.check_keys(table, _POWER, "power.")
+    terms = r.table(table, "term_target_pct")
+    r.check_keys(terms, set(POWER_TERMS), "power.term_target_pct.")
+    return PowerSpec(
+        target_pct=_percent(r, table.get("target_pct", DEFAULT_TARGET_PCT), "power.target_pct"),
+        term_target_pct=tuple(
+            (t, _percent(r, v, f"power.term_target_pct.{t}")) for t, v in sorted(terms.items())
+        ),
+        given="power" in data,
+    )
+
+
+def power_spec(data: Mapping[str, Any], file: str = "<study>") -> PowerSpec:
+    """The ``[power]`` part of a parsed study file (a manifest's ``study`` entry), alone."""
+    return _power(_Reader(file), data)
 
 
 def load_study(path: str | Path) -> Study:
