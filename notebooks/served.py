@@ -181,3 +181,19 @@ downloads(
         "served.csv": (rows, "every method, category and stream"),
     }
 )
+
+# %% [markdown]
+# ## Per-request distributions
+# How the requests spread, as NVIDIA AIPerf reports them, from the server's per-request counts
+# (acceptance length in vLLM's convention, 1 + accepted / spec steps) and the client's clock
+# (tokens per second, latency). A server reports no draft or verify times, so there is no time
+# split.
+
+# %%
+from specviz.metrics.distributions import server_distributions
+from specviz.report.distributions import distributions_html
+
+per_request = server_distributions(data.requests)
+publish("served.distributions", per_request)
+display(measured_marker(ACCEPTANCE_SOURCE, CLOCK_SOURCE))
+distributions_html(per_request)

@@ -64,16 +64,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _config_flags(p)
     p.add_argument(
         "--workload",
-        help="mt-bench | sharegpt | question.jsonl / JSONL / CSV / Parquet file | hf:NAME "
-        "(default: built-in suite)",
+        help="mt-bench | sharegpt (the packaged file) | sharegpt:PATH (any ShareGPT-format .json "
+        "file) | question.jsonl / JSONL / CSV / Parquet file | hf:NAME (default: built-in suite)",
     )
     p.add_argument(
         "--sharegpt-mode",
         default="first-turn",
-        help="sharegpt: first-turn (vLLM's convention) | context (earlier turns, with their "
+        help="sharegpt[:PATH]: first-turn (vLLM's convention) | context (earlier turns, with their "
         "recorded replies, as context; the last reply generated)",
     )
-    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt: shuffle seed")
+    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt[:PATH]: shuffle seed")
     p.add_argument("--limit", type=int, help="use the first N prompts (sharegpt: sample N)")
     p.add_argument(
         "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
@@ -183,15 +183,26 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _is_sharegpt(workload: str | None) -> bool:
+    """``--workload sharegpt`` (the packaged file) or ``sharegpt:PATH`` (any ShareGPT file)."""
+    return workload is not None and (workload == "sharegpt" or workload.startswith("sharegpt:"))
+
+
 def _sharegpt_prompts(args: argparse.Namespace) -> list:
-    """ShareGPT sampled the field's way, lengths counted with the target's tokenizer."""
+    """ShareGPT-format traffic sampled the field's way, lengths counted with the target's
+    tokenizer, loaded at the first count: a file that is not ShareGPT is refused without it."""
+    import functools
+
     from specviz.model_source import load_tokenizer
-    from specviz.workloads.packaged import sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
     from specviz.workloads.sharegpt import ShareGPTSampling, token_counter
 
+    source = ShareGPTSource.parse(args.workload)
     sampling = ShareGPTSampling(args.limit, args.sharegpt_seed, args.sharegpt_mode)
-    tokenizer = load_tokenizer(args.target, args.trust_remote_code)
-    data, sample = sharegpt_workload(sampling, token_counter(tokenizer))
+    counter = functools.cache(
+        lambda: token_counter(load_tokenizer(args.target, args.trust_remote_code))
+    )
+    data, sample = sharegpt_workload(sampling, lambda text: counter()(text), source=source)
     print(data.describe(), file=sys.stderr)
     print(f"sampled: {sampling.describe()}", file=sys.stderr)
     return sample.prompts
@@ -239,13 +250,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if args.limit is not None and args.limit < 1:
         raise SpecvizError(f"--limit must be >= 1 (got {args.limit})")
-    if args.workload == "sharegpt":
+    if _is_sharegpt(args.workload):
         prompts = _sharegpt_prompts(args)
     else:
         prompts = load_prompts(args.workload) if args.workload else builtin_prompts()
     if args.limit is not None:
         prompts = prompts[: args.limit]
-    mixture = Path(args.workload).stem if args.workload else "builtin"
+    mixture = Path(args.workload.removeprefix("sharegpt:")).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
     apply_threads(1)  # one decoding process: one core left free (specviz.threads)
     batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
@@ -645,6 +656,11 @@ def _add_traffic_shares(sub: argparse._SubParsersAction) -> None:
         "traffic-shares",
         help="label every ShareGPT conversation with an MT-Bench category; write the shares",
     )
+    p.add_argument(
+        "--workload",
+        default="sharegpt",
+        help="sharegpt (the packaged file, default) | sharegpt:PATH (any ShareGPT-format file)",
+    )
     p.add_argument("--out", required=True, type=Path, help="JSON file to write")
     p.set_defaults(func=_cmd_traffic_shares)
 
@@ -652,13 +668,14 @@ def _add_traffic_shares(sub: argparse._SubParsersAction) -> None:
 def _cmd_traffic_shares(args: argparse.Namespace) -> int:
     import json
 
-    from specviz.workloads.packaged import DATASETS, SHAREGPT, data_path, installed_version
+    from specviz.workloads.packaged import ShareGPTSource
     from specviz.workloads.sharegpt import read_conversations
     from specviz.workloads.traffic import measure_shares
 
-    data = read_conversations(data_path(SHAREGPT), progress=True)
+    source = ShareGPTSource.parse(args.workload)
+    data = read_conversations(source.file(), progress=True)
     print(data.describe(), file=sys.stderr)
-    shares = measure_shares(data, installed_version(DATASETS[SHAREGPT]))
+    shares = measure_shares(data, source.version())
     args.out.write_text(json.dumps(shares.to_dict(), indent=2) + "\n")
     for s in shares.shares:
         print(f"{s.label:12s} {s.share:6.1%}  [{s.low:.1%}, {s.high:.1%}]  ({s.count})")

