@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint venv system-deps lab clean
+.PHONY: demo test test-engines lint venv system-deps lab clean
 
 venv: $(STAMP)
 
@@ -38,13 +38,23 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The engines tests (a real llama.cpp server) run in `make test-engines` only, so `make test`
+# does the same on a fresh machine and on one where llama.cpp is already built.
 test: venv system-deps lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not engines"
+
+# The tests that run llama.cpp's llama-server and llama-bench (tests marked `engines`): builds
+# them from the llama-cpp-python sdist first (scripts/build-llama-cpp.sh, ~12-20 min once, then
+# cached under ~/.cache/specviz/llama.cpp). `make test` leaves them out.
+test-engines: venv
+	bin="$$(PIP='$(PY) -m pip' scripts/build-llama-cpp.sh)" && test -x "$$bin/llama-server" && \
+		SPECVIZ_LLAMA_CPP_BIN="$$bin" $(VENV)/bin/pytest -q -m engines tests/test_llamacpp_server.py
 
 demo: venv
 	$(VENV)/bin/specviz study studies/default.toml --out runs/default --resume
 	$(VENV)/bin/specviz report runs/default --out reports/default.html
 	@echo "report: $(CURDIR)/reports/default.html"
+	$(VENV)/bin/specviz summary runs/default
 
 lab: venv
 	$(VENV)/bin/jupyter lab $$( [ "$$(id -u)" = 0 ] && echo --allow-root ) notebooks/

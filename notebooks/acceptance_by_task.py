@@ -156,3 +156,19 @@ frame_table(
 
 # %%
 downloads({"categories.csv": (numbers, "every category and method")})
+
+# %% [markdown]
+# ## Per-request distributions
+# How the requests spread, as NVIDIA AIPerf reports them (per method, task and stream kind):
+# acceptance length (tokens per verify step, bonus token included), acceptance rate, tokens per
+# second and latency as request-weighted and token-weighted means, percentiles and minimum;
+# the share of forward time in drafting, verifying and prefill; and the spec steps by accepted
+# drafts. The same numbers are in `specviz summary --json` (`distributions`); the formulas are
+# in `docs/metrics.md`.
+
+# %%
+from specviz.report.distributions import distributions_answer, distributions_html
+
+per_request = distributions_answer(data)
+publish("acceptance.distributions", per_request)
+distributions_html(per_request)

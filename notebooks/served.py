@@ -58,6 +58,8 @@ publish("served.rows", rows.to_dicts())
 # one bar per method and stream in the per-category charts
 by_stream = rows.with_columns(pl.format("{} · {}", "method", "stream").alias("method"))
 acceptance_known = rows["mean_acceptance_length"].is_not_null().any()
+# llama.cpp counts drafted and accepted tokens but not spec steps: the acceptance rate only
+rate_known = rows["acceptance_rate"].is_not_null().any()
 
 # %% tags=["first-screen"]
 answer_html(data, found, ANSWER_ID)
@@ -70,6 +72,13 @@ if acceptance_known:
         "mean_acceptance_length",
         reference=1.0,
         heading="Mean acceptance length (1 + accepted / spec steps), single-task vs multitask",
+    )
+elif rate_known:
+    display(measured_marker(ACCEPTANCE_SOURCE + " (no spec steps reported: acceptance rate)"))
+    chart = metric_by_category(
+        by_stream.filter(pl.col("acceptance_rate").is_not_null()),
+        "acceptance_rate",
+        heading="Acceptance rate (accepted / drafted), single-task vs multitask",
     )
 else:
     chart = note_html(missing_metrics_note(data) or "")
@@ -84,7 +93,7 @@ chart
 note = missing_metrics_note(data)
 if note:
     display(note_html(note))
-if acceptance_known:
+if rate_known:
     display(measured_marker(ACCEPTANCE_SOURCE))
     display(metric_by_category(by_stream.filter(pl.col("acceptance_rate").is_not_null()),
                                "acceptance_rate", heading="Acceptance rate by category"))
@@ -172,3 +181,19 @@ downloads(
         "served.csv": (rows, "every method, category and stream"),
     }
 )
+
+# %% [markdown]
+# ## Per-request distributions
+# How the requests spread, as NVIDIA AIPerf reports them, from the server's per-request counts
+# (acceptance length in vLLM's convention, 1 + accepted / spec steps) and the client's clock
+# (tokens per second, latency). A server reports no draft or verify times, so there is no time
+# split.
+
+# %%
+from specviz.metrics.distributions import server_distributions
+from specviz.report.distributions import distributions_html
+
+per_request = server_distributions(data.requests)
+publish("served.distributions", per_request)
+display(measured_marker(ACCEPTANCE_SOURCE, CLOCK_SOURCE))
+distributions_html(per_request)

@@ -64,16 +64,16 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     _config_flags(p)
     p.add_argument(
         "--workload",
-        help="mt-bench | sharegpt | question.jsonl / JSONL / CSV / Parquet file | hf:NAME "
-        "(default: built-in suite)",
+        help="mt-bench | sharegpt (the packaged file) | sharegpt:PATH (any ShareGPT-format .json "
+        "file) | question.jsonl / JSONL / CSV / Parquet file | hf:NAME (default: built-in suite)",
     )
     p.add_argument(
         "--sharegpt-mode",
         default="first-turn",
-        help="sharegpt: first-turn (vLLM's convention) | context (earlier turns, with their "
+        help="sharegpt[:PATH]: first-turn (vLLM's convention) | context (earlier turns, with their "
         "recorded replies, as context; the last reply generated)",
     )
-    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt: shuffle seed")
+    p.add_argument("--sharegpt-seed", type=int, default=0, help="sharegpt[:PATH]: shuffle seed")
     p.add_argument("--limit", type=int, help="use the first N prompts (sharegpt: sample N)")
     p.add_argument(
         "--batch-size", type=int, default=1, help="rows decoded together (1: the batch-1 engine)"
@@ -183,15 +183,26 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _is_sharegpt(workload: str | None) -> bool:
+    """``--workload sharegpt`` (the packaged file) or ``sharegpt:PATH`` (any ShareGPT file)."""
+    return workload is not None and (workload == "sharegpt" or workload.startswith("sharegpt:"))
+
+
 def _sharegpt_prompts(args: argparse.Namespace) -> list:
-    """ShareGPT sampled the field's way, lengths counted with the target's tokenizer."""
+    """ShareGPT-format traffic sampled the field's way, lengths counted with the target's
+    tokenizer, loaded at the first count: a file that is not ShareGPT is refused without it."""
+    import functools
+
     from specviz.model_source import load_tokenizer
-    from specviz.workloads.packaged import sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
     from specviz.workloads.sharegpt import ShareGPTSampling, token_counter
 
+    source = ShareGPTSource.parse(args.workload)
     sampling = ShareGPTSampling(args.limit, args.sharegpt_seed, args.sharegpt_mode)
-    tokenizer = load_tokenizer(args.target, args.trust_remote_code)
-    data, sample = sharegpt_workload(sampling, token_counter(tokenizer))
+    counter = functools.cache(
+        lambda: token_counter(load_tokenizer(args.target, args.trust_remote_code))
+    )
+    data, sample = sharegpt_workload(sampling, lambda text: counter()(text), source=source)
     print(data.describe(), file=sys.stderr)
     print(f"sampled: {sampling.describe()}", file=sys.stderr)
     return sample.prompts
@@ -239,13 +250,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _run_config(args)
     if args.limit is not None and args.limit < 1:
         raise SpecvizError(f"--limit must be >= 1 (got {args.limit})")
-    if args.workload == "sharegpt":
+    if _is_sharegpt(args.workload):
         prompts = _sharegpt_prompts(args)
     else:
         prompts = load_prompts(args.workload) if args.workload else builtin_prompts()
     if args.limit is not None:
         prompts = prompts[: args.limit]
-    mixture = Path(args.workload).stem if args.workload else "builtin"
+    mixture = Path(args.workload.removeprefix("sharegpt:")).stem if args.workload else "builtin"
     requests = [Request(i, p, mixture) for i, p in enumerate(prompts)]
     apply_threads(1)  # one decoding process: one core left free (specviz.threads)
     batch_flags = args.batch_composition != "stream" or args.continuous or args.k_mode != "batch"
@@ -397,8 +408,14 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--plan",
         action="store_true",
-        help="print the plan (runs, requests, token budget, estimate, skipped combinations) "
-        "and exit",
+        help="print the plan (runs, requests, token budget, estimate, skipped combinations, "
+        "and with --prior each multitask term's expected half-width) and exit",
+    )
+    p.add_argument(
+        "--prior",
+        type=Path,
+        help="a previous study (or a pilot) whose per-task spread sizes the plan: the expected "
+        "95%% half-width of each multitask term and the requests that reach [power] target_pct",
     )
     p.add_argument(
         "--yes",
@@ -412,7 +429,7 @@ def _add_study(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_study(args: argparse.Namespace) -> int:
     from specviz.study import StudyError, default_out_dir, load_study, parse_shard, run_study
-    from specviz.study.planning import plan_text, study_plan
+    from specviz.study.planning import plan_text, power_plan, power_text, study_plan
     from specviz.study.units import plan_study, shard_units
 
     study = load_study(args.file)
@@ -420,7 +437,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else None
     plan = plan_study(study)
     counts = study_plan(plan, shard_units(plan.units, shard), out)
+    power = power_plan(plan.units, study.power, args.prior)  # the whole study: every shard's
     print(plan_text(counts), flush=True)
+    print(power_text(power), flush=True)
     if args.plan:
         return 0
     if counts.large and not args.yes:
@@ -565,6 +584,12 @@ def _add_summary(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("source", type=Path, help="a run or study directory")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="print every term and table (default: one screen: the headline, its regime, the "
+        "resolved terms, the best configuration per stream and what is unresolved)",
+    )
     p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
     _allow_incomplete(
         p, "summarise the finished requests of unfinished runs (the output says it is partial)"
@@ -577,7 +602,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
     from specviz.report.answer import study_answer
     from specviz.report.data import load_runs
-    from specviz.report.summary import answer_text
+    from specviz.report.summary import answer_text, screen_text
     from specviz.runlog import refuse_unfinished
 
     if args.n_boot < 100:
@@ -596,7 +621,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     else:
         if unfinished:
             print(f"Partial data: {len(unfinished)} run(s) unfinished ({', '.join(unfinished)}).")
-        print(answer_text(answer))
+        print(answer_text(answer) if args.all else screen_text(answer))
     return 0
 
 
@@ -631,6 +656,11 @@ def _add_traffic_shares(sub: argparse._SubParsersAction) -> None:
         "traffic-shares",
         help="label every ShareGPT conversation with an MT-Bench category; write the shares",
     )
+    p.add_argument(
+        "--workload",
+        default="sharegpt",
+        help="sharegpt (the packaged file, default) | sharegpt:PATH (any ShareGPT-format file)",
+    )
     p.add_argument("--out", required=True, type=Path, help="JSON file to write")
     p.set_defaults(func=_cmd_traffic_shares)
 
@@ -638,17 +668,53 @@ def _add_traffic_shares(sub: argparse._SubParsersAction) -> None:
 def _cmd_traffic_shares(args: argparse.Namespace) -> int:
     import json
 
-    from specviz.workloads.packaged import DATASETS, SHAREGPT, data_path, installed_version
+    from specviz.workloads.packaged import ShareGPTSource
     from specviz.workloads.sharegpt import read_conversations
     from specviz.workloads.traffic import measure_shares
 
-    data = read_conversations(data_path(SHAREGPT), progress=True)
+    source = ShareGPTSource.parse(args.workload)
+    data = read_conversations(source.file(), progress=True)
     print(data.describe(), file=sys.stderr)
-    shares = measure_shares(data, installed_version(DATASETS[SHAREGPT]))
+    shares = measure_shares(data, source.version())
     args.out.write_text(json.dumps(shares.to_dict(), indent=2) + "\n")
     for s in shares.shares:
         print(f"{s.label:12s} {s.share:6.1%}  [{s.low:.1%}, {s.high:.1%}]  ({s.count})")
     print(f"{args.out}: shares of {shares.labelled:,} conversations")
+    return 0
+
+
+def _add_reprice(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "reprice",
+        help="price a study's recorded rounds with another engine's cost curve (llama-bench)",
+    )
+    p.add_argument("source", type=Path, help="a study or run directory (in-process, greedy)")
+    p.add_argument(
+        "--cost-curve",
+        required=True,
+        type=Path,
+        help="llama-bench output (-o json, jsonl or md), e.g. llama-bench -o json -t 1 "
+        "-p 1,2,3,4,5,6,7,8 -n 0 -d 200 -m MODEL.gguf",
+    )
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of text")
+    p.add_argument("--n-boot", type=int, default=N_BOOT, help="bootstrap resamples per interval")
+    p.set_defaults(func=_cmd_reprice)
+
+
+def _cmd_reprice(args: argparse.Namespace) -> int:
+    import json
+
+    from specviz.llama_bench import priced_speedups, priced_text
+
+    if args.n_boot < 100:
+        raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
+    if _server_measured(args.source):
+        raise SpecvizError(
+            f"{args.source} is server-measured: it has no per-round events to price (reprice an "
+            "in-process study)"
+        )
+    table = priced_speedups(args.source, args.cost_curve, args.n_boot)
+    print(json.dumps(table.to_dicts()) if args.json else priced_text(table, args.cost_curve))
     return 0
 
 
@@ -670,6 +736,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_summary,
     _add_export_specbench,
     _add_traffic_shares,
+    _add_reprice,
 ]
 
 

@@ -119,3 +119,23 @@ name = "pld"
 {options}"""
     )
     return study
+
+
+def llamacpp_timings(predicted: int, drafted: int, accepted: int) -> dict[str, Any]:
+    """llama.cpp ``llama-server``'s ``timings`` object (tools/server/server-common.cpp,
+    ``server_slot_stats::to_json``), with the same keys: ``draft_n`` and ``draft_n_accepted``
+    only when the request drafted at least one token, as the server writes it."""
+    timings: dict[str, Any] = {
+        "cache_n": 0,
+        "prompt_n": 7,
+        "prompt_ms": 20.0,
+        "prompt_per_token_ms": 20.0 / 7,
+        "prompt_per_second": 7 / 0.02,
+        "predicted_n": predicted,
+        "predicted_ms": 10.0 * predicted,
+        "predicted_per_token_ms": 10.0,
+        "predicted_per_second": 100.0,
+    }
+    if drafted > 0:
+        timings |= {"draft_n": drafted, "draft_n_accepted": accepted}
+    return timings

@@ -583,6 +583,6 @@ def test_summary_of_one_run_warns_of_a_negative_prefill_slope(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The schema-3 run: three prefills, and a line through them that falls."""
-    assert main(["summary", str(PAST_SCHEMAS / "schema-3"), "--n-boot", "100"]) == 0
+    assert main(["summary", str(PAST_SCHEMAS / "schema-3"), "--all", "--n-boot", "100"]) == 0
     text = capsys.readouterr().out
     assert "ms per prompt token (warning: negative slope, 3 prefill rounds are too few" in text

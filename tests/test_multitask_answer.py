@@ -77,7 +77,7 @@ def test_summary_command_leads_with_the_multitask_term_then_the_tuning_line(
     tmp_path: Path, answer: dict
 ):
     study = write_mix_study(tmp_path / "study", mix_runs())
-    done = run_cli("summary", str(study), "--n-boot", "200")
+    done = run_cli("summary", str(study), "--all", "--n-boot", "200")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[2] == answer["headline"]["text"] == answer_text(answer).splitlines()[2]

@@ -428,3 +428,19 @@ def test_the_registered_specviz_kernel_runs_notebooks_when_present(
     )
     # the kernel runs in this environment (its interpreter may be python or python3 there)
     assert executed.cells[0].outputs[0]["text"].strip() == sys.prefix
+
+
+@pytest.mark.slow
+def test_the_per_request_distributions_are_folded_below_the_first_screen(
+    study: Path, built: tuple[Path, float]
+) -> None:
+    from specviz.metrics.distributions import study_distributions
+    from specviz.report.distributions import TITLE, distribution_table
+
+    markup = built[0].read_text().replace("&#x27;", "'")
+    at = markup.index(f'<details class="specviz-details"><summary>{TITLE}')
+    assert markup.index("specviz-answer") < at  # after the answer, closed
+    data = load_runs(study)
+    table = distribution_table(study_distributions(data.events, data.requests))
+    for histogram in table["histogram"].unique().to_list():
+        assert histogram in markup

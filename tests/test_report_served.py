@@ -159,3 +159,35 @@ def test_a_comparison_of_a_served_study_is_refused_in_one_line(served: Path, tmp
     assert result.returncode == 2 and "server-measured" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "c.html").exists()
+
+
+def test_server_summary_json_has_the_distributions_of_the_servers_counts(served: Path) -> None:
+    from specviz.endpoint.summary import server_summary
+
+    found = server_summary(served)["distributions"]
+    assert found["time_shares"] is None  # a server reports no draft or verify times
+    hist = pl.DataFrame(found["accepted_histogram"])
+    for category, bins in {"coding": [(1, 0.5), (3, 0.5)], "math": [(0, 0.5), (1, 0.5)]}.items():
+        assert hist.filter(pl.col("category") == category).select("accepted", "share").rows() == (
+            bins
+        )  # ACCEPTED: two spec steps per request
+    rows = pl.DataFrame(found["requests"])
+    drafted = rows.filter(pl.col("drafter") != "none")
+    assert set(drafted["stream"]) == {"single-task", "multitask"}
+    for category, length in {"coding": 1 + 4 / 2, "math": 1 + 1 / 2}.items():
+        mine = drafted.filter(pl.col("category") == category)
+        assert mine["acceptance_length_p50"].to_list() == [length, length]
+        assert mine["acceptance_length_token_weighted_mean"].to_list() == pytest.approx(
+            [length, length]
+        )
+    baseline = rows.filter(pl.col("drafter") == "none")
+    assert baseline["acceptance_length_mean"].is_null().all()  # no counts: blank, not 1.00
+
+
+@pytest.mark.slow
+def test_a_served_report_shows_the_distributions_folded(page: Path) -> None:
+    from specviz.report.distributions import TITLE
+
+    markup = page.read_text().replace("&#x27;", "'")
+    assert f'<details class="specviz-details"><summary>{TITLE}</summary>' in markup
+    assert "spec steps by accepted drafts" in markup and "1:50% 3:50%" in markup

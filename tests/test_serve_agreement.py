@@ -21,7 +21,8 @@ from engine_helpers import run_cli
 from fake_server import write_pld_study
 
 from specviz.endpoint.run import read_server_table
-from specviz.runlog import find_run_dirs
+from specviz.metrics.distributions import accepted_histogram, request_distributions, request_values
+from specviz.runlog import find_run_dirs, scan_events, scan_requests
 from specviz.serve.metrics import event_spec_steps
 from specviz.study import load_study, run_study
 
@@ -132,6 +133,20 @@ def test_a_study_through_specviz_serve_agrees_with_the_in_process_study(
     assert answer["measured_by"] == "server"
     shifted = {(s["category"], s["mixture"]) for s in answer["shifts"]}
     assert shifted == {("coding", "uniform-interleaved"), ("math", "uniform-interleaved")}
+    # its accepted-length histogram and per-request acceptance rates are the in-process ones
+    events, requests = scan_events(in_process).collect(), scan_requests(in_process).collect()
+    mine = accepted_histogram(events, requests).select("category", "accepted", "steps").rows()
+    found = answer["distributions"]
+    theirs = [(h["category"], h["accepted"], h["steps"]) for h in found["accepted_histogram"]]
+    assert sorted(theirs) == sorted(mine) and mine
+    rates = request_distributions(request_values(events, requests))
+    served_rates = {
+        (r["category"], r["stream"]): r["acceptance_rate_mean"] for r in found["requests"]
+    }
+    rates_in_process = {
+        (c, st): x for c, st, x in rates.select("category", "stream", "acceptance_rate_mean").rows()
+    }
+    assert served_rates == pytest.approx(rates_in_process)
     # the report reads them too, each figure marked as the server's (tests/test_report_served.py)
     report = run_cli("report", str(served), "--out", str(tmp_path / "r.html"), "--n-boot", "200")
     assert report.returncode == 0, report.stderr

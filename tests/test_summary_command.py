@@ -1,5 +1,6 @@
-"""``specviz summary DIR [--json]``: the report's headline and decomposition in a terminal, from
-the same functions; bad input exits 2 with one line."""
+"""``specviz summary DIR [--all] [--json]``: the report's headline and decomposition in a
+terminal, from the same functions: one screen by default, every term with ``--all``; bad input
+exits 2 with one line."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 from engine_helpers import run_cli
+from mix_study import mix_runs, write_mix_study
 from report_fixtures import default_conditions, write_study
 
 from specviz.report.answer import study_answer
 from specviz.report.data import load_runs
-from specviz.report.summary import answer_text, summary_html
+from specviz.report.summary import answer_text, screen_text, summary_html
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +22,8 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_study(tmp_path_factory.mktemp("summary") / "study", default_conditions())
 
 
-def test_summary_of_a_study_prints_the_answer_the_report_shows(study: Path):
-    done = run_cli("summary", str(study), "--n-boot", "200")
+def test_summary_all_of_a_study_prints_the_answer_the_report_shows(study: Path):
+    done = run_cli("summary", str(study), "--all", "--n-boot", "200")
     assert done.returncode == 0, done.stderr
     answer = study_answer(load_runs(study), n_boot=200)
     assert done.stdout.strip() == answer_text(answer).strip()
@@ -47,7 +49,8 @@ def test_summary_json_is_one_object_with_the_headline_and_every_term(study: Path
 
 
 def test_summary_of_a_single_run_has_no_decomposition_but_its_clocks(study: Path):
-    done = run_cli("summary", str(study / "runs" / "prompt-lookup-coding"), "--n-boot", "200")
+    run = str(study / "runs" / "prompt-lookup-coding")
+    done = run_cli("summary", run, "--all", "--n-boot", "200")
     assert done.returncode == 0, done.stderr
     assert "No multitask stream could be compared" in done.stdout
     assert "prompt-lookup constant k=4  coding" in done.stdout  # its stream, both clocks
@@ -68,3 +71,63 @@ def test_summary_of_bad_input_exits_2_with_one_line(tmp_path: Path, kind: str):
     assert len(done.stderr.strip().splitlines()) == 1
     assert done.stderr.startswith("specviz summary: error: ")
     assert "Traceback" not in done.stderr
+
+
+def _screen(stdout: str) -> tuple[int, int]:
+    lines = stdout.rstrip("\n").splitlines()
+    return len(lines), max(len(line) for line in lines)
+
+
+def test_summary_fits_one_screen_with_headline_regime_terms_and_what_is_unresolved(study: Path):
+    done = run_cli("summary", str(study), "--n-boot", "200")
+    assert done.returncode == 0, done.stderr
+    rows, columns = _screen(done.stdout)
+    assert rows <= 25 and columns <= 100, done.stdout
+    answer = study_answer(load_runs(study), n_boot=200)
+    assert done.stdout.strip() == screen_text(answer).strip()
+    flat = " ".join(done.stdout.split())
+    assert answer["headline"]["short"] in flat
+    assert "Regime: tiny-target, dtype not recorded, verify cost T(5)/T(1) = " in flat
+    assert "Terms resolved at their target or established" in done.stdout
+    assert flat.count("Unresolved") == 1 and "--all prints every term" in flat
+
+
+def test_summary_of_a_larger_study_still_fits_one_screen(tmp_path: Path):
+    """The mix study: 4 drafted methods, 5 tasks, every term of the decomposition measured."""
+    mix = write_mix_study(tmp_path / "mix", mix_runs())
+    done = run_cli("summary", str(mix), "--n-boot", "200")
+    assert done.returncode == 0, done.stderr
+    rows, columns = _screen(done.stdout)
+    assert rows <= 25 and columns <= 100, done.stdout
+    assert "Best single configuration per multitask stream (modelled" in done.stdout
+    assert "chat-mix: prompt-lookup k=5" in done.stdout
+    assert _screen(run_cli("summary", str(mix), "--all", "--n-boot", "200").stdout)[0] > 25
+
+
+def test_summary_json_says_per_term_whether_it_is_resolved_at_the_target(study: Path):
+    answer = json.loads(run_cli("summary", str(study), "--json", "--n-boot", "200").stdout)
+    assert answer["power"] == {"target_pct": 1.5, "term_target_pct": {}, "given": False}
+    terms = [t for row in answer["streams"] for t in row["terms"]]
+    assert terms and all(t["target_pct"] == 1.5 for t in terms)
+    for t in terms:
+        if t["status"] == "zero by construction":
+            assert (t["half_width_pct"], t["resolved"]) == (0.0, True)
+        else:
+            width = (t["high_pct"] - t["low_pct"]) / 2
+            assert t["half_width_pct"] == pytest.approx(width)
+            assert t["resolved"] == (width <= 1.5)
+
+
+def test_the_study_files_power_target_decides_what_is_resolved(tmp_path: Path):
+    """The manifest keeps the study file; its [power] targets are what the summary holds the
+    half-widths against (per term where term_target_pct names one)."""
+    study = write_study(tmp_path / "study", default_conditions())
+    manifest = json.loads((study / "study.json").read_text())
+    power = {"target_pct": 0.001, "term_target_pct": {"composition": 99.0}}
+    manifest["study"] = {"power": power}
+    (study / "study.json").write_text(json.dumps(manifest))
+    answer = json.loads(run_cli("summary", str(study), "--json", "--n-boot", "200").stdout)
+    assert answer["power"]["given"] is True
+    for t in (t for row in answer["streams"] for t in row["terms"]):
+        if t["status"] in ("finding", "inside the noise"):
+            assert t["resolved"] is (t["part"] == "composition"), t

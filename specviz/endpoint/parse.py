@@ -1,5 +1,5 @@
 """Reading a chat-completions server's answers: SSE lines, usage, and per-request speculative
-figures in vLLM's and SGLang's shapes.
+figures in vLLM's, SGLang's and llama.cpp's shapes.
 
 vLLM (PR #48915, ``--per-request-spec-decode-metrics summary|detailed``): the response's top-level
 ``metrics.speculative_decoding`` object (:mod:`specviz.serve.metrics`), in a stream in the final
@@ -8,7 +8,11 @@ string-keyed histogram, read too. SGLang (PRs #11144, #18332): ``spec_accept_rat
 drafted), ``spec_accept_length`` (tokens per verify step), ``spec_verify_ct`` (verify steps),
 ``spec_accept_histogram`` (steps by accepted drafts; newer builds: ``spec_correct_drafts_histogram``,
 ``spec_num_correct_drafts``, ``spec_num_proposed_drafts``), found at the root, in ``meta_info``,
-in ``sglext`` or in ``usage``.
+in ``sglext`` or in ``usage``. llama.cpp's ``llama-server``: the response's (in a stream: the
+final chunk's) ``timings`` object (``prompt_n``, ``prompt_ms``, ``predicted_n``,
+``predicted_ms``, ...), which adds ``draft_n`` (tokens drafted) and ``draft_n_accepted``
+(drafts accepted) when the request drafted at least one token; it gives neither the number of
+spec steps nor a histogram (:func:`_llamacpp`).
 """
 
 from __future__ import annotations
@@ -27,18 +31,21 @@ class ProtocolError(SpecvizError):
 
 @dataclass(frozen=True)
 class ServerSpec:
-    """One request's speculative figures as a server reported them (``source``: vllm | sglang).
+    """One request's speculative figures as a server reported them (``source``: vllm | sglang
+    | llama.cpp).
 
     ``drafted`` is None when the server gives neither the count nor a rate it can be derived
-    from; the per-step lists only come with vLLM's ``detailed`` level.
+    from; the per-step lists only come with vLLM's ``detailed`` level. ``steps`` (spec steps)
+    and ``spec_tokens`` (the longest draft) are None when the server does not report them
+    (llama.cpp), and ``histogram`` is then empty.
     """
 
     source: str
     histogram: tuple[int, ...]
-    steps: int
+    steps: int | None
     accepted: int
     drafted: int | None
-    spec_tokens: int
+    spec_tokens: int | None
     per_step_accepted: tuple[int, ...] | None = None
     per_step_drafted: tuple[int, ...] | None = None
 
@@ -51,13 +58,20 @@ class ServerSpec:
         return ServerSpec(
             self.source,
             hist,
-            self.steps + other.steps,
+            _add(self.steps, other.steps),
             self.accepted + other.accepted,
-            None if self.drafted is None or other.drafted is None else self.drafted + other.drafted,
-            max(self.spec_tokens, other.spec_tokens),
+            _add(self.drafted, other.drafted),
+            None
+            if self.spec_tokens is None or other.spec_tokens is None
+            else max(self.spec_tokens, other.spec_tokens),
             (self.per_step_accepted or ()) + (other.per_step_accepted or ()) if both else None,
             (self.per_step_drafted or ()) + (other.per_step_drafted or ()) if both else None,
         )
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    """The sum of two counts, unknown (None) when either is."""
+    return None if a is None or b is None else a + b
 
 
 def sse_data(line: str) -> str | None:
@@ -153,6 +167,27 @@ def _sglang(block: dict[str, Any]) -> ServerSpec:
     )
 
 
+LLAMACPP_MARK = "predicted_n"  # a key every llama-server ``timings`` object carries
+
+
+def _llamacpp(timings: dict[str, Any]) -> ServerSpec:
+    """llama.cpp's ``timings``: ``draft_n`` -> drafted, ``draft_n_accepted`` -> accepted.
+
+    ``llama-server`` (server-common.cpp, ``server_slot_stats::to_json``) writes the two keys only
+    when the request drafted at least one token, so a ``timings`` object without them is a
+    request that drafted nothing: zero, not unknown. It counts its verification steps
+    (``n_draft_verif_steps``) but does not put them in a response (only server-wide, in the
+    Prometheus counter ``llamacpp:spec_decode_num_drafts_total`` of ``--metrics``), so
+    ``steps``, the histogram and the longest draft are unknown.
+    """
+    what = "llama.cpp timings"
+    drafted = _int(timings, "draft_n", what) or 0
+    accepted = _int(timings, "draft_n_accepted", what) or 0
+    if accepted > drafted:
+        raise ProtocolError(f"{what}: draft_n_accepted {accepted} is more than draft_n {drafted}")
+    return ServerSpec("llama.cpp", (), None, accepted, drafted, None)
+
+
 def server_spec(obj: dict[str, Any]) -> ServerSpec | None:
     """The speculative figures in one response object or stream chunk, or None when it has
     none. Raises ProtocolError for figures of the wrong shape."""
@@ -165,6 +200,9 @@ def server_spec(obj: dict[str, Any]) -> ServerSpec | None:
     for block in (obj, obj.get("meta_info"), obj.get("sglext"), obj.get("usage")):
         if isinstance(block, dict) and any(k in block for k in SGLANG_KEYS):
             return _sglang(block)
+    timings = obj.get("timings")
+    if isinstance(timings, dict) and LLAMACPP_MARK in timings:
+        return _llamacpp(timings)
     return None
 
 

@@ -21,7 +21,7 @@ What lands where:
   for every spec step, its drafted positions (accepted, verified as verification would have) and
   the target's row; token ids, probabilities and timings are null. Without them it has no rows.
 - ``server.parquet`` (this module): per request the server's figures as reported
-  (``metrics_source`` vllm | sglang | null when the server gives none, the acceptance
+  (``metrics_source`` vllm | sglang | llama.cpp | null when the server gives none, the acceptance
   histogram, steps, counts), each turn's time to first token and inter-chunk gaps, and the
   errors of attempts that were retried.
 - ``run.json``: ``measured_by: "server"`` (part of the run's identity) and ``endpoint`` (URL,
@@ -229,7 +229,8 @@ class _Totals:
 
 
 def _sources(out_dir: Path) -> str | None:
-    """What the server reported over the whole run: vllm, sglang, or None (no figures)."""
+    """What the server reported over the whole run: vllm, sglang, llama.cpp, or None (no
+    figures)."""
     sources = read_server_table(out_dir)["metrics_source"].drop_nulls().unique().to_list()
     return ",".join(sorted(sources)) or None
 
@@ -332,13 +333,17 @@ async def _converse(
 def turn_rounds(turn: TurnResult) -> int | None:
     """Forward passes of one turn, derived from the server's counts: 1 prefill, every spec step,
     and one step for each completion token no spec step accounts for (a spec step adds its
-    accepted drafts + 1). Without speculative figures: one pass per token when the server does
-    not speculate, else unknown (None)."""
+    accepted drafts + 1). Without the number of spec steps (llama.cpp) the same count is
+    tokens - accepted (every decode pass adds its accepted drafts + 1, the prefill one token).
+    Without speculative figures: one pass per token when the server does not speculate, else
+    unknown (None)."""
     tokens = turn.usage.completion_tokens if turn.usage else None
     if tokens is None:
         return None
     if turn.spec is None:
         return tokens
+    if turn.spec.steps is None:
+        return max(1, tokens - turn.spec.accepted)
     return 1 + turn.spec.steps + max(0, tokens - 1 - turn.spec.steps - turn.spec.accepted)
 
 
@@ -402,7 +407,8 @@ def conversation_rows(
         "request_id": shared["request_id"],
         "request_index": shared["request_index"],
         "metrics_source": spec.source if spec else None,
-        "acceptance_histogram": list(spec.histogram) if spec else None,
+        # no histogram reported (llama.cpp): null, not an empty one
+        "acceptance_histogram": list(spec.histogram) if spec and spec.histogram else None,
         "num_spec_steps": spec.steps if spec else None,
         "num_accepted_draft_tokens": spec.accepted if spec else None,
         "num_draft_tokens": spec.drafted if spec else None,

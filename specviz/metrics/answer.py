@@ -16,7 +16,11 @@ share (:mod:`specviz.metrics.remedies`).
 - :func:`wall_load`: whether a stream's wall clock was taken under changing load, and
   :func:`changing_load`: for how many streams, and how far load alone moves them;
 - :func:`mix_tasks`: each task's share part of the composition term, largest first;
-- :func:`stream_figures`: a stream's total and multitask extra time on both clocks.
+- :func:`stream_figures`: a stream's total and multitask extra time on both clocks;
+- :class:`Regime`: the dtype and verify-cost curve (T(k+1)/T(1) at the study's k) the modelled
+  answer holds for, and :func:`regime_shift`: how two studies' regimes differ;
+- :func:`resolved`: whether a term's 95% half-width reaches the study's target
+  (``[power] target_pct``).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from specviz.cost import CostModel
 from specviz.metrics.degradation import MULTITASK_TERMS, ThinTask, thin_tasks_of_term
 
 FINDING, ZERO, NOISE, UNMEASURED, NOT_ESTIMABLE = (
@@ -62,6 +67,23 @@ class Term:
     detectable_pct: float | None = None
     thin_tasks: tuple[ThinTask, ...] = ()
     controlled: bool = False
+
+    @property
+    def half_width_pct(self) -> float | None:
+        """The 95% interval's half-width (0 for a term zero by construction; None without an
+        interval: not measured, or not estimable)."""
+        if self.status == ZERO:
+            return 0.0
+        if self.status in (UNMEASURED, NOT_ESTIMABLE) or None in (self.low_pct, self.high_pct):
+            return None
+        return (self.high_pct - self.low_pct) / 2  # type: ignore[operator]
+
+
+def resolved(term: Term, target_pct: float) -> bool | None:
+    """Whether ``term`` is resolved at ``target_pct``: its 95% half-width is at most the target
+    (a term zero by construction is; None for a term without an interval)."""
+    width = term.half_width_pct
+    return None if width is None else width <= target_pct
 
 
 def classify_term(row: Mapping[str, Any], part: str) -> Term:
@@ -225,3 +247,57 @@ def stream_figures(modelled: Mapping[str, Any], wall: Mapping[str, Any]) -> Stre
         ),
         every_task_best_k=tuple(sorted(set(best_k_values(modelled["best_k"])))),
     )
+
+
+@dataclass(frozen=True)
+class Regime:
+    """What a modelled answer holds for, per target: the ``dtypes`` its runs decoded in (from
+    run.json; empty when not recorded) and why (``dtype_reason``), the ``device`` (and
+    ``gpu``), and the verify-cost curve at the study's k values, ``verify_ratios``: (k,
+    T(k+1)/T(1)) from the cost curve calibrated over the study's rounds. The best k and every
+    term that prices k (tuning, k mismatch) follow that curve: a bf16 CPU with T(6)/T(1) = 1.16
+    and a float32 one with 1.45 can rightly give different answers."""
+
+    target: str
+    dtypes: tuple[str, ...]
+    dtype_reason: str
+    device: str
+    gpu: str
+    verify_ratios: tuple[tuple[int, float], ...]
+
+
+def verify_ratios(model: CostModel, ks: Sequence[int]) -> tuple[tuple[int, float], ...]:
+    """(k, T(k+1)/T(1)) for each distinct k >= 1 of ``ks`` (empty when T(1) is 0)."""
+    base = model.verify(1)
+    if base <= 0:
+        return ()
+    return tuple((k, model.verify(k + 1) / base) for k in sorted(set(ks)) if k >= 1)
+
+
+@dataclass(frozen=True)
+class RegimeShift:
+    """How two studies' regimes differ for one target: the dtypes of each side (None when
+    they agree) and, at each k both ran, the two verify ratios where they differ by more than
+    :data:`RATIO_TOLERANCE`."""
+
+    target: str
+    dtypes: tuple[tuple[str, ...], tuple[str, ...]] | None
+    ratios: tuple[tuple[int, float, float], ...]
+
+    @property
+    def moved(self) -> bool:
+        return self.dtypes is not None or bool(self.ratios)
+
+
+#: two verify ratios closer than this are the same curve (a calibration's own spread)
+RATIO_TOLERANCE = 0.02
+
+
+def regime_shift(a: Regime, b: Regime) -> RegimeShift:
+    """:class:`RegimeShift` from side A's regime to side B's (same target, or the only one)."""
+    dtypes = None if a.dtypes == b.dtypes else (a.dtypes, b.dtypes)
+    rb = dict(b.verify_ratios)
+    ratios = tuple(
+        (k, ra, rb[k]) for k, ra in a.verify_ratios if k in rb and abs(rb[k] - ra) > RATIO_TOLERANCE
+    )
+    return RegimeShift(a.target, dtypes, ratios)

@@ -701,6 +701,29 @@ def degradation(
     return pl.DataFrame(rows, schema=_table_schema(multi), orient="row")
 
 
+def request_parts(requests: Frame, seconds: str = "wall_s") -> pl.DataFrame:
+    """The per-request figures :func:`degradation` sums and resamples, one row per multitask
+    request (the power plan, :mod:`specviz.metrics.power`, reads their spread): the stream's
+    configuration and mixture, run_id, request_index, category, prompt_id, ``n`` (new tokens),
+    ``t_m``, ``t_s``, ``t_s_best``, ``t_s_single`` (module docstring) and ``rate``, the stream's
+    single-task reference seconds per token (T_ref = N * rate). ``seconds`` as in
+    :func:`degradation`."""
+    multi, single = _per_request(requests, seconds)
+    rates = []
+    for key, frame in multi.partition_by(list(_STREAM_GROUP), as_dict=True).items():
+        config = dict(zip(_STREAM_GROUP, key, strict=True))
+        best = dict(frame.select("category", "k_best").unique().iter_rows())
+        rates.append(pl.DataFrame([{**config, "rate": _reference_rate(single, config, best)}]))
+    columns = [*_STREAM_GROUP, "run_id", "request_index", "category", "prompt_id", "n", "t_m",
+               "t_s", "t_s_best", "t_s_single"]  # fmt: skip
+    if not rates:
+        return multi.select(columns).with_columns(pl.lit(None, pl.Float64).alias("rate"))
+    table = pl.concat(rates, how="vertical_relaxed").cast(
+        {c: multi.schema[c] for c in _STREAM_GROUP}
+    )
+    return multi.select(columns).join(table, on=list(_STREAM_GROUP), nulls_equal=True)
+
+
 def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     """:func:`degradation`'s parts in long form, one row per stream and part (for charts).
 

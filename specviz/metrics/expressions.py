@@ -168,6 +168,19 @@ def tokens_per_s() -> pl.Expr:
     return ratio(emitted_tokens(), round_seconds())
 
 
+def request_tokens_per_s() -> pl.Expr:
+    """A request's own throughput = ``new_tokens / wall_s`` (request-table columns; Spec-Bench's
+    per-request "tokens per second"; wall clock, overhead included)."""
+    return ratio(pl.col("new_tokens"), pl.col("wall_s"))
+
+
+def spec_step_acceptance_length(accepted: pl.Expr, spec_steps: pl.Expr) -> pl.Expr:
+    """vLLM's mean acceptance length from a server's counts = 1 + accepted draft tokens / spec
+    steps (the bonus or correction token included, as :func:`mean_accepted_length`); null
+    where no spec step was counted."""
+    return 1 + ratio(accepted, spec_steps)
+
+
 def decode_seconds_per_token() -> pl.Expr:
     """Decode cost per token = (draft + verify seconds of verify rounds) / their emitted tokens."""
     return ratio(draft_seconds() + verify_seconds(), verify_emitted_tokens())

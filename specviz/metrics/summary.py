@@ -222,7 +222,7 @@ def request_summary(requests: Frame, by: str | Sequence[str] = ()) -> pl.DataFra
         pl.col("new_tokens").cast(pl.Int64).sum().alias("tokens"),
         wall.alias("wall_s"),
         ex.ratio(pl.col("new_tokens").sum(), wall).alias("tokens_per_s"),
-        ex.ratio(pl.col("new_tokens"), pl.col("wall_s")).mean().alias("request_tokens_per_s"),
+        ex.request_tokens_per_s().mean().alias("request_tokens_per_s"),
         ex.ratio(pl.col("accepted").sum(), pl.col("drafted").sum()).alias("acceptance_rate"),
         ex.ratio(
             pl.col("new_tokens").cast(pl.Int64).sum() - turns,

@@ -87,13 +87,16 @@ from specviz.metrics.answer import (
     NOT_ESTIMABLE,
     UNMEASURED,
     ZERO,
+    Regime,
     Term,
     WallLoad,
     changing_load,
     classify_term,
     mix_tasks,
+    resolved,
     share_pct,
     stream_figures,
+    verify_ratios,
     wall_load,
 )
 from specviz.metrics.bootstrap import MIN_TASK_REQUESTS
@@ -116,8 +119,10 @@ from specviz.metrics.remedies import (
 )
 from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
+from specviz.report.distributions import distributions_answer
 from specviz.report.tables import decomposable, stream_labels
 from specviz.runlog import read_run_meta
+from specviz.study.spec import PowerSpec, StudyError, power_spec
 
 # each term as a word of a sentence ("k mismatch adds 12%"): the sentence says what it measures,
 # so these are the bare names; a chart's labels carry the meaning too (degradation.TERM_LABELS)
@@ -422,8 +427,16 @@ def headline(streams: list[dict[str, Any]]) -> dict[str, Any]:
             f"No multitask term is established for any method. {row['method']} on "
             f"{row['mixture']}: {_total_text(row)}"
         )
+    short = (
+        finding
+        if found.term is not None
+        else f"No multitask term is established for any method; the largest multitask extra "
+        f"time: {row['method']} on {row['mixture']}, {_fmt(row['multitask_pct'])} of single-task "
+        "time, modelled."
+    )
     return {
         "text": text,
+        "short": short,
         "status": found.status,
         "method": row["method"],
         "mixture": row["mixture"],
@@ -703,6 +716,120 @@ def _runs(priced: pl.DataFrame) -> list[dict[str, Any]]:
     return table.to_dicts()
 
 
+def study_power(manifest: Mapping[str, Any] | None) -> PowerSpec:
+    """The ``[power]`` targets of the study file the manifest recorded (the defaults for a run
+    directory, a study without ``[power]``, or one whose table no longer parses)."""
+    raw = (manifest or {}).get("study")
+    if not isinstance(raw, Mapping):
+        return PowerSpec()
+    try:
+        return power_spec(raw, "study.json")
+    except StudyError:
+        return PowerSpec()
+
+
+def power_dict(power: PowerSpec) -> dict[str, Any]:
+    """The answer's ``power`` entry: the targets its terms are resolved at."""
+    return {
+        "target_pct": power.target_pct,
+        "term_target_pct": dict(power.term_target_pct),
+        "given": power.given,
+    }
+
+
+def add_resolution(streams: list[dict[str, Any]], power: PowerSpec) -> None:
+    """Give every term entry its 95% ``half_width_pct``, its ``target_pct`` and whether it is
+    ``resolved`` there (:func:`specviz.metrics.answer.resolved`; None without an interval)."""
+    for row in streams:
+        for entry in row["terms"]:
+            term, target = term_of(entry), power.target(entry["part"])
+            entry |= {
+                "half_width_pct": term.half_width_pct,
+                "target_pct": target,
+                "resolved": resolved(term, target),
+            }
+
+
+def _run_target(meta: Mapping[str, Any]) -> str | None:
+    return meta.get("config", {}).get("target", {}).get("name")
+
+
+def study_regimes(
+    run_dirs: Sequence[Path], models: Mapping[str, CostModel], priced: pl.DataFrame
+) -> list[Regime]:
+    """The :class:`~specviz.metrics.answer.Regime` of each target: the dtypes, reason and
+    device its runs recorded in run.json (``models.target``), and T(k+1)/T(1) of its calibrated
+    cost curve at the k values its drafted requests ran (an adaptive policy's initial k)."""
+    metas = [read_run_meta(d) for d in run_dirs]
+    out = []
+    for target, model in sorted(models.items()):
+        loaded = [m.get("models", {}).get("target", {}) for m in metas if _run_target(m) == target]
+        recorded = [x for x in loaded if x.get("dtype")]
+        gpus = [m.get("hardware", {}).get("gpu") for m in metas if _run_target(m) == target]
+        drafted = priced.filter((pl.col("target") == target) & (pl.col("drafter") != BASELINE))
+        out.append(
+            Regime(
+                target=target,
+                dtypes=tuple(sorted({x["dtype"] for x in recorded})),
+                dtype_reason=recorded[0].get("dtype_reason", "") if recorded else "",
+                device=recorded[0].get("device", "") if recorded else "",
+                gpu=next((g for g in gpus if g), ""),
+                verify_ratios=verify_ratios(model, drafted["k"].unique().to_list()),
+            )
+        )
+    return out
+
+
+def regime_dict(regime: Regime) -> dict[str, Any]:
+    """The answer's entry for one :class:`~specviz.metrics.answer.Regime`."""
+    entry = asdict(regime) | {"dtypes": list(regime.dtypes)}
+    entry["verify_ratios"] = [{"k": k, "ratio": r} for k, r in regime.verify_ratios]
+    return entry
+
+
+def regime_of(entry: Mapping[str, Any]) -> Regime:
+    """The :class:`~specviz.metrics.answer.Regime` a regime entry (:func:`regime_dict`) was
+    written from."""
+    return Regime(
+        target=entry["target"],
+        dtypes=tuple(entry["dtypes"]),
+        dtype_reason=entry["dtype_reason"],
+        device=entry["device"],
+        gpu=entry["gpu"],
+        verify_ratios=tuple((r["k"], r["ratio"]) for r in entry["verify_ratios"]),
+    )
+
+
+def ratios_text(regime: Regime) -> str:
+    """``T(3)/T(1) = 1.05, T(6)/T(1) = 1.16`` (``no drafted k`` when none ran)."""
+    if not regime.verify_ratios:
+        return "no drafted k"
+    return ", ".join(f"T({k + 1})/T(1) = {r:.2f}" for k, r in regime.verify_ratios)
+
+
+def dtype_text(regime: Regime) -> str:
+    """``bfloat16 (auto: the CPU has native bf16 (avx512_bf16)) on cpu``, or why it is unknown."""
+    if not regime.dtypes:
+        return "dtype not recorded"
+    dtypes = " and ".join(regime.dtypes) + (" (runs differ)" if len(regime.dtypes) > 1 else "")
+    reason = f" ({regime.dtype_reason})" if regime.dtype_reason else ""
+    where = f" on {regime.gpu or regime.device}" if regime.gpu or regime.device else ""
+    return f"{dtypes}{reason}{where}"
+
+
+def regime_text(regimes: Sequence[Regime]) -> str:
+    """One sentence: the dtype and the verify-cost curve each target's modelled figures hold
+    for (every modelled figure is priced with that curve; another dtype or machine has
+    another curve, and the best k and the terms that price k follow it)."""
+    if not regimes:
+        return "Regime: no calibrated cost curve (no unbatched rounds)."
+    parts = [f"{r.target}, {dtype_text(r)}, verify cost {ratios_text(r)}" for r in regimes]
+    return (
+        f"Regime: {'; '.join(parts)} (calibrated on this study's rounds): the modelled "
+        "answer holds for this dtype and cost curve."
+    )
+
+
 def _unbatched(data: StudyData) -> bool:
     if "batch_size" not in data.requests.columns:
         return True
@@ -729,6 +856,8 @@ def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
                 "cover unbatched runs (batched runs are compared in the batching section).",
                 "status": None,
             },
+            "regime": {"targets": [], "text": regime_text([])},
+            "power": power_dict(study_power(data.manifest)),
             "tuning": [],
             "load": [],
             "configurations": [],
@@ -745,6 +874,9 @@ def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
     add_memory_terms(priced, streams, partitions, n_boot)
     modelled_s = float(priced["modelled_s"].sum())
     wall_s = float(priced["wall_s"].sum())
+    power = study_power(data.manifest)
+    add_resolution(streams, power)
+    regimes = study_regimes(data.run_dirs, models, priced)
     return {
         "source": str(data.source),
         "runs": len(data.run_dirs),
@@ -758,6 +890,8 @@ def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
             "modelled_over_wall": modelled_s / wall_s if wall_s else None,
         },
         "headline": headline(streams),
+        "regime": {"targets": [regime_dict(r) for r in regimes], "text": regime_text(regimes)},
+        "power": power_dict(power),
         "tuning": tuning_lines(streams),
         "load": load_lines(streams),
         "load_summary": load_summary(streams),
@@ -767,6 +901,7 @@ def study_answer(data: StudyData, n_boot: int = N_BOOT) -> dict[str, Any]:
         ],
         "configurations": best_configurations(priced, streams),
         "speedups": _speedups(priced, n_boot),
+        "distributions": distributions_answer(data),
         "runs_table": _runs(priced),
         "remedies": remedy_answer(
             priced,

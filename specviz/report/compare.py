@@ -2,7 +2,7 @@
 
 Researchers compare configurations (float32 vs bf16, two models, two workloads, in-process vs
 served) more often than they read one. For each study this computes what a single report's
-first screen shows (:func:`specviz.report.answer.study_answer`, acceptance per category and
+first screen shows (the regime too: dtype and verify-cost curve, and how the two differ) (:func:`specviz.report.answer.study_answer`, acceptance per category and
 stream), then draws both on shared axes: the decomposition of every multitask stream's extra
 time (modelled, wall-clock total as the check), acceptance per category single-task vs
 multitask, and the speedup over the baseline. Rows are matched by method and mixture (the
@@ -24,10 +24,11 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from specviz.config import N_BOOT
+from specviz.metrics.answer import RegimeShift, regime_shift
 from specviz.metrics.compare import difference
 from specviz.outdir import check_out_file
 from specviz.plots.compare import compared_bars
-from specviz.report.answer import study_answer
+from specviz.report.answer import regime_of, study_answer
 from specviz.report.data import StudyData, load_runs
 from specviz.report.errors import ReportError
 from specviz.report.export import notebook_to_html
@@ -40,6 +41,7 @@ from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.runlog import RunDirError, refuse_unfinished
 
 DIFFERENCE_COLUMNS = ("what", "quantity", "a", "b", "difference", "low", "high")
+DECOMPOSITION_QUANTITY = "extra time, % of single-task time (modelled)"
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,69 @@ def _headlines(a: ComparedStudy, b: ComparedStudy) -> str:
     return text_element("h2", "How do the two studies differ?") + element("ul", items)
 
 
+def shift_sentence(shift: RegimeShift, labels: tuple[str, str]) -> str:
+    """How the two sides' regimes differ for one target, and what follows from it."""
+    if not shift.moved:
+        return (
+            f"{shift.target}: both studies hold for the same regime (dtype and verify-cost curve "
+            "alike): a term that moved did not move with the regime."
+        )
+    changes = []
+    if shift.dtypes is not None:
+        a, b = (" and ".join(d) or "not recorded" for d in shift.dtypes)
+        changes.append(f"dtype {a} -> {b}")
+    changes += [f"T({k + 1})/T(1) {ra:.2f} -> {rb:.2f}" for k, ra, rb in shift.ratios]
+    return (
+        f"{shift.target}, {labels[0]} -> {labels[1]}: {'; '.join(changes)}. The best k and the "
+        "terms that price k (tuning, k mismatch, the drafter's speedup) follow the verify-cost "
+        "curve; composition follows each task's cost per token, which the dtype moves too."
+    )
+
+
+def regime_shifts(a: ComparedStudy, b: ComparedStudy) -> list[RegimeShift]:
+    """The regime shift of each target both studies ran (of their only targets when each ran
+    one, whatever its name: that can be what is compared)."""
+    ra = [regime_of(r) for r in a.answer.get("regime", {}).get("targets", [])]
+    rb = {r["target"]: regime_of(r) for r in b.answer.get("regime", {}).get("targets", [])}
+    if len(ra) == 1 and len(rb) == 1:
+        return [regime_shift(ra[0], next(iter(rb.values())))]
+    return [regime_shift(r, rb[r.target]) for r in ra if r.target in rb]
+
+
+def moved_terms(table_: pl.DataFrame) -> list[str]:
+    """Each decomposition figure whose B - A interval excludes zero: what moved."""
+    moved = table_.filter(
+        (pl.col("quantity") == DECOMPOSITION_QUANTITY)
+        & ((pl.col("low") > 0) | (pl.col("high") < 0))
+    ).sort("what")
+    return [
+        f"{r['what']}: {r['a']:+.1f}% -> {r['b']:+.1f}% (B - A {r['difference']:+.1f} points, "
+        f"95% CI {r['low']:+.1f} to {r['high']:+.1f})"
+        for r in moved.iter_rows(named=True)
+    ]
+
+
+def regime_html(a: ComparedStudy, b: ComparedStudy, table_: pl.DataFrame) -> str:
+    """Which regime each side's modelled answer holds for, how they differ, and which terms
+    moved between them."""
+    sides = [
+        element("li", element("strong", esc(s.label)) + esc(": " + s.answer["regime"]["text"]))
+        for s in (a, b)
+        if s.answer.get("regime")
+    ]
+    shifts = [shift_sentence(s, (a.label, b.label)) for s in regime_shifts(a, b)]
+    moved = moved_terms(table_)
+    out = text_element("h3", "Regimes, and which terms moved")
+    out += element("ul", "".join(sides)) + "".join(text_element("p", t) for t in shifts)
+    if moved:
+        out += text_element("p", "Moved (B - A interval excludes 0):")
+        out += element("ul", "".join(text_element("li", m) for m in moved))
+    else:
+        out += text_element("p", "No term of the decomposition moved (every B - A interval "
+                                 "holds 0).")  # fmt: skip
+    return out
+
+
 def _fmt(value: float | None) -> str:
     return "" if value is None else f"{value:+.3g}" if abs(value) < 1e4 else f"{value:+.0f}"
 
@@ -192,7 +257,7 @@ def comparison_notebook(a: ComparedStudy, b: ComparedStudy) -> nbformat.Notebook
     speedups = [speedup_rows(s) for s in (a, b)]
     diffs = pl.concat(
         [
-            differences(*decomposition, "extra time, % of single-task time (modelled)"),
+            differences(*decomposition, DECOMPOSITION_QUANTITY),
             differences(*speedups, "speedup over the baseline (modelled)"),
             differences(*acceptance, "acceptance rate"),
         ]
@@ -201,6 +266,7 @@ def comparison_notebook(a: ComparedStudy, b: ComparedStudy) -> nbformat.Notebook
     title = nbformat.v4.new_markdown_cell(f"# specviz comparison: {esc(a.label)} vs {esc(b.label)}")
     title["id"] = "title"
     cells = [title, _html_cell(_headlines(a, b), "headlines")]
+    cells.append(_html_cell(regime_html(a, b, diffs), "regimes"))
     both = pl.concat(decomposition)
     if both.height:
         chart = compared_bars(

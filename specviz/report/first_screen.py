@@ -1,4 +1,5 @@
-"""What the report shows first: the finding in one sentence, its decomposition, its acceptance.
+"""What the report shows first: the finding in one sentence, the regime it holds for (dtype and
+verify-cost curve, :func:`specviz.report.answer.regime_text`), its decomposition, its acceptance.
 
 Built from :func:`specviz.report.answer.study_answer`'s result (the headline rules live there);
 this module only reshapes it: the decomposition as a long table of modelled terms for
@@ -89,7 +90,9 @@ def answer_html(answer: dict[str, Any] | None) -> Html:
         "multitask mixtures run with the same method."
     )
     body = text_element("h2", QUESTION) + element("p", element("strong", esc(text)))
-    if answer is not None:  # tuning losses and wall-clock load warnings, as the summary has them
+    if answer is not None:  # the regime, tuning losses and wall-clock load warnings
+        regime = answer.get("regime", {}).get("text")
+        body += text_element("p", regime, class_="specviz-note specviz-regime") if regime else ""
         body += "".join(
             text_element("p", line, class_="specviz-note") for line in lead_lines(answer)
         )

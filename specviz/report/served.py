@@ -64,7 +64,8 @@ class ServedData:
 
     @property
     def metrics_sources(self) -> tuple[str, ...]:
-        """Which servers' figures the runs hold (``vllm``, ``sglang``); empty: none gave any."""
+        """Which servers' figures the runs hold (``vllm``, ``sglang``, ``llama.cpp``); empty:
+        none gave any."""
         return tuple(sorted(self.requests["metrics_source"].drop_nulls().unique().to_list()))
 
 
@@ -105,13 +106,15 @@ def served_rows(data: ServedData) -> pl.DataFrame:
 def headline(data: ServedData) -> dict[str, Any]:
     """The served finding: per drafted method, the multitask stream's mean acceptance length
     and tokens per second against its single-task streams (pooled over requests), the method
-    whose acceptance moves most first. ``text`` says it in one sentence."""
+    whose acceptance moves most first. ``text`` says it in one sentence; for a server that
+    reports no spec steps (llama.cpp) it says the acceptance rate's move instead."""
     drafted = data.requests.filter(pl.col("drafter") != BASELINE)
     rows = summary_rows(drafted, ("method", "stream"))
     single = rows.filter(pl.col("stream") == "single-task")
     multi = rows.filter(pl.col("stream") == "multitask")
     pairs = multi.join(single, on="method", suffix="_single").with_columns(
-        (pl.col("mean_acceptance_length") - pl.col("mean_acceptance_length_single")).alias("shift")
+        (pl.col("mean_acceptance_length") - pl.col("mean_acceptance_length_single")).alias("shift"),
+        (pl.col("acceptance_rate") - pl.col("acceptance_rate_single")).alias("rate_shift"),
     )
     if pairs.height == 0:
         return {
@@ -119,13 +122,20 @@ def headline(data: ServedData) -> dict[str, Any]:
             "multitask mixtures sent with the same method.",
             "pairs": [],
         }
-    pairs = pairs.sort("shift", nulls_last=True)
+    pairs = pairs.sort("shift", "rate_shift", nulls_last=True)
     top = pairs.row(0, named=True)
     speed = (
         f"tokens per second on the client's clock {top['tokens_per_s']:.1f} multitask vs "
         f"{top['tokens_per_s_single']:.1f} single-task"
     )
-    if top["shift"] is None:
+    if top["shift"] is None and top["rate_shift"] is not None:  # no spec steps (llama.cpp)
+        text = (
+            f"{top['method']}: acceptance rate {top['acceptance_rate']:.3f} in the multitask "
+            f"stream vs {top['acceptance_rate_single']:.3f} on the same tasks single-task "
+            f"({top['rate_shift']:+.3f}, from the server's counts; it reports no spec steps, "
+            f"so no mean acceptance length); {speed}."
+        )
+    elif top["shift"] is None:
         text = (
             f"{top['method']}: the server reported no speculative-decoding metrics, so only "
             f"timings compare: {speed}."
@@ -176,7 +186,8 @@ def per_position_note(data: ServedData) -> str | None:
     )
     return (
         f"Per-position acceptance is not shown: the server reported {given} (vLLM: start it "
-        "with --per-request-spec-decode-metrics detailed for per-step counts)."
+        "with --per-request-spec-decode-metrics detailed for per-step counts; llama.cpp "
+        "reports none)."
     )
 
 

@@ -9,8 +9,10 @@ Every piece of data text is escaped.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
+from specviz.metrics.answer import FINDING
 from specviz.metrics.degradation import TERMS
 from specviz.metrics.speedup import BASELINE
 from specviz.report.answer import LABELS, ZERO
@@ -377,3 +379,144 @@ def answer_text(answer: dict[str, Any]) -> str:
         f"{clock['modelled_over_wall']:.2f} of the wall clock."
     )
     return "\n".join(out)
+
+
+# -- the one-screen summary (``specviz summary``; ``--all`` prints answer_text) ---------------
+
+#: the default summary fits a terminal screen: at most this many lines of at most this many columns
+SCREEN_LINES, SCREEN_COLUMNS = 25, 100
+MAX_BEST_LINES = 4  # multitask mixtures named under "Best configuration"; the rest: --all
+# each term's short name in the one-screen table
+SHORT_TERMS = {"composition": "composition", "tuning": "tuning", "k_mismatch": "k mismatch",
+               "carry_over": "carry-over", "residual": "residual",
+               "drafter_memory": "drafter memory"}  # fmt: skip
+RESOLVED_TITLE = "Terms resolved at their target or established (95% CI excludes 0), modelled:"
+
+
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, SCREEN_COLUMNS, break_on_hyphens=False) or [""]
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(stream, term) of every drafted stream, terms zero by construction left out."""
+    return [
+        (r, t)
+        for r in answer["streams"]
+        if r["drafter"] != BASELINE
+        for t in r["terms"]
+        if t["status"] != ZERO
+    ]
+
+
+def _width_cell(term: dict[str, Any]) -> str:
+    width, target = term.get("half_width_pct"), term.get("target_pct")
+    if width is None or target is None:
+        return "no interval"
+    return f"±{width:.1f} {'<=' if width <= target else '>'} {target:g}"
+
+
+def resolved_rows(answer: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The one-screen table: every term of a drafted stream that is resolved at its target or
+    is a finding, findings first, each by its size."""
+    header = ["stream", "term", "modelled", "95% CI", "half-width"]
+    shown = [
+        (r, t) for r, t in _drafted_terms(answer) if t["status"] == FINDING or t.get("resolved")
+    ]
+    shown.sort(key=lambda rt: (rt[1]["status"] != FINDING, -abs(rt[1]["pct"] or 0.0)))
+    rows = [
+        [
+            _clip(f"{r['method']} · {r['mixture']}", 40),
+            SHORT_TERMS.get(t["part"], t["part"]),
+            pct(t["pct"]),
+            f"{pct(t['low_pct'])} to {pct(t['high_pct'])}",
+            _width_cell(t),
+        ]
+        for r, t in shown
+    ]
+    return header, rows
+
+
+def unresolved_line(answer: dict[str, Any]) -> str:
+    """One line naming the terms that are neither findings nor resolved at their target (the
+    widest first) and how many are zero by construction."""
+    open_ = [
+        (r, t)
+        for r, t in _drafted_terms(answer)
+        if t["status"] != FINDING and not t.get("resolved")
+    ]
+    zeros = sum(
+        t["status"] == ZERO for r in answer["streams"] if r["drafter"] != BASELINE
+        for t in r["terms"]
+    )  # fmt: skip
+    tail = f"; {zeros} zero by construction; --all prints every term."
+    if not open_:
+        return f"Unresolved: none{tail}"
+    open_.sort(key=lambda rt: -(rt[1].get("half_width_pct") or float("inf")))
+    names = [
+        f"{SHORT_TERMS.get(t['part'], t['part'])} of {r['method']} on {r['mixture']} "
+        + (f"±{t['half_width_pct']:.1f}%" if t.get("half_width_pct") is not None else "(no CI)")
+        for r, t in open_
+    ]
+    head = f"Unresolved ({len(open_)}, widest first): "
+    budget = 2 * SCREEN_COLUMNS - len(head) - len(tail) - 20
+    named: list[str] = []
+    for name in names:
+        if len(", ".join([*named, name])) > budget:
+            break
+        named.append(name)
+    more = f" and {len(names) - len(named)} more" if len(named) < len(names) else ""
+    return f"{head}{', '.join(named)}{more}{tail}"
+
+
+def best_lines(answer: dict[str, Any]) -> list[str]:
+    """Per multitask mixture: the best single static configuration for its traffic and the
+    per-task oracle (modelled), one line each."""
+    best: dict[str, dict[str, Any]] = {}
+    for c in answer.get("configurations", []):
+        if (
+            c["mixture"] not in best
+            or c["single_tokens_per_s"] > best[c["mixture"]]["single_tokens_per_s"]
+        ):
+            best[c["mixture"]] = c
+    lines = [
+        _clip(
+            f"{mixture}: {c['single']}, {c['single_tokens_per_s']:.1f} tok/s (per-task oracle "
+            f"{c['oracle_tokens_per_s']:.1f} tok/s)",
+            SCREEN_COLUMNS,
+        )
+        for mixture, c in sorted(best.items())
+    ]
+    if len(lines) > MAX_BEST_LINES:
+        hidden = len(lines) - MAX_BEST_LINES + 1
+        lines = [*lines[: MAX_BEST_LINES - 1], f"… and {hidden} more streams (--all)"]
+    return lines
+
+
+def screen_text(answer: dict[str, Any]) -> str:
+    """The summary on one screen (at most :data:`SCREEN_LINES` lines of :data:`SCREEN_COLUMNS`
+    columns): the headline, the regime it holds for, the resolved and established terms in one
+    table, the best configuration per multitask stream and one line on what is unresolved.
+    :func:`answer_text` (``--all``) prints every term and table."""
+    headline = answer["headline"].get("short") or answer["headline"]["text"]
+    top = [QUESTION, *_wrap(headline), *_wrap(answer.get("regime", {}).get("text", ""))]
+    if not answer["streams"]:
+        return "\n".join([*top, "--all prints every table."])
+    best = best_lines(answer)
+    title = (
+        "Best single configuration per multitask stream (modelled; --all: what to do per method):"
+    )
+    best_block = [title, *best] if best else []
+    bottom = [*best_block, *_wrap(unresolved_line(answer))]
+    header, rows = resolved_rows(answer)
+    room = max(2, SCREEN_LINES - len(top) - len(bottom) - 4)  # blank, title, header, rule
+    if len(rows) > room:
+        hidden = len(rows) - (room - 1)
+        rows = rows[: room - 1]
+        rows.append([f"… and {hidden} more (--all)", "", "", "", ""])
+    table_ = [RESOLVED_TITLE]
+    table_ += text_table(header, rows).splitlines() if rows else ["(none)"]
+    return "\n".join([*top, "", *table_, *bottom])

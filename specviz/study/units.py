@@ -136,12 +136,14 @@ def study_traffic(study: Study) -> tuple[Traffic, list[Mixture]] | None:
     spec = study.mixtures.traffic
     if spec is None:
         return None
-    from specviz.workloads.packaged import DATASETS, SHAREGPT, installed_version, sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
 
+    source = ShareGPTSource(Path(spec.path) if spec.path is not None else None)
     sampling = ShareGPTSampling(size=spec.size, seed=spec.seed, mode=spec.mode)
     try:
-        data, sample = sharegpt_workload(sampling, _token_counter(study))
-        version = installed_version(DATASETS[SHAREGPT])
+        source.file()  # a missing file is named before the tokenizer loads
+        data, sample = sharegpt_workload(sampling, _token_counter(study), source=source)
+        data_set = source.data_set()
     except ValueError as err:
         raise StudyError(f"{study.source_file}: mixtures.traffic: {err}") from err
     prompts = tuple(sample.prompts)
@@ -155,7 +157,7 @@ def study_traffic(study: Study) -> tuple[Traffic, list[Mixture]] | None:
             for c, n in counts.items()
         ]
     describe = {
-        "data_set": f"ShareGPT ({DATASETS[SHAREGPT].distribution}=={version})",
+        "data_set": data_set,
         "read": data.describe(),
         "sampling": sampling.describe(),
         "dropped": dict(sample.dropped),

