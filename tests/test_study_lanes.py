@@ -124,3 +124,38 @@ def test_two_workers_co_decoding_their_shares_write_the_same_rounds(
         assert frame.equals(laned[name]), name
     manifest = json.loads((tmp_path / "study.json").read_text())
     assert manifest["status"] == "complete"
+
+
+def test_an_interrupted_co_decoded_study_resumes_to_the_same_rounds(
+    prompts: Path,
+    tiny_model_dir: Path,
+    both: tuple[Study, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import specviz.codecode
+
+    real = specviz.codecode._finish
+    calls = {"n": 0}
+
+    class Interrupted(RuntimeError):
+        pass
+
+    def interrupt(*args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 7:  # lanes hold several runs mid-stream
+            raise Interrupted
+        real(*args)  # type: ignore[arg-type]
+
+    study = parse_study(study_data(prompts, tiny_model_dir, 3), "lanes.toml")
+    monkeypatch.setattr(specviz.codecode, "_finish", interrupt)
+    with pytest.raises(Interrupted):
+        run_study(study, tmp_path, progress=False)
+    monkeypatch.setattr(specviz.codecode, "_finish", real)
+    assert json.loads((tmp_path / "study.json").read_text())["units"]["partial"] > 0
+    assert run_study(study, tmp_path, resume=True, progress=False).complete
+    _, out_alone, _ = both
+    alone, resumed = rounds_by_run(out_alone), rounds_by_run(tmp_path)
+    assert sorted(alone) == sorted(resumed)
+    for name, frame in alone.items():
+        assert frame.equals(resumed[name]), name
