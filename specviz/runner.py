@@ -56,6 +56,7 @@ from specviz.recorder import (
 )
 from specviz.records import Drafted, Round, TurnEnd
 from specviz.replay import restore_memory, restore_policy
+from specviz.reuse import Reused, ReusingSession
 from specviz.run_summary import RunSummary
 from specviz.runlog import (
     Finished,
@@ -98,6 +99,7 @@ def run(
     models: ModelCache | None = None,
     progress: bool = True,
     record_events: bool = True,
+    reuse: Sequence[Reused] = (),
 ) -> RunSummary:
     """Decode ``requests`` under ``config`` (in batches when ``batch`` is given); write
     ``out_dir``; return totals.
@@ -106,7 +108,8 @@ def run(
     finished requests are skipped (each is recorded exactly once) and a persistent policy's
     state is replayed from the recorded rounds. ``record_events=False`` writes requests only
     (the benchmark uses it to measure what recording costs). Batched, ``RunSummary.wall_s`` is
-    the run's wall time, so ``tokens_per_s`` is the batch throughput.
+    the run's wall time, so ``tokens_per_s`` is the batch throughput. ``reuse``: requests copied
+    from finished runs instead of decoded (batch size 1 only, :mod:`specviz.reuse`).
     """
     if not requests:
         raise RunDirError("the workload is empty: nothing to run")
@@ -122,6 +125,8 @@ def run(
         session: Session
         if batch is None:
             session = SingleSession(config, target, models, record_events)
+            if reuse:
+                session = ReusingSession(session, reuse)
         else:
             session = BatchSession(config, batch, target, models, record_events)
         return _run_session(session, config, requests, out_dir, identity, target, models, progress)

@@ -57,6 +57,8 @@ def round_table(events: Frame, requests: Frame) -> pl.DataFrame:
     lazy = events_frame(events, ROUND_COLUMNS)
     if "batch_size" in lazy.collect_schema():
         lazy = lazy.filter(pl.col("batch_size").fill_null(1) == 1)
+    if "batch_rows" in lazy.collect_schema():  # co-decoded rounds verified beside others' rows
+        lazy = lazy.filter(pl.col("batch_rows").fill_null(1) == 1)
     reqs = requests_frame(requests, ["run_id", "request_id", "prompt_tokens"])
     if "turn_prompt_tokens" not in reqs.collect_schema():
         reqs = reqs.with_columns(pl.lit(None, dtype=pl.List(pl.Int32)).alias("turn_prompt_tokens"))

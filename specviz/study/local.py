@@ -20,15 +20,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from specviz.models import ModelCache
+from specviz.run_summary import RunSummary
 from specviz.runlog import PARTS_DIR
 from specviz.study.units import Unit
-from specviz.study.work import UnitResult, run_unit
+from specviz.study.work import UnitResult, load_models, run_unit
 from specviz.threads import apply_threads
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -140,5 +141,119 @@ def _run_workers(
                 bar.n = min(total, finished_requests + running)
                 bar.set_postfix_str(f"runs {len(units) - len(pending)}/{len(units)}", refresh=False)
                 bar.refresh()
+    finally:
+        bar.close()
+
+
+def lane_split(units: Sequence[Unit], alone_mixture: str) -> tuple[list[Unit], list[Unit]]:
+    """(units to co-decode, units to decode alone). Alone: the wall-clock subsample (every unit
+    of ``alone_mixture``: batch-size-1 timings for the wall clock and the cost curve), batched
+    units, copies (:mod:`specviz.study.reuse`) and self-drafters (:func:`specviz.codecode.
+    why_alone`)."""
+    from specviz.codecode import why_alone
+
+    def lanes_ok(u: Unit) -> bool:
+        mixture = u.requests[0].mixture if u.requests else ""
+        return (
+            u.batch is None and not u.reuse and mixture != alone_mixture and not why_alone(u.config)
+        )
+
+    return [u for u in units if lanes_ok(u)], [u for u in units if not lanes_ok(u)]
+
+
+def run_lanes(
+    units: Sequence[Unit],
+    out_dir: Path,
+    *,
+    lanes: int,
+    progress: bool = True,
+    on_done: Callable[[Unit, UnitResult], None],
+    models: ModelCache | None = None,
+) -> list[Unit]:
+    """Co-decode ``units`` ``lanes`` at a time in this process (one group per target, sampling
+    and token budget, :mod:`specviz.codecode`); return the units it could not (a target with
+    recurrent state), for :func:`run_local`."""
+    from specviz.codecode import LaneRun, co_decode, group_key, why_alone
+
+    cache = models or ModelCache()
+    by_dir = {Path(out_dir) / u.run_dir: u for u in units}
+
+    def done(run: LaneRun, s: RunSummary) -> None:
+        unit = by_dir[run.out_dir]
+        result = UnitResult(unit.id, s.requests_done, s.requests_skipped, s.new_tokens, s.wall_s)
+        on_done(unit, result)
+
+    groups: dict[tuple[str, ...], list[Unit]] = {}
+    for unit in units:
+        groups.setdefault(group_key(unit.config), []).append(unit)
+    left: list[Unit] = []
+    for group in groups.values():
+        for unit in group:
+            load_models(unit.config, cache)
+        if why_alone(group[0].config, cache.get(group[0].config.target)) is not None:
+            left += group
+            continue
+        runs = [LaneRun(u.config, u.requests, Path(out_dir) / u.run_dir) for u in group]
+        co_decode(runs, lanes, models=cache, progress=progress, on_done=done)
+    return left
+
+
+def _lane_share(units: list[Unit], out_dir: Path, lanes: int) -> list[tuple[str, UnitResult]]:
+    """A worker's share of the co-decoded units (then those that must decode alone)."""
+    from specviz.study.work import process_models
+
+    results: list[tuple[str, UnitResult]] = []
+    models = process_models()
+    left = run_lanes(
+        units,
+        out_dir,
+        lanes=lanes,
+        progress=False,
+        on_done=lambda u, r: results.append((u.id, r)),
+        models=models,
+    )
+    results += [(u.id, run_unit(u, out_dir, models=models)) for u in left]
+    return results
+
+
+def run_co_decoded(
+    units: Sequence[Unit],
+    out_dir: Path,
+    *,
+    lanes: int,
+    workers: int = 1,
+    progress: bool = True,
+    on_done: Callable[[Unit, UnitResult], None],
+    models: ModelCache | None = None,
+) -> None:
+    """Co-decode ``units`` ``lanes`` at a time: in this process, or with ``workers = N`` in N
+    worker processes, each co-decoding every N-th unit (one torch thread each, as workers run
+    units); ``on_done`` hears a worker's units when its share is done."""
+    if not units:
+        return
+    if workers <= 1 or len(units) <= 1:
+        apply_threads(1)
+        cache = models or ModelCache()
+        left = run_lanes(
+            units, out_dir, lanes=lanes, progress=progress, on_done=on_done, models=cache
+        )
+        run_local(left, out_dir, progress=progress, on_done=on_done, models=cache)
+        return
+    shares = [list(units[i::workers]) for i in range(min(workers, len(units)))]
+    by_id = {u.id: u for u in units}
+    bar = tqdm(total=len(units), desc="lanes", unit="run", disable=not progress, dynamic_ncols=True)
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(shares),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(os.getpid(), len(shares)),
+        ) as pool:
+            futures = [pool.submit(_lane_share, share, out_dir, lanes) for share in shares]
+            for future in as_completed(futures):
+                for unit_id, result in future.result():
+                    on_done(by_id[unit_id], result)
+                    bar.update()
     finally:
         bar.close()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from specviz.cost import CostModel, CostModelError
 from specviz.study.calibrate import COST_MODEL_FILE
+from specviz.study.reuse import ReuseSaving, reuse_saving, reuse_text
 from specviz.study.spec import PowerSpec, StudyError
 from specviz.study.units import Plan, Skipped, Unit
 
@@ -47,6 +48,7 @@ class StudyPlan:
     estimate_s: float | None  # None: no cost curve known
     estimate_source: str
     skipped: tuple[Skipped, ...]
+    reuse: ReuseSaving | None = None  # requests copied from an earlier decode (study.reuse)
 
     @property
     def large(self) -> bool:
@@ -79,7 +81,8 @@ def study_plan(plan: Plan, units: list[Unit] | tuple[Unit, ...], out: Path | Non
         estimate = sum(_budget(u) * models[u.config.target.name].verify(1) for u in units)
     source = f"{out / COST_MODEL_FILE}" if estimate is not None and out else ""
     requests = sum(len(u.requests) for u in units)
-    return StudyPlan(len(units), requests, budget, estimate, source, plan.skipped)
+    saving = reuse_saving(units, models)
+    return StudyPlan(len(units), requests, budget, estimate, source, plan.skipped, saving)
 
 
 def _duration(seconds: float) -> str:
@@ -103,6 +106,8 @@ def plan_text(p: StudyPlan) -> str:
             f"estimate: at most about {_duration(p.estimate_s)} (every budgeted token one "
             f"1-row forward, from {p.estimate_source})"
         )
+    if p.reuse is not None:
+        lines.append(reuse_text(p.reuse, p.token_budget))
     for s in p.skipped:
         lines.append(f"skipped: {s.description}: {s.reason}")
     return "\n".join(lines)

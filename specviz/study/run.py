@@ -14,7 +14,7 @@ directories are disjoint either way, and reading all of them merges the study.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
 from specviz.schema import RUN_FILE
 from specviz.study.calibrate import COST_MODEL_FILE, write_cost_models
-from specviz.study.local import run_local
+from specviz.study.local import lane_split, run_co_decoded, run_local
 from specviz.study.manifest import (
     DONE,
     MANIFEST_FILE,
@@ -32,6 +32,7 @@ from specviz.study.manifest import (
     unit_status,
     write_manifest,
 )
+from specviz.study.reuse import settle, waves
 from specviz.study.spec import Study, StudyError
 from specviz.study.units import Plan, Unit, plan_study, shard_units
 from specviz.study.work import UnitResult
@@ -106,6 +107,8 @@ def run_study(
             stack.enter_context(locked(out, name, shared=shared))
         check_resumable(out, plan, mine, resume)  # again under the lock: nobody wrote meanwhile
         todo = [u for u in mine if unit_status(out, u) != DONE]
+        finished = {u.run_dir for u in plan.units if unit_status(out, u) == DONE}
+        todo = settle(todo, finished)
         manifest = _run_units(study, plan, todo, out, executor, progress, assigned)
     return StudyOutcome(
         out_dir=out,
@@ -202,12 +205,9 @@ def _run_units(
             from specviz.endpoint.study import run_endpoint_units
 
             run_endpoint_units(todo, out, assigned, progress, on_done)
-        elif executor == "ray":
-            from specviz.study.ray_executor import run_ray
-
-            run_ray(todo, out, gpu=study.uses_cuda, progress=progress, on_done=on_done)
-        else:
-            run_local(todo, out, workers=study.workers, progress=progress, on_done=on_done)
+        else:  # copies run after their sources (study.reuse)
+            for wave in waves(todo):
+                _run_wave(study, plan, wave, out, executor, progress, on_done)
     finally:
         manifest = write_manifest(study, plan, out)
     if assigned is not None:  # a server's runs carry no round timings to calibrate from
@@ -215,3 +215,34 @@ def _run_units(
     if manifest["status"] == "complete" and not all(u.batch is not None for u in plan.units):
         write_cost_models(out)  # the calibration step: the study's cost curve, beside the manifest
     return manifest
+
+
+def _run_wave(
+    study: Study,
+    plan: Plan,
+    units: list[Unit],
+    out: Path,
+    executor: str,
+    progress: bool,
+    on_done: Callable[[Unit, UnitResult], None],
+) -> None:
+    """Run one wave; with ``options.co_decode = N`` (local executor) every unit but the first
+    mixture's (the batch-size-1 subsample) is co-decoded N at a time (docs/studies.md)."""
+    if executor == "local" and study.co_decode > 1:
+        together, units = lane_split(units, plan.mixtures[0].name)
+        run_local(units, out, workers=study.workers, progress=progress, on_done=on_done)
+        run_co_decoded(
+            together,
+            out,
+            lanes=study.co_decode,
+            workers=study.workers,
+            progress=progress,
+            on_done=on_done,
+        )
+        return
+    if executor == "ray":
+        from specviz.study.ray_executor import run_ray
+
+        run_ray(units, out, gpu=study.uses_cuda, progress=progress, on_done=on_done)
+    else:
+        run_local(units, out, workers=study.workers, progress=progress, on_done=on_done)

@@ -47,6 +47,7 @@ A study file has top-level settings, then tables (all documented in ``docs/studi
     dtype = "auto"
     baseline = true             # run the autoregressive baseline of every mixture
     workers = 1                 # local executor: processes running units side by side
+    co_decode = 1               # local executor: runs decoded at once in lanes (docs/batching.md)
 
 Every key is checked: an unknown key or a bad value raises :class:`StudyError` naming the file
 and the key.
@@ -193,6 +194,7 @@ class Study:
     repeats: int = 1
     baseline: bool = True
     workers: int = 1
+    co_decode: int = 1  # runs decoded together, one lane each (specviz.codecode); 1: alone
     source_file: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
@@ -208,7 +210,7 @@ _TOP = {"name", "seed", "repeats", "max_new_tokens", "models", "policies", "k",
 _WORKLOAD = {"source", "mapping", "categorize", "categories", "per_category"}
 _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep", "traffic"}
 _TRAFFIC = {"name", "source", "size", "seed", "mode", "single", "path"}
-_OPTIONS = {"device", "dtype", "baseline", "workers"}
+_OPTIONS = {"device", "dtype", "baseline", "workers", "co_decode"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _POWER = {"target_pct", "term_target_pct"}
 _MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
@@ -339,6 +341,9 @@ def parse_study(data: Mapping[str, Any], file: str = "<study>") -> Study:
         repeats=_bounded(r, r.get(data, "repeats", int, 1), "repeats", REPEATS_MAX),
         baseline=baseline,
         workers=_positive(r, r.get(options, "workers", int, 1, "options."), "options.workers"),
+        co_decode=_positive(
+            r, r.get(options, "co_decode", int, 1, "options."), "options.co_decode"
+        ),
         source_file=file,
         raw=dict(data),
     )

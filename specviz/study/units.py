@@ -31,6 +31,8 @@ from specviz.config import (
     RunConfig,
     SamplingConfig,
 )
+from specviz.reuse import Reused
+from specviz.study.reuse import assign_reuse
 from specviz.study.spec import NamedDrafter, Study, StudyError, TrafficSpec, slug
 from specviz.supports import unbatched_drafter, unbatched_policy
 from specviz.workloads.categorize import categorize_prompts
@@ -77,6 +79,7 @@ class Unit:
     requests: tuple[Request, ...]
     run_dir: str
     batch: BatchConfig | None = None
+    reuse: tuple[Reused, ...] = ()  # requests copied from another unit's decode (study.reuse)
 
     @property
     def id(self) -> str:
@@ -401,6 +404,7 @@ def plan_study(study: Study) -> Plan:
         raise StudyError(
             f"{study.source_file}: no condition can run ({reasons or 'nothing listed'})"
         )
+    units = assign_reuse(units)
     return Plan(
         tuple(prompts), tuple(mixtures), tuple(conditions), tuple(units), tuple(skipped), traffic
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from specviz.config import RunConfig
@@ -71,9 +71,11 @@ def run_unit(
 
     Always opens the run directory with ``resume=True``: whether resuming is allowed at all is
     decided once for the whole study before any unit starts (see :func:`specviz.study.run_study`).
+    Requests in ``unit.reuse`` are copied from their source run directories (finished first).
     """
     models = models or process_models()
     load_models(unit.config, models)
+    reuse = [replace(r, source=str(Path(out_dir) / r.source)) for r in unit.reuse]
     summary = run(
         unit.config,
         unit.requests,
@@ -82,6 +84,7 @@ def run_unit(
         resume=True,
         models=models,
         progress=progress,
+        reuse=reuse,
     )
     return UnitResult(
         unit.id, summary.requests_done, summary.requests_skipped, summary.new_tokens, summary.wall_s
