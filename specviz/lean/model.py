@@ -1,0 +1,307 @@
+"""A lean forward for Llama-family decoders (Llama, SmolLM2, Qwen2), over the model's own weights.
+
+What it computes is what transformers' ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` compute
+(RMSNorm in float32 then cast, RoPE from the model's own ``inv_freq``, grouped-query attention,
+SiLU-gated MLP, tied or untied LM head, q/k/v biases where the model has them), in the model's
+dtype, without transformers' per-call machinery (mask builders, cache classes, output objects):
+
+- weights are laid out once: q/k/v fused into one matrix and gate/up into another (the
+  transformers model's parameters become views of the fused matrices, so no weight is stored
+  twice), or the GGUF's own 4-bit blocks (:mod:`specviz.lean.q4`);
+- the KV cache is preallocated (:mod:`specviz.lean.cache`), written in place;
+- RoPE's cos/sin are a table computed once for all positions up to the longest context seen.
+
+Exact greedy speculation in reduced precision (``row_invariant``): a forward over several rows
+computes every row as a one-row forward would: attention runs row by row, each row over its own
+prefix (a one-row forward's shapes), and the linear layers run at one fixed row count
+(``pad_rows``) unless a probe at load time found every weight shape's kernel giving each row the
+same bits at every row count up to it (:func:`kernels_row_invariant`). A prefill
+(``last_only``) is exempt: plain decoding and speculation prefill the same prompt the same way.
+
+Layer-skip drafting swaps layers of the transformers model for an identity
+(:func:`specviz.drafters.layer_skip.only_layers`); a layer swapped out there is run here as the
+module that replaced it, so the same surgery drives both engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from specviz.lean.cache import GROW_TO, LayerKV, LeanCache
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Dense:
+    """``x @ weight.T + bias`` (``F.linear``: oneDNN/MKL on the CPU)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def activation_dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a forward needs."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    eps: float
+
+    @property
+    def groups(self) -> int:
+        return self.heads // self.kv_heads
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One decoder layer's weights."""
+
+    attn_norm: torch.Tensor
+    qkv: Linear
+    o: Linear
+    mlp_norm: torch.Tensor
+    gate_up: Linear
+    down: Linear
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm: normalise in float32, cast back, then scale."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as transformers applies it (``x * cos + rotate_half(x) * sin``); ``x`` is
+    ``(heads, rows, head_dim)``, ``cos``/``sin`` ``(rows, head_dim)``."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Rope:
+    """cos/sin of every position up to the longest context seen, from the model's ``inv_freq``
+    and ``attention_scaling`` (so every static RoPE variant transformers implements is the
+    model's own), computed as transformers does (float32 products, then cast)."""
+
+    def __init__(self, inv_freq: torch.Tensor, scaling: float, dtype: torch.dtype) -> None:
+        self.inv_freq = inv_freq.float()
+        self.scaling = scaling
+        self.dtype = dtype
+        self.cos = torch.empty(0, 2 * len(inv_freq), dtype=dtype, device=inv_freq.device)
+        self.sin = self.cos
+
+    def at(self, start: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        end = start + rows
+        if end > self.cos.shape[0]:
+            size = max(2 * self.cos.shape[0], -(-end // GROW_TO) * GROW_TO)
+            positions = torch.arange(size, device=self.inv_freq.device).float()
+            freqs = positions[:, None] * self.inv_freq[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self.cos = (emb.cos() * self.scaling).to(self.dtype)
+            self.sin = (emb.sin() * self.scaling).to(self.dtype)
+        return self.cos[start:end], self.sin[start:end]
+
+
+class LeanModel:
+    """The forward of one Llama-family model; :func:`specviz.lean.lean_model` builds it."""
+
+    def __init__(
+        self,
+        layers: list[Layer],
+        embed: torch.Tensor,
+        norm: torch.Tensor,
+        lm_head: Linear,
+        rope: Rope,
+        shape: Shape,
+        swappable: nn.ModuleList,
+        weights: str,
+    ) -> None:
+        self.layers = layers
+        self.embed = embed
+        self.norm = norm
+        self.lm_head = lm_head
+        self.rope = rope
+        self.shape = shape
+        self.swappable = swappable  # the transformers model's layer list (layer-skip surgery)
+        self.originals = list(swappable)
+        self.weights = weights  # "dense" (the model's own tensors) or "q4" (the GGUF's blocks)
+        self.row_invariant = False
+        self.pad_rows = 0  # >0: linear layers always run at this many rows (row_invariant)
+        self.reason = ""  # why it runs here (run.json's engine_reason)
+
+    @property
+    def name(self) -> str:
+        return "lean-invariant" if self.row_invariant else "lean"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.dtype
+
+    def new_cache(self) -> LeanCache:
+        s = self.shape
+        device = self.embed.device
+        return LeanCache(
+            self, [LayerKV(s.kv_heads, s.head_dim, self.dtype, device) for _ in self.layers]
+        )
+
+    def kernels_row_invariant(self, rows: int) -> bool:
+        """:func:`kernels_row_invariant` over one linear layer of each shape."""
+        first = self.layers[0]
+        linears = [first.qkv, first.o, first.gate_up, first.down, self.lm_head]
+        return kernels_row_invariant(linears, rows)  # type: ignore[arg-type]
+
+    def make_row_invariant(self, pad_rows: int) -> None:
+        """Compute every row as a one-row forward would (see the module docstring); linear
+        layers padded to ``pad_rows`` rows (0: the kernels were found row-invariant)."""
+        self.row_invariant = True
+        self.pad_rows = pad_rows
+
+    def forward(
+        self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits of ``tokens`` (1-D) fed at positions ``start..`` (one row per token, or the
+        last only); their keys and values are appended to ``cache``."""
+        if self.row_invariant and not last_only:
+            rows = self.pad_rows or len(tokens)
+            pieces = [
+                self._forward(tokens[i : i + rows], cache, start + i, False, per_row=True)
+                for i in range(0, len(tokens), rows)
+            ]
+            return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        return self._forward(tokens, cache, start, last_only, per_row=False)
+
+    def _forward(
+        self,
+        tokens: torch.Tensor,
+        cache: LeanCache,
+        start: int,
+        last_only: bool,
+        per_row: bool,
+    ) -> torch.Tensor:
+        real = len(tokens)
+        if per_row and self.pad_rows > real:
+            tokens = torch.cat([tokens, tokens.new_zeros(self.pad_rows - real)])
+        h = F.embedding(tokens, self.embed)
+        cos, sin = self.rope.at(start, len(tokens))
+        for i, layer in enumerate(self.layers):
+            module = self.swappable[i]
+            if module is not self.originals[i]:  # swapped out by layer-skip surgery
+                h = module(h)
+                continue
+            h = self._layer(layer, h, cache.layers[i], cos, sin, real, per_row)
+        if last_only:
+            return self.lm_head(rms_norm(h[real - 1 :], self.norm, self.shape.eps))
+        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))[:real]
+
+    def _layer(
+        self,
+        layer: Layer,
+        h: torch.Tensor,
+        kv: LayerKV,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        real: int,
+        per_row: bool,
+    ) -> torch.Tensor:
+        s = self.shape
+        rows = h.shape[0]
+        qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
+        kv_width = s.kv_heads * s.head_dim
+        q, k, v = qkv.split([s.heads * s.head_dim, kv_width, kv_width], dim=-1)
+        q = rotate(q.view(rows, s.heads, s.head_dim).transpose(0, 1), cos, sin)
+        k = rotate(k.view(rows, s.kv_heads, s.head_dim).transpose(0, 1), cos, sin)
+        v = v.view(rows, s.kv_heads, s.head_dim).transpose(0, 1)
+        before = kv.length
+        keys, values = kv.append(k[:, :real], v[:, :real])
+        if per_row:
+            attended = attend_rows(q, keys, values, before, real, s.groups)
+        else:
+            attended = attend(q, keys, values, before, s.groups)
+        h = h + layer.o(attended)
+        return h + mlp(layer, rms_norm(h, layer.mlp_norm, s.eps))
+
+
+def mlp(layer: Layer, x: torch.Tensor) -> torch.Tensor:
+    gate, up = layer.gate_up(x).chunk(2, dim=-1)
+    return layer.down(F.silu(gate) * up)
+
+
+def attend(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, before: int, groups: int
+) -> torch.Tensor:
+    """Causal attention of ``q`` ``(heads, rows, dim)`` at positions ``before..`` over
+    ``keys``/``values`` ``(kv_heads, before + rows, dim)``; ``(rows, heads * dim)``."""
+    heads, rows, dim = q.shape
+    mask = None
+    if rows > 1:
+        cols = torch.arange(keys.shape[1], device=q.device)
+        mask = cols[None, :] <= before + torch.arange(rows, device=q.device)[:, None]
+    out = F.scaled_dot_product_attention(
+        q[None], keys[None], values[None], attn_mask=mask, scale=dim**-0.5, enable_gqa=groups > 1
+    )
+    return out[0].transpose(0, 1).reshape(rows, heads * dim)
+
+
+def attend_rows(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    before: int,
+    real: int,
+    groups: int,
+) -> torch.Tensor:
+    """:func:`attend`, one row at a time over its own prefix (the shapes of a one-row
+    forward); rows past ``real`` (padding) attend to nothing and give zeros."""
+    heads, rows, dim = q.shape
+    out = q.new_zeros(rows, heads * dim)
+    for r in range(real):
+        end = before + r + 1
+        out[r] = attend(q[:, r : r + 1], keys[:, :end], values[:, :end], end - 1, groups)[0]
+    return out
+
+
+class ProbedLinear(Protocol):
+    """A linear layer that says what it takes (the row-invariance probe needs both)."""
+
+    in_features: int
+    activation_dtype: torch.dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+def kernels_row_invariant(linears: Sequence[ProbedLinear], rows: int) -> bool:
+    """Whether each of ``linears`` gives every row the same bits at every row count
+    1..``rows``, probed with random inputs (a kernel's blocking and reduction order follow the
+    shapes, not the values). Measured on an avx512_bf16 CPU: true for bf16 ``F.linear`` with
+    inputs up to 1536 wide and for the int4 kernel; false for float32 ``F.linear`` (MKL's
+    one-row GEMV sums in another order than its GEMM) and for bf16 at 2304."""
+    generator = torch.Generator().manual_seed(0)
+    for linear in linears:
+        x = torch.randn(rows, linear.in_features, generator=generator)
+        x = x.to(linear.activation_dtype)
+        singles = [linear(x[i : i + 1])[0] for i in range(rows)]
+        for n in range(2, rows + 1):
+            y = linear(x[:n])
+            if not all(torch.equal(y[i], singles[i]) for i in range(n)):
+                return False
+    return True
