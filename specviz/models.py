@@ -127,13 +127,8 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
         f"{'auto: ' if spec.engine == 'auto' else ''}{model.config.model_type} on the CPU"
     )
     if spec.engine == "lean-invariant":
-        pad = 0 if engine.kernels_row_invariant(PAD_ROWS) else PAD_ROWS
-        engine.make_row_invariant(pad)
-        engine.reason += (
-            f"; rows computed one by one, linear layers padded to {pad} rows"
-            if pad
-            else "; rows computed one by one (linear kernels probed row-invariant)"
-        )
+        engine.make_row_invariant(PAD_ROWS)
+        engine.reason += f"; every forward in passes of {PAD_ROWS} rows, attention row by row"
     lean.attach(model, engine)
     return ""
 
@@ -141,6 +136,11 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
 def on_transformers(config: RunConfig) -> RunConfig:
     """``config`` with its target and draft model on transformers (batched decoding: its batch
     cache is a transformers ``DynamicCache``; docs/engine.md)."""
+    if "q4" in (config.target.dtype, getattr(config.drafter.draft, "dtype", None)):
+        raise ModelLoadError(
+            "batched decoding runs on transformers, which cannot run --dtype q4 (the lean "
+            "engine's): drop --batch-size, or use --dtype bfloat16"
+        )
     draft = config.drafter.draft
     drafter = config.drafter
     if draft is not None:
