@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from specviz.lean.cache import LayerKV, LeanCache
-from specviz.lean.model import Dense, Layer, LeanModel, Rope, Shape
+from specviz.lean.model import Dense, Layer, LeanModel, Rope, Shape, packed
 
 __all__ = ["LayerKV", "LeanCache", "LeanModel", "attach", "build", "lean_of", "unsupported"]
 
@@ -93,7 +93,8 @@ def shape_of(model: PreTrainedModel) -> Shape:
 
 
 def build(model: PreTrainedModel) -> LeanModel:
-    """The lean forward over ``model``'s own (dense) weights; check :func:`unsupported` first."""
+    """The lean forward over ``model``'s own (dense) weights, bf16 ones reordered for oneDNN
+    (:func:`specviz.lean.model.packed`); check :func:`unsupported` first."""
     inner = model.model
     layers = []
     with torch.no_grad():
@@ -102,11 +103,11 @@ def build(model: PreTrainedModel) -> LeanModel:
             layers.append(
                 Layer(
                     attn_norm=layer.input_layernorm.weight.detach(),
-                    qkv=fuse([attn.q_proj, attn.k_proj, attn.v_proj]),
-                    o=dense(attn.o_proj),
+                    qkv=packed(fuse([attn.q_proj, attn.k_proj, attn.v_proj])),
+                    o=packed(dense(attn.o_proj)),
                     mlp_norm=layer.post_attention_layernorm.weight.detach(),
-                    gate_up=fuse([mlp.gate_proj, mlp.up_proj]),
-                    down=dense(mlp.down_proj),
+                    gate_up=packed(fuse([mlp.gate_proj, mlp.up_proj])),
+                    down=packed(dense(mlp.down_proj)),
                 )
             )
     rotary = inner.rotary_emb
@@ -115,7 +116,7 @@ def build(model: PreTrainedModel) -> LeanModel:
         layers,
         inner.embed_tokens.weight.detach(),
         inner.norm.weight.detach(),
-        dense(model.lm_head),
+        packed(dense(model.lm_head)),
         rope,
         shape_of(model),
         inner.layers,
