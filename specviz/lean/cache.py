@@ -1,5 +1,10 @@
 """The lean engine's KV cache: one preallocated key and value tensor per layer, and its length.
 
+Entries are float32 whatever the model's dtype: a bf16 model's keys and values are computed in
+bf16 (as transformers' are) and stored exactly in float32, so attention, which runs in float32,
+reads them without a conversion per step (measured: a one-row bf16 forward spent ~9 ms of its
+~34 outside the linear layers before this and the fused norm).
+
 A layer's keys are ``(kv_heads, capacity, head_dim)``; a forward writes its rows in place at
 the layer's length and attends over ``[0, length + rows)``. Nothing is allocated per step: the
 capacity grows (doubling, one copy) only when a forward would run past it, which happens a few

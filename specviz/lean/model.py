@@ -119,10 +119,9 @@ class Layer:
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """transformers' LlamaRMSNorm: normalise in float32, cast back, then scale."""
-    h = x.float()
-    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * h.to(x.dtype)
+    """transformers' LlamaRMSNorm: normalise in float32 (one fused ``F.rms_norm``), cast back,
+    then scale."""
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -196,7 +195,7 @@ class LeanModel:
         s = self.shape
         device = self.embed.device
         return LeanCache(
-            self, [LayerKV(s.kv_heads, s.head_dim, self.dtype, device) for _ in self.layers]
+            self, [LayerKV(s.kv_heads, s.head_dim, torch.float32, device) for _ in self.layers]
         )
 
     def make_row_invariant(self, pad_rows: int) -> None:
@@ -255,11 +254,11 @@ class LeanModel:
         s = self.shape
         rows = h.shape[0]
         qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
-        kv_width = s.kv_heads * s.head_dim
-        q, k, v = qkv.split([s.heads * s.head_dim, kv_width, kv_width], dim=-1)
-        q = rotate(q.view(rows, s.heads, s.head_dim).transpose(0, 1), cos, sin)
-        k = rotate(k.view(rows, s.kv_heads, s.head_dim).transpose(0, 1), cos, sin)
-        v = v.view(rows, s.kv_heads, s.head_dim).transpose(0, 1)
+        width = (s.heads + s.kv_heads) * s.head_dim  # q and k, rotated together
+        qk = qkv[:, :width].view(rows, s.heads + s.kv_heads, s.head_dim).transpose(0, 1)
+        qk = rotate(qk, cos, sin)
+        q, k = qk[: s.heads], qk[s.heads :]
+        v = qkv[:, width:].view(rows, s.kv_heads, s.head_dim).transpose(0, 1)
         before = kv.length
         keys, values = kv.append(k[:, :real], v[:, :real])
         if per_row:
@@ -279,7 +278,7 @@ def attend(
     q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, before: int, groups: int
 ) -> torch.Tensor:
     """Causal attention of ``q`` ``(heads, rows, dim)`` at positions ``before..`` over
-    ``keys``/``values`` ``(kv_heads, before + rows, dim)``; ``(rows, heads * dim)``.
+    ``keys``/``values`` ``(kv_heads, before + rows, dim)``, float32; ``(rows, heads * dim)``.
 
     Written out (two batched matmuls and a softmax, in float32 whatever the model's dtype)
     rather than ``F.scaled_dot_product_attention``: on the CPU that picks a flash-attention
@@ -289,12 +288,12 @@ def attend(
     heads, rows, dim = q.shape
     kv_heads, length, _ = keys.shape
     grouped = q.reshape(kv_heads, groups * rows, dim).float()
-    scores = torch.bmm(grouped, keys.float().transpose(1, 2)) * dim**-0.5
+    scores = torch.bmm(grouped, keys.transpose(1, 2)) * dim**-0.5
     if rows > 1:
         cols = torch.arange(length, device=q.device)
         hidden = cols[None, :] > before + torch.arange(rows, device=q.device)[:, None]
         scores.view(kv_heads, groups, rows, length).masked_fill_(hidden, float("-inf"))
-    out = torch.bmm(torch.softmax(scores, dim=-1), values.float()).to(q.dtype)
+    out = torch.bmm(torch.softmax(scores, dim=-1), values).to(q.dtype)
     return out.view(heads, rows, dim).transpose(0, 1).reshape(rows, heads * dim)
 
 
