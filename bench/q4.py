@@ -26,7 +26,7 @@ import torch
 
 from specviz.config import ModelSpec
 from specviz.forward import forward, new_cache
-from specviz.lean.q4 import Q4Weight, gguf_q4_tensors, layer_weights
+from specviz.lean.q4 import Q4Weight, gguf_tensors, layer_weights, read_q8_0
 from specviz.model_source import embedded_gguf
 from specviz.models import LoadedModel, ModelCache
 from specviz.precision import cpu_bf16_flags
@@ -41,21 +41,37 @@ def kernel_weights(w: Q4Weight) -> np.ndarray:
     return (blocks * d[..., None] + zero[..., None]).reshape(w.codes.shape)
 
 
+def tally(total: list[float], approx: np.ndarray, file: np.ndarray) -> None:
+    """Add one matrix to ``total``: [exact, count, max |error|, sum |error|, sum |weight|]."""
+    e = np.abs(approx - file)
+    total[0] += int((e == 0).sum())
+    total[1] += e.size
+    total[2] = max(total[2], float(e.max()))
+    total[3] += float(e.sum())
+    total[4] += float(np.abs(file).sum())
+
+
 def weight_errors(layers: int, heads: int, kv_heads: int) -> dict[str, dict[str, float]]:
-    tensors = gguf_q4_tensors(embedded_gguf("smollm2-135m"))
-    totals = {name: [0, 0, 0.0, 0.0, 0.0] for name in ("q4", "bfloat16")}  # exact, n, max, |e|, |w|
+    """Errors over the 210 Q4_1 matrices (``q4``, ``bfloat16``) and over the Q8_0 output layer
+    (``q4 head``: two int4 matrices, ``d`` rounded to bf16; ``bfloat16 head``)."""
+    tensors = gguf_tensors(embedded_gguf("smollm2-135m"))
+    names = ("q4", "bfloat16", "q4 head", "bfloat16 head")
+    totals: dict[str, list[float]] = {name: [0, 0, 0.0, 0.0, 0.0] for name in names}
     for i in range(layers):
         for w in layer_weights(tensors, i, heads, kv_heads).values():
             file = w.dequantized()
-            bf16 = torch.from_numpy(file).bfloat16().float().numpy()
-            for name, approx in (("q4", kernel_weights(w)), ("bfloat16", bf16)):
-                e = np.abs(approx - file)
-                t = totals[name]
-                t[0] += int((e == 0).sum())
-                t[1] += e.size
-                t[2] = max(t[2], float(e.max()))
-                t[3] += float(e.sum())
-                t[4] += float(np.abs(file).sum())
+            tally(totals["q4"], kernel_weights(w), file)
+            tally(totals["bfloat16"], torch.from_numpy(file).bfloat16().float().numpy(), file)
+    raw, (rows, cols), _ = tensors["token_embd.weight"]
+    head = read_q8_0(raw, rows, cols)
+    file = head.dequantized()
+    d = torch.from_numpy(head.d).bfloat16().float().numpy()
+    tally(
+        totals["q4 head"],
+        (d[..., None] * head.codes.reshape(rows, -1, 32)).reshape(rows, cols),
+        file,
+    )
+    tally(totals["bfloat16 head"], torch.from_numpy(file).bfloat16().float().numpy(), file)
     return {
         name: {
             "exact_share": t[0] / t[1],
@@ -132,10 +148,10 @@ def main() -> None:
             "mean_top1_agreement": sum(top1) / len(top1),
             "same_greedy_answer": sum(same) / len(same),
         }
-    print(f"{'weights':10s} {'exact share':>12s} {'max |err|':>10s} {'mean rel err':>13s}")
+    print(f"{'weights':14s} {'exact share':>12s} {'max |err|':>10s} {'mean rel err':>13s}")
     for name, e in errors.items():
         print(
-            f"{name:10s} {e['exact_share']:12.3f} {e['max_abs_error']:10.4f} "
+            f"{name:14s} {e['exact_share']:12.3f} {e['max_abs_error']:10.4f} "
             f"{e['mean_relative_error']:13.5f}"
         )
     print(f"{'dtype':10s} {'mean top-1':>11s} {'same answer':>12s}  top-1 per prompt")

@@ -11,7 +11,7 @@ from test_lean_forward import decoder_on
 
 from specviz.config import DrafterConfig, ModelSpec
 from specviz.forward import forward, new_cache
-from specviz.lean.q4 import Int4, gguf_q4_tensors, layer_weights
+from specviz.lean.q4 import Int4, Int4Pair, gguf_tensors, layer_weights, read_q8_0
 from specviz.model_source import embedded_gguf
 from specviz.models import LoadedModel
 from specviz.workloads import builtin_prompts
@@ -68,7 +68,7 @@ def test_q4_blocks_decode_to_the_weights_transformers_dequantizes():
     float32 weights transformers loads; the kernel multiplies by the documented mapping
     (scale = d, zero = m + 8 d, both rounded to bf16)."""
     dense = smollm2("float32", "transformers").model
-    tensors = gguf_q4_tensors(embedded_gguf("smollm2-135m"))
+    tensors = gguf_tensors(embedded_gguf("smollm2-135m"))
     names = {
         "attn_q": "self_attn.q_proj",
         "attn_k": "self_attn.k_proj",
@@ -90,6 +90,18 @@ def test_q4_blocks_decode_to_the_weights_transformers_dequantizes():
     documented += zero.repeat_interleave(32, dim=1)
     x = torch.randn(3, weight.codes.shape[1]).bfloat16()
     torch.testing.assert_close(kernel(x).float(), x.float() @ documented.T, atol=0.05, rtol=0.01)
+    # the tied output layer: Q8_0 blocks, as two int4 matrices with only d rounded to bf16
+    raw, (rows, cols), kind = tensors["token_embd.weight"]
+    head = read_q8_0(raw, rows, cols)
+    assert kind == "Q8_0"
+    assert torch.equal(torch.from_numpy(head.dequantized()), dense.lm_head.weight.detach())
+    d = torch.from_numpy(head.d).bfloat16().float().repeat_interleave(32, dim=1)
+    documented = torch.from_numpy(head.codes.astype(np.float32)) * d
+    x = x[:, :cols].contiguous()
+    got = Int4Pair.of(head, torch.bfloat16)(x)
+    torch.testing.assert_close(
+        got.float(), x[:, :cols].float() @ documented.T, atol=0.05, rtol=0.01
+    )
 
 
 def test_q4_decodes_sensible_greedy_text_on_the_lean_engine():
