@@ -167,3 +167,16 @@ def test_bf16_greedy_speculation_on_lean_invariant_matches_plain_bf16_greedy(tin
         assert got == decode(decoder_on(loaded), prompt)[0]
         accepted += sum(r.n_accepted for r in rounds)
     assert accepted > 0
+
+
+def test_a_study_names_the_engine_in_its_model_table():
+    from specviz.study.spec import parse_study
+
+    study = parse_study(
+        {
+            "name": "s",
+            "models": [{"name": "smollm2-135m", "engine": "lean-invariant"}],
+            "workload": {"source": "builtin", "per_category": 1},
+        }
+    )
+    assert study.models[0].engine == "lean-invariant"

@@ -179,7 +179,7 @@ _MIXTURES = {"single", "uniform", "size", "order", "custom", "sweep", "traffic"}
 _TRAFFIC = {"name", "source", "size", "seed", "mode", "single"}
 _OPTIONS = {"device", "dtype", "baseline", "workers"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
-_MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
+_MODEL = {"name", "revision", "device", "dtype", "trust_remote_code", "engine"}
 _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
 # a [[drafters]] table: DrafterConfig's own keys (each kind's options), plus its k and policies
