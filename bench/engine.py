@@ -4,9 +4,11 @@ Part 1, per-row forward cost (``--rows-only`` runs just this part): one cached f
 4, 6, 8 rows after a ``--context``-token prefill, one thread, on the embedded
 ``SmolLM2-135M-Instruct.Q4_1.gguf``, for each ``--row-configs`` entry (``dtype/engine``:
 ``bfloat16/lean``, ``bfloat16/lean-invariant``, ``q4/lean``, ``bfloat16/transformers``, ...),
-median of ``--row-repeats`` forwards (configurations interleaved in every repeat; the rows are
-rolled back after each forward, so every forward sees the same context). Beside them llama.cpp's
-``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file (median of its samples), run between
+median of ``--row-repeats`` forwards (``--fastest``: the fastest; configurations interleaved in
+every repeat; the rows are rolled back after each forward, so every forward sees the same
+context). Beside them llama.cpp's
+``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file (the same statistic of its samples),
+run between
 the two halves of specviz's repeats; the column is skipped, with a message, when the binary is
 absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
 JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
@@ -32,7 +34,7 @@ emulated and slower). Prints a table, then one JSON line.
 
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
         [--dtypes float32,bfloat16] [--prompts 4] [--rows-only] [--row-repeats 12]
-        [--row-configs bfloat16/lean,...] [--context 200] [--llama-cpp-bin DIR]
+        [--row-configs bfloat16/lean,...] [--context 200] [--llama-cpp-bin DIR] [--fastest]
 """
 
 from __future__ import annotations
@@ -95,9 +97,10 @@ def timed_rows(loaded: LoadedModel, context: int, rows: tuple[int, ...]) -> dict
 
 
 def llama_bench(
-    bin_dir: Path, rows: tuple[int, ...], context: int, repeats: int
+    bin_dir: Path, rows: tuple[int, ...], context: int, repeats: int, fastest: bool
 ) -> dict[int, float] | str:
-    """llama.cpp's ms per forward of each row count (median of its samples), or why not."""
+    """llama.cpp's ms per forward of each row count (median of its samples, or the fastest),
+    or why not."""
     exe = bin_dir / "llama-bench"
     if not exe.is_file():
         return f"no {exe} (scripts/build-llama-cpp.sh builds it): llama.cpp column skipped"
@@ -106,10 +109,8 @@ def llama_bench(
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         return f"llama-bench failed ({done.returncode}): {done.stderr.strip()[-300:]}"
-    return {
-        int(t["n_prompt"]): statistics.median(t["samples_ns"]) / 1e6
-        for t in json.loads(done.stdout)
-    }
+    pick = min if fastest else statistics.median
+    return {int(t["n_prompt"]): pick(t["samples_ns"]) / 1e6 for t in json.loads(done.stdout)}
 
 
 def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]:
@@ -121,14 +122,16 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
     llama: dict[int, float] | str = "not run"
     for repeat in range(args.row_repeats):
         if repeat == args.row_repeats // 2:
-            llama = llama_bench(Path(args.llama_cpp_bin), ROWS, args.context, args.row_repeats)
+            llama = llama_bench(
+                Path(args.llama_cpp_bin), ROWS, args.context, args.row_repeats, args.fastest
+            )
         for c in configs:
             for n, seconds in timed_rows(loaded[c], args.context, ROWS).items():
                 samples[c][n].append(seconds)
-    ms = {
-        c: {n: 1000 * statistics.median(v) for n, v in by_n.items()} for c, by_n in samples.items()
-    }
-    print(f"per-forward ms, {args.context}-token context, 1 thread (median of {args.row_repeats})")
+    pick = min if args.fastest else statistics.median
+    ms = {c: {n: 1000 * pick(v) for n, v in by_n.items()} for c, by_n in samples.items()}
+    stat = "fastest" if args.fastest else "median"
+    print(f"per-forward ms, {args.context}-token context, 1 thread ({stat} of {args.row_repeats})")
     print(f"{'engine':32s} " + " ".join(f"{f'{n} rows':>8s}" for n in ROWS))
     if isinstance(llama, dict):
         print(f"{'llama.cpp (llama-bench -t 1)':32s} " + " ".join(f"{llama[n]:8.1f}" for n in ROWS))
@@ -156,6 +159,7 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
         "row_targets": targets,
         "context": args.context,
         "row_repeats": args.row_repeats,
+        "row_statistic": stat,
         "engines": {c: loaded[c].engine_reason or loaded[c].engine for c in configs},
     }
 
@@ -269,6 +273,12 @@ def main() -> None:
     parser.add_argument("--row-repeats", type=int, default=12)
     parser.add_argument("--row-configs", default=",".join(ROW_CONFIGS), help="dtype/engine,...")
     parser.add_argument("--context", type=int, default=200)
+    parser.add_argument(
+        "--fastest",
+        action="store_true",
+        help="per-row costs: the fastest of the repeats instead of the median (both engines; "
+        "closer to an idle machine's figure when other work shares the cores)",
+    )
     parser.add_argument("--llama-cpp-bin", default=str(LLAMA_CPP_BIN))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
