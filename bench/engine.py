@@ -6,10 +6,8 @@ Part 1, per-row forward cost (``--rows-only`` runs just this part): one cached f
 ``bfloat16/lean``, ``bfloat16/lean-invariant``, ``q4/lean``, ``bfloat16/transformers``, ...),
 median of ``--row-repeats`` forwards (``--fastest``: the fastest; configurations interleaved in
 every repeat; the rows are rolled back after each forward, so every forward sees the same
-context). Beside them llama.cpp's
-``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file (the same statistic of its samples),
-run between
-the two halves of specviz's repeats; the column is skipped, with a message, when the binary is
+context). Beside them llama.cpp's ``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file
+(the same statistic of its samples), run between the two halves of specviz's repeats; the column is skipped, with a message, when the binary is
 absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
 JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
 (issue target: <= 1.5) and its 6-row forward over its own one-row forward (target: <= 1.3).
