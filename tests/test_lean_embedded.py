@@ -43,8 +43,9 @@ def test_in_bf16_a_six_row_forward_is_not_six_one_row_forwards():
     assert not torch.equal(rows, singles)
 
 
-def test_in_bf16_lean_invariant_rows_are_one_row_forwards_bit_for_bit():
-    rows, singles = rows_and_singles(smollm2("bfloat16", "lean-invariant"))
+@pytest.mark.parametrize("dtype", ["bfloat16", "q4"])
+def test_lean_invariant_rows_are_one_row_forwards_bit_for_bit(dtype):
+    rows, singles = rows_and_singles(smollm2(dtype, "lean-invariant"))
     assert torch.equal(rows, singles)
 
 
