@@ -1,4 +1,18 @@
-"""Engine benchmark: specviz's loop against transformers' generate(), side by side in one run.
+"""Engine benchmark: specviz's forward against llama.cpp's, and its loop against generate().
+
+Part 1, per-row forward cost (``--rows-only`` runs just this part): one cached forward of 1, 2,
+4, 6, 8 rows after a ``--context``-token prefill, one thread, on the embedded
+``SmolLM2-135M-Instruct.Q4_1.gguf``, for each ``--row-configs`` entry (``dtype/engine``:
+``bfloat16/lean``, ``bfloat16/lean-invariant``, ``q4/lean``, ``bfloat16/transformers``, ...),
+median of ``--row-repeats`` forwards (``--fastest``: the fastest; configurations interleaved in
+every repeat; the rows are rolled back after each forward, so every forward sees the same
+context). Beside them llama.cpp's ``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file
+(the same statistic of its samples), run between the two halves of specviz's repeats; the column is skipped, with a message, when the binary is
+absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
+JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
+(issue target: <= 1.5) and its 6-row forward over its own one-row forward (target: <= 1.3).
+
+Part 2, against transformers' generate(), side by side in one run:
 
 Same embedded model, same prompts, same token budget, in each dtype of ``--dtypes`` (float32
 and bfloat16 by default: the model is loaded once per dtype). Pairs, per dtype:
@@ -17,7 +31,8 @@ this CPU computes bf16 natively (``specviz.precision``: without AMX or AVX512-BF
 emulated and slower). Prints a table, then one JSON line.
 
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
-        [--dtypes float32,bfloat16] [--prompts 4]
+        [--dtypes float32,bfloat16] [--prompts 4] [--rows-only] [--row-repeats 12]
+        [--row-configs bfloat16/lean,...] [--context 200] [--llama-cpp-bin DIR] [--fastest]
 """
 
 from __future__ import annotations
@@ -26,6 +41,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,13 +50,119 @@ from pathlib import Path
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
-from specviz.models import ModelCache
+from specviz.forward import forward, new_cache, rollback
+from specviz.model_source import cache_root, embedded_gguf
+from specviz.models import LoadedModel, ModelCache
 from specviz.precision import cpu_bf16_flags
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 from specviz.workloads.prompt import Prompt
 
 CATEGORIES = ("coding", "extraction", "summarization", "writing")
+ROWS = (1, 2, 4, 6, 8)
+ROW_CONFIGS = (
+    "bfloat16/lean",
+    "bfloat16/lean-invariant",
+    "q4/lean",
+    "q4/lean-invariant",
+    "bfloat16/transformers",
+    "float32/lean",
+)
+LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
+
+
+# -- part 1: per-row forward cost ------------------------------------------------------------
+
+
+def row_spec(config: str) -> ModelSpec:
+    dtype, _, engine = config.partition("/")
+    return ModelSpec("smollm2-135m", device="cpu", dtype=dtype, engine=engine or "auto")
+
+
+@torch.inference_mode()
+def timed_rows(loaded: LoadedModel, context: int, rows: tuple[int, ...]) -> dict[int, float]:
+    """Seconds of one forward of each row count after ``context`` tokens (rolled back after)."""
+    ids = torch.arange(context + max(rows)) % 40000 + 100
+    cache = new_cache(loaded.model)
+    forward(loaded.model, ids[:context], cache, 0, last_only=True)
+    out = {}
+    for n in rows:
+        start = time.perf_counter()
+        forward(loaded.model, ids[context : context + n], cache, context)
+        out[n] = time.perf_counter() - start
+        rollback(cache, n)
+    return out
+
+
+def llama_bench(
+    bin_dir: Path, rows: tuple[int, ...], context: int, repeats: int, fastest: bool
+) -> dict[int, float] | str:
+    """llama.cpp's ms per forward of each row count (median of its samples, or the fastest),
+    or why not."""
+    exe = bin_dir / "llama-bench"
+    if not exe.is_file():
+        return f"no {exe} (scripts/build-llama-cpp.sh builds it): llama.cpp column skipped"
+    cmd = [str(exe), "-m", str(embedded_gguf("smollm2-135m")), "-t", "1", "-n", "0"]
+    cmd += ["-p", ",".join(map(str, rows)), "-d", str(context), "-r", str(repeats), "-o", "json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        return f"llama-bench failed ({done.returncode}): {done.stderr.strip()[-300:]}"
+    pick = min if fastest else statistics.median
+    return {int(t["n_prompt"]): pick(t["samples_ns"]) / 1e6 for t in json.loads(done.stdout)}
+
+
+def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]:
+    configs = [c.strip() for c in args.row_configs.split(",") if c.strip()]
+    loaded = {c: models.get(row_spec(c)) for c in configs}
+    samples: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
+    for c in configs:  # warm-up: first-call allocations, cache and RoPE table growth
+        timed_rows(loaded[c], args.context, ROWS)
+    llama: dict[int, float] | str = "not run"
+    for repeat in range(args.row_repeats):
+        if repeat == args.row_repeats // 2:
+            llama = llama_bench(
+                Path(args.llama_cpp_bin), ROWS, args.context, args.row_repeats, args.fastest
+            )
+        for c in configs:
+            for n, seconds in timed_rows(loaded[c], args.context, ROWS).items():
+                samples[c][n].append(seconds)
+    pick = min if args.fastest else statistics.median
+    ms = {c: {n: 1000 * pick(v) for n, v in by_n.items()} for c, by_n in samples.items()}
+    stat = "fastest" if args.fastest else "median"
+    print(f"per-forward ms, {args.context}-token context, 1 thread ({stat} of {args.row_repeats})")
+    print(f"{'engine':32s} " + " ".join(f"{f'{n} rows':>8s}" for n in ROWS))
+    if isinstance(llama, dict):
+        print(f"{'llama.cpp (llama-bench -t 1)':32s} " + " ".join(f"{llama[n]:8.1f}" for n in ROWS))
+    else:
+        print(llama)
+    for c in configs:
+        print(f"{'specviz ' + c:32s} " + " ".join(f"{ms[c][n]:8.1f}" for n in ROWS))
+    targets = {
+        c: {
+            "one_row_vs_llama_cpp": ms[c][1] / llama[1] if isinstance(llama, dict) else None,
+            "six_rows_vs_one_row": ms[c][6] / ms[c][1],
+        }
+        for c in configs
+    }
+    for c, t in targets.items():
+        vs = t["one_row_vs_llama_cpp"]
+        print(
+            f"{c}: one row {'n/a' if vs is None else f'{vs:.2f}x'} llama.cpp's (target <= 1.5), "
+            f"6 rows {t['six_rows_vs_one_row']:.2f}x its one row (target <= 1.3)"
+        )
+    return {
+        "row_ms": ms,
+        "llama_cpp_row_ms": llama if isinstance(llama, dict) else None,
+        "llama_cpp_note": None if isinstance(llama, dict) else llama,
+        "row_targets": targets,
+        "context": args.context,
+        "row_repeats": args.row_repeats,
+        "row_statistic": stat,
+        "engines": {c: loaded[c].engine_reason or loaded[c].engine for c in configs},
+    }
+
+
+# -- part 2: the decoding loop against transformers' generate() ------------------------------
 
 
 def pick_prompts() -> list[Prompt]:
@@ -144,10 +266,32 @@ def main() -> None:
     )
     parser.add_argument("--dtypes", default="float32,bfloat16", help="comma-separated")
     parser.add_argument("--prompts", type=int, default=len(CATEGORIES), help="first N prompts")
+    parser.add_argument("--rows-only", action="store_true", help="part 1 only")
+    parser.add_argument("--skip-rows", action="store_true", help="part 2 only")
+    parser.add_argument("--row-repeats", type=int, default=12)
+    parser.add_argument("--row-configs", default=",".join(ROW_CONFIGS), help="dtype/engine,...")
+    parser.add_argument("--context", type=int, default=200)
+    parser.add_argument(
+        "--fastest",
+        action="store_true",
+        help="per-row costs: the fastest of the repeats instead of the median (both engines; "
+        "closer to an idle machine's figure when other work shares the cores)",
+    )
+    parser.add_argument("--llama-cpp-bin", default=str(LLAMA_CPP_BIN))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     models = ModelCache()
+    rows = {} if args.skip_rows else row_costs(args, models)
+    if args.rows_only:
+        result = {
+            **rows,
+            "threads": args.threads,
+            "cpu_bf16_flags": list(cpu_bf16_flags()),
+            "load_average": os.getloadavg()[0],
+        }
+        print(json.dumps(result))
+        return
     prompts = pick_prompts()[: args.prompts]
     methods: dict[str, Callable[[], Rate]] = {}
     for dtype in dtypes:
@@ -165,6 +309,7 @@ def main() -> None:
         each = ", ".join(f"{v[0]:.2f}" for v in values)
         print(f"{name:50s} {wall[name]:9.2f} {cpu[name]:13.2f}  {each}")
     result: dict[str, object] = {
+        **rows,
         "by_dtype": {d: {**ratios(wall, d), "cpu_time_ratios": ratios(cpu, d)} for d in dtypes},
         "tokens_per_s": wall,
         "tokens_per_cpu_s": cpu,

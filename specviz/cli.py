@@ -177,7 +177,12 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    p.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16 | q4")
+    p.add_argument(
+        "--engine",
+        default="auto",
+        help="auto | lean | lean-invariant | transformers (docs/engine.md)",
+    )
     p.add_argument(
         "--trust-remote-code", action="store_true", help="allow custom model code from the hub"
     )
@@ -214,7 +219,11 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
     def spec(name: str) -> ModelSpec:
         return ModelSpec(
-            name, device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code
+            name,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+            engine=args.engine,
         )
 
     return RunConfig(

@@ -30,7 +30,8 @@ POLICIES = tuple(POLICY_SUPPORTS)
 STOPPING_POLICIES = tuple(kind for kind, s in POLICY_SUPPORTS.items() if s.stops_drafts)
 DRAFT_QUANTS = ("int8",)  # --draft-quant: int8 = torch dynamic quantization of nn.Linear (CPU)
 DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16", "q4")  # q4: the GGUF's Q4_1 weights (lean)
+ENGINES = ("auto", "lean", "lean-invariant", "transformers")  # docs/engine.md
 
 
 # Largest values the run directory can store (specviz.schema: events.k and requests.k are Int16,
@@ -51,6 +52,9 @@ class ModelSpec:
 
     ``device="auto"`` picks CUDA when available, else the CPU; ``dtype="auto"`` is bfloat16 on
     CUDA and on a CPU with native bf16, else float32 (:func:`specviz.precision.choose_dtype`).
+    ``engine`` (docs/engine.md): ``auto`` is the lean forward where it supports the model, else
+    transformers; ``lean-invariant`` computes each row as a one-row forward would (exact greedy
+    speculation in bf16).
     """
 
     name: str
@@ -58,6 +62,7 @@ class ModelSpec:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.name.strip():
@@ -70,6 +75,8 @@ class ModelSpec:
             )
         if self.dtype not in DTYPES:
             raise ConfigError(f"dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
 
 
 @dataclass(frozen=True)
@@ -506,6 +513,9 @@ class RunConfig:
             for part in ("drafter", "policy"):
                 if key in data[part] and data[part][key] is None:
                     del data[part][key]
+        for spec in (data["target"], data["drafter"].get("draft") or {}):
+            if spec.get("engine") == "auto":  # the default: runs from before engines keep their ids
+                del spec["engine"]
         if self.policy.cost_model is not None:  # as run.json stores it
             data["policy"]["cost_model"] = self.policy.cost_model.to_dict()
         return data

@@ -1,5 +1,11 @@
 """Cached forward passes and KV-cache rollback, the two primitives every loop here uses.
 
+Two engines sit behind these functions. A model built with the lean engine (:mod:`specviz.lean`,
+Llama-family models, the default where it applies; docs/engine.md) gets a
+:class:`~specviz.lean.LeanCache` from :func:`new_cache` and its forwards run on
+:class:`~specviz.lean.LeanModel`; every other model runs on transformers. Callers cannot tell
+them apart: both caches crop the last ``n`` positions, per layer or all at once.
+
 transformers 5.x: the forward argument is ``cache``; ``DynamicCache.crop(-n)`` removes the last
 ``n`` positions (positive values are refused). Position ids are always passed explicitly, since
 default positions are read from layer 0's cache length, which drafting may change.
@@ -7,25 +13,42 @@ default positions are read from layer 0's cache length, which drafting may chang
 
 from __future__ import annotations
 
+from typing import TypeAlias
+
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
 from specviz.hybrid.state import crop_attention
+from specviz.lean import LeanCache, lean_of
+
+Cache: TypeAlias = DynamicCache | LeanCache
 
 
-def new_cache(model: PreTrainedModel) -> DynamicCache:
+def new_cache(model: PreTrainedModel) -> Cache:
+    lean = lean_of(model)
+    return lean.new_cache() if lean is not None else DynamicCache(config=model.config)
+
+
+def transformers_cache(model: PreTrainedModel) -> DynamicCache:
+    """A cache whose forwards run on transformers whatever engine ``model`` has: batched
+    decoding (:mod:`specviz.batch`) prefills a row in it, then splices it into its batch cache
+    and runs the model itself."""
     return DynamicCache(config=model.config)
 
 
 def forward(
     model: PreTrainedModel,
     tokens: torch.Tensor,
-    cache: DynamicCache,
+    cache: Cache,
     start: int,
     last_only: bool = False,
 ) -> torch.Tensor:
     """Feed ``tokens`` (1-D) at positions ``start..``; return logits, one row per token fed
     (only the last row when ``last_only``: prefill needs nothing else)."""
+    if isinstance(cache, LeanCache):
+        if cache.engine is not lean_of(model):
+            raise ValueError("this cache belongs to another model's lean engine")
+        return cache.engine.forward(tokens, cache, start, last_only)
     ids = tokens.view(1, -1)
     positions = torch.arange(start, start + ids.shape[1], device=ids.device).view(1, -1)
     out = model(
@@ -38,14 +61,14 @@ def forward(
     return out.logits[0]
 
 
-def rollback(cache: DynamicCache, n: int) -> None:
+def rollback(cache: Cache, n: int) -> None:
     """Remove the last ``n`` positions from every layer of ``cache`` (attention-only caches: a
     hybrid cache's recurrent state needs :class:`specviz.hybrid.rollback.ReplayRollback`)."""
     if n > 0:
         cache.crop(-n)
 
 
-def rollback_layers(cache: DynamicCache, layers: list[int], n: int) -> None:
+def rollback_layers(cache: Cache, layers: list[int], n: int) -> None:
     """Remove the last ``n`` positions from the given layers only (layer-skip drafting).
 
     Only attention entries are removed: a hybrid layer's recurrent state cannot be cropped, and
@@ -61,7 +84,7 @@ class TokenFeeder:
     (``start`` = its position) and later remove ``fed`` positions from the layers they ran.
     """
 
-    def __init__(self, model: PreTrainedModel, cache: DynamicCache, start: int) -> None:
+    def __init__(self, model: PreTrainedModel, cache: Cache, start: int) -> None:
         self.model = model
         self.cache = cache
         self.start = start

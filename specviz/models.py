@@ -14,11 +14,19 @@ safetensors under ``$SPECVIZ_CACHE`` (default ``~/.cache/specviz``) so later loa
 instead of ~20 s. Device ``auto`` is CUDA when available; dtype ``auto`` is bfloat16 on CUDA and
 on a CPU with native bf16 (AMX or AVX512-BF16), float32 on other CPUs (:mod:`specviz.precision`).
 ``trust_remote_code`` is off unless the spec asks for it.
+
+Engine (``ModelSpec.engine``, docs/engine.md): ``auto`` runs Llama-family models (Llama,
+SmolLM2, Qwen2) on the CPU through specviz's lean forward (:mod:`specviz.lean`) and everything
+else through transformers; ``lean`` insists on the lean forward, ``lean-invariant`` adds exact
+greedy speculation in reduced precision, ``transformers`` opts out. ``dtype="q4"`` runs the
+GGUF's own 4-bit weights on the lean forward (:mod:`specviz.lean.q4`). The transformers model
+is loaded either way (tokenizer, generation config, ``--draft-quant`` copies and batched decoding
+use it); the lean forward shares its weight tensors.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +39,10 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from specviz.config import ModelSpec
+from specviz import lean
+from specviz.config import ModelSpec, RunConfig
 from specviz.hub import hub_offline
+from specviz.lean import lean_of
 from specviz.model_source import ModelLoadError, resolve_source
 from specviz.precision import DtypeChoice, choose_dtype
 
@@ -47,6 +57,7 @@ class LoadedModel:
     source: str  # what was actually loaded: a directory, a gguf file, or a hub id
     revision: str | None  # resolved commit hash when known
     dtype_reason: str = ""  # why it runs in its dtype (specviz.precision), recorded in run.json
+    transformers_reason: str = ""  # why transformers runs it, when it does (run.json)
 
     @property
     def device(self) -> torch.device:
@@ -55,6 +66,18 @@ class LoadedModel:
     @property
     def dtype(self) -> torch.dtype:
         return self.model.dtype
+
+    @property
+    def engine(self) -> str:
+        """What runs its forwards (:mod:`specviz.forward`): ``lean``, ``lean-invariant`` or
+        ``transformers`` (also for a copy of a lean model, e.g. ``--draft-quant``)."""
+        lean = lean_of(self.model)
+        return "transformers" if lean is None else lean.name
+
+    @property
+    def engine_reason(self) -> str:
+        lean = lean_of(self.model)
+        return self.transformers_reason if lean is None else lean.reason
 
     @property
     def context_window(self) -> int | None:
@@ -76,6 +99,66 @@ def resolve_dtype(spec: ModelSpec, device: torch.device) -> DtypeChoice:
     return choose_dtype(spec.dtype, device)
 
 
+PAD_ROWS = 8  # lean-invariant: the fixed row count of a padded forward (k <= 7 in one pass)
+
+
+def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
+    """Put ``model`` on the engine ``spec`` asks for (:func:`specviz.lean.attach`); why it runs
+    on transformers when it does ("" otherwise). Refuses what cannot be had."""
+    why = lean.unsupported(model)
+    if why is None and model.device.type != "cpu":
+        why = f"the lean forward runs on the CPU only (the model is on {model.device})"
+    if spec.engine == "transformers" or (spec.engine == "auto" and why is not None):
+        if spec.dtype == "q4":
+            raise ModelLoadError(
+                f"--dtype q4 runs on the lean engine only ({why or '--engine transformers'}): "
+                "use --dtype bfloat16 or float32"
+            )
+        return "--engine transformers" if spec.engine == "transformers" else f"auto: {why}"
+    if why is not None:
+        raise ModelLoadError(f"--engine {spec.engine} cannot run {spec.name}: {why}")
+    if spec.dtype == "q4":
+        from specviz.lean.q4 import build_q4
+
+        engine = build_q4(model, gguf_path(spec.name))
+    else:
+        engine = lean.build(model)
+    engine.reason = (
+        f"{'auto: ' if spec.engine == 'auto' else ''}{model.config.model_type} on the CPU"
+    )
+    if spec.engine == "lean-invariant":
+        engine.make_row_invariant(PAD_ROWS)
+        engine.reason += f"; every forward in passes of {PAD_ROWS} rows, attention row by row"
+    lean.attach(model, engine)
+    return ""
+
+
+def on_transformers(config: RunConfig) -> RunConfig:
+    """``config`` with its target and draft model on transformers (batched decoding: its batch
+    cache is a transformers ``DynamicCache``; docs/engine.md)."""
+    if "q4" in (config.target.dtype, getattr(config.drafter.draft, "dtype", None)):
+        raise ModelLoadError(
+            "batched decoding runs on transformers, which cannot run --dtype q4 (the lean "
+            "engine's): drop --batch-size, or use --dtype bfloat16"
+        )
+    draft = config.drafter.draft
+    drafter = config.drafter
+    if draft is not None:
+        drafter = replace(drafter, draft=replace(draft, engine="transformers"))
+    return replace(config, target=replace(config.target, engine="transformers"), drafter=drafter)
+
+
+def gguf_path(name: str) -> Path:
+    """The GGUF file behind a model name (``--dtype q4`` reads its blocks)."""
+    from specviz.model_source import EMBEDDED_ALIASES, embedded_gguf
+
+    if name in EMBEDDED_ALIASES:
+        return embedded_gguf(name)
+    if name.endswith(".gguf"):
+        return Path(name).expanduser()
+    raise ModelLoadError(f"--dtype q4 reads a GGUF file's own 4-bit weights, and {name} is not one")
+
+
 def _revision_of(source: str, local: bool, revision: str | None) -> str | None:
     """The commit a hub model was loaded from (its snapshot folder in the local hub cache)."""
     if local:
@@ -93,6 +176,8 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec)
     choice = resolve_dtype(spec, device)
     dtype = choice.dtype
+    if spec.dtype == "q4" and spec.engine == "transformers":
+        raise ModelLoadError("--dtype q4 runs on the lean engine only: drop --engine transformers")
     common: dict[str, Any] = {"trust_remote_code": spec.trust_remote_code}
     if spec.revision and not local:
         common["revision"] = spec.revision
@@ -123,8 +208,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         raise ModelLoadError(f"cannot load {spec.name}: {err}") from err
     model.to(device)
     model.eval()
+    transformers_reason = use_engine(spec, model)
     revision = _revision_of(source, local, spec.revision)
-    return LoadedModel(spec, model, tokenizer, source, revision, choice.reason)
+    return LoadedModel(spec, model, tokenizer, source, revision, choice.reason, transformers_reason)
 
 
 class ModelCache:

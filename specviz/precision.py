@@ -10,7 +10,8 @@
 - float32 on any other CPU: without those instructions bf16 is emulated, and slower.
 
 The CPU is detected, not guessed: a CPU whose flags cannot be read counts as without bf16.
-``--dtype`` overrides the choice. ``run.json`` records the dtype and the reason
+``--dtype`` overrides the choice; ``--dtype q4`` runs a GGUF's own 4-bit weights with bf16
+activations on the lean engine (:mod:`specviz.lean.q4`, docs/engine.md). ``run.json`` records the dtype and the reason
 (``models.target.dtype_reason``). In reduced precision greedy speculative output may part from
 plain greedy output at a near-tie (docs/metrics.md, "Losslessness by dtype").
 """
@@ -59,6 +60,12 @@ def cpu_bf16_flags() -> tuple[str, ...]:
 
 def choose_dtype(requested: str, device: torch.device) -> DtypeChoice:
     """The dtype for ``requested`` (``auto`` or a torch dtype name) on ``device``."""
+    if requested == "q4":
+        return DtypeChoice(
+            torch.bfloat16,
+            "--dtype q4: the GGUF's Q4_1 weights in torch's int4 kernel, bf16 activations "
+            "(specviz.lean.q4)",
+        )
     if requested != "auto":
         return DtypeChoice(getattr(torch, requested), f"--dtype {requested}")
     if device.type == "cuda":
@@ -71,12 +78,15 @@ def choose_dtype(requested: str, device: torch.device) -> DtypeChoice:
     )
 
 
-def greedy_equality(dtype: torch.dtype) -> str:
-    """What greedy speculation promises against plain greedy in ``dtype`` (run.json records it;
-    docs/metrics.md, "Losslessness by dtype")."""
+def greedy_equality(dtype: torch.dtype, engine: str = "transformers") -> str:
+    """What greedy speculation promises against plain greedy in ``dtype`` on ``engine`` (run.json
+    records it; docs/metrics.md, "Losslessness by dtype"; docs/engine.md)."""
+    if engine == "lean-invariant":
+        return "exact: token for token (each row computed as in a one-row forward; tested)"
     if dtype in (torch.float32, torch.float64):
         return "exact: token for token (kernel rounding ~1e-7 of a logit; tested)"
     return (
         "up to near-ties: a (k+1)-row verify may resolve a near-tie other than a 1-row forward; "
-        "compare with the baseline (specviz.metrics.greedy_divergence)"
+        "compare with the baseline (specviz.metrics.greedy_divergence), or use "
+        "--engine lean-invariant"
     )

@@ -47,7 +47,9 @@ def model_info(loaded: LoadedModel) -> dict[str, Any]:
         "tokenizer_size": len(loaded.tokenizer),
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "dtype_reason": loaded.dtype_reason,
-        "greedy_equality": greedy_equality(loaded.dtype),
+        "greedy_equality": greedy_equality(loaded.dtype, loaded.engine),
+        "engine": loaded.engine,
+        "engine_reason": loaded.engine_reason,
         "device": str(loaded.device),
     }
 

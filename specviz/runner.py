@@ -42,7 +42,7 @@ from specviz.drafters.factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.limits import TurnLimits
-from specviz.models import LoadedModel, ModelCache
+from specviz.models import LoadedModel, ModelCache, on_transformers
 from specviz.outdir import locked
 from specviz.policies import DraftPolicy, build_policy
 from specviz.recorder import (
@@ -121,14 +121,16 @@ def run(
     with locked(out_dir):
         open_run_dir(out_dir, identity, resume)  # again under the lock: nobody wrote it meanwhile
         models = models or ModelCache()
-        target = models.get(config.target)
         session: Session
         if batch is None:
+            target = models.get(config.target)
             session = SingleSession(config, target, models, record_events)
             if reuse:
                 session = ReusingSession(session, reuse)
-        else:
-            session = BatchSession(config, batch, target, models, record_events)
+        else:  # batched decoding runs on transformers (its batch cache is transformers')
+            batched = on_transformers(config)
+            target = models.get(batched.target)
+            session = BatchSession(batched, batch, target, models, record_events)
         return _run_session(session, config, requests, out_dir, identity, target, models, progress)
 
 

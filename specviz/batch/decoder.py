@@ -49,7 +49,7 @@ from specviz.batch.kv import BatchKV
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal
 from specviz.engine import RowState, verify_step
-from specviz.forward import forward, new_cache
+from specviz.forward import forward, transformers_cache
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy, heard
@@ -223,7 +223,7 @@ class BatchDecoder:
         prompt = torch.tensor(ids, dtype=torch.long, device=self.target.device)
         if self.drafter is not None:
             self.drafter.join(row.slot, prompt, row.generator)
-        cache = new_cache(self.target.model)
+        cache = transformers_cache(self.target.model)  # spliced into the batch cache
         logits = forward(self.target.model, prompt, cache, 0, last_only=True)
         row.state, first = RowState.prefill(
             self.limits, row.turn, row.next_round, prompt, logits[-1], self.sampling, row.generator

@@ -213,7 +213,7 @@ _TRAFFIC = {"name", "source", "size", "seed", "mode", "single", "path"}
 _OPTIONS = {"device", "dtype", "baseline", "workers", "co_decode"}
 _BATCHING = {"sizes", "compositions", "continuous", "k_mode"}
 _POWER = {"target_pct", "term_target_pct"}
-_MODEL = {"name", "revision", "device", "dtype", "trust_remote_code"}
+_MODEL = {"name", "revision", "device", "dtype", "trust_remote_code", "engine"}
 _POLICY = {"kind", "threshold", "cost_model"}
 _SAMPLING = {"temperature", "top_p"}
 # a [[drafters]] table: DrafterConfig's own keys (each kind's options), plus its k and policies

@@ -1,0 +1,315 @@
+"""A lean forward for Llama-family decoders (Llama, SmolLM2, Qwen2), over the model's own weights.
+
+What it computes is what transformers' ``LlamaForCausalLM`` / ``Qwen2ForCausalLM`` compute
+(RMSNorm in float32 then cast, RoPE from the model's own ``inv_freq``, grouped-query attention,
+SiLU-gated MLP, tied or untied LM head, q/k/v biases where the model has them), in the model's
+dtype, without transformers' per-call machinery (mask builders, cache classes, output objects):
+
+- weights are laid out once: q/k/v fused into one matrix and gate/up into another (the
+  transformers model's parameters become views of the fused matrices, so no weight is stored
+  twice), or the GGUF's own 4-bit blocks (:mod:`specviz.lean.q4`);
+- the KV cache is preallocated (:mod:`specviz.lean.cache`), written in place;
+- RoPE's cos/sin are a table computed once for all positions up to the longest context seen.
+
+Exact greedy speculation in reduced precision (``row_invariant``, ``--engine lean-invariant``):
+a forward over several rows computes every row bit for bit as a one-row forward does. Every
+forward but a prefill runs in passes of exactly ``pad_rows`` rows (padding rows after the real
+ones; a longer feed takes several passes), so the linear layers always run one GEMM shape;
+attention runs row by row, each row over its own prefix, in a one-row forward's shapes.
+Measured on an avx512_bf16 CPU (SmolLM2-135M, bf16): oneDNN gives a row different bits at one
+row than at eight for the 1536-wide ``down`` projection in ~10% of random inputs, and the same
+bits at every position of an 8-row GEMM in 100 of 100; a masked 6-row attention differs from six
+one-row attentions by up to 0.5 in a logit. A prefill (``last_only``) is exempt: plain decoding
+and speculation prefill the same prompt the same way.
+
+Layer-skip drafting swaps layers of the transformers model for an identity
+(:func:`specviz.drafters.layer_skip.only_layers`); a layer swapped out there is run here as the
+module that replaced it, so the same surgery drives both engines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from specviz.lean.cache import GROW_TO, LayerKV, LeanCache
+
+Linear = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Dense:
+    """``x @ weight.T + bias`` (``F.linear``: oneDNN/MKL on the CPU)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def activation_dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+
+@dataclass(frozen=True)
+class Packed:
+    """``F.linear`` with the weight reordered once into oneDNN's blocked layout (bf16 on a CPU
+    with native bf16): ``torch.ops.mkldnn._linear_pointwise``, the kernel torch.compile's CPU
+    backend uses for frozen weights. Measured on an avx512_bf16 CPU (SmolLM2-135M's 211 linear
+    layers, one thread, CPU time): 25 ms at one row and 25 at eight, against 38 and 44 for
+    ``F.linear`` on the same bf16 weights. The reordered copy is a second copy of the weights
+    (the transformers model keeps its own)."""
+
+    weight: torch.Tensor  # an opaque mkldnn tensor
+    bias: torch.Tensor | None
+    in_features: int
+    activation_dtype: torch.dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+
+
+PACK_ROWS = 8  # the row count oneDNN is told to expect when it reorders a weight
+
+
+def packed(dense: Dense) -> Linear:
+    """``dense`` as a :class:`Packed` layer where oneDNN computes bf16 natively, else itself
+    (float32 keeps ``F.linear``: oneDNN's packed float32 path was not faster here)."""
+    if dense.weight.dtype != torch.bfloat16 or dense.weight.device.type != "cpu":
+        return dense
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return dense
+    weight = torch.ops.mkldnn._reorder_linear_weight(dense.weight, PACK_ROWS)
+    return Packed(weight, dense.bias, dense.in_features, dense.activation_dtype)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes a forward needs."""
+
+    heads: int
+    kv_heads: int
+    head_dim: int
+    eps: float
+
+    @property
+    def groups(self) -> int:
+        return self.heads // self.kv_heads
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One decoder layer's weights."""
+
+    attn_norm: torch.Tensor
+    qkv: Linear
+    o: Linear
+    mlp_norm: torch.Tensor
+    gate_up: Linear
+    down: Linear
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm: normalise in float32 (one fused ``F.rms_norm``), cast back,
+    then scale."""
+    return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=eps).to(x.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """RoPE as transformers applies it (``x * cos + rotate_half(x) * sin``); ``x`` is
+    ``(heads, rows, head_dim)``, ``cos``/``sin`` ``(rows, head_dim)``."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class Rope:
+    """cos/sin of every position up to the longest context seen, from the model's ``inv_freq``
+    and ``attention_scaling`` (so every static RoPE variant transformers implements is the
+    model's own), computed as transformers does (float32 products, then cast)."""
+
+    def __init__(self, inv_freq: torch.Tensor, scaling: float, dtype: torch.dtype) -> None:
+        self.inv_freq = inv_freq.float()
+        self.scaling = scaling
+        self.dtype = dtype
+        self.cos = torch.empty(0, 2 * len(inv_freq), dtype=dtype, device=inv_freq.device)
+        self.sin = self.cos
+
+    def at(self, start: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+        end = start + rows
+        if end > self.cos.shape[0]:
+            size = max(2 * self.cos.shape[0], -(-end // GROW_TO) * GROW_TO)
+            positions = torch.arange(size, device=self.inv_freq.device).float()
+            freqs = positions[:, None] * self.inv_freq[None, :]
+            emb = torch.cat((freqs, freqs), dim=-1)
+            self.cos = (emb.cos() * self.scaling).to(self.dtype)
+            self.sin = (emb.sin() * self.scaling).to(self.dtype)
+        return self.cos[start:end], self.sin[start:end]
+
+
+class LeanModel:
+    """The forward of one Llama-family model; :func:`specviz.lean.lean_model` builds it."""
+
+    def __init__(
+        self,
+        layers: list[Layer],
+        embed: torch.Tensor,
+        norm: torch.Tensor,
+        lm_head: Linear,
+        rope: Rope,
+        shape: Shape,
+        swappable: nn.ModuleList,
+        weights: str,
+    ) -> None:
+        self.layers = layers
+        self.embed = embed
+        self.norm = norm
+        self.lm_head = lm_head
+        self.rope = rope
+        self.shape = shape
+        self.swappable = swappable  # the transformers model's layer list (layer-skip surgery)
+        self.originals = list(swappable)
+        self.weights = weights  # "dense" (the model's own tensors) or "q4" (the GGUF's blocks)
+        self.row_invariant = False
+        self.pad_rows = 0  # >0: linear layers always run at this many rows (row_invariant)
+        self.reason = ""  # why it runs here (run.json's engine_reason)
+
+    @property
+    def name(self) -> str:
+        return "lean-invariant" if self.row_invariant else "lean"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed.dtype
+
+    def new_cache(self) -> LeanCache:
+        s = self.shape
+        device = self.embed.device
+        return LeanCache(
+            self, [LayerKV(s.kv_heads, s.head_dim, torch.float32, device) for _ in self.layers]
+        )
+
+    def make_row_invariant(self, pad_rows: int) -> None:
+        """Compute every row as a one-row forward would (see the module docstring): every
+        forward but a prefill runs in passes of exactly ``pad_rows`` rows."""
+        self.row_invariant = True
+        self.pad_rows = pad_rows
+
+    def forward(
+        self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool = False
+    ) -> torch.Tensor:
+        """Logits of ``tokens`` (1-D) fed at positions ``start..`` (one row per token, or the
+        last only); their keys and values are appended to ``cache``."""
+        if self.row_invariant and not last_only:
+            rows = self.pad_rows or len(tokens)
+            pieces = [
+                self._forward(tokens[i : i + rows], cache, start + i, False, per_row=True)
+                for i in range(0, len(tokens), rows)
+            ]
+            return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        return self._forward(tokens, cache, start, last_only, per_row=False)
+
+    def _forward(
+        self,
+        tokens: torch.Tensor,
+        cache: LeanCache,
+        start: int,
+        last_only: bool,
+        per_row: bool,
+    ) -> torch.Tensor:
+        real = len(tokens)
+        if per_row and self.pad_rows > real:
+            tokens = torch.cat([tokens, tokens.new_zeros(self.pad_rows - real)])
+        h = F.embedding(tokens, self.embed)
+        cos, sin = self.rope.at(start, len(tokens))
+        for i, layer in enumerate(self.layers):
+            module = self.swappable[i]
+            if module is not self.originals[i]:  # swapped out by layer-skip surgery
+                h = module(h)
+                continue
+            h = self._layer(layer, h, cache.layers[i], cos, sin, real, per_row)
+        if last_only:
+            return self.lm_head(rms_norm(h[real - 1 :], self.norm, self.shape.eps))
+        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))[:real]
+
+    def _layer(
+        self,
+        layer: Layer,
+        h: torch.Tensor,
+        kv: LayerKV,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        real: int,
+        per_row: bool,
+    ) -> torch.Tensor:
+        s = self.shape
+        rows = h.shape[0]
+        qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
+        width = (s.heads + s.kv_heads) * s.head_dim  # q and k, rotated together
+        qk = qkv[:, :width].view(rows, s.heads + s.kv_heads, s.head_dim).transpose(0, 1)
+        qk = rotate(qk, cos, sin)
+        q, k = qk[: s.heads], qk[s.heads :]
+        v = qkv[:, width:].view(rows, s.kv_heads, s.head_dim).transpose(0, 1)
+        before = kv.length
+        keys, values = kv.append(k[:, :real], v[:, :real])
+        if per_row:
+            attended = attend_rows(q, keys, values, before, real, s.groups)
+        else:
+            attended = attend(q, keys, values, before, s.groups)
+        h = h + layer.o(attended)
+        return h + mlp(layer, rms_norm(h, layer.mlp_norm, s.eps))
+
+
+def mlp(layer: Layer, x: torch.Tensor) -> torch.Tensor:
+    gate, up = layer.gate_up(x).chunk(2, dim=-1)
+    return layer.down(F.silu(gate) * up)
+
+
+def attend(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, before: int, groups: int
+) -> torch.Tensor:
+    """Causal attention of ``q`` ``(heads, rows, dim)`` at positions ``before..`` over
+    ``keys``/``values`` ``(kv_heads, before + rows, dim)``, float32; ``(rows, heads * dim)``.
+
+    Written out (two batched matmuls and a softmax, in float32 whatever the model's dtype)
+    rather than ``F.scaled_dot_product_attention``: on the CPU that picks a flash-attention
+    kernel whose fixed cost was ~0.5 ms per call for one query over 200 keys (measured, SmolLM2,
+    bf16), half the cost of a one-row forward's linear layers. Query head ``h`` reads key head
+    ``h // groups``, as transformers' ``repeat_kv`` has it."""
+    heads, rows, dim = q.shape
+    kv_heads, length, _ = keys.shape
+    grouped = q.reshape(kv_heads, groups * rows, dim).float()
+    scores = torch.bmm(grouped, keys.transpose(1, 2)) * dim**-0.5
+    if rows > 1:
+        cols = torch.arange(length, device=q.device)
+        hidden = cols[None, :] > before + torch.arange(rows, device=q.device)[:, None]
+        scores.view(kv_heads, groups, rows, length).masked_fill_(hidden, float("-inf"))
+    out = torch.bmm(torch.softmax(scores, dim=-1), values).to(q.dtype)
+    return out.view(heads, rows, dim).transpose(0, 1).reshape(rows, heads * dim)
+
+
+def attend_rows(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    before: int,
+    real: int,
+    groups: int,
+) -> torch.Tensor:
+    """:func:`attend`, one row at a time over its own prefix (the shapes of a one-row
+    forward); rows past ``real`` (padding) attend to nothing and give zeros."""
+    heads, rows, dim = q.shape
+    out = q.new_zeros(rows, heads * dim)
+    for r in range(real):
+        end = before + r + 1
+        out[r] = attend(q[:, r : r + 1], keys[:, :end], values[:, :end], end - 1, groups)[0]
+    return out
