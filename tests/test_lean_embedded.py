@@ -107,9 +107,16 @@ def test_q4_blocks_decode_to_the_weights_transformers_dequantizes():
 
 def test_q4_decodes_sensible_greedy_text_on_the_lean_engine():
     loaded = smollm2("q4")
-    assert loaded.engine == "lean" and "q4" in loaded.dtype_reason
+    # auto in reduced precision is row-invariant: exact greedy speculation by default
+    assert loaded.engine == "lean-invariant" and "q4" in loaded.dtype_reason
     prompt = next(p for p in builtin_prompts() if p.category == "extraction")
     tokens, _ = decode(decoder_on(loaded), prompt)
     reference, _ = decode(decoder_on(smollm2("float32")), prompt)
     # a slightly different model (2^-9 rounding of its scales): it starts as float32 does
     assert tokens[0][:8] == reference[0][:8]
+
+
+def test_auto_engine_keeps_greedy_speculation_exact_in_bf16_and_plain_lean_in_float32():
+    assert smollm2("bfloat16").engine == "lean-invariant"
+    assert "exact greedy speculation" in smollm2("bfloat16").engine_reason
+    assert smollm2("float32").engine == "lean"

@@ -82,6 +82,20 @@ def test_run_json_records_the_dtype_and_why(cpuinfo, tiny_model_dir, tmp_path):
     target = json.loads((out / "run.json").read_text())["models"]["target"]
     assert target["dtype"] == "bfloat16"
     assert target["dtype_reason"] == "auto: the CPU has native bf16 (amx_bf16)"
+    # engine auto runs reduced precision row-invariant: the promise stays exact
+    assert target["engine"] == "lean-invariant"
+    assert target["greedy_equality"].startswith("exact")
+
+
+def test_run_json_says_plain_lean_bf16_is_equal_only_up_to_near_ties(
+    cpuinfo, tiny_model_dir, tmp_path
+):
+    cpuinfo(AMX)
+    out = tmp_path / "run"
+    args = ["run", "--target", str(tiny_model_dir), "--limit", "1", "--max-new-tokens", "4"]
+    assert main([*args, "--engine", "lean", "--out", str(out), "--quiet"]) == 0
+    target = json.loads((out / "run.json").read_text())["models"]["target"]
+    assert target["engine"] == "lean"
     assert target["greedy_equality"].startswith("up to near-ties")
 
 
