@@ -1,0 +1,291 @@
+"""Mutation testing of specviz's core modules with mutmut, one module at a time.
+
+For each core module (:data:`MODULES`: its source file and the test files that cover it) the
+driver keeps a work directory ``out/mutation/work/NAME`` whose ``pyproject.toml`` tells mutmut
+to mutate that one file and to run only those test files (``-m "not slow"``: a test that loads
+the embedded model or runs notebooks is too slow to run once per mutant). mutmut copies the
+package into ``work/NAME/mutants/``, runs each mutant against the tests that cover the mutated
+function (it records which tests reach which function first) and keeps every verdict: a second
+run re-tests only the functions whose code changed, so ``make mutation`` after a small change
+takes minutes. The work directories are the cache; deleting ``out/mutation`` starts afresh.
+
+Each module runs under ``nice`` with ``--jobs`` workers (2 by default: the machine's cores) and
+``--budget-s`` seconds at most (mutmut is stopped after that; what it tested so far is kept and
+counted, the rest reported as not checked, and the next run goes on from there).
+
+Output: a table per module (mutants, killed, survived, not checked, timeouts, score = killed /
+(killed + survived)), ``out/mutation/report.md`` (the table and every survivor with its diff,
+for classifying: a test to write, or equivalent) and, last, one JSON line.
+
+    .venv/bin/python bench/mutation.py [--modules verify,policies] [--jobs 2] [--budget-s 1200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Module:
+    """A core module to mutate, the test files that claim to cover it, and the tests among them
+    left out (``deselect``: end-to-end statistical runs of half a minute that every mutant of a
+    function they reach would rerun; the unit tests of the same files cover those functions)."""
+
+    source: str
+    tests: tuple[str, ...]
+    deselect: tuple[str, ...] = ()
+
+
+SVIP = "tests/test_drafters_policies.py::test_sampling_with_svip_stopping_keeps_the_targets_distribution"
+MODULES: dict[str, Module] = {
+    "policies": Module(
+        "specviz/policies.py",
+        (
+            "tests/test_policy_claims.py",
+            "tests/test_policies_task_aware.py",
+            "tests/test_drafters_policies.py",
+        ),
+        (SVIP,),
+    ),
+    "bootstrap": Module(
+        "specviz/metrics/bootstrap.py",
+        ("tests/test_metrics_bootstrap.py", "tests/test_interval_claims.py"),
+    ),
+    "degradation": Module(
+        "specviz/metrics/degradation.py",
+        ("tests/test_metrics_degradation.py", "tests/test_interval_claims.py"),
+    ),
+    "parse": Module(
+        "specviz/endpoint/parse.py",
+        (
+            "tests/test_endpoint_parse_claims.py",
+            "tests/test_endpoint_events.py",
+            "tests/test_endpoint_client.py",
+        ),
+    ),
+    "expressions": Module(
+        "specviz/metrics/expressions.py",
+        ("tests/test_metrics_summary.py", "tests/test_per_position_claims.py"),
+    ),
+    "summary": Module(
+        "specviz/metrics/summary.py",
+        ("tests/test_metrics_summary.py", "tests/test_per_position_claims.py"),
+    ),
+    "verify": Module("specviz/verify.py", ("tests/test_verify_sampling.py",)),
+    "runtables": Module(
+        "specviz/runtables.py", ("tests/test_resume_claims.py", "tests/test_runner.py")
+    ),
+    "cost": Module("specviz/cost.py", ("tests/test_cost_model.py",)),
+    "accounting": Module("specviz/metrics/accounting.py", ("tests/test_cost_accounting.py",)),
+    "suffix": Module(
+        "specviz/drafters/suffix.py",
+        ("tests/test_suffix_drafter.py",),
+        (
+            "tests/test_suffix_drafter.py::"
+            "test_sampling_with_suffix_drafts_keeps_the_targets_distribution",
+        ),
+    ),
+    "outdir": Module(
+        "specviz/outdir.py", ("tests/test_report_out_claims.py", "tests/test_hostile_outputs.py")
+    ),
+    "rundir": Module(
+        "specviz/rundir.py", ("tests/test_resume_claims.py", "tests/test_hostile_outputs.py")
+    ),
+}
+
+#: mutmut's exit codes per verdict (mutmut.stats.status_by_exit_code)
+KILLED = {1, 3}
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+TIMEOUT = {36, -24, 24, 152, 255}
+
+
+def pyproject(module: Module) -> str:
+    """The work directory's pyproject.toml: mutate ``module.source``, run its tests."""
+    tests = ", ".join(json.dumps(t) for t in module.tests)
+    deselect = "".join(f', "--deselect", {json.dumps(t)}' for t in module.deselect)
+    return f"""[tool.mutmut]
+source_paths = ["specviz"]
+only_mutate = [{json.dumps(module.source)}]
+pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"{deselect}]
+pytest_add_cli_args_test_selection = [{tests}]
+also_copy = ["data"]
+use_git_change_detection = false
+# a mutant is stopped (a timeout, counted as killed) after 5x its tests' clean CPU time
+timeout_multiplier = 5.0
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+markers = ["slow: loads the embedded model or runs notebooks"]
+"""
+
+
+def prepare(work: Path, module: Module) -> None:
+    """Link the package, tests and data into ``work`` and write its mutmut configuration."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("specviz", "tests", "data"):
+        link = work / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
+    text = pyproject(module)
+    config = work / "pyproject.toml"
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    # the tests as they are now (mutmut copies tests/ once, into mutants/)
+    copied = work / "mutants" / "tests"
+    if copied.exists():
+        shutil.rmtree(copied)
+
+
+def run_mutmut(
+    work: Path, jobs: int, budget_s: float, mutants: Sequence[str] = ()
+) -> tuple[float, bool]:
+    """Run mutmut in ``work`` (on ``mutants`` only, when given) for at most ``budget_s``
+    seconds: (seconds taken, finished)."""
+    env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
+    mutmut = Path(sys.executable).parent / "mutmut"
+    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(jobs), *mutants]
+    start = time.monotonic()
+    log = (work / "mutmut.log").open("a")
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        proc.wait(timeout=budget_s)
+        finished = proc.returncode == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # mutmut ends its workers and keeps its verdicts
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finished = False
+    return time.monotonic() - start, finished
+
+
+def verdicts(work: Path, module: Module) -> dict[str, int | None]:
+    """mutmut's exit code per mutant of ``module`` (None: not checked yet)."""
+    meta = work / "mutants" / f"{module.source}.meta"
+    if not meta.exists():
+        return {}
+    return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def diff(work: Path, mutant: str) -> str:
+    """The survivor's diff, as ``mutmut show`` prints it."""
+    mutmut = Path(sys.executable).parent / "mutmut"
+    out = subprocess.run(
+        [str(mutmut), "show", mutant],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip()
+
+
+def score(codes: dict[str, int | None]) -> dict[str, int | float | None]:
+    """Counts of a module's verdicts and its score killed / (killed + survived)."""
+    values = list(codes.values())
+    killed = sum(c in KILLED or c in TIMEOUT for c in values)
+    survived = sum(c in SURVIVED for c in values)
+    return {
+        "mutants": len(values),
+        "killed": killed,
+        "survived": survived,
+        "no_tests": sum(c in NO_TESTS for c in values),
+        "not_checked": sum(c is None for c in values),
+        "timeouts": sum(c in TIMEOUT for c in values),
+        "score": round(killed / (killed + survived), 3) if killed + survived else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", default=",".join(MODULES))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--budget-s", type=float, default=1200.0, help="per module")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutation")
+    parser.add_argument("--report-only", action="store_true", help="report the cached verdicts")
+    args = parser.parse_args()
+    names = [n for n in args.modules.split(",") if n]
+    unknown = [n for n in names if n not in MODULES]
+    if unknown:
+        parser.error(f"unknown modules {unknown}; choose from {', '.join(MODULES)}")
+    rows, survivors = [], {}
+    for name in names:
+        module, work = MODULES[name], args.out / "work" / name
+        seconds, finished = 0.0, True
+        if not args.report_only:
+            prepare(work, module)
+            # survivors of an earlier run face the tests as they are now (mutmut keeps a
+            # verdict until the mutated function changes, not when a test is added)
+            earlier = [m for m, c in verdicts(work, module).items() if c in SURVIVED]
+            if earlier:
+                seconds, finished = run_mutmut(work, args.jobs, args.budget_s, earlier)
+            if finished and seconds < args.budget_s:
+                more, finished = run_mutmut(work, args.jobs, args.budget_s - seconds)
+                seconds += more
+        codes = verdicts(work, module)
+        rows.append({"module": name, "seconds": round(seconds), **score(codes)})
+        survivors[name] = [m for m, c in sorted(codes.items()) if c in SURVIVED]
+        print(f"{name}: {rows[-1]}{'' if finished else ' (stopped or failed: see mutmut.log)'}")
+    report(args.out, rows, survivors)
+    total = {k: sum(r[k] for r in rows) for k in ("mutants", "killed", "survived", "not_checked")}
+    checked = total["killed"] + total["survived"]
+    print(
+        json.dumps(
+            {
+                "bench": "mutation",
+                "tool": "mutmut",
+                "modules": {r["module"]: r["score"] for r in rows},
+                **total,
+                "score": round(total["killed"] / checked, 3) if checked else None,
+                "seconds": sum(r["seconds"] for r in rows),
+            }
+        )
+    )
+
+
+def report(out: Path, rows: list[dict], survivors: dict[str, list[str]]) -> None:
+    """The table and every survivor's diff, in ``out/report.md``."""
+    head = [
+        "module",
+        "mutants",
+        "killed",
+        "survived",
+        "no_tests",
+        "not_checked",
+        "score",
+        "seconds",
+    ]
+    lines = ["# Mutation testing: survivors", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[h]) for h in head) + " |")
+        print("  ".join(f"{h}={r[h]}" for h in head))
+    for name, mutants in survivors.items():
+        if mutants:
+            lines += ["", f"## {name}", ""]
+            for m in mutants:
+                lines += [f"### {m}", "", "```diff", diff(out / "work" / name, m), "```", ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
