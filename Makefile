@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint venv system-deps lab clean
+.PHONY: demo test lint venv system-deps lab clean mutation
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ lint: venv
 
 test: venv system-deps lint
 	$(VENV)/bin/pytest -q
+
+# Mutation testing of the core modules (docs/testing.md): slow, not part of `make test`. Cached in
+# out/mutation/work; a second run re-tests only what changed. MODULES=policies,verify picks some.
+mutation: venv
+	$(PY) bench/mutation.py $(if $(MODULES),--modules $(MODULES))
 
 demo: venv
 	$(VENV)/bin/specviz study studies/default.toml --out runs/default --resume
