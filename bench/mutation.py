@@ -105,6 +105,19 @@ MODULES: dict[str, Module] = {
     ),
 }
 
+#: each worker computes on one thread: ``--jobs`` workers share the cores, and a CPU-time limit
+#: then means the same on a busy machine as on an idle one
+ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+#: what the fork server imports before forking a worker per mutant: the slow imports of the
+#: tests (torch, transformers, altair, nbconvert: about 5 CPU seconds), never polars nor what
+#: imports it (specviz, papermill through pyarrow); a worker imports those itself (about 2 s)
+PRELOAD = (
+    "numpy torch scipy.stats transformers tokenizers accelerate safetensors huggingface_hub sympy "
+    "pytest altair narwhals nbformat nbconvert nbclient jupyter_client jupytext jinja2 httpx "
+    "starlette uvicorn tqdm mistune bleach tinycss2 bs4 pygments jsonschema psutil yaml regex"
+).split()
+
 #: mutmut's exit codes per verdict (mutmut.stats.status_by_exit_code)
 KILLED = {1, 3}
 SURVIVED = {0}
@@ -123,8 +136,16 @@ pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"{deselect
 pytest_add_cli_args_test_selection = [{tests}]
 also_copy = ["data"]
 use_git_change_detection = false
-# a mutant is stopped (a timeout, counted as killed) after 5x its tests' clean CPU time
-timeout_multiplier = 5.0
+# a mutant is stopped (a timeout, counted as killed) after 2 x 3 x (its tests' clean seconds
+# + 10): the 10 covers the worker's own imports
+timeout_multiplier = 3.0
+timeout_constant = 10.0
+# each mutant runs in a process forked from a server that imported torch, transformers and
+# pytest but not polars: polars starts its thread pool on import, and a process forked after
+# that waits forever on its first parallel operation (a false "timeout")
+process_isolation = "forkserver"
+forkserver_warmup = "import"
+preload_modules_file = "preload.txt"
 
 [tool.pytest.ini_options]
 testpaths = ["tests"]
@@ -139,6 +160,7 @@ def prepare(work: Path, module: Module) -> None:
         link = work / name
         if not link.is_symlink():
             link.symlink_to(ROOT / name)
+    (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
     text = pyproject(module)
     config = work / "pyproject.toml"
     if not config.exists() or config.read_text() != text:
@@ -154,7 +176,7 @@ def run_mutmut(
 ) -> tuple[float, bool]:
     """Run mutmut in ``work`` (on ``mutants`` only, when given) for at most ``budget_s``
     seconds: (seconds taken, finished)."""
-    env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
     mutmut = Path(sys.executable).parent / "mutmut"
     cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(jobs), *mutants]
     start = time.monotonic()
@@ -232,9 +254,9 @@ def main() -> None:
         seconds, finished = 0.0, True
         if not args.report_only:
             prepare(work, module)
-            # survivors of an earlier run face the tests as they are now (mutmut keeps a
-            # verdict until the mutated function changes, not when a test is added)
-            earlier = [m for m, c in verdicts(work, module).items() if c in SURVIVED]
+            # survivors and timeouts of an earlier run face the tests as they are now (mutmut
+            # keeps a verdict until the mutated function changes, not when a test is added)
+            earlier = [m for m, c in verdicts(work, module).items() if c in SURVIVED | TIMEOUT]
             if earlier:
                 seconds, finished = run_mutmut(work, args.jobs, args.budget_s, earlier)
             if finished and seconds < args.budget_s:

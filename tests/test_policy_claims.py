@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from specviz.cost import CostModel
-from specviz.policies import CostAware, _Belief
+from specviz.config import PolicyConfig
+from specviz.policies import CostAware, _Belief, build_policy
 
 
 def costs(verify: list[float], draft: float) -> CostModel:
@@ -46,3 +47,19 @@ def test_one_accepted_of_four_every_round_keeps_drafting_three():
         policy.update(4, 4, 1)
     assert policy.alpha() == pytest.approx(0.5, abs=0.03)
     assert policy.next_k() == 3
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["constant", "heuristic", "heuristic-per-request", "heuristic-per-task", "svip", "confidence"],
+)
+def test_a_built_policy_is_named_as_its_config_kind(kind):
+    assert build_policy(PolicyConfig(kind, 3)).name == kind
+
+
+def test_a_built_cost_aware_policy_prices_with_the_model_it_was_given():
+    model = costs([1.0, 1.5, 2.0, 2.5, 3.0], 0.2)
+    policy = build_policy(PolicyConfig("cost-aware", 4), model, drafter="suffix")
+    assert isinstance(policy, CostAware) and policy.name == "cost-aware"
+    assert (policy.k_max, policy.draft_cost(2), policy.verify_cost(3)) == (4, 0.4, 2.0)
+    assert not policy.shadows  # drafting one token costs a fifth of a one-row verify
