@@ -11,9 +11,14 @@ import numpy as np
 import pytest
 from test_metrics_degradation import multi_rows, single_rows
 
-from specviz.metrics import degradation
-from specviz.metrics.bootstrap import bootstrap, bootstrap_ratio, percentile_bounds
-from specviz.metrics.synthetic import requests_from_rows
+from specviz.metrics import bootstrap_by, degradation, metric_intervals, request_table
+from specviz.metrics.bootstrap import (
+    METRIC_N_BOOT,
+    bootstrap,
+    bootstrap_ratio,
+    percentile_bounds,
+)
+from specviz.metrics.synthetic import requests_from_rows, synthetic_events
 
 # the module (``specviz.metrics.degradation`` as an attribute is the function of that name)
 degradation_module = importlib.import_module("specviz.metrics.degradation")
@@ -103,3 +108,24 @@ def test_a_wider_level_gives_a_wider_decomposition_interval():
     narrow = degradation(requests, n_boot=400, level=0.5).row(0, named=True)
     wide = degradation(requests, n_boot=400, level=0.95).row(0, named=True)
     assert wide["total_low"] < narrow["total_low"] < narrow["total_high"] < wide["total_high"]
+
+
+def test_metric_intervals_pass_their_resamples_level_and_seed_to_every_interval():
+    events = synthetic_events(3000, seed=4)
+    table = request_table(events)
+    got = metric_intervals(events, metrics=["acceptance_rate"], n_boot=300, level=0.8, seed=5)
+    want = bootstrap_by(table, (), "accepted", "drafted", n_boot=300, level=0.8, seed=5)
+    assert got.select("estimate", "low", "high").equals(want.select("estimate", "low", "high"))
+
+
+def test_metric_intervals_default_to_the_metric_resamples_at_95_percent_and_seed_0():
+    events = synthetic_events(3000, seed=4)
+    explicit = metric_intervals(events, n_boot=METRIC_N_BOOT, level=0.95, seed=0)
+    assert metric_intervals(events).equals(explicit)
+
+
+def test_an_unknown_metric_is_refused_naming_the_metrics_to_choose_from():
+    with pytest.raises(
+        ValueError, match="choose from acceptance_rate, alpha, mean_accepted_length"
+    ):
+        metric_intervals(synthetic_events(1000), metrics=["speed"])

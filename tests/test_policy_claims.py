@@ -4,10 +4,12 @@ counts at most one rejection (the first rejected draft ends it; later drafts wer
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
-from specviz.cost import CostModel
 from specviz.config import PolicyConfig
+from specviz.cost import CostModel
 from specviz.policies import CostAware, _Belief, build_policy
 
 
@@ -63,3 +65,67 @@ def test_a_built_cost_aware_policy_prices_with_the_model_it_was_given():
     assert isinstance(policy, CostAware) and policy.name == "cost-aware"
     assert (policy.k_max, policy.draft_cost(2), policy.verify_cost(3)) == (4, 0.4, 2.0)
     assert not policy.shadows  # drafting one token costs a fifth of a one-row verify
+
+
+def flat(draft: tuple[float, ...] = (0.0,) * 5) -> CostModel:
+    return CostModel((1.0,) * 5, {"suffix": draft})
+
+
+def test_drafting_nothing_costs_nothing_even_when_a_draft_call_has_a_fixed_cost():
+    policy = CostAware(4, flat((0.3, 0.4, 0.5, 0.6, 0.7)), "suffix")
+    assert (policy.draft_cost(0), policy.draft_cost(1), policy.draft_cost(4)) == (0.0, 0.4, 0.7)
+
+
+def test_a_task_without_evidence_has_the_priors_mean_and_lower_quartile():
+    policy = CostAware(4, flat(), "suffix")
+    policy.start_request("new")
+    a, b = 0.5, 2.0
+    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    assert policy.alpha() == pytest.approx(0.2)
+    assert policy.cautious_alpha() == pytest.approx(0.2 - 0.674 * sd)
+
+
+def test_the_cautious_alpha_is_the_beta_mean_less_0674_standard_deviations():
+    policy = CostAware(4, flat(), "suffix")
+    policy.start_request("t")
+    policy.beliefs["t"] = _Belief(accepted=9.5, rejected=3.0)
+    a, b = 10.0, 5.0
+    sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
+    assert policy.cautious_alpha() == pytest.approx(a / (a + b) - 0.674 * sd, abs=1e-12)
+
+
+def test_when_every_k_is_worth_the_same_the_smallest_k_wins():
+    # a belief of alpha = 0: every k emits one token per round, at the same (flat) cost
+    policy = CostAware(4, flat(), "suffix", prior=(0.0, 1.0))
+    policy.start_request("t")
+    assert policy.cautious_alpha() == 0.0
+    assert policy.next_k() == 0
+
+
+def test_a_probe_drafts_the_best_k_of_at_least_one():
+    policy = CostAware(4, costs([1.0, 2.0, 2.5, 3.0, 3.5], 0.05), "suffix")
+    policy.start_request("t")
+    for _ in range(policy.probe_every):
+        policy.update(0, 0, 0)
+    assert (
+        policy.next_k() == 1
+    )  # the costlier the round, the worse: the probe is as cheap as can be
+
+
+def test_a_drafting_round_that_accepted_ends_the_probe_back_off():
+    policy = CostAware(4, costs([1.0, 2.0, 2.5, 3.0, 3.5], 0.05), "suffix")
+    policy.start_request("t")
+    policy.beliefs["t"] = _Belief(accepted=5.0, rejected=1.0, failed_probes=3)
+    policy.update(2, 2, 0)  # not a probe (no idle rounds), nothing accepted: the back-off stays
+    assert policy.beliefs["t"].failed_probes == 3
+    policy.update(2, 2, 1)  # one accepted: the task drafts again, probes start afresh
+    assert policy.beliefs["t"].failed_probes == 0
+
+
+def test_a_round_whose_drafter_had_nothing_to_propose_leaves_the_belief_as_it_was():
+    policy = CostAware(4, costs([1.0, 2.0, 2.5, 3.0, 3.5], 0.05), "suffix")
+    policy.start_request("t")
+    policy.update(3, 3, 2)
+    before = (policy.beliefs["t"].accepted, policy.beliefs["t"].rejected)
+    policy.update(3, 0, 0)  # asked for 3, the drafter found none (no decay, no rejection)
+    assert (policy.beliefs["t"].accepted, policy.beliefs["t"].rejected) == before
