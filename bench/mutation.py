@@ -65,7 +65,11 @@ MODULES: dict[str, Module] = {
     ),
     "degradation": Module(
         "specviz/metrics/degradation.py",
-        ("tests/test_metrics_degradation.py", "tests/test_interval_claims.py"),
+        (
+            "tests/test_metrics_degradation.py",
+            "tests/test_interval_claims.py",
+            "tests/test_metrics_claims.py",
+        ),
     ),
     "parse": Module(
         "specviz/endpoint/parse.py",
@@ -77,11 +81,19 @@ MODULES: dict[str, Module] = {
     ),
     "expressions": Module(
         "specviz/metrics/expressions.py",
-        ("tests/test_metrics_summary.py", "tests/test_per_position_claims.py"),
+        (
+            "tests/test_metrics_summary.py",
+            "tests/test_per_position_claims.py",
+            "tests/test_metrics_claims.py",
+        ),
     ),
     "summary": Module(
         "specviz/metrics/summary.py",
-        ("tests/test_metrics_summary.py", "tests/test_per_position_claims.py"),
+        (
+            "tests/test_metrics_summary.py",
+            "tests/test_per_position_claims.py",
+            "tests/test_metrics_claims.py",
+        ),
     ),
     "verify": Module("specviz/verify.py", ("tests/test_verify_sampling.py",)),
     "runtables": Module(
@@ -109,14 +121,53 @@ MODULES: dict[str, Module] = {
 #: then means the same on a busy machine as on an idle one
 ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 
-#: what the fork server imports before forking a worker per mutant: the slow imports of the
-#: tests (torch, transformers, altair, nbconvert: about 5 CPU seconds), never polars nor what
-#: imports it (specviz, papermill through pyarrow); a worker imports those itself (about 2 s)
-PRELOAD = (
-    "numpy torch scipy.stats transformers tokenizers accelerate safetensors huggingface_hub sympy "
-    "pytest altair narwhals nbformat nbconvert nbclient jupyter_client jupytext jinja2 httpx "
-    "starlette uvicorn tqdm mistune bleach tinycss2 bs4 pygments jsonschema psutil yaml regex"
-).split()
+#: what the fork server imports before forking a worker per mutant: everything slow to import
+#: (torch, transformers, altair, nbconvert, polars, specviz). It never *runs* a polars operation:
+#: polars starts its thread pool on the first one, and a process forked after that waits
+#: forever on its own first one (a false "timeout"). specviz comes from ``mutants/`` (mutmut
+#: puts it first on sys.path before the server starts); a mutant is switched on at call time.
+PRELOAD = [
+    "numpy",
+    "torch",
+    "scipy.stats",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "safetensors",
+    "huggingface_hub",
+    "sympy",
+    "pytest",
+    "altair",
+    "narwhals",
+    "nbformat",
+    "nbconvert",
+    "nbclient",
+    "jupyter_client",
+    "jupytext",
+    "jinja2",
+    "httpx",
+    "starlette",
+    "uvicorn",
+    "tqdm",
+    "mistune",
+    "bleach",
+    "tinycss2",
+    "bs4",
+    "pygments",
+    "jsonschema",
+    "psutil",
+    "yaml",
+    "regex",
+    "polars",
+    "pyarrow",
+    "papermill",
+    "specviz.metrics",
+    "specviz.report.builder",
+    "specviz.report.execute",
+    "specviz.runner",
+    "specviz.cli",
+    "specviz.endpoint.client",
+]
 
 #: mutmut's exit codes per verdict (mutmut.stats.status_by_exit_code)
 KILLED = {1, 3}
@@ -140,9 +191,9 @@ use_git_change_detection = false
 # + 10): the 10 covers the worker's own imports
 timeout_multiplier = 3.0
 timeout_constant = 10.0
-# each mutant runs in a process forked from a server that imported torch, transformers and
-# pytest but not polars: polars starts its thread pool on import, and a process forked after
-# that waits forever on its first parallel operation (a false "timeout")
+# each mutant runs in a process forked from a server that imported the tests' dependencies but
+# ran nothing: a process forked after polars ran an operation (its thread pool started) waits
+# forever on its own first one (a false "timeout")
 process_isolation = "forkserver"
 forkserver_warmup = "import"
 preload_modules_file = "preload.txt"

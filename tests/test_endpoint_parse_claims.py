@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from specviz.endpoint.parse import ProtocolError, ServerSpec, server_spec
+from specviz.endpoint.parse import ProtocolError, ServerSpec, message_text, server_spec
 
 
 def vllm(block: dict) -> ServerSpec:
@@ -103,3 +103,26 @@ def test_two_turns_add_their_histograms_steps_and_counts():
         (1, 1, 1, 1),
         (2, 2, 2, 2),
     )
+
+
+def test_a_full_response_gives_its_first_choices_text_and_finish_reason():
+    answer = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}, {}]}
+    assert message_text(answer) == ("hi", "stop")
+    assert message_text({"choices": [{"message": None, "finish_reason": "length"}]}) == (
+        "",
+        "length",
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ({"choices": []}, "the response has no choices"),
+        ({"choices": "x"}, "the response has no choices"),
+        ({"choices": ["x"]}, "the response has no choices"),
+        ({"choices": [{"message": {"content": 3}}]}, "the response's content is not text"),
+    ],
+)
+def test_a_full_response_without_a_usable_choice_is_a_protocol_error(answer, words):
+    with pytest.raises(ProtocolError, match=words):
+        message_text(answer)
