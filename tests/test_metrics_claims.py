@@ -3,11 +3,16 @@ counts and order, and a request that ended at its prefill."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import polars as pl
+import pytest
 from test_metrics_degradation import single_rows
 from test_metrics_summary import SPEC
 
-from specviz.metrics import single_task_best_k, summary
-from specviz.metrics.synthetic import events_from_rounds, prefill, requests_from_rows
+from specviz.metrics import request_table, single_task_best_k, summary
+from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
+from specviz.schema import SchemaError
 
 
 def test_the_single_task_table_counts_requests_and_tokens_per_task_and_k_in_order():
@@ -23,3 +28,25 @@ def test_the_single_task_table_counts_requests_and_tokens_per_task_and_k_in_orde
 def test_a_request_that_ended_at_its_prefill_is_still_one_request():
     s = summary(events_from_rounds([prefill(verify_s=0.2)], SPEC)).row(0, named=True)
     assert (s["requests"], s["rounds"], s["verify_rounds"], s["tokens"]) == (1, 1, 0, 1)
+
+
+def two_requests() -> pl.DataFrame:
+    """Request b (2 rounds, 3 drafted) before request a (1 round) in one run."""
+    b = events_from_rounds(
+        [prefill(), RoundSpec(3, 1)], replace(SPEC, request_id="b", request_index=1)
+    )
+    a = events_from_rounds([prefill()], replace(SPEC, request_id="a", request_index=0))
+    return pl.concat([b, a])
+
+
+def test_the_request_table_has_one_row_per_request_in_request_order():
+    t = request_table(two_requests())
+    assert t.select("request_id", "requests", "rounds", "drafted", "tokens").rows() == [
+        ("a", 1, 1, 0, 1),
+        ("b", 1, 2, 3, 3),
+    ]
+
+
+def test_the_request_table_names_a_missing_event_column():
+    with pytest.raises(SchemaError, match="verify_s"):
+        request_table(two_requests().drop("verify_s"))
