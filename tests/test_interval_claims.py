@@ -129,3 +129,11 @@ def test_an_unknown_metric_is_refused_naming_the_metrics_to_choose_from():
         ValueError, match="choose from acceptance_rate, alpha, mean_accepted_length"
     ):
         metric_intervals(synthetic_events(1000), metrics=["speed"])
+
+
+def test_bootstrap_by_defaults_to_seed_0_and_reads_a_lazy_frame_as_its_data():
+    table = request_table(synthetic_events(3000, seed=4), "category")
+    eager = bootstrap_by(table, "category", "accepted", "drafted", n_boot=200, seed=0)
+    assert bootstrap_by(table, "category", "accepted", "drafted", n_boot=200).equals(eager)
+    lazy = bootstrap_by(table.lazy(), "category", "accepted", "drafted", n_boot=200)
+    assert lazy.equals(eager)
