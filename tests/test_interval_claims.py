@@ -115,13 +115,19 @@ def test_metric_intervals_pass_their_resamples_level_and_seed_to_every_interval(
     table = request_table(events)
     got = metric_intervals(events, metrics=["acceptance_rate"], n_boot=300, level=0.8, seed=5)
     want = bootstrap_by(table, (), "accepted", "drafted", n_boot=300, level=0.8, seed=5)
-    assert got.select("estimate", "low", "high").equals(want.select("estimate", "low", "high"))
+    assert got.select("estimate", "low", "high").row(0) == pytest.approx(
+        want.select("estimate", "low", "high").row(0), rel=1e-12
+    )
 
 
 def test_metric_intervals_default_to_the_metric_resamples_at_95_percent_and_seed_0():
     events = synthetic_events(3000, seed=4)
     explicit = metric_intervals(events, n_boot=METRIC_N_BOOT, level=0.95, seed=0)
-    assert metric_intervals(events).equals(explicit)
+    default = metric_intervals(events)
+    # the same resamples; a time sum may differ in its last bit (the streaming engine's order)
+    assert default["metric"].to_list() == explicit["metric"].to_list()
+    for column in ("estimate", "low", "high"):
+        assert default[column].to_list() == pytest.approx(explicit[column].to_list(), rel=1e-12)
 
 
 def test_an_unknown_metric_is_refused_naming_the_metrics_to_choose_from():
