@@ -30,7 +30,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,14 +221,11 @@ def prepare(work: Path, module: Module) -> None:
         shutil.rmtree(copied)
 
 
-def run_mutmut(
-    work: Path, jobs: int, budget_s: float, mutants: Sequence[str] = ()
-) -> tuple[float, bool]:
-    """Run mutmut in ``work`` (on ``mutants`` only, when given) for at most ``budget_s``
-    seconds: (seconds taken, finished)."""
+def run_mutmut(work: Path, jobs: int, budget_s: float) -> tuple[float, bool]:
+    """Run mutmut in ``work`` for at most ``budget_s`` seconds: (seconds taken, finished)."""
     env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
     mutmut = Path(sys.executable).parent / "mutmut"
-    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(jobs), *mutants]
+    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(jobs)]
     start = time.monotonic()
     log = (work / "mutmut.log").open("a")
     proc = subprocess.Popen(
@@ -255,6 +251,19 @@ def verdicts(work: Path, module: Module) -> dict[str, int | None]:
     if not meta.exists():
         return {}
     return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def forget(work: Path, module: Module, codes: set[int]) -> None:
+    """Mark the mutants of ``module`` whose verdict is one of ``codes`` as not checked, so the
+    next mutmut run tests them again (in the same run as the new mutants)."""
+    meta = work / "mutants" / f"{module.source}.meta"
+    if not meta.exists():
+        return
+    data = json.loads(meta.read_text())
+    data["exit_code_by_key"] = {
+        m: None if c in codes else c for m, c in data["exit_code_by_key"].items()
+    }
+    meta.write_text(json.dumps(data))
 
 
 def diff(work: Path, mutant: str) -> str:
@@ -307,12 +316,8 @@ def main() -> None:
             prepare(work, module)
             # survivors and timeouts of an earlier run face the tests as they are now (mutmut
             # keeps a verdict until the mutated function changes, not when a test is added)
-            earlier = [m for m, c in verdicts(work, module).items() if c in SURVIVED | TIMEOUT]
-            if earlier:
-                seconds, finished = run_mutmut(work, args.jobs, args.budget_s, earlier)
-            if finished and seconds < args.budget_s:
-                more, finished = run_mutmut(work, args.jobs, args.budget_s - seconds)
-                seconds += more
+            forget(work, module, SURVIVED | TIMEOUT)
+            seconds, finished = run_mutmut(work, args.jobs, args.budget_s)
         codes = verdicts(work, module)
         rows.append({"module": name, "seconds": round(seconds), **score(codes)})
         survivors[name] = [m for m, c in sorted(codes.items()) if c in SURVIVED]
