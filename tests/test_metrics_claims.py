@@ -10,7 +10,7 @@ import pytest
 from test_metrics_degradation import single_rows
 from test_metrics_summary import SPEC
 
-from specviz.metrics import request_table, single_task_best_k, summary
+from specviz.metrics import request_summary, request_table, single_task_best_k, summary
 from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
 from specviz.schema import SchemaError
 
@@ -50,3 +50,14 @@ def test_the_request_table_has_one_row_per_request_in_request_order():
 def test_the_request_table_names_a_missing_event_column():
     with pytest.raises(SchemaError, match="verify_s"):
         request_table(two_requests().drop("verify_s"))
+
+
+def test_the_request_summary_reads_a_table_of_only_the_columns_it_needs():
+    needed = ["new_tokens", "wall_s", "rounds", "n_turns", "drafted", "accepted", "ttft_s"]
+    needed += ["prefill_s", "draft_s", "verify_s", "drafter"]
+    row = dict(new_tokens=10, rounds=5, n_turns=1, drafted=12, accepted=6, wall_s=2.0)
+    row |= dict(prefill_s=0.5, draft_s=0.1, verify_s=0.4, ttft_s=0.5)
+    requests = requests_from_rows([row]).select(needed)
+    s = request_summary(requests, "drafter").row(0, named=True)
+    assert (s["requests"], s["tokens"], s["tokens_per_s"]) == (1, 10, 5.0)
+    assert s["mean_accepted_length"] == pytest.approx((10 - 1) / (5 - 1))
