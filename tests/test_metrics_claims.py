@@ -7,10 +7,17 @@ from dataclasses import replace
 
 import polars as pl
 import pytest
-from test_metrics_degradation import single_rows
+from test_metrics_degradation import multi_rows, single_rows
 from test_metrics_summary import SPEC
 
-from specviz.metrics import request_summary, request_table, single_task_best_k, summary
+from specviz.metrics import (
+    MissingCounterpartError,
+    degradation,
+    request_summary,
+    request_table,
+    single_task_best_k,
+    summary,
+)
 from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
 from specviz.schema import SchemaError
 
@@ -61,3 +68,23 @@ def test_the_request_summary_reads_a_table_of_only_the_columns_it_needs():
     s = request_summary(requests, "drafter").row(0, named=True)
     assert (s["requests"], s["tokens"], s["tokens_per_s"]) == (1, 10, 5.0)
     assert s["mean_accepted_length"] == pytest.approx((10 - 1) / (5 - 1))
+
+
+def missing_prompts(n: int) -> list[dict]:
+    """The decomposition fixture's stream plus ``n`` prompts of task A never run single-task."""
+    extra = [f"A{i}" for i in range(10, 10 + n)]
+    return single_rows() + multi_rows(prompts=["A0", "B0", *extra])
+
+
+@pytest.mark.parametrize(("n", "more"), [(20, ""), (21, " and 1 more"), (23, " and 3 more")])
+def test_missing_counterparts_are_named_twenty_at_most_and_counted(n, more):
+    with pytest.raises(MissingCounterpartError) as caught:
+        degradation(requests_from_rows(missing_prompts(n)))
+    err = caught.value
+    assert err.missing.height == n
+    named = [f"model/constant/k=4 on tiny: A{i}" for i in range(10, 10 + min(n, 20))]
+    assert str(err) == (
+        f"{n} multitask request(s) have no single-task counterpart (same target, temperature, "
+        f"drafter, policy, k and prompt): {'; '.join(named)}{more}. Run the single-task mixtures "
+        "of these tasks with the same configuration."
+    )
