@@ -13,11 +13,13 @@ from test_metrics_summary import SPEC
 from specviz.metrics import (
     MissingCounterpartError,
     degradation,
+    k_distribution,
     request_summary,
     request_table,
     single_task_best_k,
     summary,
 )
+from specviz.metrics.expressions import EVENT_METRIC_COLUMNS
 from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
 from specviz.schema import SchemaError
 
@@ -88,3 +90,22 @@ def test_missing_counterparts_are_named_twenty_at_most_and_counted(n, more):
         f"drafter, policy, k and prompt): {'; '.join(named)}{more}. Run the single-task mixtures "
         "of these tasks with the same configuration."
     )
+
+
+def test_k_shares_add_up_to_one_within_each_group():
+    ours = events_from_rounds([prefill(), RoundSpec(3, 1), RoundSpec(2, 2, k=2)], SPEC)
+    theirs = events_from_rounds(
+        [prefill(), RoundSpec(3, 0)], replace(SPEC, run_id="o", request_id="o", drafter="other")
+    )
+    t = k_distribution(pl.concat([ours, theirs]), "drafter")
+    assert t.select("drafter", "round_k", "rounds", "share").rows() == [
+        ("model", 2, 1, 0.5),
+        ("model", 3, 1, 0.5),
+        ("other", 3, 1, 1.0),
+    ]
+
+
+def test_k_distribution_reads_a_table_of_only_the_columns_it_needs():
+    events = events_from_rounds([prefill(), RoundSpec(3, 1)], SPEC)
+    needed = [*EVENT_METRIC_COLUMNS, "run_id", "request_index"]
+    assert k_distribution(events.select(needed))["share"].to_list() == [1.0]
