@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-engines lint venv system-deps lab clean
+.PHONY: demo test test-engines mutation lint venv system-deps lab clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ test: venv system-deps lint
 test-engines: venv
 	bin="$$(PIP='$(PY) -m pip' scripts/build-llama-cpp.sh)" && test -x "$$bin/llama-server" && \
 		SPECVIZ_LLAMA_CPP_BIN="$$bin" $(VENV)/bin/pytest -q -m engines tests/test_llamacpp_server.py
+
+# Mutation testing of the core modules (docs/testing.md): slow, not part of `make test`. Cached in
+# out/mutation/work; a second run re-tests only what changed. MODULES=policies,verify picks some.
+mutation: venv
+	$(PY) bench/mutation.py $(if $(MODULES),--modules $(MODULES))
 
 demo: venv
 	$(VENV)/bin/specviz study studies/default.toml --out runs/default --resume

@@ -76,8 +76,16 @@ def test_cost_aware_stops_drafting_when_it_does_not_pay_and_probes_again_later()
         assert policy.next_k() == 0
     policy.update(0, 0, 0)
     assert policy.next_k() >= 1  # after probe_every idle rounds: one probe
-    policy.update(policy.next_k(), 1, 1)
-    assert policy.next_k() == 0 or policy.beliefs["writing"].idle_rounds == 0
+    policy.update(policy.next_k(), 1, 1)  # the probe's one draft was accepted
+    belief = policy.beliefs["writing"]
+    # the idle count restarts, the back-off stays at none, and the accepted token is heard
+    assert (belief.idle_rounds, belief.failed_probes, belief.accepted) == (0, 0, 1.0)
+    assert policy.next_k() == 0  # one accepted token after ten rejections: still not worth it
+    for _ in range(policy.probe_every - 1):
+        policy.update(0, 0, 0)
+        assert policy.next_k() == 0
+    policy.update(0, 0, 0)
+    assert policy.next_k() >= 1  # the next probe comes after probe_every rounds, not doubled
 
 
 def test_with_a_free_drafter_cost_aware_learns_from_shadow_drafts_and_never_probes():

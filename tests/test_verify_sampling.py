@@ -68,6 +68,10 @@ def test_greedy_verification_accepts_the_matching_prefix():
     assert (verdict.n_accepted, verdict.next_token, verdict.target_tokens) == (1, 0, (0, 0))
     all_in = verify.verify_greedy(torch.tensor([0, 0]), logits)
     assert (all_in.n_accepted, all_in.next_token) == (2, 5)
+    # a mismatch first and a match after it: the prefix is empty (one token matches, but it
+    # follows a rejection), so the target's own token replaces the first draft
+    late = verify.verify_greedy(torch.tensor([3, 0]), logits)
+    assert (late.n_accepted, late.next_token, late.target_tokens) == (0, 0, (0,))
 
 
 @pytest.mark.parametrize("top_p", [0.5, 0.9])

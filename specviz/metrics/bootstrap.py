@@ -120,6 +120,19 @@ def stratified_sums(
     return out
 
 
+def percentile_bounds(sampled: np.ndarray, level: float) -> tuple[float, float]:
+    """The percentile interval at ``level`` of the finite resampled values: their ``(1 - level)
+    / 2`` and ``(1 + level) / 2`` quantiles (numpy's linear interpolation); (nan, nan) when no
+    value is finite. The one interval code path: :func:`bootstrap` and the degradation
+    decomposition (:mod:`specviz.metrics.degradation`) both call it."""
+    finite = np.asarray(sampled, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    low, high = np.quantile(finite, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def bootstrap(
     columns: Mapping[str, np.ndarray],
     statistic: Statistic,
@@ -139,11 +152,8 @@ def bootstrap(
     with np.errstate(divide="ignore", invalid="ignore"):
         estimate = float(np.asarray(statistic(full))[0])
         stats = np.asarray(statistic(resampled_sums(columns, n_boot, seed)), dtype=np.float64)
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return Interval(estimate, float("nan"), float("nan"))
-    low, high = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
-    return Interval(estimate, float(low), float(high))
+    low, high = percentile_bounds(stats, level)
+    return Interval(estimate, low, high)
 
 
 def bootstrap_ratio(

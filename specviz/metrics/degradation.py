@@ -71,6 +71,7 @@ import polars as pl
 from specviz.errors import SpecvizError
 from specviz.metrics.bootstrap import (
     METRIC_N_BOOT,
+    percentile_bounds,
     strata,
     stratified_sums,
     unpooled_thin_tasks,
@@ -494,12 +495,9 @@ class _Bootstrap:
         return point, sampled
 
     def bounds(self, sampled: np.ndarray) -> tuple[float, float]:
-        """The percentile interval of the finite resampled values; (nan, nan) when none is."""
-        finite = sampled[np.isfinite(sampled)]
-        if not finite.size:
-            return np.nan, np.nan
-        low, high = np.quantile(finite, [(1 - self.level) / 2, (1 + self.level) / 2])
-        return low, high
+        """The percentile interval of the finite resampled values; (nan, nan) when none is
+        (:func:`specviz.metrics.bootstrap.percentile_bounds`, the interval of every bootstrap)."""
+        return percentile_bounds(sampled, self.level)
 
 
 @dataclass(frozen=True)

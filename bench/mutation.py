@@ -1,0 +1,369 @@
+"""Mutation testing of specviz's core modules with mutmut, one module at a time.
+
+For each core module (:data:`MODULES`: its source file and the test files that cover it) the
+driver keeps a work directory ``out/mutation/work/NAME`` whose ``pyproject.toml`` tells mutmut
+to mutate that one file and to run only those test files (``-m "not slow"``: a test that loads
+the embedded model or runs notebooks is too slow to run once per mutant). mutmut copies the
+package into ``work/NAME/mutants/``, runs each mutant against the tests that cover the mutated
+function (it records which tests reach which function first) and keeps every verdict: a second
+run re-tests only the functions whose code changed, so ``make mutation`` after a small change
+takes minutes. The work directories are the cache; deleting ``out/mutation`` starts afresh.
+
+Each module runs under ``nice`` with ``--jobs`` workers (2 by default: the machine's cores) and
+``--budget-s`` seconds at most (mutmut is stopped after that; what it tested so far is kept and
+counted, the rest reported as not checked, and the next run goes on from there).
+
+Output: a table per module (mutants, killed, survived, not checked, timeouts, score = killed /
+(killed + survived)), ``out/mutation/report.md`` (the table and every survivor with its diff,
+for classifying: a test to write, or equivalent) and, last, one JSON line.
+
+    .venv/bin/python bench/mutation.py [--modules verify,policies] [--jobs 2] [--budget-s 1200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Module:
+    """A core module to mutate, the test files that claim to cover it, and the tests among them
+    left out (``deselect``: end-to-end statistical runs of half a minute that every mutant of a
+    function they reach would rerun; the unit tests of the same files cover those functions)."""
+
+    source: str
+    tests: tuple[str, ...]
+    deselect: tuple[str, ...] = ()
+
+
+SVIP = "tests/test_drafters_policies.py::test_sampling_with_svip_stopping_keeps_the_targets_distribution"
+MODULES: dict[str, Module] = {
+    "policies": Module(
+        "specviz/policies.py",
+        (
+            "tests/test_policy_claims.py",
+            "tests/test_policies_task_aware.py",
+            "tests/test_drafters_policies.py",
+        ),
+        (SVIP,),
+    ),
+    "bootstrap": Module(
+        "specviz/metrics/bootstrap.py",
+        ("tests/test_metrics_bootstrap.py", "tests/test_interval_claims.py"),
+    ),
+    "degradation": Module(
+        "specviz/metrics/degradation.py",
+        (
+            "tests/test_metrics_degradation.py",
+            "tests/test_interval_claims.py",
+            "tests/test_metrics_claims.py",
+        ),
+    ),
+    "parse": Module(
+        "specviz/endpoint/parse.py",
+        (
+            "tests/test_endpoint_parse_claims.py",
+            "tests/test_endpoint_events.py",
+            "tests/test_endpoint_client.py",
+        ),
+    ),
+    "expressions": Module(
+        "specviz/metrics/expressions.py",
+        (
+            "tests/test_metrics_summary.py",
+            "tests/test_per_position_claims.py",
+            "tests/test_metrics_claims.py",
+        ),
+    ),
+    "summary": Module(
+        "specviz/metrics/summary.py",
+        (
+            "tests/test_metrics_summary.py",
+            "tests/test_per_position_claims.py",
+            "tests/test_metrics_claims.py",
+        ),
+    ),
+    "verify": Module("specviz/verify.py", ("tests/test_verify_sampling.py",)),
+    "runtables": Module(
+        "specviz/runtables.py", ("tests/test_resume_claims.py", "tests/test_runner.py")
+    ),
+    "cost": Module("specviz/cost.py", ("tests/test_cost_model.py",)),
+    "accounting": Module("specviz/metrics/accounting.py", ("tests/test_cost_accounting.py",)),
+    "suffix": Module(
+        "specviz/drafters/suffix.py",
+        ("tests/test_suffix_drafter.py",),
+        (
+            "tests/test_suffix_drafter.py::"
+            "test_sampling_with_suffix_drafts_keeps_the_targets_distribution",
+        ),
+    ),
+    "outdir": Module(
+        "specviz/outdir.py", ("tests/test_report_out_claims.py", "tests/test_hostile_outputs.py")
+    ),
+    "rundir": Module(
+        "specviz/rundir.py", ("tests/test_resume_claims.py", "tests/test_hostile_outputs.py")
+    ),
+}
+
+#: each worker computes on one thread: ``--jobs`` workers share the cores, and a CPU-time limit
+#: then means the same on a busy machine as on an idle one
+ONE_THREAD = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+#: what the fork server imports before forking a worker per mutant: everything slow to import
+#: (torch, transformers, altair, nbconvert, polars, specviz). It never *runs* a polars operation:
+#: polars starts its thread pool on the first one, and a process forked after that waits
+#: forever on its own first one (a false "timeout"). specviz comes from ``mutants/`` (mutmut
+#: puts it first on sys.path before the server starts); a mutant is switched on at call time.
+PRELOAD = [
+    "numpy",
+    "torch",
+    "scipy.stats",
+    "transformers",
+    "tokenizers",
+    "accelerate",
+    "safetensors",
+    "huggingface_hub",
+    "sympy",
+    "pytest",
+    "altair",
+    "narwhals",
+    "nbformat",
+    "nbconvert",
+    "nbclient",
+    "jupyter_client",
+    "jupytext",
+    "jinja2",
+    "httpx",
+    "starlette",
+    "uvicorn",
+    "tqdm",
+    "mistune",
+    "bleach",
+    "tinycss2",
+    "bs4",
+    "pygments",
+    "jsonschema",
+    "psutil",
+    "yaml",
+    "regex",
+    "polars",
+    "pyarrow",
+    "papermill",
+    "specviz.metrics",
+    "specviz.report.builder",
+    "specviz.report.execute",
+    "specviz.runner",
+    "specviz.cli",
+    "specviz.endpoint.client",
+]
+
+#: mutmut's exit codes per verdict (mutmut.stats.status_by_exit_code)
+KILLED = {1, 3}
+SURVIVED = {0}
+NO_TESTS = {5, 33}
+TIMEOUT = {36, -24, 24, 152, 255}
+
+
+def pyproject(module: Module) -> str:
+    """The work directory's pyproject.toml: mutate ``module.source``, run its tests."""
+    tests = ", ".join(json.dumps(t) for t in module.tests)
+    deselect = "".join(f', "--deselect", {json.dumps(t)}' for t in module.deselect)
+    return f"""[tool.mutmut]
+source_paths = ["specviz"]
+only_mutate = [{json.dumps(module.source)}]
+pytest_add_cli_args = ["-m", "not slow", "-p", "no:cacheprovider", "-q"{deselect}]
+pytest_add_cli_args_test_selection = [{tests}]
+also_copy = ["data"]
+use_git_change_detection = false
+# a mutant is stopped (a timeout, counted as killed) after 2 x 3 x (its tests' clean seconds
+# + 10): the 10 covers the worker's own imports
+timeout_multiplier = 3.0
+timeout_constant = 10.0
+# each mutant runs in a process forked from a server that imported the tests' dependencies but
+# ran nothing: a process forked after polars ran an operation (its thread pool started) waits
+# forever on its own first one (a false "timeout")
+process_isolation = "forkserver"
+forkserver_warmup = "import"
+preload_modules_file = "preload.txt"
+
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+markers = ["slow: loads the embedded model or runs notebooks"]
+"""
+
+
+def prepare(work: Path, module: Module) -> None:
+    """Link the package, tests and data into ``work`` and write its mutmut configuration."""
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("specviz", "tests", "data"):
+        link = work / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
+    (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
+    text = pyproject(module)
+    config = work / "pyproject.toml"
+    if not config.exists() or config.read_text() != text:
+        config.write_text(text)
+    # the tests as they are now (mutmut copies tests/ once, into mutants/)
+    copied = work / "mutants" / "tests"
+    if copied.exists():
+        shutil.rmtree(copied)
+
+
+def run_mutmut(work: Path, jobs: int, budget_s: float) -> tuple[float, bool]:
+    """Run mutmut in ``work`` for at most ``budget_s`` seconds: (seconds taken, finished)."""
+    env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
+    mutmut = Path(sys.executable).parent / "mutmut"
+    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(jobs)]
+    start = time.monotonic()
+    log = (work / "mutmut.log").open("a")
+    proc = subprocess.Popen(
+        cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        proc.wait(timeout=budget_s)
+        finished = proc.returncode == 0
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # mutmut ends its workers and keeps its verdicts
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        finished = False
+    return time.monotonic() - start, finished
+
+
+def verdicts(work: Path, module: Module) -> dict[str, int | None]:
+    """mutmut's exit code per mutant of ``module`` (None: not checked yet)."""
+    meta = work / "mutants" / f"{module.source}.meta"
+    if not meta.exists():
+        return {}
+    return json.loads(meta.read_text())["exit_code_by_key"]
+
+
+def forget(work: Path, module: Module, codes: set[int]) -> None:
+    """Mark the mutants of ``module`` whose verdict is one of ``codes`` as not checked, so the
+    next mutmut run tests them again (in the same run as the new mutants)."""
+    meta = work / "mutants" / f"{module.source}.meta"
+    if not meta.exists():
+        return
+    data = json.loads(meta.read_text())
+    data["exit_code_by_key"] = {
+        m: None if c in codes else c for m, c in data["exit_code_by_key"].items()
+    }
+    meta.write_text(json.dumps(data))
+
+
+def diff(work: Path, mutant: str) -> str:
+    """The survivor's diff, as ``mutmut show`` prints it."""
+    mutmut = Path(sys.executable).parent / "mutmut"
+    out = subprocess.run(
+        [str(mutmut), "show", mutant],
+        cwd=work,
+        env={**os.environ, "PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return out.stdout.strip()
+
+
+def score(codes: dict[str, int | None]) -> dict[str, int | float | None]:
+    """Counts of a module's verdicts and its score killed / (killed + survived)."""
+    values = list(codes.values())
+    killed = sum(c in KILLED or c in TIMEOUT for c in values)
+    survived = sum(c in SURVIVED for c in values)
+    return {
+        "mutants": len(values),
+        "killed": killed,
+        "survived": survived,
+        "no_tests": sum(c in NO_TESTS for c in values),
+        "not_checked": sum(c is None for c in values),
+        "timeouts": sum(c in TIMEOUT for c in values),
+        "score": round(killed / (killed + survived), 3) if killed + survived else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", default=",".join(MODULES))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--budget-s", type=float, default=1200.0, help="per module")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutation")
+    parser.add_argument("--report-only", action="store_true", help="report the cached verdicts")
+    args = parser.parse_args()
+    names = [n for n in args.modules.split(",") if n]
+    unknown = [n for n in names if n not in MODULES]
+    if unknown:
+        parser.error(f"unknown modules {unknown}; choose from {', '.join(MODULES)}")
+    rows, survivors = [], {}
+    for name in names:
+        module, work = MODULES[name], args.out / "work" / name
+        seconds, finished = 0.0, True
+        if not args.report_only:
+            prepare(work, module)
+            # survivors and timeouts of an earlier run face the tests as they are now (mutmut
+            # keeps a verdict until the mutated function changes, not when a test is added)
+            forget(work, module, SURVIVED | TIMEOUT)
+            seconds, finished = run_mutmut(work, args.jobs, args.budget_s)
+        codes = verdicts(work, module)
+        rows.append({"module": name, "seconds": round(seconds), **score(codes)})
+        survivors[name] = [m for m, c in sorted(codes.items()) if c in SURVIVED]
+        print(f"{name}: {rows[-1]}{'' if finished else ' (stopped or failed: see mutmut.log)'}")
+    report(args.out, rows, survivors)
+    total = {k: sum(r[k] for r in rows) for k in ("mutants", "killed", "survived", "not_checked")}
+    checked = total["killed"] + total["survived"]
+    print(
+        json.dumps(
+            {
+                "bench": "mutation",
+                "tool": "mutmut",
+                "modules": {r["module"]: r["score"] for r in rows},
+                **total,
+                "score": round(total["killed"] / checked, 3) if checked else None,
+                "seconds": sum(r["seconds"] for r in rows),
+            }
+        )
+    )
+
+
+def report(out: Path, rows: list[dict], survivors: dict[str, list[str]]) -> None:
+    """The table and every survivor's diff, in ``out/report.md``."""
+    head = [
+        "module",
+        "mutants",
+        "killed",
+        "survived",
+        "no_tests",
+        "not_checked",
+        "score",
+        "seconds",
+    ]
+    lines = ["# Mutation testing: survivors", "", "| " + " | ".join(head) + " |"]
+    lines.append("|" + "---|" * len(head))
+    for r in rows:
+        lines.append("| " + " | ".join(str(r[h]) for h in head) + " |")
+        print("  ".join(f"{h}={r[h]}" for h in head))
+    for name, mutants in survivors.items():
+        if mutants:
+            lines += ["", f"## {name}", ""]
+            for m in mutants:
+                lines += [f"### {m}", "", "```diff", diff(out / "work" / name, m), "```", ""]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

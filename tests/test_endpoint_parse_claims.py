@@ -1,0 +1,128 @@
+"""Claims about reading a server's per-request speculative figures when it leaves some out: the
+counts a parser derives (from the histogram, the per-step lists or a rate) must be the ones
+the server would have sent, and a wrong shape is a ProtocolError naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from specviz.endpoint.parse import ProtocolError, ServerSpec, message_text, server_spec
+
+
+def vllm(block: dict) -> ServerSpec:
+    spec = server_spec({"choices": [], "metrics": {"speculative_decoding": block}})
+    assert spec is not None and spec.source == "vllm"
+    return spec
+
+
+def test_a_vllm_response_with_the_histogram_only_derives_steps_and_accepted_from_it():
+    # 5 steps accepted nothing, 2 accepted one, 3 accepted three: 10 steps, 2 + 9 accepted
+    spec = vllm({"acceptance_histogram": [5, 2, 0, 3]})
+    assert spec.histogram == (5, 2, 0, 3)
+    assert (spec.steps, spec.accepted, spec.drafted, spec.spec_tokens) == (10, 11, None, 3)
+
+
+def test_the_counts_a_vllm_server_sends_win_over_what_its_histogram_implies():
+    spec = vllm(
+        {"acceptance_histogram": [5, 2], "num_spec_steps": 8, "num_accepted_draft_tokens": 1}
+    )
+    assert (spec.steps, spec.accepted) == (8, 1)
+
+
+def test_a_vllm_response_with_per_step_counts_only_builds_its_histogram_from_them():
+    spec = vllm(
+        {"per_step_accepted": [0, 2, 2, 1], "per_step_drafted": [3, 3, 3, 3], "num_spec_tokens": 3}
+    )
+    assert spec.histogram == (1, 1, 2, 0)
+    assert (spec.steps, spec.accepted, spec.spec_tokens) == (4, 5, 3)
+    assert spec.per_step_accepted == (0, 2, 2, 1)
+    assert spec.per_step_drafted == (3, 3, 3, 3)
+
+
+def test_a_vllm_response_with_neither_histogram_nor_steps_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="has no acceptance_histogram"):
+        vllm({"num_spec_steps": 3})
+
+
+@pytest.mark.parametrize(
+    ("block", "words"),
+    [
+        ({"acceptance_histogram": [1, -2]}, "acceptance_histogram is not a list of counts"),
+        ({"acceptance_histogram": [1, True]}, "acceptance_histogram is not a list of counts"),
+        ({"acceptance_histogram": {"x": 1}}, "acceptance_histogram is not a histogram"),
+        ({"acceptance_histogram": [1], "num_spec_steps": -1}, "num_spec_steps is not a count"),
+        ({"acceptance_histogram": [1], "num_draft_tokens": True}, "num_draft_tokens is not a"),
+    ],
+)
+def test_vllm_figures_of_the_wrong_shape_are_named(block, words):
+    with pytest.raises(ProtocolError, match=words):
+        vllm(block)
+
+
+def test_an_sglang_response_with_the_histogram_only_derives_steps_and_accepted():
+    spec = server_spec({"meta_info": {"spec_accept_histogram": [4, 0, 2]}})
+    assert spec is not None and spec.source == "sglang"
+    assert (spec.steps, spec.accepted, spec.drafted, spec.spec_tokens) == (6, 4, None, 2)
+
+
+def test_an_sglang_response_with_counts_and_the_newer_histogram_uses_the_counts():
+    spec = server_spec(
+        {
+            "usage": {
+                "spec_correct_drafts_histogram": [1, 1],
+                "spec_verify_ct": 2,
+                "spec_num_correct_drafts": 1,
+                "spec_num_proposed_drafts": 6,
+                "spec_accept_rate": 0.9,
+            }
+        }
+    )
+    assert spec is not None
+    assert (spec.histogram, spec.steps, spec.accepted, spec.drafted) == ((1, 1), 2, 1, 6)
+
+
+def test_an_sglang_rate_gives_the_drafted_count_only_when_something_was_accepted():
+    rated = server_spec(
+        {"spec_verify_ct": 4, "spec_num_correct_drafts": 3, "spec_accept_rate": 0.25}
+    )
+    assert rated is not None and (rated.steps, rated.drafted, rated.histogram) == (4, 12, ())
+    none = server_spec({"spec_verify_ct": 4, "spec_num_correct_drafts": 0, "spec_accept_rate": 0.5})
+    assert none is not None and (none.accepted, none.drafted) == (0, None)
+
+
+def test_two_turns_add_their_histograms_steps_and_counts():
+    one = ServerSpec("vllm", (1, 2), 3, 2, 6, 1, (1, 1), (2, 2))
+    two = ServerSpec("vllm", (0, 0, 4), 4, 8, None, 2, None, None)
+    both = one + two
+    assert both.histogram == (1, 2, 4)
+    assert (both.steps, both.accepted, both.drafted, both.spec_tokens) == (7, 10, None, 2)
+    assert both.per_step_accepted is None and both.per_step_drafted is None
+    three = one + one
+    assert (three.drafted, three.per_step_accepted, three.per_step_drafted) == (
+        12,
+        (1, 1, 1, 1),
+        (2, 2, 2, 2),
+    )
+
+
+def test_a_full_response_gives_its_first_choices_text_and_finish_reason():
+    answer = {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}, {}]}
+    assert message_text(answer) == ("hi", "stop")
+    assert message_text({"choices": [{"message": None, "finish_reason": "length"}]}) == (
+        "",
+        "length",
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        ({"choices": []}, "the response has no choices"),
+        ({"choices": "x"}, "the response has no choices"),
+        ({"choices": ["x"]}, "the response has no choices"),
+        ({"choices": [{"message": {"content": 3}}]}, "the response's content is not text"),
+    ],
+)
+def test_a_full_response_without_a_usable_choice_is_a_protocol_error(answer, words):
+    with pytest.raises(ProtocolError, match=words):
+        message_text(answer)

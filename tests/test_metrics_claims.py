@@ -1,0 +1,111 @@
+"""Claims about metric tables that mutation testing found unpinned: the single-task table's
+counts and order, and a request that ended at its prefill."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import polars as pl
+import pytest
+from test_metrics_degradation import multi_rows, single_rows
+from test_metrics_summary import SPEC
+
+from specviz.metrics import (
+    MissingCounterpartError,
+    degradation,
+    k_distribution,
+    request_summary,
+    request_table,
+    single_task_best_k,
+    summary,
+)
+from specviz.metrics.expressions import EVENT_METRIC_COLUMNS
+from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
+from specviz.schema import SchemaError
+
+
+def test_the_single_task_table_counts_requests_and_tokens_per_task_and_k_in_order():
+    t = single_task_best_k(requests_from_rows(list(reversed(single_rows()))))
+    assert t.select("category", "k", "requests", "tokens").rows() == [
+        ("A", 2, 2, 20),
+        ("A", 4, 2, 20),
+        ("B", 2, 2, 20),
+        ("B", 4, 2, 20),
+    ]
+
+
+def test_a_request_that_ended_at_its_prefill_is_still_one_request():
+    s = summary(events_from_rounds([prefill(verify_s=0.2)], SPEC)).row(0, named=True)
+    assert (s["requests"], s["rounds"], s["verify_rounds"], s["tokens"]) == (1, 1, 0, 1)
+
+
+def two_requests() -> pl.DataFrame:
+    """Request b (2 rounds, 3 drafted) before request a (1 round) in one run."""
+    b = events_from_rounds(
+        [prefill(), RoundSpec(3, 1)], replace(SPEC, request_id="b", request_index=1)
+    )
+    a = events_from_rounds([prefill()], replace(SPEC, request_id="a", request_index=0))
+    return pl.concat([b, a])
+
+
+def test_the_request_table_has_one_row_per_request_in_request_order():
+    t = request_table(two_requests())
+    assert t.select("request_id", "requests", "rounds", "drafted", "tokens").rows() == [
+        ("a", 1, 1, 0, 1),
+        ("b", 1, 2, 3, 3),
+    ]
+
+
+def test_the_request_table_names_a_missing_event_column():
+    with pytest.raises(SchemaError, match="verify_s"):
+        request_table(two_requests().drop("verify_s"))
+
+
+def test_the_request_summary_reads_a_table_of_only_the_columns_it_needs():
+    needed = ["new_tokens", "wall_s", "rounds", "n_turns", "drafted", "accepted", "ttft_s"]
+    needed += ["prefill_s", "draft_s", "verify_s", "drafter"]
+    row = dict(new_tokens=10, rounds=5, n_turns=1, drafted=12, accepted=6, wall_s=2.0)
+    row |= dict(prefill_s=0.5, draft_s=0.1, verify_s=0.4, ttft_s=0.5)
+    requests = requests_from_rows([row]).select(needed)
+    s = request_summary(requests, "drafter").row(0, named=True)
+    assert (s["requests"], s["tokens"], s["tokens_per_s"]) == (1, 10, 5.0)
+    assert s["mean_accepted_length"] == pytest.approx((10 - 1) / (5 - 1))
+
+
+def missing_prompts(n: int) -> list[dict]:
+    """The decomposition fixture's stream plus ``n`` prompts of task A never run single-task."""
+    extra = [f"A{i}" for i in range(10, 10 + n)]
+    return single_rows() + multi_rows(prompts=["A0", "B0", *extra])
+
+
+@pytest.mark.parametrize(("n", "more"), [(20, ""), (21, " and 1 more"), (23, " and 3 more")])
+def test_missing_counterparts_are_named_twenty_at_most_and_counted(n, more):
+    with pytest.raises(MissingCounterpartError) as caught:
+        degradation(requests_from_rows(missing_prompts(n)))
+    err = caught.value
+    assert err.missing.height == n
+    named = [f"model/constant/k=4 on tiny: A{i}" for i in range(10, 10 + min(n, 20))]
+    assert str(err) == (
+        f"{n} multitask request(s) have no single-task counterpart (same target, temperature, "
+        f"drafter, policy, k and prompt): {'; '.join(named)}{more}. Run the single-task mixtures "
+        "of these tasks with the same configuration."
+    )
+
+
+def test_k_shares_add_up_to_one_within_each_group():
+    ours = events_from_rounds([prefill(), RoundSpec(3, 1), RoundSpec(2, 2, k=2)], SPEC)
+    theirs = events_from_rounds(
+        [prefill(), RoundSpec(3, 0)], replace(SPEC, run_id="o", request_id="o", drafter="other")
+    )
+    t = k_distribution(pl.concat([ours, theirs]), "drafter")
+    assert t.select("drafter", "round_k", "rounds", "share").rows() == [
+        ("model", 2, 1, 0.5),
+        ("model", 3, 1, 0.5),
+        ("other", 3, 1, 1.0),
+    ]
+
+
+def test_k_distribution_reads_a_table_of_only_the_columns_it_needs():
+    events = events_from_rounds([prefill(), RoundSpec(3, 1)], SPEC)
+    needed = [*EVENT_METRIC_COLUMNS, "run_id", "request_index"]
+    assert k_distribution(events.select(needed))["share"].to_list() == [1.0]
