@@ -3,6 +3,7 @@ the ``specviz`` command."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -79,3 +80,19 @@ def run_cli(
         env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})},
         timeout=timeout,
     )
+
+
+def write_short_questions(path: Path, categories: tuple[str, ...]) -> Path:
+    """An MT-Bench-format question file: 2 short prompts per category, the first with a second
+    turn (the study tests' tiny workload)."""
+    rows = [
+        {
+            "question_id": f"{c}-{i}",
+            "category": c,
+            "turns": [f"{c} {i}: say hi"] + (["more please"] if i == 0 else []),
+        }
+        for c in categories
+        for i in range(2)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from engine_helpers import write_short_questions
 
 from specviz.runlog import find_run_dirs, scan_events, scan_requests
 from specviz.runner import run
@@ -25,17 +26,7 @@ def study(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Stu
     """2 categories x 2 prompts (one of two turns); 2 single-task + 1 uniform mixture; the
     baseline, prompt lookup (stateless) and the suffix drafter (shared memory) under the constant
     and persistent heuristic policies."""
-    path = tmp_path_factory.mktemp("prompts") / "question.jsonl"
-    rows = [
-        {
-            "question_id": f"{c}-{i}",
-            "category": c,
-            "turns": [f"{c} {i}: say hi"] + (["more please"] if i == 0 else []),
-        }
-        for c in CATEGORIES
-        for i in range(2)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = write_short_questions(tmp_path_factory.mktemp("prompts") / "question.jsonl", CATEGORIES)
     data = {
         "name": "reuse",
         "models": [str(tiny_model_dir)],

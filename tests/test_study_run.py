@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from engine_helpers import write_short_questions
 
 import specviz.runner
 from specviz.config import PolicyConfig
@@ -24,17 +25,7 @@ def study(
 ) -> Study:
     """3 categories x 2 short prompts; 3 single-task + 2 uniform mixtures; baseline + model
     drafter under a constant and a persistent heuristic policy: 15 units."""
-    path = tmp_path_factory.mktemp("prompts") / "question.jsonl"
-    rows = [
-        {
-            "question_id": f"{c}-{i}",
-            "category": c,
-            "turns": [f"{c} {i}: say hi"] + (["more please"] if i == 0 else []),
-        }
-        for c in CATEGORIES
-        for i in range(2)
-    ]
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = write_short_questions(tmp_path_factory.mktemp("prompts") / "question.jsonl", CATEGORIES)
     data = {
         "name": "tiny",
         "models": [str(tiny_model_dir)],
