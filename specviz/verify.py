@@ -82,7 +82,8 @@ def verify_sampling(
         # resample the rejected position from the residual norm(max(0, p_n - q_n))
         if q is None:
             q_row = torch.zeros(vocab, device=p.device)
-            q_row[int(draft[n])] = 1.0 if bool(in_range[n]) else 0.0
+            if bool(in_range[n]):  # an id beyond p's vocabulary has no mass in p to take away
+                q_row[int(draft[n])] = 1.0
         else:
             q_row = align_vocab(q[n], vocab).to(p)
         next_token = sample(residual(p[n], q_row), generator)
