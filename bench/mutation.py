@@ -94,7 +94,9 @@ MODULES: dict[str, Module] = {
             "tests/test_metrics_claims.py",
         ),
     ),
-    "verify": Module("specviz/verify.py", ("tests/test_verify_sampling.py",)),
+    "verify": Module(
+        "specviz/verify.py", ("tests/test_verify_sampling.py", "tests/test_verify_claims.py")
+    ),
     "runtables": Module(
         "specviz/runtables.py", ("tests/test_resume_claims.py", "tests/test_runner.py")
     ),
