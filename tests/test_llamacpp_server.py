@@ -12,13 +12,9 @@ up in ``$SPECVIZ_LLAMA_CPP_BIN``, else the build script's cache.
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +26,7 @@ import pytest
 import uvicorn
 from engine_helpers import run_cli
 from fake_server import write_pld_study
+from loopback import die_with_parent, free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -76,18 +73,6 @@ def require(tool: str) -> Path:
     if not os.access(path, os.X_OK):
         pytest.skip(f"{path} is not built: `make test-engines` builds llama.cpp and runs this")
     return path
-
-
-def die_with_parent() -> None:
-    """In the server's process: the kernel kills it when the test process dies."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,8 @@ study in process: every request's acceptance (histogram and per-step counts) and
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +16,7 @@ import polars as pl
 import pytest
 from engine_helpers import run_cli
 from fake_server import write_pld_study
+from loopback import die_with_parent, free_port
 
 from specviz.endpoint.run import read_server_table
 from specviz.metrics.distributions import accepted_histogram, request_distributions, request_values
@@ -27,19 +25,6 @@ from specviz.serve.metrics import event_spec_steps
 from specviz.study import load_study, run_study
 
 K = 3
-
-
-def die_with_parent() -> None:
-    """In the server's process before it starts: the kernel kills it when this process dies
-    (Linux ``PR_SET_PDEATHSIG``), so no server outlives a killed run."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
