@@ -17,8 +17,10 @@ from specviz.metrics.remedies import (
     memory_term,
     remedies,
 )
-from specviz.report.answer import ABSENT, remedy_answer
+from specviz.metrics.study import remedies_of
+from specviz.report.answer import ABSENT, remedies_dict
 from specviz.report.summary import answer_text, remedy_lines
+from specviz.report.tables import stream_labels
 
 TASK = {"c1": "coding", "c2": "coding", "w1": "writing", "w2": "writing"}
 # wall seconds for 10 tokens of each prompt, single-task, per static configuration: the oracle
@@ -169,6 +171,11 @@ def test_a_remedy_without_a_recovered_share_is_typed_by_why():
     ]
     assert Absence(memory, NO_ORACLE) in absences(requests, PARTITIONS, set(), has_oracle=False)
     assert Absence(memory, NO_GAP) in absences(requests, PARTITIONS, set(), has_oracle=True)
+
+
+def remedy_answer(requests: pl.DataFrame, tables: dict, partitions: dict[str, str]) -> dict:
+    """The answer's published ``remedies`` entry for these requests and degradation tables."""
+    return remedies_dict(remedies_of(requests, tables, partitions, stream_labels))
 
 
 def answer_text_of(remedy: dict) -> str:

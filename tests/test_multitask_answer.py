@@ -13,13 +13,15 @@ import pytest
 from engine_helpers import run_cli
 from mix_study import memory_runs, mix_runs, write_mix_study
 
+from specviz.metrics.advice import advise
+from specviz.metrics.answer import MixTask, Term
 from specviz.metrics.degradation import MULTITASK_TERMS
 from specviz.report.answer import (
     FINDING,
     ZERO,
+    advice_text,
     mix_text,
     study_answer,
-    what_to_do,
 )
 from specviz.report.data import load_runs
 from specviz.report.summary import answer_text
@@ -98,11 +100,18 @@ def test_each_multitask_stream_gets_its_best_configuration_and_what_to_do(answer
     assert "Which configuration to run on each multitask stream" in answer_text(answer)
 
 
-def _row(tuning: str, mismatch: str, pct: float = 2.0, carry: str = "inside the noise") -> dict:
-    terms = [{"part": "tuning", "status": tuning, "pct": pct},
-             {"part": "k_mismatch", "status": mismatch, "pct": pct},
-             {"part": "carry_over", "status": carry, "pct": pct}]  # fmt: skip
-    return {"terms": terms, "k": 2, "best_single_k": "5", "best_k": "a=5, b=3"}
+def _row(tuning: str, mismatch: str, pct: float = 2.0, carry: str = "inside the noise") -> tuple:
+    terms = [Term("tuning", tuning, pct, None, None),
+             Term("k_mismatch", mismatch, pct, None, None),
+             Term("carry_over", carry, pct, None, None)]  # fmt: skip
+    return terms, {"k": 2, "best_single_k": "5", "best_k": "a=5, b=3"}
+
+
+def what_to_do(row: tuple, routes: list[dict], single_baseline: bool) -> dict:
+    """The published advice (action and words) for a stream's terms and degradation row."""
+    terms, figures = row
+    advice = advise(terms, routes, single_baseline)
+    return {"action": advice.action, "text": advice_text(advice, figures)}
 
 
 def test_what_to_do_follows_the_oracle_and_the_established_terms():
@@ -165,11 +174,9 @@ def test_a_shared_drafter_memory_leads_when_it_is_the_largest_multitask_cost(tmp
     assert advice["action"] == "route by task" and "own drafter memory" in advice["text"]
 
 
-def _task(category: str, share: float, reference: float, cost: float) -> dict:
+def _task(category: str, share: float, reference: float, cost: float) -> MixTask:
     # the task's share part of composition, N (w - w')(s' - rate), as % of T_ref = N * rate
-    pct = 100 * (share - reference) * (cost - 1)
-    return {"category": category, "share": share, "reference_share": reference,
-            "relative_cost": cost, "pct": pct}  # fmt: skip
+    return MixTask(category, share, reference, cost, 100 * (share - reference) * (cost - 1))
 
 
 def test_a_composition_lead_says_whether_the_mix_is_harder_or_easier_and_why():
@@ -177,15 +184,13 @@ def test_a_composition_lead_says_whether_the_mix_is_harder_or_easier_and_why():
     # (-25 points at 0.4x: +15%), coding unchanged (0)
     mix = [_task("writing", 0.5, 0.25, 1.6), _task("coding", 0.25, 0.25, 1.0),
            _task("extraction", 0.25, 0.5, 0.4)]  # fmt: skip
-    harder = {"terms": [{"part": "composition", "pct": 30.0}], "mix_tasks": mix}
-    assert mix_text(harder) == (
+    assert mix_text(30.0, mix) == (
         "The mix is harder than the single-task set: more writing (50% of its tokens against "
         "25%; 1.60x the set's seconds per token), less extraction (25% of its tokens against "
         "50%; 0.40x the set's seconds per token)."
     )
     flipped = [_task("writing", 0.25, 0.5, 1.6), _task("extraction", 0.5, 0.25, 0.4)]
-    easier = {"terms": [{"part": "composition", "pct": -30.0}], "mix_tasks": flipped}
-    text = mix_text(easier)
+    text = mix_text(-30.0, flipped)
     assert text.startswith("The mix is easier than the single-task set: ")
     assert "less writing (25% of its tokens against 50%" in text and "more extraction" in text
 

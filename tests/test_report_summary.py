@@ -9,15 +9,15 @@ from dataclasses import replace
 import pytest
 from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
-from specviz.metrics.answer import NOISE, WallLoad
+from specviz.metrics.answer import NOISE, Term, WallLoad, classify_term
+from specviz.metrics.study import Stream, StreamTerm
 from specviz.report.answer import (
     FINDING,
     NOT_ESTIMABLE,
     ZERO,
-    classify,
-    load_dict,
     load_lines,
     study_answer,
+    term_reason,
     term_sentence,
 )
 from specviz.report.data import load_runs
@@ -26,37 +26,45 @@ from specviz.report.summary import QUESTION, REMEDIES_TITLE, answer_text, summar
 ROW = {"reference_s": 10.0, "control": "not needed"}
 
 
+def stream(load: WallLoad, *terms: Term) -> Stream:
+    """A stream ``m`` on ``mix`` as far as the sentences read it (its name, load and terms)."""
+    named = {"method": "m", "mixture": "mix"}
+    terms_ = tuple(StreamTerm(t, 9.0, 1.5) for t in terms)
+    return Stream(named, {}, None, (), load, terms_)  # type: ignore[arg-type]
+
+
 def test_verdict_says_slower_or_faster() -> None:
     assert verdict(2.0, 10.0) == "slower: +20.0% time for the same tokens"
     assert verdict(-1.0, 10.0) == "faster: -10.0% time for the same tokens"
 
 
 def test_a_term_whose_interval_excludes_zero_is_a_finding() -> None:
-    term = classify(ROW | {"residual": 1.0, "residual_low": 0.2, "residual_high": 1.5}, "residual")
-    assert term["status"] == FINDING and term["pct"] == 10.0
+    row = ROW | {"residual": 1.0, "residual_low": 0.2, "residual_high": 1.5}
+    term = classify_term(row, "residual")
+    assert term.status == FINDING and term.pct == 10.0
 
 
 def test_a_term_inside_the_noise_names_the_smallest_detectable_effect() -> None:
     row = ROW | {"composition": 0.1, "composition_low": -0.4, "composition_high": 0.6}
-    term = classify(row, "composition")
-    assert term["status"] == NOISE
-    assert term["detectable_pct"] == pytest.approx(5.0)  # half the interval's width, of 10 s
+    term = classify_term(row, "composition")
+    assert term.status == NOISE
+    assert term.detectable_pct == pytest.approx(5.0)  # half the interval's width, of 10 s
 
 
 def test_an_exact_zero_in_every_resample_is_zero_by_construction() -> None:
-    term = classify(ROW | {"carry_over": 0.0, "carry_over_low": 0.0, "carry_over_high": 0.0},
-                    "carry_over")  # fmt: skip
-    assert term["status"] == ZERO and "no state" in term["reason"]
+    row = ROW | {"carry_over": 0.0, "carry_over_low": 0.0, "carry_over_high": 0.0}
+    term = classify_term(row, "carry_over")
+    assert term.status == ZERO and "no state" in term_reason(StreamTerm(term, 0.0, 1.5))
 
 
 def test_a_term_resampling_a_one_request_task_has_no_interval_but_says_why() -> None:
     row = ROW | {"residual": 1.0, "residual_low": 1.0, "residual_high": 1.0,
                  "thin_tasks": [{"category": "coding", "requests": 1}]}  # fmt: skip
-    term = classify(row, "residual")
-    assert term["status"] == NOT_ESTIMABLE and term["pct"] == 10.0
-    assert term["low_pct"] is None and term["high_pct"] is None
-    stream = {"method": "m", "mixture": "mix", "load": {"changing": False}}
-    sentence = term_sentence(stream, term | {"wall_pct": 9.0})
+    term = classify_term(row, "residual")
+    assert term.status == NOT_ESTIMABLE and term.pct == 10.0
+    assert term.low_pct is None and term.high_pct is None
+    found = stream(WallLoad(False, None, None), term)
+    sentence = term_sentence(found, found.terms[0])
     assert "+10.0% (interval not estimable: 1 request for coding; use ≥ 2 per task)" in sentence
     assert "CI" not in sentence
 
@@ -122,6 +130,6 @@ def test_summary_says_which_remedies_are_not_in_this_study(answer: dict) -> None
 def test_a_load_line_without_a_wall_interval_says_so_instead_of_a_zero_allowance() -> None:
     load = WallLoad(True, 2.0, None, {"multitask_load": 1.02, "single_task_load": 1.0,
                                       "min_load": 1.0, "max_load": 1.1})  # fmt: skip
-    (line,) = load_lines([{"method": "m", "mixture": "mix", "load": load_dict(load)}])
+    (line,) = load_lines([stream(load)])
     assert "by +2.0%, with no interval to hold it against: its wall-clock figures" in line
     assert "±" not in line

@@ -11,7 +11,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from specviz.metrics.study import decomposable
 from specviz.plots.common import method_label
+
+__all__ = ["decomposable", "first_requests", "stream_labels", "trajectory_run_id", "with_intervals"]
 
 
 def stream_labels(table: pl.DataFrame) -> pl.DataFrame:
@@ -60,14 +63,3 @@ def first_requests(requests: pl.DataFrame) -> list[str]:
     """The first request (stream order) of each category, in category order."""
     firsts = requests.sort("request_index").group_by("category", maintain_order=True).first()
     return firsts.sort("category")["request_id"].to_list()
-
-
-def decomposable(labelled: pl.DataFrame) -> bool:
-    """Whether ``specviz.metrics.degradation`` has a stream to decompose: a multitask request
-    (``label_streams``) whose configuration was also run single-task."""
-    from specviz.metrics.degradation import CONFIG
-
-    keys = list(CONFIG)
-    single = labelled.filter(~pl.col("multitask")).select(keys).unique()
-    multi = labelled.filter(pl.col("multitask"))
-    return multi.join(single, on=keys, how="semi", nulls_equal=True).height > 0

@@ -1,0 +1,482 @@
+"""The study's answer in numbers: one typed :class:`StudyAnswer`, no English.
+
+:func:`study_answer` is the one computation behind the report's opening summary and
+``specviz summary`` (:mod:`specviz.report.answer` words it and publishes it as JSON). From the
+runs of a study it
+
+1. calibrates one cost curve per target over every round of every run
+   (:func:`specviz.metrics.accounting.fit_cost_models`) and prices each request
+   (``modelled_s``, :func:`price`);
+2. computes the degradation decomposition and the speedups twice, on ``modelled_s`` and on
+   ``wall_s``, and classifies every term of every multitask stream
+   (:func:`specviz.metrics.answer.classify_term`), the drafter-memory term inserted before
+   carry-over in each shared-memory stream (:func:`specviz.metrics.remedies.memory_terms`);
+3. leads with the largest *multitask* finding (:attr:`StudyAnswer.lead`,
+   :func:`specviz.metrics.lead.lead`); tuning, a badly chosen global k, is its own line
+   (:attr:`StudyAnswer.tuning`), never the lead;
+4. on modelled seconds, the multitask loss of every stream against the oracle and the share of
+   it each remedy recovers (:func:`remedies_of`), and per drafted multitask stream which
+   configuration to run and what to do (:class:`BestConfiguration`,
+   :mod:`specviz.metrics.advice`);
+5. per stream, whether its wall clock was taken under changing load
+   (:func:`specviz.metrics.answer.wall_load`).
+
+Every decision reads the typed values it was computed from (design choice: the answer is
+computed once, as dataclasses; dicts exist only where :mod:`specviz.report.answer` publishes
+it as JSON). Tables passed through to the reader (degradation rows, remedy rows) stay rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from specviz.cost import CostModel
+from specviz.metrics.accounting import (
+    fit_cost_models,
+    request_load_factors,
+    wall_clock_load,
+    with_modelled_seconds,
+)
+from specviz.metrics.advice import Advice, Configuration, advise, configurations
+from specviz.metrics.answer import (
+    ChangingLoad,
+    MixTask,
+    Regime,
+    StreamFigures,
+    Term,
+    WallLoad,
+    changing_load,
+    classify_term,
+    mix_tasks,
+    resolved,
+    share_pct,
+    stream_figures,
+    verify_ratios,
+    wall_load,
+)
+from specviz.metrics.degradation import (
+    CONFIG,
+    TERMS,
+    composition_by_task,
+    degradation,
+    label_streams,
+)
+from specviz.metrics.distributions import study_distributions
+from specviz.metrics.lead import Lead, StreamTerms, TuningLoss, lead, tuning_loss
+from specviz.metrics.oracle import NoOracleError, oracle_gap
+from specviz.metrics.remedies import (
+    NOT_RUN,
+    REMEDIES,
+    Absence,
+    absences,
+    memory_term,
+    memory_terms,
+    remedies,
+)
+from specviz.metrics.speedup import BASELINE, missing_baseline, speedup
+
+if TYPE_CHECKING:
+    from specviz.study.spec import PowerSpec
+
+CLOCKS = ("modelled", "wall")
+_STREAM_KEY = (*CONFIG, "mixture")
+# the columns that name a stream or a remedy pair (the rest are figures)
+_REMEDY_KEYS = ("method", "mixture", "target", "drafter", "policy", "k", "run_id", "remedy",
+                "reference", "remedied", "shared", "per_task")  # fmt: skip
+#: how the caller names methods and streams (``method``, ``stream`` columns) on a table
+Label = Callable[[pl.DataFrame], pl.DataFrame]
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """What the answer is computed from: the study's ``requests`` and ``events``, each run's
+    run.json (``metas``), its categories and methods, the ``[power]`` targets, each suffix
+    drafter's memory partition and the caller's method and stream labels (``label``)."""
+
+    source: str
+    requests: pl.DataFrame
+    events: pl.DataFrame
+    metas: tuple[Mapping[str, Any], ...]
+    categories: tuple[str, ...]
+    methods: tuple[str, ...]
+    power: PowerSpec
+    partitions: Mapping[str, str]
+    label: Label
+
+
+@dataclass(frozen=True)
+class StreamTerm:
+    """One classified term of one stream, its wall-clock twin (``wall_pct``) and the 95%
+    half-width it is resolved at (``target_pct``, the study's ``[power]``)."""
+
+    term: Term
+    wall_pct: float | None
+    target_pct: float
+
+    @property
+    def resolved(self) -> bool | None:
+        return resolved(self.term, self.target_pct)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One stream of the decomposition: its ``modelled`` and ``wall`` degradation rows, its
+    figures, the task shares of its composition, its wall clock's load and its terms."""
+
+    modelled: Mapping[str, Any]
+    wall: Mapping[str, Any]
+    figures: StreamFigures
+    mix_tasks: tuple[MixTask, ...]
+    load: WallLoad
+    terms: tuple[StreamTerm, ...]
+
+    @property
+    def drafted(self) -> bool:
+        return self.modelled["drafter"] != BASELINE
+
+    def term(self, part: str) -> Term:
+        return next(t.term for t in self.terms if t.term.part == part)
+
+    def lead_terms(self) -> StreamTerms:
+        """What :func:`specviz.metrics.lead.lead` and ``tuning_loss`` read of this stream."""
+        m = self.modelled
+        return StreamTerms(
+            m["drafter"],
+            tuple(t.term for t in self.terms),
+            self.figures.multitask_pct,
+            m["best_single_k"],
+            self.figures.every_task_best_k,
+        )
+
+
+@dataclass(frozen=True)
+class BestConfiguration:
+    """Which configuration to run on one drafted multitask ``stream`` and what to do."""
+
+    stream: Stream
+    config: Configuration
+    advice: Advice
+
+
+@dataclass(frozen=True)
+class Speedup:
+    """Speedup over the baseline of one target and method, with 95% intervals, both clocks."""
+
+    target: str
+    method: str
+    requests: int
+    modelled: float
+    modelled_low: float
+    modelled_high: float
+    wall: float
+    wall_low: float
+    wall_high: float
+
+
+@dataclass(frozen=True)
+class Remedies:
+    """The multitask loss against the oracle (``loss``), what each remedy recovers
+    (``recovered``) and the drafter-memory term (``memory``): rows on modelled seconds, each
+    figure with its wall-clock twin as ``<figure>_wall``; the remedies without a row
+    (``absent``) and why there is no oracle (``oracle``, empty when there is one)."""
+
+    loss: tuple[Mapping[str, Any], ...] = ()
+    recovered: tuple[Mapping[str, Any], ...] = ()
+    memory: tuple[Mapping[str, Any], ...] = ()
+    oracle: str = ""
+    absent: tuple[Absence, ...] = tuple(Absence(r, NOT_RUN) for r in REMEDIES)
+
+
+@dataclass(frozen=True)
+class StudyAnswer:
+    """The study's answer (module docstring). ``priced``: the requests with ``modelled_s``
+    and ``load_factor``; None when every run is batched (cost accounting and the
+    decomposition cover unbatched runs)."""
+
+    source: str
+    runs: int
+    categories: tuple[str, ...]
+    methods: tuple[str, ...]
+    power: PowerSpec
+    priced: pl.DataFrame | None = None
+    cost_models: Mapping[str, CostModel] = field(default_factory=dict)
+    streams: tuple[Stream, ...] = ()
+    regimes: tuple[Regime, ...] = ()
+    configurations: tuple[BestConfiguration, ...] = ()
+    speedups: tuple[Speedup, ...] = ()
+    remedies: Remedies = Remedies()
+    distributions: Mapping[str, Any] | None = None
+
+    @property
+    def lead(self) -> Lead | None:
+        return lead([s.lead_terms() for s in self.streams])
+
+    @property
+    def tuning(self) -> list[tuple[Stream, TuningLoss]]:
+        """Each stream with a tuning loss (:func:`specviz.metrics.lead.tuning_loss`)."""
+        losses = [(s, tuning_loss(s.lead_terms())) for s in self.streams]
+        return [(s, loss) for s, loss in losses if loss is not None]
+
+    @property
+    def changing_load(self) -> ChangingLoad | None:
+        return changing_load([s.load for s in self.streams])
+
+    def seconds(self, clock: str) -> float:
+        """The study's ``modelled_s`` or ``wall_s`` summed over every priced request."""
+        return 0.0 if self.priced is None else float(self.priced[f"{clock}_s"].sum())
+
+    def runs_table(self) -> pl.DataFrame:
+        """Per method and mixture: requests, tokens, modelled and wall seconds, tokens/s."""
+        assert self.priced is not None
+        return (
+            self.priced.group_by("method", "mixture")
+            .agg(
+                pl.len().alias("requests"),
+                pl.col("new_tokens").sum().alias("tokens"),
+                pl.col("modelled_s").sum(),
+                pl.col("wall_s").sum(),
+            )
+            .with_columns(
+                (pl.col("tokens") / pl.col("modelled_s")).alias("modelled_tokens_per_s"),
+                (pl.col("tokens") / pl.col("wall_s")).alias("wall_tokens_per_s"),
+                (pl.col("modelled_s") / pl.col("wall_s")).alias("modelled_over_wall"),
+            )
+            .sort("method", "mixture")
+        )
+
+
+def unbatched(requests: pl.DataFrame) -> bool:
+    """Whether any request ran unbatched (cost accounting covers those)."""
+    if "batch_size" not in requests.columns:
+        return True
+    return bool((requests["batch_size"].fill_null(1) == 1).any())
+
+
+def price(
+    events: pl.DataFrame, requests: pl.DataFrame, source: str
+) -> tuple[pl.DataFrame, dict[str, CostModel]]:
+    """Requests with ``modelled_s`` and each request's ``load_factor``, and the cost curves."""
+    models = fit_cost_models(events, requests, source=source)
+    priced = with_modelled_seconds(requests, events, models)
+    loads = request_load_factors(events, priced)
+    priced = priced.join(loads, on=["run_id", "request_id"], how="left")
+    return priced.with_columns(pl.col("load_factor").fill_null(1.0)), models
+
+
+def decomposable(labelled: pl.DataFrame) -> bool:
+    """Whether :func:`~specviz.metrics.degradation.degradation` has a stream to decompose: a
+    multitask request (``label_streams``) whose configuration was also run single-task."""
+    keys = list(CONFIG)
+    single = labelled.filter(~pl.col("multitask")).select(keys).unique()
+    multi = labelled.filter(pl.col("multitask"))
+    return multi.join(single, on=keys, how="semi", nulls_equal=True).height > 0
+
+
+def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
+    """Rows of a per-stream (per task) table grouped by the stream's configuration and mixture."""
+    out: dict[tuple, list[dict[str, Any]]] = {}
+    for row in table.iter_rows(named=True) if table.height else []:
+        out.setdefault(tuple(row[k] for k in _STREAM_KEY), []).append(row)
+    return out
+
+
+def _streams(priced: pl.DataFrame, inputs: StudyInputs, n_boot: int) -> tuple[Stream, ...]:
+    """Every stream of the decomposition, its drafter-memory term inserted before carry-over
+    when it has one."""
+    labelled = inputs.label(label_streams(priced).collect())
+    if not decomposable(labelled):
+        return ()
+    tables = {
+        clock: inputs.label(degradation(labelled, n_boot=n_boot, seconds=f"{clock}_s"))
+        for clock in CLOCKS
+    }
+    tasks = _by_stream(composition_by_task(labelled, seconds="modelled_s"))
+    loads = {k: v[0] for k, v in _by_stream(wall_clock_load(priced)).items()}
+    wall = {tuple(r[k] for k in _STREAM_KEY): r for r in tables["wall"].iter_rows(named=True)}
+    modelled = list(
+        tables["modelled"].sort("method", "mixture", *_STREAM_KEY).iter_rows(named=True)
+    )
+    walls = [wall[tuple(m[k] for k in _STREAM_KEY)] for m in modelled]
+    terms = [
+        [(classify_term(m, p), share_pct(w[p], w["reference_s"])) for p in TERMS]
+        for m, w in zip(modelled, walls, strict=True)
+    ]
+    for memory in memory_terms(priced, modelled, walls, inputs.partitions, n_boot):
+        at = [t.part for t, _ in terms[memory.stream]].index("carry_over")
+        terms[memory.stream].insert(at, (memory.term, memory.wall_pct))
+    target = inputs.power.target
+    return tuple(
+        Stream(
+            modelled=m,
+            wall=w,
+            figures=stream_figures(m, w),
+            mix_tasks=tuple(mix_tasks(tasks.get(key, []), m["reference_s"])),
+            load=wall_load(loads.get(key), w),
+            terms=tuple(StreamTerm(t, wall_pct, target(t.part)) for t, wall_pct in ts),
+        )
+        for m, w, ts in zip(modelled, walls, terms, strict=True)
+        for key in [tuple(m[k] for k in _STREAM_KEY)]
+    )
+
+
+def _speedups(priced: pl.DataFrame, n_boot: int) -> tuple[Speedup, ...]:
+    if not (priced["drafter"] == BASELINE).any() or missing_baseline(priced).height:
+        return ()
+    tables = {
+        clock: speedup(priced, by=["target", "method"], n_boot=n_boot, seconds=f"{clock}_s")
+        for clock in CLOCKS
+    }
+    wall = {(r["target"], r["method"]): r for r in tables["wall"].iter_rows(named=True)}
+    out = []
+    for m in tables["modelled"].iter_rows(named=True):
+        w = wall[(m["target"], m["method"])]
+        out.append(
+            Speedup(m["target"], m["method"], m["requests"], m["speedup_total"],
+                    m["speedup_total_low"], m["speedup_total_high"], w["speedup_total"],
+                    w["speedup_total_low"], w["speedup_total_high"])
+        )  # fmt: skip
+    return tuple(out)
+
+
+def _best_configurations(
+    priced: pl.DataFrame, streams: Sequence[Stream]
+) -> tuple[BestConfiguration, ...]:
+    """Per drafted multitask stream (:func:`specviz.metrics.advice.configurations`, on
+    modelled seconds) and its advice (:func:`specviz.metrics.advice.advise`). Empty without
+    an oracle."""
+    out = []
+    for config in configurations(priced, [s.modelled for s in streams]):
+        stream = streams[config.stream]
+        terms = [t.term for t in stream.terms]
+        out.append(
+            BestConfiguration(stream, config, advise(terms, config.routes, config.single_baseline))
+        )
+    return tuple(out)
+
+
+def _remedy_rows(
+    requests: pl.DataFrame,
+    table: pl.DataFrame | None,
+    partitions: Mapping[str, str],
+    label: Label,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], str]:
+    """Loss, recovered shares and memory term on the clock of ``requests.wall_s`` (and of the
+    :func:`degradation` ``table`` of the same clock), and why there is no oracle."""
+    loss: list[dict[str, Any]] = []
+    recovered: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    oracle = ""
+    try:
+        gaps = oracle_gap(requests)
+    except NoOracleError as err:
+        gaps, oracle = None, f"no oracle: {err}"
+    if gaps is not None and gaps.height:
+        loss = label(gaps).to_dicts()
+        recovered = remedies(gaps, partitions).to_dicts()
+    if table is not None and table.height:
+        memory = memory_term(table, partitions).to_dicts()
+    return loss, recovered, memory, oracle
+
+
+def _with_wall(
+    modelled: list[dict[str, Any]], wall: list[dict[str, Any]], values: Sequence[str]
+) -> tuple[dict[str, Any], ...]:
+    """Each modelled row with ``<value>_wall`` from the wall-clock row naming the same streams
+    (the same values of every :data:`_REMEDY_KEYS` column)."""
+
+    def key(row: dict[str, Any]) -> tuple:
+        return tuple(row.get(k) for k in _REMEDY_KEYS)
+
+    by_key = {key(w): w for w in wall}
+    return tuple(m | {f"{v}_wall": by_key.get(key(m), {}).get(v) for v in values} for m in modelled)
+
+
+def remedies_of(
+    priced: pl.DataFrame,
+    tables: Mapping[str, pl.DataFrame | None],
+    partitions: Mapping[str, str],
+    label: Label,
+) -> Remedies:
+    """The multitask loss against the oracle and what each remedy recovers, modelled and wall
+    clock. ``priced``: requests with ``modelled_s`` and ``wall_s``; ``tables``: the
+    :func:`degradation` table of each clock (``modelled``, ``wall``; None without one). The
+    oracle is chosen on each clock's own seconds, so the two clocks may pick different oracle
+    configurations."""
+    on_model = priced.with_columns(pl.col("modelled_s").alias("wall_s"))
+    loss, recovered, memory, oracle = _remedy_rows(
+        on_model, tables.get("modelled"), partitions, label
+    )
+    wall = _remedy_rows(priced, tables.get("wall"), partitions, label)
+    done = {r["remedy"] for r in recovered}
+    missing = absences(on_model, partitions, done, has_oracle=not oracle)
+    memory_pcts = ["interleaving_pct", "drafter_memory_pct", "other_interleaving_pct"]
+    return Remedies(
+        loss=_with_wall(loss, wall[0], ["gap_share"]),
+        recovered=_with_wall(recovered, wall[1], ["recovered_share"]),
+        memory=_with_wall(memory, wall[2], memory_pcts),
+        oracle=oracle,
+        absent=tuple(missing),
+    )
+
+
+def _run_target(meta: Mapping[str, Any]) -> str | None:
+    return meta.get("config", {}).get("target", {}).get("name")
+
+
+def study_regimes(
+    metas: Sequence[Mapping[str, Any]], models: Mapping[str, CostModel], priced: pl.DataFrame
+) -> tuple[Regime, ...]:
+    """The :class:`~specviz.metrics.answer.Regime` of each target: the dtypes, reason and
+    device its runs recorded in run.json (``models.target``), and T(k+1)/T(1) of its calibrated
+    cost curve at the k values its drafted requests ran (an adaptive policy's initial k)."""
+    out = []
+    for target, model in sorted(models.items()):
+        loaded = [m.get("models", {}).get("target", {}) for m in metas if _run_target(m) == target]
+        recorded = [x for x in loaded if x.get("dtype")]
+        gpus = [m.get("hardware", {}).get("gpu") for m in metas if _run_target(m) == target]
+        drafted = priced.filter((pl.col("target") == target) & (pl.col("drafter") != BASELINE))
+        out.append(
+            Regime(
+                target=target,
+                dtypes=tuple(sorted({x["dtype"] for x in recorded})),
+                dtype_reason=recorded[0].get("dtype_reason", "") if recorded else "",
+                device=recorded[0].get("device", "") if recorded else "",
+                gpu=next((g for g in gpus if g), ""),
+                verify_ratios=verify_ratios(model, drafted["k"].unique().to_list()),
+            )
+        )
+    return tuple(out)
+
+
+def study_answer(inputs: StudyInputs, n_boot: int) -> StudyAnswer:
+    """The :class:`StudyAnswer` of ``inputs`` (module docstring). Runs that are all batched
+    get an answer without priced requests (their comparison is the batching section,
+    docs/batching.md)."""
+    head = StudyAnswer(
+        inputs.source, len(inputs.metas), inputs.categories, inputs.methods, inputs.power
+    )
+    if not unbatched(inputs.requests):
+        return head
+    priced, models = price(inputs.events, inputs.requests, inputs.source)
+    streams = _streams(priced, inputs, n_boot)
+    tables = {c: pl.DataFrame([getattr(s, c) for s in streams]) if streams else None
+              for c in CLOCKS}  # fmt: skip
+    return StudyAnswer(
+        inputs.source,
+        len(inputs.metas),
+        inputs.categories,
+        inputs.methods,
+        inputs.power,
+        priced=priced,
+        cost_models=models,
+        streams=streams,
+        regimes=study_regimes(inputs.metas, models, priced),
+        configurations=_best_configurations(priced, streams),
+        speedups=_speedups(priced, n_boot),
+        remedies=remedies_of(priced, tables, inputs.partitions, inputs.label),
+        distributions=study_distributions(inputs.events, inputs.requests),
+    )
