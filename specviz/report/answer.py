@@ -35,6 +35,7 @@ from specviz.metrics.answer import (
     MixTask,
     Regime,
     WallLoad,
+    share_pct,
 )
 from specviz.metrics.bootstrap import MIN_TASK_REQUESTS
 from specviz.metrics.degradation import ThinTask
@@ -84,8 +85,12 @@ NO_STREAM = (
 )
 
 
-def pct(value: float | None) -> str:
-    """``+1.2%`` (None: ``n/a``): every percent of the answer's words and tables."""
+def pct(value: float | None, reference: float | None = None) -> str:
+    """``+1.2%``: ``value`` in percent, or ``value`` as a percent of ``reference`` (a share of
+    one: ``reference`` 1.0); ``n/a`` when it is missing or the reference is zero. The one
+    formatter of every signed percent in the answer's words and tables."""
+    if reference is not None:
+        value = share_pct(value, reference)
     return "n/a" if value is None else f"{value:+.1f}%"
 
 

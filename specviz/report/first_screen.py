@@ -23,7 +23,7 @@ from specviz.plots.answer import TERM_COLUMNS, TOTAL_TERM
 from specviz.report.answer import ZERO
 from specviz.report.data import StudyData
 from specviz.report.html import Html, element, esc, text_element
-from specviz.report.summary import QUESTION, lead_lines
+from specviz.report.summary import QUESTION, drafted_first, lead_lines
 from specviz.report.tables import stream_labels, with_intervals
 
 FIRST_SCREEN_TAG = "first-screen"
@@ -36,18 +36,12 @@ def stream_name(row: dict[str, Any]) -> str:
     return f"{row['method']} · {row['mixture']}{control}"
 
 
-def _drafted_first(streams: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in streams if r["drafter"] != BASELINE] + [
-        r for r in streams if r["drafter"] == BASELINE
-    ]
-
-
 def decomposition_long(answer: dict[str, Any]) -> pl.DataFrame:
     """One row per stream and term of the modelled decomposition (columns
     :data:`specviz.plots.answer.TERM_COLUMNS`), plus each stream's total with its wall-clock
     twin; terms zero by construction or not measured are left out (see :func:`zero_footnote`)."""
     rows = []
-    for r in _drafted_first(answer["streams"]):
+    for r in drafted_first(answer["streams"]):
         name = stream_name(r)
         for order, t in enumerate(r["terms"]):
             if t["status"] == ZERO or t["pct"] is None:
@@ -69,7 +63,7 @@ def zero_footnote(streams: Sequence[dict[str, Any]]) -> str:
     """One sentence for every term that is zero by construction, grouped by term and reason
     (empty when none is)."""
     groups: dict[tuple[str, str], list[str]] = {}
-    for r in _drafted_first(streams):
+    for r in drafted_first(streams):
         for t in r["terms"]:
             if t["status"] == ZERO:
                 groups.setdefault((t["label"], t["reason"]), []).append(stream_name(r))

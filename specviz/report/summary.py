@@ -10,13 +10,17 @@ Every piece of data text is escaped.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from typing import Any
+
+import polars as pl
 
 from specviz.metrics.answer import FINDING
 from specviz.metrics.degradation import TERMS
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, ZERO
+from specviz.report.answer import LABELS, ZERO, pct
 from specviz.report.html import element, esc, text_element
+from specviz.report.numbers import frame_table
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
 CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
@@ -24,19 +28,10 @@ REMEDIES_TITLE = "What each remedy recovers of the multitask loss (modelled; wal
 CONFIGURATIONS_TITLE = "Which configuration to run on each multitask stream (modelled)"
 
 
-def pct(value: float | None) -> str:
-    """``+1.2%`` (None: ``n/a``)."""
-    return "n/a" if value is None else f"{value:+.1f}%"
-
-
-def _share(value: float | None, reference: float) -> str:
-    return "n/a" if value is None or not reference else pct(100 * value / reference)
-
-
 def verdict(total: float, reference: float) -> str:
     """``"slower: +15.4% time"`` or ``"faster: -6.9% time"`` for the same tokens."""
     word = "slower" if total > 0 else "faster" if total < 0 else "as fast"
-    return f"{word}: {_share(total, reference)} time for the same tokens"
+    return f"{word}: {pct(total, reference)} time for the same tokens"
 
 
 def control_sentence(row: dict[str, Any]) -> str:
@@ -45,17 +40,24 @@ def control_sentence(row: dict[str, Any]) -> str:
     return (
         f"Control: the autoregressive baseline (no drafter) on {row['mixture']} is "
         f"{verdict(m['total'], m['reference_s'])} modelled (composition "
-        f"{_share(m['composition'], m['reference_s'])}), {verdict(w['total'], w['reference_s'])} "
+        f"{pct(m['composition'], m['reference_s'])}), {verdict(w['total'], w['reference_s'])} "
         "by the wall clock. It drafts nothing: its modelled gap is the stream's task shares "
         "alone, and what the wall clock adds beyond that is machine noise."
     )
 
 
-def table(header: list[str], rows: list[list[str]], class_: str = "specviz-table") -> str:
-    """A complete HTML table (every row), every cell escaped."""
-    head = element("tr", "".join(text_element("th", h) for h in header))
-    body = "".join(element("tr", "".join(text_element("td", c) for c in r)) for r in rows)
-    return element("table", element("thead", head) + element("tbody", body), class_=class_)
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """Every row of formatted cells as an HTML table, escaped
+    (:func:`specviz.report.numbers.frame_table`)."""
+    frame = pl.DataFrame(rows, schema=[(h, pl.String) for h in header], orient="row")
+    return frame_table(frame, {h: h for h in header}).markup
+
+
+def drafted_first(streams: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The drafted streams, then the baseline's (the controls), each in the answer's order."""
+    return [r for r in streams if r["drafter"] != BASELINE] + [
+        r for r in streams if r["drafter"] == BASELINE
+    ]
 
 
 def _clock_name(row: dict[str, Any], clock: str) -> str:
@@ -79,11 +81,8 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
         "best k per task",
         "best single k",
     ]
-    ordered = [r for r in streams if r["drafter"] != BASELINE] + [
-        r for r in streams if r["drafter"] == BASELINE
-    ]
     rows = []
-    for r in ordered:
+    for r in drafted_first(streams):
         for clock in ("modelled", "wall"):
             d = r[clock]
             ref = d["reference_s"]
@@ -94,8 +93,8 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
                     _clock_name(r, clock),
                     f"{d['multitask_tokens_per_s']:.1f}",
                     f"{d['reference_tokens_per_s']:.1f}",
-                    _share(d["total"], ref),
-                    *[_share(d[p], ref) for p in TERMS],
+                    pct(d["total"], ref),
+                    *[pct(d[p], ref) for p in TERMS],
                     f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
                     r.get("best_k") or "",
                     r.get("best_single_k") or "",
@@ -192,13 +191,8 @@ def runs_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
 
 
 def _fraction(value: float | None) -> str:
-    """``40%`` of a share (None: ``n/a``)."""
+    """``40%`` of a share (None: ``n/a``): a part of a whole, unsigned, unlike :func:`pct`."""
     return "n/a" if value is None else f"{value:.0%}"
-
-
-def _percent(share: float | None) -> str:
-    """A share as ``+12.3%`` (None: ``n/a``)."""
-    return pct(None if share is None else 100 * share)
 
 
 def remedy_lines(remedies: dict[str, Any]) -> list[str]:
@@ -207,15 +201,15 @@ def remedy_lines(remedies: dict[str, Any]) -> list[str]:
     "not in this study" for a remedy the study did not run (modelled seconds, the wall-clock
     figure after it)."""
     lines = [
-        f"{r['method']} on {r['mixture']}: {pct(100 * r['gap_share'])} of its seconds above "
+        f"{r['method']} on {r['mixture']}: {pct(r['gap_share'], 1.0)} of its seconds above "
         "the oracle (each task's best static drafter and k, chosen on other prompts); wall "
-        f"clock {_percent(r.get('gap_share_wall'))}."
+        f"clock {pct(r.get('gap_share_wall'), 1.0)}."
         for r in remedies["loss"]
     ]
     for r in remedies["recovered"]:
         share = r["recovered_share"]
         what = (
-            f"recovers {share:.0%} of the oracle gap (wall clock "
+            f"recovers {_fraction(share)} of the oracle gap (wall clock "
             f"{_fraction(r.get('recovered_share_wall'))})"
             if share is not None
             else "has no oracle gap to recover (the reference is at the oracle)"
