@@ -48,6 +48,23 @@ def test_summary_json_is_one_object_with_the_headline_and_every_term(study: Path
     assert answer["cost_models"]["tiny-target"]["verify_s"]
 
 
+GOLDEN = Path(__file__).parent / "golden" / "summary_default_study.json"
+
+
+def test_summary_json_of_the_default_fixture_study_is_pinned(study: Path):
+    # recorded from `specviz summary --json --n-boot 200` before the answer became typed
+    # (metrics/study.py): every key, its order and every figure stay as published. The
+    # distributions are left out: their float sums vary in the last digit from run to run
+    # (polars' summation order), so they are checked by key only.
+    done = run_cli("summary", str(study), "--json", "--n-boot", "200")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.replace(str(study), "{study}"))
+    distributions = answer.pop("distributions")
+    assert json.dumps(answer, indent=1) + "\n" == GOLDEN.read_text()
+    assert set(distributions) == {"convention", "keys", "histogram_keys", "requests",
+                                  "accepted_histogram", "time_shares"}  # fmt: skip
+
+
 def test_summary_of_a_single_run_has_no_decomposition_but_its_clocks(study: Path):
     run = str(study / "runs" / "prompt-lookup-coding")
     done = run_cli("summary", run, "--all", "--n-boot", "200")

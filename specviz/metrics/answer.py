@@ -1,9 +1,10 @@
 """What a study establishes, in numbers: typed results the report renders into sentences.
 
-:mod:`specviz.report.answer` assembles the study's answer from these and writes its English;
-nothing here writes a sentence. Percentages are of the stream's single-task reference seconds
-(``reference_s`` of :func:`specviz.metrics.degradation.degradation`). The decisions built on
-these are their own modules: which term leads (:mod:`specviz.metrics.lead`), what to do
+:mod:`specviz.metrics.study` assembles the study's answer from these and
+:mod:`specviz.report.answer` writes its English; nothing here writes a sentence. Percentages
+are of the stream's single-task reference seconds (``reference_s`` of
+:func:`specviz.metrics.degradation.degradation`). The decisions built on these are their own
+modules: which term leads (:mod:`specviz.metrics.lead`), what to do
 (:mod:`specviz.metrics.advice`), the drafter-memory term and why a remedy has no recovered
 share (:mod:`specviz.metrics.remedies`).
 

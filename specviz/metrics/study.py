@@ -29,7 +29,7 @@ it as JSON). Tables passed through to the reader (degradation rows, remedy rows)
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -439,16 +439,12 @@ def study_regimes(
         recorded = [x for x in loaded if x.get("dtype")]
         gpus = [m.get("hardware", {}).get("gpu") for m in metas if _run_target(m) == target]
         drafted = priced.filter((pl.col("target") == target) & (pl.col("drafter") != BASELINE))
-        out.append(
-            Regime(
-                target=target,
-                dtypes=tuple(sorted({x["dtype"] for x in recorded})),
-                dtype_reason=recorded[0].get("dtype_reason", "") if recorded else "",
-                device=recorded[0].get("device", "") if recorded else "",
-                gpu=next((g for g in gpus if g), ""),
-                verify_ratios=verify_ratios(model, drafted["k"].unique().to_list()),
-            )
-        )
+        dtypes = tuple(sorted({x["dtype"] for x in recorded}))
+        first = recorded[0] if recorded else {}
+        ratios = verify_ratios(model, drafted["k"].unique().to_list())
+        gpu = next((g for g in gpus if g), "")
+        reason, device = first.get("dtype_reason", ""), first.get("device", "")
+        out.append(Regime(target, dtypes, reason, device, gpu, ratios))
     return tuple(out)
 
 
@@ -456,21 +452,17 @@ def study_answer(inputs: StudyInputs, n_boot: int) -> StudyAnswer:
     """The :class:`StudyAnswer` of ``inputs`` (module docstring). Runs that are all batched
     get an answer without priced requests (their comparison is the batching section,
     docs/batching.md)."""
-    head = StudyAnswer(
+    answer = StudyAnswer(
         inputs.source, len(inputs.metas), inputs.categories, inputs.methods, inputs.power
     )
     if not unbatched(inputs.requests):
-        return head
+        return answer
     priced, models = price(inputs.events, inputs.requests, inputs.source)
     streams = _streams(priced, inputs, n_boot)
     tables = {c: pl.DataFrame([getattr(s, c) for s in streams]) if streams else None
               for c in CLOCKS}  # fmt: skip
-    return StudyAnswer(
-        inputs.source,
-        len(inputs.metas),
-        inputs.categories,
-        inputs.methods,
-        inputs.power,
+    return replace(
+        answer,
         priced=priced,
         cost_models=models,
         streams=streams,

@@ -485,23 +485,13 @@ def regime_dict(regime: Regime) -> dict[str, Any]:
 def regime_of(entry: Mapping[str, Any]) -> Regime:
     """The :class:`~specviz.metrics.answer.Regime` a published regime entry
     (:func:`regime_dict`) was written from (a comparison reads two published answers)."""
-    return Regime(
-        target=entry["target"],
-        dtypes=tuple(entry["dtypes"]),
-        dtype_reason=entry["dtype_reason"],
-        device=entry["device"],
-        gpu=entry["gpu"],
-        verify_ratios=tuple((r["k"], r["ratio"]) for r in entry["verify_ratios"]),
-    )
+    ratios = tuple((r["k"], r["ratio"]) for r in entry["verify_ratios"])
+    return Regime(**(dict(entry) | {"dtypes": tuple(entry["dtypes"]), "verify_ratios": ratios}))
 
 
 def power_dict(power: PowerSpec) -> dict[str, Any]:
     """The answer's ``power`` entry: the targets its terms are resolved at."""
-    return {
-        "target_pct": power.target_pct,
-        "term_target_pct": dict(power.term_target_pct),
-        "given": power.given,
-    }
+    return asdict(power) | {"term_target_pct": dict(power.term_target_pct)}
 
 
 def _batched_json(answer: StudyAnswer) -> dict[str, Any]:
@@ -528,33 +518,21 @@ def answer_json(answer: StudyAnswer) -> dict[str, Any]:
     modelled_s, wall_s = answer.seconds("modelled"), answer.seconds("wall")
     drafted = [s for s in answer.streams if s.drafted]
     return {
-        "source": answer.source,
-        "runs": answer.runs,
-        "requests": answer.priced.height,
-        "categories": list(answer.categories),
-        "methods": list(answer.methods),
+        "source": answer.source, "runs": answer.runs, "requests": answer.priced.height,
+        "categories": list(answer.categories), "methods": list(answer.methods),
         "cost_models": {t: m.to_dict() for t, m in answer.cost_models.items()},
-        "clock": {
-            "modelled_s": modelled_s,
-            "wall_s": wall_s,
-            "modelled_over_wall": modelled_s / wall_s if wall_s else None,
-        },
+        "clock": {"modelled_s": modelled_s, "wall_s": wall_s,
+                  "modelled_over_wall": modelled_s / wall_s if wall_s else None},
         "headline": headline(answer),
-        "regime": {
-            "targets": [regime_dict(r) for r in answer.regimes],
-            "text": regime_text(answer.regimes),
-        },
-        "power": power_dict(answer.power),
-        "tuning": tuning_lines(answer),
-        "load": load_lines(answer.streams),
-        "load_summary": load_summary(answer),
+        "regime": {"targets": [regime_dict(r) for r in answer.regimes],
+                   "text": regime_text(answer.regimes)},
+        "power": power_dict(answer.power), "tuning": tuning_lines(answer),
+        "load": load_lines(answer.streams), "load_summary": load_summary(answer),
         "streams": [stream_dict(s) for s in answer.streams],
         "findings": [term_sentence(s, t) for s in drafted for t in s.terms],
         "configurations": [configuration_dict(c) for c in answer.configurations],
-        "speedups": [
-            asdict(s) | {"modelled_over_wall": s.modelled / s.wall} for s in answer.speedups
-        ],
-        "distributions": answer.distributions,
-        "runs_table": answer.runs_table().to_dicts(),
+        "speedups": [asdict(s) | {"modelled_over_wall": s.modelled / s.wall}
+                     for s in answer.speedups],
+        "distributions": answer.distributions, "runs_table": answer.runs_table().to_dicts(),
         "remedies": remedies_dict(answer.remedies),
-    }
+    }  # fmt: skip

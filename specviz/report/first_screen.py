@@ -20,7 +20,7 @@ import polars as pl
 from specviz.metrics import label_streams, metric_intervals, summary
 from specviz.metrics.speedup import BASELINE
 from specviz.plots.answer import TERM_COLUMNS, TOTAL_TERM
-from specviz.report.answer import ZERO
+from specviz.report.answer import NO_STREAM, ZERO
 from specviz.report.data import StudyData
 from specviz.report.html import Html, element, esc, text_element
 from specviz.report.summary import QUESTION, drafted_first, lead_lines
@@ -77,12 +77,7 @@ def zero_footnote(streams: Sequence[dict[str, Any]]) -> str:
 
 def answer_html(answer: dict[str, Any] | None) -> Html:
     """The question and the headline sentence (or why nothing can be compared)."""
-    text = (
-        answer["headline"]["text"]
-        if answer is not None
-        else "No multitask stream could be compared: the study needs single-task and "
-        "multitask mixtures run with the same method."
-    )
+    text = answer["headline"]["text"] if answer is not None else NO_STREAM
     body = text_element("h2", QUESTION) + element("p", element("strong", esc(text)))
     if answer is not None:  # the regime, tuning losses and wall-clock load warnings
         regime = answer.get("regime", {}).get("text")

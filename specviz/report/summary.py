@@ -18,7 +18,7 @@ import polars as pl
 from specviz.metrics.answer import FINDING
 from specviz.metrics.degradation import TERMS
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, ZERO, pct
+from specviz.report.answer import LABELS, NO_STREAM, ZERO, pct
 from specviz.report.html import element, esc, text_element
 from specviz.report.numbers import frame_table
 
@@ -301,13 +301,7 @@ def summary_html(published: dict[str, Any]) -> str:
     out = [text_element("h2", QUESTION)]
     answer = published.get("answer")
     if answer is None:
-        out.append(
-            text_element(
-                "p",
-                "No multitask stream could be compared: the study needs single-task and "
-                "multitask mixtures run with the same method.",
-            )
-        )
+        out.append(text_element("p", NO_STREAM))
         return element("section", "".join(out), class_="specviz-summary")
     out.append(answer_html(answer))
     if answer["speedups"]:
