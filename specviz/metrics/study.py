@@ -163,21 +163,6 @@ class BestConfiguration:
 
 
 @dataclass(frozen=True)
-class Speedup:
-    """Speedup over the baseline of one target and method, with 95% intervals, both clocks."""
-
-    target: str
-    method: str
-    requests: int
-    modelled: float
-    modelled_low: float
-    modelled_high: float
-    wall: float
-    wall_low: float
-    wall_high: float
-
-
-@dataclass(frozen=True)
 class Remedies:
     """The multitask loss against the oracle (``loss``), what each remedy recovers
     (``recovered``) and the drafter-memory term (``memory``): rows on modelled seconds, each
@@ -207,7 +192,7 @@ class StudyAnswer:
     streams: tuple[Stream, ...] = ()
     regimes: tuple[Regime, ...] = ()
     configurations: tuple[BestConfiguration, ...] = ()
-    speedups: tuple[Speedup, ...] = ()
+    speedups: pl.DataFrame | None = None
     remedies: Remedies = Remedies()
     distributions: Mapping[str, Any] | None = None
 
@@ -323,23 +308,20 @@ def _streams(priced: pl.DataFrame, inputs: StudyInputs, n_boot: int) -> tuple[St
     )
 
 
-def _speedups(priced: pl.DataFrame, n_boot: int) -> tuple[Speedup, ...]:
+def _speedups(priced: pl.DataFrame, n_boot: int) -> pl.DataFrame | None:
+    """Speedup over the baseline per target and method with its 95% interval, modelled and
+    wall clock (``modelled``, ``modelled_low`` ... ``wall_high``); None without a baseline."""
     if not (priced["drafter"] == BASELINE).any() or missing_baseline(priced).height:
-        return ()
-    tables = {
-        clock: speedup(priced, by=["target", "method"], n_boot=n_boot, seconds=f"{clock}_s")
+        return None
+    by = ["target", "method"]
+    clocks = [
+        speedup(priced, by=by, n_boot=n_boot, seconds=f"{clock}_s").select(
+            *by, *(["requests"] if clock == "modelled" else []),
+            *(pl.col(f"speedup_total{x}").alias(f"{clock}{x}") for x in ("", "_low", "_high")),
+        )
         for clock in CLOCKS
-    }
-    wall = {(r["target"], r["method"]): r for r in tables["wall"].iter_rows(named=True)}
-    out = []
-    for m in tables["modelled"].iter_rows(named=True):
-        w = wall[(m["target"], m["method"])]
-        out.append(
-            Speedup(m["target"], m["method"], m["requests"], m["speedup_total"],
-                    m["speedup_total_low"], m["speedup_total_high"], w["speedup_total"],
-                    w["speedup_total_low"], w["speedup_total_high"])
-        )  # fmt: skip
-    return tuple(out)
+    ]  # fmt: skip
+    return clocks[0].join(clocks[1], on=by, how="left", maintain_order="left")
 
 
 def _best_configurations(

@@ -531,8 +531,8 @@ def answer_json(answer: StudyAnswer) -> dict[str, Any]:
         "streams": [stream_dict(s) for s in answer.streams],
         "findings": [term_sentence(s, t) for s in drafted for t in s.terms],
         "configurations": [configuration_dict(c) for c in answer.configurations],
-        "speedups": [asdict(s) | {"modelled_over_wall": s.modelled / s.wall}
-                     for s in answer.speedups],
+        "speedups": [] if answer.speedups is None else answer.speedups.with_columns(
+            (pl.col("modelled") / pl.col("wall")).alias("modelled_over_wall")).to_dicts(),
         "distributions": answer.distributions, "runs_table": answer.runs_table().to_dicts(),
         "remedies": remedies_dict(answer.remedies),
     }  # fmt: skip

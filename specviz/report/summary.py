@@ -240,8 +240,8 @@ def _list(items: list[str]) -> str:
 def nonzero_findings(answer: dict[str, Any]) -> list[str]:
     """``answer["findings"]`` without the terms zero by construction (the report's first screen
     folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
-    terms = [t for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
-    return [f for f, t in zip(answer["findings"], terms, strict=True) if t["status"] != ZERO]
+    pairs = zip(answer["findings"], _drafted_terms(answer), strict=True)
+    return [f for f, (_, t) in pairs if t["status"] != ZERO]
 
 
 def lead_lines(answer: dict[str, Any]) -> list[str]:
@@ -390,14 +390,8 @@ def _clip(text: str, width: int) -> str:
 
 
 def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(stream, term) of every drafted stream, terms zero by construction left out."""
-    return [
-        (r, t)
-        for r in answer["streams"]
-        if r["drafter"] != BASELINE
-        for t in r["terms"]
-        if t["status"] != ZERO
-    ]
+    """(stream, term) of every drafted stream, in the answer's order (that of ``findings``)."""
+    return [(r, t) for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
 
 
 def _width_cell(term: dict[str, Any]) -> str:
@@ -412,7 +406,9 @@ def resolved_rows(answer: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     is a finding, findings first, each by its size."""
     header = ["stream", "term", "modelled", "95% CI", "half-width"]
     shown = [
-        (r, t) for r, t in _drafted_terms(answer) if t["status"] == FINDING or t.get("resolved")
+        (r, t)
+        for r, t in _drafted_terms(answer)
+        if t["status"] == FINDING or (t["status"] != ZERO and t.get("resolved"))
     ]
     shown.sort(key=lambda rt: (rt[1]["status"] != FINDING, -abs(rt[1]["pct"] or 0.0)))
     rows = [
@@ -434,12 +430,9 @@ def unresolved_line(answer: dict[str, Any]) -> str:
     open_ = [
         (r, t)
         for r, t in _drafted_terms(answer)
-        if t["status"] != FINDING and not t.get("resolved")
+        if t["status"] not in (FINDING, ZERO) and not t.get("resolved")
     ]
-    zeros = sum(
-        t["status"] == ZERO for r in answer["streams"] if r["drafter"] != BASELINE
-        for t in r["terms"]
-    )  # fmt: skip
+    zeros = sum(t["status"] == ZERO for _, t in _drafted_terms(answer))
     tail = f"; {zeros} zero by construction; --all prints every term."
     if not open_:
         return f"Unresolved: none{tail}"
