@@ -12,7 +12,7 @@ from engine_helpers import run_cli
 from mix_study import mix_runs, write_mix_study
 from report_fixtures import default_conditions, write_study
 
-from specviz.report.answer import study_answer
+from specviz.report.answer import answer_json, answer_of, study_answer
 from specviz.report.data import load_runs
 from specviz.report.summary import answer_text, screen_text, summary_html
 
@@ -63,6 +63,21 @@ def test_summary_json_of_the_default_fixture_study_is_pinned(study: Path):
     assert json.dumps(answer, indent=1) + "\n" == GOLDEN.read_text()
     assert set(distributions) == {"convention", "keys", "histogram_keys", "requests",
                                   "accepted_histogram", "time_shares"}  # fmt: skip
+
+
+def test_the_published_answer_is_the_typed_answer_in_json(study: Path):
+    typed = answer_of(load_runs(study), n_boot=200)
+    published = answer_json(typed)
+    lead = typed.lead
+    assert lead is not None and lead.term is not None
+    leading = typed.streams[lead.stream]
+    assert published["headline"]["method"] == leading.modelled["method"]
+    assert published["headline"]["part"] == lead.part == leading.terms[lead.term].term.part
+    statuses = [t["status"] for row in published["streams"] for t in row["terms"]]
+    assert statuses == [t.term.status for s in typed.streams for t in s.terms]
+    assert [r["method"] for r in published["configurations"]] == [
+        c.stream.modelled["method"] for c in typed.configurations
+    ]
 
 
 def test_summary_of_a_single_run_has_no_decomposition_but_its_clocks(study: Path):
