@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from specviz.config import (
     DraftModelOptions,
     LayerSkipOptions,
     ModelSpec,
+    PolicyConfig,
     PromptLookupOptions,
     RunConfig,
     SamplingConfig,
@@ -90,6 +92,41 @@ def test_past_run_configs_read_back_to_the_dict_they_were_stored_as(schema: str)
     stored = json.loads((PAST_SCHEMAS / schema / "run.json").read_text())["config"]
     stored["drafter"].setdefault("name", None)  # schema-1 predates drafter names
     assert RunConfig.from_dict(stored).to_dict() == stored
+
+
+# sha256 of each config's run.json form, computed before the options were declared once: the
+# config part of a run id; a change here changes the identity of every stored run of that kind
+PINNED_CONFIG_DIGESTS = {
+    "none": ("5db51c13", DrafterConfig(), PolicyConfig()),
+    "model": ("e5bf9858", DrafterConfig("model", draft=ModelSpec("d", dtype="float32")), None),
+    "int8": ("c9533060", DrafterConfig("model", draft_quant="int8"), None),
+    "prompt-lookup": (
+        "5fcc3cef",
+        DrafterConfig("prompt-lookup", max_ngram=4, name="pl4"),
+        PolicyConfig("heuristic", 3),
+    ),
+    "layer-skip": (
+        "31ad4c30",
+        DrafterConfig("layer-skip", layers=(0, 2)),
+        PolicyConfig("confidence", 4, 0.5),
+    ),
+    "exit-layer": ("92f72bcc", DrafterConfig("layer-skip", exit_layer=2), None),
+    "component-skip": (
+        "06d807d1",
+        DrafterConfig("component-skip", components=("mlp", "mamba"), layers=(2,)),
+        None,
+    ),
+    "suffix": ("9c5cf515", DrafterConfig("suffix", partition="task", memory_tokens=512), None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PINNED_CONFIG_DIGESTS))
+def test_run_ids_of_each_drafter_kind_are_the_ones_computed_before(kind: str) -> None:
+    digest, drafter, policy = PINNED_CONFIG_DIGESTS[kind]
+    config = RunConfig(ModelSpec("smollm2-135m"), drafter, policy or PolicyConfig())
+    text = json.dumps(config.to_dict(), sort_keys=True).encode()
+    assert hashlib.sha256(text).hexdigest()[:8] == digest
+    assert RunConfig.from_dict(json.loads(text)) == config
 
 
 def _logits(*rows: list[float]) -> list[torch.Tensor]:
