@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 from specviz.config import (
+    DRAFTER_OPTIONS,
+    FLAT_KEYS,
     ComponentSkipOptions,
     ConfigError,
     DrafterConfig,
@@ -165,3 +168,82 @@ def test_ids_past_the_draft_vocabulary_are_fed_as_the_one_fallback_id() -> None:
     model.get_input_embeddings = lambda: embedding  # type: ignore[method-assign]
     ids = torch.tensor([3, 9, 10, 12])
     assert embeddable(ids, model).tolist() == [3, 9, FALLBACK_ID, FALLBACK_ID]  # type: ignore[arg-type]
+
+
+def _flags_config(*flags: str) -> RunConfig:
+    from specviz.cli import _run_config, build_parser
+
+    return _run_config(build_parser().parse_args(["run", "--target", "t", "--out", "o", *flags]))
+
+
+def test_every_drafter_option_is_a_run_flag_named_after_its_key() -> None:
+    from specviz.cli import build_parser
+
+    run = build_parser()._subparsers._group_actions[0].choices["run"]
+    flags = {opt for action in run._actions for opt in action.option_strings}
+    assert {"--" + key.name.replace("_", "-") for key in FLAT_KEYS} <= flags
+    assert {key.name for key in FLAT_KEYS} == {
+        f.metadata["key"] or f.name
+        for cls in DRAFTER_OPTIONS.values()
+        if cls
+        for f in dataclasses.fields(cls)
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "drafter"),
+    [
+        (
+            [
+                "--drafter",
+                "suffix",
+                "--partition",
+                "task",
+                "--spec-factor",
+                "2",
+                "--tree-depth",
+                "8",
+            ],
+            DrafterConfig("suffix", partition="task", spec_factor=2.0, tree_depth=8),
+        ),
+        (
+            ["--drafter", "component-skip", "--components", "mlp,mamba", "--layers", "1,3"],
+            DrafterConfig("component-skip", components=("mamba", "mlp"), layers=(1, 3)),
+        ),
+        (
+            ["--drafter", "model", "--draft", "d", "--dtype", "float32", "--draft-quant", "int8"],
+            DrafterConfig("model", draft=ModelSpec("d", dtype="float32"), draft_quant="int8"),
+        ),
+        (
+            ["--drafter", "prompt-lookup", "--max-ngram", "4", "--drafter-name", "pl4"],
+            DrafterConfig("prompt-lookup", max_ngram=4, name="pl4"),
+        ),
+        (
+            ["--drafter", "layer-skip", "--exit-layer", "2"],
+            DrafterConfig("layer-skip", exit_layer=2),
+        ),
+    ],
+    ids=["suffix", "component-skip", "model", "prompt-lookup", "layer-skip"],
+)
+def test_generated_drafter_flags_map_back_to_the_config_they_name(flags, drafter) -> None:
+    assert _flags_config(*flags).drafter == drafter
+
+
+def test_a_list_flag_that_is_not_integers_is_refused_naming_the_flag(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _flags_config("--drafter", "layer-skip", "--layers", "0,x")
+    assert exit_.value.code == 2
+    assert "--layers takes comma-separated integers, not '0,x'" in capsys.readouterr().err
+
+
+def test_the_flat_view_converts_stored_values_to_their_declared_types() -> None:
+    config = DrafterConfig.from_flat(
+        {"kind": "component-skip", "components": ["mamba"], "layers": [2], "exit_layer": None}
+    )
+    assert (config.components, config.layers) == (("mamba",), (2,))
+    with pytest.raises(ConfigError, match=r"^d\.tree_depth: expected int, got '8'$"):
+        DrafterConfig.from_flat({"kind": "suffix", "tree_depth": "8"}, "d.")
+    with pytest.raises(ConfigError, match=r"^layers: expected list of int, got 2$"):
+        DrafterConfig.from_flat({"kind": "layer-skip", "layers": 2})
+    with pytest.raises(ConfigError, match=r"^max_ngram: expected int, got True$"):
+        DrafterConfig.from_flat({"kind": "prompt-lookup", "max_ngram": True})
