@@ -25,6 +25,7 @@ from specviz.config import (
     ConfigError,
     DrafterConfig,
     ModelSpec,
+    from_table,
 )
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
@@ -179,7 +180,7 @@ def _drafter_config(args: argparse.Namespace, spec: Callable[[str], ModelSpec]) 
     for key in FLAT_KEYS:
         if key.hint is ModelSpec:
             flat[key.name] = spec(flat[key.name]) if flat[key.name] else None
-    return DrafterConfig.from_flat({"kind": args.drafter, "name": args.drafter_name, **flat})
+    return from_table(DrafterConfig, {"kind": args.drafter, "name": args.drafter_name, **flat})
 
 
 def _is_sharegpt(workload: str | None) -> bool:

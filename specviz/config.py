@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass, replace
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from specviz.cost import (
     COST_MODEL_KEYS,
@@ -22,6 +22,7 @@ from specviz.cost import (
 from specviz.errors import SpecvizError
 from specviz.supports import DRAFTER_SUPPORTS, POLICY_SUPPORTS, missing_stop_rules
 
+T = TypeVar("T")
 DRAFTERS = tuple(DRAFTER_SUPPORTS)
 PARTITIONS = ("shared", "task")  # suffix drafter memory: one for the stream, or one per category
 COMPONENTS = ("attention", "mamba", "mlp")  # of a hybrid (Falcon-H1) decoder layer
@@ -306,22 +307,37 @@ def _without_none(hint: Any) -> Any:
 FLAT_KEYS = _flat_keys()
 
 
+class ConfigTypeError(ConfigError):
+    """A value has the wrong type for its key; the message names the key."""
+
+
 def typed(hint: Any, value: Any, key: str) -> Any:
-    """``value`` as JSON, TOML or a flag gives it, as the type ``hint`` declares: lists become
-    tuples, tables the dataclass they describe, and a value of another type is refused naming
-    ``key``. A number keeps its own type (an int where a float is declared stays an int), so the
-    stored form, and so run ids, are what the user wrote."""
+    """``value`` as JSON, TOML or a flag gives it, as the type ``hint`` declares: ``X | None``
+    takes None, a list becomes a tuple, a table the dataclass it describes (:func:`from_table`),
+    and a value of another type is refused naming ``key``. A number keeps its own type (an int
+    where a float is declared stays an int), so the stored form, and so run ids, are as written."""
+    if value is None and type(None) in get_args(hint):
+        return None
+    hint = _without_none(hint)
     if get_origin(hint) is tuple:
         item = get_args(hint)[0]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key}: expected list of {item.__name__}, got {value!r}")
+            raise ConfigTypeError(f"{key}: expected list of {item.__name__}, got {value!r}")
         return tuple(typed(item, v, key) for v in value)
     if is_dataclass(hint) and isinstance(value, Mapping):
-        return hint(**value)
+        return from_table(hint, value, f"{key}.")
     accepted = (int, float) if hint is float else hint
     if isinstance(value, accepted) and (hint is bool or not isinstance(value, bool)):
         return value
-    raise ConfigError(f"{key}: expected {hint.__name__}, got {value!r}")
+    raise ConfigTypeError(f"{key}: expected {hint.__name__}, got {value!r}")
+
+
+def from_table(cls: type[T], table: Mapping[str, Any], where: str = "") -> T:
+    """The frozen config ``cls`` a table describes (``run.json``, a study file's table, flags),
+    each value converted to its field's declared type (:func:`typed`; errors name ``where`` + the
+    key); the config then checks the values themselves. Unknown keys are the caller's to refuse."""
+    hints = get_type_hints(cls)
+    return cls(**{key: typed(hints.get(key, Any), v, where + key) for key, v in table.items()})
 
 
 def _with_flat_options(cls: type) -> type:
@@ -393,17 +409,6 @@ class DrafterConfig:
         given = {f.name: getattr(self, f.metadata["key"] or f.name) for f in fields(cls)}
         return cls(**{name: value for name, value in given.items() if value is not None})
 
-    @staticmethod
-    def from_flat(table: Mapping[str, Any], where: str = "") -> DrafterConfig:
-        """The config a flat table describes (``run.json``, a study's ``[[drafters]]``, the
-        flags), each value converted to its declared type (:func:`typed`; errors name
-        ``where`` + the key)."""
-        hints = {key.name: key.hint for key in FLAT_KEYS} | {"kind": str, "name": str}
-        return DrafterConfig(**{
-            key: None if value is None else typed(hints.get(key, object), value, where + key)
-            for key, value in table.items()
-        })  # fmt: skip
-
     def _normalise_components(self) -> None:
         if isinstance(self.components, str):
             raise ConfigError(
@@ -450,6 +455,16 @@ class DrafterConfig:
         return self.name or self.kind
 
 
+def draft_length_error(k: int) -> str | None:
+    """What is wrong with draft length ``k`` (``must be ...``), or None: the one bound check of
+    k, for policies and study files alike."""
+    if k < 1:
+        return f"must be >= 1 (got {k})"
+    if k > K_MAX:
+        return f"must be <= {K_MAX} (got {k})"
+    return None
+
+
 @dataclass(frozen=True)
 class PolicyConfig:
     """How many tokens to draft each round.
@@ -482,12 +497,12 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.kind not in POLICIES:
             raise ConfigError(f"policy {self.kind!r} is not one of {', '.join(POLICIES)}")
-        if self.k < 1:
-            raise ConfigError(
-                f"k must be >= 1 (got {self.k}); use --drafter none for plain decoding"
+        why = draft_length_error(self.k)
+        if why is not None:
+            hint = (
+                "use --drafter none for plain decoding" if self.k < 1 else "draft lengths are Int16"
             )
-        if self.k > K_MAX:
-            raise ConfigError(f"k must be <= {K_MAX} (got {self.k}); draft lengths are Int16")
+            raise ConfigError(f"k {why}; {hint}")
         if self.kind == "svip" and not (math.isfinite(self.threshold) and self.threshold > 0):
             raise ConfigError(
                 f"svip threshold (sqrt of entropy) must be > 0 (got {self.threshold})"
@@ -632,7 +647,7 @@ class RunConfig:
             policy["cost_model"] = curve_model(verify, draft, label)
         return RunConfig(
             target=ModelSpec(**data["target"]),
-            drafter=DrafterConfig.from_flat(drafter),
+            drafter=from_table(DrafterConfig, drafter),
             policy=PolicyConfig(**policy),
             sampling=SamplingConfig(**data.get("sampling", {})),
             max_new_tokens=int(data.get("max_new_tokens", MAX_NEW_TOKENS)),

@@ -24,6 +24,7 @@ from specviz.config import (
     RunConfig,
     SamplingConfig,
     SuffixOptions,
+    from_table,
 )
 from specviz.drafters.base import Drafting, draft_tokens
 from specviz.drafters.draft_model import FALLBACK_ID, embeddable
@@ -237,13 +238,14 @@ def test_a_list_flag_that_is_not_integers_is_refused_naming_the_flag(capsys) -> 
 
 
 def test_the_flat_view_converts_stored_values_to_their_declared_types() -> None:
-    config = DrafterConfig.from_flat(
-        {"kind": "component-skip", "components": ["mamba"], "layers": [2], "exit_layer": None}
+    config = from_table(
+        DrafterConfig,
+        {"kind": "component-skip", "components": ["mamba"], "layers": [2], "exit_layer": None},
     )
     assert (config.components, config.layers) == (("mamba",), (2,))
     with pytest.raises(ConfigError, match=r"^d\.tree_depth: expected int, got '8'$"):
-        DrafterConfig.from_flat({"kind": "suffix", "tree_depth": "8"}, "d.")
+        from_table(DrafterConfig, {"kind": "suffix", "tree_depth": "8"}, "d.")
     with pytest.raises(ConfigError, match=r"^layers: expected list of int, got 2$"):
-        DrafterConfig.from_flat({"kind": "layer-skip", "layers": 2})
+        from_table(DrafterConfig, {"kind": "layer-skip", "layers": 2})
     with pytest.raises(ConfigError, match=r"^max_ngram: expected int, got True$"):
-        DrafterConfig.from_flat({"kind": "prompt-lookup", "max_ngram": True})
+        from_table(DrafterConfig, {"kind": "prompt-lookup", "max_ngram": True})

@@ -66,14 +66,17 @@ from typing import Any, TypeVar
 from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.config import (
     DRAFTERS,
-    K_MAX,
     MAX_NEW_TOKENS,
     MAX_NEW_TOKENS_MAX,
     ConfigError,
+    ConfigTypeError,
     DrafterConfig,
     ModelSpec,
     PolicyConfig,
     SamplingConfig,
+    draft_length_error,
+    from_table,
+    typed,
 )
 from specviz.errors import SpecvizError
 from specviz.workloads.loaders import ColumnMapping, WorkloadError
@@ -242,22 +245,13 @@ class _Reader:
         self,
         table: Mapping[str, Any],
         key: str,
-        kind: type | tuple[type, ...],
+        kind: type[T],
         default: T,
         where: str = "",
     ) -> T:
         if key not in table:
             return default
-        value = table[key]
-        ok = isinstance(value, kind) and not (
-            isinstance(value, bool) and kind in (int, float, (int, float))
-        )
-        if not ok:
-            names = (
-                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            )
-            raise self.error(f"{where}{key}", f"expected {names}, got {value!r}")
-        return value  # type: ignore[return-value]
+        return self.build(where + key, lambda: typed(kind, table[key], where + key))
 
     def table(self, table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         return self.get(table, key, dict, {})
@@ -266,6 +260,8 @@ class _Reader:
         """Run a config constructor, turning its ConfigError into a StudyError at ``key``."""
         try:
             return make()
+        except ConfigTypeError as err:  # names its own key
+            raise StudyError(f"{self.file}: {err}") from err
         except (ConfigError, WorkloadError, MixtureError, BatchConfigError, TypeError) as err:
             raise self.error(key, str(err)) from err
 
@@ -358,7 +354,7 @@ def _model_spec(r: _Reader, value: Any, key: str, device: str, dtype: str) -> Mo
         if "name" not in value:
             raise r.error(f"{key}.name", "missing: name the model")
         merged = {"device": device, "dtype": dtype, **value}
-        return r.build(key, lambda: ModelSpec(**merged))
+        return r.build(key, lambda: from_table(ModelSpec, merged, f"{key}."))
     raise r.error(key, f"expected a model name or a table, got {value!r}")
 
 
@@ -391,19 +387,16 @@ def _drafters(
                 f"name a drafter kind ({', '.join(k for k in DRAFTERS if k != 'none')}); "
                 "the baseline runs by itself (options.baseline)",
             )
-        opts = {k: v for k, v in d.items() if k not in ("name", "k", "policies")}
+        opts = {k: v for k, v in d.items() if k not in ("k", "policies")}
         if "draft" in opts:
             opts["draft"] = model_spec(opts["draft"], f"{key}.draft")
-        if "layers" in opts:
-            opts["layers"] = tuple(r.get(d, "layers", list, [], f"{key}."))
-        if "components" in opts:
-            opts["components"] = tuple(r.get(d, "components", list, [], f"{key}."))
         ks = d.get("k")
         own_k = None if ks is None else tuple(_int_list(r, ks, f"{key}.k"))
         name = slug(r.get(d, "name", str, kind, f"{key}."))
+        table = opts | {"name": name}
         drafters.append(NamedDrafter(
             name=name,
-            config=r.build(key, lambda opts=opts, name=name: DrafterConfig(**opts, name=name)),
+            config=r.build(key, lambda t=table, w=f"{key}.": from_table(DrafterConfig, t, w)),
             k=own_k,
         ))  # fmt: skip
     names = [d.name for d in drafters]
@@ -421,10 +414,9 @@ def _draft_lengths(
     """The study's k values, checked with every drafter's own."""
     k = tuple(_int_list(r, data.get("k", [5]), "k"))
     for value in k + tuple(x for d in drafters for x in d.k or ()):
-        if value < 1:
-            raise r.error("k", f"draft lengths must be >= 1 (got {value})")
-        if value > K_MAX:
-            raise r.error("k", f"draft lengths must be <= {K_MAX} (got {value})")
+        why = draft_length_error(value)
+        if why is not None:
+            raise r.error("k", f"draft lengths {why}")
     return k
 
 
@@ -454,7 +446,7 @@ def _samplings(r: _Reader, data: Mapping[str, Any]) -> tuple[SamplingConfig, ...
         if not isinstance(s, dict):
             raise r.error(key, "expected a table with temperature and top_p")
         r.check_keys(s, _SAMPLING, f"{key}.")
-        sampling.append(r.build(key, lambda s=s: SamplingConfig(**s)))
+        sampling.append(r.build(key, lambda s=s, w=f"{key}.": from_table(SamplingConfig, s, w)))
     return tuple(sampling)
 
 
