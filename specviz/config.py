@@ -7,6 +7,7 @@ and Python callers get the same messages.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass, replace
@@ -80,21 +81,13 @@ class ModelSpec:
             raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
 
 
-def _option(
-    default: Any,
-    help: str,
-    *,
-    key: str | None = None,
-    refuse: str | None = None,
-    late: bool = False,
-) -> Any:
-    """A drafter option's field, declared here once: ``help`` is its ``--KEY`` flag's help;
-    ``key`` its name in the flat view (study tables, flags, ``run.json``; default: the field's
-    own); ``refuse`` the message when another kind sets it (None: other kinds ignore it, as they
-    always have); ``late``: added after the first runs, so the flat view holds None for other
-    kinds and ``run.json`` leaves it out when unset (earlier runs keep their ids)."""
-    metadata = {"help": help, "key": key, "refuse": refuse, "late": late}
-    return field(default=default, metadata=metadata)
+def _option(default: Any, help: str, *, refuse: str | None = None, late: bool = False) -> Any:
+    """A drafter option's field, declared here once; its name is its key in the flat view (study
+    tables, ``--KEY`` flags, ``run.json``). ``help`` is the flag's help; ``refuse`` the message
+    when another kind sets it (None: other kinds ignore it, as they always have); ``late``: added
+    after the first runs, so the flat view holds None for other kinds and ``run.json`` leaves it
+    out when unset (earlier runs keep their ids)."""
+    return field(default=default, metadata={"help": help, "refuse": refuse, "late": late})
 
 
 def _suffix_option(default: Any, help: str) -> Any:
@@ -103,37 +96,36 @@ def _suffix_option(default: Any, help: str) -> Any:
 
 @dataclass(frozen=True)
 class DraftModelOptions:
-    """``model``: a separate draft model ``draft``; ``quant`` (``int8``) drafts with an int8
+    """``model``: a separate draft model ``draft``; ``draft_quant`` (``int8``) drafts with an int8
     dynamically quantized copy of ``draft``, or of the target when ``draft`` is unset
     (:class:`RunConfig` then names the target as the draft)."""
 
     draft: ModelSpec | None = _option(
         None, "the draft model", refuse="--draft is only used with --drafter model"
     )
-    quant: str | None = _option(
+    draft_quant: str | None = _option(
         None,
         "draft with an int8 dynamically quantized copy of --draft (or of the target when "
         "--draft is not given); CPU only",
-        key="draft_quant",
         refuse="--draft-quant is only used with --drafter model",
         late=True,
     )
 
     def __post_init__(self) -> None:
-        if self.quant is not None and self.quant not in DRAFT_QUANTS:
+        if self.draft_quant is not None and self.draft_quant not in DRAFT_QUANTS:
             raise ConfigError(
-                f"draft quantization {self.quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
+                f"draft quantization {self.draft_quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
             )
         if (
-            self.quant is not None
+            self.draft_quant is not None
             and self.draft is not None
             and self.draft.device.startswith("cuda")
         ):
             raise ConfigError(
-                f"--draft-quant {self.quant} runs on the CPU only (torch dynamic "
+                f"--draft-quant {self.draft_quant} runs on the CPU only (torch dynamic "
                 "quantization has no CUDA kernels): use --device cpu, or a separate --draft model"
             )
-        if self.draft is None and self.quant is None:
+        if self.draft is None and self.draft_quant is None:
             raise ConfigError(
                 "drafter 'model' needs a draft model: pass --draft NAME, or --draft-quant int8 "
                 "to draft with a quantized copy of the target"
@@ -274,27 +266,25 @@ class FlatKey:
 
 
 def _flat_keys() -> tuple[FlatKey, ...]:
+    """Each key once, in declaration order; the first kind declaring a key gives its type,
+    default and refusal (kinds sharing one, as layer-skip and component-skip share ``layers``,
+    agree)."""
     uses: dict[str, list[tuple[str, Field[Any], Any]]] = {}
     for kind, cls in DRAFTER_OPTIONS.items():
-        hints = get_type_hints(cls) if cls else {}
         for f in fields(cls) if cls else ():
-            uses.setdefault(f.metadata["key"] or f.name, []).append((kind, f, hints[f.name]))
-    return tuple(_flat_key(key, kinds) for key, kinds in uses.items())
-
-
-def _flat_key(key: str, uses: list[tuple[str, Field[Any], Any]]) -> FlatKey:
-    """The flat key ``key``; the first kind that declares it gives its type, default and
-    refusal (kinds sharing a key, as layer-skip and component-skip share ``layers``, agree)."""
-    _, first, hint = uses[0]
-    refuse = first.metadata["refuse"]
-    return FlatKey(
-        name=key,
-        hint=_without_none(hint),
-        default=None if first.metadata["late"] else first.default,
-        kinds=tuple(kind for kind, _, _ in uses),
-        help="; ".join(f"{kind}: {f.metadata['help']}" for kind, f, _ in uses),
-        refuse=None if refuse is None else refuse.format(key=key),
-        late=first.metadata["late"],
+            hint = get_type_hints(cls)[f.name]
+            uses.setdefault(f.name, []).append((kind, f, hint))
+    return tuple(
+        FlatKey(
+            name=key,
+            hint=_without_none(kinds[0][2]),
+            default=None if kinds[0][1].metadata["late"] else kinds[0][1].default,
+            kinds=tuple(kind for kind, _, _ in kinds),
+            help="; ".join(f"{kind}: {f.metadata['help']}" for kind, f, _ in kinds),
+            refuse=(kinds[0][1].metadata["refuse"] or "").format(key=key) or None,
+            late=kinds[0][1].metadata["late"],
+        )
+        for key, kinds in uses.items()
     )
 
 
@@ -352,33 +342,19 @@ def _with_flat_options(cls: type) -> type:
 @dataclass(frozen=True)
 @_with_flat_options
 class DrafterConfig:
-    """Which drafter proposes tokens, with its options, in their flat view.
-
-    - ``none``: plain autoregressive decoding through the same loop (the baseline);
-    - ``model``: a separate draft model ``draft`` with its own KV cache; ``draft_quant``
-      (``int8``) drafts with an int8 dynamically quantized copy of ``draft``, or of the target
-      when ``draft`` is unset (:mod:`specviz.quantize`; CPU only): a real draft/target pair with
-      one tokenizer and nothing to download;
-    - ``prompt-lookup``: n-gram lookup in the context, trying ``max_ngram`` down to ``min_ngram``;
-    - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers);
-    - ``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
-      attention, mamba, mlp) in its layers ``layers`` (all layers when unset); the other layers
-      run in full. ``["mamba", "mlp"]`` is the SSM path alone, ``["attention", "mlp"]`` the reverse.
-    - ``suffix``: the suffix cache (:mod:`specviz.drafters.suffix`) over the request's prompt and
-      output and the run's earlier outputs: ``partition`` (``shared`` or ``task``: one memory
-      per category), ``memory_tokens`` (its bound, >= 0; 0 keeps no memory across requests),
-      ``tree_depth`` (>= 2), ``spec_factor`` (> 0: at most factor x match length tokens) and
-      ``min_token_prob`` (in [0, 1): stop when the continuation's probability falls below it).
-      Unset options take :class:`SuffixOptions`' defaults; other kinds refuse them.
+    """Which drafter proposes tokens (``kind``, of :data:`DRAFTERS`; ``none`` is plain
+    autoregressive decoding through the same loop, the baseline), with its options.
 
     Each kind's options are declared once, in its own small frozen config
-    (:data:`DRAFTER_OPTIONS`), which validates them: :attr:`options`. The fields here (after
-    ``kind`` and ``name``) are generated from those classes (:data:`FLAT_KEYS`) because the flat
-    view is the stored form: study TOML tables, CLI flags and ``run.json`` all carry these keys,
-    and run ids are hashes of it, so nesting them would change every recorded run's identity. A
-    key another kind uses is refused by name where its field says so (``exit_layer``/``layers``
-    are ignored by other kinds, as they always were); n-gram sizes are stored, and so checked,
-    whatever the kind.
+    (:data:`DRAFTER_OPTIONS`: :class:`DraftModelOptions`, :class:`PromptLookupOptions`,
+    :class:`LayerSkipOptions`, :class:`ComponentSkipOptions`, :class:`SuffixOptions`), which
+    validates them: :attr:`options`. The fields after ``kind`` and ``name`` are generated from
+    those classes (:data:`FLAT_KEYS`) because this flat view is the stored form: study TOML
+    tables, CLI flags and ``run.json`` all carry these keys, and run ids are hashes of it, so
+    nesting them would change every recorded run's identity. A key another kind uses is refused
+    where its field says so (``exit_layer``/``layers`` are ignored by other kinds, as they
+    always were); n-gram sizes are stored, and so checked, whatever the kind; a kind's unset
+    options are stored filled in with its class's defaults.
 
     ``name`` labels the drafter in event logs and metrics (the ``drafter`` column); it defaults to
     the kind. Two variants of one kind compared side by side (two layer-skip sets) need distinct
@@ -397,7 +373,7 @@ class DrafterConfig:
         PromptLookupOptions(self.max_ngram, self.min_ngram)
         options = self.options
         for f in fields(options) if options else ():  # stored filled in, as run.json has them
-            object.__setattr__(self, f.metadata["key"] or f.name, getattr(options, f.name))
+            object.__setattr__(self, f.name, getattr(options, f.name))
 
     @property
     def options(self) -> DrafterOptions | None:
@@ -406,7 +382,7 @@ class DrafterConfig:
         cls = DRAFTER_OPTIONS[self.kind]
         if cls is None:
             return None
-        given = {f.name: getattr(self, f.metadata["key"] or f.name) for f in fields(cls)}
+        given = {f.name: getattr(self, f.name) for f in fields(cls)}
         return cls(**{name: value for name, value in given.items() if value is not None})
 
     def _normalise_components(self) -> None:
@@ -560,18 +536,6 @@ class SamplingConfig:
         return self.temperature == 0.0
 
 
-def _json_shaped(value: Any) -> Any:
-    """``value`` as JSON reads it back: tuples become lists, inside dicts and lists too.
-
-    Serialised, the two are the same text, so hashes of the JSON (run ids, study fingerprints)
-    do not change."""
-    if isinstance(value, dict):
-        return {key: _json_shaped(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_shaped(item) for item in value]
-    return value
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run's output (the workload is stored beside it)."""
@@ -624,7 +588,7 @@ class RunConfig:
         a resumed run compares equal to the one it continues; options a kind does not use (None)
         are left out, so run directories written before those options existed keep their
         identity."""
-        data = _json_shaped(asdict(self))
+        data = json.loads(json.dumps(asdict(self)))  # tuples as lists, as run.json reads back
         for key in FLAT_KEYS:
             if key.late and data["drafter"][key.name] is None:
                 del data["drafter"][key.name]
@@ -639,17 +603,11 @@ class RunConfig:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> RunConfig:
+        """The config ``to_dict`` (a ``run.json``) stored, each value read by its field's type."""
         drafter = data.get("drafter", {})
         policy = dict(data.get("policy", {}))
         if "verify_costs" in policy:  # written before the one cost model: read it as one
             label = drafter.get("name") or drafter.get("kind", "none")
             verify, draft = policy.pop("verify_costs"), policy.pop("draft_costs", None)
             policy["cost_model"] = curve_model(verify, draft, label)
-        return RunConfig(
-            target=ModelSpec(**data["target"]),
-            drafter=from_table(DrafterConfig, drafter),
-            policy=PolicyConfig(**policy),
-            sampling=SamplingConfig(**data.get("sampling", {})),
-            max_new_tokens=int(data.get("max_new_tokens", MAX_NEW_TOKENS)),
-            seed=int(data.get("seed", 0)),
-        )
+        return from_table(RunConfig, {**data, "policy": PolicyConfig(**policy)})

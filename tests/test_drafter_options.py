@@ -184,10 +184,7 @@ def test_every_drafter_option_is_a_run_flag_named_after_its_key() -> None:
     flags = {opt for action in run._actions for opt in action.option_strings}
     assert {"--" + key.name.replace("_", "-") for key in FLAT_KEYS} <= flags
     assert {key.name for key in FLAT_KEYS} == {
-        f.metadata["key"] or f.name
-        for cls in DRAFTER_OPTIONS.values()
-        if cls
-        for f in dataclasses.fields(cls)
+        f.name for cls in DRAFTER_OPTIONS.values() if cls for f in dataclasses.fields(cls)
     }
 
 
@@ -249,3 +246,25 @@ def test_the_flat_view_converts_stored_values_to_their_declared_types() -> None:
         from_table(DrafterConfig, {"kind": "layer-skip", "layers": 2})
     with pytest.raises(ConfigError, match=r"^max_ngram: expected int, got True$"):
         from_table(DrafterConfig, {"kind": "prompt-lookup", "max_ngram": True})
+
+
+@pytest.mark.parametrize(
+    ("drafter", "message"),
+    [
+        (
+            {"kind": "layer-skip", "layers": 2},
+            r"drafters\[0\]\.layers: expected list of int, got 2$",
+        ),
+        (
+            {"kind": "suffix", "tree_depth": "8"},
+            r"drafters\[0\]\.tree_depth: expected int, got '8'$",
+        ),
+        ({"kind": "model", "draft": {"name": "d", "dtype": 3}}, r"\.draft\.dtype: expected str"),
+        ({"kind": "suffix", "draft": "d"}, r"drafters\[0\]: --draft is only used with --drafter"),
+    ],
+)
+def test_a_study_drafter_table_is_read_by_the_option_fields_types(drafter, message) -> None:
+    from specviz.study.spec import StudyError, parse_study
+
+    with pytest.raises(StudyError, match=message):
+        parse_study({"models": ["m"], "drafters": [drafter]}, "s.toml")

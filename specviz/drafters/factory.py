@@ -90,7 +90,7 @@ def draft_model(options: DraftModelOptions, target: LoadedModel, models: ModelCa
     """The draft model ``options`` name, checked to draft for ``target`` (same tokenizer and
     device)."""
     assert options.draft is not None  # RunConfig names the target when only quant is given
-    draft = models.get(options.draft, options.quant)
+    draft = models.get(options.draft, options.draft_quant)
     why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
     if why is not None:
         raise TokenizerMismatchError(

@@ -513,24 +513,15 @@ def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
     """The ``[mixtures.traffic]`` table."""
     key = "mixtures.traffic."
     r.check_keys(table, _TRAFFIC, key)
-    source = r.get(table, "source", str, "sharegpt", key)
-    if source != "sharegpt":
-        raise r.error(f"{key}source", f"{source!r}: the one traffic source is 'sharegpt'")
-    mode = r.get(table, "mode", str, "first-turn", key)
-    if mode not in MODES:
-        raise r.error(f"{key}mode", f"{mode!r} is not one of {', '.join(MODES)}")
-    path: str | None = r.get(table, "path", str, None, key)
-    if path is not None and not path.strip():
+    spec = r.build("mixtures.traffic", lambda: from_table(TrafficSpec, table, key))
+    if spec.source != "sharegpt":
+        raise r.error(f"{key}source", f"{spec.source!r}: the one traffic source is 'sharegpt'")
+    if spec.mode not in MODES:
+        raise r.error(f"{key}mode", f"{spec.mode!r} is not one of {', '.join(MODES)}")
+    if spec.path is not None and not spec.path.strip():
         raise r.error(f"{key}path", "empty: name a ShareGPT-format .json file, or leave it out")
-    return TrafficSpec(
-        name=slug(r.get(table, "name", str, "sharegpt", key)),
-        source=source,
-        size=_positive(r, r.get(table, "size", int, 8, key), f"{key}size"),
-        seed=r.get(table, "seed", int, 0, key),
-        mode=mode,
-        single=r.get(table, "single", bool, True, key),
-        path=path,
-    )
+    _positive(r, spec.size, f"{key}size")
+    return replace(spec, name=slug(spec.name))
 
 
 def _batching(r: _Reader, data: Mapping[str, Any]) -> BatchingSpec:
