@@ -1,56 +1,15 @@
 """Study files: a TOML description of every condition to run, parsed into a frozen :class:`Study`.
 
-A study file has top-level settings, then tables (all documented in ``docs/studies.md``)::
-
-    name = "default"            # study name (default: the file's stem)
-    seed = 0                    # mixtures and sampling
-    repeats = 1                 # each condition runs this many times over the same stream
-    max_new_tokens = 32         # per turn
-    models = ["smollm2-135m"]   # targets: names, or tables {name, revision, device, dtype}
-    policies = ["constant", "heuristic"]   # names, or tables {kind, threshold}
-    k = [5]                     # draft lengths (initial k for adaptive policies)
-
-    [workload]                  # where prompts come from
-    source = "builtin"          # builtin | a file | a saved dataset dir | hf:NAME[:SPLIT]
-    per_category = 2            # prompts per category in every mixture
-    categories = ["coding", "math"]   # optional subset
-    categorize = false          # label uncategorized prompts with the categorizer
-    [workload.mapping]          # optional column mapping (see specviz.workloads.loaders)
-
-    [mixtures]
-    single = true               # one mixture per category
-    uniform = ["blocked", "interleaved"]  # the uniform multitask mix, in these orders
-    size = 22                   # size of multitask mixtures (default per_category x categories)
-    order = "interleaved"       # order of custom and sweep mixtures
-    [mixtures.custom]           # name = "category=weight,..."
-    [mixtures.sweep]            # task = "coding", steps = [0, 0.5, 1]
-    [mixtures.traffic]          # a real ShareGPT(-format file's) stream in sampled order
-
-    [[drafters]]                # kind + DrafterConfig options; optional name, k and policies
-    kind = "prompt-lookup"
-
-    [sampling]                  # or [[sampling]] for several settings
-    temperature = 0.0
-
-    [batching]                  # optional: batched decoding (docs/batching.md)
-    sizes = [1, 4]              # batch sizes (1: unbatched, the default)
-    compositions = ["single-task", "mixed"]   # how a multitask stream is grouped into batches
-    continuous = false          # continuous batching
-    k_mode = "batch"            # one k per batch, or "row": per-row k
-
-    [power]                     # optional: the 95% half-width each term should reach
-    target_pct = 1.5            # percent of single-task time (default 1.5)
-    term_target_pct = { composition = 5.0 }   # optional: per term
-
-    [options]
-    device = "auto"             # default device/dtype of every model
-    dtype = "auto"
-    baseline = true             # run the autoregressive baseline of every mixture
-    workers = 1                 # local executor: processes running units side by side
-    co_decode = 1               # local executor: runs decoded at once in lanes (docs/batching.md)
+A study file has top-level settings (``name``, ``seed``, ``repeats``, ``max_new_tokens``,
+``models``, ``policies``, ``k``), then tables (``[workload]``, ``[mixtures]`` with its
+``custom``/``sweep``/``traffic`` tables, ``[[drafters]]``, ``[sampling]``, ``[batching]``,
+``[power]``, ``[options]``); every key is documented once, in ``docs/studies.md``.
 
 Every key is checked: an unknown key or a bad value raises :class:`StudyError` naming the file
-and the key.
+and the key. Values are read by their config field's declared type through the one converter
+(:func:`specviz.config.typed`, :func:`specviz.config.from_table`); a ``[[drafters]]`` table's keys
+are the fields of its kind's options class, whose bounds (and k's) only :mod:`specviz.config`
+checks.
 """
 
 from __future__ import annotations
