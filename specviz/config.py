@@ -327,7 +327,10 @@ def from_table(cls: type[T], table: Mapping[str, Any], where: str = "") -> T:
     each value converted to its field's declared type (:func:`typed`; errors name ``where`` + the
     key); the config then checks the values themselves. Unknown keys are the caller's to refuse."""
     hints = get_type_hints(cls)
-    return cls(**{key: typed(hints.get(key, Any), v, where + key) for key, v in table.items()})
+    return cls(**{
+        key: typed(hints[key], v, where + key) if key in hints else v  # cls names unknown keys
+        for key, v in table.items()
+    })  # fmt: skip
 
 
 def _with_flat_options(cls: type) -> type:

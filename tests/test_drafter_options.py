@@ -240,6 +240,10 @@ def test_the_flat_view_converts_stored_values_to_their_declared_types() -> None:
         {"kind": "component-skip", "components": ["mamba"], "layers": [2], "exit_layer": None},
     )
     assert (config.components, config.layers) == (("mamba",), (2,))
+    # an int where a float is declared stays an int: the stored form (and run id) is as written
+    assert type(from_table(SamplingConfig, {"temperature": 1}).temperature) is int
+    with pytest.raises(TypeError, match="unexpected keyword argument 'temp'"):
+        from_table(SamplingConfig, {"temp": 1})
     with pytest.raises(ConfigError, match=r"^d\.tree_depth: expected int, got '8'$"):
         from_table(DrafterConfig, {"kind": "suffix", "tree_depth": "8"}, "d.")
     with pytest.raises(ConfigError, match=r"^layers: expected list of int, got 2$"):
