@@ -227,7 +227,7 @@ class DrafterConfig:
     - ``none``: plain autoregressive decoding through the same loop (the baseline);
     - ``model``: a separate draft model ``draft`` with its own KV cache; ``draft_quant``
       (``int8``) drafts with an int8 dynamically quantized copy of ``draft``, or of the target
-      when ``draft`` is unset (:mod:`specviz.quantize`; CPU only): a real draft/target pair with
+      when ``draft`` is unset (:func:`specviz.models.quantized_copy`; CPU only): a real draft/target pair with
       one tokenizer and nothing to download;
     - ``prompt-lookup``: n-gram lookup in the context, trying ``max_ngram`` down to ``min_ngram``;
     - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers);
