@@ -194,8 +194,9 @@ def _sharegpt_prompts(args: argparse.Namespace) -> list:
     import functools
 
     from specviz.model_source import load_tokenizer
-    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource
     from specviz.workloads.sharegpt import ShareGPTSampling, token_counter
+    from specviz.workloads.traffic import sharegpt_workload
 
     source = ShareGPTSource.parse(args.workload)
     sampling = ShareGPTSampling(args.limit, args.sharegpt_seed, args.sharegpt_mode)

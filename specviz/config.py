@@ -98,7 +98,8 @@ def _suffix_option(default: Any, help: str) -> Any:
 class DraftModelOptions:
     """``model``: a separate draft model ``draft``; ``draft_quant`` (``int8``) drafts with an int8
     dynamically quantized copy of ``draft``, or of the target when ``draft`` is unset
-    (:class:`RunConfig` then names the target as the draft)."""
+    (:class:`RunConfig` then names the target as the draft; :func:`specviz.models.quantized_copy`,
+    CPU only)."""
 
     draft: ModelSpec | None = _option(
         None, "the draft model", refuse="--draft is only used with --drafter model"

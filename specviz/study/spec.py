@@ -38,9 +38,10 @@ from specviz.config import (
     typed,
 )
 from specviz.errors import SpecvizError
-from specviz.workloads.loaders import ColumnMapping, WorkloadError
+from specviz.workloads.loaders import ColumnMapping
 from specviz.workloads.mixtures import COMPOSED_ORDERS as ORDERS
 from specviz.workloads.mixtures import MixtureError, parse_weights
+from specviz.workloads.prompt import WorkloadError
 from specviz.workloads.sharegpt import MODES
 
 T = TypeVar("T")

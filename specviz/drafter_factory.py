@@ -1,4 +1,8 @@
-"""The drafter a :class:`~specviz.config.DrafterConfig` names, built for a loaded target."""
+"""The drafter a :class:`~specviz.config.DrafterConfig` names, built for a loaded target.
+
+It builds plain drafters (:mod:`specviz.drafters`) and hybrid ones (:mod:`specviz.hybrid`, which
+build on the former), so it lives above both folders, and neither imports the other back.
+"""
 
 from __future__ import annotations
 
