@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -53,6 +52,7 @@ from specviz.metrics.study import (
 from specviz.metrics.study import study_answer as compute_answer
 from specviz.report.data import StudyData
 from specviz.report.tables import stream_labels
+from specviz.rundir import memory_partitions
 from specviz.runlog import read_run_meta
 from specviz.study.spec import PowerSpec, StudyError, power_spec
 
@@ -95,17 +95,6 @@ def pct(value: float | None, reference: float | None = None) -> str:
 
 
 # -- gathering the inputs ---------------------------------------------------------------------
-
-
-def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
-    """Each suffix drafter's memory partition (``shared`` or ``task``) by its label, from the
-    runs' configs (the request table does not carry it)."""
-    out = {}
-    for run_dir in run_dirs:
-        drafter = read_run_meta(run_dir).get("config", {}).get("drafter", {})
-        if drafter.get("kind") == "suffix":
-            out[drafter.get("name") or "suffix"] = drafter.get("partition") or "shared"
-    return out
 
 
 def study_power(manifest: Mapping[str, Any] | None) -> PowerSpec:
