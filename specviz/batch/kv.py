@@ -207,7 +207,10 @@ def _pad_cols(t: torch.Tensor, n: int) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, 0, n, 0))
 
 
-def batch_cache(model: PreTrainedModel) -> BatchKV | LeanBatchKV:
+BatchCache = BatchKV | LeanBatchKV  # what a batched decoder holds (batch_cache chooses)
+
+
+def batch_cache(model: PreTrainedModel) -> BatchCache:
     """The batch cache for ``model``, chosen once where a batched decoder is built: per-row
     lean caches on a row-invariant lean engine (every row exactly as alone,
     :mod:`specviz.lean.batch`), else the left-padded transformers cache above."""

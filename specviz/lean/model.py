@@ -15,12 +15,17 @@ Exact greedy speculation in reduced precision (``row_invariant``, ``--engine lea
 a forward over several rows computes every row bit for bit as a one-row forward does. Every
 forward but a prefill runs in passes of exactly ``pad_rows`` rows (padding rows after the real
 ones; a longer feed takes several passes), so the linear layers always run one GEMM shape;
-attention runs row by row, each row over its own prefix, in a one-row forward's shapes.
-Measured on an avx512_bf16 CPU (SmolLM2-135M, bf16): oneDNN gives a row different bits at one
-row than at eight for the 1536-wide ``down`` projection in ~10% of random inputs, and the same
-bits at every position of an 8-row GEMM in 100 of 100; a masked 6-row attention differs from six
-one-row attentions by up to 0.5 in a logit. A prefill (``last_only``) is exempt: plain decoding
-and speculation prefill the same prompt the same way.
+attention runs every row alone inside one batched kernel (:func:`attend_invariant`: the batch
+is the row, its keys padded to a multiple of 16 positions). Measured on an avx512_bf16 CPU
+(SmolLM2-135M, bf16): oneDNN gives a row different bits at one row than at eight for the
+1536-wide ``down`` projection in ~10% of random inputs, and the same bits at every position of
+an 8-row GEMM in 100 of 100; a masked 6-row attention differs from six one-row attentions by up
+to 0.5 in a logit. A prefill (``last_only``) is exempt: plain decoding and speculation prefill
+the same prompt the same way.
+
+Because a row's bits depend on nothing else in its pass, one pass may carry the rows of several
+sequences (:meth:`LeanModel.forward_many`, each feed with its own cache and positions): the
+lanes of co-decoding (:mod:`specviz.lean.batch`) fill the 8-row passes a lone verify would pad.
 
 Layer-skip drafting swaps layers of the transformers model for an identity
 (:func:`specviz.drafters.layer_skip.only_layers`); a layer swapped out there is run here as the
