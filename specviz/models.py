@@ -134,7 +134,7 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
     )
     if invariant:
         engine.make_row_invariant(PAD_ROWS)
-        engine.reason += f"; every forward in passes of {PAD_ROWS} rows, attention per row"
+        engine.reason += f"; every forward in passes of {PAD_ROWS} rows, attention row by row"
         if spec.engine == "auto":
             engine.reason += " (reduced precision: exact greedy speculation)"
     lean.attach(model, engine)

@@ -6,10 +6,7 @@ reads them without a conversion per step (measured: a one-row bf16 forward spent
 ~34 outside the linear layers before this and the fused norm).
 
 A layer's keys are ``(kv_heads, capacity, head_dim)``; a forward writes its rows in place at
-the layer's length and attends over ``[0, length + rows)``. Buffers are zeroed when allocated,
-so every position past the length holds a finite value (zero, or a rolled-back key): the
-row-invariant attention reads whole 16-position blocks past a row's length, masked, and a
-masked probability 0 times a NaN would be NaN. Nothing is allocated per step: the
+the layer's length and attends over ``[0, length + rows)``. Nothing is allocated per step: the
 capacity grows (doubling, one copy) only when a forward would run past it, which happens a few
 times per long context. Removing the last ``n`` positions is ``length -= n``, per layer, so a
 layer-skip draft that wrote only its kept layers crops only those.
@@ -32,7 +29,7 @@ class LayerKV:
     ``(kv_heads, capacity, head_dim)``."""
 
     def __init__(self, kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device):
-        self.key_buffer = torch.zeros(kv_heads, 0, head_dim, dtype=dtype, device=device)
+        self.key_buffer = torch.empty(kv_heads, 0, head_dim, dtype=dtype, device=device)
         self.value_buffer = torch.empty_like(self.key_buffer)
         self.length = 0
 
@@ -56,8 +53,8 @@ class LayerKV:
             return
         size = max(2 * self.capacity, -(-needed // GROW_TO) * GROW_TO)
         old_keys, old_values = self.key_buffer, self.value_buffer
-        self.key_buffer = old_keys.new_zeros(old_keys.shape[0], size, old_keys.shape[2])
-        self.value_buffer = torch.zeros_like(self.key_buffer)
+        self.key_buffer = old_keys.new_empty(old_keys.shape[0], size, old_keys.shape[2])
+        self.value_buffer = torch.empty_like(self.key_buffer)
         self.key_buffer[:, : self.length] = old_keys[:, : self.length]
         self.value_buffer[:, : self.length] = old_values[:, : self.length]
 

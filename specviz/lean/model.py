@@ -15,8 +15,8 @@ Exact greedy speculation in reduced precision (``row_invariant``, ``--engine lea
 a forward over several rows computes every row bit for bit as a one-row forward does. Every
 forward but a prefill runs in passes of exactly ``pad_rows`` rows (padding rows after the real
 ones; a longer feed takes several passes), so the linear layers always run one GEMM shape;
-attention runs every row alone inside one batched kernel (:func:`attend_invariant`: the batch
-is the row, its keys padded to a multiple of 16 positions). Measured on an avx512_bf16 CPU
+attention runs row by row, each row over its own prefix, in a one-row forward's shapes
+(:func:`attend_rows`). Measured on an avx512_bf16 CPU
 (SmolLM2-135M, bf16): oneDNN gives a row different bits at one row than at eight for the
 1536-wide ``down`` projection in ~10% of random inputs, and the same bits at every position of
 an 8-row GEMM in 100 of 100; a masked 6-row attention differs from six one-row attentions by up
@@ -234,8 +234,8 @@ class LeanModel:
         The feeds' rows, in order (feed by feed, a feed's rows in order), are cut into passes
         of exactly ``pad_rows`` rows (the last padded), so a pass may hold the end of one feed
         and the start of the next: the linear layers compute a row the same wherever it sits
-        in an 8-row GEMM, and attention runs each row alone in a batched kernel
-        (:func:`attend_invariant`), so every row gets the bits of a one-row forward."""
+        in an 8-row GEMM, and attention runs each row alone in a one-row forward's shapes
+        (:func:`attend_rows`), so every row gets the bits of a one-row forward."""
         if not self.row_invariant:
             raise ValueError("forward_many runs on a row-invariant lean engine only")
         rows = [(f, j) for f, feed in enumerate(feeds) for j in range(len(feed.tokens))]
@@ -328,7 +328,7 @@ class LeanModel:
         real: int,
     ) -> torch.Tensor:
         """Layer ``index`` of a padded pass: each segment's keys and values are appended to
-        its own cache, then every real row attends alone (:func:`attend_invariant`)."""
+        its own cache, then every real row attends alone (:func:`attend_rows`)."""
         q, k, v = self._qkv(layer, h, cos, sin)
         spans = []
         for seg in segments:
@@ -337,7 +337,7 @@ class LeanModel:
                 k[:, seg.first : seg.first + seg.rows], v[:, seg.first : seg.first + seg.rows]
             )
             spans.append((kv, seg.rows))
-        attended = attend_invariant(q[:, :real], spans, self.shape.groups)
+        attended = attend_rows(q[:, :real], spans, self.shape.groups)
         if real < h.shape[0]:  # padding rows attend to nothing
             attended = torch.cat(
                 [attended, attended.new_zeros(h.shape[0] - real, attended.shape[1])]
@@ -392,45 +392,28 @@ def attend(
     return out.view(heads, rows, dim).transpose(0, 1).reshape(rows, heads * dim)
 
 
-BLOCK = 16  # attend_invariant pads every row's keys up to a multiple of this
+def attend_rows(q: torch.Tensor, spans: list[tuple[LayerKV, int]], groups: int) -> torch.Tensor:
+    """Causal attention of ``q`` ``(heads, rows, dim)``, each row computed alone: :func:`attend`
+    of one query over its own prefix, the shapes of a one-row forward.
 
+    ``spans``: per segment of consecutive rows (one sequence's rows in a pass), the layer cache
+    its rows were just appended to and how many rows it has; the segment's row ``j`` attends to
+    its cache's first ``length - rows + j + 1`` positions. Rows of different sequences read
+    different caches, so the rows of several sequences share a pass at no extra cost.
 
-def attend_invariant(
-    q: torch.Tensor, spans: list[tuple[LayerKV, int]], groups: int
-) -> torch.Tensor:
-    """Causal attention of ``q`` ``(heads, rows, dim)``, each row computed as if alone.
-
-    ``spans``: per segment of consecutive rows, the layer cache its rows were just appended to
-    and how many rows it has; the segment's row ``j`` attends to its cache's first
-    ``length - rows + j + 1`` positions. One batched kernel over all rows, the batch being the
-    row (``(rows x kv_heads)`` matrices of ``groups`` queries), each row's keys padded with
-    masked positions up to the pass's longest row rounded up to :data:`BLOCK`. Measured on an
-    avx512_bf16 CPU (torch 2.13, float32): a row's output is bit-identical alone (its own
-    length rounded up to 16) and among 8 rows of other lengths, 485 of 485; without the
-    rounding (keys cut at each length) most rows differ, and a batch that shares one key
-    tensor across rows (stride 0, or rows stacked as more queries of one matrix) differs too,
-    so each row gets its own contiguous copy of its keys. Positions past a cache's length hold
-    finite values (:mod:`specviz.lean.cache`), which the mask zeroes."""
+    Chosen over one batched kernel for all rows (the batch index the row, each row's own copy of
+    its keys padded to a multiple of 16 positions, masked): that one is row-invariant too
+    (485 of 485 rows bit-identical alone and among 2-8 rows, float32) but cost more CPU time per
+    SmolLM2 bf16 forward after 200 tokens (one thread, one process, interleaved): 45.8 / 49.4 /
+    56.8 ms at 1 / 6 / 8 rows against 39.5 / 47.9 / 51.9 ms for this loop (37.5 / 36.1 / 36.7
+    without attention); its copies and mask cost more than the loop's per-row calls."""
     heads, rows, dim = q.shape
-    kv_heads = spans[0][0].key_buffer.shape[0]
-    ends: list[int] = []
+    out = q.new_empty(rows, heads * dim)
+    r = 0
     for kv, n in spans:
-        ends += range(kv.length - n + 1, kv.length + 1)
-    width = -(-max(ends) // BLOCK) * BLOCK
-    keys = q.new_empty(rows, kv_heads, width, dim, dtype=torch.float32)
-    values = torch.empty_like(keys)
-    first = 0
-    for kv, n in spans:
-        kv.reserve(width)  # room for the padding columns (zeros when new)
-        keys[first : first + n] = kv.key_buffer[None, :, :width]
-        values[first : first + n] = kv.value_buffer[None, :, :width]
-        first += n
-    grouped = q.transpose(0, 1).reshape(rows * kv_heads, groups, dim).float()
-    scores = torch.bmm(grouped, keys.view(rows * kv_heads, width, dim).transpose(1, 2))
-    scores = scores * dim**-0.5
-    cols = torch.arange(width, device=q.device)
-    hidden = cols[None, :] >= torch.tensor(ends, device=q.device)[:, None]
-    scores.view(rows, kv_heads, groups, width).masked_fill_(hidden[:, None, None], float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
-    out = torch.bmm(probs, values.view(rows * kv_heads, width, dim)).to(q.dtype)
-    return out.view(rows, heads * dim)
+        for j in range(n):
+            end = kv.length - n + j + 1
+            keys, values = kv.key_buffer[:, :end], kv.value_buffer[:, :end]
+            out[r] = attend(q[:, r : r + 1], keys, values, end - 1, groups)[0]
+            r += 1
+    return out
