@@ -5,7 +5,7 @@ Embedded model (SmolLM2-135M) as the target in ``--dtype``, greedy, ``--per-task
 prompts of every category of the built-in suite decoded as one uniform multitask stream,
 ``--max-new-tokens`` per turn. Conditions: the baseline (drafter none, run first and again last),
 prompt lookup at constant ``--k``, and ``--drafter model --draft-quant int8`` (an int8
-dynamically quantized copy of the target, :mod:`specviz.quantize`) at constant ``--k``.
+dynamically quantized copy of the target, :func:`specviz.models.quantized_copy`) at constant ``--k``.
 
 Modelled seconds price every verify round with a cost curve measured once before the runs
 (:func:`specviz.calibrate.verify_curve` of the target for 1..k+1 rows, and one one-token

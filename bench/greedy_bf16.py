@@ -21,7 +21,7 @@ import time
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder, TurnEnd
 from specviz.forward import new_cache
 from specviz.models import LoadedModel, ModelCache

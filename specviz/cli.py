@@ -17,7 +17,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from specviz.config import MAX_NEW_TOKENS, N_BOOT, POLICIES, ConfigError
+from specviz.config import (
+    FLAT_KEYS,
+    MAX_NEW_TOKENS,
+    N_BOOT,
+    POLICIES,
+    ConfigError,
+    DrafterConfig,
+    ModelSpec,
+    from_table,
+)
 from specviz.cost import CostModel, curve_model
 from specviz.errors import SpecvizError
 
@@ -27,13 +36,16 @@ if TYPE_CHECKING:
     from specviz.workloads.request import Request
 
 
-def _layers(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"--layers takes comma-separated integers, not {text!r}"
-        ) from err
+def _ints(flag: str) -> Callable[[str], tuple[int, ...]]:
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(
+                f"{flag} takes comma-separated integers, not {text!r}"
+            ) from err
+
+    return parse
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -103,17 +115,12 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
         default="none",
         help="none | model | prompt-lookup | layer-skip | component-skip | suffix",
     )
-    p.add_argument("--draft", help="draft model for --drafter model")
-    p.add_argument(
-        "--draft-quant",
-        help="--drafter model: draft with an int8 dynamically quantized copy of --draft (or of "
-        "the target when --draft is not given); CPU only",
-    )
     p.add_argument(
         "--drafter-name",
         help="label for the drafter in events and metrics (default: its kind); give two variants "
         "of one kind distinct names to compare them",
     )
+    _drafter_flags(p)
     p.add_argument(
         "--k", type=int, default=5, help="draft length (initial k for heuristic policies)"
     )
@@ -140,38 +147,6 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
         default=0.4,
         help="confidence policy: stop below this top prob; svip: stop above this sqrt(entropy)",
     )
-    p.add_argument(
-        "--max-ngram", type=int, default=3, help="prompt-lookup: longest n-gram to match"
-    )
-    p.add_argument(
-        "--min-ngram", type=int, default=1, help="prompt-lookup: shortest n-gram to match"
-    )
-    p.add_argument(
-        "--partition", help="suffix: memory shared by the stream (shared) or kept per task (task)"
-    )
-    p.add_argument(
-        "--memory-tokens", type=int, help="suffix: output tokens the cross-request memory keeps"
-    )
-    p.add_argument("--tree-depth", type=int, help="suffix: longest substring the trie counts")
-    p.add_argument(
-        "--spec-factor", type=float, help="suffix: draft at most this x match-length tokens"
-    )
-    p.add_argument(
-        "--min-token-prob",
-        type=float,
-        help="suffix: stop drafting when the continuation's probability falls below this",
-    )
-    p.add_argument("--exit-layer", type=int, help="layer-skip: draft with the first L layers")
-    p.add_argument(
-        "--layers",
-        type=_layers,
-        help="layer-skip: draft with these layers (must include 0); component-skip: in these layers",
-    )
-    p.add_argument(
-        "--components",
-        type=_names,
-        help="component-skip: components to run, e.g. mamba,mlp (hybrid targets such as Falcon-H1)",
-    )
     p.add_argument("--max-new-tokens", type=int, default=MAX_NEW_TOKENS, help="per turn")
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
     p.add_argument("--top-p", type=float, default=1.0)
@@ -188,6 +163,26 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _drafter_flags(p: argparse.ArgumentParser) -> None:
+    """One ``--KEY`` flag per key of the drafters' flat view (:data:`specviz.config.FLAT_KEYS`):
+    its name, type, default and help come from the option fields; a list takes commas, a model
+    its name."""
+    for key in FLAT_KEYS:
+        flag = "--" + key.name.replace("_", "-")
+        parsers = {tuple[int, ...]: _ints(flag), tuple[str, ...]: _names, ModelSpec: str}
+        parse = parsers.get(key.hint, key.hint)
+        p.add_argument(flag, type=parse, default=key.default, help=key.help)
+
+
+def _drafter_config(args: argparse.Namespace, spec: Callable[[str], ModelSpec]) -> DrafterConfig:
+    """The drafter the flags of :func:`_drafter_flags` describe; a model flag names a model."""
+    flat = {key.name: getattr(args, key.name) for key in FLAT_KEYS}
+    for key in FLAT_KEYS:
+        if key.hint is ModelSpec:
+            flat[key.name] = spec(flat[key.name]) if flat[key.name] else None
+    return from_table(DrafterConfig, {"kind": args.drafter, "name": args.drafter_name, **flat})
+
+
 def _is_sharegpt(workload: str | None) -> bool:
     """``--workload sharegpt`` (the packaged file) or ``sharegpt:PATH`` (any ShareGPT file)."""
     return workload is not None and (workload == "sharegpt" or workload.startswith("sharegpt:"))
@@ -199,8 +194,9 @@ def _sharegpt_prompts(args: argparse.Namespace) -> list:
     import functools
 
     from specviz.model_source import load_tokenizer
-    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource
     from specviz.workloads.sharegpt import ShareGPTSampling, token_counter
+    from specviz.workloads.traffic import sharegpt_workload
 
     source = ShareGPTSource.parse(args.workload)
     sampling = ShareGPTSampling(args.limit, args.sharegpt_seed, args.sharegpt_mode)
@@ -215,7 +211,7 @@ def _sharegpt_prompts(args: argparse.Namespace) -> list:
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
     """The run configuration ``_config_flags`` describe."""
-    from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
+    from specviz.config import PolicyConfig, RunConfig, SamplingConfig
 
     def spec(name: str) -> ModelSpec:
         return ModelSpec(
@@ -228,22 +224,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
 
     return RunConfig(
         target=spec(args.target),
-        drafter=DrafterConfig(
-            args.drafter,
-            draft=spec(args.draft) if args.draft else None,
-            max_ngram=args.max_ngram,
-            min_ngram=args.min_ngram,
-            exit_layer=args.exit_layer,
-            layers=args.layers,
-            components=args.components,
-            name=args.drafter_name,
-            partition=args.partition,
-            memory_tokens=args.memory_tokens,
-            tree_depth=args.tree_depth,
-            spec_factor=args.spec_factor,
-            min_token_prob=args.min_token_prob,
-            draft_quant=args.draft_quant,
-        ),
+        drafter=_drafter_config(args, spec),
         policy=PolicyConfig(args.policy, args.k, args.threshold, _cost_flags(args)),
         sampling=SamplingConfig(args.temperature, args.top_p),
         max_new_tokens=args.max_new_tokens,

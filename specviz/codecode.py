@@ -40,7 +40,7 @@ from specviz.batch.lanes import Lane, LaneDecoder, LaneFree
 from specviz.batch.runner import BatchEventRecorder
 from specviz.clock import RequestClock, device_sync, spans
 from specviz.config import RunConfig
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.forward import new_cache
 from specviz.hybrid.state import is_hybrid
 from specviz.limits import TurnLimits

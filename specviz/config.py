@@ -7,10 +7,11 @@ and Python callers get the same messages.
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import Field, asdict, dataclass, field, fields, is_dataclass, replace
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from specviz.cost import (
     COST_MODEL_KEYS,
@@ -22,6 +23,7 @@ from specviz.cost import (
 from specviz.errors import SpecvizError
 from specviz.supports import DRAFTER_SUPPORTS, POLICY_SUPPORTS, missing_stop_rules
 
+T = TypeVar("T")
 DRAFTERS = tuple(DRAFTER_SUPPORTS)
 PARTITIONS = ("shared", "task")  # suffix drafter memory: one for the stream, or one per category
 COMPONENTS = ("attention", "mamba", "mlp")  # of a hybrid (Falcon-H1) decoder layer
@@ -79,30 +81,52 @@ class ModelSpec:
             raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)}")
 
 
+def _option(default: Any, help: str, *, refuse: str | None = None, late: bool = False) -> Any:
+    """A drafter option's field, declared here once; its name is its key in the flat view (study
+    tables, ``--KEY`` flags, ``run.json``). ``help`` is the flag's help; ``refuse`` the message
+    when another kind sets it (None: other kinds ignore it, as they always have); ``late``: added
+    after the first runs, so the flat view holds None for other kinds and ``run.json`` leaves it
+    out when unset (earlier runs keep their ids)."""
+    return field(default=default, metadata={"help": help, "refuse": refuse, "late": late})
+
+
+def _suffix_option(default: Any, help: str) -> Any:
+    return _option(default, help, refuse="{key} is only used with --drafter suffix", late=True)
+
+
 @dataclass(frozen=True)
 class DraftModelOptions:
-    """``model``: a separate draft model ``draft``; ``quant`` (``int8``) drafts with an int8
+    """``model``: a separate draft model ``draft``; ``draft_quant`` (``int8``) drafts with an int8
     dynamically quantized copy of ``draft``, or of the target when ``draft`` is unset
-    (:class:`RunConfig` then names the target as the draft)."""
+    (:class:`RunConfig` then names the target as the draft; :func:`specviz.models.quantized_copy`,
+    CPU only)."""
 
-    draft: ModelSpec | None = None
-    quant: str | None = None
+    draft: ModelSpec | None = _option(
+        None, "the draft model", refuse="--draft is only used with --drafter model"
+    )
+    draft_quant: str | None = _option(
+        None,
+        "draft with an int8 dynamically quantized copy of --draft (or of the target when "
+        "--draft is not given); CPU only",
+        refuse="--draft-quant is only used with --drafter model",
+        late=True,
+    )
 
     def __post_init__(self) -> None:
-        if self.quant is not None and self.quant not in DRAFT_QUANTS:
+        if self.draft_quant is not None and self.draft_quant not in DRAFT_QUANTS:
             raise ConfigError(
-                f"draft quantization {self.quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
+                f"draft quantization {self.draft_quant!r} is not one of {', '.join(DRAFT_QUANTS)}"
             )
         if (
-            self.quant is not None
+            self.draft_quant is not None
             and self.draft is not None
             and self.draft.device.startswith("cuda")
         ):
             raise ConfigError(
-                f"--draft-quant {self.quant} runs on the CPU only (torch dynamic "
+                f"--draft-quant {self.draft_quant} runs on the CPU only (torch dynamic "
                 "quantization has no CUDA kernels): use --device cpu, or a separate --draft model"
             )
-        if self.draft is None and self.quant is None:
+        if self.draft is None and self.draft_quant is None:
             raise ConfigError(
                 "drafter 'model' needs a draft model: pass --draft NAME, or --draft-quant int8 "
                 "to draft with a quantized copy of the target"
@@ -113,8 +137,8 @@ class DraftModelOptions:
 class PromptLookupOptions:
     """``prompt-lookup``: n-gram lookup, trying ``max_ngram`` down to ``min_ngram``."""
 
-    max_ngram: int = 3
-    min_ngram: int = 1
+    max_ngram: int = _option(3, "longest n-gram to match")
+    min_ngram: int = _option(1, "shortest n-gram to match")
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_ngram <= self.max_ngram:
@@ -130,8 +154,8 @@ class LayerSkipOptions:
     ``exit_layer`` layers; exactly one of the two. Whether they exist in the model is checked
     when it is loaded (:func:`specviz.drafters.layer_skip.kept_layers`)."""
 
-    exit_layer: int | None = None
-    layers: tuple[int, ...] | None = None
+    exit_layer: int | None = _option(None, "draft with the first L layers")
+    layers: tuple[int, ...] | None = _option(None, "draft with these layers (must include 0)")
 
     def __post_init__(self) -> None:
         if (self.exit_layer is None) == (self.layers is None):
@@ -147,8 +171,12 @@ class ComponentSkipOptions:
     """``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
     :data:`COMPONENTS`, in that order) in its layers ``layers`` (all layers when None)."""
 
-    components: tuple[str, ...] | None = None
-    layers: tuple[int, ...] | None = None
+    components: tuple[str, ...] | None = _option(
+        None,
+        "components to run, e.g. mamba,mlp (hybrid targets such as Falcon-H1)",
+        refuse="components are only used with component-skip",
+    )
+    layers: tuple[int, ...] | None = _option(None, "in these layers")
 
     def __post_init__(self) -> None:
         if not self.components:
@@ -173,11 +201,15 @@ class SuffixOptions:
     """``suffix``: the suffix cache (:mod:`specviz.drafters.suffix`); defaults are
     ArcticInference's (tree depth 24, min prob 0.1)."""
 
-    partition: str = "shared"
-    memory_tokens: int = 4096
-    tree_depth: int = 24
-    spec_factor: float = 1.0
-    min_token_prob: float = 0.1
+    partition: str = _suffix_option(
+        "shared", "memory shared by the stream (shared) or kept per task (task)"
+    )
+    memory_tokens: int = _suffix_option(4096, "output tokens the cross-request memory keeps")
+    tree_depth: int = _suffix_option(24, "longest substring the trie counts")
+    spec_factor: float = _suffix_option(1.0, "draft at most this x match-length tokens")
+    min_token_prob: float = _suffix_option(
+        0.1, "stop drafting when the continuation's probability falls below this"
+    )
 
     def __post_init__(self) -> None:
         if self.partition not in PARTITIONS:
@@ -198,9 +230,6 @@ class SuffixOptions:
             )
 
 
-# suffix-drafter options and their defaults, as the flat DrafterConfig fields name them
-SUFFIX_DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SuffixOptions)}
-
 DrafterOptions = (
     DraftModelOptions
     | PromptLookupOptions
@@ -209,45 +238,127 @@ DrafterOptions = (
     | SuffixOptions
 )
 
-# option field -> (the kinds that use it, how a refusal names it); exit_layer and layers are
-# not listed: kinds that do not use them have always ignored them, and run directories recorded
-# with them must still open
-_ONLY_WITH: dict[str, tuple[tuple[str, ...], str]] = {
-    "draft_quant": (("model",), "--draft-quant is only used with --drafter model"),
-    "draft": (("model",), "--draft is only used with --drafter model"),
-    **{key: (("suffix",), f"{key} is only used with --drafter suffix") for key in SUFFIX_DEFAULTS},
-    "components": (("component-skip",), "components are only used with component-skip"),
+#: drafter kind -> the class of its options (the baseline has none)
+DRAFTER_OPTIONS: dict[str, type | None] = {
+    "none": None,
+    "model": DraftModelOptions,
+    "prompt-lookup": PromptLookupOptions,
+    "layer-skip": LayerSkipOptions,
+    "component-skip": ComponentSkipOptions,
+    "suffix": SuffixOptions,
 }
+assert tuple(DRAFTER_OPTIONS) == DRAFTERS
 
 
 @dataclass(frozen=True)
+class FlatKey:
+    """A key of the drafters' flat view (a study's ``[[drafters]]`` key, a ``--KEY`` flag, a
+    ``run.json`` key), made from the option fields of the kinds that use it: ``hint`` is its type
+    (None aside), ``help`` each kind's help, ``default`` its value for every kind (None for a
+    ``late`` key), ``refuse`` the message when another kind sets it."""
+
+    name: str
+    hint: Any
+    default: Any
+    kinds: tuple[str, ...]
+    help: str
+    refuse: str | None
+    late: bool
+
+
+def _flat_keys() -> tuple[FlatKey, ...]:
+    """Each key once, in declaration order; the first kind declaring a key gives its type,
+    default and refusal (kinds sharing one, as layer-skip and component-skip share ``layers``,
+    agree)."""
+    uses: dict[str, list[tuple[str, Field[Any], Any]]] = {}
+    for kind, cls in DRAFTER_OPTIONS.items():
+        for f in fields(cls) if cls else ():
+            hint = get_type_hints(cls)[f.name]
+            uses.setdefault(f.name, []).append((kind, f, hint))
+    return tuple(
+        FlatKey(
+            name=key,
+            hint=_without_none(kinds[0][2]),
+            default=None if kinds[0][1].metadata["late"] else kinds[0][1].default,
+            kinds=tuple(kind for kind, _, _ in kinds),
+            help="; ".join(f"{kind}: {f.metadata['help']}" for kind, f, _ in kinds),
+            refuse=(kinds[0][1].metadata["refuse"] or "").format(key=key) or None,
+            late=kinds[0][1].metadata["late"],
+        )
+        for key, kinds in uses.items()
+    )
+
+
+def _without_none(hint: Any) -> Any:
+    """``X`` of ``X | None``."""
+    args = tuple(a for a in get_args(hint) if a is not type(None))
+    return args[0] if type(None) in get_args(hint) and len(args) == 1 else hint
+
+
+FLAT_KEYS = _flat_keys()
+
+
+class ConfigTypeError(ConfigError):
+    """A value has the wrong type for its key; the message names the key."""
+
+
+def typed(hint: Any, value: Any, key: str) -> Any:
+    """``value`` as JSON, TOML or a flag gives it, as the type ``hint`` declares: ``X | None``
+    takes None, a list becomes a tuple, a table the dataclass it describes (:func:`from_table`),
+    and a value of another type is refused naming ``key``. A number keeps its own type (an int
+    where a float is declared stays an int), so the stored form, and so run ids, are as written."""
+    if value is None and type(None) in get_args(hint):
+        return None
+    hint = _without_none(hint)
+    if get_origin(hint) is tuple:
+        item = get_args(hint)[0]
+        if not isinstance(value, list | tuple):
+            raise ConfigTypeError(f"{key}: expected list of {item.__name__}, got {value!r}")
+        return tuple(typed(item, v, key) for v in value)
+    if is_dataclass(hint) and isinstance(value, Mapping):
+        return from_table(hint, value, f"{key}.")
+    accepted = (int, float) if hint is float else hint
+    if isinstance(value, accepted) and (hint is bool or not isinstance(value, bool)):
+        return value
+    raise ConfigTypeError(f"{key}: expected {hint.__name__}, got {value!r}")
+
+
+def from_table(cls: type[T], table: Mapping[str, Any], where: str = "") -> T:
+    """The frozen config ``cls`` a table describes (``run.json``, a study file's table, flags),
+    each value converted to its field's declared type (:func:`typed`; errors name ``where`` + the
+    key); the config then checks the values themselves. Unknown keys are the caller's to refuse."""
+    hints = get_type_hints(cls)
+    return cls(**{
+        key: typed(hints[key], v, where + key) if key in hints else v  # cls names unknown keys
+        for key, v in table.items()
+    })  # fmt: skip
+
+
+def _with_flat_options(cls: type) -> type:
+    """``cls`` with one keyword-only field per :data:`FLAT_KEYS` key, added before
+    ``@dataclass`` reads the fields: the options are declared once, in their kind's class."""
+    for key in FLAT_KEYS:
+        cls.__annotations__[key.name] = key.hint | None
+        setattr(cls, key.name, field(default=key.default, kw_only=True))
+    return cls
+
+
+@dataclass(frozen=True)
+@_with_flat_options
 class DrafterConfig:
-    """Which drafter proposes tokens, with its options.
+    """Which drafter proposes tokens (``kind``, of :data:`DRAFTERS`; ``none`` is plain
+    autoregressive decoding through the same loop, the baseline), with its options.
 
-    - ``none``: plain autoregressive decoding through the same loop (the baseline);
-    - ``model``: a separate draft model ``draft`` with its own KV cache; ``draft_quant``
-      (``int8``) drafts with an int8 dynamically quantized copy of ``draft``, or of the target
-      when ``draft`` is unset (:mod:`specviz.quantize`; CPU only): a real draft/target pair with
-      one tokenizer and nothing to download;
-    - ``prompt-lookup``: n-gram lookup in the context, trying ``max_ngram`` down to ``min_ngram``;
-    - ``layer-skip``: the target's own layers ``layers`` (or the first ``exit_layer`` layers);
-    - ``component-skip``: a hybrid target (Falcon-H1) drafting with only ``components`` (of
-      attention, mamba, mlp) in its layers ``layers`` (all layers when unset); the other layers
-      run in full. ``["mamba", "mlp"]`` is the SSM path alone, ``["attention", "mlp"]`` the reverse.
-    - ``suffix``: the suffix cache (:mod:`specviz.drafters.suffix`) over the request's prompt and
-      output and the run's earlier outputs: ``partition`` (``shared`` or ``task``: one memory
-      per category), ``memory_tokens`` (its bound, >= 0; 0 keeps no memory across requests),
-      ``tree_depth`` (>= 2), ``spec_factor`` (> 0: at most factor x match length tokens) and
-      ``min_token_prob`` (in [0, 1): stop when the continuation's probability falls below it).
-      Unset options take :data:`SUFFIX_DEFAULTS`; other kinds refuse them.
-
-    Each kind's options are its own small frozen config (:class:`DraftModelOptions`,
-    :class:`PromptLookupOptions`, :class:`LayerSkipOptions`, :class:`ComponentSkipOptions`,
-    :class:`SuffixOptions`), which validates them, once: :attr:`options`. The fields stay flat
-    here because this is the stored form: study TOML tables, CLI flags and ``run.json`` all carry
-    these keys, and run ids are hashes of it, so nesting them would change every recorded run's
-    identity. A field another kind uses is refused by name (``exit_layer``/``layers`` excepted,
-    see ``_ONLY_WITH``); n-gram sizes are checked whatever the kind, as they always were.
+    Each kind's options are declared once, in its own small frozen config
+    (:data:`DRAFTER_OPTIONS`: :class:`DraftModelOptions`, :class:`PromptLookupOptions`,
+    :class:`LayerSkipOptions`, :class:`ComponentSkipOptions`, :class:`SuffixOptions`), which
+    validates them: :attr:`options`. The fields after ``kind`` and ``name`` are generated from
+    those classes (:data:`FLAT_KEYS`) because this flat view is the stored form: study TOML
+    tables, CLI flags and ``run.json`` all carry these keys, and run ids are hashes of it, so
+    nesting them would change every recorded run's identity. A key another kind uses is refused
+    where its field says so (``exit_layer``/``layers`` are ignored by other kinds, as they
+    always were); n-gram sizes are stored, and so checked, whatever the kind; a kind's unset
+    options are stored filled in with its class's defaults.
 
     ``name`` labels the drafter in event logs and metrics (the ``drafter`` column); it defaults to
     the kind. Two variants of one kind compared side by side (two layer-skip sets) need distinct
@@ -255,19 +366,7 @@ class DrafterConfig:
     """
 
     kind: str = "none"
-    draft: ModelSpec | None = None
-    max_ngram: int = 3
-    min_ngram: int = 1
-    exit_layer: int | None = None
-    layers: tuple[int, ...] | None = None
-    components: tuple[str, ...] | None = None
-    name: str | None = None
-    partition: str | None = None
-    memory_tokens: int | None = None
-    tree_depth: int | None = None
-    spec_factor: float | None = None
-    min_token_prob: float | None = None
-    draft_quant: str | None = None
+    name: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         self._normalise_components()
@@ -277,14 +376,18 @@ class DrafterConfig:
         self._refuse_foreign_options()
         PromptLookupOptions(self.max_ngram, self.min_ngram)
         options = self.options
-        if isinstance(options, SuffixOptions):  # stored filled in, as run.json has them
-            for key in SUFFIX_DEFAULTS:
-                object.__setattr__(self, key, getattr(options, key))
+        for f in fields(options) if options else ():  # stored filled in, as run.json has them
+            object.__setattr__(self, f.name, getattr(options, f.name))
 
     @property
     def options(self) -> DrafterOptions | None:
-        """This kind's own options, validated (None for ``none``)."""
-        return _OPTIONS[self.kind](self)
+        """This kind's own options, validated (None for ``none``); unset keys take the class's
+        defaults."""
+        cls = DRAFTER_OPTIONS[self.kind]
+        if cls is None:
+            return None
+        given = {f.name: getattr(self, f.name) for f in fields(cls)}
+        return cls(**{name: value for name, value in given.items() if value is not None})
 
     def _normalise_components(self) -> None:
         if isinstance(self.components, str):
@@ -300,9 +403,9 @@ class DrafterConfig:
                 raise ConfigError(f"component {unknown[0]!r} is not one of {', '.join(COMPONENTS)}")
 
     def _refuse_foreign_options(self) -> None:
-        for key, (kinds, message) in _ONLY_WITH.items():
-            if getattr(self, key) is not None and self.kind not in kinds:
-                raise ConfigError(f"{message}, not {self.kind!r}")
+        for key in FLAT_KEYS:
+            if key.refuse and getattr(self, key.name) is not None and self.kind not in key.kinds:
+                raise ConfigError(f"{key.refuse}, not {self.kind!r}")
         if self.kind == "component-skip" and self.exit_layer is not None:
             raise ConfigError(
                 "component-skip takes layers (or none for all layers), not an exit layer"
@@ -332,21 +435,14 @@ class DrafterConfig:
         return self.name or self.kind
 
 
-def _suffix_options(config: DrafterConfig) -> SuffixOptions:
-    given = {key: getattr(config, key) for key in SUFFIX_DEFAULTS}
-    return SuffixOptions(**{key: value for key, value in given.items() if value is not None})
-
-
-# drafter kind -> its options, read from the flat config
-_OPTIONS: dict[str, Callable[[DrafterConfig], DrafterOptions | None]] = {
-    "none": lambda c: None,
-    "model": lambda c: DraftModelOptions(c.draft, c.draft_quant),
-    "prompt-lookup": lambda c: PromptLookupOptions(c.max_ngram, c.min_ngram),
-    "layer-skip": lambda c: LayerSkipOptions(c.exit_layer, c.layers),
-    "component-skip": lambda c: ComponentSkipOptions(c.components, c.layers),
-    "suffix": _suffix_options,
-}
-assert tuple(_OPTIONS) == DRAFTERS
+def draft_length_error(k: int) -> str | None:
+    """What is wrong with draft length ``k`` (``must be ...``), or None: the one bound check of
+    k, for policies and study files alike."""
+    if k < 1:
+        return f"must be >= 1 (got {k})"
+    if k > K_MAX:
+        return f"must be <= {K_MAX} (got {k})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -381,12 +477,12 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         if self.kind not in POLICIES:
             raise ConfigError(f"policy {self.kind!r} is not one of {', '.join(POLICIES)}")
-        if self.k < 1:
-            raise ConfigError(
-                f"k must be >= 1 (got {self.k}); use --drafter none for plain decoding"
+        why = draft_length_error(self.k)
+        if why is not None:
+            hint = (
+                "use --drafter none for plain decoding" if self.k < 1 else "draft lengths are Int16"
             )
-        if self.k > K_MAX:
-            raise ConfigError(f"k must be <= {K_MAX} (got {self.k}); draft lengths are Int16")
+            raise ConfigError(f"k {why}; {hint}")
         if self.kind == "svip" and not (math.isfinite(self.threshold) and self.threshold > 0):
             raise ConfigError(
                 f"svip threshold (sqrt of entropy) must be > 0 (got {self.threshold})"
@@ -444,18 +540,6 @@ class SamplingConfig:
         return self.temperature == 0.0
 
 
-def _json_shaped(value: Any) -> Any:
-    """``value`` as JSON reads it back: tuples become lists, inside dicts and lists too.
-
-    Serialised, the two are the same text, so hashes of the JSON (run ids, study fingerprints)
-    do not change."""
-    if isinstance(value, dict):
-        return {key: _json_shaped(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_shaped(item) for item in value]
-    return value
-
-
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that determines a run's output (the workload is stored beside it)."""
@@ -508,11 +592,12 @@ class RunConfig:
         a resumed run compares equal to the one it continues; options a kind does not use (None)
         are left out, so run directories written before those options existed keep their
         identity."""
-        data = _json_shaped(asdict(self))
-        for key in (*SUFFIX_DEFAULTS, "cost_model", "draft_quant"):
-            for part in ("drafter", "policy"):
-                if key in data[part] and data[part][key] is None:
-                    del data[part][key]
+        data = json.loads(json.dumps(asdict(self)))  # tuples as lists, as run.json reads back
+        for key in FLAT_KEYS:
+            if key.late and data["drafter"][key.name] is None:
+                del data["drafter"][key.name]
+        if data["policy"]["cost_model"] is None:
+            del data["policy"]["cost_model"]
         for spec in (data["target"], data["drafter"].get("draft") or {}):
             if spec.get("engine") == "auto":  # the default: runs from before engines keep their ids
                 del spec["engine"]
@@ -522,23 +607,11 @@ class RunConfig:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> RunConfig:
-        drafter = dict(data.get("drafter", {}))
-        if drafter.get("draft") is not None:
-            drafter["draft"] = ModelSpec(**drafter["draft"])
-        if drafter.get("layers") is not None:
-            drafter["layers"] = tuple(drafter["layers"])
-        if drafter.get("components") is not None:
-            drafter["components"] = tuple(drafter["components"])
+        """The config ``to_dict`` (a ``run.json``) stored, each value read by its field's type."""
+        drafter = data.get("drafter", {})
         policy = dict(data.get("policy", {}))
         if "verify_costs" in policy:  # written before the one cost model: read it as one
             label = drafter.get("name") or drafter.get("kind", "none")
             verify, draft = policy.pop("verify_costs"), policy.pop("draft_costs", None)
             policy["cost_model"] = curve_model(verify, draft, label)
-        return RunConfig(
-            target=ModelSpec(**data["target"]),
-            drafter=DrafterConfig(**drafter),
-            policy=PolicyConfig(**policy),
-            sampling=SamplingConfig(**data.get("sampling", {})),
-            max_new_tokens=int(data.get("max_new_tokens", MAX_NEW_TOKENS)),
-            seed=int(data.get("seed", 0)),
-        )
+        return from_table(RunConfig, {**data, "policy": PolicyConfig(**policy)})

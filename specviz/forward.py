@@ -17,8 +17,8 @@ from typing import TypeAlias
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 
-from specviz.hybrid.state import crop_attention
 from specviz.lean import LeanCache, lean_of
 
 Cache: TypeAlias = DynamicCache | LeanCache
@@ -75,6 +75,32 @@ def rollback_layers(cache: Cache, layers: list[int], n: int) -> None:
     a drafter that ran it restores it from a snapshot (:mod:`specviz.hybrid.preserve`)."""
     for i in layers:
         crop_attention(cache.layers[i], n)
+
+
+def is_recurrent(layer: object) -> bool:
+    """Whether a cache layer holds convolution/SSM state (alone or beside attention KV)."""
+    return isinstance(layer, LinearAttentionCacheLayerMixin)
+
+
+def crop_attention(layer: object, n: int) -> None:
+    """Remove the last ``n`` positions from the attention part of one cache layer.
+
+    A plain attention layer is cropped as usual. For a hybrid layer the crop of its attention
+    base class is called directly (the layer's own ``crop`` would also try to crop its recurrent
+    state and refuse); a purely recurrent layer has nothing to crop.
+    """
+    if n <= 0:
+        return
+    if not is_recurrent(layer):
+        layer.crop(-n)  # type: ignore[attr-defined]
+        return
+    for base in type(layer).__mro__:  # the first attention class that defines crop
+        attention = issubclass(base, CacheLayerMixin) and not issubclass(
+            base, LinearAttentionCacheLayerMixin
+        )
+        if attention and "crop" in vars(base):
+            base.crop(layer, -n)  # type: ignore[attr-defined]
+            return
 
 
 class TokenFeeder:

@@ -26,11 +26,14 @@ use it); the lean forward shares its weight tensors.
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -225,7 +228,7 @@ class ModelCache:
     """Loads each distinct ModelSpec once (studies reuse the target across conditions).
 
     ``get(spec, quant)`` returns a quantized copy of ``spec``'s model (``--draft-quant``,
-    :mod:`specviz.quantize`), also made once."""
+    :func:`quantized_copy`), also made once."""
 
     def __init__(self) -> None:
         self._models: dict[tuple[ModelSpec, str | None], LoadedModel] = {}
@@ -236,10 +239,39 @@ class ModelCache:
             if quant is None:
                 self._models[key] = load_model(spec)
             else:
-                from specviz.quantize import quantized_copy
-
                 self._models[key] = quantized_copy(self.get(spec), quant)
         return self._models[key]
+
+
+def quantized_copy(loaded: LoadedModel, quant: str) -> LoadedModel:
+    """An ``quant``-quantized copy of ``loaded`` (its tokenizer shared; ``loaded`` is unchanged),
+    a reduced-precision model to draft with (``--draft-quant``).
+
+    ``int8``: :func:`torch.ao.quantization.quantize_dynamic` on every ``nn.Linear`` of a float32
+    copy of the model (torch's default dynamic qconfig): weights stored in int8 with one scale
+    per tensor, activations quantized on the fly at every call. Embeddings and norms stay in
+    float. It runs on the CPU only (the quantized kernels are FBGEMM/oneDNN CPU kernels).
+    Measured on SmolLM2-135M (one thread, 200-token context): 21 ms per one-token forward
+    against 87 ms for the float32 target and 49 ms in bf16, with top-1 agreement ~0.47 against
+    the float32 target (task-dependent): a cheap, real draft sharing the target's tokenizer,
+    with nothing to download.
+    """
+    if loaded.device.type != "cpu":
+        raise ModelLoadError(
+            f"--draft-quant {quant} runs on the CPU only (torch dynamic quantization has no "
+            f"{loaded.device.type} kernels), but the model is on {loaded.device}: use --device cpu"
+        )
+    if quant != "int8":
+        raise ModelLoadError(f"draft quantization {quant!r} is not one of int8")
+    source = copy.deepcopy(loaded.model).float()
+    with torch.inference_mode(), warnings.catch_warnings():
+        # torch marks eager quantization deprecated (torchao replaces it); 2.13 still ships it
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*deprecated")
+        warnings.filterwarnings("ignore", message="torch.ao.quantization is deprecated")
+        model = torch.ao.quantization.quantize_dynamic(source, {nn.Linear}, dtype=torch.qint8)
+    model.eval()
+    reason = f"{quant} dynamic quantization (nn.Linear) of a float32 copy of {loaded.spec.name}"
+    return replace(loaded, model=model, dtype_reason=reason)
 
 
 def tokenizer_mismatch(a: PreTrainedTokenizerBase, b: PreTrainedTokenizerBase) -> str | None:

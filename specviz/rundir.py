@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,18 @@ def _note_old_schema(run_dir: Path, version: int) -> None:
 
 def version_of(run_dir: Path) -> int:
     return int(read_run_meta(run_dir)["schema_version"])
+
+
+def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
+    """Each suffix drafter's memory partition (``shared`` or ``task``) by its label, from the
+    runs' configs (the request table does not carry it; the summary and study planning read
+    it, :mod:`specviz.report.answer`, :mod:`specviz.study.planning`)."""
+    out = {}
+    for run_dir in run_dirs:
+        drafter = read_run_meta(run_dir).get("config", {}).get("drafter", {})
+        if drafter.get("kind") == "suffix":
+            out[drafter.get("name") or "suffix"] = drafter.get("partition") or "shared"
+    return out
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -38,7 +38,7 @@ from specviz.batch.runner import BatchSession, check_batchable
 from specviz.clock import RequestClock, device_sync, spans
 from specviz.config import RunConfig
 from specviz.cost import CostModel, curve_model
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.limits import TurnLimits

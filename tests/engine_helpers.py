@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder, Round, TurnEnd
 from specviz.forward import new_cache
 from specviz.models import ModelCache

@@ -15,7 +15,7 @@ from specviz.batch.decoder import Job, RowTurnEnd, Step, StepPrefill
 from specviz.batch.lanes import Lane, LaneDecoder, LaneFree
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
 from specviz.cost import CostModel
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.policies import build_policy

@@ -15,7 +15,7 @@ from test_batch_lossless import BATCH_PROMPTS, run_batched
 from specviz.batch import BatchConfig, BatchDecoder, build_batch_drafter
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
 from specviz.cost import CostModel
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.policies import DraftPolicy, build_policy

@@ -268,7 +268,7 @@ def _two_drafter_units() -> list[Any]:
 
 def test_a_study_sends_each_drafter_to_its_named_endpoint():
     from specviz.endpoint.client import EndpointConfig
-    from specviz.endpoint.study import assign_endpoints
+    from specviz.study.endpoints import assign_endpoints
 
     urls = {n: EndpointConfig(f"http://127.0.0.1:{p}") for n, p in
             (("pld", 1), ("suffix", 2), ("baseline", 3))}  # fmt: skip
@@ -284,7 +284,7 @@ def test_a_study_sends_each_drafter_to_its_named_endpoint():
 )
 def test_a_study_refuses_configurations_sharing_a_server_or_missing_one(names, message):
     from specviz.endpoint.client import EndpointConfig
-    from specviz.endpoint.study import assign_endpoints
+    from specviz.study.endpoints import assign_endpoints
     from specviz.study.spec import StudyError
 
     with pytest.raises(StudyError, match=message.replace(".", r"\.")):

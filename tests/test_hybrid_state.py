@@ -20,10 +20,10 @@ from tiny_hybrid import (
 from specviz.config import DrafterConfig, PolicyConfig, SamplingConfig
 from specviz.drafters.base import Proposal
 from specviz.engine import Decoder, Round, TurnEnd
-from specviz.forward import forward, new_cache
+from specviz.forward import crop_attention, forward, new_cache
 from specviz.hybrid.preserve import StatePreservingDrafter
 from specviz.hybrid.rollback import MixerReplayRollback, ReplayRollback
-from specviz.hybrid.state import RecurrentSnapshot, crop_attention
+from specviz.hybrid.state import RecurrentSnapshot
 
 DRAFTERS = {
     "prompt-lookup": DrafterConfig("prompt-lookup"),

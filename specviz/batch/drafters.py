@@ -31,9 +31,9 @@ from specviz.config import (
     PromptLookupOptions,
     SamplingConfig,
 )
+from specviz.drafter_factory import draft_model
 from specviz.drafters.base import Drafter, Drafting, Proposal
 from specviz.drafters.draft_model import DraftModelDrafter
-from specviz.drafters.factory import draft_model
 from specviz.drafters.layer_skip import decoder_layers, kept_layers, only_layers
 from specviz.drafters.prompt_lookup import PromptLookupDrafter
 from specviz.forward import rollback_layers
@@ -158,7 +158,7 @@ def build_batch_drafter(
     """The batch drafter a config names (None for plain decoding).
 
     The draft model is checked (tokenizer, device) exactly as at batch size 1
-    (:func:`~specviz.drafters.factory.draft_model`).
+    (:func:`~specviz.drafter_factory.draft_model`).
     """
     why = unbatched_drafter(config.kind)
     if why is not None:

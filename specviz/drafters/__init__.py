@@ -1,7 +1,8 @@
 """Drafters behind one contract (:class:`~specviz.drafters.base.Drafter`).
 
-Their factory, :func:`specviz.drafters.factory.build_drafter`, lives in its own module: it also
-builds the hybrid drafters (:mod:`specviz.hybrid`), which build on this package.
+Their factory, :func:`specviz.drafter_factory.build_drafter`, lives outside this folder: it also
+builds the hybrid drafters (:mod:`specviz.hybrid`), which build on this package, so it sits
+above both (the layering in ``tests/test_import_graph.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Speculative decoding on hybrid attention/SSM models (Falcon-H1 and kin).
 
-- :mod:`~specviz.hybrid.state`: the recurrent (convolution + SSM) state of a cache; snapshots;
-  cropping only the attention part of a layer;
+- :mod:`~specviz.hybrid.state`: the recurrent (convolution + SSM) state of a cache; snapshots
+  (cropping only the attention part of a layer is :func:`specviz.forward.crop_attention`);
 - :mod:`~specviz.hybrid.rollback`: how the engine drops rejected drafts exactly (crop for
   attention-only caches, restore + replay for recurrent state);
 - :mod:`~specviz.hybrid.preserve`: a wrapper that keeps self-drafting from touching the target's

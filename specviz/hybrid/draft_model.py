@@ -20,8 +20,8 @@ from transformers import PreTrainedModel
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal, draft_tokens
 from specviz.drafters.draft_model import DraftModel
-from specviz.forward import forward
-from specviz.hybrid.state import RecurrentSnapshot, crop_attention
+from specviz.forward import crop_attention, forward
+from specviz.hybrid.state import RecurrentSnapshot
 from specviz.stopping import StopRule
 
 

@@ -37,9 +37,9 @@ from torch.utils.hooks import RemovableHandle
 from transformers import Cache, PreTrainedModel
 
 from specviz.drafters.layer_skip import decoder_layers
-from specviz.forward import forward, rollback
+from specviz.forward import crop_attention, forward, rollback
 from specviz.hybrid.components import has_parallel_components
-from specviz.hybrid.state import RecurrentSnapshot, crop_attention, is_hybrid
+from specviz.hybrid.state import RecurrentSnapshot, is_hybrid
 
 
 class CacheRollback(Protocol):

@@ -12,7 +12,8 @@ transformers 5.x gives a hybrid model (Falcon-H1, Bamba, Jamba, Qwen3-Next, ...)
 
 Falcon-H1 layers hold both (``LinearAttentionAndFullAttentionLayer``); interleaved models hold one
 kind per layer. :class:`RecurrentSnapshot` copies every recurrent tensor so it can be written back
-in place; :func:`crop_attention` crops only the attention part of a layer.
+in place; :func:`specviz.forward.crop_attention` crops only the attention part of a layer (it
+lives with the other rollbacks, which every loop uses).
 """
 
 from __future__ import annotations
@@ -21,38 +22,13 @@ from dataclasses import dataclass
 
 import torch
 from transformers import Cache
-from transformers.cache_utils import CacheLayerMixin, LinearAttentionCacheLayerMixin
 
-
-def is_recurrent(layer: object) -> bool:
-    """Whether a cache layer holds convolution/SSM state (alone or beside attention KV)."""
-    return isinstance(layer, LinearAttentionCacheLayerMixin)
+from specviz.forward import is_recurrent
 
 
 def is_hybrid(cache: Cache) -> bool:
     """Whether any layer of ``cache`` holds recurrent state, so that cropping cannot roll it back."""
     return any(is_recurrent(layer) for layer in cache.layers)
-
-
-def crop_attention(layer: object, n: int) -> None:
-    """Remove the last ``n`` positions from the attention part of one cache layer.
-
-    A plain attention layer is cropped as usual. For a hybrid layer the crop of its attention
-    base class is called directly (the layer's own ``crop`` would also try to crop its recurrent
-    state and refuse); a purely recurrent layer has nothing to crop.
-    """
-    if n <= 0:
-        return
-    if not is_recurrent(layer):
-        layer.crop(-n)  # type: ignore[attr-defined]
-        return
-    for base in type(layer).__mro__:  # the first attention class that defines crop
-        attention = issubclass(base, CacheLayerMixin) and not issubclass(
-            base, LinearAttentionCacheLayerMixin
-        )
-        if attention and "crop" in vars(base):
-            base.crop(layer, -n)  # type: ignore[attr-defined]
-            return
 
 
 @dataclass

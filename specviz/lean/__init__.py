@@ -6,7 +6,7 @@
 :class:`LeanCache` from ``new_cache`` and its forwards run here; any other model (every other
 architecture, a copy made by ``--draft-quant``, a model loaded with ``engine="transformers"``)
 runs on transformers as before. The record is kept beside the model (a weak mapping), not on it,
-so a deep copy of the model (``specviz.quantize``) does not carry an engine whose weights are
+so a deep copy of the model (:func:`specviz.models.quantized_copy`) does not carry an engine whose weights are
 the original's.
 """
 

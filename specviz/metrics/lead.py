@@ -1,9 +1,14 @@
 """What the study's answer leads with, in numbers: which term leads, and which tuning losses go
 on their own line; :mod:`specviz.report.answer` writes the sentences, nothing here does.
 
-- :func:`lead`: the largest *multitask* finding (:data:`HEADLINE_TERMS`, by its share of
-  single-task time) among the drafted streams, ties broken by stream order, then term order;
-  without one, no multitask term is established and the lead is the stream with the largest
+- :func:`lead`: the largest *named* multitask finding (:data:`HEADLINE_TERMS` but the
+  residual, by its share of single-task time) among the drafted streams, ties broken by stream
+  order, then term order; the residual leads only when no named term is a finding. The residual
+  is what the decomposition leaves unexplained: for a policy or drafter that carries state
+  across requests without its own control in the study (the cost-aware policy's learned beliefs,
+  a shared memory under a policy other than the constant one), it holds that state's cross-task
+  effect, so a larger residual says less about what to change than a smaller named term. Without
+  a finding, no multitask term is established and the lead is the stream with the largest
   multitask extra time. Tuning is never the lead: a badly chosen global k costs single-task
   serving too, so it is not what multitasking costs.
 - :func:`tuning_loss`: a drafted stream whose k is established as worse than the best single k
@@ -21,6 +26,8 @@ from specviz.metrics.speedup import BASELINE
 
 # the terms a lead may name: the multitask terms and the drafter-memory term
 HEADLINE_TERMS = (*MULTITASK_TERMS, "drafter_memory")
+#: the unexplained remainder: leads only when no named term is a finding
+RESIDUAL = "residual"
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,13 @@ def lead(streams: Sequence[StreamTerms]) -> Lead | None:
     if not drafted:
         return None
     findings = [
-        (round(abs(t.pct or 0.0), 6), -i, -j)
+        (t.part != RESIDUAL, round(abs(t.pct or 0.0), 6), -i, -j)
         for i in drafted
         for j, t in enumerate(streams[i].terms)
         if t.status == FINDING and t.part in HEADLINE_TERMS
     ]
     if findings:
-        _, i, j = max(findings)
+        _, _, i, j = max(findings)
         term = streams[-i].terms[-j]
         return Lead(-i, -j, FINDING, term.part, term.pct)
     i = max(drafted, key=lambda i: abs(streams[i].multitask_pct or 0.0))

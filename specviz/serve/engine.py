@@ -18,7 +18,7 @@ import torch
 
 from specviz.chat import encode
 from specviz.config import RunConfig, SamplingConfig
-from specviz.drafters.factory import build_drafter
+from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder
 from specviz.errors import SpecvizError
 from specviz.forward import new_cache

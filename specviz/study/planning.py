@@ -170,7 +170,7 @@ def prior_spreads(prior: Path) -> dict[tuple[Any, ...], StreamSpread]:
     them, as the summary classifies its terms (:mod:`specviz.metrics.power`)."""
     from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
     from specviz.metrics.power import stream_spreads
-    from specviz.report.answer import memory_partitions
+    from specviz.rundir import memory_partitions
     from specviz.runlog import find_run_dirs, scan_events, scan_requests
 
     run_dirs = find_run_dirs(prior)

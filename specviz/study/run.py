@@ -82,7 +82,7 @@ def run_study(
     :func:`~specviz.study.units.plan_study`, when the caller already made it.
 
     With ``endpoints`` (drafter label, ``baseline`` or ``""`` for any, to an endpoint) the units
-    are sent to OpenAI-compatible servers instead (:mod:`specviz.endpoint.study`); every endpoint
+    are sent to OpenAI-compatible servers instead (:mod:`specviz.study.endpoints`); every endpoint
     is checked before anything is written.
     """
     if executor not in EXECUTORS:
@@ -96,7 +96,7 @@ def run_study(
     check_resumable(out, plan, mine, resume)
     assigned = None
     if endpoints is not None:
-        from specviz.endpoint.study import assign_endpoints, check_endpoints
+        from specviz.study.endpoints import assign_endpoints, check_endpoints
 
         if executor != "local":
             raise StudyError("--endpoint studies run with the local executor")
@@ -202,7 +202,7 @@ def _run_units(
 
     try:
         if assigned is not None:
-            from specviz.endpoint.study import run_endpoint_units
+            from specviz.study.endpoints import run_endpoint_units
 
             run_endpoint_units(todo, out, assigned, progress, on_done)
         else:  # copies run after their sources (study.reuse)

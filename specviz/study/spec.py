@@ -1,56 +1,15 @@
 """Study files: a TOML description of every condition to run, parsed into a frozen :class:`Study`.
 
-A study file has top-level settings, then tables (all documented in ``docs/studies.md``)::
-
-    name = "default"            # study name (default: the file's stem)
-    seed = 0                    # mixtures and sampling
-    repeats = 1                 # each condition runs this many times over the same stream
-    max_new_tokens = 32         # per turn
-    models = ["smollm2-135m"]   # targets: names, or tables {name, revision, device, dtype}
-    policies = ["constant", "heuristic"]   # names, or tables {kind, threshold}
-    k = [5]                     # draft lengths (initial k for adaptive policies)
-
-    [workload]                  # where prompts come from
-    source = "builtin"          # builtin | a file | a saved dataset dir | hf:NAME[:SPLIT]
-    per_category = 2            # prompts per category in every mixture
-    categories = ["coding", "math"]   # optional subset
-    categorize = false          # label uncategorized prompts with the categorizer
-    [workload.mapping]          # optional column mapping (see specviz.workloads.loaders)
-
-    [mixtures]
-    single = true               # one mixture per category
-    uniform = ["blocked", "interleaved"]  # the uniform multitask mix, in these orders
-    size = 22                   # size of multitask mixtures (default per_category x categories)
-    order = "interleaved"       # order of custom and sweep mixtures
-    [mixtures.custom]           # name = "category=weight,..."
-    [mixtures.sweep]            # task = "coding", steps = [0, 0.5, 1]
-    [mixtures.traffic]          # a real ShareGPT(-format file's) stream in sampled order
-
-    [[drafters]]                # kind + DrafterConfig options; optional name, k and policies
-    kind = "prompt-lookup"
-
-    [sampling]                  # or [[sampling]] for several settings
-    temperature = 0.0
-
-    [batching]                  # optional: batched decoding (docs/batching.md)
-    sizes = [1, 4]              # batch sizes (1: unbatched, the default)
-    compositions = ["single-task", "mixed"]   # how a multitask stream is grouped into batches
-    continuous = false          # continuous batching
-    k_mode = "batch"            # one k per batch, or "row": per-row k
-
-    [power]                     # optional: the 95% half-width each term should reach
-    target_pct = 1.5            # percent of single-task time (default 1.5)
-    term_target_pct = { composition = 5.0 }   # optional: per term
-
-    [options]
-    device = "auto"             # default device/dtype of every model
-    dtype = "auto"
-    baseline = true             # run the autoregressive baseline of every mixture
-    workers = 1                 # local executor: processes running units side by side
-    co_decode = 1               # local executor: runs decoded at once in lanes (docs/batching.md)
+A study file has top-level settings (``name``, ``seed``, ``repeats``, ``max_new_tokens``,
+``models``, ``policies``, ``k``), then tables (``[workload]``, ``[mixtures]`` with its
+``custom``/``sweep``/``traffic`` tables, ``[[drafters]]``, ``[sampling]``, ``[batching]``,
+``[power]``, ``[options]``); every key is documented once, in ``docs/studies.md``.
 
 Every key is checked: an unknown key or a bad value raises :class:`StudyError` naming the file
-and the key.
+and the key. Values are read by their config field's declared type through the one converter
+(:func:`specviz.config.typed`, :func:`specviz.config.from_table`); a ``[[drafters]]`` table's keys
+are the fields of its kind's options class, whose bounds (and k's) only :mod:`specviz.config`
+checks.
 """
 
 from __future__ import annotations
@@ -66,19 +25,23 @@ from typing import Any, TypeVar
 from specviz.batch.config import BatchConfig, BatchConfigError
 from specviz.config import (
     DRAFTERS,
-    K_MAX,
     MAX_NEW_TOKENS,
     MAX_NEW_TOKENS_MAX,
     ConfigError,
+    ConfigTypeError,
     DrafterConfig,
     ModelSpec,
     PolicyConfig,
     SamplingConfig,
+    draft_length_error,
+    from_table,
+    typed,
 )
 from specviz.errors import SpecvizError
-from specviz.workloads.loaders import ColumnMapping, WorkloadError
+from specviz.workloads.loaders import ColumnMapping
 from specviz.workloads.mixtures import COMPOSED_ORDERS as ORDERS
 from specviz.workloads.mixtures import MixtureError, parse_weights
+from specviz.workloads.prompt import WorkloadError
 from specviz.workloads.sharegpt import MODES
 
 T = TypeVar("T")
@@ -242,22 +205,13 @@ class _Reader:
         self,
         table: Mapping[str, Any],
         key: str,
-        kind: type | tuple[type, ...],
+        kind: type[T],
         default: T,
         where: str = "",
     ) -> T:
         if key not in table:
             return default
-        value = table[key]
-        ok = isinstance(value, kind) and not (
-            isinstance(value, bool) and kind in (int, float, (int, float))
-        )
-        if not ok:
-            names = (
-                kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            )
-            raise self.error(f"{where}{key}", f"expected {names}, got {value!r}")
-        return value  # type: ignore[return-value]
+        return self.build(where + key, lambda: typed(kind, table[key], where + key))
 
     def table(self, table: Mapping[str, Any], key: str) -> Mapping[str, Any]:
         return self.get(table, key, dict, {})
@@ -266,6 +220,8 @@ class _Reader:
         """Run a config constructor, turning its ConfigError into a StudyError at ``key``."""
         try:
             return make()
+        except ConfigTypeError as err:  # names its own key
+            raise StudyError(f"{self.file}: {err}") from err
         except (ConfigError, WorkloadError, MixtureError, BatchConfigError, TypeError) as err:
             raise self.error(key, str(err)) from err
 
@@ -358,7 +314,7 @@ def _model_spec(r: _Reader, value: Any, key: str, device: str, dtype: str) -> Mo
         if "name" not in value:
             raise r.error(f"{key}.name", "missing: name the model")
         merged = {"device": device, "dtype": dtype, **value}
-        return r.build(key, lambda: ModelSpec(**merged))
+        return r.build(key, lambda: from_table(ModelSpec, merged, f"{key}."))
     raise r.error(key, f"expected a model name or a table, got {value!r}")
 
 
@@ -391,19 +347,16 @@ def _drafters(
                 f"name a drafter kind ({', '.join(k for k in DRAFTERS if k != 'none')}); "
                 "the baseline runs by itself (options.baseline)",
             )
-        opts = {k: v for k, v in d.items() if k not in ("name", "k", "policies")}
+        opts = {k: v for k, v in d.items() if k not in ("k", "policies")}
         if "draft" in opts:
             opts["draft"] = model_spec(opts["draft"], f"{key}.draft")
-        if "layers" in opts:
-            opts["layers"] = tuple(r.get(d, "layers", list, [], f"{key}."))
-        if "components" in opts:
-            opts["components"] = tuple(r.get(d, "components", list, [], f"{key}."))
         ks = d.get("k")
         own_k = None if ks is None else tuple(_int_list(r, ks, f"{key}.k"))
         name = slug(r.get(d, "name", str, kind, f"{key}."))
+        table = opts | {"name": name}
         drafters.append(NamedDrafter(
             name=name,
-            config=r.build(key, lambda opts=opts, name=name: DrafterConfig(**opts, name=name)),
+            config=r.build(key, lambda t=table, w=f"{key}.": from_table(DrafterConfig, t, w)),
             k=own_k,
         ))  # fmt: skip
     names = [d.name for d in drafters]
@@ -421,10 +374,9 @@ def _draft_lengths(
     """The study's k values, checked with every drafter's own."""
     k = tuple(_int_list(r, data.get("k", [5]), "k"))
     for value in k + tuple(x for d in drafters for x in d.k or ()):
-        if value < 1:
-            raise r.error("k", f"draft lengths must be >= 1 (got {value})")
-        if value > K_MAX:
-            raise r.error("k", f"draft lengths must be <= {K_MAX} (got {value})")
+        why = draft_length_error(value)
+        if why is not None:
+            raise r.error("k", f"draft lengths {why}")
     return k
 
 
@@ -454,7 +406,7 @@ def _samplings(r: _Reader, data: Mapping[str, Any]) -> tuple[SamplingConfig, ...
         if not isinstance(s, dict):
             raise r.error(key, "expected a table with temperature and top_p")
         r.check_keys(s, _SAMPLING, f"{key}.")
-        sampling.append(r.build(key, lambda s=s: SamplingConfig(**s)))
+        sampling.append(r.build(key, lambda s=s, w=f"{key}.": from_table(SamplingConfig, s, w)))
     return tuple(sampling)
 
 
@@ -521,24 +473,15 @@ def _traffic(r: _Reader, table: Mapping[str, Any]) -> TrafficSpec:
     """The ``[mixtures.traffic]`` table."""
     key = "mixtures.traffic."
     r.check_keys(table, _TRAFFIC, key)
-    source = r.get(table, "source", str, "sharegpt", key)
-    if source != "sharegpt":
-        raise r.error(f"{key}source", f"{source!r}: the one traffic source is 'sharegpt'")
-    mode = r.get(table, "mode", str, "first-turn", key)
-    if mode not in MODES:
-        raise r.error(f"{key}mode", f"{mode!r} is not one of {', '.join(MODES)}")
-    path: str | None = r.get(table, "path", str, None, key)
-    if path is not None and not path.strip():
+    spec = r.build("mixtures.traffic", lambda: from_table(TrafficSpec, table, key))
+    if spec.source != "sharegpt":
+        raise r.error(f"{key}source", f"{spec.source!r}: the one traffic source is 'sharegpt'")
+    if spec.mode not in MODES:
+        raise r.error(f"{key}mode", f"{spec.mode!r} is not one of {', '.join(MODES)}")
+    if spec.path is not None and not spec.path.strip():
         raise r.error(f"{key}path", "empty: name a ShareGPT-format .json file, or leave it out")
-    return TrafficSpec(
-        name=slug(r.get(table, "name", str, "sharegpt", key)),
-        source=source,
-        size=_positive(r, r.get(table, "size", int, 8, key), f"{key}size"),
-        seed=r.get(table, "seed", int, 0, key),
-        mode=mode,
-        single=r.get(table, "single", bool, True, key),
-        path=path,
-    )
+    _positive(r, spec.size, f"{key}size")
+    return replace(spec, name=slug(spec.name))
 
 
 def _batching(r: _Reader, data: Mapping[str, Any]) -> BatchingSpec:

@@ -136,7 +136,8 @@ def study_traffic(study: Study) -> tuple[Traffic, list[Mixture]] | None:
     spec = study.mixtures.traffic
     if spec is None:
         return None
-    from specviz.workloads.packaged import ShareGPTSource, sharegpt_workload
+    from specviz.workloads.packaged import ShareGPTSource
+    from specviz.workloads.traffic import sharegpt_workload
 
     source = ShareGPTSource(Path(spec.path) if spec.path is not None else None)
     sampling = ShareGPTSampling(size=spec.size, seed=spec.seed, mode=spec.mode)

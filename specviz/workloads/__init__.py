@@ -3,7 +3,6 @@
 from specviz.workloads.loaders import (
     ColumnMapping,
     HFSource,
-    WorkloadError,
     builtin_path,
     builtin_prompts,
     load_prompts,
@@ -19,7 +18,7 @@ from specviz.workloads.mixtures import (
     sweep,
     uniform,
 )
-from specviz.workloads.prompt import Prompt
+from specviz.workloads.prompt import Prompt, WorkloadError
 
 __all__ = [
     "ColumnMapping",

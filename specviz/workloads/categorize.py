@@ -29,69 +29,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from specviz.workloads.centroid import STOP_WORDS, WORD
 from specviz.workloads.loaders import UNCATEGORIZED, builtin_prompts
 from specviz.workloads.prompt import Prompt
-
-_WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "the",
-        "of",
-        "to",
-        "and",
-        "in",
-        "on",
-        "for",
-        "is",
-        "are",
-        "be",
-        "it",
-        "this",
-        "that",
-        "these",
-        "those",
-        "with",
-        "as",
-        "at",
-        "by",
-        "from",
-        "or",
-        "what",
-        "how",
-        "why",
-        "which",
-        "who",
-        "you",
-        "your",
-        "i",
-        "me",
-        "my",
-        "we",
-        "our",
-        "their",
-        "his",
-        "her",
-        "its",
-        "into",
-        "than",
-        "then",
-        "do",
-        "does",
-        "did",
-        "can",
-        "could",
-        "should",
-        "would",
-        "will",
-        "about",
-        "some",
-        "one",
-        "two",
-        "three",
-    ]
-)
 
 #: (category, pattern) tried in order; patterns see the lower-cased instruction.
 CUES: tuple[tuple[str, str], ...] = (
@@ -129,8 +69,8 @@ def cue(text: str) -> str | None:
 
 def features(text: str) -> list[str]:
     """The tokens the naive Bayes stage counts: the instruction's words, stop words dropped."""
-    words = _WORD.findall(instruction(text))
-    return ["<num>" if w[0].isdigit() else w for w in words if w not in _STOP]
+    words = WORD.findall(instruction(text))
+    return ["<num>" if w[0].isdigit() else w for w in words if w not in STOP_WORDS]
 
 
 @dataclass(frozen=True)

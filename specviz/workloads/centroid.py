@@ -20,12 +20,71 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from specviz.workloads.categorize import _STOP
-
 STEM = 6
 HEAD_CHARS = 600
 NUMBER = "<num>"
-_WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
+#: The words of a text: lower-case letters, or a number (``1,000.5``).
+WORD = re.compile(r"[a-z]+|\d+(?:[.,]\d+)*")
+#: English stop words, dropped before counting (shared with :mod:`specviz.workloads.categorize`).
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "to",
+        "and",
+        "in",
+        "on",
+        "for",
+        "is",
+        "are",
+        "be",
+        "it",
+        "this",
+        "that",
+        "these",
+        "those",
+        "with",
+        "as",
+        "at",
+        "by",
+        "from",
+        "or",
+        "what",
+        "how",
+        "why",
+        "which",
+        "who",
+        "you",
+        "your",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "their",
+        "his",
+        "her",
+        "its",
+        "into",
+        "than",
+        "then",
+        "do",
+        "does",
+        "did",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "about",
+        "some",
+        "one",
+        "two",
+        "three",
+    ]
+)
 
 
 def head(text: str) -> str:
@@ -36,8 +95,8 @@ def head(text: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The tokens the model counts (see the module docstring)."""
-    words = _WORD.findall(head(text))
-    return [w[:STEM] for w in words if w not in _STOP and not w[0].isdigit()]
+    words = WORD.findall(head(text))
+    return [w[:STEM] for w in words if w not in STOP_WORDS and not w[0].isdigit()]
 
 
 def _vector(counts: Mapping[str, int], idf: Mapping[str, float]) -> dict[str, float]:

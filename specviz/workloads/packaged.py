@@ -15,26 +15,20 @@ that way) is traffic too: :class:`ShareGPTSource` names either the wheel's file 
 (``--workload sharegpt:PATH``, ``path`` in a study's ``[mixtures.traffic]``), and both go through
 the same reader, sampling, labeller and shares. A user's file is named in manifests by its path
 and the first 16 hex digits of its SHA-256 (it has no version to pin).
+
+This module only finds files; reading them is the callers' (:func:`specviz.workloads.loaders.
+mt_bench_prompts`, :func:`specviz.workloads.traffic.sharegpt_workload`), so everything that
+reads a workload may import it and it imports nothing of theirs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from specviz.workloads.labeller import Labeller, default_labeller
-from specviz.workloads.loaders import WorkloadError, load_prompts
-from specviz.workloads.prompt import Prompt
-from specviz.workloads.sharegpt import (
-    ShareGPTFile,
-    ShareGPTSample,
-    ShareGPTSampling,
-    TokenCounter,
-    read_conversations,
-    sample_prompts,
-)
+from specviz.workloads.prompt import WorkloadError
 
 MT_BENCH = "mt-bench"
 SHAREGPT = "sharegpt"
@@ -159,29 +153,3 @@ class ShareGPTSource:
         if self.path is None:
             return f"ShareGPT ({DATASETS[SHAREGPT].distribution}=={self.version()})"
         return f"ShareGPT-format file {self.path} ({self.version()})"
-
-
-def mt_bench_prompts() -> list[Prompt]:
-    """MT-Bench's 80 questions (8 categories x 10, 2 turns each), in the file's order."""
-    return load_prompts(MT_BENCH)
-
-
-def sharegpt_workload(
-    sampling: ShareGPTSampling,
-    count_tokens: TokenCounter,
-    labeller: Labeller | None = None,
-    *,
-    source: ShareGPTSource | None = None,
-    progress: bool = False,
-) -> tuple[ShareGPTFile, ShareGPTSample]:
-    """The conversations of ``source`` (default: the ShareGPT wheel's file) and a sample of them,
-    each prompt labelled with an MT-Bench category or ``other`` by ``labeller`` (default:
-    :func:`default_labeller`)."""
-    data = read_conversations((source or ShareGPTSource()).file(), progress=progress)
-    sample = sample_prompts(data, sampling, count_tokens)
-    model = labeller or default_labeller()
-    items = tuple(
-        replace(s, prompt=replace(s.prompt, category=model.label(s.prompt.turns[0])))
-        for s in sample.items
-    )
-    return data, replace(sample, items=items)

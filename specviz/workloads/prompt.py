@@ -1,8 +1,15 @@
-"""A task-labelled prompt: the unit every workload is made of."""
+"""A task-labelled prompt: the unit every workload is made of; and the error a prompt source
+that cannot be read raises."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from specviz.errors import SpecvizError
+
+
+class WorkloadError(SpecvizError):
+    """A prompt source cannot be read; the message names the file and line or row."""
 
 
 @dataclass(frozen=True)

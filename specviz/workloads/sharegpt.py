@@ -38,8 +38,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from specviz.workloads.loaders import UNCATEGORIZED, WorkloadError
-from specviz.workloads.prompt import Prompt
+from specviz.workloads.loaders import UNCATEGORIZED
+from specviz.workloads.prompt import Prompt, WorkloadError
 
 MODES = ("first-turn", "context")
 HUMAN = frozenset({"human", "user"})

@@ -1,4 +1,5 @@
-"""Measured traffic shares: MT-Bench categories in real ShareGPT chat traffic, with intervals.
+"""Real ShareGPT chat traffic labelled with MT-Bench categories: a labelled sample to run
+(:func:`sharegpt_workload`) and the measured shares of each category, with intervals.
 
 :func:`measure_shares` labels the first human turn of every whole ShareGPT conversation with a
 :class:`~specviz.workloads.labeller.Labeller` and gives each label's share of the conversations
@@ -20,14 +21,23 @@ import json
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from specviz.resources import shipped_dir
 from specviz.workloads.labeller import MT_BENCH_CATEGORIES, OTHER, Labeller, default_labeller
-from specviz.workloads.loaders import WorkloadError
-from specviz.workloads.sharegpt import ShareGPTFile, first_turns
+from specviz.workloads.packaged import ShareGPTSource
+from specviz.workloads.prompt import WorkloadError
+from specviz.workloads.sharegpt import (
+    ShareGPTFile,
+    ShareGPTSample,
+    ShareGPTSampling,
+    TokenCounter,
+    first_turns,
+    read_conversations,
+    sample_prompts,
+)
 
 CHECK_RECORDS = 500
 Z95 = 1.959963984540054
@@ -240,3 +250,24 @@ def comparison(shares: TrafficShares) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def sharegpt_workload(
+    sampling: ShareGPTSampling,
+    count_tokens: TokenCounter,
+    labeller: Labeller | None = None,
+    *,
+    source: ShareGPTSource | None = None,
+    progress: bool = False,
+) -> tuple[ShareGPTFile, ShareGPTSample]:
+    """The conversations of ``source`` (default: the ShareGPT wheel's file) and a sample of them,
+    each prompt labelled with an MT-Bench category or ``other`` by ``labeller`` (default:
+    :func:`default_labeller`)."""
+    data = read_conversations((source or ShareGPTSource()).file(), progress=progress)
+    sample = sample_prompts(data, sampling, count_tokens)
+    model = labeller or default_labeller()
+    items = tuple(
+        replace(s, prompt=replace(s.prompt, category=model.label(s.prompt.turns[0])))
+        for s in sample.items
+    )
+    return data, replace(sample, items=items)

@@ -1,4 +1,8 @@
-"""The drafter a :class:`~specviz.config.DrafterConfig` names, built for a loaded target."""
+"""The drafter a :class:`~specviz.config.DrafterConfig` names, built for a loaded target.
+
+It builds plain drafters (:mod:`specviz.drafters`) and hybrid ones (:mod:`specviz.hybrid`, which
+build on the former), so it lives above both folders, and neither imports the other back.
+"""
 
 from __future__ import annotations
 
@@ -90,7 +94,7 @@ def draft_model(options: DraftModelOptions, target: LoadedModel, models: ModelCa
     """The draft model ``options`` name, checked to draft for ``target`` (same tokenizer and
     device)."""
     assert options.draft is not None  # RunConfig names the target when only quant is given
-    draft = models.get(options.draft, options.quant)
+    draft = models.get(options.draft, options.draft_quant)
     why = tokenizer_mismatch(target.tokenizer, draft.tokenizer)
     if why is not None:
         raise TokenizerMismatchError(
