@@ -14,7 +14,9 @@ Columns: ``study_s`` = wall seconds of ``run_study``; ``speedup`` = study_s of t
 run / this one; ``cpu_s`` = CPU seconds of this process (less noisy on a shared machine;
 ``load_average`` in the JSON says how busy it was); ``same_rounds`` = every run's rounds (k,
 drafts, verdicts, emitted tokens) equal the one-at-a-time run's (``runs_differing`` in the JSON:
-how many do not); ``verify_1_s`` (JSON) = the
+how many do not); ``engine`` = the engines the runs' targets ran on (``run.json``; on
+``lean-invariant``, bf16's default, the lanes verify on it too, so their rounds are exact in
+bf16); ``verify_1_s`` (JSON) = the
 calibrated seconds of a 1-row verify forward (``cost_model.json``, fitted from rounds verified
 alone). Prints a table, then one JSON line.
 
