@@ -14,7 +14,9 @@ Columns: ``study_s`` = wall seconds of ``run_study``; ``speedup`` = study_s of t
 run / this one; ``cpu_s`` = CPU seconds of this process (less noisy on a shared machine;
 ``load_average`` in the JSON says how busy it was); ``same_rounds`` = every run's rounds (k,
 drafts, verdicts, emitted tokens) equal the one-at-a-time run's (``runs_differing`` in the JSON:
-how many do not); ``verify_1_s`` (JSON) = the
+how many do not); ``engine`` = the engines the runs' targets ran on (``run.json``; on
+``lean-invariant``, bf16's default, the lanes verify on it too, so their rounds are exact in
+bf16); ``verify_1_s`` (JSON) = the
 calibrated seconds of a 1-row verify forward (``cost_model.json``, fitted from rounds verified
 alone). Prints a table, then one JSON line.
 
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import polars as pl
 
+from specviz.precision import cpu_bf16_flags
 from specviz.runlog import find_run_dirs, scan_events
 from specviz.study import parse_study, run_study
 
@@ -84,6 +87,16 @@ def rounds(out: Path) -> dict[str, pl.DataFrame]:
     }
 
 
+def engines(out: Path) -> list[str]:
+    """The engines the runs' targets ran on (``run.json``): co-decoded runs verify on it too
+    (lean-invariant: per-row lean caches; otherwise the transformers batch cache)."""
+    found = set()
+    for d in find_run_dirs(out):
+        meta = json.loads((d / "run.json").read_text())
+        found.add(meta["models"]["target"]["engine"])
+    return sorted(found)
+
+
 def measure(data: dict[str, object], out: Path) -> tuple[float, float]:
     study = parse_study(data, "co-decode-bench.toml")
     wall, cpu = time.perf_counter(), time.process_time()
@@ -116,14 +129,14 @@ def main() -> None:
             verify_1 = next(iter(curve.values()))["verify_s"][0]
             rows.append({"lanes": lanes, "runs": runs, "study_s": study_s, "cpu_s": cpu_s,
                          "same_rounds": same, "runs_differing": len(differ),
-                         "verify_1_s": verify_1})  # fmt: skip
+                         "verify_1_s": verify_1, "engines": engines(out)})  # fmt: skip
     base = rows[0]["study_s"]
-    print(f"{'lanes':>5} {'runs':>5} {'study_s':>9} {'speedup':>8} {'cpu_s':>8} same_rounds")
+    print(f"{'lanes':>5} {'runs':>5} {'study_s':>9} {'speedup':>8} {'cpu_s':>8} same_rounds engine")
     for r in rows:
         r["speedup"] = base / r["study_s"]
         print(
             f"{r['lanes']:>5} {r['runs']:>5} {r['study_s']:>9.1f} {r['speedup']:>8.2f} "
-            f"{r['cpu_s']:>8.1f} {r['same_rounds']}"
+            f"{r['cpu_s']:>8.1f} {r['same_rounds']!s:>11} {','.join(r['engines'])}"
         )
     print(
         json.dumps(
@@ -133,6 +146,7 @@ def main() -> None:
                 "workers": args.workers,
                 "max_new_tokens": args.max_new_tokens,
                 "categories": args.categories,
+                "cpu_bf16_flags": cpu_bf16_flags(),
                 "load_average": os.getloadavg(),
                 "rows": rows,
             }

@@ -6,7 +6,8 @@ Part 1, per-row forward cost (``--rows-only`` runs just this part): one cached f
 ``bfloat16/lean``, ``bfloat16/lean-invariant``, ``q4/lean``, ``bfloat16/transformers``, ...),
 median of ``--row-repeats`` forwards (``--fastest``: the fastest; configurations interleaved in
 every repeat; the rows are rolled back after each forward, so every forward sees the same
-context). Beside them llama.cpp's ``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file
+context), and the same forwards' CPU time (this thread's: less inflated by other processes on a
+shared machine; ``row_cpu_ms`` in the JSON). Beside them llama.cpp's ``llama-bench -t 1 -p N -n 0 -d CONTEXT`` on the same file
 (the same statistic of its samples), run between the two halves of specviz's repeats; the column is skipped, with a message, when the binary is
 absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
 JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
@@ -80,16 +81,20 @@ def row_spec(config: str) -> ModelSpec:
 
 
 @torch.inference_mode()
-def timed_rows(loaded: LoadedModel, context: int, rows: tuple[int, ...]) -> dict[int, float]:
-    """Seconds of one forward of each row count after ``context`` tokens (rolled back after)."""
+def timed_rows(
+    loaded: LoadedModel, context: int, rows: tuple[int, ...]
+) -> dict[int, tuple[float, float]]:
+    """(wall, CPU) seconds of one forward of each row count after ``context`` tokens (rolled
+    back after); CPU time is this thread's (one torch thread), which another process on the
+    same core inflates far less than wall time."""
     ids = torch.arange(context + max(rows)) % 40000 + 100
     cache = new_cache(loaded.model)
     forward(loaded.model, ids[:context], cache, 0, last_only=True)
     out = {}
     for n in rows:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         forward(loaded.model, ids[context : context + n], cache, context)
-        out[n] = time.perf_counter() - start
+        out[n] = (time.perf_counter() - start, time.thread_time() - cpu)
         rollback(cache, n)
     return out
 
@@ -115,6 +120,7 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
     configs = [c.strip() for c in args.row_configs.split(",") if c.strip()]
     loaded = {c: models.get(row_spec(c)) for c in configs}
     samples: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
+    cpu: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     for c in configs:  # warm-up: first-call allocations, cache and RoPE table growth
         timed_rows(loaded[c], args.context, ROWS)
     llama: dict[int, float] | str = "not run"
@@ -124,10 +130,12 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
                 Path(args.llama_cpp_bin), ROWS, args.context, args.row_repeats, args.fastest
             )
         for c in configs:
-            for n, seconds in timed_rows(loaded[c], args.context, ROWS).items():
+            for n, (seconds, cpu_s) in timed_rows(loaded[c], args.context, ROWS).items():
                 samples[c][n].append(seconds)
+                cpu[c][n].append(cpu_s)
     pick = min if args.fastest else statistics.median
     ms = {c: {n: 1000 * pick(v) for n, v in by_n.items()} for c, by_n in samples.items()}
+    cpu_ms = {c: {n: 1000 * pick(v) for n, v in by_n.items()} for c, by_n in cpu.items()}
     stat = "fastest" if args.fastest else "median"
     print(f"per-forward ms, {args.context}-token context, 1 thread ({stat} of {args.row_repeats})")
     print(f"{'engine':32s} " + " ".join(f"{f'{n} rows':>8s}" for n in ROWS))
@@ -137,6 +145,9 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
         print(llama)
     for c in configs:
         print(f"{'specviz ' + c:32s} " + " ".join(f"{ms[c][n]:8.1f}" for n in ROWS))
+    print(f"CPU ms of the same forwards ({stat}; this thread's CPU time)")
+    for c in configs:
+        print(f"{'specviz ' + c:32s} " + " ".join(f"{cpu_ms[c][n]:8.1f}" for n in ROWS))
     targets = {
         c: {
             "one_row_vs_llama_cpp": ms[c][1] / llama[1] if isinstance(llama, dict) else None,
@@ -152,6 +163,7 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
         )
     return {
         "row_ms": ms,
+        "row_cpu_ms": cpu_ms,
         "llama_cpp_row_ms": llama if isinstance(llama, dict) else None,
         "llama_cpp_note": None if isinstance(llama, dict) else llama,
         "row_targets": targets,

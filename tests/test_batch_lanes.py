@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from engine_helpers import MODELS, PROMPTS, decode, make_decoder
+from engine_helpers import MODELS, PROMPTS, decode
 
 from specviz.batch.decoder import Job, RowTurnEnd, Step, StepPrefill
 from specviz.batch.lanes import Lane, LaneDecoder, LaneFree
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
 from specviz.cost import CostModel
 from specviz.drafter_factory import build_drafter
+from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.policies import build_policy
 from specviz.records import Round
@@ -85,14 +86,26 @@ def probabilities(rounds: list[Round]) -> list[float]:
     return [x for r in rounds for x in (*r.p, r.p_next)]
 
 
-def alone(target_dir: Path, spec: RunSpec) -> list[list[Round]]:
+def target_spec(target_dir: Path, engine: str) -> ModelSpec:
+    """The target: float32 on the default engine, or bf16 on lean-invariant."""
+    if engine == "lean-invariant":
+        return ModelSpec(str(target_dir), device="cpu", dtype="bfloat16", engine=engine)
+    return ModelSpec(str(target_dir))
+
+
+def alone(target_spec: ModelSpec, spec: RunSpec) -> list[list[Round]]:
     """Each request's rounds, the run decoded by the batch-size-1 engine."""
-    decoder = make_decoder(target_dir, spec.drafter, spec.policy, max_new_tokens=MAX_NEW)
+    target = MODELS.get(target_spec)
+    cache = new_cache(target.model)
+    generator = torch.Generator(device=target.device)
+    drafter = build_drafter(spec.drafter, target, cache, SamplingConfig(), generator, MODELS)
+    policy = build_policy(spec.policy, drafter=spec.drafter.label)
+    decoder = Decoder(target, drafter, policy, SamplingConfig(), MAX_NEW, cache, generator)
     return [decode(decoder, p, seed=i)[1] for i, p in enumerate(spec.stream)]
 
 
-def lane_of(target_dir: Path, spec: RunSpec) -> Lane:
-    target = MODELS.get(ModelSpec(str(target_dir)))
+def lane_of(target_spec: ModelSpec, spec: RunSpec) -> Lane:
+    target = MODELS.get(target_spec)
     generator = torch.Generator(device=target.device)
     drafter = build_drafter(
         spec.drafter, target, new_cache(target.model), SamplingConfig(), generator, MODELS
@@ -101,11 +114,11 @@ def lane_of(target_dir: Path, spec: RunSpec) -> Lane:
 
 
 def together(
-    target_dir: Path, specs: list[RunSpec], lanes: int
+    target_spec: ModelSpec, specs: list[RunSpec], lanes: int
 ) -> tuple[dict[str, list[list[Round]]], int]:
     """Each run's requests' rounds, the runs decoded in ``lanes`` lanes (a lane takes the next
     run when its run is done); and the widest verify step."""
-    target = MODELS.get(ModelSpec(str(target_dir)))
+    target = MODELS.get(target_spec)
     decoder = LaneDecoder(target, SamplingConfig(), MAX_NEW, lanes)
     todo = deque(specs)
     current: dict[int, tuple[RunSpec, deque[int]]] = {}
@@ -119,7 +132,7 @@ def together(
             if not left and todo:
                 spec = todo.popleft()
                 left = deque(range(len(spec.stream)))
-                lane = lane_of(target_dir, spec)
+                lane = lane_of(target_spec, spec)
             if spec is not None and left:
                 i = left.popleft()
                 key = len(keys)
@@ -139,18 +152,27 @@ def together(
     return rounds, widest
 
 
-@pytest.mark.parametrize("lanes", [3, 6])
+@pytest.mark.parametrize(
+    ("engine", "lanes"), [("auto", 3), ("auto", 6), ("lean-invariant", 3), ("lean-invariant", 6)]
+)
 def test_runs_decoded_together_get_exactly_the_rounds_they_get_alone(
-    tiny_model_dir: Path, tiny_draft_dir: Path, lanes: int
+    tiny_model_dir: Path, tiny_draft_dir: Path, engine: str, lanes: int
 ) -> None:
+    target = target_spec(tiny_model_dir, engine)
     specs = run_specs(tiny_draft_dir)
-    got, widest = together(tiny_model_dir, specs, lanes)
+    got, widest = together(target, specs, lanes)
     assert widest == lanes  # rows of several runs really shared forwards
+    assert MODELS.get(target).engine == ("lean-invariant" if engine != "auto" else "lean")
     for spec in specs:
-        want = alone(tiny_model_dir, spec)
+        want = alone(target, spec)
         assert [shape(r) for r in got[spec.name]] == [shape(r) for r in want], spec.name
         for mine, theirs in zip(got[spec.name], want, strict=True):
-            assert probabilities(mine) == pytest.approx(probabilities(theirs), rel=1e-4, abs=1e-6)
+            if engine == "lean-invariant":  # every row bit for bit a one-row forward
+                assert probabilities(mine) == probabilities(theirs)
+            else:
+                assert probabilities(mine) == pytest.approx(
+                    probabilities(theirs), rel=1e-4, abs=1e-6
+                )
 
 
 def test_stateful_runs_really_carry_state(tiny_model_dir: Path, tiny_draft_dir: Path) -> None:
@@ -158,10 +180,9 @@ def test_stateful_runs_really_carry_state(tiny_model_dir: Path, tiny_draft_dir: 
     (a reversed stream changes some request's rounds), so a lane that leaked or lost state
     would show."""
     spec = run_specs(tiny_draft_dir)[1]
-    forward = alone(tiny_model_dir, spec)
-    backward = alone(
-        tiny_model_dir, RunSpec(spec.name, spec.drafter, spec.policy, spec.stream[::-1])
-    )
+    target = target_spec(tiny_model_dir, "auto")
+    forward = alone(target, spec)
+    backward = alone(target, RunSpec(spec.name, spec.drafter, spec.policy, spec.stream[::-1]))
     assert [shape(r) for r in forward] != [shape(r) for r in backward[::-1]]
 
 

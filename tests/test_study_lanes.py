@@ -22,7 +22,9 @@ COST_AWARE = {
 }
 
 
-def study_data(path: Path, model_dir: Path, co_decode: int) -> dict[str, object]:
+def study_data(
+    path: Path, model_dir: Path, co_decode: int, dtype: str = "float32"
+) -> dict[str, object]:
     return {
         "name": "lanes",
         "models": [str(model_dir)],
@@ -36,7 +38,7 @@ def study_data(path: Path, model_dir: Path, co_decode: int) -> dict[str, object]
         ],
         "workload": {"source": str(path), "per_category": 2},
         "mixtures": {"uniform": ["interleaved"]},
-        "options": {"device": "cpu", "dtype": "float32", "co_decode": co_decode},
+        "options": {"device": "cpu", "dtype": dtype, "co_decode": co_decode},
     }
 
 
@@ -83,6 +85,28 @@ def test_co_decoded_runs_have_the_rounds_of_runs_decoded_alone(
     assert sorted(alone) == sorted(laned)
     for name, frame in alone.items():
         assert frame.equals(laned[name]), name
+
+
+def test_a_bf16_study_co_decoded_on_lean_invariant_has_the_rounds_of_runs_decoded_alone(
+    prompts: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """In bf16 ``dtype auto``'s engine is lean-invariant, and co-decoding verifies on it too
+    (per-row lean caches): every run's rounds equal the run decoded alone."""
+    outs = {}
+    for lanes in (1, 3):
+        out = tmp_path / f"lanes-{lanes}"
+        study = parse_study(study_data(prompts, tiny_model_dir, lanes, "bfloat16"), "lanes.toml")
+        assert run_study(study, out, progress=False).complete
+        outs[lanes] = out
+    alone, laned = rounds_by_run(outs[1]), rounds_by_run(outs[3])
+    assert sorted(alone) == sorted(laned)
+    for name, frame in alone.items():
+        assert frame.equals(laned[name]), name
+    engines = set()
+    for d in find_run_dirs(outs[3]):
+        meta = json.loads((d / "run.json").read_text())
+        engines.add((meta["models"]["target"]["engine"], "co_decoded" in meta))
+    assert engines == {("lean-invariant", False), ("lean-invariant", True)}
 
 
 def test_the_first_mixture_decodes_alone_and_the_rest_is_labelled_co_decoded(

@@ -45,11 +45,11 @@ import torch
 
 from specviz.batch.config import BatchConfig
 from specviz.batch.drafters import BatchDrafter, RowAsk
-from specviz.batch.kv import BatchKV
+from specviz.batch.kv import batch_cache
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Proposal
 from specviz.engine import RowState, verify_step
-from specviz.forward import forward, transformers_cache
+from specviz.forward import forward
 from specviz.limits import TurnLimits
 from specviz.models import LoadedModel
 from specviz.policies import DraftPolicy, heard
@@ -174,7 +174,7 @@ class BatchDecoder:
         self.sampling = sampling
         self.batch = batch
         self.limits = TurnLimits.of(target, max_new_tokens)
-        self.kv = BatchKV(target.model)
+        self.kv = batch_cache(target.model)
         self.batch_policy = new_policy()
         self.slot_policies: dict[int, DraftPolicy] = {}
         self.rows: list[_Row] = []  # in batch-cache order
@@ -223,7 +223,7 @@ class BatchDecoder:
         prompt = torch.tensor(ids, dtype=torch.long, device=self.target.device)
         if self.drafter is not None:
             self.drafter.join(row.slot, prompt, row.generator)
-        cache = transformers_cache(self.target.model)  # spliced into the batch cache
+        cache = self.kv.row_cache()  # prefilled alone, then spliced into the batch cache
         logits = forward(self.target.model, prompt, cache, 0, last_only=True)
         row.state, first = RowState.prefill(
             self.limits, row.turn, row.next_round, prompt, logits[-1], self.sampling, row.generator

@@ -23,7 +23,7 @@ import torch
 from transformers import PreTrainedModel
 
 from specviz.batch.config import BatchDrafterError
-from specviz.batch.kv import BatchKV
+from specviz.batch.kv import BatchCache, BatchKV
 from specviz.config import (
     DrafterConfig,
     DraftModelOptions,
@@ -71,7 +71,9 @@ class BatchDrafter(Protocol):
 
     def leave(self, slot: int) -> None: ...
 
-    def propose(self, kv: BatchKV, asks: Sequence[RowAsk], stop: StopRule | None) -> list[Proposal]:
+    def propose(
+        self, kv: BatchCache, asks: Sequence[RowAsk], stop: StopRule | None
+    ) -> list[Proposal]:
         """One proposal per ask (empty where ``k == 0``)."""
         ...
 

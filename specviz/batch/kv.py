@@ -28,6 +28,9 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from specviz.lean import lean_of
+from specviz.lean.batch import LeanBatchKV
+
 #: compact when more than this share of the cache's columns (over all rows) is invalid
 COMPACT_WASTE = 0.5
 #: ... and the cache is at least this wide (compacting tiny caches buys nothing)
@@ -38,6 +41,7 @@ class BatchKV:
     """The batch cache of one model: rows are added (prefilled alone), advanced, removed."""
 
     def __init__(self, model: PreTrainedModel) -> None:
+        self.config = model.config
         self.cache: DynamicCache | None = None
         self.valid = torch.zeros(0, 0, dtype=torch.bool, device=model.device)
         self.cached = torch.zeros(0, dtype=torch.long, device=model.device)  # tokens per row
@@ -58,6 +62,11 @@ class BatchKV:
         return list(self.cache.layers)
 
     # -- rows -----------------------------------------------------------------------------
+
+    def row_cache(self) -> DynamicCache:
+        """A cache to prefill a joining row in (then :meth:`add` it): a transformers cache,
+        whatever engine the model has, since the batched forwards run the model itself."""
+        return DynamicCache(config=self.config)
 
     def add(self, single: DynamicCache) -> int:
         """Append a row whose whole context is in ``single`` (a batch-1 cache); its index."""
@@ -196,3 +205,16 @@ def _pad_cols(t: torch.Tensor, n: int) -> torch.Tensor:
     if n <= 0:
         return t
     return torch.nn.functional.pad(t, (0, 0, n, 0))
+
+
+BatchCache = BatchKV | LeanBatchKV  # what a batched decoder holds (batch_cache chooses)
+
+
+def batch_cache(model: PreTrainedModel) -> BatchCache:
+    """The batch cache for ``model``, chosen once where a batched decoder is built: per-row
+    lean caches on a row-invariant lean engine (every row exactly as alone,
+    :mod:`specviz.lean.batch`), else the left-padded transformers cache above."""
+    lean = lean_of(model)
+    if lean is not None and lean.row_invariant:
+        return LeanBatchKV(lean)
+    return BatchKV(model)

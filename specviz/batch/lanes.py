@@ -8,9 +8,12 @@ policy's ``start_request`` and a cross-request memory's ``start_request`` / ``en
 same points), while every round the rows of all lanes are verified in one batched target
 forward (:class:`~specviz.batch.decoder.BatchDecoder`'s round, per-row k). Each lane's drafter
 is a batch-size-1 drafter and hears only its own lane's calls, in its own order, so a run's
-rounds, events, drafter memory and policy state are what running it alone gives (tested,
-float32 greedy; like every batched forward, a shared forward reduces in another order than a
-one-row forward, so bit-equality of logits is not guaranteed, see docs/batching.md).
+rounds, events, drafter memory and policy state are what running it alone gives. The batched
+forward runs on the target's engine (:func:`specviz.batch.kv.batch_cache`): on
+``lean-invariant`` (bf16's default) every row gets the bits of a one-row forward, so that holds
+in any dtype (tested, bf16 greedy, probabilities equal too); on transformers (float32's lean
+engine, other architectures) a shared forward reduces in another order than a one-row forward,
+exact in float32 greedy (tested) but not bit for bit in bf16 (docs/batching.md).
 
 Scheduling: when a lane is free the decoder yields :class:`LaneFree`; the caller may then
 :meth:`LaneDecoder.assign` it the next request (and, between runs, a new :class:`Lane`), or
@@ -30,7 +33,7 @@ import torch
 from specviz.batch.config import BatchConfig
 from specviz.batch.decoder import BatchDecoder, BatchRecord, Job, RowDone, RowTurnEnd, _Row
 from specviz.batch.drafters import RowAsk
-from specviz.batch.kv import BatchKV
+from specviz.batch.kv import BatchCache
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Drafter, LearnsAcrossRequests, Proposal
 from specviz.models import LoadedModel
@@ -71,7 +74,9 @@ class _LaneDrafters:
     def leave(self, slot: int) -> None:
         return None
 
-    def propose(self, kv: BatchKV, asks: Sequence[RowAsk], stop: StopRule | None) -> list[Proposal]:
+    def propose(
+        self, kv: BatchCache, asks: Sequence[RowAsk], stop: StopRule | None
+    ) -> list[Proposal]:
         out = []
         for ask in asks:
             drafter = self.lanes[ask.slot].drafter

@@ -15,12 +15,17 @@ Exact greedy speculation in reduced precision (``row_invariant``, ``--engine lea
 a forward over several rows computes every row bit for bit as a one-row forward does. Every
 forward but a prefill runs in passes of exactly ``pad_rows`` rows (padding rows after the real
 ones; a longer feed takes several passes), so the linear layers always run one GEMM shape;
-attention runs row by row, each row over its own prefix, in a one-row forward's shapes.
-Measured on an avx512_bf16 CPU (SmolLM2-135M, bf16): oneDNN gives a row different bits at one
-row than at eight for the 1536-wide ``down`` projection in ~10% of random inputs, and the same
-bits at every position of an 8-row GEMM in 100 of 100; a masked 6-row attention differs from six
-one-row attentions by up to 0.5 in a logit. A prefill (``last_only``) is exempt: plain decoding
-and speculation prefill the same prompt the same way.
+attention runs row by row, each row over its own prefix, in a one-row forward's shapes
+(:func:`attend_rows`). Measured on an avx512_bf16 CPU
+(SmolLM2-135M, bf16): oneDNN gives a row different bits at one row than at eight for the
+1536-wide ``down`` projection in ~10% of random inputs, and the same bits at every position of
+an 8-row GEMM in 100 of 100; a masked 6-row attention differs from six one-row attentions by up
+to 0.5 in a logit. A prefill (``last_only``) is exempt: plain decoding and speculation prefill
+the same prompt the same way.
+
+Because a row's bits depend on nothing else in its pass, one pass may carry the rows of several
+sequences (:meth:`LeanModel.forward_many`, each feed with its own cache and positions): the
+lanes of co-decoding (:mod:`specviz.lean.batch`) fill the 8-row passes a lone verify would pad.
 
 Layer-skip drafting swaps layers of the transformers model for an identity
 (:func:`specviz.drafters.layer_skip.only_layers`); a layer swapped out there is run here as the
@@ -29,7 +34,7 @@ module that replaced it, so the same surgery drives both engines.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -144,16 +149,25 @@ class Rope:
         self.cos = torch.empty(0, 2 * len(inv_freq), dtype=dtype, device=inv_freq.device)
         self.sin = self.cos
 
+    def _grow(self, end: int) -> None:
+        """Extend the table to cover positions ``[0, end)``."""
+        if end <= self.cos.shape[0]:
+            return
+        size = max(2 * self.cos.shape[0], -(-end // GROW_TO) * GROW_TO)
+        positions = torch.arange(size, device=self.inv_freq.device).float()
+        freqs = positions[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        self.cos = (emb.cos() * self.scaling).to(self.dtype)
+        self.sin = (emb.sin() * self.scaling).to(self.dtype)
+
     def at(self, start: int, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-        end = start + rows
-        if end > self.cos.shape[0]:
-            size = max(2 * self.cos.shape[0], -(-end // GROW_TO) * GROW_TO)
-            positions = torch.arange(size, device=self.inv_freq.device).float()
-            freqs = positions[:, None] * self.inv_freq[None, :]
-            emb = torch.cat((freqs, freqs), dim=-1)
-            self.cos = (emb.cos() * self.scaling).to(self.dtype)
-            self.sin = (emb.sin() * self.scaling).to(self.dtype)
-        return self.cos[start:end], self.sin[start:end]
+        self._grow(start + rows)
+        return self.cos[start : start + rows], self.sin[start : start + rows]
+
+    def of(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos/sin of each position in ``positions`` (1-D, any order): the same table rows."""
+        self._grow(int(positions.max()) + 1)
+        return self.cos[positions], self.sin[positions]
 
 
 class LeanModel:
@@ -210,25 +224,57 @@ class LeanModel:
         """Logits of ``tokens`` (1-D) fed at positions ``start..`` (one row per token, or the
         last only); their keys and values are appended to ``cache``."""
         if self.row_invariant and not last_only:
-            rows = self.pad_rows or len(tokens)
-            pieces = [
-                self._forward(tokens[i : i + rows], cache, start + i, False, per_row=True)
-                for i in range(0, len(tokens), rows)
-            ]
-            return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-        return self._forward(tokens, cache, start, last_only, per_row=False)
+            return self.forward_many([Feed(tokens, cache, start)])[0]
+        return self._forward(tokens, cache, start, last_only)
+
+    def forward_many(self, feeds: Sequence[Feed]) -> list[torch.Tensor]:
+        """Logits of every feed (one row per token), each feed appended to its own cache at its
+        own positions; row-invariant engines only.
+
+        The feeds' rows, in order (feed by feed, a feed's rows in order), are cut into passes
+        of exactly ``pad_rows`` rows (the last padded), so a pass may hold the end of one feed
+        and the start of the next: the linear layers compute a row the same wherever it sits
+        in an 8-row GEMM, and attention runs each row alone in a one-row forward's shapes
+        (:func:`attend_rows`), so every row gets the bits of a one-row forward."""
+        if not self.row_invariant:
+            raise ValueError("forward_many runs on a row-invariant lean engine only")
+        rows = [(f, j) for f, feed in enumerate(feeds) for j in range(len(feed.tokens))]
+        size = self.pad_rows or max(1, len(rows))
+        out: list[torch.Tensor] = []
+        for first in range(0, len(rows), size):
+            out.append(self._pass(feeds, rows[first : first + size]))
+        logits = torch.cat(out) if len(out) > 1 else out[0]
+        return list(logits.split([len(feed.tokens) for feed in feeds]))
+
+    def _pass(self, feeds: Sequence[Feed], rows: list[tuple[int, int]]) -> torch.Tensor:
+        """One padded pass over ``rows`` ((feed, row of the feed) pairs, in order)."""
+        real = len(rows)
+        width = max(self.pad_rows, real)
+        tokens = feeds[0].tokens.new_zeros(width)
+        positions = torch.zeros(width, dtype=torch.long, device=tokens.device)
+        segments: list[Segment] = []
+        for i, (f, j) in enumerate(rows):
+            feed = feeds[f]
+            tokens[i] = feed.tokens[j]
+            positions[i] = feed.start + j
+            if segments and segments[-1].feed == f:
+                last = segments[-1]
+                segments[-1] = Segment(f, feed.cache, last.first, last.rows + 1)
+            else:
+                segments.append(Segment(f, feed.cache, i, 1))
+        h = F.embedding(tokens, self.embed)
+        cos, sin = self.rope.of(positions)
+        for i, layer in enumerate(self.layers):
+            module = self.swappable[i]
+            if module is not self.originals[i]:  # swapped out by layer-skip surgery
+                h = module(h)
+                continue
+            h = self._layer_rows(layer, h, i, segments, cos, sin, real)
+        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))[:real]
 
     def _forward(
-        self,
-        tokens: torch.Tensor,
-        cache: LeanCache,
-        start: int,
-        last_only: bool,
-        per_row: bool,
+        self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool
     ) -> torch.Tensor:
-        real = len(tokens)
-        if per_row and self.pad_rows > real:
-            tokens = torch.cat([tokens, tokens.new_zeros(self.pad_rows - real)])
         h = F.embedding(tokens, self.embed)
         cos, sin = self.rope.at(start, len(tokens))
         for i, layer in enumerate(self.layers):
@@ -236,10 +282,27 @@ class LeanModel:
             if module is not self.originals[i]:  # swapped out by layer-skip surgery
                 h = module(h)
                 continue
-            h = self._layer(layer, h, cache.layers[i], cos, sin, real, per_row)
+            h = self._layer(layer, h, cache.layers[i], cos, sin)
         if last_only:
-            return self.lm_head(rms_norm(h[real - 1 :], self.norm, self.shape.eps))
-        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))[:real]
+            return self.lm_head(rms_norm(h[-1:], self.norm, self.shape.eps))
+        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))
+
+    def _qkv(
+        self, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rotated queries ``(heads, rows, dim)``, keys and values ``(kv_heads, rows, dim)``."""
+        s = self.shape
+        rows = h.shape[0]
+        qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
+        width = (s.heads + s.kv_heads) * s.head_dim  # q and k, rotated together
+        qk = qkv[:, :width].view(rows, s.heads + s.kv_heads, s.head_dim).transpose(0, 1)
+        qk = rotate(qk, cos, sin)
+        v = qkv[:, width:].view(rows, s.kv_heads, s.head_dim).transpose(0, 1)
+        return qk[: s.heads], qk[s.heads :], v
+
+    def _rest(self, layer: Layer, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        h = h + layer.o(attended)
+        return h + mlp(layer, rms_norm(h, layer.mlp_norm, self.shape.eps))
 
     def _layer(
         self,
@@ -248,25 +311,57 @@ class LeanModel:
         kv: LayerKV,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        real: int,
-        per_row: bool,
     ) -> torch.Tensor:
-        s = self.shape
-        rows = h.shape[0]
-        qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
-        width = (s.heads + s.kv_heads) * s.head_dim  # q and k, rotated together
-        qk = qkv[:, :width].view(rows, s.heads + s.kv_heads, s.head_dim).transpose(0, 1)
-        qk = rotate(qk, cos, sin)
-        q, k = qk[: s.heads], qk[s.heads :]
-        v = qkv[:, width:].view(rows, s.kv_heads, s.head_dim).transpose(0, 1)
+        q, k, v = self._qkv(layer, h, cos, sin)
         before = kv.length
-        keys, values = kv.append(k[:, :real], v[:, :real])
-        if per_row:
-            attended = attend_rows(q, keys, values, before, real, s.groups)
-        else:
-            attended = attend(q, keys, values, before, s.groups)
-        h = h + layer.o(attended)
-        return h + mlp(layer, rms_norm(h, layer.mlp_norm, s.eps))
+        keys, values = kv.append(k, v)
+        return self._rest(layer, h, attend(q, keys, values, before, self.shape.groups))
+
+    def _layer_rows(
+        self,
+        layer: Layer,
+        h: torch.Tensor,
+        index: int,
+        segments: list[Segment],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        real: int,
+    ) -> torch.Tensor:
+        """Layer ``index`` of a padded pass: each segment's keys and values are appended to
+        its own cache, then every real row attends alone (:func:`attend_rows`)."""
+        q, k, v = self._qkv(layer, h, cos, sin)
+        spans = []
+        for seg in segments:
+            kv = seg.cache.layers[index]
+            kv.append(
+                k[:, seg.first : seg.first + seg.rows], v[:, seg.first : seg.first + seg.rows]
+            )
+            spans.append((kv, seg.rows))
+        attended = attend_rows(q[:, :real], spans, self.shape.groups)
+        if real < h.shape[0]:  # padding rows attend to nothing
+            attended = torch.cat(
+                [attended, attended.new_zeros(h.shape[0] - real, attended.shape[1])]
+            )
+        return self._rest(layer, h, attended)
+
+
+@dataclass(frozen=True)
+class Feed:
+    """Tokens (1-D) fed to one sequence's cache at positions ``start..``."""
+
+    tokens: torch.Tensor
+    cache: LeanCache
+    start: int
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The rows of one feed inside a padded pass: ``rows`` rows from index ``first``."""
+
+    feed: int
+    cache: LeanCache
+    first: int
+    rows: int
 
 
 def mlp(layer: Layer, x: torch.Tensor) -> torch.Tensor:
@@ -297,19 +392,28 @@ def attend(
     return out.view(heads, rows, dim).transpose(0, 1).reshape(rows, heads * dim)
 
 
-def attend_rows(
-    q: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    before: int,
-    real: int,
-    groups: int,
-) -> torch.Tensor:
-    """:func:`attend`, one row at a time over its own prefix (the shapes of a one-row
-    forward); rows past ``real`` (padding) attend to nothing and give zeros."""
+def attend_rows(q: torch.Tensor, spans: list[tuple[LayerKV, int]], groups: int) -> torch.Tensor:
+    """Causal attention of ``q`` ``(heads, rows, dim)``, each row computed alone: :func:`attend`
+    of one query over its own prefix, the shapes of a one-row forward.
+
+    ``spans``: per segment of consecutive rows (one sequence's rows in a pass), the layer cache
+    its rows were just appended to and how many rows it has; the segment's row ``j`` attends to
+    its cache's first ``length - rows + j + 1`` positions. Rows of different sequences read
+    different caches, so the rows of several sequences share a pass at no extra cost.
+
+    Chosen over one batched kernel for all rows (the batch index the row, each row's own copy of
+    its keys padded to a multiple of 16 positions, masked): that one is row-invariant too
+    (485 of 485 rows bit-identical alone and among 2-8 rows, float32) but cost more CPU time per
+    SmolLM2 bf16 forward after 200 tokens (one thread, one process, interleaved): 45.8 / 49.4 /
+    56.8 ms at 1 / 6 / 8 rows against 39.5 / 47.9 / 51.9 ms for this loop (37.5 / 36.1 / 36.7
+    without attention); its copies and mask cost more than the loop's per-row calls."""
     heads, rows, dim = q.shape
-    out = q.new_zeros(rows, heads * dim)
-    for r in range(real):
-        end = before + r + 1
-        out[r] = attend(q[:, r : r + 1], keys[:, :end], values[:, :end], end - 1, groups)[0]
+    out = q.new_empty(rows, heads * dim)
+    r = 0
+    for kv, n in spans:
+        for j in range(n):
+            end = kv.length - n + j + 1
+            keys, values = kv.key_buffer[:, :end], kv.value_buffer[:, :end]
+            out[r] = attend(q[:, r : r + 1], keys, values, end - 1, groups)[0]
+            r += 1
     return out
