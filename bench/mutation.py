@@ -54,6 +54,7 @@ MODULES: dict[str, Module] = {
         "specviz/policies.py",
         (
             "tests/test_policy_claims.py",
+            "tests/test_policy_build_claims.py",
             "tests/test_policies_task_aware.py",
             "tests/test_drafters_policies.py",
         ),
