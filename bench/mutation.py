@@ -13,9 +13,15 @@ Each module runs under ``nice`` with ``--jobs`` workers (2 by default: the machi
 ``--budget-s`` seconds at most (mutmut is stopped after that; what it tested so far is kept and
 counted, the rest reported as not checked, and the next run goes on from there).
 
-Output: a table per module (mutants, killed, survived, not checked, timeouts, score = killed /
-(killed + survived)), ``out/mutation/report.md`` (the table and every survivor with its diff,
-for classifying: a test to write, or equivalent) and, last, one JSON line.
+Output, over every module with cached verdicts (not only those run now): a table per module
+(mutants, killed, survived, equivalent, not checked, full, score = killed / (killed + survived
+- equivalent)), ``out/mutation/report.md`` (the table, every survivor not judged equivalent with
+its diff: a test to write, then the equivalent ones with their reasons, read from
+``bench/mutation-equivalent.toml``) and, last, one JSON line.
+
+A module's test list below is mutmut's test selection: changing it resets every verdict of the
+module (mutmut 3.8.1 treats it as a new configuration); new tests in a file already listed keep
+them (mutmut collects the new tests' coverage, and this driver re-tests the survivors).
 
     .venv/bin/python bench/mutation.py [--modules verify,policies] [--jobs 2] [--budget-s 1200]
 """
