@@ -412,9 +412,10 @@ def main() -> None:
     for name in [] if args.report_only else names:
         module, work = MODULES[name], args.out / "work" / name
         prepare(work, module)
-        # survivors and timeouts of an earlier run face the tests as they are now (mutmut
-        # keeps a verdict until the mutated function changes, not when a test is added)
-        forget(work, module, SURVIVED | TIMEOUT)
+        # survivors, timeouts and mutants no test reached in an earlier run face the tests as
+        # they are now (mutmut keeps a verdict until the mutated function changes, not when a
+        # test is added)
+        forget(work, module, SURVIVED | TIMEOUT | NO_TESTS)
         seconds[name], finished = run_mutmut(work, args.jobs, args.budget_s)
         note = "" if finished else " (stopped by its budget or failed: see mutmut.log)"
         print(f"{name}: ran {seconds[name]:.0f} s{note}", flush=True)
