@@ -159,3 +159,13 @@ def test_a_curve_model_prices_n_drafted_tokens_at_draft_n_minus_one_and_none_at_
     assert model.source == "given"
     free = curve_model([1.0, 2.0, 3.0], None, "suffix", source="run.json")
     assert (free.draft_s, free.source) == ({"suffix": (0.0, 0.0, 0.0)}, "run.json")
+
+
+def test_a_cost_model_keeps_its_own_copies_as_float_tuples_and_a_dict():
+    verify, samples = [1, 2], {"verify": 3}
+    model = CostModel(verify_s=verify, draft_s={"suffix": [0, 1]}, samples=samples)
+    verify.append(3)
+    samples["verify"] = 4
+    assert model.verify_s == (1.0, 2.0) and isinstance(model.verify_s, tuple)
+    assert all(isinstance(v, float) for v in (*model.verify_s, *model.draft_s["suffix"]))
+    assert model.samples == {"verify": 3}
