@@ -148,6 +148,9 @@ def test_a_malformed_dict_is_refused_in_one_line():
     assert _refusal(CostModel.from_dict, {"verify_s": [1.0]}) == (
         "cost model version None is not 1: recompute it with this specviz version"
     )
+    assert _refusal(CostModel.from_dict, {"version": 99, "verify_s": [1.0]}) == (
+        "cost model version 99 is not 1: recompute it with this specviz version"
+    )
 
 
 def test_a_curve_model_prices_n_drafted_tokens_at_draft_n_minus_one_and_none_at_zero():
