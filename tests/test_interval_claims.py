@@ -244,3 +244,22 @@ def test_bootstrap_by_of_no_rows_keeps_its_columns_and_their_types() -> None:
         "low": pl.Float64,
         "high": pl.Float64,
     }
+
+
+def test_resampling_refuses_columns_of_unequal_length_and_no_rows_naming_the_problem() -> None:
+    from specviz.metrics.bootstrap import resampled_sums
+
+    with pytest.raises(ValueError) as caught:
+        resampled_sums({"a": np.ones(3), "b": np.ones(2)}, 5, 0)
+    assert str(caught.value) == "all columns need the same length, got [2, 3]"
+    with pytest.raises(ValueError) as caught:
+        resampled_sums({"a": np.ones(0)}, 5, 0)
+    assert str(caught.value) == "cannot bootstrap an empty set of requests"
+
+
+def test_a_resample_too_large_for_one_chunk_is_drawn_chunk_by_chunk() -> None:
+    from specviz.metrics.bootstrap import resampled_sums
+
+    # 200,000 rows: 10 resamples a chunk (2,000,000 elements), 25 resamples in three chunks
+    sums = resampled_sums({"ones": np.ones(200_000)}, 25, 0)["ones"]
+    assert sums.tolist() == [200_000.0] * 25
