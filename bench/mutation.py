@@ -13,9 +13,15 @@ Each module runs under ``nice`` with ``--jobs`` workers (2 by default: the machi
 ``--budget-s`` seconds at most (mutmut is stopped after that; what it tested so far is kept and
 counted, the rest reported as not checked, and the next run goes on from there).
 
-Output: a table per module (mutants, killed, survived, not checked, timeouts, score = killed /
-(killed + survived)), ``out/mutation/report.md`` (the table and every survivor with its diff,
-for classifying: a test to write, or equivalent) and, last, one JSON line.
+Output, over every module with cached verdicts (not only those run now): a table per module
+(mutants, killed, survived, equivalent, not checked, full, score = killed / (killed + survived
+- equivalent)), ``out/mutation/report.md`` (the table, every survivor not judged equivalent with
+its diff: a test to write, then the equivalent ones with their reasons, read from
+``bench/mutation-equivalent.toml``) and, last, one JSON line.
+
+A module's test list below is mutmut's test selection: changing it resets every verdict of the
+module (mutmut 3.8.1 treats it as a new configuration); new tests in a file already listed keep
+them (mutmut collects the new tests' coverage, and this driver re-tests the survivors).
 
     .venv/bin/python bench/mutation.py [--modules verify,policies] [--jobs 2] [--budget-s 1200]
 """
@@ -30,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +60,7 @@ MODULES: dict[str, Module] = {
         "specviz/policies.py",
         (
             "tests/test_policy_claims.py",
+            "tests/test_policy_build_claims.py",
             "tests/test_policies_task_aware.py",
             "tests/test_drafters_policies.py",
         ),
@@ -111,7 +119,12 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "outdir": Module(
-        "specviz/outdir.py", ("tests/test_report_out_claims.py", "tests/test_hostile_outputs.py")
+        "specviz/outdir.py",
+        (
+            "tests/test_outdir_claims.py",
+            "tests/test_report_out_claims.py",
+            "tests/test_hostile_outputs.py",
+        ),
     ),
     "rundir": Module(
         "specviz/rundir.py", ("tests/test_resume_claims.py", "tests/test_hostile_outputs.py")
@@ -170,6 +183,9 @@ PRELOAD = [
     "specviz.endpoint.client",
 ]
 
+#: mutmut runs at the lowest priority: the machine is shared, and a run is never urgent
+NICE = 19
+
 #: mutmut's exit codes per verdict (mutmut.stats.status_by_exit_code)
 KILLED = {1, 3}
 SURVIVED = {0}
@@ -210,6 +226,9 @@ def prepare(work: Path, module: Module) -> None:
     work.mkdir(parents=True, exist_ok=True)
     for name in ("specviz", "tests", "data"):
         link = work / name
+        # a cache copied from another checkout links to that checkout: point it at this one
+        if link.is_symlink() and link.readlink() != ROOT / name:
+            link.unlink()
         if not link.is_symlink():
             link.symlink_to(ROOT / name)
     (work / "preload.txt").write_text("\n".join(PRELOAD) + "\n")
@@ -227,7 +246,7 @@ def run_mutmut(work: Path, jobs: int, budget_s: float) -> tuple[float, bool]:
     """Run mutmut in ``work`` for at most ``budget_s`` seconds: (seconds taken, finished)."""
     env = {**os.environ, "PYTHONPATH": "", "HF_HUB_OFFLINE": "1", **ONE_THREAD}
     mutmut = Path(sys.executable).parent / "mutmut"
-    cmd = ["nice", "-n", "10", str(mutmut), "run", "--max-children", str(jobs)]
+    cmd = ["nice", "-n", str(NICE), str(mutmut), "run", "--max-children", str(jobs)]
     start = time.monotonic()
     log = (work / "mutmut.log").open("a")
     proc = subprocess.Popen(
@@ -282,25 +301,104 @@ def diff(work: Path, mutant: str) -> str:
     return out.stdout.strip()
 
 
-def score(codes: dict[str, int | None]) -> dict[str, int | float | None]:
-    """Counts of a module's verdicts and its score killed / (killed + survived)."""
+@dataclass(frozen=True)
+class Equivalent:
+    """A survivor judged equivalent (no test can tell it from the original), in
+    :data:`EQUIVALENT_FILE`: the mutant's name, a line its diff adds (mutmut numbers a function's
+    mutants anew when the function changes: a name whose diff no longer adds ``line`` is a
+    different mutant, reported unclassified) and why it is equivalent."""
+
+    mutant: str
+    line: str
+    reason: str
+
+
+#: the equivalent survivors, per module, with the reason for each (kept beside this driver)
+EQUIVALENT_FILE = ROOT / "bench" / "mutation-equivalent.toml"
+
+
+def load_equivalent(path: Path = EQUIVALENT_FILE) -> dict[str, dict[str, Equivalent]]:
+    """``{module: {mutant: Equivalent}}`` from ``path`` (absent: none)."""
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text())
+    return {
+        module: {e["mutant"]: Equivalent(e["mutant"], e["line"], e["reason"]) for e in entries}
+        for module, entries in data.items()
+    }
+
+
+def added_lines(text: str) -> list[str]:
+    """The lines a unified diff adds, stripped."""
+    return [
+        line[1:].strip()
+        for line in text.splitlines()
+        if line.startswith("+") and not line.startswith("+++")
+    ]
+
+
+@dataclass(frozen=True)
+class Survivor:
+    """A surviving mutant, its diff and, when judged equivalent, why (None: a gap, or not yet
+    classified)."""
+
+    mutant: str
+    diff: str
+    equivalent: str | None
+
+
+def diffs(work: Path, module: Module, mutants: list[str]) -> dict[str, str]:
+    """Each mutant's diff, cached in ``work/diffs.json`` under its function's hash (``mutmut
+    show`` takes a second or two a mutant)."""
+    meta = work / "mutants" / f"{module.source}.meta"
+    hashes = json.loads(meta.read_text())["hash_by_function_name"] if meta.exists() else {}
+    cache_file = work / "diffs.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
+    found = {}
+    for m in mutants:
+        key = f"{m}@{hashes.get(m.rsplit('.', 1)[-1].split('__mutmut_')[0], '')}"
+        if key not in cache:
+            cache[key] = diff(work, m)
+        found[m] = cache[key]
+    cache_file.write_text(json.dumps(cache, indent=0))
+    return found
+
+
+def classify(
+    work: Path, module: Module, mutants: list[str], known: dict[str, Equivalent]
+) -> list[Survivor]:
+    """Each survivor with its diff, equivalent when :data:`EQUIVALENT_FILE` says so and its
+    diff still adds the line recorded there."""
+    found = []
+    for m, text in diffs(work, module, mutants).items():
+        note = known.get(m)
+        same = note is not None and note.line.strip() in added_lines(text)
+        found.append(Survivor(m, text, note.reason if same and note else None))
+    return found
+
+
+def score(codes: dict[str, int | None], equivalent: int = 0) -> dict[str, int | float | None]:
+    """Counts of a module's verdicts and its score killed / (killed + survived - equivalent):
+    the share of the non-equivalent mutants checked that the tests kill."""
     values = list(codes.values())
     killed = sum(c in KILLED or c in TIMEOUT for c in values)
     survived = sum(c in SURVIVED for c in values)
+    gaps = survived - equivalent
     return {
         "mutants": len(values),
         "killed": killed,
         "survived": survived,
+        "equivalent": equivalent,
         "no_tests": sum(c in NO_TESTS for c in values),
         "not_checked": sum(c is None for c in values),
         "timeouts": sum(c in TIMEOUT for c in values),
-        "score": round(killed / (killed + survived), 3) if killed + survived else None,
+        "score": round(killed / (killed + gaps), 3) if killed + gaps else None,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--modules", default=",".join(MODULES))
+    parser.add_argument("--modules", default=",".join(MODULES), help="the modules to run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--budget-s", type=float, default=1200.0, help="per module")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "mutation")
@@ -310,46 +408,82 @@ def main() -> None:
     unknown = [n for n in names if n not in MODULES]
     if unknown:
         parser.error(f"unknown modules {unknown}; choose from {', '.join(MODULES)}")
-    rows, survivors = [], {}
-    for name in names:
+    seconds: dict[str, float] = {}
+    for name in [] if args.report_only else names:
         module, work = MODULES[name], args.out / "work" / name
-        seconds, finished = 0.0, True
-        if not args.report_only:
-            prepare(work, module)
-            # survivors and timeouts of an earlier run face the tests as they are now (mutmut
-            # keeps a verdict until the mutated function changes, not when a test is added)
-            forget(work, module, SURVIVED | TIMEOUT)
-            seconds, finished = run_mutmut(work, args.jobs, args.budget_s)
-        codes = verdicts(work, module)
-        rows.append({"module": name, "seconds": round(seconds), **score(codes)})
-        survivors[name] = [m for m, c in sorted(codes.items()) if c in SURVIVED]
-        print(f"{name}: {rows[-1]}{'' if finished else ' (stopped or failed: see mutmut.log)'}")
+        prepare(work, module)
+        # survivors, timeouts and mutants no test reached in an earlier run face the tests as
+        # they are now (mutmut keeps a verdict until the mutated function changes, not when a
+        # test is added)
+        forget(work, module, SURVIVED | TIMEOUT | NO_TESTS)
+        seconds[name], finished = run_mutmut(work, args.jobs, args.budget_s)
+        note = "" if finished else " (stopped by its budget or failed: see mutmut.log)"
+        print(f"{name}: ran {seconds[name]:.0f} s{note}", flush=True)
+    # the report covers every module with cached verdicts, not only those run now: a run of
+    # one module must not drop the others' survivors from out/mutation/report.md
+    rows, survivors = tabulate(args.out, load_equivalent(), seconds)
     report(args.out, rows, survivors)
-    total = {k: sum(r[k] for r in rows) for k in ("mutants", "killed", "survived", "not_checked")}
-    checked = total["killed"] + total["survived"]
-    print(
-        json.dumps(
+    print(json.dumps(bench_line(rows)))
+
+
+def tabulate(
+    out: Path, known: dict[str, dict[str, Equivalent]], seconds: dict[str, float]
+) -> tuple[list[dict], dict[str, list[Survivor]]]:
+    """A row per module with cached verdicts (run now or earlier) and its survivors."""
+    rows, survivors = [], {}
+    for name, module in MODULES.items():
+        work = out / "work" / name
+        codes = verdicts(work, module)
+        if not codes:
+            continue
+        found = classify(
+            work,
+            module,
+            [m for m, c in sorted(codes.items()) if c in SURVIVED],
+            known.get(name, {}),
+        )
+        equivalent = sum(s.equivalent is not None for s in found)
+        full = all(c is not None for c in codes.values())
+        rows.append(
             {
-                "bench": "mutation",
-                "tool": "mutmut",
-                "modules": {r["module"]: r["score"] for r in rows},
-                **total,
-                "score": round(total["killed"] / checked, 3) if checked else None,
-                "seconds": sum(r["seconds"] for r in rows),
+                "module": name,
+                "seconds": round(seconds.get(name, 0.0)),
+                "full": full,
+                **score(codes, equivalent),
             }
         )
-    )
+        survivors[name] = found
+    return rows, survivors
 
 
-def report(out: Path, rows: list[dict], survivors: dict[str, list[str]]) -> None:
-    """The table and every survivor's diff, in ``out/report.md``."""
+def bench_line(rows: list[dict]) -> dict:
+    """The JSON line: each module's score and the totals (score over every module)."""
+    keys = ("mutants", "killed", "survived", "equivalent", "not_checked")
+    total = {k: sum(r[k] for r in rows) for k in keys}
+    checked = total["killed"] + total["survived"] - total["equivalent"]
+    return {
+        "bench": "mutation",
+        "tool": "mutmut",
+        "modules": {r["module"]: r["score"] for r in rows},
+        "full_runs": [r["module"] for r in rows if r["full"]],
+        **total,
+        "score": round(total["killed"] / checked, 3) if checked else None,
+        "seconds": sum(r["seconds"] for r in rows),
+    }
+
+
+def report(out: Path, rows: list[dict], survivors: dict[str, list[Survivor]]) -> None:
+    """The table, every survivor not judged equivalent (a gap to close) with its diff, then the
+    equivalent ones with their reasons, in ``out/report.md``."""
     head = [
         "module",
         "mutants",
         "killed",
         "survived",
+        "equivalent",
         "no_tests",
         "not_checked",
+        "full",
         "score",
         "seconds",
     ]
@@ -358,11 +492,18 @@ def report(out: Path, rows: list[dict], survivors: dict[str, list[str]]) -> None
     for r in rows:
         lines.append("| " + " | ".join(str(r[h]) for h in head) + " |")
         print("  ".join(f"{h}={r[h]}" for h in head))
-    for name, mutants in survivors.items():
-        if mutants:
-            lines += ["", f"## {name}", ""]
-            for m in mutants:
-                lines += [f"### {m}", "", "```diff", diff(out / "work" / name, m), "```", ""]
+    for name, found in survivors.items():
+        gaps = [s for s in found if s.equivalent is None]
+        if gaps:
+            lines += ["", f"## {name}: not classified as equivalent ({len(gaps)})", ""]
+            for s in gaps:
+                lines += [f"### {s.mutant}", "", "```diff", s.diff, "```", ""]
+        same = [s for s in found if s.equivalent is not None]
+        if same:
+            lines += ["", f"## {name}: equivalent ({len(same)})", ""]
+            lines += [
+                f"- `{s.mutant}` `{' / '.join(added_lines(s.diff))}`: {s.equivalent}" for s in same
+            ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
 

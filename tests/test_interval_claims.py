@@ -143,3 +143,123 @@ def test_bootstrap_by_defaults_to_seed_0_and_reads_a_lazy_frame_as_its_data():
     assert bootstrap_by(table, "category", "accepted", "drafted", n_boot=200).equals(eager)
     lazy = bootstrap_by(table.lazy(), "category", "accepted", "drafted", n_boot=200)
     assert lazy.equals(eager)
+
+
+# -- claims written for the mutants make mutation found surviving in bootstrap.py -------------
+
+
+def test_strata_put_tasks_in_sorted_order_and_no_task_last() -> None:
+    from specviz.metrics.bootstrap import strata
+
+    assert strata(["b", "b", None, None, "a", "a"]).tolist() == [1, 1, 2, 2, 0, 0]
+
+
+def test_thin_tasks_that_reach_the_minimum_together_share_one_pooled_stratum() -> None:
+    from specviz.metrics.bootstrap import strata
+
+    # b and c have one request each: together exactly MIN_TASK_REQUESTS (2), pooled, last
+    assert strata(["a", "a", "b", "c"]).tolist() == [0, 0, 1, 1]
+
+
+def test_a_stratified_resample_keeps_every_strata_count_of_rows() -> None:
+    from specviz.metrics.bootstrap import stratified_sums
+
+    stratum = np.asarray([0, 0, 0, 1, 1, 2])
+    sums = stratified_sums({"ones": np.ones(6)}, stratum, 50, [7])
+    assert sums["ones"].tolist() == [6.0] * 50
+
+
+def test_a_stratified_resample_is_the_same_for_the_same_seed() -> None:
+    from specviz.metrics.bootstrap import stratified_sums
+
+    stratum = np.asarray([0, 0, 0, 1, 1])
+    values = {"x": np.asarray([1.0, 2.0, 3.0, 10.0, 20.0])}
+    first = stratified_sums(values, stratum, 20, [3])["x"]
+    assert first.tolist() == stratified_sums(values, stratum, 20, [3])["x"].tolist()
+    assert first.tolist() != stratified_sums(values, stratum, 20, [4])["x"].tolist()
+
+
+def test_one_resample_is_enough_for_an_interval() -> None:
+    iv = bootstrap_ratio(np.asarray([1.0, 2.0]), np.ones(2), n_boot=1)
+    assert iv.estimate == 1.5
+    assert iv.low == iv.high
+
+
+def test_an_interval_defaults_to_95_percent_and_seed_0() -> None:
+    x, ones = np.asarray([1.0, 5.0, 2.0, 8.0, 3.0]), np.ones(5)
+    assert bootstrap_ratio(x, ones, n_boot=200) == bootstrap_ratio(
+        x, ones, n_boot=200, level=0.95, seed=0
+    )
+
+
+def test_a_ratio_over_a_zero_denominator_warns_of_nothing() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iv = bootstrap_ratio(np.asarray([1.0, 0.0]), np.zeros(2), n_boot=20)
+    assert math.isnan(iv.low) and math.isnan(iv.high)
+
+
+def test_bootstrap_by_orders_groups_with_no_group_last_and_seeds_each_by_its_place() -> None:
+    import polars as pl
+
+    values = {"b": [1.0, 4.0, 9.0, 16.0, 25.0], None: [2.0, 3.0, 5.0, 7.0, 11.0]}
+    values["a"] = [1.0, 2.0, 4.0, 8.0, 16.0]
+    frame = pl.DataFrame(
+        {
+            "task": [t for t in values for _ in values[t]],
+            "x": [v for t in values for v in values[t]],
+        }
+    )
+    out = bootstrap_by(frame, "task", "x", n_boot=50, level=0.8, seed=5)
+    assert out["task"].to_list() == ["a", "b", None]
+    assert out.columns == ["task", "n", "estimate", "low", "high"]
+    assert out["n"].to_list() == [5, 5, 5]
+    for i, (task, row) in enumerate(zip(("a", "b", None), out.iter_rows(), strict=True)):
+        x = np.asarray(values[task])
+        iv = bootstrap_ratio(x, np.ones(5), n_boot=50, level=0.8, seed=[5, i])
+        assert row[2:] == (iv.estimate, iv.low, iv.high)
+
+
+def test_an_interval_of_bootstrap_itself_defaults_to_95_percent_and_seed_0() -> None:
+    columns = {"x": np.asarray([1.0, 5.0, 2.0, 8.0, 3.0])}
+    mean = lambda s: s["x"] / 5  # noqa: E731
+    assert bootstrap(columns, mean, n_boot=200) == bootstrap(
+        columns, mean, n_boot=200, level=0.95, seed=0
+    )
+
+
+def test_bootstrap_by_of_no_rows_keeps_its_columns_and_their_types() -> None:
+    import polars as pl
+
+    frame = pl.DataFrame(
+        {"task": pl.Series([], dtype=pl.Int32), "x": pl.Series([], dtype=pl.Float64)}
+    )
+    out = bootstrap_by(frame, "task", "x", n_boot=10)
+    assert out.schema == {
+        "task": pl.Int32,
+        "n": pl.Int64,
+        "estimate": pl.Float64,
+        "low": pl.Float64,
+        "high": pl.Float64,
+    }
+
+
+def test_resampling_refuses_columns_of_unequal_length_and_no_rows_naming_the_problem() -> None:
+    from specviz.metrics.bootstrap import resampled_sums
+
+    with pytest.raises(ValueError) as caught:
+        resampled_sums({"a": np.ones(3), "b": np.ones(2)}, 5, 0)
+    assert str(caught.value) == "all columns need the same length, got [2, 3]"
+    with pytest.raises(ValueError) as caught:
+        resampled_sums({"a": np.ones(0)}, 5, 0)
+    assert str(caught.value) == "cannot bootstrap an empty set of requests"
+
+
+def test_a_resample_too_large_for_one_chunk_is_drawn_chunk_by_chunk() -> None:
+    from specviz.metrics.bootstrap import resampled_sums
+
+    # 200,000 rows: 10 resamples a chunk (2,000,000 elements), 25 resamples in three chunks
+    sums = resampled_sums({"ones": np.ones(200_000)}, 25, 0)["ones"]
+    assert sums.tolist() == [200_000.0] * 25
