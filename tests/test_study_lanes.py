@@ -9,7 +9,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from specviz.metrics.accounting import round_table
+from specviz.metrics.accounting import (
+    fit_cost_models,
+    modelled_seconds,
+    round_table,
+    verified_alone,
+)
 from specviz.runlog import find_run_dirs, scan_events, scan_requests
 from specviz.study import Study, parse_study, plan_study, run_study
 
@@ -129,9 +134,35 @@ def test_the_first_mixture_decodes_alone_and_the_rest_is_labelled_co_decoded(
 def test_the_cost_curve_reads_only_rounds_verified_alone(both: tuple[Study, Path, Path]) -> None:
     _, _, out = both
     events = scan_events(out).collect()
-    table = round_table(events, scan_requests(out).collect())
-    verified_alone = events.filter((pl.col("batch_rows") == 1) & (pl.col("kind") != "draft")).height
-    assert table.height == verified_alone < events.filter(pl.col("kind") != "draft").height
+    requests = scan_requests(out).collect()
+    table = round_table(events, requests)
+    alone = events.filter((pl.col("batch_rows") == 1) & (pl.col("kind") != "draft"))
+    assert verified_alone(table).height == alone.height < table.height
+    only_alone = fit_cost_models(events.filter(pl.col("batch_rows") == 1), requests)
+    assert fit_cost_models(events, requests) == only_alone
+
+
+def test_a_co_decoded_run_is_priced_as_the_same_run_decoded_alone(
+    both: tuple[Study, Path, Path],
+) -> None:
+    """Every round is priced, co-decoded or not: a co-decoded request's modelled seconds are
+    those of the same request decoded alone, under one cost model."""
+    _, out_alone, out_laned = both
+    model = fit_cost_models(scan_events(out_alone), scan_requests(out_alone))
+
+    def priced(out: Path) -> pl.DataFrame:
+        events, requests = scan_events(out).collect(), scan_requests(out).collect()
+        keys = requests.select("run_id", "request_id", "mixture", "drafter", "policy", "prompt_id")
+        return (
+            modelled_seconds(events, requests, model)
+            .join(keys, on=["run_id", "request_id"])
+            .select("mixture", "drafter", "policy", "prompt_id", "modelled_s")
+            .sort("mixture", "drafter", "policy", "prompt_id")
+        )
+
+    alone, laned = priced(out_alone), priced(out_laned)
+    assert laned["modelled_s"].min() > 0
+    assert alone.equals(laned)
 
 
 @pytest.mark.slow

@@ -52,13 +52,18 @@ class CalibrationError(SpecvizError):
 def round_table(events: Frame, requests: Frame) -> pl.DataFrame:
     """One row per unbatched round: run_id, request_id, target, drafter, turn, prefill,
     n_drafted, rows (= n_drafted + 1), called (the drafter ran: ``draft_s > 0``), draft_s,
-    verify_s and prompt_tokens (the turn's ``turn_prompt_tokens``; the request's
-    ``prompt_tokens`` where that list is null)."""
+    verify_s, batch_rows (rows of the forward that verified it: > 1 for a co-decoded round, 1
+    when verified alone) and prompt_tokens (the turn's ``turn_prompt_tokens``; the request's
+    ``prompt_tokens`` where that list is null). Every round is priced
+    (:func:`modelled_seconds`); only :func:`verified_alone` rounds calibrate."""
     lazy = events_frame(events, ROUND_COLUMNS)
-    if "batch_size" in lazy.collect_schema():
+    schema = lazy.collect_schema()
+    if "batch_size" in schema:
         lazy = lazy.filter(pl.col("batch_size").fill_null(1) == 1)
-    if "batch_rows" in lazy.collect_schema():  # co-decoded rounds verified beside others' rows
-        lazy = lazy.filter(pl.col("batch_rows").fill_null(1) == 1)
+    # a co-decoded round (verified beside other runs' rows) is a batch-size-1 round with a
+    # shared clock: priced like any other, but never calibrated from (verified_alone)
+    shared = pl.col("batch_rows").fill_null(1) if "batch_rows" in schema else pl.lit(1)
+    lazy = lazy.with_columns(shared.cast(pl.Int64).alias("batch_rows"))
     reqs = requests_frame(requests, ["run_id", "request_id", "prompt_tokens"])
     if "turn_prompt_tokens" not in reqs.collect_schema():
         reqs = reqs.with_columns(pl.lit(None, dtype=pl.List(pl.Int32)).alias("turn_prompt_tokens"))
@@ -78,6 +83,7 @@ def round_table(events: Frame, requests: Frame) -> pl.DataFrame:
             (pl.col("draft_s") > 0).alias("called"),
             "draft_s",
             "verify_s",
+            "batch_rows",
         )
         .join(reqs, on=["run_id", "request_id"], how="left")
         .with_columns(
@@ -94,6 +100,14 @@ def round_table(events: Frame, requests: Frame) -> pl.DataFrame:
         .sort("run_id", "request_id", "round")
         .collect()
     )
+
+
+def verified_alone(rounds: pl.DataFrame) -> pl.DataFrame:
+    """The rounds of a :func:`round_table` whose seconds are their own: verified in a forward
+    of their run's rows only (``batch_rows == 1``). A co-decoded round's seconds are a share of
+    a forward shared with other runs' rows, so cost curves and load factors never read them;
+    its rounds are still priced like the same rounds decoded alone (docs/metrics.md)."""
+    return rounds.filter(pl.col("batch_rows") == 1)
 
 
 def _filled_curve(points: Mapping[int, float], start: int) -> tuple[float, ...]:
@@ -192,8 +206,9 @@ def fit_cost_model(rounds: pl.DataFrame, source: str) -> CostModel:
 
 
 def fit_cost_models(events: Frame, requests: Frame, source: str = "pooled") -> dict[str, CostModel]:
-    """One cost model per target, pooled over every unbatched round given (module docstring)."""
-    rounds = round_table(events, requests)
+    """One cost model per target, pooled over every unbatched round given that was verified
+    alone (:func:`verified_alone`; module docstring)."""
+    rounds = verified_alone(round_table(events, requests))
     if rounds.height == 0:
         raise CalibrationError("no unbatched round to calibrate a cost model from")
     return {
@@ -264,8 +279,9 @@ def with_modelled_seconds(
 
 def request_load_factors(events: Frame, requests: Frame) -> pl.DataFrame:
     """Each unbatched request's load factor (:func:`load_factors`, per target): run_id,
-    request_id, load_factor (1 = the median request's load; 2 = its rounds ran twice as slow)."""
-    rounds = round_table(events, requests)
+    request_id, load_factor (1 = the median request's load; 2 = its rounds ran twice as slow);
+    from the rounds verified alone (a co-decoded request has none, and no factor)."""
+    rounds = verified_alone(round_table(events, requests))
     rows = []
     for (_target,), part in sorted(rounds.partition_by("target", as_dict=True).items()):
         for key, factor in load_factors(part.filter(~pl.col("prefill"))).items():
