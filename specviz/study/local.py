@@ -20,8 +20,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -198,22 +199,27 @@ def run_lanes(
     return left
 
 
-def _lane_share(units: list[Unit], out_dir: Path, lanes: int) -> list[tuple[str, UnitResult]]:
-    """A worker's share of the co-decoded units (then those that must decode alone)."""
+_DONE: Any = None  # a lane worker's queue to the parent: (unit id, result) as each unit ends
+
+
+def _init_lane_worker(parent: int, workers: int, done: Any) -> None:
+    global _DONE
+    _init_worker(parent, workers)
+    _DONE = done
+
+
+def _lane_share(units: list[Unit], out_dir: Path, lanes: int) -> None:
+    """A worker's share of the co-decoded units (then those that must decode alone); each unit's
+    result goes to the parent as soon as it ends, so its progress bar moves run by run."""
     from specviz.study.work import process_models
 
-    results: list[tuple[str, UnitResult]] = []
+    def done(unit: Unit, result: UnitResult) -> None:
+        _DONE.put((unit.id, result))
+
     models = process_models()
-    left = run_lanes(
-        units,
-        out_dir,
-        lanes=lanes,
-        progress=False,
-        on_done=lambda u, r: results.append((u.id, r)),
-        models=models,
-    )
-    results += [(u.id, run_unit(u, out_dir, models=models)) for u in left]
-    return results
+    left = run_lanes(units, out_dir, lanes=lanes, progress=False, on_done=done, models=models)
+    for unit in left:
+        done(unit, run_unit(unit, out_dir, models=models))
 
 
 def run_co_decoded(
@@ -243,17 +249,27 @@ def run_co_decoded(
     by_id = {u.id: u for u in units}
     bar = tqdm(total=len(units), desc="lanes", unit="run", disable=not progress, dynamic_ncols=True)
     context = multiprocessing.get_context("spawn")
+    finished = context.SimpleQueue()
+
+    def drain() -> None:
+        while not finished.empty():
+            unit_id, result = finished.get()
+            on_done(by_id[unit_id], result)
+            bar.update()
+
     try:
         with ProcessPoolExecutor(
             max_workers=len(shares),
             mp_context=context,
-            initializer=_init_worker,
-            initargs=(os.getpid(), len(shares)),
+            initializer=_init_lane_worker,
+            initargs=(os.getpid(), len(shares), finished),
         ) as pool:
-            futures = [pool.submit(_lane_share, share, out_dir, lanes) for share in shares]
-            for future in as_completed(futures):
-                for unit_id, result in future.result():
-                    on_done(by_id[unit_id], result)
-                    bar.update()
+            pending = {pool.submit(_lane_share, share, out_dir, lanes) for share in shares}
+            while pending:
+                ended, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                drain()
+                for future in ended:
+                    future.result()  # a worker's error ends the study here
+            drain()
     finally:
         bar.close()
