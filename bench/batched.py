@@ -42,7 +42,7 @@ from specviz.batch import BatchConfig
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.metrics.batching import batch_raggedness
 from specviz.models import ModelCache
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 from specviz.workloads.prompt import Prompt

@@ -35,7 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from specviz.precision import cpu_bf16_flags
-from specviz.runlog import find_run_dirs, scan_events
+from specviz.rundir import find_run_dirs, scan_events
 from specviz.study import parse_study, run_study
 
 ROUND = ["request_id", "turn", "round", "position", "kind", "k", "n_drafted", "accepted"]

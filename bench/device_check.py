@@ -64,7 +64,7 @@ def decode(out: Path, workload: Path, device: str, dtype: str, drafter: str, max
 def tokens_per_s(run_dir: Path) -> float:
     import polars as pl
 
-    from specviz.runlog import scan_requests
+    from specviz.rundir import scan_requests
 
     frame = scan_requests(run_dir).select(pl.col("new_tokens").sum(), pl.col("wall_s").sum())
     row = frame.collect().row(0)
@@ -75,7 +75,7 @@ def diverged(base: Path, spec: Path) -> tuple[int, int, list[str]]:
     import polars as pl
 
     from specviz.metrics import greedy_divergence
-    from specviz.runlog import scan_events, scan_requests
+    from specviz.rundir import scan_events, scan_requests
 
     table = greedy_divergence(scan_events([base, spec]), scan_requests([base, spec]))
     hits = table.filter(pl.col("diverged"))

@@ -38,7 +38,7 @@ from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.metrics import greedy_divergence
 from specviz.models import ModelCache
 from specviz.precision import cpu_bf16_flags
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 

@@ -106,7 +106,7 @@ MODULES: dict[str, Module] = {
         "specviz/verify.py", ("tests/test_verify_sampling.py", "tests/test_verify_claims.py")
     ),
     "runtables": Module(
-        "specviz/runtables.py", ("tests/test_resume_claims.py", "tests/test_runner.py")
+        "specviz/rundir/tables.py", ("tests/test_resume_claims.py", "tests/test_runner.py")
     ),
     "cost": Module("specviz/cost.py", ("tests/test_cost_model.py",)),
     "accounting": Module("specviz/metrics/accounting.py", ("tests/test_cost_accounting.py",)),
@@ -119,7 +119,7 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "outdir": Module(
-        "specviz/outdir.py",
+        "specviz/rundir/outdir.py",
         (
             "tests/test_outdir_claims.py",
             "tests/test_report_out_claims.py",
@@ -127,7 +127,7 @@ MODULES: dict[str, Module] = {
         ),
     ),
     "rundir": Module(
-        "specviz/rundir.py", ("tests/test_resume_claims.py", "tests/test_hostile_outputs.py")
+        "specviz/rundir/read.py", ("tests/test_resume_claims.py", "tests/test_hostile_outputs.py")
     ),
 }
 

@@ -499,7 +499,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 def _server_measured(source: Path) -> bool:
     from specviz.endpoint.summary import is_server_measured
-    from specviz.runlog import find_run_dirs
+    from specviz.rundir import find_run_dirs
 
     find_run_dirs(source)  # a missing or empty source is named by the command's own check
     return is_server_measured(source)
@@ -549,7 +549,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _status_stream(out: Path) -> TextIO:
     """Where a command says what it wrote: stderr when ``out`` is a device or pipe (it may be
     stdout itself, whose content must stay the file's), else stdout."""
-    from specviz.outdir import writes_through
+    from specviz.rundir import writes_through
 
     return sys.stderr if writes_through(out) else sys.stdout
 
@@ -593,7 +593,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     from specviz.report.answer import study_answer
     from specviz.report.data import load_runs
     from specviz.report.summary import answer_text, screen_text
-    from specviz.runlog import refuse_unfinished
+    from specviz.rundir import refuse_unfinished
 
     if args.n_boot < 100:
         raise SpecvizError(f"--n-boot must be >= 100 for stable intervals (got {args.n_boot})")
@@ -630,7 +630,7 @@ def _add_export_specbench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export_specbench(args: argparse.Namespace) -> int:
-    from specviz.runlog import unfinished_runs
+    from specviz.rundir import unfinished_runs
     from specviz.specbench import export_specbench
 
     n = export_specbench(

@@ -44,8 +44,7 @@ from specviz.drafter_factory import build_drafter
 from specviz.forward import new_cache
 from specviz.hybrid.state import is_hybrid
 from specviz.limits import TurnLimits
-from specviz.models import LoadedModel, ModelCache
-from specviz.outdir import locked
+from specviz.models import LoadedModel, ModelCache, draft_model
 from specviz.recorder import (
     UNBATCHED_LABELS,
     RequestCounters,
@@ -55,10 +54,17 @@ from specviz.recorder import (
 )
 from specviz.records import Round
 from specviz.replay import restore_memory, restore_policy
-from specviz.run_summary import RunSummary
-from specviz.runlog import RunWriter, begin_run, open_run_dir, run_identity, write_json
+from specviz.rundir import (
+    RUN_FILE,
+    RunSummary,
+    RunWriter,
+    begin_run,
+    locked,
+    open_run_dir,
+    run_identity,
+    write_json,
+)
 from specviz.runner import _policy
-from specviz.schema import RUN_FILE
 from specviz.supports import unlaned_drafter
 from specviz.workloads.request import Request, request_seed
 
@@ -140,7 +146,7 @@ def _open(spec: LaneRun, target: LoadedModel, models: ModelCache, lanes: int) ->
         limits = TurnLimits.of(target, config.max_new_tokens)
         for request in spec.requests:  # fail before writing anything if a turn cannot fit
             limits.encode_turn(target, request.prompt, [])
-        meta = begin_run(out, identity, config, target, models, spec.requests)
+        meta = begin_run(out, identity, config, target, draft_model(config, models), spec.requests)
         meta[CO_DECODED_KEY] = {"lanes": lanes}
         writer = RunWriter(out)
         writer.consolidate()

@@ -36,7 +36,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16", "q4")  # q4: the GGUF's Q4_1
 ENGINES = ("auto", "lean", "lean-invariant", "transformers")  # docs/engine.md
 
 
-# Largest values the run directory can store (specviz.schema: events.k and requests.k are Int16,
+# Largest values the run directory can store (specviz.rundir.schema: events.k and requests.k are Int16,
 # requests.new_tokens Int32; tests/test_hostile_input.py checks these against the schema).
 K_MAX = 2**15 - 1
 MAX_NEW_TOKENS_MAX = 2**31 - 1

@@ -243,6 +243,13 @@ class ModelCache:
         return self._models[key]
 
 
+def draft_model(config: RunConfig, models: ModelCache) -> LoadedModel | None:
+    """The run's draft model, loaded once through ``models`` (None for a drafter without one):
+    what a run's ``run.json`` records beside its target."""
+    draft = config.drafter.draft
+    return models.get(draft, config.drafter.draft_quant) if draft else None
+
+
 def quantized_copy(loaded: LoadedModel, quant: str) -> LoadedModel:
     """An ``quant``-quantized copy of ``loaded`` (its tokenizer shared; ``loaded`` is unchanged),
     a reduced-precision model to draft with (``--draft-quant``).

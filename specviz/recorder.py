@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from specviz.records import Round, TurnEnd
-from specviz.schema import (
+from specviz.rundir import (
     EVENT_SCHEMA,
     KIND_BONUS,
     KIND_CORRECTION,
@@ -54,12 +54,12 @@ def event_layout(
     verify_s: np.ndarray | None,
 ) -> pl.DataFrame:
     """The event rows of rounds given one value per round (vectorised): every column of
-    :data:`~specviz.schema.EVENT_COLUMNS` that follows from the counts, in row order.
+    :data:`~specviz.rundir.schema.EVENT_COLUMNS` that follows from the counts, in row order.
 
-    The one writer of the row layout (:mod:`specviz.schema`): a round of ``n_drafted`` drafts
+    The one writer of the row layout (:mod:`specviz.rundir.schema`): a round of ``n_drafted`` drafts
     has ``n_drafted`` draft rows (``position`` 0, 1, ...) then one target row at ``position ==
     n_accepted``, a ``correction`` when a draft was rejected, else a ``bonus`` (kind names from
-    :data:`~specviz.schema.KINDS`); draft rows after the first rejection are unverified;
+    :data:`~specviz.rundir.schema.KINDS`); draft rows after the first rejection are unverified;
     ``n_emitted`` of the round's tokens reach the output. ``draft_s`` / ``verify_s`` None: the
     caller did not measure the rounds' seconds, which are then null (not NaN: nothing was
     measured, not an undefined figure). Token ids and probabilities are the caller's. Its three

@@ -18,8 +18,7 @@ import polars as pl
 
 from specviz.drafters.base import LearnsAcrossRequests
 from specviz.policies import DraftPolicy, heard
-from specviz.runlog import scan_events
-from specviz.schema import KIND_DRAFT
+from specviz.rundir import KIND_DRAFT, scan_events
 
 
 def _done_events(run_dir: Path, done: set[str]) -> pl.LazyFrame:

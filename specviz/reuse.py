@@ -27,9 +27,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from specviz.recorder import UNBATCHED_LABELS, RequestCounters, request_labels
-from specviz.runlog import write_json
-from specviz.runtables import Finished, scan_events, scan_requests
-from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, RUN_FILE
+from specviz.rundir import (
+    EVENT_SCHEMA,
+    REQUEST_SCHEMA,
+    RUN_FILE,
+    Finished,
+    scan_events,
+    scan_requests,
+    write_json,
+)
 
 if TYPE_CHECKING:
     from specviz.workloads.request import Request

@@ -21,7 +21,7 @@ sessions must agree on is shared: the timing (:func:`~specviz.clock.spans`), the
 the policy's feedback (:func:`specviz.policies.heard`; a test holds both decoders to the same
 feedback sequence).
 
-A run directory is tied to one configuration and one workload (:func:`specviz.runlog.open_run_dir`).
+A run directory is tied to one configuration and one workload (:func:`specviz.rundir.open_run_dir`).
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from specviz.drafter_factory import build_drafter
 from specviz.engine import Decoder
 from specviz.forward import new_cache
 from specviz.limits import TurnLimits
-from specviz.models import LoadedModel, ModelCache, on_transformers
-from specviz.outdir import locked
+from specviz.models import LoadedModel, ModelCache, draft_model, on_transformers
 from specviz.policies import DraftPolicy, build_policy
 from specviz.recorder import (
     UNBATCHED_EVENT_LABELS,
@@ -57,17 +56,18 @@ from specviz.recorder import (
 from specviz.records import Drafted, Round, TurnEnd
 from specviz.replay import restore_memory, restore_policy
 from specviz.reuse import Reused, ReusingSession
-from specviz.run_summary import RunSummary
-from specviz.runlog import (
+from specviz.rundir import (
+    RUN_FILE,
     Finished,
     RunDirError,
+    RunSummary,
     RunWriter,
     begin_run,
+    locked,
     open_run_dir,
     run_identity,
     write_json,
 )
-from specviz.schema import RUN_FILE
 from specviz.workloads.request import Request, request_seed
 
 __all__ = ["Finished", "Request", "RunSummary", "SingleSession", "request_seed", "run"]
@@ -146,7 +146,7 @@ def _run_session(
 ) -> RunSummary:
     for request in requests:  # fail before writing anything if a first turn cannot fit
         session.encode_turn(request.prompt, [])
-    meta = begin_run(out_dir, identity, config, target, models, requests)
+    meta = begin_run(out_dir, identity, config, target, draft_model(config, models), requests)
     writer = RunWriter(out_dir)
     writer.consolidate()
     done = writer.finished_request_ids()

@@ -32,16 +32,18 @@ import polars as pl
 
 from specviz.metrics import expressions as ex
 from specviz.metrics.frames import collect
-from specviz.outdir import check_out_file, write_out_file
-from specviz.runlog import (
+from specviz.rundir import (
+    EVENTS_FILE,
+    REQUESTS_FILE,
     RunDirError,
+    check_out_file,
     collect_tables,
     is_run_dir,
     refuse_unfinished,
     scan_events,
     scan_requests,
+    write_out_file,
 )
-from specviz.schema import EVENTS_FILE, REQUESTS_FILE
 
 
 def _model_id(row: dict) -> str:
@@ -96,7 +98,7 @@ def export_specbench(
     ``run_dir`` must be one run directory (one model configuration), not a study directory. An
     unfinished run is refused unless ``allow_incomplete`` (then its finished requests are written).
     ``out`` may be a new file, an answer file specviz wrote, a character device or a pipe; any
-    other existing file is refused unless ``force`` (:func:`specviz.outdir.check_out_file`).
+    other existing file is refused unless ``force`` (:func:`specviz.rundir.outdir.check_out_file`).
     """
     run_dir = Path(run_dir)
     out = Path(out)

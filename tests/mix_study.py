@@ -31,7 +31,7 @@ from report_fixtures import _request_row
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.recorder import UNBATCHED_EVENT_LABELS, EventRecorder
 from specviz.records import Round
-from specviz.schema import EVENTS_FILE, REQUEST_SCHEMA, REQUESTS_FILE, RUN_FILE, SCHEMA_VERSION
+from specviz.rundir import EVENTS_FILE, REQUEST_SCHEMA, REQUESTS_FILE, RUN_FILE, SCHEMA_VERSION
 
 COPYABLE = {
     "writing": 0.3,

@@ -21,7 +21,7 @@ import polars as pl
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.recorder import UNBATCHED_EVENT_LABELS, UNBATCHED_LABELS, EventRecorder
 from specviz.records import Round
-from specviz.schema import (
+from specviz.rundir import (
     EVENTS_FILE,
     REQUEST_SCHEMA,
     REQUESTS_FILE,

@@ -12,9 +12,8 @@ from specviz.engine import Round
 from specviz.metrics import degradation, speedup
 from specviz.metrics.batching import batch_composition_gap, batch_raggedness
 from specviz.metrics.synthetic import requests_from_rows
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import EVENT_SCHEMA, scan_events, scan_requests
 from specviz.runner import Request, run
-from specviz.schema import EVENT_SCHEMA
 from specviz.workloads import builtin_prompts
 
 

@@ -12,7 +12,7 @@ from engine_helpers import run_cli
 from specviz import metrics
 from specviz.batch import BatchConfig, BatchConfigError, compose
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
-from specviz.runlog import RunDirError, scan_events, scan_requests
+from specviz.rundir import RunDirError, scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from specviz.metrics import batch_composition_gap, speedup
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 from specviz.study import StudyError, parse_study, plan_study, run_study
 
 CATEGORIES = ("coding", "writing")

@@ -9,7 +9,7 @@ from engine_helpers import MODELS, PROMPTS
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.metrics import greedy_divergence
 from specviz.metrics.divergence import first_difference
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 from specviz.runner import run
 from specviz.workloads.request import Request
 

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from specviz.endpoint.parse import server_spec
 from specviz.endpoint.run import read_server_table
-from specviz.runlog import read_run_meta
+from specviz.rundir import read_run_meta
 from specviz.serve.metrics import SpecSteps
 
 # vLLM PR #48915's documented example (summary level)

@@ -9,7 +9,7 @@ from specviz.endpoint.client import TurnResult
 from specviz.endpoint.parse import ServerSpec, Usage
 from specviz.endpoint.run import Conversation, conversation_rows, step_events
 from specviz.recorder import run_labels
-from specviz.schema import EVENT_SCHEMA
+from specviz.rundir import EVENT_SCHEMA
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request
 

@@ -7,7 +7,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from specviz.metrics.synthetic import Labels, RoundSpec, events_from_rounds, synthetic_events
-from specviz.schema import KIND_BONUS, KIND_CORRECTION, KIND_DRAFT, KINDS
+from specviz.rundir import KIND_BONUS, KIND_CORRECTION, KIND_DRAFT, KINDS
 
 LAYOUT = ["turn", "round", "prefill", "position", "k", "n_drafted", "kind", "accepted",
           "verified", "emitted", "draft_s", "verify_s"]  # fmt: skip

@@ -22,10 +22,16 @@ from report_fixtures import SyntheticRun, default_conditions, write_run, write_s
 from specviz.batch.config import BATCH_SIZE_MAX
 from specviz.cli import main
 from specviz.config import K_MAX, MAX_NEW_TOKENS_MAX, ModelSpec, RunConfig
-from specviz.outdir import OutPathError, locked
 from specviz.report import ReportError, build_report
-from specviz.runlog import RunDirError, scan_requests, unfinished_runs
-from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA
+from specviz.rundir import (
+    EVENT_SCHEMA,
+    REQUEST_SCHEMA,
+    OutPathError,
+    RunDirError,
+    locked,
+    scan_requests,
+    unfinished_runs,
+)
 from specviz.specbench import export_specbench
 from specviz.study import StudyError, parse_study, run_study
 from specviz.study.run import refuse_escaping, study_locks
@@ -289,7 +295,7 @@ def test_a_lock_held_by_a_killed_process_is_released(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from specviz.outdir import locked\n"
+            "import sys, time; from pathlib import Path; from specviz.rundir import locked\n"
             f"with locked(Path({str(tmp_path)!r})):\n    print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

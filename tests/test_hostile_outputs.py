@@ -23,11 +23,17 @@ import pytest
 from engine_helpers import run_cli
 from report_fixtures import SyntheticRun, default_conditions, write_run, write_study
 
-from specviz import rundir
 from specviz.cli import main
-from specviz.outdir import is_lock_file
-from specviz.runlog import scan_events, scan_requests
-from specviz.schema import ADDED_SINCE, EVENT_SCHEMA, REQUEST_SCHEMA, SCHEMA_VERSION
+from specviz.rundir import (
+    ADDED_SINCE,
+    EVENT_SCHEMA,
+    REQUEST_SCHEMA,
+    SCHEMA_VERSION,
+    is_lock_file,
+    scan_events,
+    scan_requests,
+)
+from specviz.rundir import read as rundir
 from specviz.study import parse_study, run_study
 from specviz.study.spec import slug
 

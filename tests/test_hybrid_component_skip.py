@@ -10,7 +10,7 @@ from engine_helpers import MODELS, make_decoder, run_cli
 
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.hybrid.components import ComponentSkipError, skip_plan, skipping
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.study import StudyError, load_study, parse_study
 from specviz.workloads import builtin_prompts

@@ -27,11 +27,11 @@ LAYERS: tuple[tuple[str, str], ...] = (
     (
         "foundations",
         "__init__ errors hub resources precision supports cost threads stopping chat clock "
-        "records run_summary model_source",
+        "records model_source",
     ),
     (
         "configuration, workloads and the run directory",
-        "config workloads schema outdir rundir runtables studyscan provenance runlog recorder",
+        "config workloads rundir recorder",
     ),
     ("analysis", "metrics plots"),
     ("models and forwards", "lean models forward sampling verify calibrate"),
@@ -39,7 +39,7 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("decoding loops", "limits engine batch replay reuse"),
     ("running", "runner codecode serve endpoint"),
     ("studies and reports", "study report specbench llama_bench"),
-    ("interfaces", "cli __main__ schema_doc"),
+    ("interfaces", "cli __main__"),
 )
 
 Graph = Mapping[str, Mapping[str, int]]  # module -> {imported module: line of its first import}

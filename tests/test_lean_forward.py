@@ -17,7 +17,7 @@ from specviz.lean import LeanCache, lean_of
 from specviz.model_source import ModelLoadError
 from specviz.models import LoadedModel, on_transformers
 from specviz.policies import build_policy
-from specviz.provenance import model_info
+from specviz.rundir import model_info
 
 
 def load(path: Path, dtype: str = "float32", engine: str = "auto") -> LoadedModel:

@@ -16,7 +16,7 @@ from report_fixtures import default_conditions, write_study
 from specviz.cost import CostModelError
 from specviz.llama_bench import imported_cost_model, priced_speedups, read_llama_bench
 from specviz.metrics.accounting import modelled_seconds, round_table
-from specviz.runlog import find_run_dirs, scan_events, scan_requests
+from specviz.rundir import find_run_dirs, scan_events, scan_requests
 
 DATA = Path(__file__).parent / "data" / "llama-bench"
 BENCH_JSON = DATA / "smollm2-t1-d200.json"

@@ -19,7 +19,7 @@ from starlette.responses import Response
 from specviz.endpoint.parse import ProtocolError, server_spec
 from specviz.endpoint.run import read_server_table
 from specviz.report.served import headline, load_served, served_rows
-from specviz.runlog import find_run_dirs, read_run_meta
+from specviz.rundir import find_run_dirs, read_run_meta
 
 TOKENS = 3  # completion tokens of every scripted answer (stream_answer)
 CAPTURED = Path(__file__).parent / "data" / "llamacpp"  # the real llama-server's answers

@@ -36,7 +36,7 @@ from specviz.endpoint.parse import server_spec
 from specviz.endpoint.run import read_server_table
 from specviz.llama_bench import imported_cost_model, read_llama_bench
 from specviz.model_source import cache_root, embedded_gguf
-from specviz.runlog import find_run_dirs
+from specviz.rundir import find_run_dirs
 
 pytestmark = pytest.mark.engines
 

@@ -21,7 +21,7 @@ from specviz.metrics import (
 )
 from specviz.metrics.expressions import EVENT_METRIC_COLUMNS
 from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
-from specviz.schema import SchemaError
+from specviz.rundir import SchemaError
 
 
 def test_the_single_task_table_counts_requests_and_tokens_per_task_and_k_in_order():

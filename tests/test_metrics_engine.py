@@ -17,7 +17,7 @@ from specviz.metrics import (
     summary,
     theory_vs_measured,
 )
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.specbench import export_specbench
 

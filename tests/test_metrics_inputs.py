@@ -14,7 +14,7 @@ from specviz.metrics import (
     theory_vs_measured,
 )
 from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
-from specviz.schema import SCHEMA_VERSION, SchemaError
+from specviz.rundir import SCHEMA_VERSION, SchemaError
 
 
 def events() -> pl.DataFrame:

@@ -187,8 +187,7 @@ def test_memory_partitions_come_from_each_runs_config(tmp_path):
     import json
 
     from specviz.config import DrafterConfig, ModelSpec, RunConfig
-    from specviz.rundir import memory_partitions
-    from specviz.schema import SCHEMA_VERSION
+    from specviz.rundir import SCHEMA_VERSION, memory_partitions
 
     drafters = {
         "a": DrafterConfig("suffix"),

@@ -30,7 +30,7 @@ from specviz.report.builder import PARAMETERS_TAG, REPORT_NOTEBOOKS, default_not
 from specviz.report.execute import ExecutionLimits, run_notebook
 from specviz.report.kernel import choose_kernel
 from specviz.report.parameters import declared_parameters
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 
 NOTEBOOKS = default_notebooks_dir()
 ALL = ("run_study", *REPORT_NOTEBOOKS)

@@ -1,4 +1,4 @@
-"""Claims about :mod:`specviz.outdir` itself (the output-path guards), each written for a mutant
+"""Claims about :mod:`specviz.rundir.outdir` itself (the output-path guards), each written for a mutant
 ``make mutation`` found surviving the end-to-end tests: the exact one-line messages (the flag,
 the path the user gave, the cause, the remedy), the default flag and ``force``, the probe made
 in the nearest existing folder, the first MiB read to recognise specviz's own file, a socket
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from specviz.outdir import (
+from specviz.rundir import (
     OutPathError,
     check_out_dir,
     check_out_file,

@@ -36,7 +36,7 @@ from specviz.plots import (
     token_table,
 )
 from specviz.report.tables import stream_labels
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 
 
 @pytest.fixture(scope="module")

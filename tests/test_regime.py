@@ -31,7 +31,7 @@ FP32 = ("float32", "auto: float32, the CPU lacks native bf16 (amx_bf16 / avx512_
 
 def record_dtype(study: Path, dtype: str, reason: str, runs: str = "*") -> Path:
     """Record in each run.json (matching ``runs``) the target's dtype, as a real run does
-    (specviz.provenance.model_info)."""
+    (specviz.rundir.provenance.model_info)."""
     for path in study.glob(f"runs/{runs}/run.json"):
         meta = json.loads(path.read_text())
         target = meta["config"]["target"]["name"]

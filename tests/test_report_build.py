@@ -31,7 +31,7 @@ from specviz.report import kernel as kernel_module
 from specviz.report.answer import ZERO, study_answer
 from specviz.report.builder import REPORT_NOTEBOOKS, default_notebooks_dir
 from specviz.report.kernel import CurrentInterpreterKernelManager, choose_kernel
-from specviz.runlog import scan_requests
+from specviz.rundir import scan_requests
 
 N_BOOT = 200
 

@@ -27,7 +27,7 @@ from specviz.report.export import LIVE_ONLY_TAG, notebook_to_html
 from specviz.report.publish import Published
 from specviz.report.tokens import colored_output, output_text
 from specviz.report.vega import VegaLoader, inline_script, render, script_json
-from specviz.runlog import scan_events, scan_requests
+from specviz.rundir import scan_events, scan_requests
 
 
 def chart_cell(chart: alt.TopLevelMixin) -> nbformat.NotebookNode:

@@ -11,8 +11,8 @@ import pytest
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.engine import Decoder
+from specviz.rundir import RunWriter
 from specviz.runner import Request, run
-from specviz.runtables import RunWriter
 from specviz.workloads import builtin_prompts
 
 

@@ -16,7 +16,7 @@ from engine_helpers import run_cli
 from specviz.batch.config import BatchConfig
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.cost import curve_model
-from specviz.runlog import RunDirError, run_identity, scan_events, scan_requests
+from specviz.rundir import RunDirError, run_identity, scan_events, scan_requests
 from specviz.runner import Request, run
 from specviz.workloads import builtin_prompts
 

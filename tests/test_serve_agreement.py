@@ -20,7 +20,7 @@ from loopback import die_with_parent, free_port
 
 from specviz.endpoint.run import read_server_table
 from specviz.metrics.distributions import accepted_histogram, request_distributions, request_values
-from specviz.runlog import find_run_dirs, scan_events, scan_requests
+from specviz.rundir import find_run_dirs, scan_events, scan_requests
 from specviz.serve.metrics import event_spec_steps
 from specviz.study import load_study, run_study
 

@@ -18,8 +18,15 @@ from specviz.metrics.synthetic import (
     prefill,
     requests_from_rows,
 )
-from specviz.runlog import RunDirError, RunWriter, scan_events, scan_requests, write_json
-from specviz.schema import RUN_FILE, SCHEMA_VERSION
+from specviz.rundir import (
+    RUN_FILE,
+    SCHEMA_VERSION,
+    RunDirError,
+    RunWriter,
+    scan_events,
+    scan_requests,
+    write_json,
+)
 from specviz.specbench import export_specbench
 
 

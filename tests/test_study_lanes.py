@@ -15,7 +15,7 @@ from specviz.metrics.accounting import (
     round_table,
     verified_alone,
 )
-from specviz.runlog import find_run_dirs, scan_events, scan_requests
+from specviz.rundir import find_run_dirs, scan_events, scan_requests
 from specviz.study import Study, parse_study, plan_study, run_study
 
 ROUND = ["request_id", "turn", "round", "position", "kind", "k", "n_drafted", "accepted"]

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from engine_helpers import write_short_questions
 
-from specviz.runlog import find_run_dirs, scan_events, scan_requests
+from specviz.rundir import find_run_dirs, scan_events, scan_requests
 from specviz.runner import run
 from specviz.study import Study, parse_study, plan_study, run_study
 from specviz.study.planning import plan_text, study_plan

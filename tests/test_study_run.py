@@ -13,7 +13,7 @@ from engine_helpers import write_short_questions
 import specviz.runner
 from specviz.config import PolicyConfig
 from specviz.policies import build_policy
-from specviz.runlog import find_run_dirs, scan_events, scan_requests
+from specviz.rundir import find_run_dirs, scan_events, scan_requests
 from specviz.study import Study, StudyError, parse_study, plan_study, run_study
 
 CATEGORIES = ("coding", "math", "writing")

@@ -243,7 +243,7 @@ def test_second_turn_is_asked_after_the_models_own_first_answer() -> None:
 
 
 def test_context_changes_the_workload_fingerprint_only_when_present() -> None:
-    from specviz.runlog import workload_fingerprint
+    from specviz.rundir import workload_fingerprint
     from specviz.workloads.request import Request
 
     plain = Prompt("p", "coding", ("fix it",))

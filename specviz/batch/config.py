@@ -16,7 +16,7 @@ from specviz.errors import SpecvizError
 
 COMPOSITIONS = ("stream", "single-task", "mixed")
 K_MODES = ("batch", "row")
-BATCH_SIZE_MAX = 2**15 - 1  # batch_size and row are Int16 columns (specviz.schema)
+BATCH_SIZE_MAX = 2**15 - 1  # batch_size and row are Int16 columns (specviz.rundir.schema)
 
 
 class BatchConfigError(SpecvizError):

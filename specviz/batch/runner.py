@@ -49,7 +49,7 @@ from specviz.models import LoadedModel, ModelCache
 from specviz.policies import build_policy
 from specviz.recorder import EventRecorder, RequestCounters, request_frame, request_labels
 from specviz.records import Round
-from specviz.runlog import Finished
+from specviz.rundir import Finished
 from specviz.supports import unbatched_drafter, unbatched_policy
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request, request_seed

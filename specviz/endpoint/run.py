@@ -50,7 +50,6 @@ from specviz.chat import conversation
 from specviz.config import RunConfig
 from specviz.endpoint.client import EndpointConfig, TurnResult, check_models, send_turn
 from specviz.endpoint.parse import ServerSpec
-from specviz.outdir import locked
 from specviz.recorder import (
     UNBATCHED_EVENT_LABELS,
     UNBATCHED_LABELS,
@@ -58,19 +57,22 @@ from specviz.recorder import (
     request_labels,
     run_labels,
 )
-from specviz.run_summary import EndpointSummary
-from specviz.runlog import (
+from specviz.rundir import (
+    EVENT_SCHEMA,
     PARTS_DIR,
+    REQUEST_SCHEMA,
+    RUN_FILE,
+    EndpointSummary,
     RunDirError,
     RunWriter,
     damaged,
+    locked,
     open_run_dir,
     read_run_meta,
     run_identity,
     start_run,
     write_json,
 )
-from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, RUN_FILE
 from specviz.workloads.request import Request, request_seed
 
 SERVER_FILE = "server.parquet"
@@ -242,7 +244,7 @@ def _begin(
     endpoint: EndpointConfig,
     requests: Sequence[Request],
 ) -> dict[str, Any]:
-    """``run.json`` of a server-measured run (:func:`specviz.runlog.start_run`, the one writer);
+    """``run.json`` of a server-measured run (:func:`specviz.rundir.start_run`, the one writer);
     a resumed run keeps its metadata and records the endpoint it resumes against."""
     if (out_dir / RUN_FILE).is_file():
         meta = read_run_meta(out_dir) | {"endpoint": endpoint.to_dict()}

@@ -24,7 +24,7 @@ import polars as pl
 from specviz.endpoint.run import MEASURED_BY, read_server_table
 from specviz.metrics.distributions import server_distributions
 from specviz.metrics.expressions import ratio, spec_step_acceptance_length
-from specviz.runlog import find_run_dirs, read_run_meta, scan_requests
+from specviz.rundir import find_run_dirs, read_run_meta, scan_requests
 
 KEYS = ("drafter", "mixture", "category")
 
@@ -34,7 +34,7 @@ def is_server_measured(source: str | Path) -> bool:
     directory holding both kinds (their figures are not comparable)."""
     kinds = {read_run_meta(d).get("measured_by") == MEASURED_BY for d in find_run_dirs(source)}
     if kinds == {True, False}:
-        from specviz.runlog import RunDirError
+        from specviz.rundir import RunDirError
 
         raise RunDirError(
             f"{source} holds both server-measured and in-process runs: summarise them apart"

@@ -1,9 +1,9 @@
 """The field's speculative-decoding metrics, theory against measurement, and the degradation
 from single-task to multitask serving.
 
-Every function takes a polars DataFrame or LazyFrame in the format of :mod:`specviz.schema`
-(for instance ``specviz.runlog.scan_events(study_dir)``), checks the columns it reads
-(:class:`specviz.schema.SchemaError` otherwise) and returns a ``pl.DataFrame``. Formulas and
+Every function takes a polars DataFrame or LazyFrame in the format of :mod:`specviz.rundir.schema`
+(for instance ``specviz.rundir.scan_events(study_dir)``), checks the columns it reads
+(:class:`specviz.rundir.schema.SchemaError` otherwise) and returns a ``pl.DataFrame``. Formulas and
 conventions: each docstring and docs/metrics.md.
 """
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from specviz.schema import KIND_DRAFT
+from specviz.rundir import KIND_DRAFT
 
 #: Event columns the expressions of this module read.
 EVENT_METRIC_COLUMNS = (

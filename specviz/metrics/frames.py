@@ -1,11 +1,11 @@
 """Input checks shared by the metric functions: frame kinds, required columns, grouping columns.
 
 Metric functions accept a ``pl.DataFrame`` or a ``pl.LazyFrame`` (for instance
-:func:`specviz.runlog.scan_events` over a whole study) and check only the columns they read,
-against the dtypes of :mod:`specviz.schema`. Integer widths and float widths are not enforced
+:func:`specviz.rundir.scan_events` over a whole study) and check only the columns they read,
+against the dtypes of :mod:`specviz.rundir.schema`. Integer widths and float widths are not enforced
 (a hand-built table with ``Int64`` counts is fine); a column of another kind (a string where a
 number is expected, a missing ``prefill`` flag from an older schema version) raises
-:class:`specviz.schema.SchemaError` naming every offending column.
+:class:`specviz.rundir.schema.SchemaError` naming every offending column.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import polars as pl
 
-from specviz.schema import EVENT_SCHEMA, REQUEST_SCHEMA, check_columns
+from specviz.rundir import EVENT_SCHEMA, REQUEST_SCHEMA, check_columns
 
 Frame = pl.DataFrame | pl.LazyFrame
 
@@ -46,7 +46,7 @@ def _check(frame: Frame, needed: Iterable[str], expected: pl.Schema, what: str) 
         what,
         columns=needed,
         same_type=_same_kind,
-        remedy=f"Read run directories with specviz.runlog.scan_{what}, "
+        remedy=f"Read run directories with specviz.rundir.scan_{what}, "
         "or re-create them with this specviz version.",
     )
     return lazy

@@ -19,7 +19,7 @@ import polars as pl
 
 from specviz.recorder import UNBATCHED_EVENT_LABELS, EventRecorder, event_layout
 from specviz.records import Round
-from specviz.schema import EVENT_SCHEMA, KIND_DRAFT
+from specviz.rundir import EVENT_SCHEMA, KIND_DRAFT
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def requests_from_rows(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
     Missing columns take :data:`REQUEST_DEFAULTS`; request_id and request_index default to the
     row's index within its run_id.
     """
-    from specviz.schema import REQUEST_SCHEMA
+    from specviz.rundir import REQUEST_SCHEMA
 
     filled = []
     counters: dict[object, int] = {}

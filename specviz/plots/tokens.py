@@ -15,7 +15,7 @@ from specviz.plots.common import (
     sorted_unique,
     title,
 )
-from specviz.schema import KIND_DRAFT
+from specviz.rundir import KIND_DRAFT
 
 TOKEN_COLUMNS = (
     "request_id",

@@ -52,8 +52,7 @@ from specviz.metrics.study import (
 from specviz.metrics.study import study_answer as compute_answer
 from specviz.report.data import StudyData
 from specviz.report.tables import stream_labels
-from specviz.rundir import memory_partitions
-from specviz.runlog import read_run_meta
+from specviz.rundir import memory_partitions, read_run_meta
 from specviz.study.spec import PowerSpec, StudyError, power_spec
 
 __all__ = ["FINDING", "NOT_ESTIMABLE", "ZERO", "answer_json", "answer_of", "study_answer"]

@@ -36,7 +36,6 @@ import nbformat
 from papermill.exceptions import PapermillExecutionError
 
 from specviz.config import N_BOOT
-from specviz.outdir import check_out_file
 from specviz.report.data import check_source, load_runs
 from specviz.report.errors import ReportError
 from specviz.report.execute import ExecutionLimits, run_notebook
@@ -50,7 +49,7 @@ from specviz.report.served import load_served
 from specviz.report.summary import summary_html
 from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.resources import shipped_dir
-from specviz.runlog import RunDirError, find_run_dirs, refuse_unfinished
+from specviz.rundir import RunDirError, check_out_file, find_run_dirs, refuse_unfinished
 
 #: The analysis notebooks of a report, in page order (``run_study`` runs studies, not analyses).
 REPORT_NOTEBOOKS = ("workload", "mixture_collapse", "acceptance_by_task", "token_explorer")
@@ -210,7 +209,7 @@ def build_report(
     (:class:`specviz.report.execute.ExecutionLimits`). An unfinished run or study is refused
     unless ``allow_incomplete``; then the page says at the top that its data is partial.
     ``out`` may be a new file, a report specviz wrote, a character device or a pipe; any other
-    existing file is refused unless ``force`` (:func:`specviz.outdir.check_out_file`).
+    existing file is refused unless ``force`` (:func:`specviz.rundir.outdir.check_out_file`).
     Returns the report's path.
     """
     source = Path(source).resolve()

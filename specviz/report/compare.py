@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 from specviz.config import N_BOOT
 from specviz.metrics.answer import RegimeShift, regime_shift
 from specviz.metrics.compare import difference
-from specviz.outdir import check_out_file
 from specviz.plots.compare import compared_bars
 from specviz.report.answer import regime_of, study_answer
 from specviz.report.data import StudyData, load_runs
@@ -38,7 +37,7 @@ from specviz.report.numbers import downloads
 from specviz.report.summary import table
 from specviz.report.vega import render
 from specviz.report.write import is_specviz_report, partial_cell, write_page
-from specviz.runlog import RunDirError, refuse_unfinished
+from specviz.rundir import RunDirError, check_out_file, refuse_unfinished
 
 DIFFERENCE_COLUMNS = ("what", "quantity", "a", "b", "difference", "low", "high")
 DECOMPOSITION_QUANTITY = "extra time, % of single-task time (modelled)"

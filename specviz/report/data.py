@@ -19,15 +19,17 @@ import polars as pl
 from specviz.metrics.speedup import BASELINE, missing_baseline
 from specviz.plots.common import method_label
 from specviz.report.errors import ReportError
-from specviz.runlog import (
+from specviz.rundir import (
+    EVENTS_FILE,
+    REQUESTS_FILE,
     RunDirError,
+    SchemaError,
     collect_tables,
     find_run_dirs,
     read_run_meta,
     scan_events,
     scan_requests,
 )
-from specviz.schema import EVENTS_FILE, REQUESTS_FILE, SchemaError
 
 MANIFEST_FILE = "study.json"
 

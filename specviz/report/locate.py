@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from specviz.report.errors import ReportError
-from specviz.schema import RUN_FILE
+from specviz.rundir import RUN_FILE
 
 #: What ``make demo`` writes (relative to the repository root).
 DEMO_SOURCE = "runs/default"

@@ -17,7 +17,7 @@ import polars as pl
 from specviz.config import N_BOOT
 from specviz.report.answer import study_answer
 from specviz.report.data import load_runs
-from specviz.runlog import read_run_meta
+from specviz.rundir import read_run_meta
 
 KEY = ("run", "request_id")
 COUNTS = ("rounds", "turn_rounds", "new_tokens", "drafted", "accepted")

@@ -32,8 +32,14 @@ from specviz.report.errors import ReportError
 from specviz.report.html import Html, element, esc, text_element
 from specviz.report.summary import QUESTION
 from specviz.report.tables import stream_labels
-from specviz.runlog import RunDirError, collect_tables, find_run_dirs, scan_events
-from specviz.schema import EVENTS_FILE, SchemaError
+from specviz.rundir import (
+    EVENTS_FILE,
+    RunDirError,
+    SchemaError,
+    collect_tables,
+    find_run_dirs,
+    scan_events,
+)
 
 #: the CSS class (and text) of every served figure's marker; specviz-measured pages carry
 #: :data:`SPECVIZ_MARK` once, under the title

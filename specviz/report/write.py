@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-from specviz.outdir import write_out_file
 from specviz.report.html import esc
+from specviz.rundir import write_out_file
 
 
 def partial_cell(unfinished: Sequence[str]) -> nbformat.NotebookNode:
@@ -31,9 +31,9 @@ def is_specviz_report(head: bytes) -> bool:
 
 
 def write_page(out: Path, html: str) -> Path:
-    """Write ``html`` to ``out`` (checked by :func:`specviz.outdir.check_out_file` before any
+    """Write ``html`` to ``out`` (checked by :func:`specviz.rundir.outdir.check_out_file` before any
     work): through a character device or pipe, else atomically, so a failure leaves no
-    half-written page and an existing one untouched (:func:`specviz.outdir.write_out_file`).
+    half-written page and an existing one untouched (:func:`specviz.rundir.outdir.write_out_file`).
     Returns ``out``."""
     write_out_file(out, html)
     return out

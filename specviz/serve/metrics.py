@@ -72,7 +72,7 @@ class SpecSteps:
 
 
 def event_spec_steps(events: pl.DataFrame, num_spec_tokens: int) -> dict[str, SpecSteps]:
-    """Each request's spec steps read from an event log (``specviz.schema``): its verify rounds
+    """Each request's spec steps read from an event log (``specviz.rundir.schema``): its verify rounds
     that drafted, in round order, with their accepted and drafted counts; what a server computing
     these figures from the same rounds reports."""
     rounds = (

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from specviz.cost import COST_MODEL_VERSION
 from specviz.metrics.accounting import fit_cost_models
-from specviz.runlog import find_run_dirs, scan_events, scan_requests, write_json
+from specviz.rundir import find_run_dirs, scan_events, scan_requests, write_json
 
 COST_MODEL_FILE = "cost_model.json"
 

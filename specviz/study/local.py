@@ -27,8 +27,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from specviz.models import ModelCache
-from specviz.run_summary import RunSummary
-from specviz.runlog import PARTS_DIR
+from specviz.rundir import PARTS_DIR, RunSummary
 from specviz.study.units import Unit
 from specviz.study.work import UnitResult, load_models, run_unit
 from specviz.threads import apply_threads

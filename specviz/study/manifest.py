@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from specviz.runlog import read_run_meta, workload_fingerprint, write_json
-from specviz.schema import RUN_FILE
+from specviz.rundir import RUN_FILE, read_run_meta, workload_fingerprint, write_json
 from specviz.study.spec import Study, StudyError
 from specviz.study.units import Plan, Unit
 from specviz.workloads.mixtures import compose

@@ -170,8 +170,7 @@ def prior_spreads(prior: Path) -> dict[tuple[Any, ...], StreamSpread]:
     them, as the summary classifies its terms (:mod:`specviz.metrics.power`)."""
     from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
     from specviz.metrics.power import stream_spreads
-    from specviz.rundir import memory_partitions
-    from specviz.runlog import find_run_dirs, scan_events, scan_requests
+    from specviz.rundir import find_run_dirs, memory_partitions, scan_events, scan_requests
 
     run_dirs = find_run_dirs(prior)
     events, requests = scan_events(run_dirs).collect(), scan_requests(run_dirs).collect()

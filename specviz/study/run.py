@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specviz.outdir import LOCK_FILE, check_out_dir, entries, locked
-from specviz.schema import RUN_FILE
+from specviz.rundir import LOCK_FILE, RUN_FILE, check_out_dir, entries, locked
 from specviz.study.calibrate import COST_MODEL_FILE, write_cost_models
 from specviz.study.local import lane_split, run_co_decoded, run_local
 from specviz.study.manifest import (

@@ -1,6 +1,6 @@
 """A run directory and its ``run.json``: finding run directories at or below a path, reading
 their metadata (a schema version this specviz reads; an older one noted once), and writing
-JSON atomically. The tables are :mod:`specviz.runtables`; the format is :mod:`specviz.schema`.
+JSON atomically. The tables are :mod:`specviz.rundir.tables`; the format is :mod:`specviz.rundir.schema`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from specviz.errors import SpecvizError
-from specviz.outdir import atomic_write_bytes
-from specviz.schema import ADDED_SINCE, READABLE_VERSIONS, RUN_FILE, SCHEMA_VERSION, SchemaError
+from specviz.rundir.outdir import atomic_write_bytes
+from specviz.rundir.schema import (
+    ADDED_SINCE,
+    READABLE_VERSIONS,
+    RUN_FILE,
+    SCHEMA_VERSION,
+    SchemaError,
+)
 
 
 class RunDirError(SpecvizError):

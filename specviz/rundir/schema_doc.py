@@ -1,10 +1,10 @@
-"""Render docs/schema.md from :mod:`specviz.schema` (a test keeps the file in sync)."""
+"""Render docs/schema.md from :mod:`specviz.rundir.schema` (a test keeps the file in sync)."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from specviz import schema
+from specviz.rundir import schema
 
 
 def _table(columns: dict[str, tuple[pl.DataType, str]]) -> str:
@@ -17,7 +17,7 @@ def render() -> str:
     intro = (schema.__doc__ or "").strip()
     return (
         f"# Run directory schema (version {schema.SCHEMA_VERSION})\n\n"
-        "Generated from `specviz/schema.py` by `python -m specviz.schema_doc > docs/schema.md`.\n\n"
+        "Generated from `specviz/rundir/schema.py` by `python -m specviz.rundir.schema_doc > docs/schema.md`.\n\n"
         f"{intro}\n\n## events.parquet\n\n{_table(schema.EVENT_COLUMNS)}\n\n"
         f"## requests.parquet\n\n{_table(schema.REQUEST_COLUMNS)}\n\n"
         "## run.json\n\n"

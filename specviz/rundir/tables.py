@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from specviz.outdir import atomic_write_bytes, remove_leftovers
-from specviz.rundir import RunDirError, find_run_dirs, version_of
-from specviz.schema import (
+from specviz.rundir.outdir import atomic_write_bytes, remove_leftovers
+from specviz.rundir.read import RunDirError, find_run_dirs, version_of
+from specviz.rundir.schema import (
     ADDED_SINCE,
     EVENT_SCHEMA,
     EVENTS_FILE,
@@ -95,7 +95,7 @@ def _table_files_of(paths: str | Path | Iterable[str | Path], name: str) -> list
 
 def _scan(paths: str | Path | Iterable[str | Path], name: str, schema: pl.Schema, what: str):
     """Every file of table ``name``, its footer checked against this version's columns (those
-    an older run directory lacks, :data:`~specviz.schema.ADDED_SINCE`, are read as nulls)."""
+    an older run directory lacks, :data:`~specviz.rundir.schema.ADDED_SINCE`, are read as nulls)."""
     current: list[Path] = []
     older: list[pl.LazyFrame] = []
     for run_dir, files in _run_files_of(paths, name):

@@ -4,9 +4,9 @@ run's metadata (:func:`start_run`), in-process (:func:`begin_run`) and server-me
 (:mod:`specviz.endpoint.run`) alike.
 
 Reading run directories, their tables and what is unfinished are their own modules
-(:mod:`specviz.rundir`, :mod:`specviz.runtables`, :mod:`specviz.studyscan`), and where a run was
-decoded is :mod:`specviz.provenance`; their names are re-exported here, so
-``from specviz.runlog import scan_events`` keeps working.
+(:mod:`specviz.rundir.read`, :mod:`specviz.rundir.tables`, :mod:`specviz.rundir.scan`), and where a run was
+decoded is :mod:`specviz.rundir.provenance`; their names are re-exported here, so
+``from specviz.rundir import scan_events`` keeps working.
 """
 
 from __future__ import annotations
@@ -18,59 +18,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from specviz.outdir import check_out_dir, entries
-from specviz.rundir import (
+from specviz.rundir.outdir import check_out_dir, entries
+from specviz.rundir.read import (
     RunDirError,
-    atomic_write_text,
-    find_run_dirs,
-    is_run_dir,
     read_run_json,
     read_run_meta,
     write_json,
 )
-from specviz.runtables import (
-    PARTS_DIR,
-    Finished,
-    RunWriter,
+from specviz.rundir.schema import ADDED_SINCE, RUN_FILE, SCHEMA_VERSION
+from specviz.rundir.tables import (
     check_tables,
-    collect_tables,
-    damaged,
-    scan_events,
-    scan_requests,
 )
-from specviz.schema import ADDED_SINCE, RUN_FILE, SCHEMA_VERSION
-from specviz.studyscan import STUDY_MANIFEST, refuse_unfinished, unfinished_runs
 
 if TYPE_CHECKING:  # the identity helpers read loaded models; reading a run directory does not
     from specviz.batch.config import BatchConfig
     from specviz.config import RunConfig
-    from specviz.models import LoadedModel, ModelCache
+    from specviz.models import LoadedModel
     from specviz.workloads.request import Request
 
-__all__ = [
-    "PARTS_DIR",
-    "STUDY_MANIFEST",
-    "Finished",
-    "RunDirError",
-    "RunWriter",
-    "atomic_write_text",
-    "begin_run",
-    "check_tables",
-    "collect_tables",
-    "damaged",
-    "find_run_dirs",
-    "is_run_dir",
-    "open_run_dir",
-    "read_run_meta",
-    "refuse_unfinished",
-    "run_identity",
-    "scan_events",
-    "scan_requests",
-    "start_run",
-    "unfinished_runs",
-    "workload_fingerprint",
-    "write_json",
-]
 
 # -- a run directory's identity and metadata ------------------------------------------------
 #
@@ -165,7 +130,7 @@ def begin_run(
     identity: dict[str, Any],
     config: RunConfig,
     target: LoadedModel,
-    models: ModelCache,
+    draft: LoadedModel | None,
     requests: Sequence[Request],
 ) -> dict[str, Any]:
     """Write ``run.json`` for an in-process run that starts (or resumes) in ``out_dir``;
@@ -174,7 +139,7 @@ def begin_run(
     ``identity`` (schema version, config, workload, ...) was already checked against the
     directory by :func:`open_run_dir`; a resumed run keeps its original metadata.
     """
-    from specviz.provenance import git_commit, hardware, model_info, versions
+    from specviz.rundir.provenance import git_commit, hardware, model_info, versions
 
     if (out_dir / RUN_FILE).is_file():
         # left as it is: an unfinished run stays unfinished until the runner marks it complete,
@@ -182,10 +147,9 @@ def begin_run(
         meta = read_run_meta(out_dir)
         _check_same_dtype(out_dir, meta, target)
         return meta
-    draft = config.drafter.draft
     provenance = {
         "models": {"target": model_info(target)}
-        | ({"draft": model_info(models.get(draft, config.drafter.draft_quant))} if draft else {}),
+        | ({"draft": model_info(draft)} if draft is not None else {}),
         "versions": versions(),
         "hardware": hardware(target.device),
         "git_commit": git_commit(),

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from specviz.rundir import RunDirError, find_run_dirs, is_run_dir, read_run_meta
-from specviz.schema import RUN_FILE
+from specviz.rundir.read import RunDirError, find_run_dirs, is_run_dir, read_run_meta
+from specviz.rundir.schema import RUN_FILE
 
 STUDY_MANIFEST = "study.json"  # written by specviz.study.manifest
 
