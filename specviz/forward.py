@@ -29,13 +29,6 @@ def new_cache(model: PreTrainedModel) -> Cache:
     return lean.new_cache() if lean is not None else DynamicCache(config=model.config)
 
 
-def transformers_cache(model: PreTrainedModel) -> DynamicCache:
-    """A cache whose forwards run on transformers whatever engine ``model`` has: batched
-    decoding (:mod:`specviz.batch`) prefills a row in it, then splices it into its batch cache
-    and runs the model itself."""
-    return DynamicCache(config=model.config)
-
-
 def forward(
     model: PreTrainedModel,
     tokens: torch.Tensor,
