@@ -49,12 +49,11 @@ def sequences(seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     return prompts, fed
 
 
-@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
-def test_rows_of_several_sequences_in_one_forward_are_one_row_forwards_bit_for_bit(
-    tiny_model_dir: Path, dtype: str
+def assert_forward_many_is_one_row_forwards(
+    loaded: LoadedModel, prompts: list[torch.Tensor], fed: list[torch.Tensor]
 ) -> None:
-    loaded = load(tiny_model_dir, dtype)
-    prompts, fed = sequences(3)
+    """One ``forward_many`` over every sequence's fed rows gives each row the logits, and each
+    cache the keys and values, of one-row forwards of that sequence alone."""
     with torch.inference_mode():
         many, one = prefilled(loaded, prompts), prefilled(loaded, prompts)
         feeds = [Feed(t, c, len(p)) for t, c, p in zip(fed, many, prompts, strict=True)]
@@ -70,6 +69,15 @@ def test_rows_of_several_sequences_in_one_forward_are_one_row_forwards_bit_for_b
             assert torch.equal(x.keys, y.keys) and torch.equal(x.values, y.values)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_rows_of_several_sequences_in_one_forward_are_one_row_forwards_bit_for_bit(
+    tiny_model_dir: Path, dtype: str
+) -> None:
+    loaded = load(tiny_model_dir, dtype)
+    prompts, fed = sequences(3)
+    assert_forward_many_is_one_row_forwards(loaded, prompts, fed)
+
+
 @pytest.mark.slow
 def test_on_smollm2_rows_of_several_sequences_are_one_row_forwards_bit_for_bit() -> None:
     """The same claim on the embedded model in bf16, where a plain multi-row forward does differ
@@ -81,15 +89,7 @@ def test_on_smollm2_rows_of_several_sequences_are_one_row_forwards_bit_for_bit()
     g = torch.Generator().manual_seed(5)
     prompts = [torch.randint(4, 40000, (n,), generator=g) for n in (250, 40, 300)]
     fed = [torch.randint(4, 40000, (n,), generator=g) for n in (7, 5, 4)]
-    with torch.inference_mode():
-        many, one = prefilled(loaded, prompts), prefilled(loaded, prompts)
-        feeds = [Feed(t, c, len(p)) for t, c, p in zip(fed, many, prompts, strict=True)]
-        together = engine_of(loaded).forward_many(feeds)
-        for t, c, p, got in zip(fed, one, prompts, together, strict=True):
-            singles = torch.cat(
-                [forward(loaded.model, t[i : i + 1], c, len(p) + i) for i in range(len(t))]
-            )
-            assert torch.equal(got, singles)
+    assert_forward_many_is_one_row_forwards(loaded, prompts, fed)
 
 
 def test_a_batched_decoder_gets_the_lean_batch_cache_only_on_lean_invariant(
