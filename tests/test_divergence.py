@@ -41,6 +41,20 @@ def test_float32_greedy_speculation_records_no_divergence(two_runs):
     assert (table["new_tokens"] == table["baseline_tokens"]).all()
 
 
+def test_a_prompt_the_baseline_decoded_in_two_streams_is_compared_once(two_runs):
+    """One row per speculative request, however many baseline streams decoded its prompt."""
+    events, requests = two_runs
+    base = events.filter(pl.col("drafter") == "none")
+    again = base.with_columns(pl.lit("base-again").alias("run_id"), pl.lit("m2").alias("mixture"))
+    base_requests = requests.filter(pl.col("drafter") == "none")
+    table = greedy_divergence(
+        pl.concat([events, again]),
+        pl.concat([requests, base_requests.with_columns(pl.lit("base-again").alias("run_id"))]),
+    )
+    assert table.height == len(PROMPTS) == table.select("run_id", "request_id").n_unique()
+    assert not table["diverged"].any()
+
+
 def test_a_changed_token_is_recorded_at_its_position(two_runs):
     events, requests = two_runs
     spec = events.filter(pl.col("drafter") == "prompt-lookup")

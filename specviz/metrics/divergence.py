@@ -66,9 +66,14 @@ def greedy_divergence(events: Frame, requests: Frame) -> pl.DataFrame:
     )
     outputs = output_tokens(events).join(greedy, on=["run_id", "request_id"], how="semi")
     base = outputs.filter(pl.col("drafter") == BASELINE).sort("repeat")
-    exact = base.select(*KEYS, "repeat", pl.col("tokens").alias("baseline"))
-    first = base.group_by(KEYS, maintain_order=True).agg(
-        pl.col("tokens").first().alias("baseline_any")
+    # one baseline per prompt and repeat: a prompt the baseline decoded in several streams (a
+    # single-task stream and a mixture, or a copy) is compared once, with its first run's output
+    exact = base.sort("repeat", "run_id", "request_id").unique(
+        [*KEYS, "repeat"], keep="first", maintain_order=True
+    )
+    exact = exact.select(*KEYS, "repeat", pl.col("tokens").alias("baseline"))
+    first = exact.group_by(KEYS, maintain_order=True).agg(
+        pl.col("baseline").first().alias("baseline_any")
     )
     paired = (
         outputs.filter(pl.col("drafter") != BASELINE)
