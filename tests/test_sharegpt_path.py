@@ -167,7 +167,7 @@ def test_study_traffic_path_reads_the_users_file_as_the_packaged_one(
     tmp_path: Path, labeller_on_the_suite: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "specviz.study.units._token_counter", lambda study: lambda t: len(t.split())
+        "specviz.workloads.traffic.tokenizer_counter", lambda model, trc: lambda t: len(t.split())
     )
     path = cut_file(tmp_path / "logs.json", 7)
     study = parse_study(_study(str(path), name="mine"), "s.toml")

@@ -59,7 +59,7 @@ def small_sharegpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
     monkeypatch.setattr(labeller_module, "_DEFAULT", None)
     monkeypatch.setattr(
-        "specviz.study.units._token_counter", lambda study: lambda t: len(t.split())
+        "specviz.workloads.traffic.tokenizer_counter", lambda model, trc: lambda t: len(t.split())
     )
     return path
 
