@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -56,6 +57,21 @@ def decode(
         elif isinstance(record, TurnEnd):
             turns.append(record.tokens)
     return turns, rounds
+
+
+def lossless_rounds(
+    plain: Decoder, spec: Decoder, prompts: Sequence[Prompt], what: str
+) -> list[Round]:
+    """Every round ``spec`` ran over ``prompts``, each prompt decoded by ``plain`` then ``spec``
+    and asserted to give the same tokens (greedy speculation is lossless; ``what`` names the
+    drafter in the failure)."""
+    rounds: list[Round] = []
+    for prompt in prompts:
+        want, _ = decode(plain, prompt)
+        got, these = decode(spec, prompt)
+        assert got == want, f"{what} diverged from greedy on {prompt.id}"
+        rounds += these
+    return rounds
 
 
 PROMPTS = [
