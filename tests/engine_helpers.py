@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
@@ -72,6 +73,13 @@ def lossless_rounds(
         assert got == want, f"{what} diverged from greedy on {prompt.id}"
         rounds += these
     return rounds
+
+
+def drop_requests_from(run_dir: Path, index: int) -> None:
+    """Forget every request at or after ``index``, as if the run had been killed there."""
+    for name in ("requests.parquet", "events.parquet"):
+        table = pl.read_parquet(run_dir / name)
+        table.filter(pl.col("request_index") < index).write_parquet(run_dir / name)
 
 
 PROMPTS = [
