@@ -190,20 +190,14 @@ def _is_sharegpt(workload: str | None) -> bool:
 
 def _sharegpt_prompts(args: argparse.Namespace) -> list:
     """ShareGPT-format traffic sampled the field's way, lengths counted with the target's
-    tokenizer, loaded at the first count: a file that is not ShareGPT is refused without it."""
-    import functools
-
-    from specviz.model_source import load_tokenizer
+    tokenizer (:func:`specviz.workloads.traffic.target_traffic`)."""
     from specviz.workloads.packaged import ShareGPTSource
-    from specviz.workloads.sharegpt import ShareGPTSampling, token_counter
-    from specviz.workloads.traffic import sharegpt_workload
+    from specviz.workloads.sharegpt import ShareGPTSampling
+    from specviz.workloads.traffic import target_traffic
 
     source = ShareGPTSource.parse(args.workload)
     sampling = ShareGPTSampling(args.limit, args.sharegpt_seed, args.sharegpt_mode)
-    counter = functools.cache(
-        lambda: token_counter(load_tokenizer(args.target, args.trust_remote_code))
-    )
-    data, sample = sharegpt_workload(sampling, lambda text: counter()(text), source=source)
+    data, sample = target_traffic(source, sampling, args.target, args.trust_remote_code)
     print(data.describe(), file=sys.stderr)
     print(f"sampled: {sampling.describe()}", file=sys.stderr)
     return sample.prompts

@@ -192,6 +192,7 @@ class Decoder:
         self.target = target
         self.drafter = drafter
         self.policy = policy
+        self.memory = drafter if isinstance(drafter, LearnsAcrossRequests) else None
         self.sampling = sampling
         self.cache = cache  # shared with a layer-skip drafter, emptied at every turn
         self.rollback = cache_rollback(target.model, cache)  # crop, or restore + replay
@@ -204,42 +205,34 @@ class Decoder:
     @torch.inference_mode()
     def decode(self, prompt: Prompt, seed: int) -> Iterator[Record]:
         """Decode every turn of ``prompt``; sampling draws from a generator seeded by ``seed``."""
-        self.generator.manual_seed(seed)
-        self.policy.start_request(prompt.category)
-        memory = self.drafter if isinstance(self.drafter, LearnsAcrossRequests) else None
-        if memory is not None:
-            memory.start_request(prompt.category)
+        self._start_request(seed, prompt.category)
         answers: list[str] = []
         index = 0
         for turn in range(len(prompt.turns)):
-            row = yield from self._turn(turn, index, self.encode_turn(prompt, answers))
-            end = row.end(self.target)
-            if memory is not None:
-                memory.end_turn(end.tokens)
-            yield end
+            end, index = yield from self._turn(turn, index, self.encode_turn(prompt, answers))
             answers.append(end.text)
-            index = row.index
 
     @torch.inference_mode()
     def decode_turn(self, prompt_ids: list[int], seed: int, category: str) -> Iterator[Record]:
         """One turn whose conversation is already encoded in ``prompt_ids`` (what a
         chat-completions server decodes per request, :mod:`specviz.serve`): the policy and a
         cross-request memory hear it as a request of ``category``."""
+        self._start_request(seed, category)
+        yield from self._turn(0, 0, prompt_ids)
+
+    def _start_request(self, seed: int, category: str) -> None:
+        """A request of ``category`` begins: the generator is seeded with ``seed``, and the
+        policy and a cross-request memory hear the category."""
         self.generator.manual_seed(seed)
         self.policy.start_request(category)
-        memory = self.drafter if isinstance(self.drafter, LearnsAcrossRequests) else None
-        if memory is not None:
-            memory.start_request(category)
-        row = yield from self._turn(0, 0, prompt_ids)
-        end = row.end(self.target)
-        if memory is not None:
-            memory.end_turn(end.tokens)
-        yield end
+        if self.memory is not None:
+            self.memory.start_request(category)
 
     def _turn(
         self, turn: int, index: int, prompt_ids: list[int]
-    ) -> Generator[Record, None, RowState]:
-        """Prefill, then rounds until the turn ends; returns the finished row."""
+    ) -> Generator[Record, None, tuple[TurnEnd, int]]:
+        """Prefill, rounds until the turn ends, then its end (a cross-request memory hears its
+        output first); returns the end and the next record index."""
         self.rollback.clear(self.cache)
         prompt = torch.tensor(prompt_ids, dtype=torch.long, device=self.target.device)
         if self.drafter is not None:
@@ -252,7 +245,11 @@ class Decoder:
         yield first
         while row.finish is None:
             yield from self._round(row)
-        return row
+        end = row.end(self.target)
+        if self.memory is not None:
+            self.memory.end_turn(end.tokens)
+        yield end
+        return end, row.index
 
     def _round(self, row: RowState) -> Iterator[Record]:
         asked = self.policy.next_k() if self.drafter is not None else 0

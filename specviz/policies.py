@@ -37,50 +37,44 @@ from specviz.stopping import ConfidenceBelow, EntropyAbove, StopRule
 
 
 class DraftPolicy(Protocol):
+    """What the decoder asks of a policy. A policy subclasses it and overrides only what it
+    changes; the defaults: nothing to reset at a request, no early stop, no shadowing, nothing
+    learnt from a round."""
+
     name: str
 
-    def start_request(self, task: str) -> None: ...
+    def start_request(self, task: str) -> None:
+        """A request of task ``task`` (its category) begins."""
+        return None
 
     def next_k(self) -> int: ...
 
     @property
     def stop_rule(self) -> StopRule | None:
         """When the drafter stops early (:mod:`specviz.stopping`); None: it drafts all k."""
-        ...
+        return None
 
     @property
     def shadows(self) -> bool:
         """Whether a round at k = 0 should still ask the drafter for one unverified token."""
-        ...
+        return False
 
-    def update(self, k: int, n_drafted: int, n_accepted: int) -> None: ...
+    def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
+        """A verify round asked for ``k`` drafts; ``n_accepted`` of ``n_drafted`` were accepted."""
+        return None
 
 
 @dataclass
-class Constant:
+class Constant(DraftPolicy):
     k: int
     name: str = "constant"
-
-    def start_request(self, task: str) -> None:
-        return None
 
     def next_k(self) -> int:
         return self.k
 
-    @property
-    def stop_rule(self) -> StopRule | None:
-        return None
-
-    @property
-    def shadows(self) -> bool:
-        return False
-
-    def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
-        return None
-
 
 @dataclass
-class Heuristic:
+class Heuristic(DraftPolicy):
     k0: int
     persistent: bool
     k: int = 0
@@ -97,14 +91,6 @@ class Heuristic:
     def next_k(self) -> int:
         return self.k
 
-    @property
-    def stop_rule(self) -> StopRule | None:
-        return None
-
-    @property
-    def shadows(self) -> bool:
-        return False
-
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         self.k = heuristic_step(self.k, k, n_accepted)
 
@@ -115,7 +101,7 @@ def heuristic_step(current: int, asked: int, n_accepted: int) -> int:
 
 
 @dataclass
-class HeuristicPerTask:
+class HeuristicPerTask(DraftPolicy):
     """The heuristic schedule with one k per task; a task unseen so far starts at ``k0``."""
 
     k0: int
@@ -128,14 +114,6 @@ class HeuristicPerTask:
 
     def next_k(self) -> int:
         return self.ks.get(self.task, self.k0)
-
-    @property
-    def stop_rule(self) -> StopRule | None:
-        return None
-
-    @property
-    def shadows(self) -> bool:
-        return False
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         self.ks[self.task] = heuristic_step(self.next_k(), k, n_accepted)
@@ -203,7 +181,7 @@ MAX_PROBE_BACKOFF_DOUBLINGS = 6
 
 
 @dataclass
-class CostAware:
+class CostAware(DraftPolicy):
     """Pick k in 0..``k_max`` maximising expected tokens per cost, per task.
 
     Acceptance: a Beta(``prior``) belief per task over the per-token acceptance alpha, updated
@@ -286,10 +264,6 @@ class CostAware:
     def next_k(self) -> int:
         b = self.beliefs.get(self.task, _Belief())
         return self.best_k(1 if self._probing(b) else 0)
-
-    @property
-    def stop_rule(self) -> StopRule | None:
-        return None
 
     def update(self, k: int, n_drafted: int, n_accepted: int) -> None:
         b = self.beliefs.setdefault(self.task, _Belief())

@@ -7,8 +7,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
+import polars as pl
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, SamplingConfig
@@ -56,6 +58,28 @@ def decode(
         elif isinstance(record, TurnEnd):
             turns.append(record.tokens)
     return turns, rounds
+
+
+def lossless_rounds(
+    plain: Decoder, spec: Decoder, prompts: Sequence[Prompt], what: str
+) -> list[Round]:
+    """Every round ``spec`` ran over ``prompts``, each prompt decoded by ``plain`` then ``spec``
+    and asserted to give the same tokens (greedy speculation is lossless; ``what`` names the
+    drafter in the failure)."""
+    rounds: list[Round] = []
+    for prompt in prompts:
+        want, _ = decode(plain, prompt)
+        got, these = decode(spec, prompt)
+        assert got == want, f"{what} diverged from greedy on {prompt.id}"
+        rounds += these
+    return rounds
+
+
+def drop_requests_from(run_dir: Path, index: int) -> None:
+    """Forget every request at or after ``index``, as if the run had been killed there."""
+    for name in ("requests.parquet", "events.parquet"):
+        table = pl.read_parquet(run_dir / name)
+        table.filter(pl.col("request_index") < index).write_parquet(run_dir / name)
 
 
 PROMPTS = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import polars as pl
 import pytest
 from engine_helpers import run_cli
 from fake_server import MODEL, FakeServer, chunk, sse, stream_answer
+from loopback import free_port
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from specviz.endpoint.parse import server_spec
@@ -168,12 +168,6 @@ def test_a_server_without_figures_is_said_and_timings_still_recorded(tmp_path):
     assert requests["accepted"].is_null().all()  # unknown, not zero
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _one_line_error(result, *words: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
@@ -183,7 +177,7 @@ def _one_line_error(result, *words: str) -> None:
 
 
 def test_an_unreachable_endpoint_exits_2_before_writing(tmp_path):
-    result = _run(f"http://127.0.0.1:{_free_port()}", tmp_path / "r")
+    result = _run(f"http://127.0.0.1:{free_port()}", tmp_path / "r")
     _one_line_error(result, "cannot reach")
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from engine_helpers import MODELS, PROMPTS, decode, make_decoder
+from engine_helpers import MODELS, PROMPTS, decode, lossless_rounds, make_decoder
 
 from specviz.config import STOPPING_POLICIES, DrafterConfig, ModelSpec, PolicyConfig
 from specviz.cost import CostModel
@@ -47,15 +47,10 @@ def test_greedy_speculation_matches_plain_greedy(tiny_model_dir, tiny_draft_dir,
         pytest.skip(f"{drafter.kind} has no probabilities for a stop rule")
     plain = make_decoder(tiny_model_dir)
     spec = make_decoder(tiny_model_dir, drafter, policy)
-    drafted = accepted = 0
-    for prompt in PROMPTS:
-        want, _ = decode(plain, prompt)
-        got, rounds = decode(spec, prompt)
-        assert got == want, f"{drafter.kind} diverged from greedy on {prompt.id}"
-        drafted += sum(len(r.draft) for r in rounds)
-        accepted += sum(r.n_accepted for r in rounds)
-    assert drafted > 0  # the drafter really drafted
-    assert accepted > 0  # and some drafts were accepted: rounds of several tokens happened
+    rounds = lossless_rounds(plain, spec, PROMPTS, drafter.kind)
+    assert sum(len(r.draft) for r in rounds) > 0  # the drafter really drafted
+    # and some drafts were accepted: rounds of several tokens happened
+    assert sum(r.n_accepted for r in rounds) > 0
 
 
 def test_plain_loop_matches_transformers_generate(tiny_model_dir):

@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from engine_helpers import run_cli
+from refusals import assert_one_line_refusal, cli
 from report_fixtures import SyntheticRun, default_conditions, write_run, write_study
 
 from specviz.batch.config import BATCH_SIZE_MAX
@@ -39,19 +40,6 @@ from specviz.study.spec import REPEATS_MAX
 from specviz.study.units import Unit
 
 NO_MODEL = "no-such-org/no-such-model"  # loading it would fail: refusals must come first
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """``specviz ARGS`` in this process: (exit status, stderr)."""
-    status = main(list(args))
-    return status, capsys.readouterr().err
-
-
-def assert_one_line_refusal(status: int, err: str, fragment: str) -> None:
-    assert status == 2, err
-    assert fragment in err, err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
 
 
 def write_prompts(path: Path, categories: tuple[str, ...], per_category: int = 1) -> Path:

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from engine_helpers import run_cli
+from refusals import assert_one_line_refusal, cli
 from report_fixtures import SyntheticRun, default_conditions, write_run, write_study
 
 from specviz.cli import main
@@ -36,19 +37,6 @@ from specviz.rundir import (
 from specviz.rundir import read as rundir
 from specviz.study import parse_study, run_study
 from specviz.study.spec import slug
-
-
-def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    """``specviz ARGS`` in this process: (exit status, stderr)."""
-    status = main(list(args))
-    return status, capsys.readouterr().err
-
-
-def assert_one_line_refusal(status: int, err: str, fragment: str) -> None:
-    assert status == 2, err
-    assert fragment in err, err
-    assert "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1, err
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

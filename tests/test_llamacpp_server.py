@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 from engine_helpers import run_cli
 from fake_server import write_pld_study
-from loopback import die_with_parent, free_port
+from loopback import die_with_parent, free_port, serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -89,26 +89,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                 preexec_fn=die_with_parent)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "llama-server did not start: " + log.read_text()
-            time.sleep(0.3)
+    with serving(proc, f"http://127.0.0.1:{port}", 120, log.read_text) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class RecordingProxy:

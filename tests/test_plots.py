@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import altair as alt
@@ -52,20 +53,18 @@ def spec(chart: alt.TopLevelMixin) -> dict:
     return chart.to_dict()  # validates against the Vega-Lite schema
 
 
+def objects(node: object) -> Iterator[dict]:
+    """Every JSON object in a chart's specification, at any depth."""
+    if isinstance(node, dict):
+        yield node
+        node = list(node.values())
+    if isinstance(node, list):
+        for value in node:
+            yield from objects(value)
+
+
 def params(chart: alt.TopLevelMixin) -> list[dict]:
-    found: list[dict] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            found.extend(node.get("params", []))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(spec(chart))
-    return found
+    return [p for node in objects(spec(chart)) for p in node.get("params", [])]
 
 
 def controls(chart: alt.TopLevelMixin, kind: str) -> list[dict]:
@@ -180,20 +179,11 @@ def test_more_raw_rows_than_altair_allows_fail_loudly(tmp_path: Path) -> None:
 def tooltip_titles(chart: alt.TopLevelMixin) -> list[tuple[str, str | None]]:
     """(field, title) of every tooltip entry in the chart's specification."""
     found: list[tuple[str, str | None]] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, dict):
-            tips = node.get("tooltip")
-            for tip in tips if isinstance(tips, list) else [tips] if isinstance(tips, dict) else []:
-                if "field" in tip:
-                    found.append((tip["field"], tip.get("title")))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(spec(chart))
+    for node in objects(spec(chart)):
+        tips = node.get("tooltip")
+        for tip in tips if isinstance(tips, list) else [tips] if isinstance(tips, dict) else []:
+            if "field" in tip:
+                found.append((tip["field"], tip.get("title")))
     return found
 
 

@@ -7,7 +7,7 @@ import json
 
 import polars as pl
 import pytest
-from engine_helpers import run_cli
+from engine_helpers import drop_requests_from, run_cli
 
 import specviz.calibrate
 from specviz.config import ConfigError, DrafterConfig, ModelSpec, PolicyConfig, RunConfig
@@ -210,11 +210,7 @@ def interrupt_and_resume(config: RunConfig, tmp_path, keep: int = 3) -> tuple[pl
     run(config, requests(6), tmp_path / "whole", progress=False)
     partial = tmp_path / "partial"
     run(config, requests(6), partial, progress=False)
-    reqs = pl.read_parquet(partial / "requests.parquet")
-    ev = pl.read_parquet(partial / "events.parquet")
-    kept = reqs.filter(pl.col("request_index") < keep)["request_id"].to_list()
-    reqs.filter(pl.col("request_id").is_in(kept)).write_parquet(partial / "requests.parquet")
-    ev.filter(pl.col("request_id").is_in(kept)).write_parquet(partial / "events.parquet")
+    drop_requests_from(partial, keep)
     run(config, requests(6), partial, resume=True, progress=False)
     cols = ["request_id", "round", "position", "k", "draft_token", "target_token", "accepted"]
     cols.append("shadow_token")

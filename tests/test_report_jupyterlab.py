@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from loopback import free_port
 from report_chromium import PageReport, browser, record, require_chromium
 
 NOTEBOOK = """\
@@ -37,12 +37,6 @@ alt.Chart(pl.DataFrame({"x": list(range(n)), "t": texts})).mark_text().encode(x=
 JUPYTER = Path(sys.executable).with_name("jupyter")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_charts_draw_offline_in_jupyterlab(tmp_path: Path) -> None:
     chromium = require_chromium()
@@ -64,7 +58,7 @@ def test_charts_draw_offline_in_jupyterlab(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     lab = subprocess.Popen(
         [

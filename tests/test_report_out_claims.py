@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from refusals import assert_one_line_refusal, cli
 from report_fixtures import SyntheticRun, write_run
-from test_hostile_outputs import assert_one_line_refusal, cli
 
 
 def _no_load(*args: object) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from engine_helpers import drop_requests_from
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.engine import Decoder
@@ -42,13 +43,6 @@ def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(Decoder, "decode", spy)
     return seen
-
-
-def drop_requests_from(run_dir: Path, index: int) -> None:
-    """Forget every request at or after ``index``, as if the run had been killed there."""
-    for name in ("requests.parquet", "events.parquet"):
-        table = pl.read_parquet(run_dir / name)
-        table.filter(pl.col("request_index") < index).write_parquet(run_dir / name)
 
 
 def test_a_resumed_run_decodes_only_the_requests_it_has_not_recorded(

@@ -11,7 +11,7 @@ import time
 
 import polars as pl
 import pytest
-from engine_helpers import run_cli
+from engine_helpers import drop_requests_from, run_cli
 
 from specviz.batch.config import BatchConfig
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
@@ -129,12 +129,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_model_dir, tmp_path, k, kept)
     run(config, requests(5), tmp_path / "whole", progress=False)
     partial = tmp_path / "partial"
     run(config, requests(5), partial, progress=False)
-    # drop the last requests as if the run had been killed, then resume
-    reqs = pl.read_parquet(partial / "requests.parquet")
-    ev = pl.read_parquet(partial / "events.parquet")
-    keep = reqs.filter(pl.col("request_index") < kept)["request_id"].to_list()
-    reqs.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "requests.parquet")
-    ev.filter(pl.col("request_id").is_in(keep)).write_parquet(partial / "events.parquet")
+    drop_requests_from(partial, kept)  # as if the run had been killed there, then resume
     run(config, requests(5), partial, resume=True, progress=False)
     whole_ev = in_event_order(pl.read_parquet(tmp_path / "whole" / "events.parquet"))
     part_ev = in_event_order(pl.read_parquet(partial / "events.parquet"))

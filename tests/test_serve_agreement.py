@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import polars as pl
 import pytest
 from engine_helpers import run_cli
 from fake_server import write_pld_study
-from loopback import die_with_parent, free_port
+from loopback import die_with_parent, free_port, serving
 
 from specviz.endpoint.run import read_server_table
 from specviz.metrics.distributions import accepted_histogram, request_distributions, request_values
@@ -42,26 +41,8 @@ def server(tiny_model_dir: Path) -> Iterator[str]:
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         preexec_fn=die_with_parent,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 240
-        while True:
-            assert proc.poll() is None, proc.communicate()[0]
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "specviz serve did not start"
-            time.sleep(0.5)
+    with serving(proc, f"http://127.0.0.1:{port}", 240, lambda: proc.communicate()[0]) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

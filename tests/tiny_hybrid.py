@@ -22,6 +22,7 @@ from transformers import (
     Cache,
     FalconH1Config,
     FalconH1ForCausalLM,
+    PreTrainedModel,
 )
 
 # Mamba-2 mixer settings both tiny hybrids share
@@ -45,16 +46,21 @@ def tiny_hybrid_config(layers: int = 4, hidden: int = 64) -> FalconH1Config:
     )
 
 
-def build_tiny_hybrid(root: Path, seed: int = 0) -> Path:
-    """Save a tiny random FalconH1ForCausalLM and the tiny tokenizer under ``root``."""
-    torch.manual_seed(seed)
-    model = FalconH1ForCausalLM(tiny_hybrid_config())
+def _save_tiny(model: PreTrainedModel, root: Path) -> Path:
+    """Save a tiny random ``model`` (its logits sharpened 8x, eos = 2) and the tiny tokenizer
+    under ``root``."""
     with torch.no_grad():
         model.lm_head.weight.mul_(8.0)
     model.generation_config.eos_token_id = 2
     model.save_pretrained(root)
     tiny_tokenizer().save_pretrained(root)
     return root
+
+
+def build_tiny_hybrid(root: Path, seed: int = 0) -> Path:
+    """Save a tiny random FalconH1ForCausalLM and the tiny tokenizer under ``root``."""
+    torch.manual_seed(seed)
+    return _save_tiny(FalconH1ForCausalLM(tiny_hybrid_config()), root)
 
 
 def build_tiny_hybrid_draft(target_dir: Path, root: Path, seed: int = 1) -> Path:
@@ -75,13 +81,7 @@ def build_tiny_bamba(root: Path, seed: int = 0) -> Path:
     (a hybrid that interleaves layers instead of running both in each)."""
     torch.manual_seed(seed)
     config = BambaConfig(vocab_size=128, attn_layer_indices=[0, 2], **MAMBA, **tiny_settings())
-    model = BambaForCausalLM(config)
-    with torch.no_grad():
-        model.lm_head.weight.mul_(8.0)
-    model.generation_config.eos_token_id = 2
-    model.save_pretrained(root)
-    tiny_tokenizer().save_pretrained(root)
-    return root
+    return _save_tiny(BambaForCausalLM(config), root)
 
 
 def cache_tensors(cache: Cache) -> dict[str, torch.Tensor]:

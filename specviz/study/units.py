@@ -49,7 +49,7 @@ from specviz.workloads.mixtures import (
 )
 from specviz.workloads.prompt import Prompt
 from specviz.workloads.request import Request
-from specviz.workloads.sharegpt import ShareGPTSampling, TokenCounter
+from specviz.workloads.sharegpt import ShareGPTSampling, length_table
 
 BASELINE_CONDITION = "baseline"  # label and condition-id part of a study's plain-decoding condition
 
@@ -122,28 +122,19 @@ class Traffic:
     describe: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _token_counter(study: Study) -> TokenCounter:
-    """Token counts with the study's first target's tokenizer (as vLLM samples ShareGPT)."""
-    from specviz.model_source import load_tokenizer
-    from specviz.workloads.sharegpt import token_counter
-
-    model = study.models[0]
-    return token_counter(load_tokenizer(model.name, model.trust_remote_code))
-
-
 def study_traffic(study: Study) -> tuple[Traffic, list[Mixture]] | None:
     """The ``[mixtures.traffic]`` sample, labelled, and its mixtures; None without one."""
     spec = study.mixtures.traffic
     if spec is None:
         return None
     from specviz.workloads.packaged import ShareGPTSource
-    from specviz.workloads.traffic import sharegpt_workload
+    from specviz.workloads.traffic import target_traffic
 
     source = ShareGPTSource(Path(spec.path) if spec.path is not None else None)
     sampling = ShareGPTSampling(size=spec.size, seed=spec.seed, mode=spec.mode)
+    target = study.models[0]  # lengths in the first target's tokens
     try:
-        source.file()  # a missing file is named before the tokenizer loads
-        data, sample = sharegpt_workload(sampling, _token_counter(study), source=source)
+        data, sample = target_traffic(source, sampling, target.name, target.trust_remote_code)
         data_set = source.data_set()
     except ValueError as err:
         raise StudyError(f"{study.source_file}: mixtures.traffic: {err}") from err
@@ -162,12 +153,8 @@ def study_traffic(study: Study) -> tuple[Traffic, list[Mixture]] | None:
         "read": data.describe(),
         "sampling": sampling.describe(),
         "dropped": dict(sample.dropped),
-        "lengths": [
-            {"prompt_id": s.prompt.id, "category": s.prompt.category,
-             "prompt_tokens": s.prompt_tokens, "output_tokens": s.output_tokens}
-            for s in sample.items
-        ],
-    }  # fmt: skip
+        "lengths": length_table(sample.items),
+    }
     traffic = Traffic(spec, prompts, tuple(m.name for m in mixtures), describe)
     return traffic, mixtures
 

@@ -355,18 +355,6 @@ def token_counter(tokenizer: Any) -> TokenCounter:
     return count
 
 
-def sharegpt_prompts(
-    path: str | Path,
-    sampling: ShareGPTSampling,
-    count_tokens: TokenCounter,
-    *,
-    progress: bool = False,
-) -> tuple[ShareGPTFile, ShareGPTSample]:
-    """Read a ShareGPT file and sample it (the two steps above)."""
-    data = read_conversations(path, progress=progress)
-    return data, sample_prompts(data, sampling, count_tokens)
-
-
 def length_table(items: Sequence[Sampled]) -> list[dict[str, Any]]:
     """Rows (id, category, prompt_tokens, output_tokens) of a sample, for reports."""
     return [

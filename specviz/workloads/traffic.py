@@ -17,6 +17,7 @@ compare with; their labels differ from MT-Bench's, as each entry's note says.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections import Counter
@@ -37,6 +38,7 @@ from specviz.workloads.sharegpt import (
     first_turns,
     read_conversations,
     sample_prompts,
+    token_counter,
 )
 
 CHECK_RECORDS = 500
@@ -271,3 +273,21 @@ def sharegpt_workload(
         for s in sample.items
     )
     return data, replace(sample, items=items)
+
+
+def tokenizer_counter(model: str, trust_remote_code: bool) -> TokenCounter:
+    """Token counts with ``model``'s tokenizer (as vLLM samples ShareGPT), loaded at the first
+    count: a file that is missing or not ShareGPT is refused before the tokenizer loads."""
+    from specviz.model_source import load_tokenizer
+
+    counter = functools.cache(lambda: token_counter(load_tokenizer(model, trust_remote_code)))
+    return lambda text: counter()(text)
+
+
+def target_traffic(
+    source: ShareGPTSource, sampling: ShareGPTSampling, model: str, trust_remote_code: bool
+) -> tuple[ShareGPTFile, ShareGPTSample]:
+    """The labelled sample of ``source`` (:func:`sharegpt_workload`), lengths counted with the
+    target ``model``'s tokenizer (:func:`tokenizer_counter`): what ``specviz run --workload
+    sharegpt`` and a study's ``[mixtures.traffic]`` decode."""
+    return sharegpt_workload(sampling, tokenizer_counter(model, trust_remote_code), source=source)
