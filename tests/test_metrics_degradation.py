@@ -18,7 +18,13 @@ from specviz.metrics import (
     degradation_long,
     single_task_best_k,
 )
-from specviz.metrics.degradation import TERM_LABELS, TERMS, ThinTask, thin_tasks_of_term
+from specviz.metrics.degradation import (
+    TERM_LABELS,
+    TERMS,
+    ThinTask,
+    request_parts,
+    thin_tasks_of_term,
+)
 from specviz.metrics.synthetic import requests_from_rows
 
 SPT = {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.10, ("B", 4): 0.12}
@@ -100,6 +106,51 @@ def test_constant_policy_has_zero_carry_over_by_construction():
     assert r["residual"] == pytest.approx(0.4)
     assert r["total"] == pytest.approx(0.8)
     assert_parts_add_up(r)
+
+
+def test_request_parts_are_each_requests_figures_and_sum_to_its_streams_row():
+    requests = requests_from_rows(single_rows() + multi_rows())
+    parts = request_parts(requests).sort("request_index")
+    # per request (10 tokens, k = 4, 1.1 x slower than single-task): t_m = 11 spt(c, 4),
+    # t_s = 10 spt(c, 4), t_s_best at A's k* 4 and B's k* 2, t_s_single at the one k 4;
+    # rate: the tuned reference's 0.09 s per token
+    assert parts["prompt_id"].to_list() == PROMPTS
+    assert parts["category"].to_list() == ["A", "B", "A", "B"]
+    assert parts["n"].to_list() == [10.0] * 4
+    assert parts["t_m"].to_list() == pytest.approx([0.88, 1.32, 0.88, 1.32])
+    assert parts["t_s"].to_list() == pytest.approx([0.8, 1.2, 0.8, 1.2])
+    assert parts["t_s_best"].to_list() == pytest.approx([0.8, 1.0, 0.8, 1.0])
+    assert parts["t_s_single"].to_list() == pytest.approx([0.8, 1.2, 0.8, 1.2])
+    assert parts["rate"].to_list() == pytest.approx([0.09] * 4)
+    assert set(parts["mixture"].to_list()) == {"mix"} and set(parts["k"].to_list()) == {4}
+    assert set(parts["run_id"].to_list()) == {"constant-mix-4"}
+    row = only(degradation(requests, n_boot=50))
+    assert parts["t_m"].sum() == pytest.approx(row["multitask_s"])
+    assert (parts["n"] * parts["rate"]).sum() == pytest.approx(row["reference_s"])
+
+
+def test_request_parts_give_each_stream_its_own_rate_a_null_configuration_value_included():
+    # two streams: one of an unknown temperature (null: a server that does not say), one at
+    # temperature 0 whose single-task runs took twice as long (rate 0.18 s per token)
+    def at(rows, temperature, scale):
+        return [
+            {**r, "run_id": f"{r['run_id']}-{temperature}", "temperature": temperature,
+             "wall_s": r["wall_s"] * scale}
+            for r in rows
+        ]  # fmt: skip
+
+    rows = at(single_rows() + multi_rows(), None, 1.0) + at(single_rows() + multi_rows(), 0.0, 2.0)
+    parts = request_parts(requests_from_rows(rows))
+    assert parts.height == 8
+    rate = dict(parts.group_by("temperature").agg(pl.col("rate").unique()).iter_rows())
+    assert rate[None] == pytest.approx([0.09]) and rate[0.0] == pytest.approx([0.18])
+
+
+def test_request_parts_of_requests_without_a_multitask_stream_is_empty_with_a_rate_column():
+    parts = request_parts(requests_from_rows(single_rows()))
+    assert parts.height == 0
+    assert parts.columns[-5:] == ["t_m", "t_s", "t_s_best", "t_s_single", "rate"]
+    assert parts.schema["rate"] == pl.Float64
 
 
 def test_a_mix_weighting_the_easier_task_has_negative_composition():

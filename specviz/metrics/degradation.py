@@ -457,7 +457,8 @@ def _reference_rows(
         {"category": list(best), "k": list(best.values())},
         schema={"category": single.schema["category"], "k": single.schema["k"]},
     )
-    return single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
+    # eq_missing: a null configuration value matches itself, as in the joins above (nulls_equal)
+    return single.filter(*[pl.col(c).eq_missing(config[c]) for c in _CONFIG_BUT_K]).join(
         chosen, on=["category", "k"], how="semi"
     )
 
