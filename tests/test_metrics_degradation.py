@@ -253,6 +253,36 @@ def test_long_form_parts_keep_values_and_shares():
     assert long["share"].to_list() == pytest.approx([0.0, 0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)
 
 
+def long_input(total: float) -> pl.DataFrame:
+    """A degradation() table of one stream, by hand: part i is i seconds, bounds -/+ 0.5."""
+    row = {"target": "t", "temperature": 0.0, "drafter": "d", "policy": "p", "k": 2, "mixture": "m"}
+    for i, part in enumerate(TERMS):
+        row |= {part: float(i), f"{part}_low": i - 0.5, f"{part}_high": i + 0.5}
+    row |= {"total": total, "total_low": total - 0.5, "total_high": total + 0.5}
+    return pl.DataFrame([row])
+
+
+def test_long_form_has_each_parts_bounds_and_a_share_of_every_nonzero_total():
+    long = degradation_long(long_input(1.0))
+    assert long.columns == [
+        *("target", "temperature", "drafter", "policy", "k", "mixture"),
+        *("part", "seconds", "low", "high", "share"),
+    ]
+    assert long["part"].to_list() == [*TERMS, "total"]
+    assert long["low"].to_list() == [-0.5, 0.5, 1.5, 2.5, 3.5, 0.5]
+    assert long["high"].to_list() == [0.5, 1.5, 2.5, 3.5, 4.5, 1.5]
+    # a total of exactly 1 s is a total like any other: each share is its part's seconds
+    assert long["share"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 1.0]
+    assert long["mixture"].to_list() == ["m"] * 6
+    assert degradation_long(long_input(0.0))["share"].null_count() == 6
+
+
+def test_a_table_that_is_not_a_decomposition_is_refused_naming_its_missing_columns():
+    table = long_input(1.0).drop("residual_low", "residual_high")
+    with pytest.raises(ValueError, match=r"missing columns residual_low, residual_high$"):
+        degradation_long(table)
+
+
 def prompt_rows(spt: dict[tuple[str, int], float], stream_k: int) -> list[dict]:
     """Single-task runs of every (prompt, k) in ``spt`` and one multitask stream at ``stream_k``
     (no slowdown), 10 tokens per request; a prompt's task is its first letter."""
@@ -323,6 +353,31 @@ def test_composition_splits_exactly_into_each_tasks_share_and_prompts():
     assert a["prompts_s"] == pytest.approx(0.0, abs=1e-12)
     total = parts["shares_s"].sum() + parts["prompts_s"].sum()
     assert total == pytest.approx(only(degradation(requests_from_rows(rows)))["composition"])
+
+
+def test_a_tasks_prompts_cheaper_than_its_benchmarks_show_in_its_prompts_term():
+    # A0 takes 0.06 s/token at k=4 and A1 0.10 (A's benchmark at k* = 4: 0.08); the stream has
+    # A0 once and B0, B1 (B at k* = 2: 0.10): N = 30, w_A = 1/3, rate = 3.6 s / 40 = 0.09
+    rows = single_rows()
+    for r in rows:
+        if r["run_id"] == "constant-A-4":
+            r["wall_s"] = {"A0": 0.6, "A1": 1.0}[r["prompt_id"]]
+    rows += multi_rows(prompts=["A0", "B0", "B1"], slowdown=1.0)
+    parts = composition_by_task(requests_from_rows(rows))
+    a, b = only(parts, category="A"), only(parts, category="B")
+    assert (a["tokens"], b["tokens"]) == (10.0, 20.0)
+    assert (a["spt"], a["reference_spt"]) == pytest.approx((0.06, 0.08))
+    assert (b["spt"], b["reference_spt"]) == pytest.approx((0.10, 0.10))
+    # prompts_s = N w_A (s_A - s'_A) = 30 * 1/3 * -0.02; shares_s = 30 * -1/6 * -0.01
+    assert a["prompts_s"] == pytest.approx(-0.2)
+    assert a["shares_s"] == pytest.approx(0.05) and b["shares_s"] == pytest.approx(0.05)
+    assert b["prompts_s"] == pytest.approx(0.0, abs=1e-12)
+    composition = only(degradation(requests_from_rows(rows), n_boot=50))["composition"]
+    assert composition == pytest.approx(-0.1)
+
+
+def test_composition_by_task_of_requests_without_a_multitask_stream_is_empty():
+    assert composition_by_task(requests_from_rows(single_rows())).height == 0
 
 
 def test_a_task_with_one_request_makes_every_term_of_its_stream_not_estimable():

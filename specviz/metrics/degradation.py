@@ -731,7 +731,9 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     when total is 0).
     """
     group = [*CONFIG, "mixture"]
-    missing = [c for c in [*group, *ESTIMATES] if c not in table.columns]
+    # each estimate with its bounds: the long form reads all three
+    needed = [*group, *(f"{p}{s}" for p in ESTIMATES for s in ("", "_low", "_high"))]
+    missing = [c for c in needed if c not in table.columns]
     if missing:
         raise ValueError(f"not a degradation() table: missing columns {', '.join(missing)}")
     frames = [
