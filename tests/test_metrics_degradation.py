@@ -129,9 +129,10 @@ def test_request_parts_are_each_requests_figures_and_sum_to_its_streams_row():
     assert (parts["n"] * parts["rate"]).sum() == pytest.approx(row["reference_s"])
 
 
-def test_request_parts_give_each_stream_its_own_rate_a_null_configuration_value_included():
-    # two streams: one of an unknown temperature (null: a server that does not say), one at
-    # temperature 0 whose single-task runs took twice as long (rate 0.18 s per token)
+def two_temperatures() -> pl.DataFrame:
+    """Two streams: one of an unknown temperature (null: a server that does not say), one at
+    temperature 0 whose single-task runs took twice as long (rate 0.18 s per token)."""
+
     def at(rows, temperature, scale):
         return [
             {**r, "run_id": f"{r['run_id']}-{temperature}", "temperature": temperature,
@@ -140,10 +141,31 @@ def test_request_parts_give_each_stream_its_own_rate_a_null_configuration_value_
         ]  # fmt: skip
 
     rows = at(single_rows() + multi_rows(), None, 1.0) + at(single_rows() + multi_rows(), 0.0, 2.0)
-    parts = request_parts(requests_from_rows(rows))
+    return requests_from_rows(rows)
+
+
+def test_request_parts_give_each_stream_its_own_rate_a_null_configuration_value_included():
+    parts = request_parts(two_temperatures())
     assert parts.height == 8
     rate = dict(parts.group_by("temperature").agg(pl.col("rate").unique()).iter_rows())
     assert rate[None] == pytest.approx([0.09]) and rate[0.0] == pytest.approx([0.18])
+
+
+def test_streams_are_ordered_by_configuration_with_a_null_value_last():
+    table = degradation(two_temperatures(), n_boot=50)
+    assert table["temperature"].to_list() == [0.0, None]
+    assert table["requests"].to_list() == [4, 4]
+    assert table["reference_s"].to_list() == pytest.approx([7.2, 3.6])
+
+
+def test_a_controlled_term_names_the_thin_tasks_of_both_the_stream_and_its_control():
+    row = {
+        "control": "constant",
+        "thin_tasks": [{"category": "B", "requests": 1}],
+        "control_thin_tasks": [{"category": "A", "requests": 1}],
+    }
+    assert thin_tasks_of_term(row, "carry_over") == (ThinTask("A", 1), ThinTask("B", 1))
+    assert thin_tasks_of_term(row, "composition") == (ThinTask("B", 1),)
 
 
 def test_request_parts_of_requests_without_a_multitask_stream_is_empty_with_a_rate_column():
