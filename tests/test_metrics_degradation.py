@@ -156,6 +156,16 @@ def test_streams_are_ordered_by_configuration_with_a_null_value_last():
     assert table["temperature"].to_list() == [0.0, None]
     assert table["requests"].to_list() == [4, 4]
     assert table["reference_s"].to_list() == pytest.approx([7.2, 3.6])
+    # N / T_M and 1 / rate: 40 tokens in 8.8 s and 4.4 s; 1 / 0.18 and 1 / 0.09
+    assert table["multitask_tokens_per_s"].to_list() == pytest.approx([40 / 8.8, 40 / 4.4])
+    assert table["reference_tokens_per_s"].to_list() == pytest.approx([1 / 0.18, 1 / 0.09])
+    assert table.schema["requests"] == pl.Int64 and table.schema["tokens"] == pl.Float64
+
+
+def test_a_stream_of_one_prompt_per_task_chooses_its_single_k_in_sample():
+    # no other half to choose on: k = 4 and k = 2 both cost 2.0 s; the tie keeps the stream's k
+    r = only(degradation(requests_from_rows(single_rows() + multi_rows(prompts=["A0", "B0"]))))
+    assert r["best_single_k"] == "4"
 
 
 def test_a_controlled_term_names_the_thin_tasks_of_both_the_stream_and_its_control():
