@@ -274,17 +274,52 @@ def verdicts(work: Path, module: Module) -> dict[str, int | None]:
     return json.loads(meta.read_text())["exit_code_by_key"]
 
 
-def forget(work: Path, module: Module, codes: set[int]) -> None:
+def forget(work: Path, module: Module, codes: set[int]) -> dict[str, tuple[int, str]]:
     """Mark the mutants of ``module`` whose verdict is one of ``codes`` as not checked, so the
-    next mutmut run tests them again (in the same run as the new mutants)."""
+    next mutmut run tests them again (in the same run as the new mutants); return what was
+    forgotten, ``{mutant: (verdict, its function's hash)}``, for :func:`restore`."""
     meta = work / "mutants" / f"{module.source}.meta"
     if not meta.exists():
-        return
+        return {}
     data = json.loads(meta.read_text())
+    hashes = data.get("hash_by_function_name", {})
+    forgotten = {
+        m: (c, hashes.get(function_of(m), ""))
+        for m, c in data["exit_code_by_key"].items()
+        if c in codes
+    }
     data["exit_code_by_key"] = {
-        m: None if c in codes else c for m, c in data["exit_code_by_key"].items()
+        m: None if m in forgotten else c for m, c in data["exit_code_by_key"].items()
     }
     meta.write_text(json.dumps(data))
+    return forgotten
+
+
+def restore(work: Path, module: Module, forgotten: dict[str, tuple[int, str]]) -> int:
+    """Give back its earlier verdict to each mutant :func:`forget` cleared that the run did not
+    re-test (stopped by its budget first) and whose function is unchanged (a changed function's
+    mutants are new ones under the same names): a run cut short keeps its survivors as survivors
+    instead of losing them to "not checked". Returns how many were restored."""
+    meta = work / "mutants" / f"{module.source}.meta"
+    if not forgotten or not meta.exists():
+        return 0
+    data = json.loads(meta.read_text())
+    hashes = data.get("hash_by_function_name", {})
+    codes = data["exit_code_by_key"]
+    back = {
+        m: c
+        for m, (c, h) in forgotten.items()
+        if m in codes and codes[m] is None and hashes.get(function_of(m), "") == h
+    }
+    codes.update(back)
+    meta.write_text(json.dumps(data))
+    return len(back)
+
+
+def function_of(mutant: str) -> str:
+    """The mangled function name a mutant's verdicts are hashed under in mutmut's meta file
+    (``specviz.cost.x__curve_at__mutmut_5`` -> ``x__curve_at``)."""
+    return mutant.rsplit(".", 1)[-1].split("__mutmut_")[0]
 
 
 def diff(work: Path, mutant: str) -> str:
@@ -356,7 +391,7 @@ def diffs(work: Path, module: Module, mutants: list[str]) -> dict[str, str]:
     cache = json.loads(cache_file.read_text()) if cache_file.exists() else {}
     found = {}
     for m in mutants:
-        key = f"{m}@{hashes.get(m.rsplit('.', 1)[-1].split('__mutmut_')[0], '')}"
+        key = f"{m}@{hashes.get(function_of(m), '')}"
         if key not in cache:
             cache[key] = diff(work, m)
         found[m] = cache[key]
@@ -415,9 +450,12 @@ def main() -> None:
         # survivors, timeouts and mutants no test reached in an earlier run face the tests as
         # they are now (mutmut keeps a verdict until the mutated function changes, not when a
         # test is added)
-        forget(work, module, SURVIVED | TIMEOUT | NO_TESTS)
+        forgotten = forget(work, module, SURVIVED | TIMEOUT | NO_TESTS)
         seconds[name], finished = run_mutmut(work, args.jobs, args.budget_s)
+        # a run cut short keeps the earlier verdicts of those it did not reach
+        kept = restore(work, module, forgotten)
         note = "" if finished else " (stopped by its budget or failed: see mutmut.log)"
+        note += f" ({kept} earlier verdicts kept: not re-tested)" if kept else ""
         print(f"{name}: ran {seconds[name]:.0f} s{note}", flush=True)
     # the report covers every module with cached verdicts, not only those run now: a run of
     # one module must not drop the others' survivors from out/mutation/report.md

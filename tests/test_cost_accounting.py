@@ -7,7 +7,14 @@ import polars as pl
 import pytest
 
 from specviz.metrics import degradation
-from specviz.metrics.accounting import fit_cost_models, modelled_seconds, with_modelled_seconds
+from specviz.metrics.accounting import (
+    fit_cost_models,
+    modelled_seconds,
+    request_load_factors,
+    round_table,
+    verified_alone,
+    with_modelled_seconds,
+)
 from specviz.metrics.synthetic import (
     Labels,
     RoundSpec,
@@ -102,6 +109,64 @@ def test_modelled_seconds_price_each_round_by_hand_whatever_load_the_request_met
     assert priced["modelled_s"].to_list() == pytest.approx([0.25, 0.35, 0.45])
     assert priced["modelled_draft_s"].to_list() == pytest.approx([0.02, 0.02, 0.02])
     assert priced["modelled_prefill_s"].to_list() == pytest.approx([0.1, 0.2, 0.3])
+
+
+def co_decoded(parts, rows):
+    """``parts`` whose verify rounds were verified in a forward of ``rows`` rows (beside other
+    runs' rows: co-decoded), their seconds a share of that shared forward."""
+    return [
+        (
+            events.with_columns(
+                pl.when(~pl.col("prefill"))
+                .then(rows)
+                .otherwise(1)
+                .alias("batch_rows")
+                .cast(pl.Int16)
+            ),
+            row,
+        )
+        for events, row in parts
+    ]
+
+
+def test_co_decoded_rounds_are_priced_like_the_same_rounds_but_never_calibrate():
+    # cal-3 has cal-0's rounds but its verify rounds were co-decoded beside two other runs'
+    # rows (its prefill is its own forward, as in a real co-decoded run): their seconds (10x
+    # slower at some rows, a shared forward) must move neither the curve nor any load factor, and it costs
+    # what cal-0 costs
+    rounds = [
+        prefill(0.1),
+        RoundSpec(drafted=2, accepted=1, draft_s=0.5, verify_s=0.9),
+        RoundSpec(drafted=0, verify_s=0.5),
+    ]
+    shared = co_decoded([request("cal", 3, "p3", "A", "A", rounds, prompt_tokens=10)], 3)
+    events, requests = tables(CALIBRATION + shared)
+    model = fit_cost_models(events, requests)["tiny"]
+    assert model.verify_s == pytest.approx((0.05, 0.065, 0.08))
+    assert model.draft("model", 2) == pytest.approx(0.02)
+    assert model.samples["runs"] == 1 and model.samples["verify_rounds"] == 6
+    priced = modelled_seconds(events, requests, {"tiny": model}).sort("request_id")
+    assert priced["request_id"].to_list() == ["cal-0", "cal-1", "cal-2", "cal-3"]
+    assert priced["modelled_s"].to_list() == pytest.approx([0.25, 0.35, 0.45, 0.25])
+    rounds = round_table(events, requests)
+    assert rounds.filter(pl.col("request_id") == "cal-3")["batch_rows"].to_list() == [1, 3, 3]
+    # its prefill is its own forward: that round alone of cal-3 is verified alone
+    alone = verified_alone(rounds).filter(pl.col("request_id") == "cal-3")
+    assert alone["prefill"].to_list() == [True]
+    factors = request_load_factors(events, requests)
+    assert sorted(factors["request_id"].to_list()) == ["cal-0", "cal-1", "cal-2"]
+    assert factors.sort("request_id")["load_factor"].to_list() == pytest.approx([1.0, 2.0, 1.0])
+
+
+def test_rounds_without_a_batch_rows_value_count_as_verified_alone():
+    # run directories written before co-decoding have no batch_rows column (or a null in it)
+    events, requests = tables(CALIBRATION)
+    for older in (events.drop("batch_rows"), events.with_columns(pl.lit(None).alias("batch_rows"))):
+        rounds = round_table(older, requests)
+        assert set(rounds["batch_rows"].to_list()) == {1}
+        assert verified_alone(rounds).height == rounds.height
+        model = fit_cost_models(older, requests)["tiny"]
+        assert model.verify_s == pytest.approx((0.05, 0.065, 0.08))
 
 
 # rounds of two prompts, identical in every stream (greedy decoding): A0 drafts well, B0 not

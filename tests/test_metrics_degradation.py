@@ -18,7 +18,13 @@ from specviz.metrics import (
     degradation_long,
     single_task_best_k,
 )
-from specviz.metrics.degradation import TERM_LABELS, TERMS, ThinTask, thin_tasks_of_term
+from specviz.metrics.degradation import (
+    TERM_LABELS,
+    TERMS,
+    ThinTask,
+    request_parts,
+    thin_tasks_of_term,
+)
 from specviz.metrics.synthetic import requests_from_rows
 
 SPT = {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.10, ("B", 4): 0.12}
@@ -100,6 +106,83 @@ def test_constant_policy_has_zero_carry_over_by_construction():
     assert r["residual"] == pytest.approx(0.4)
     assert r["total"] == pytest.approx(0.8)
     assert_parts_add_up(r)
+
+
+def test_request_parts_are_each_requests_figures_and_sum_to_its_streams_row():
+    requests = requests_from_rows(single_rows() + multi_rows())
+    parts = request_parts(requests).sort("request_index")
+    # per request (10 tokens, k = 4, 1.1 x slower than single-task): t_m = 11 spt(c, 4),
+    # t_s = 10 spt(c, 4), t_s_best at A's k* 4 and B's k* 2, t_s_single at the one k 4;
+    # rate: the tuned reference's 0.09 s per token
+    assert parts["prompt_id"].to_list() == PROMPTS
+    assert parts["category"].to_list() == ["A", "B", "A", "B"]
+    assert parts["n"].to_list() == [10.0] * 4
+    assert parts["t_m"].to_list() == pytest.approx([0.88, 1.32, 0.88, 1.32])
+    assert parts["t_s"].to_list() == pytest.approx([0.8, 1.2, 0.8, 1.2])
+    assert parts["t_s_best"].to_list() == pytest.approx([0.8, 1.0, 0.8, 1.0])
+    assert parts["t_s_single"].to_list() == pytest.approx([0.8, 1.2, 0.8, 1.2])
+    assert parts["rate"].to_list() == pytest.approx([0.09] * 4)
+    assert set(parts["mixture"].to_list()) == {"mix"} and set(parts["k"].to_list()) == {4}
+    assert set(parts["run_id"].to_list()) == {"constant-mix-4"}
+    row = only(degradation(requests, n_boot=50))
+    assert parts["t_m"].sum() == pytest.approx(row["multitask_s"])
+    assert (parts["n"] * parts["rate"]).sum() == pytest.approx(row["reference_s"])
+
+
+def two_temperatures() -> pl.DataFrame:
+    """Two streams: one of an unknown temperature (null: a server that does not say), one at
+    temperature 0 whose single-task runs took twice as long (rate 0.18 s per token)."""
+
+    def at(rows, temperature, scale):
+        return [
+            {**r, "run_id": f"{r['run_id']}-{temperature}", "temperature": temperature,
+             "wall_s": r["wall_s"] * scale}
+            for r in rows
+        ]  # fmt: skip
+
+    rows = at(single_rows() + multi_rows(), None, 1.0) + at(single_rows() + multi_rows(), 0.0, 2.0)
+    return requests_from_rows(rows)
+
+
+def test_request_parts_give_each_stream_its_own_rate_a_null_configuration_value_included():
+    parts = request_parts(two_temperatures())
+    assert parts.height == 8
+    rate = dict(parts.group_by("temperature").agg(pl.col("rate").unique()).iter_rows())
+    assert rate[None] == pytest.approx([0.09]) and rate[0.0] == pytest.approx([0.18])
+
+
+def test_streams_are_ordered_by_configuration_with_a_null_value_last():
+    table = degradation(two_temperatures(), n_boot=50)
+    assert table["temperature"].to_list() == [0.0, None]
+    assert table["requests"].to_list() == [4, 4]
+    assert table["reference_s"].to_list() == pytest.approx([7.2, 3.6])
+    # N / T_M and 1 / rate: 40 tokens in 8.8 s and 4.4 s; 1 / 0.18 and 1 / 0.09
+    assert table["multitask_tokens_per_s"].to_list() == pytest.approx([40 / 8.8, 40 / 4.4])
+    assert table["reference_tokens_per_s"].to_list() == pytest.approx([1 / 0.18, 1 / 0.09])
+    assert table.schema["requests"] == pl.Int64 and table.schema["tokens"] == pl.Float64
+
+
+def test_a_stream_of_one_prompt_per_task_chooses_its_single_k_in_sample():
+    # no other half to choose on: k = 4 and k = 2 both cost 2.0 s; the tie keeps the stream's k
+    r = only(degradation(requests_from_rows(single_rows() + multi_rows(prompts=["A0", "B0"]))))
+    assert r["best_single_k"] == "4"
+
+
+def test_a_controlled_term_names_the_thin_tasks_of_both_the_stream_and_its_control():
+    row = {
+        "control": "constant",
+        "thin_tasks": [{"category": "B", "requests": 1}],
+        "control_thin_tasks": [{"category": "A", "requests": 1}],
+    }
+    assert thin_tasks_of_term(row, "carry_over") == (ThinTask("A", 1), ThinTask("B", 1))
+    assert thin_tasks_of_term(row, "composition") == (ThinTask("B", 1),)
+
+
+def test_request_parts_of_requests_without_a_multitask_stream_is_empty_with_a_rate_column():
+    parts = request_parts(requests_from_rows(single_rows()))
+    assert parts.height == 0
+    assert parts.columns[-5:] == ["t_m", "t_s", "t_s_best", "t_s_single", "rate"]
+    assert parts.schema["rate"] == pl.Float64
 
 
 def test_a_mix_weighting_the_easier_task_has_negative_composition():
@@ -202,6 +285,36 @@ def test_long_form_parts_keep_values_and_shares():
     assert long["share"].to_list() == pytest.approx([0.0, 0.0, 0.5, 0.0, 0.5, 1.0], abs=1e-12)
 
 
+def long_input(total: float) -> pl.DataFrame:
+    """A degradation() table of one stream, by hand: part i is i seconds, bounds -/+ 0.5."""
+    row = {"target": "t", "temperature": 0.0, "drafter": "d", "policy": "p", "k": 2, "mixture": "m"}
+    for i, part in enumerate(TERMS):
+        row |= {part: float(i), f"{part}_low": i - 0.5, f"{part}_high": i + 0.5}
+    row |= {"total": total, "total_low": total - 0.5, "total_high": total + 0.5}
+    return pl.DataFrame([row])
+
+
+def test_long_form_has_each_parts_bounds_and_a_share_of_every_nonzero_total():
+    long = degradation_long(long_input(1.0))
+    assert long.columns == [
+        *("target", "temperature", "drafter", "policy", "k", "mixture"),
+        *("part", "seconds", "low", "high", "share"),
+    ]
+    assert long["part"].to_list() == [*TERMS, "total"]
+    assert long["low"].to_list() == [-0.5, 0.5, 1.5, 2.5, 3.5, 0.5]
+    assert long["high"].to_list() == [0.5, 1.5, 2.5, 3.5, 4.5, 1.5]
+    # a total of exactly 1 s is a total like any other: each share is its part's seconds
+    assert long["share"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 1.0]
+    assert long["mixture"].to_list() == ["m"] * 6
+    assert degradation_long(long_input(0.0))["share"].null_count() == 6
+
+
+def test_a_table_that_is_not_a_decomposition_is_refused_naming_its_missing_columns():
+    table = long_input(1.0).drop("residual_low", "residual_high")
+    with pytest.raises(ValueError, match=r"missing columns residual_low, residual_high$"):
+        degradation_long(table)
+
+
 def prompt_rows(spt: dict[tuple[str, int], float], stream_k: int) -> list[dict]:
     """Single-task runs of every (prompt, k) in ``spt`` and one multitask stream at ``stream_k``
     (no slowdown), 10 tokens per request; a prompt's task is its first letter."""
@@ -272,6 +385,31 @@ def test_composition_splits_exactly_into_each_tasks_share_and_prompts():
     assert a["prompts_s"] == pytest.approx(0.0, abs=1e-12)
     total = parts["shares_s"].sum() + parts["prompts_s"].sum()
     assert total == pytest.approx(only(degradation(requests_from_rows(rows)))["composition"])
+
+
+def test_a_tasks_prompts_cheaper_than_its_benchmarks_show_in_its_prompts_term():
+    # A0 takes 0.06 s/token at k=4 and A1 0.10 (A's benchmark at k* = 4: 0.08); the stream has
+    # A0 once and B0, B1 (B at k* = 2: 0.10): N = 30, w_A = 1/3, rate = 3.6 s / 40 = 0.09
+    rows = single_rows()
+    for r in rows:
+        if r["run_id"] == "constant-A-4":
+            r["wall_s"] = {"A0": 0.6, "A1": 1.0}[r["prompt_id"]]
+    rows += multi_rows(prompts=["A0", "B0", "B1"], slowdown=1.0)
+    parts = composition_by_task(requests_from_rows(rows))
+    a, b = only(parts, category="A"), only(parts, category="B")
+    assert (a["tokens"], b["tokens"]) == (10.0, 20.0)
+    assert (a["spt"], a["reference_spt"]) == pytest.approx((0.06, 0.08))
+    assert (b["spt"], b["reference_spt"]) == pytest.approx((0.10, 0.10))
+    # prompts_s = N w_A (s_A - s'_A) = 30 * 1/3 * -0.02; shares_s = 30 * -1/6 * -0.01
+    assert a["prompts_s"] == pytest.approx(-0.2)
+    assert a["shares_s"] == pytest.approx(0.05) and b["shares_s"] == pytest.approx(0.05)
+    assert b["prompts_s"] == pytest.approx(0.0, abs=1e-12)
+    composition = only(degradation(requests_from_rows(rows), n_boot=50))["composition"]
+    assert composition == pytest.approx(-0.1)
+
+
+def test_composition_by_task_of_requests_without_a_multitask_stream_is_empty():
+    assert composition_by_task(requests_from_rows(single_rows())).height == 0
 
 
 def test_a_task_with_one_request_makes_every_term_of_its_stream_not_estimable():

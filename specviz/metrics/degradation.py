@@ -457,7 +457,8 @@ def _reference_rows(
         {"category": list(best), "k": list(best.values())},
         schema={"category": single.schema["category"], "k": single.schema["k"]},
     )
-    return single.filter(*[pl.col(c) == config[c] for c in _CONFIG_BUT_K]).join(
+    # eq_missing: a null configuration value matches itself, as in the joins above (nulls_equal)
+    return single.filter(*[pl.col(c).eq_missing(config[c]) for c in _CONFIG_BUT_K]).join(
         chosen, on=["category", "k"], how="semi"
     )
 
@@ -730,7 +731,9 @@ def degradation_long(table: pl.DataFrame) -> pl.DataFrame:
     when total is 0).
     """
     group = [*CONFIG, "mixture"]
-    missing = [c for c in [*group, *ESTIMATES] if c not in table.columns]
+    # each estimate with its bounds: the long form reads all three
+    needed = [*group, *(f"{p}{s}" for p in ESTIMATES for s in ("", "_low", "_high"))]
+    missing = [c for c in needed if c not in table.columns]
     if missing:
         raise ValueError(f"not a degradation() table: missing columns {', '.join(missing)}")
     frames = [
