@@ -255,15 +255,19 @@ class BatchDecoder:
             return self.slot_policies[row.slot]
         return self.batch_policy
 
+    def _drafts(self, row: _Row) -> bool:
+        """Whether ``row`` drafts at all (plain decoding asks k = 0 and updates no policy)."""
+        return self.drafter is not None
+
     def _asked(self, row: _Row) -> int:
-        return 0 if self.drafter is None else self._policy(row).next_k()
+        return self._policy(row).next_k() if self._drafts(row) else 0
 
     def _stop_rule(self, row: _Row) -> StopRule | None:
         return self._policy(row).stop_rule
 
     def _shadows(self, row: _Row, asked: int) -> bool:
         """Whether the row asks for a shadow token this round (as at batch size 1)."""
-        return self.drafter is not None and asked == 0 and self._policy(row).shadows
+        return self._drafts(row) and asked == 0 and self._policy(row).shadows
 
     def _round(self) -> Iterator[BatchRecord]:
         rows = self.rows
@@ -377,6 +381,7 @@ class BatchDecoder:
         ]
         if self.batch.k_mode == "row":
             for r, a, (n_drafted, n_accepted) in zip(rows, asked, said, strict=True):
-                self.slot_policies[r.slot].update(a, n_drafted, n_accepted)
+                if self._drafts(r):
+                    self.slot_policies[r.slot].update(a, n_drafted, n_accepted)
             return
         self.batch_policy.update(asked[0], min(d for d, _ in said), min(n for _, n in said))

@@ -37,8 +37,7 @@ from specviz.batch.kv import BatchCache
 from specviz.config import SamplingConfig
 from specviz.drafters.base import Drafter, LearnsAcrossRequests, Proposal
 from specviz.models import LoadedModel
-from specviz.policies import Constant, DraftPolicy, heard
-from specviz.records import Round
+from specviz.policies import Constant, DraftPolicy
 from specviz.stopping import StopRule
 
 
@@ -150,24 +149,7 @@ class LaneDecoder(BatchDecoder):
         else:
             yield RowDone(row.slot, row.job.key)
 
-    # -- per lane: plain decoding asks k = 0 and updates no policy, as at batch size 1 --------
+    # -- per lane: a lane without a drafter decodes plainly (the decoder's rounds do the rest) --
 
     def _drafts(self, row: _Row) -> bool:
         return self.lanes[row.slot].drafter is not None
-
-    def _asked(self, row: _Row) -> int:
-        return self._policy(row).next_k() if self._drafts(row) else 0
-
-    def _shadows(self, row: _Row, asked: int) -> bool:
-        return self._drafts(row) and asked == 0 and self._policy(row).shadows
-
-    def _update_policies(
-        self,
-        rows: list[_Row],
-        asked: list[int],
-        proposals: list[Proposal],
-        verified: list[Round],
-    ) -> None:
-        for r, a, p, v in zip(rows, asked, proposals, verified, strict=True):
-            if self._drafts(r):
-                self._policy(r).update(a, *heard(len(p), v.n_accepted, v.shadow, v.target[0]))
