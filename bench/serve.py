@@ -19,10 +19,8 @@ Prints a table, then one JSON line.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -38,18 +36,12 @@ from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.endpoint.client import EndpointConfig
 from specviz.endpoint.run import run_endpoint
 from specviz.runner import Request, run
+from specviz.study.local import killed_with_parent
 from specviz.workloads import builtin_prompts
 
 TARGET = "smollm2-135m"
 K = 5
 CONCURRENCY = (1, 4, 8)
-
-
-def die_with_parent() -> None:
-    """In the server's process before it starts: the kernel kills it when this process dies
-    (Linux ``PR_SET_PDEATHSIG``), so no server outlives a killed run."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 def free_port() -> int:
@@ -67,7 +59,7 @@ def start_server(port: int, max_new_tokens: int) -> subprocess.Popen[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        preexec_fn=die_with_parent,
+        preexec_fn=killed_with_parent,
     )
     deadline = time.monotonic() + 300
     while True:

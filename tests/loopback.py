@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-
-
-def die_with_parent() -> None:
-    """In the server's process before it starts: the kernel kills it when this process dies
-    (Linux ``PR_SET_PDEATHSIG``), so no server outlives a killed run."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
 
 
 def free_port() -> int:

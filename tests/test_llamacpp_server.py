@@ -26,7 +26,7 @@ import pytest
 import uvicorn
 from engine_helpers import run_cli
 from fake_server import write_pld_study
-from loopback import die_with_parent, free_port, serving
+from loopback import free_port, serving
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -37,6 +37,7 @@ from specviz.endpoint.run import read_server_table
 from specviz.llama_bench import imported_cost_model, read_llama_bench
 from specviz.model_source import cache_root, embedded_gguf
 from specviz.rundir import find_run_dirs
+from specviz.study.local import killed_with_parent
 
 pytestmark = pytest.mark.engines
 
@@ -88,7 +89,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "-c", "4096", "--no-webui", "--no-cache-prompt", "-cram", "0", *SPEC]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=die_with_parent)  # fmt: skip
+                                preexec_fn=killed_with_parent)  # fmt: skip
     with serving(proc, f"http://127.0.0.1:{port}", 120, log.read_text) as url:
         yield url
 

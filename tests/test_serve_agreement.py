@@ -15,13 +15,14 @@ import polars as pl
 import pytest
 from engine_helpers import run_cli
 from fake_server import write_pld_study
-from loopback import die_with_parent, free_port, serving
+from loopback import free_port, serving
 
 from specviz.endpoint.run import read_server_table
 from specviz.metrics.distributions import accepted_histogram, request_distributions, request_values
 from specviz.rundir import find_run_dirs, scan_events, scan_requests
 from specviz.serve.metrics import event_spec_steps
 from specviz.study import load_study, run_study
+from specviz.study.local import killed_with_parent
 
 K = 3
 
@@ -39,7 +40,7 @@ def server(tiny_model_dir: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        preexec_fn=die_with_parent,
+        preexec_fn=killed_with_parent,
     )  # fmt: skip
     with serving(proc, f"http://127.0.0.1:{port}", 240, lambda: proc.communicate()[0]) as url:
         yield url

@@ -41,6 +41,16 @@ def _init_worker(parent: int, workers: int) -> None:
     die_with_parent(parent)
 
 
+def killed_with_parent() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``; elsewhere nothing). A ``preexec_fn`` for the servers tests and
+    benchmarks start, so none outlives a killed run."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def die_with_parent(parent: int) -> None:
     """End this worker as soon as process ``parent`` is gone (even after ``kill -9``).
 
@@ -48,10 +58,7 @@ def die_with_parent(parent: int) -> None:
     every system a daemon thread also polls the parent pid and exits the process when it changes.
     A killed worker loses at most the request in flight (parts are written atomically).
     """
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    killed_with_parent()
     if os.getppid() != parent:  # died before the signal was armed
         os._exit(1)
 
