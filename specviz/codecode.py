@@ -55,6 +55,7 @@ from specviz.recorder import (
 from specviz.records import Round
 from specviz.replay import restore_memory, restore_policy
 from specviz.rundir import (
+    CO_DECODED_KEY,
     RUN_FILE,
     RunSummary,
     RunWriter,
@@ -67,8 +68,6 @@ from specviz.rundir import (
 from specviz.runner import _policy
 from specviz.supports import unlaned_drafter
 from specviz.workloads.request import Request, request_seed
-
-CO_DECODED_KEY = "co_decoded"  # run.json: {"lanes": N} for a run decoded beside others
 
 
 @dataclass(frozen=True)

@@ -28,10 +28,12 @@ import polars as pl
 
 from specviz.recorder import UNBATCHED_LABELS, RequestCounters, request_labels
 from specviz.rundir import (
+    CO_DECODED_KEY,
     EVENT_SCHEMA,
     REQUEST_SCHEMA,
     RUN_FILE,
     Finished,
+    read_run_meta,
     scan_events,
     scan_requests,
     write_json,
@@ -98,6 +100,11 @@ class ReusingSession:
             }
             for r in self.reuse.values()
         }
+        # a copy of a co-decoded request carries its shared wall seconds: no batch-1 wall clock
+        sources = {r.source for r in self.reuse.values()}
+        lanes = [read_run_meta(Path(d)).get(CO_DECODED_KEY) for d in sorted(sources)]
+        if any(lanes):
+            meta[CO_DECODED_KEY] = {"lanes": max(x["lanes"] for x in lanes if x), "reused": True}
         write_json(out_dir / RUN_FILE, meta)
 
     def decode(

@@ -175,7 +175,7 @@ def test_a_remedy_without_a_recovered_share_is_typed_by_why():
 
 def remedy_answer(requests: pl.DataFrame, tables: dict, partitions: dict[str, str]) -> dict:
     """The answer's published ``remedies`` entry for these requests and degradation tables."""
-    return remedies_dict(remedies_of(requests, tables, partitions, stream_labels))
+    return remedies_dict(remedies_of(requests, requests, tables, partitions, stream_labels))
 
 
 def answer_text_of(remedy: dict) -> str:

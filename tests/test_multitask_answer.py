@@ -7,6 +7,7 @@ tasks more than the single-task set does; k = 5 the best k for every task).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ from specviz.report.answer import (
 )
 from specviz.report.data import load_runs
 from specviz.report.summary import answer_text
+from specviz.rundir import CO_DECODED_KEY, RUN_FILE
 
 K2 = "prompt-lookup constant k=2"
 
@@ -203,3 +205,47 @@ def test_the_lead_says_changing_load_once_however_many_streams_it_moved(loaded):
     # one line under the headline (the first screen), each stream's detail in the numbers
     assert len(lead) == 1 and f"for {len(moved)} of {len(loaded['streams'])} streams" in lead[0]
     assert len(load_detail(loaded)) == len(moved) >= 1
+
+
+def _co_decode(study: Path, runs: list, mixture: str) -> int:
+    """Mark every run of ``mixture`` in ``study`` as co-decoded (run.json ``co_decoded``), as
+    :func:`specviz.codecode.co_decode` writes it; return how many runs were marked."""
+    marked = [run for run in runs if run.mixture == mixture]
+    for run in marked:
+        path = study / "runs" / run.name / RUN_FILE
+        path.write_text(json.dumps(json.loads(path.read_text()) | {CO_DECODED_KEY: {"lanes": 8}}))
+    return len(marked)
+
+
+def test_a_co_decoded_stream_has_no_wall_clock_and_its_modelled_answer_is_unchanged(
+    tmp_path: Path, answer
+):
+    # the load jumps half-way (the chat-mix runs ran 2.5x slower): decoded alone, that is a
+    # wall-clock warning; co-decoded, those runs have no batch-1 wall clock to warn about
+    runs = mix_runs(load=2.5, load_from=len(mix_runs()) // 2)
+    study = write_mix_study(tmp_path / "study", runs)
+    assert _co_decode(study, runs, "chat-mix") > 0
+    shared = study_answer(load_runs(study), n_boot=200)
+    k5 = stream(shared, "prompt-lookup constant k=5")
+    assert not k5["clocked"] and k5["wall"]["total"] is None and k5["wall_total_pct"] is None
+    assert stream(answer, "prompt-lookup constant k=5")["clocked"]
+    # the modelled answer is the study's answer decoded alone: the same terms, the same lead
+    for part in MULTITASK_TERMS:
+        assert term(k5, part)["pct"] == pytest.approx(
+            term(stream(answer, "prompt-lookup constant k=5"), part)["pct"], abs=0.5
+        )
+        assert term(k5, part)["wall_pct"] is None
+    assert shared["load"] == [] and shared["load_summary"] is None
+    head = shared["headline"]["text"]
+    assert "no batch-1 wall clock (co-decoded)" in head and "by the wall clock" not in head
+    # every wall-clock figure comes from the requests decoded alone
+    assert shared["clock"]["co_decoded_requests"] == sum(
+        r["requests"] for r in shared["runs_table"] if r["mixture"] == "chat-mix"
+    )
+    alone = [r for r in shared["runs_table"] if r["mixture"] != "chat-mix"]
+    assert all(r["wall_tokens_per_s"] is not None for r in alone)
+    assert all(
+        r["wall_tokens_per_s"] is None for r in shared["runs_table"] if r["mixture"] == "chat-mix"
+    )
+    text = answer_text(shared)
+    assert "chat-mix  wall clock" not in text and "co-decoded requests have no batch-1" in text

@@ -120,15 +120,23 @@ def test_the_first_mixture_decodes_alone_and_the_rest_is_labelled_co_decoded(
     study, _, out = both
     plan = plan_study(study)
     first = plan.mixtures[0].name
+    copies_of_laned = 0
     for unit in plan.units:
         meta = json.loads((out / unit.run_dir / "run.json").read_text())
         laned = "co_decoded" in meta
-        assert laned == (unit.requests[0].mixture != first and not unit.reuse), unit.id
+        # a copy is labelled as its sources are: a co-decoded source's seconds were shared
+        sources = [json.loads((out / r.source / "run.json").read_text()) for r in unit.reuse]
+        expected = any("co_decoded" in m for m in sources) if unit.reuse else None
+        if expected is None:
+            expected = unit.requests[0].mixture != first
+        copies_of_laned += bool(unit.reuse) and expected
+        assert laned == expected, unit.id
         rows = scan_events(out / unit.run_dir).select(pl.col("batch_rows").max()).collect().item()
         if not laned and not unit.reuse:  # a copy keeps its source's labels and seconds
             assert rows == 1
     shared = scan_events(out).filter(pl.col("batch_rows") > 1).select(pl.len()).collect().item()
     assert shared > 0  # rows of different runs really shared forwards
+    assert copies_of_laned > 0  # the study copies requests of co-decoded runs
 
 
 def test_the_cost_curve_reads_only_rounds_verified_alone(both: tuple[Study, Path, Path]) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
 from engine_helpers import write_short_questions
 
-from specviz.rundir import find_run_dirs, scan_events, scan_requests
+from specviz.rundir import CO_DECODED_KEY, RUN_FILE, find_run_dirs, scan_events, scan_requests
 from specviz.runner import run
 from specviz.study import Study, parse_study, plan_study, run_study
 from specviz.study.planning import plan_text, study_plan
@@ -126,3 +127,23 @@ def test_a_shard_without_the_source_decodes_itself(study: Study) -> None:
     copy = unit(study, "uniform-interleaved--baseline")
     assert settle([copy], set())[0].reuse == ()
     assert settle([copy], {r.source for r in copy.reuse})[0].reuse == copy.reuse
+
+
+def test_a_copy_of_a_co_decoded_request_has_no_wall_clock_either(
+    study: Study, done: Path, tmp_path: Path
+) -> None:
+    """A co-decoded source's wall seconds were shared with other runs' rows: the run that copies
+    them is marked co-decoded too (run.json), so no wall-clock figure reads them."""
+    from specviz.study.work import run_unit
+
+    copy = unit(study, "uniform-interleaved--baseline")
+    out = tmp_path / "study"
+    for source in {r.source for r in copy.reuse}:
+        shutil.copytree(done / source, out / source)
+        path = out / source / RUN_FILE
+        path.write_text(json.dumps(json.loads(path.read_text()) | {CO_DECODED_KEY: {"lanes": 4}}))
+    run_unit(copy, out)
+    meta = json.loads((out / copy.run_dir / RUN_FILE).read_text())
+    assert meta[CO_DECODED_KEY] == {"lanes": 4, "reused": True}
+    # copied from sources decoded alone, a copy keeps its wall clock
+    assert CO_DECODED_KEY not in json.loads((done / copy.run_dir / RUN_FILE).read_text())

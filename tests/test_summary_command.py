@@ -53,7 +53,8 @@ GOLDEN = Path(__file__).parent / "golden" / "summary_default_study.json"
 
 def test_summary_json_of_the_default_fixture_study_is_pinned(study: Path):
     # recorded from `specviz summary --json --n-boot 200` before the answer became typed
-    # (metrics/study.py): every key, its order and every figure stay as published. The
+    # (metrics/study.py): every key, its order and every figure stay as published (since then
+    # two keys were added: each stream's `clocked` and the clock's `co_decoded_requests`). The
     # distributions are left out: their float sums vary in the last digit from run to run
     # (polars' summation order), so they are checked by key only.
     done = run_cli("summary", str(study), "--json", "--n-boot", "200")

@@ -29,7 +29,8 @@ their ratio is reported.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -38,6 +39,7 @@ from specviz.cost import CostModel
 from specviz.errors import SpecvizError
 from specviz.metrics.degradation import CONFIG, label_streams
 from specviz.metrics.frames import Frame, events_frame, requests_frame
+from specviz.rundir import CO_DECODED_KEY
 
 NS = 1_000_000_000
 ROUND_COLUMNS = ("run_id", "request_id", "target", "drafter", "turn", "round", "prefill", "kind")
@@ -108,6 +110,18 @@ def verified_alone(rounds: pl.DataFrame) -> pl.DataFrame:
     a forward shared with other runs' rows, so cost curves and load factors never read them;
     its rounds are still priced like the same rounds decoded alone (docs/metrics.md)."""
     return rounds.filter(pl.col("batch_rows") == 1)
+
+
+def wall_clocked(requests: pl.DataFrame, metas: Sequence[Mapping[str, Any]]) -> pl.DataFrame:
+    """The ``requests`` that have a batch-size-1 wall clock: those of the runs (``metas``, their
+    run.json) that were not co-decoded. A co-decoded run's requests (run.json ``co_decoded``,
+    also set on a run that reused a co-decoded run's requests) spent their wall seconds in
+    forwards and a process shared with other runs' rows, so their wall clock is not what a
+    batch-size-1 deployment would see: they are priced (``modelled_s``) like any request, and
+    every wall-clock figure is computed from the other requests only (a study keeps such a
+    batch-size-1 subsample, docs/studies.md)."""
+    shared = [m["run_id"] for m in metas if m.get(CO_DECODED_KEY)]
+    return requests.filter(~pl.col("run_id").is_in(shared)) if shared else requests
 
 
 def _filled_curve(points: Mapping[int, float], start: int) -> tuple[float, ...]:

@@ -200,6 +200,7 @@ class MemoryTerm:
 
 def memory_terms(
     priced: pl.DataFrame,
+    clocked: pl.DataFrame,
     modelled: Sequence[Mapping[str, Any]],
     wall: Sequence[Mapping[str, Any]],
     partitions: Mapping[str, str],
@@ -208,7 +209,8 @@ def memory_terms(
     """A :class:`MemoryTerm` for each shared-memory stream with a per-task-memory counterpart
     (:func:`memory_term`) whose two streams hold the same requests (:func:`memory_interval`).
 
-    ``priced``: requests with ``modelled_s`` and ``wall_s``; ``modelled``, ``wall``: the
+    ``priced``: requests with ``modelled_s`` and ``wall_s``; ``clocked``: those with a
+    batch-size-1 wall clock (the wall-clock twin's requests); ``modelled``, ``wall``: the
     streams' :func:`degradation` rows on each clock, in the same order.
     """
     if not modelled:
@@ -216,8 +218,10 @@ def memory_terms(
     rows = memory_term(pl.DataFrame(list(modelled)), partitions)
     if not rows.height:
         return []
-    wall_requests = label_streams(priced).collect()
-    modelled_requests = wall_requests.with_columns(pl.col("modelled_s").alias("wall_s"))
+    wall_requests = label_streams(clocked).collect()
+    modelled_requests = (
+        label_streams(priced).collect().with_columns(pl.col("modelled_s").alias("wall_s"))
+    )
     keys = ("target", "temperature", "mixture", "policy", "k")
     out = []
     for m in rows.iter_rows(named=True):

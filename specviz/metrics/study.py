@@ -21,6 +21,11 @@ runs of a study it
 5. per stream, whether its wall clock was taken under changing load
    (:func:`specviz.metrics.answer.wall_load`).
 
+Every wall-clock figure is computed from the requests that have a batch-size-1 wall clock
+(:func:`specviz.metrics.accounting.wall_clocked`: not co-decoded). A stream whose requests or
+single-task counterparts were co-decoded has no wall-clock row (:attr:`Stream.clocked` is
+False); its modelled figures are its answer.
+
 Every decision reads the typed values it was computed from (design choice: the answer is
 computed once, as dataclasses; dicts exist only where :mod:`specviz.report.answer` publishes
 it as JSON). Tables passed through to the reader (degradation rows, remedy rows) stay rows.
@@ -39,6 +44,7 @@ from specviz.metrics.accounting import (
     fit_cost_models,
     request_load_factors,
     wall_clock_load,
+    wall_clocked,
     with_modelled_seconds,
 )
 from specviz.metrics.advice import Advice, Configuration, advise, configurations
@@ -61,6 +67,7 @@ from specviz.metrics.answer import (
 from specviz.metrics.degradation import (
     CONFIG,
     TERMS,
+    MissingCounterpartError,
     composition_by_task,
     degradation,
     label_streams,
@@ -82,7 +89,6 @@ from specviz.metrics.speedup import BASELINE, missing_baseline, speedup
 if TYPE_CHECKING:
     from specviz.study.spec import PowerSpec
 
-CLOCKS = ("modelled", "wall")
 _STREAM_KEY = (*CONFIG, "mixture")
 # the columns that name a stream or a remedy pair (the rest are figures)
 _REMEDY_KEYS = ("method", "mixture", "target", "drafter", "policy", "k", "run_id", "remedy",
@@ -125,7 +131,9 @@ class StreamTerm:
 @dataclass(frozen=True)
 class Stream:
     """One stream of the decomposition: its ``modelled`` and ``wall`` degradation rows, its
-    figures, the task shares of its composition, its wall clock's load and its terms."""
+    figures, the task shares of its composition, its wall clock's load and its terms.
+    ``clocked``: whether it has a batch-size-1 wall clock; without one (its runs, or its
+    counterparts', were co-decoded) ``wall`` is :func:`no_wall_row` (every figure null)."""
 
     modelled: Mapping[str, Any]
     wall: Mapping[str, Any]
@@ -133,6 +141,7 @@ class Stream:
     mix_tasks: tuple[MixTask, ...]
     load: WallLoad
     terms: tuple[StreamTerm, ...]
+    clocked: bool = True
 
     @property
     def drafted(self) -> bool:
@@ -180,7 +189,8 @@ class Remedies:
 class StudyAnswer:
     """The study's answer (module docstring). ``priced``: the requests with ``modelled_s``
     and ``load_factor``; None when every run is batched (cost accounting and the
-    decomposition cover unbatched runs)."""
+    decomposition cover unbatched runs). ``clocked``: those of them with a batch-size-1 wall
+    clock (:func:`~specviz.metrics.accounting.wall_clocked`)."""
 
     source: str
     runs: int
@@ -188,6 +198,7 @@ class StudyAnswer:
     methods: tuple[str, ...]
     power: PowerSpec
     priced: pl.DataFrame | None = None
+    clocked: pl.DataFrame | None = None
     cost_models: Mapping[str, CostModel] = field(default_factory=dict)
     streams: tuple[Stream, ...] = ()
     regimes: tuple[Regime, ...] = ()
@@ -210,20 +221,31 @@ class StudyAnswer:
     def changing_load(self) -> ChangingLoad | None:
         return changing_load([s.load for s in self.streams])
 
+    @property
+    def co_decoded(self) -> int:
+        """How many priced requests have no batch-size-1 wall clock (co-decoded)."""
+        if self.priced is None or self.clocked is None:
+            return 0
+        return self.priced.height - self.clocked.height
+
     def seconds(self, clock: str) -> float:
-        """The study's ``modelled_s`` or ``wall_s`` summed over every priced request."""
-        return 0.0 if self.priced is None else float(self.priced[f"{clock}_s"].sum())
+        """The study's ``modelled_s`` or ``wall_s`` summed over every request with a wall
+        clock (:attr:`clocked`), so the two clocks cover the same requests."""
+        return 0.0 if self.clocked is None else float(self.clocked[f"{clock}_s"].sum())
 
     def runs_table(self) -> pl.DataFrame:
-        """Per method and mixture: requests, tokens, modelled and wall seconds, tokens/s."""
-        assert self.priced is not None
+        """Per method and mixture: requests, tokens, modelled and wall seconds, tokens/s (the
+        wall columns null for a stream with a co-decoded request)."""
+        assert self.priced is not None and self.clocked is not None
+        timed = self.clocked.select("run_id", "request_id", pl.lit(True).alias("_timed"))
         return (
-            self.priced.group_by("method", "mixture")
+            self.priced.join(timed, on=["run_id", "request_id"], how="left")
+            .group_by("method", "mixture")
             .agg(
                 pl.len().alias("requests"),
                 pl.col("new_tokens").sum().alias("tokens"),
                 pl.col("modelled_s").sum(),
-                pl.col("wall_s").sum(),
+                pl.when(pl.col("_timed").fill_null(False).all()).then(pl.col("wall_s").sum()),
             )
             .with_columns(
                 (pl.col("tokens") / pl.col("modelled_s")).alias("modelled_tokens_per_s"),
@@ -269,28 +291,47 @@ def _by_stream(table: pl.DataFrame) -> dict[tuple, list[dict[str, Any]]]:
     return out
 
 
-def _streams(priced: pl.DataFrame, inputs: StudyInputs, n_boot: int) -> tuple[Stream, ...]:
+def no_wall_row(modelled: Mapping[str, Any]) -> dict[str, Any]:
+    """The wall-clock row of a stream without a batch-size-1 wall clock: its naming columns
+    (``method``, ``mixture`` and the configuration) from its ``modelled`` row, every figure
+    null."""
+    return {k: (v if k in _REMEDY_KEYS or k in _STREAM_KEY else None) for k, v in modelled.items()}
+
+
+def _wall_table(clocked: pl.DataFrame, inputs: StudyInputs, n_boot: int) -> pl.DataFrame | None:
+    """The wall-clock decomposition of the requests with a batch-size-1 wall clock; None when
+    they hold no stream and its single-task counterparts whole."""
+    timed = inputs.label(label_streams(clocked).collect())
+    if not decomposable(timed):
+        return None
+    try:
+        return inputs.label(degradation(timed, n_boot=n_boot, seconds="wall_s"))
+    except MissingCounterpartError:  # a counterpart decoded co-decoded: no wall clock for it
+        return None
+
+
+def _streams(
+    priced: pl.DataFrame, clocked: pl.DataFrame, inputs: StudyInputs, n_boot: int
+) -> tuple[Stream, ...]:
     """Every stream of the decomposition, its drafter-memory term inserted before carry-over
-    when it has one."""
+    when it has one; the wall clock from the ``clocked`` requests only."""
     labelled = inputs.label(label_streams(priced).collect())
     if not decomposable(labelled):
         return ()
-    tables = {
-        clock: inputs.label(degradation(labelled, n_boot=n_boot, seconds=f"{clock}_s"))
-        for clock in CLOCKS
-    }
+    table = inputs.label(degradation(labelled, n_boot=n_boot, seconds="modelled_s"))
+    wall_table = _wall_table(clocked, inputs, n_boot)
     tasks = _by_stream(composition_by_task(labelled, seconds="modelled_s"))
-    loads = {k: v[0] for k, v in _by_stream(wall_clock_load(priced)).items()}
-    wall = {tuple(r[k] for k in _STREAM_KEY): r for r in tables["wall"].iter_rows(named=True)}
-    modelled = list(
-        tables["modelled"].sort("method", "mixture", *_STREAM_KEY).iter_rows(named=True)
-    )
-    walls = [wall[tuple(m[k] for k in _STREAM_KEY)] for m in modelled]
+    loads = {k: v[0] for k, v in _by_stream(wall_clock_load(clocked)).items()}
+    rows = [] if wall_table is None else wall_table.iter_rows(named=True)
+    wall = {tuple(r[k] for k in _STREAM_KEY): r for r in rows}
+    modelled = list(table.sort("method", "mixture", *_STREAM_KEY).iter_rows(named=True))
+    keys = [tuple(m[k] for k in _STREAM_KEY) for m in modelled]
+    walls = [wall.get(key) or no_wall_row(m) for m, key in zip(modelled, keys, strict=True)]
     terms = [
         [(classify_term(m, p), share_pct(w[p], w["reference_s"])) for p in TERMS]
         for m, w in zip(modelled, walls, strict=True)
     ]
-    for memory in memory_terms(priced, modelled, walls, inputs.partitions, n_boot):
+    for memory in memory_terms(priced, clocked, modelled, walls, inputs.partitions, n_boot):
         at = [t.part for t, _ in terms[memory.stream]].index("carry_over")
         terms[memory.stream].insert(at, (memory.term, memory.wall_pct))
     target = inputs.power.target
@@ -300,28 +341,39 @@ def _streams(priced: pl.DataFrame, inputs: StudyInputs, n_boot: int) -> tuple[St
             wall=w,
             figures=stream_figures(m, w),
             mix_tasks=tuple(mix_tasks(tasks.get(key, []), m["reference_s"])),
-            load=wall_load(loads.get(key), w),
+            load=wall_load(loads.get(key) if key in wall else None, w),
             terms=tuple(StreamTerm(t, wall_pct, target(t.part)) for t, wall_pct in ts),
+            clocked=key in wall,
         )
-        for m, w, ts in zip(modelled, walls, terms, strict=True)
-        for key in [tuple(m[k] for k in _STREAM_KEY)]
+        for m, w, ts, key in zip(modelled, walls, terms, keys, strict=True)
     )
 
 
-def _speedups(priced: pl.DataFrame, n_boot: int) -> pl.DataFrame | None:
+def _has_baseline(requests: pl.DataFrame) -> bool:
+    """Whether every drafted request of ``requests`` has a baseline request of its prompt."""
+    return bool((requests["drafter"] == BASELINE).any()) and not missing_baseline(requests).height
+
+
+def _speedups(priced: pl.DataFrame, clocked: pl.DataFrame, n_boot: int) -> pl.DataFrame | None:
     """Speedup over the baseline per target and method with its 95% interval, modelled and
-    wall clock (``modelled``, ``modelled_low`` ... ``wall_high``); None without a baseline."""
-    if not (priced["drafter"] == BASELINE).any() or missing_baseline(priced).height:
+    wall clock (``modelled``, ``modelled_low`` ... ``wall_high``); None without a baseline. The wall clock pairs the ``clocked`` requests only (null where they
+    hold no pair)."""
+    if not _has_baseline(priced):
         return None
     by = ["target", "method"]
-    clocks = [
-        speedup(priced, by=by, n_boot=n_boot, seconds=f"{clock}_s").select(
-            *by, *(["requests"] if clock == "modelled" else []),
-            *(pl.col(f"speedup_total{x}").alias(f"{clock}{x}") for x in ("", "_low", "_high")),
+
+    def clock(requests: pl.DataFrame, name: str) -> pl.DataFrame:
+        return speedup(requests, by=by, n_boot=n_boot, seconds=f"{name}_s").select(
+            *by, *(["requests"] if name == "modelled" else []),
+            *(pl.col(f"speedup_total{x}").alias(f"{name}{x}") for x in ("", "_low", "_high")),
+        )  # fmt: skip
+
+    modelled = clock(priced, "modelled")
+    if not (clocked["drafter"] != BASELINE).any() or not _has_baseline(clocked):
+        return modelled.with_columns(
+            pl.lit(None, pl.Float64).alias(f"wall{x}") for x in ("", "_low", "_high")
         )
-        for clock in CLOCKS
-    ]  # fmt: skip
-    return clocks[0].join(clocks[1], on=by, how="left", maintain_order="left")
+    return modelled.join(clock(clocked, "wall"), on=by, how="left", maintain_order="left")
 
 
 def _best_configurations(
@@ -379,12 +431,14 @@ def _with_wall(
 
 def remedies_of(
     priced: pl.DataFrame,
+    clocked: pl.DataFrame,
     tables: Mapping[str, pl.DataFrame | None],
     partitions: Mapping[str, str],
     label: Label,
 ) -> Remedies:
     """The multitask loss against the oracle and what each remedy recovers, modelled and wall
-    clock. ``priced``: requests with ``modelled_s`` and ``wall_s``; ``tables``: the
+    clock. ``priced``: requests with ``modelled_s`` and ``wall_s``, ``clocked`` those of them
+    with a batch-size-1 wall clock (the wall-clock rows' requests); ``tables``: the
     :func:`degradation` table of each clock (``modelled``, ``wall``; None without one). The
     oracle is chosen on each clock's own seconds, so the two clocks may pick different oracle
     configurations."""
@@ -392,7 +446,7 @@ def remedies_of(
     loss, recovered, memory, oracle = _remedy_rows(
         on_model, tables.get("modelled"), partitions, label
     )
-    wall = _remedy_rows(priced, tables.get("wall"), partitions, label)
+    wall = _remedy_rows(clocked, tables.get("wall"), partitions, label)
     done = {r["remedy"] for r in recovered}
     missing = absences(on_model, partitions, done, has_oracle=not oracle)
     memory_pcts = ["interleaving_pct", "drafter_memory_pct", "other_interleaving_pct"]
@@ -440,17 +494,22 @@ def study_answer(inputs: StudyInputs, n_boot: int) -> StudyAnswer:
     if not unbatched(inputs.requests):
         return answer
     priced, models = price(inputs.events, inputs.requests, inputs.source)
-    streams = _streams(priced, inputs, n_boot)
-    tables = {c: pl.DataFrame([getattr(s, c) for s in streams]) if streams else None
-              for c in CLOCKS}  # fmt: skip
+    clocked = wall_clocked(priced, inputs.metas)
+    streams = _streams(priced, clocked, inputs, n_boot)
+    timed = [s.wall for s in streams if s.clocked]
+    tables = {
+        "modelled": pl.DataFrame([s.modelled for s in streams]) if streams else None,
+        "wall": pl.DataFrame(timed) if timed else None,
+    }
     return replace(
         answer,
         priced=priced,
+        clocked=clocked,
         cost_models=models,
         streams=streams,
         regimes=study_regimes(inputs.metas, models, priced),
         configurations=_best_configurations(priced, streams),
-        speedups=_speedups(priced, n_boot),
-        remedies=remedies_of(priced, tables, inputs.partitions, inputs.label),
+        speedups=_speedups(priced, clocked, n_boot),
+        remedies=remedies_of(priced, clocked, tables, inputs.partitions, inputs.label),
         distributions=study_distributions(inputs.events, inputs.requests),
     )

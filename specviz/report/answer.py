@@ -160,8 +160,15 @@ def term_reason(term: StreamTerm) -> str:
     return ZERO_REASONS[t.part]
 
 
+#: the wall-clock twin of a stream whose requests (or counterparts') were co-decoded
+NO_WALL_CLOCK = "no batch-1 wall clock (co-decoded)"
+
+
 def _wall_text(stream: Stream, value_pct: float | None) -> str:
-    """The wall-clock twin of a figure, marked when the stream ran under changing load."""
+    """The wall-clock twin of a figure, marked when the stream ran under changing load (or
+    :data:`NO_WALL_CLOCK`)."""
+    if not stream.clocked:
+        return NO_WALL_CLOCK
     if stream.load.changing:
         return f"wall clock {pct(value_pct)}, taken under changing load"
     return f"wall clock {pct(value_pct)}"
@@ -209,11 +216,15 @@ def _total_text(stream: Stream) -> str:
     f = stream.figures
     load = " (taken under changing load)" if stream.load.changing else ""
     interval = interval_text(f.total_low_pct, f.total_high_pct, f.total_thin_tasks)
-    return (
+    extra = (
         f"Multitask terms together {pct(f.multitask_pct)} modelled; with tuning "
-        f"({pct(stream.term('tuning').pct)}) the extra time is {pct(f.total_pct)} ({interval}), "
-        f"{pct(f.wall_total_pct)} by the wall clock{load}; modelled / wall-clock seconds "
-        f"{f.modelled_over_wall:.2f}."
+        f"({pct(stream.term('tuning').pct)}) the extra time is {pct(f.total_pct)} ({interval})"
+    )
+    if not stream.clocked:
+        return f"{extra}; {NO_WALL_CLOCK}."
+    return (
+        f"{extra}, {pct(f.wall_total_pct)} by the wall clock{load}; modelled / wall-clock "
+        f"seconds {f.modelled_over_wall:.2f}."
     )
 
 
@@ -436,6 +447,7 @@ def stream_dict(stream: Stream) -> dict[str, Any]:
         | {
             "mix_tasks": [asdict(t) for t in stream.mix_tasks],
             "load": load_dict(stream.load),
+            "clocked": stream.clocked,
             "modelled": dict(stream.modelled),
             "wall": dict(stream.wall),
         }
@@ -510,7 +522,8 @@ def answer_json(answer: StudyAnswer) -> dict[str, Any]:
         "categories": list(answer.categories), "methods": list(answer.methods),
         "cost_models": {t: m.to_dict() for t, m in answer.cost_models.items()},
         "clock": {"modelled_s": modelled_s, "wall_s": wall_s,
-                  "modelled_over_wall": modelled_s / wall_s if wall_s else None},
+                  "modelled_over_wall": modelled_s / wall_s if wall_s else None,
+                  "co_decoded_requests": answer.co_decoded},
         "headline": headline(answer),
         "regime": {"targets": [regime_dict(r) for r in answer.regimes],
                    "text": regime_text(answer.regimes)},

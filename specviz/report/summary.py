@@ -18,7 +18,7 @@ import polars as pl
 from specviz.metrics.answer import FINDING
 from specviz.metrics.degradation import TERMS
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, NO_STREAM, ZERO, pct
+from specviz.report.answer import LABELS, NO_STREAM, NO_WALL_CLOCK, ZERO, pct
 from specviz.report.html import element, esc, text_element
 from specviz.report.numbers import frame_table
 
@@ -34,13 +34,44 @@ def verdict(total: float, reference: float) -> str:
     return f"{word}: {pct(total, reference)} time for the same tokens"
 
 
+def clock_scope(answer: dict[str, Any]) -> str:
+    """Which requests the wall clock covers: ``all requests``, or, when some were co-decoded,
+    the batch-size-1 subsample (every wall-clock figure, the speedups' included)."""
+    shared = answer["clock"].get("co_decoded_requests") or 0
+    if not shared:
+        return "all requests"
+    return (
+        f"the {answer['requests'] - shared} requests decoded alone (batch-1 subsample; "
+        f"{shared} co-decoded requests have no batch-1 wall clock)"
+    )
+
+
+def _scope_suffix(answer: dict[str, Any]) -> str:
+    """`` over the ... subsample`` when some requests were co-decoded, else nothing."""
+    shared = answer["clock"].get("co_decoded_requests")
+    return f" over {clock_scope(answer)}" if shared else ""
+
+
+def _clock_ratio(answer: dict[str, Any]) -> str:
+    ratio = answer["clock"]["modelled_over_wall"]
+    return "n/a" if ratio is None else f"{ratio:.2f}"
+
+
 def control_sentence(row: dict[str, Any]) -> str:
     """The baseline's own multitask-vs-single-task gap: what is not speculative decoding."""
     m, w = row["modelled"], row["wall"]
-    return (
+    head = (
         f"Control: the autoregressive baseline (no drafter) on {row['mixture']} is "
         f"{verdict(m['total'], m['reference_s'])} modelled (composition "
-        f"{pct(m['composition'], m['reference_s'])}), {verdict(w['total'], w['reference_s'])} "
+        f"{pct(m['composition'], m['reference_s'])})"
+    )
+    if not row.get("clocked", True):
+        return (
+            f"{head}; {NO_WALL_CLOCK}. It drafts nothing: its modelled gap is the stream's "
+            "task shares alone."
+        )
+    return (
+        f"{head}, {verdict(w['total'], w['reference_s'])} "
         "by the wall clock. It drafts nothing: its modelled gap is the stream's task shares "
         "alone, and what the wall clock adds beyond that is machine noise."
     )
@@ -83,7 +114,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
     ]
     rows = []
     for r in drafted_first(streams):
-        for clock in ("modelled", "wall"):
+        for clock in ("modelled", "wall") if r.get("clocked", True) else ("modelled",):
             d = r[clock]
             ref = d["reference_s"]
             rows.append(
@@ -95,7 +126,7 @@ def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[l
                     f"{d['reference_tokens_per_s']:.1f}",
                     pct(d["total"], ref),
                     *[pct(d[p], ref) for p in TERMS],
-                    f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
+                    _ratio(r["modelled_over_wall"], 2) if clock == "modelled" else "",
                     r.get("best_k") or "",
                     r.get("best_single_k") or "",
                 ]
@@ -124,6 +155,11 @@ def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[l
     return header, rows
 
 
+def _ratio(value: float | None, digits: int = 3) -> str:
+    """A ratio to ``digits`` places (None: ``n/a``, a figure with no batch-1 wall clock)."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def speedup_rows(speedups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["method", "requests", "speedup modelled", "95% CI", "speedup wall clock",
               "95% CI (wall)", "modelled / wall"]  # fmt: skip
@@ -133,9 +169,9 @@ def speedup_rows(speedups: list[dict[str, Any]]) -> tuple[list[str], list[list[s
             str(s["requests"]),
             f"{s['modelled']:.3f}",
             f"{s['modelled_low']:.3f} to {s['modelled_high']:.3f}",
-            f"{s['wall']:.3f}",
-            f"{s['wall_low']:.3f} to {s['wall_high']:.3f}",
-            f"{s['modelled_over_wall']:.3f}",
+            _ratio(s["wall"]),
+            f"{_ratio(s['wall_low'])} to {_ratio(s['wall_high'])}" if s["wall"] else "n/a",
+            _ratio(s["modelled_over_wall"]),
         ]
         for s in sorted(speedups, key=lambda s: s["method"])
     ]
@@ -182,8 +218,8 @@ def runs_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
             str(r["requests"]),
             str(r["tokens"]),
             f"{r['modelled_tokens_per_s']:.1f}",
-            f"{r['wall_tokens_per_s']:.1f}",
-            f"{r['modelled_over_wall']:.2f}",
+            _ratio(r["wall_tokens_per_s"], 1),
+            _ratio(r["modelled_over_wall"], 2),
         ]
         for r in runs
     ]
@@ -305,7 +341,8 @@ def summary_html(published: dict[str, Any]) -> str:
         return element("section", "".join(out), class_="specviz-summary")
     out.append(answer_html(answer))
     if answer["speedups"]:
-        out.append(text_element("h3", "Speedup over the baseline, modelled and wall clock"))
+        heading = f"Speedup over the baseline, modelled and wall clock{_scope_suffix(answer)}"
+        out.append(text_element("h3", heading))
         out.append(table(*speedup_rows(answer["speedups"])))
     if not answer["runs_table"]:
         return element("section", "".join(out), class_="specviz-summary")
@@ -313,14 +350,13 @@ def summary_html(published: dict[str, Any]) -> str:
     out.append(table(*runs_rows(answer["runs_table"])))
     out.append(text_element("h3", "Cost curve (modelled seconds)"))
     out.append(table(*cost_rows(answer["cost_models"])))
-    clock = answer["clock"]
     out.append(
         text_element(
             "p",
             f"Data: {answer['runs']} runs, {answer['requests']} requests, categories "
             f"{', '.join(answer['categories'])}; methods {', '.join(answer['methods'])}. "
-            f"Modelled seconds are {clock['modelled_over_wall']:.2f} of the wall clock over all "
-            "requests (per-round Python overhead is not modelled).",
+            f"Modelled seconds are {_clock_ratio(answer)} of the wall clock over "
+            f"{clock_scope(answer)} (per-round Python overhead is not modelled).",
             class_="specviz-note",
         )
     )
@@ -356,15 +392,17 @@ def answer_text(answer: dict[str, Any]) -> str:
         out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
         out.append("")
     if answer["speedups"]:
-        out += ["Speedup over the baseline:", text_table(*speedup_rows(answer["speedups"])), ""]
+        heading = f"Speedup over the baseline (wall clock{_scope_suffix(answer)}):"
+        if not _scope_suffix(answer):
+            heading = "Speedup over the baseline:"
+        out += [heading, text_table(*speedup_rows(answer["speedups"])), ""]
     if not answer["runs_table"]:
         return "\n".join(out)
     out += ["Every stream:", text_table(*runs_rows(answer["runs_table"])), ""]
     out += ["Cost curve:", text_table(*cost_rows(answer["cost_models"])), ""]
-    clock = answer["clock"]
     out.append(
         f"{answer['runs']} runs, {answer['requests']} requests; modelled seconds are "
-        f"{clock['modelled_over_wall']:.2f} of the wall clock."
+        f"{_clock_ratio(answer)} of the wall clock{_scope_suffix(answer)}."
     )
     return "\n".join(out)
 

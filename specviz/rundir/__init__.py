@@ -58,6 +58,7 @@ from specviz.rundir.scan import (
 )
 from specviz.rundir.schema import (
     ADDED_SINCE,
+    CO_DECODED_KEY,
     EVENT_SCHEMA,
     EVENTS_FILE,
     KIND_BONUS,
@@ -87,6 +88,7 @@ from specviz.rundir.tables import (
 
 __all__ = [
     "ADDED_SINCE",
+    "CO_DECODED_KEY",
     "EVENTS_FILE",
     "EVENT_SCHEMA",
     "KINDS",

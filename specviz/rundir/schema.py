@@ -67,6 +67,9 @@ READABLE_VERSIONS = (*sorted(ADDED_SINCE), SCHEMA_VERSION)
 EVENTS_FILE = "events.parquet"
 REQUESTS_FILE = "requests.parquet"
 RUN_FILE = "run.json"
+# run.json: {"lanes": N} for a run decoded beside other runs (specviz.codecode), or one that
+# reused requests of such a run (specviz.reuse): its requests have no batch-size-1 wall clock
+CO_DECODED_KEY = "co_decoded"
 
 KIND_DRAFT = "draft"
 KIND_CORRECTION = "correction"
