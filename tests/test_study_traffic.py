@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from wheels import installed
 
-from specviz.study import StudyError, load_study, parse_study, plan_study
+from specviz.study import Study, StudyError, load_study, parse_study, plan_study
 from specviz.study.manifest import build_manifest
 from specviz.workloads import builtin_prompts, packaged
 from specviz.workloads import labeller as labeller_module
@@ -131,25 +131,29 @@ def test_a_drafter_may_run_its_own_policies() -> None:
         parse_study(_study(drafters=[{"kind": "suffix", "policies": [{"kind": "nope"}]}]), "s.toml")
 
 
-@LMSYS
-def test_default_study_runs_all_of_mt_bench_against_100_real_conversations() -> None:
-    study = load_study(ROOT / "studies" / "default.toml")
+def _streams(path: Path) -> tuple[Study, dict[str, list[str]]]:
+    """A study file's plan, and each of its mixtures' prompt ids in stream order."""
+    study = load_study(path)
     plan = plan_study(study)
-    assert study.workload.source == "mt-bench"
     mixtures = {m.name: m for m in plan.mixtures}
     streams = {n: [p.id for p in compose(m, plan.prompts_of(m))] for n, m in mixtures.items()}
-    # every MT-Bench question, in its category's single-task stream
-    assert all(len(streams[n]) == 10 for n in packaged_categories())
-    mt_singles = {p for n in packaged_categories() for p in streams[n]}
-    assert len(mt_singles) == 80 and set(streams["mt-bench-measured"]) <= mt_singles
-    # the composed stream repeats no prompt (a repeat would hand a copying drafter its answer)
-    composed = streams["mt-bench-measured"]
-    assert len(composed) == len(set(composed)) == 21
     # first turns, as the ShareGPT traffic is sampled
     assert all(len(p.turns) == 1 for m in plan.mixtures for p in plan.prompts_of(m))
+    return study, streams
+
+
+@LMSYS
+def test_default_study_runs_all_of_mt_bench_against_120_real_conversations() -> None:
+    study, streams = _streams(ROOT / "studies" / "default.toml")
+    assert study.workload.source == "mt-bench"
+    # every MT-Bench question, in its category's single-task stream
+    assert all(len(streams[n]) == 10 for n in packaged_categories())
+    assert len({p for n in packaged_categories() for p in streams[n]}) == 80
+    # the composed MT-Bench stream is its own study (its terms cannot reach the targets)
+    assert "mt-bench-measured" not in streams
     traffic_singles = {p for n, ids in streams.items() if n.startswith("sharegpt-") for p in ids}
-    assert set(streams["sharegpt"]) == traffic_singles and len(streams["sharegpt"]) == 100
-    methods = {c.id.split("--", 2)[2] for c in plan.conditions}
+    assert set(streams["sharegpt"]) == traffic_singles and len(streams["sharegpt"]) == 120
+    methods = {c.id.split("--", 2)[2] for c in plan_study(study).conditions}
     # drafter memory: shared against per-task memory at one k; the cost-aware remedy; the
     # baseline (carry-over and k mismatch: studies/remedies.toml, see default.toml's header)
     assert methods == {
@@ -161,17 +165,27 @@ def test_default_study_runs_all_of_mt_bench_against_100_real_conversations() -> 
     assert study.power.target("composition") == 5.0
 
 
+@LMSYS
+def test_the_composed_mt_bench_study_draws_its_stream_from_the_single_task_questions() -> None:
+    _, streams = _streams(ROOT / "studies" / "mt-bench-composed.toml")
+    mt_singles = {p for n in packaged_categories() for p in streams[n]}
+    assert len(mt_singles) == 80 and set(streams["mt-bench-measured"]) <= mt_singles
+    # the composed stream repeats no prompt (a repeat would hand a copying drafter its answer)
+    composed = streams["mt-bench-measured"]
+    assert len(composed) == len(set(composed)) == 21
+
+
 def packaged_categories() -> tuple[str, ...]:
     from specviz.workloads.labeller import MT_BENCH_CATEGORIES
 
     return MT_BENCH_CATEGORIES
 
 
-def test_default_study_composes_mt_bench_with_the_measured_shares() -> None:
+def test_the_composed_study_weighs_mt_bench_with_the_measured_shares() -> None:
     from specviz.workloads.traffic import composed_weights, load_shares
 
     shares = load_shares()
     assert sum(s.count for s in shares.shares) == shares.labelled
     assert all(s.low <= s.share <= s.high for s in shares.shares)
-    study = tomllib.loads((ROOT / "studies" / "default.toml").read_text())
+    study = tomllib.loads((ROOT / "studies" / "mt-bench-composed.toml").read_text())
     assert study["mixtures"]["custom"]["mt-bench-measured"] == composed_weights(shares)
