@@ -41,8 +41,8 @@ def clock_scope(answer: dict[str, Any]) -> str:
     if not shared:
         return "all requests"
     return (
-        f"the {answer['requests'] - shared} requests decoded alone (batch-1 subsample; "
-        f"{shared} co-decoded requests have no batch-1 wall clock)"
+        f"the {answer['requests'] - shared:,} requests decoded alone, the batch-1 subsample "
+        f"(the {shared:,} co-decoded requests have no batch-1 wall clock)"
     )
 
 
@@ -392,9 +392,9 @@ def answer_text(answer: dict[str, Any]) -> str:
         out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
         out.append("")
     if answer["speedups"]:
-        heading = f"Speedup over the baseline (wall clock{_scope_suffix(answer)}):"
-        if not _scope_suffix(answer):
-            heading = "Speedup over the baseline:"
+        heading = "Speedup over the baseline:"
+        if _scope_suffix(answer):
+            heading = f"Speedup over the baseline; the wall clock{_scope_suffix(answer)}:"
         out += [heading, text_table(*speedup_rows(answer["speedups"])), ""]
     if not answer["runs_table"]:
         return "\n".join(out)
