@@ -222,3 +222,27 @@ def test_an_interrupted_co_decoded_study_resumes_to_the_same_rounds(
     assert sorted(alone) == sorted(resumed)
     for name, frame in alone.items():
         assert frame.equals(resumed[name]), name
+
+
+def test_lanes_are_shared_largest_first_onto_the_least_loaded_worker(
+    prompts: Path, tiny_model_dir: Path
+) -> None:
+    from specviz.study.local import balanced_shares, lane_split
+
+    study = parse_study(study_data(prompts, tiny_model_dir, 3), "lanes.toml")
+    plan = plan_study(study)
+    units, _ = lane_split(plan.units, plan.mixtures[0].name)
+
+    def size(unit) -> int:
+        return sum(len(r.prompt.turns) for r in unit.requests)
+
+    assert len({size(u) for u in units}) > 1  # runs of different sizes to balance
+    for workers in (1, 2, 3):
+        shares = balanced_shares(units, workers)
+        assert sorted(u.id for s in shares for u in s) == sorted(u.id for u in units)
+        loads = [sum(size(u) for u in s) for s in shares]
+        # within one run of each other, and a long run starts first in its share
+        assert max(loads) - min(loads) <= max(size(u) for u in units)
+        assert all(
+            [size(u) for u in s] == sorted((size(u) for u in s), reverse=True) for s in shares
+        )

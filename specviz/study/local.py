@@ -228,6 +228,26 @@ def _lane_share(units: list[Unit], out_dir: Path, lanes: int) -> None:
         done(unit, run_unit(unit, out_dir, models=models))
 
 
+def _budget(unit: Unit) -> int:
+    """A unit's size for scheduling: its requests' turns (each decodes up to the same budget)."""
+    return sum(len(r.prompt.turns) for r in unit.requests)
+
+
+def balanced_shares(units: Sequence[Unit], workers: int) -> list[list[Unit]]:
+    """``units`` split among ``workers``, largest first onto the least loaded (LPT): each share's
+    total :func:`_budget` within one unit of the others', and each share in decreasing size, so
+    a long run starts early instead of decoding alone in its worker's last lanes. Which lanes
+    decode together never changes a run's rounds (:mod:`specviz.codecode`), only the clock."""
+    ordered = sorted(units, key=lambda u: -_budget(u))
+    shares: list[list[Unit]] = [[] for _ in range(min(workers, len(ordered)))]
+    loads = [0] * len(shares)
+    for unit in ordered:
+        i = loads.index(min(loads))
+        shares[i].append(unit)
+        loads[i] += _budget(unit)
+    return shares
+
+
 def run_co_decoded(
     units: Sequence[Unit],
     out_dir: Path,
@@ -239,19 +259,20 @@ def run_co_decoded(
     models: ModelCache | None = None,
 ) -> None:
     """Co-decode ``units`` ``lanes`` at a time: in this process, or with ``workers = N`` in N
-    worker processes, each co-decoding every N-th unit (one torch thread each, as workers run
-    units); ``on_done`` hears a worker's units when its share is done."""
+    worker processes, each co-decoding its :func:`balanced_shares` share (one torch thread
+    each, as workers run units); ``on_done`` hears each unit as it ends."""
     if not units:
         return
     if workers <= 1 or len(units) <= 1:
         apply_threads(1)
         cache = models or ModelCache()
+        (largest,) = balanced_shares(units, 1)
         left = run_lanes(
-            units, out_dir, lanes=lanes, progress=progress, on_done=on_done, models=cache
+            largest, out_dir, lanes=lanes, progress=progress, on_done=on_done, models=cache
         )
         run_local(left, out_dir, progress=progress, on_done=on_done, models=cache)
         return
-    shares = [list(units[i::workers]) for i in range(min(workers, len(units)))]
+    shares = balanced_shares(units, workers)
     by_id = {u.id: u for u in units}
     bar = tqdm(total=len(units), desc="lanes", unit="run", disable=not progress, dynamic_ncols=True)
     context = multiprocessing.get_context("spawn")
