@@ -254,12 +254,18 @@ def time_share_exprs() -> list[pl.Expr]:
 def time_shares(events: Frame, requests: Frame, by: str | Sequence[str] = KEYS) -> pl.DataFrame:
     """Per group of ``by``: the time split of the module docstring (:func:`time_share_exprs`)."""
     by = group_list(by)
-    columns = ["kind", "prefill", "draft_s", "verify_s", "run_id", "request_id"]
+    order = ["run_id", "request_id", "turn", "round", "position"]
+    columns = ["kind", "prefill", "draft_s", "verify_s", *order]
     lazy = events_frame(events, columns).select(columns)
     joined = lazy.join(_request_keys(requests, by), on=["run_id", "request_id"], how="inner")
+    # summed in one fixed order of the events by the in-memory engine: tables read in parallel
+    # arrive in any order and the streaming engine's partial float sums meet in any order, so
+    # the published seconds changed in their last digit from run to run
+    rows = joined.collect().sort(order)
     if not by:
-        return joined.select(time_share_exprs()).pipe(collect)
-    return joined.group_by(by).agg(time_share_exprs()).sort(by, nulls_last=True).pipe(collect)
+        return rows.select(time_share_exprs())
+    grouped = rows.group_by(by, maintain_order=True).agg(time_share_exprs())
+    return grouped.sort(by, nulls_last=True)
 
 
 def distributions_json(
