@@ -1,0 +1,145 @@
+/* y = x W^T (+ b) for a few rows of bf16 x and a bf16 weight W [N, K], with fp32 accumulation
+ * on AVX512-BF16 (specviz.lean.kernel builds and calls it; docs/engine.md).
+ *
+ * Row-invariant by construction: y[r][o] is computed by one 16-lane fp32 accumulator that
+ * starts at zero and takes one _mm512_dpbf16_ps per 32-wide chunk of the input, in increasing
+ * order (the last chunk zero-padded); its 16 lanes are summed in one fixed order (halves, then
+ * quarters, eighths, the last pair), the bias is added in fp32 and the sum is rounded once to
+ * bf16 (round to nearest even). How many rows are computed together only decides which
+ * accumulators live side by side in registers; no accumulator ever sees another operation, so a
+ * row's bits depend neither on how many rows the call has nor on where the row sits.
+ *
+ * The weight is packed once (specviz.lean.kernel.pack): blocks of BLOCK outputs, each block
+ * its chunks in order, each chunk the BLOCK outputs' 32 weights side by side
+ * ([N/BLOCK][K/32][BLOCK][32], zero-padded to whole blocks and chunks), so a call reads the
+ * weights as one sequential stream, prefetched PREFETCH elements ahead. Each chunk of weights is
+ * loaded once for up to GROUP rows, so a 6-row product reads the weights once, as a one-row
+ * product does; more rows than GROUP read a block again from the L1 cache.
+ *
+ * Built with gcc -O3 -mavx512f -mavx512bw -mavx512bf16 -mavx512vl, and no -ffast-math: the
+ * compiler must not reassociate the sums.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+
+typedef uint16_t bf16;
+
+#define BLOCK 4 /* outputs per packed block */
+#define GROUP 6 /* rows that share one pass over a block: 24 accumulators */
+#ifndef PREFETCH
+#define PREFETCH 8192 /* elements (16 KiB) ahead of the weights being read */
+#endif
+
+/* The 4 accumulators' sums, lane o the sum of acc[o]; every sum in reduce16's order:
+ * s8[i] = v[i] + v[i+8], s4[i] = s8[i] + s8[i+4], s2[i] = s4[i] + s4[i+2], s = s2[0] + s2[1]. */
+static inline __attribute__((always_inline)) __m128 reduce4(__m512 a0, __m512 a1, __m512 a2,
+                                                           __m512 a3) {
+    /* s8: t01 = [s8(a0) | s8(a1)], t23 = [s8(a2) | s8(a3)] (256-bit halves) */
+    __m512 t01 = _mm512_add_ps(_mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(a0, a1, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m512 t23 = _mm512_add_ps(_mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(1, 0, 1, 0)),
+                               _mm512_shuffle_f32x4(a2, a3, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* s4: 128-bit lane j = s4(a_j) */
+    __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(t01, t23, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(t01, t23, _MM_SHUFFLE(3, 1, 3, 1)));
+    /* s2: elements 0, 1 of each 128-bit lane */
+    __m512 v = _mm512_add_ps(u, _mm512_shuffle_ps(u, u, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* s: element 0 of each 128-bit lane */
+    __m512 s = _mm512_add_ps(v, _mm512_shuffle_ps(v, v, _MM_SHUFFLE(1, 1, 1, 1)));
+    __m512i gather = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 8, 4, 0);
+    return _mm512_castps512_ps128(_mm512_permutexvar_ps(gather, s));
+}
+
+/* fp32 -> bf16, round to nearest even; a NaN stays a (quiet) NaN. */
+static inline __attribute__((always_inline)) __m128i round_bf16(__m128 f) {
+    __m128i u = _mm_castps_si128(f);
+    __m128i lsb = _mm_and_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(1));
+    __m128i rounded = _mm_srli_epi32(_mm_add_epi32(u, _mm_add_epi32(lsb, _mm_set1_epi32(0x7fff))), 16);
+    __mmask8 nan = _mm_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    __m128i quiet = _mm_or_si128(_mm_srli_epi32(u, 16), _mm_set1_epi32(0x40));
+    __m128i out = _mm_mask_mov_epi32(rounded, nan, quiet);
+    return _mm_cvtepi32_epi16(out); /* low 64 bits: 4 bf16 */
+}
+
+/* One block of BLOCK outputs (o0..) for R rows of x (row stride K) into y (row stride N). */
+#define ROWS(R)                                                                              \
+    static void rows_##R(const bf16 *x, int64_t K, const bf16 *wb, const float *bias,        \
+                         int64_t o0, int64_t N, bf16 *y) {                                   \
+        __m512 acc[R][BLOCK];                                                                \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                  \
+            _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) acc[r][o] =              \
+                _mm512_setzero_ps();                                                         \
+        int64_t full = K / 32;                                                               \
+        for (int64_t c = 0; c < full; c++) {                                                 \
+            const bf16 *wc = wb + c * (BLOCK * 32);                                          \
+            __m512bh wv[BLOCK];                                                              \
+            _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) {                        \
+                _mm_prefetch((const char *)(wc + PREFETCH + 32 * o), _MM_HINT_T0);           \
+                wv[o] = (__m512bh)_mm512_loadu_si512(wc + 32 * o);                           \
+            }                                                                                \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                            \
+                __m512bh xv = (__m512bh)_mm512_loadu_si512(x + r * K + 32 * c);              \
+                _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) acc[r][o] =          \
+                    _mm512_dpbf16_ps(acc[r][o], xv, wv[o]);                                  \
+            }                                                                                \
+        }                                                                                    \
+        if (full * 32 < K) { /* the last chunk: x zero-padded by a masked load */            \
+            const bf16 *wc = wb + full * (BLOCK * 32);                                       \
+            __mmask32 m = (__mmask32)((1ull << (K - 32 * full)) - 1);                        \
+            __m512bh wv[BLOCK];                                                              \
+            _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) wv[o] =                  \
+                (__m512bh)_mm512_loadu_si512(wc + 32 * o);                                   \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                            \
+                __m512bh xv = (__m512bh)_mm512_maskz_loadu_epi16(m, x + r * K + 32 * full);  \
+                _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) acc[r][o] =          \
+                    _mm512_dpbf16_ps(acc[r][o], xv, wv[o]);                                  \
+            }                                                                                \
+        }                                                                                    \
+        int64_t left = N - o0;                                                               \
+        __mmask8 keep = (__mmask8)(left >= BLOCK ? 0xf : (1u << left) - 1);                  \
+        __m128 b = bias ? _mm_maskz_loadu_ps(keep, bias + o0) : _mm_setzero_ps();            \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                \
+            __m128 s = reduce4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]);                  \
+            if (bias) s = _mm_add_ps(s, b);                                                  \
+            _mm_mask_storeu_epi16(y + r * N + o0, keep, round_bf16(s));                      \
+        }                                                                                    \
+    }
+
+ROWS(1)
+ROWS(2)
+ROWS(3)
+ROWS(4)
+ROWS(5)
+ROWS(6)
+
+typedef void (*rows_fn)(const bf16 *, int64_t, const bf16 *, const float *, int64_t, int64_t,
+                        bf16 *);
+static const rows_fn BY_ROWS[GROUP + 1] = {0, rows_1, rows_2, rows_3, rows_4, rows_5, rows_6};
+
+/* How many rows the group starting with `left` rows to go takes: all of them up to GROUP, else
+ * an even split (7 = 4 + 3, 8 = 4 + 4, ...), so no group is left with a single row. */
+static int group_of(int64_t left) {
+    if (left <= GROUP) return (int)left;
+#ifdef GREEDY
+    return GROUP;
+#endif
+    int64_t groups = (left + GROUP - 1) / GROUP;
+    return (int)((left + groups - 1) / groups);
+}
+
+/* y[rows][N] (bf16) = x[rows][K] W^T + bias (fp32, or NULL), W packed (see the top). */
+void specviz_linear_bf16(const bf16 *x, int64_t rows, int64_t K, const bf16 *packed, int64_t N,
+                         const float *bias, bf16 *y) {
+    int64_t chunks = (K + 31) / 32;
+    for (int64_t o0 = 0; o0 < N; o0 += BLOCK) {
+        const bf16 *wb = packed + (o0 / BLOCK) * chunks * (BLOCK * 32);
+        for (int64_t r = 0; r < rows;) {
+            int g = group_of(rows - r);
+            BY_ROWS[g](x + r * K, K, wb, bias, o0, N, y + r * N);
+            r += g;
+        }
+    }
+}
+
+/* The packed layout's constants, so the Python side cannot disagree with this file. */
+int specviz_block(void) { return BLOCK; }
