@@ -128,6 +128,7 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
         engine = lean.build(model)
     engine.reason = (
         f"{'auto: ' if spec.engine == 'auto' else ''}{model.config.model_type} on the CPU"
+        + (f"; {engine.linears_note}" if engine.linears_note else "")
     )
     # Correctness first: in reduced precision a (k+1)-row verify resolves near-ties unlike a
     # one-row forward, so `auto` makes rows invariant there (exact greedy speculation at about
@@ -137,7 +138,7 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
     )
     if invariant:
         engine.make_row_invariant(PAD_ROWS)
-        engine.reason += f"; every forward in passes of {PAD_ROWS} rows, attention row by row"
+        engine.reason += f"; {engine.invariance}"
         if spec.engine == "auto":
             engine.reason += " (reduced precision: exact greedy speculation)"
     lean.attach(model, engine)

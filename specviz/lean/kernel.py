@@ -50,6 +50,7 @@ CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")  # what the kerne
 CPUINFO = Path("/proc/cpuinfo")
 BUILD_TIMEOUT_S = 120
 CHUNK = 32  # inputs per _mm512_dpbf16_ps
+KERNEL_ENV = "SPECVIZ_BF16_KERNEL"  # "off": the lean engine keeps oneDNN
 
 
 @dataclass(frozen=True)
@@ -173,9 +174,17 @@ def load_kernel(cpuinfo: Path, cc: str | None, cache: Path) -> Library | Unavail
 
 
 @functools.cache
-def linear_kernel() -> Library | Unavailable:
+def built_kernel() -> Library | Unavailable:
     """This machine's kernel (built on first use, then cached on disk and in the process)."""
     return load_kernel(CPUINFO, compiler(), cache_root())
+
+
+def linear_kernel() -> Library | Unavailable:
+    """The kernel, unless ``$SPECVIZ_BF16_KERNEL`` is ``off`` (read at every engine build: a
+    way to compare with oneDNN in one process, and to rule the kernel out)."""
+    if os.environ.get(KERNEL_ENV, "").strip().lower() == "off":
+        return Unavailable(f"turned off by ${KERNEL_ENV}=off")
+    return built_kernel()
 
 
 def pack(weight: torch.Tensor, block: int) -> torch.Tensor:

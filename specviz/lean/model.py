@@ -34,6 +34,7 @@ module that replaced it, so the same surgery drives both engines.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specviz.lean.cache import GROW_TO, LayerKV, LeanCache
+from specviz.lean.kernel import KernelLinear, Library, Unavailable, linear_kernel
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,6 +54,7 @@ class Dense:
 
     weight: torch.Tensor
     bias: torch.Tensor | None = None
+    row_invariant = False  # a row's bits may depend on the row count (class attribute)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -72,12 +75,14 @@ class Packed:
     backend uses for frozen weights. Measured on an avx512_bf16 CPU (SmolLM2-135M's 211 linear
     layers, one thread, CPU time): 25 ms at one row and 25 at eight, against 38 and 44 for
     ``F.linear`` on the same bf16 weights. The reordered copy is a second copy of the weights
-    (the transformers model keeps its own)."""
+    (the transformers model keeps its own). A row's bits depend on the row count (the 1536-wide
+    ``down`` projection differed between one row and eight in ~10% of random inputs)."""
 
     weight: torch.Tensor  # an opaque mkldnn tensor
     bias: torch.Tensor | None
     in_features: int
     activation_dtype: torch.dtype
+    row_invariant = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
@@ -95,6 +100,42 @@ def packed(dense: Dense) -> Linear:
         return dense
     weight = torch.ops.mkldnn._reorder_linear_weight(dense.weight, PACK_ROWS)
     return Packed(weight, dense.bias, dense.in_features, dense.activation_dtype)
+
+
+@dataclass(frozen=True)
+class Linears:
+    """How a model's dense linear layers run (``make`` lays one out) and one line saying so
+    (``note``, part of run.json's ``engine_reason``; empty for float32)."""
+
+    make: Callable[[Dense], Linear]
+    note: str
+
+
+def linears_for(dtype: torch.dtype, device: torch.device) -> Linears:
+    """bf16 on the CPU: specviz's kernel (:mod:`specviz.lean.kernel`) where it runs, else
+    oneDNN's packed GEMM (:func:`packed`), with the reason; float32 and other devices: ``F.linear``.
+
+    The kernel is chosen where torch runs one thread (it is one-threaded; oneDNN splits a
+    product between threads): measured on an avx512_bf16 CPU, one thread, SmolLM2-135M's
+    matrices took less CPU time on it than on oneDNN at one row (the forward's common case) and
+    about as much at six (``bench/bf16_kernel.py``), and its rows are row-invariant by
+    construction, so ``lean-invariant`` needs no padding to a fixed row count."""
+    if dtype != torch.bfloat16 or device.type != "cpu":
+        return Linears(packed, "")
+    found = linear_kernel()
+    threads = torch.get_num_threads()
+    if isinstance(found, Library) and threads == 1:
+        return Linears(
+            functools.partial(kernel_linear, found),
+            "bf16 linear layers on specviz's AVX512-BF16 kernel",
+        )
+    why = found.reason if isinstance(found, Unavailable) else f"one-threaded, torch runs {threads}"
+    backend = "oneDNN" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "F.linear"
+    return Linears(packed, f"bf16 linear layers on {backend} (specviz's kernel: {why})")
+
+
+def kernel_linear(library: Library, dense: Dense) -> Linear:
+    return KernelLinear.of(library, dense.weight, dense.bias)
 
 
 @dataclass(frozen=True)
@@ -196,6 +237,7 @@ class LeanModel:
         self.row_invariant = False
         self.pad_rows = 0  # >0: linear layers always run at this many rows (row_invariant)
         self.reason = ""  # why it runs here (run.json's engine_reason)
+        self.linears_note = ""  # what computes its linear layers, when worth saying (reason)
 
     @property
     def name(self) -> str:
@@ -212,11 +254,28 @@ class LeanModel:
             self, [LayerKV(s.kv_heads, s.head_dim, torch.float32, device) for _ in self.layers]
         )
 
+    def linears(self) -> list[Linear]:
+        """Every linear layer of the forward (the output layer last)."""
+        inner = [
+            f for layer in self.layers for f in (layer.qkv, layer.o, layer.gate_up, layer.down)
+        ]
+        return [*inner, self.lm_head]
+
     def make_row_invariant(self, pad_rows: int) -> None:
         """Compute every row as a one-row forward would (see the module docstring): every
-        forward but a prefill runs in passes of exactly ``pad_rows`` rows."""
+        forward but a prefill runs in passes of exactly ``pad_rows`` rows, unless every linear
+        layer is row-invariant by construction (specviz's bf16 kernel): then a pass carries
+        exactly the rows it is given."""
         self.row_invariant = True
-        self.pad_rows = pad_rows
+        invariant = all(getattr(f, "row_invariant", False) for f in self.linears())
+        self.pad_rows = 0 if invariant else pad_rows
+
+    @property
+    def invariance(self) -> str:
+        """How a row-invariant engine keeps rows independent (run.json's engine_reason)."""
+        if self.pad_rows:
+            return f"every forward in passes of {self.pad_rows} rows, attention row by row"
+        return "linear layers row-invariant by construction, attention row by row"
 
     def forward(
         self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool = False
