@@ -1,6 +1,6 @@
 """specviz's own bf16 GEMM for a few rows: ``y = x W^T (+ b)`` on AVX512-BF16, row-invariant.
 
-The kernel (``bf16_linear.c`` beside this file) accumulates each output of each row in one
+The kernel (``bf16_kernels.c`` beside this file) accumulates each output of each row in one
 fp32 accumulator, one ``_mm512_dpbf16_ps`` per 32 inputs in a fixed order, reduces it in a
 fixed order and rounds once to bf16, whatever the number of rows: a row gets the same bits in
 a 1-row product as in an 8-row one, by construction (no padding to a fixed row count), and
@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from specviz.model_source import cache_root
 
-SOURCE = Path(__file__).with_name("bf16_linear.c")
+SOURCE = Path(__file__).with_name("bf16_kernels.c")
 FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-shared", "-fPIC")
 CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")  # what the kernel executes
 CPUINFO = Path("/proc/cpuinfo")
@@ -62,11 +62,46 @@ class Unavailable:
 
 @dataclass(frozen=True)
 class Library:
-    """The built kernel: its entry point and the packed layout's block size."""
+    """The built kernels: the linear layer's and attention's entry points, and the packed
+    layout's block size."""
 
     path: Path
     function: ctypes._CFuncPtr
+    attention: ctypes._CFuncPtr
     block: int
+
+    def attend(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, length: int
+    ) -> torch.Tensor:
+        """Causal attention of ``q`` ``(heads, rows, dim)`` bf16, the last ``rows`` positions of
+        a cache whose first ``length`` positions are valid in ``keys``/``values``
+        ``(kv_heads, capacity, dim)`` float32: row ``j`` over positions ``[0, length - rows + j]``,
+        each row alone (row-invariant); ``(rows, heads * dim)`` bf16."""
+        heads, rows, dim = q.shape
+        kv_heads, capacity, _ = keys.shape
+        out = torch.empty(rows, heads * dim, dtype=torch.bfloat16, device=q.device)
+        if rows == 0:
+            return out
+        if q.stride(2) != 1 or not keys.is_contiguous() or not values.is_contiguous():
+            raise ValueError("attend needs unit-stride query rows and contiguous caches")
+        status = self.attention(
+            q.data_ptr(),
+            q.stride(0),
+            q.stride(1),
+            rows,
+            heads,
+            kv_heads,
+            dim,
+            keys.data_ptr(),
+            values.data_ptr(),
+            capacity,
+            length - rows + 1,
+            dim**-0.5,
+            out.data_ptr(),
+        )
+        if status != 0:
+            raise ValueError(f"the attention kernel refused a head size of {dim} (at most 256)")
+        return out
 
     def run(
         self,
@@ -115,7 +150,7 @@ def compiler() -> str | None:
 def library_path(cache: Path) -> Path:
     """Where the build of this source with these flags is kept."""
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    return cache / "kernels" / f"bf16_linear-{key}.so"
+    return cache / "kernels" / f"bf16_kernels-{key}.so"
 
 
 def build(cc: str, target: Path) -> str | None:
@@ -170,7 +205,19 @@ def load_kernel(cpuinfo: Path, cc: str | None, cache: Path) -> Library | Unavail
         ctypes.c_void_p,
         ctypes.c_void_p,
     ]
-    return Library(target, function, int(lib.specviz_block()))
+    attention = lib.specviz_attend_bf16
+    attention.restype = ctypes.c_int
+    attention.argtypes = [
+        ctypes.c_void_p,
+        *[ctypes.c_int64] * 6,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_float,
+        ctypes.c_void_p,
+    ]
+    return Library(target, function, attention, int(lib.specviz_block()))
 
 
 @functools.cache

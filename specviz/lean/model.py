@@ -104,11 +104,13 @@ def packed(dense: Dense) -> Linear:
 
 @dataclass(frozen=True)
 class Linears:
-    """How a model's dense linear layers run (``make`` lays one out) and one line saying so
-    (``note``, part of run.json's ``engine_reason``; empty for float32)."""
+    """How a model's dense linear layers run (``make`` lays one out), one line saying so
+    (``note``, part of run.json's ``engine_reason``; empty for float32) and specviz's kernel
+    library when they run on it (its attention then runs the rows of row-invariant passes)."""
 
     make: Callable[[Dense], Linear]
     note: str
+    library: Library | None = None
 
 
 def linears_for(dtype: torch.dtype, device: torch.device) -> Linears:
@@ -128,6 +130,7 @@ def linears_for(dtype: torch.dtype, device: torch.device) -> Linears:
         return Linears(
             functools.partial(kernel_linear, found),
             "bf16 linear layers on specviz's AVX512-BF16 kernel",
+            found,
         )
     why = found.reason if isinstance(found, Unavailable) else f"one-threaded, torch runs {threads}"
     backend = "oneDNN" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "F.linear"
@@ -238,6 +241,7 @@ class LeanModel:
         self.pad_rows = 0  # >0: linear layers always run at this many rows (row_invariant)
         self.reason = ""  # why it runs here (run.json's engine_reason)
         self.linears_note = ""  # what computes its linear layers, when worth saying (reason)
+        self.row_attention: Library | None = None  # row-invariant passes' attention kernel
 
     @property
     def name(self) -> str:
@@ -396,12 +400,24 @@ class LeanModel:
                 k[:, seg.first : seg.first + seg.rows], v[:, seg.first : seg.first + seg.rows]
             )
             spans.append((kv, seg.rows))
-        attended = attend_rows(q[:, :real], spans, self.shape.groups)
+        attended = self._attend_rows(q[:, :real], spans)
         if real < h.shape[0]:  # padding rows attend to nothing
             attended = torch.cat(
                 [attended, attended.new_zeros(h.shape[0] - real, attended.shape[1])]
             )
         return self._rest(layer, h, attended)
+
+    def _attend_rows(self, q: torch.Tensor, spans: list[tuple[LayerKV, int]]) -> torch.Tensor:
+        """:func:`attend_rows`, or the same per row in specviz's kernel (``row_attention``:
+        engines whose linear layers run on it), one call per sequence's rows."""
+        if self.row_attention is None:
+            return attend_rows(q, spans, self.shape.groups)
+        parts, first = [], 0
+        for kv, n in spans:
+            part = q[:, first : first + n]
+            parts.append(self.row_attention.attend(part, kv.key_buffer, kv.value_buffer, kv.length))
+            first += n
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 @dataclass(frozen=True)

@@ -143,3 +143,128 @@ void specviz_linear_bf16(const bf16 *x, int64_t rows, int64_t K, const bf16 *pac
 
 /* The packed layout's constants, so the Python side cannot disagree with this file. */
 int specviz_block(void) { return BLOCK; }
+
+/* ---- attention of bf16 queries over a float32 KV cache, one row at a time --------------------
+ *
+ * out[r] = softmax(q[r] K^T * scale) V over the first first_len + r positions of one sequence's
+ * cache, every head, in float32, rounded once to bf16: what specviz.lean.model.attend computes
+ * for one query row (query head h reads key head h / groups). Each row is computed alone, by the
+ * same operations whatever the number of rows: row-invariant by construction. Scores: one
+ * fused multiply-add per 16 dimensions in order, then the fixed 16-lane sum; softmax: the
+ * maximum, exp(s - max) (exp_ps below, ~1 ulp), their sum in a fixed order, each divided by it;
+ * the output: sum over positions in order of p[t] * V[t], 16 dimensions at a time. */
+#include <math.h>
+#include <stdlib.h>
+
+static inline __attribute__((always_inline)) float reduce16(__m512 v) {
+    __m256 lo = _mm512_castps512_ps256(v);
+    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+    __m256 s8 = _mm256_add_ps(lo, hi);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    __m128 s1 = _mm_add_ss(s2, _mm_movehdup_ps(s2));
+    return _mm_cvtss_f32(s1);
+}
+
+/* e^x for x <= 0 (Cephes' expf polynomial: x = n ln2 + r, |r| <= ln2 / 2) */
+static inline __attribute__((always_inline)) __m512 exp_ps(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+static inline __attribute__((always_inline)) __m512 load_bf16(const bf16 *p, __mmask16 m) {
+    __m256i raw = _mm256_maskz_loadu_epi16(m, p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+static inline __attribute__((always_inline)) void store_bf16(bf16 *p, __m512 f, __mmask16 m) {
+    __m512i u = _mm512_castps_si512(f);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i rounded =
+        _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(_mm512_mask_mov_epi32(rounded, nan, quiet)));
+}
+
+#define MAX_DIM 256 /* head sizes up to this (16 vectors of 16) */
+
+/* One query head (dim floats in qf) over `len` positions of keys/values (row stride dim). */
+static void attend_head(const float *qf, int64_t dim, const float *keys, const float *values,
+                        int64_t len, float scale, float *scores, bf16 *out) {
+    int64_t vecs = (dim + 15) / 16;
+    __mmask16 tail = (__mmask16)((dim % 16) ? ((1u << (dim % 16)) - 1) : 0xffff);
+    __m512 q[MAX_DIM / 16];
+    for (int64_t j = 0; j < vecs; j++)
+        q[j] = _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, qf + 16 * j);
+    float top = -INFINITY;
+    for (int64_t t = 0; t < len; t++) {
+        const float *k = keys + t * dim;
+        __m512 acc = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(vecs == 1 ? tail : 0xffff, k));
+        for (int64_t j = 1; j < vecs; j++)
+            acc = _mm512_fmadd_ps(q[j], _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, k + 16 * j), acc);
+        float s = reduce16(acc) * scale;
+        scores[t] = s;
+        top = s > top ? s : top;
+    }
+    __m512 sum = _mm512_setzero_ps();
+    __m512 mx = _mm512_set1_ps(top);
+    for (int64_t t = 0; t < len; t += 16) {
+        __mmask16 m = (__mmask16)(len - t >= 16 ? 0xffff : (1u << (len - t)) - 1);
+        __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + t), mx));
+        e = _mm512_maskz_mov_ps(m, e);
+        _mm512_mask_storeu_ps(scores + t, m, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    float total = reduce16(sum);
+    __m512 o[MAX_DIM / 16];
+    for (int64_t j = 0; j < vecs; j++) o[j] = _mm512_setzero_ps();
+    for (int64_t t = 0; t < len; t++) {
+        __m512 p = _mm512_set1_ps(scores[t] / total);
+        const float *v = values + t * dim;
+        for (int64_t j = 0; j < vecs; j++)
+            o[j] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, v + 16 * j), o[j]);
+    }
+    for (int64_t j = 0; j < vecs; j++) store_bf16(out + 16 * j, o[j], j == vecs - 1 ? tail : 0xffff);
+}
+
+/* Rows 0..rows-1 of one sequence: q[h][r] at q + h * q_head + r * q_row (bf16), keys and values
+ * [kv_heads][capacity][dim] float32, row r over the first first_len + r positions; out[r][h]
+ * at out + r * heads * dim + h * dim. Returns 0, or -1 when dim exceeds MAX_DIM or memory runs
+ * out (nothing written then). */
+int specviz_attend_bf16(const bf16 *q, int64_t q_head, int64_t q_row, int64_t rows,
+                        int64_t heads, int64_t kv_heads, int64_t dim, const float *keys,
+                        const float *values, int64_t capacity, int64_t first_len, float scale,
+                        bf16 *out) {
+    if (dim > MAX_DIM || dim < 1) return -1;
+    float *scores = malloc(sizeof(float) * (size_t)(first_len + rows + 16));
+    if (!scores) return -1;
+    int64_t groups = heads / kv_heads;
+    float qf[MAX_DIM];
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t len = first_len + r;
+        for (int64_t h = 0; h < heads; h++) {
+            const bf16 *qh = q + h * q_head + r * q_row;
+            for (int64_t j = 0; j < dim; j += 16) {
+                __mmask16 m = (__mmask16)(dim - j >= 16 ? 0xffff : (1u << (dim - j)) - 1);
+                _mm512_mask_storeu_ps(qf + j, m, load_bf16(qh + j, m));
+            }
+            int64_t kvh = h / groups;
+            attend_head(qf, dim, keys + kvh * capacity * dim, values + kvh * capacity * dim, len,
+                        scale, scores, out + r * heads * dim + h * dim);
+        }
+    }
+    free(scores);
+    return 0;
+}
