@@ -1,17 +1,18 @@
 """The bf16 linear layers of SmolLM2-135M: specviz's kernel against oneDNN, by rows.
 
-SmolLM2-135M's 211 linear layers (30 layers x fused q/k/v 576->960, o 576->576, fused
-gate/up 576->3072, down 1536->576; the output layer 576->49152), random bf16 weights of those
-shapes (~270 MB), called one after another as a forward calls them, one thread, for 1, 2, 4,
-6, 8 rows:
+SmolLM2-135M's 211 linear layers as the lean engine fuses them, 121 matrices (30 layers x
+q/k/v 576->960, o 576->576, gate/up 576->3072, down 1536->576; the output layer 576->49152),
+random bf16 weights of those shapes (~270 MB), called one after another as a forward calls
+them, one thread, for 1, 2, 4, 6, 8 rows:
 
 - ``kernel``: specviz's AVX512-BF16 kernel (:mod:`specviz.lean.kernel`, row-invariant);
 - ``onednn``: the weight reordered once for oneDNN, ``torch.ops.mkldnn._linear_pointwise``
   (the lean engine's bf16 path without the kernel, :class:`specviz.lean.model.Packed`);
 - ``F.linear``: torch's plain bf16 ``F.linear`` on the same weights.
 
-Methods are interleaved in every repeat; figures are ms per pass over all 211 matrices, CPU
-time of this thread (wall time beside it in the JSON), median and fastest of ``--repeats``.
+Methods are interleaved in every repeat; figures are ms per pass over all 121 matrices, CPU
+time of this thread (wall time beside it in the JSON), median and fastest of ``--repeats``;
+``read`` is the floor: a float32 ``sum`` over the same bytes (reading them once).
 Also measured: the kernel's build time (a fresh compile into a temporary directory), that a
 row of an 8-row product equals its one-row product bit for bit, and the share of outputs equal
 to the float32 product rounded to bf16. Prints a table, then one JSON line.
@@ -58,7 +59,8 @@ def methods(library: Library, weights: list[torch.Tensor]) -> dict[str, list[Met
             lambda x, p=reordered: torch.ops.mkldnn._linear_pointwise(x, p, None, "none", [], "")
         )
         plain.append(lambda x, w=w: F.linear(x, w))
-    return {"kernel": kernel, "onednn": onednn, "F.linear": plain}
+    read: list[Method] = [lambda x, w=w: w.view(torch.float32).sum() for w in weights]
+    return {"kernel": kernel, "onednn": onednn, "F.linear": plain, "read": read}
 
 
 def one_pass(layers: list[Method], inputs: list[torch.Tensor]) -> tuple[float, float]:

@@ -128,7 +128,7 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
         engine = lean.build(model)
     engine.reason = (
         f"{'auto: ' if spec.engine == 'auto' else ''}{model.config.model_type} on the CPU"
-        + (f"; {engine.linears_note}" if engine.linears_note else "")
+        + (f"; {engine.linears_note}" if engine.weights == "dense" and engine.linears_note else "")
     )
     # Correctness first: in reduced precision a (k+1)-row verify resolves near-ties unlike a
     # one-row forward, so `auto` makes rows invariant there (exact greedy speculation at about

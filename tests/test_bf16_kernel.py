@@ -10,8 +10,9 @@ import torch
 
 from specviz.config import ModelSpec
 from specviz.lean import kernel, lean_of
+from specviz.lean.cache import LayerKV
 from specviz.lean.kernel import KernelLinear, Library, Unavailable, linear_kernel, load_kernel
-from specviz.lean.model import Dense, Packed
+from specviz.lean.model import Dense, Packed, Rope, attend, rms_norm, rotate
 from specviz.models import load_model
 
 NO_BF16 = Path(__file__).with_name("cpuinfo_no_bf16.txt")
@@ -60,6 +61,66 @@ def test_the_kernel_agrees_with_float32_matmul_to_bf16_rounding(out_features, in
     # 2^-8 of the value), plus float32's own reassociation error
     assert ((got.float() - exact).abs() <= exact.abs() * 2**-8 + 1e-4).all()
     assert (got == exact.to(torch.bfloat16)).float().mean() > 0.99
+
+
+@needs_kernel
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 2, 16), (2, 1, 20)])
+def test_kernel_attention_equals_torch_attention_and_each_row_its_own(heads, kv_heads, dim):
+    generator = torch.Generator().manual_seed(3)
+    rows, length, capacity = 6, 206, 256  # the cache holds the rows' own keys already
+    keys = torch.randn(kv_heads, capacity, dim, generator=generator)
+    values = torch.randn(kv_heads, capacity, dim, generator=generator)
+    q = torch.randn(heads, rows, dim, generator=generator).to(torch.bfloat16)
+    assert isinstance(KERNEL, Library)
+    got = KERNEL.attend(q, keys, values, length)
+    expected = attend(q, keys[:, :length], values[:, :length], length - rows, heads // kv_heads)
+    assert got.dtype == torch.bfloat16
+    # float32 throughout, rounded once: torch's bits on these shapes, and never more than one
+    # bf16 rounding away from them
+    assert ((got.float() - expected.float()).abs() <= expected.float().abs() * 2**-7).all()
+    assert (got == expected).float().mean() > 0.99
+    one_by_one = [
+        KERNEL.attend(q[:, j : j + 1], keys, values, length - rows + j + 1) for j in range(rows)
+    ]
+    assert torch.equal(got, torch.cat(one_by_one))
+
+
+@needs_kernel
+@pytest.mark.parametrize(("rows", "n"), [(1, 576), (6, 576), (8, 64), (3, 40)])
+def test_kernel_rms_norm_equals_the_lean_rms_norm_row_by_row(rows, n):
+    generator = torch.Generator().manual_seed(4)
+    x = (torch.randn(rows, n, generator=generator) * 3).to(torch.bfloat16)
+    weight = torch.randn(n, generator=generator).to(torch.bfloat16)
+    assert isinstance(KERNEL, Library)
+    got = KERNEL.rms_norm(x, weight, 1e-5)
+    expected = rms_norm(x, weight, 1e-5)
+    assert ((got.float() - expected.float()).abs() <= expected.float().abs() * 2**-7).all()
+    assert (got == expected).float().mean() > 0.99
+    assert torch.equal(
+        got, torch.cat([KERNEL.rms_norm(x[r : r + 1], weight, 1e-5) for r in range(rows)])
+    )
+
+
+@needs_kernel
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 2, 16)])
+def test_kernel_rope_equals_torch_rope_and_writes_the_cache(heads, kv_heads, dim):
+    generator = torch.Generator().manual_seed(5)
+    rows, before = 6, 250  # the cache grows past its first capacity on the way
+    qkv = torch.randn(rows, (heads + 2 * kv_heads) * dim, generator=generator).to(torch.bfloat16)
+    rope = Rope(1.0 / (10000 ** (torch.arange(0, dim, 2).float() / dim)), 1.0, torch.bfloat16)
+    cos, sin = rope.at(before, rows)
+    kv = LayerKV(kv_heads, dim, torch.float32, torch.device("cpu"))
+    kv.append(*[torch.zeros(kv_heads, before, dim)] * 2)
+    q = torch.empty(heads, rows, dim, dtype=torch.bfloat16)
+    assert isinstance(KERNEL, Library)
+    KERNEL.rotate_into(qkv, cos, sin, q, kv, heads)
+    qk = qkv[:, : (heads + kv_heads) * dim].view(rows, heads + kv_heads, dim).transpose(0, 1)
+    expected = rotate(qk, cos, sin)
+    v = qkv[:, (heads + kv_heads) * dim :].view(rows, kv_heads, dim).transpose(0, 1)
+    assert torch.equal(q, expected[:heads])
+    assert kv.length == before + rows
+    assert torch.equal(kv.key_buffer[:, before : before + rows], expected[heads:].float())
+    assert torch.equal(kv.value_buffer[:, before : before + rows], v.float())
 
 
 def test_the_kernel_needs_avx512_bf16(tmp_path):
@@ -112,6 +173,7 @@ def test_bf16_lean_invariant_runs_on_the_kernel_without_padding(tiny_model_dir):
     loaded, lean = bf16_engine(tiny_model_dir, "lean-invariant")
     assert all(isinstance(f, KernelLinear) for f in lean.linears())
     assert lean.pad_rows == 0
+    assert lean.kernels is not None  # its norms and attention run there too
     assert "specviz's AVX512-BF16 kernel" in loaded.engine_reason
     assert "row-invariant by construction" in loaded.engine_reason
 
@@ -122,6 +184,7 @@ def test_without_the_kernel_bf16_falls_back_to_onednn_with_padding_and_names_why
     monkeypatch.setattr("specviz.lean.kernel.built_kernel", lambda: Unavailable("no C compiler"))
     loaded, lean = bf16_engine(tiny_model_dir, "lean-invariant")
     assert all(isinstance(f, (Packed, Dense)) for f in lean.linears())
+    assert lean.kernels is None
     assert lean.pad_rows == 8  # oneDNN's rows depend on the row count: padded passes
     assert "(specviz's kernel: no C compiler)" in loaded.engine_reason
     assert "every forward in passes of 8 rows" in loaded.engine_reason

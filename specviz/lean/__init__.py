@@ -124,5 +124,5 @@ def build(model: PreTrainedModel) -> LeanModel:
         "dense",
     )
     engine.linears_note = linears.note
-    engine.row_attention = linears.library
+    engine.kernels = linears.library
     return engine

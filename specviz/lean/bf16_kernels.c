@@ -268,3 +268,81 @@ int specviz_attend_bf16(const bf16 *q, int64_t q_head, int64_t q_row, int64_t ro
     free(scores);
     return 0;
 }
+
+/* ---- RMSNorm of bf16 rows, as transformers' LlamaRMSNorm computes it -------------------------
+ *
+ * out[r] = weight * bf16(x[r] / sqrt(mean(x[r]^2) + eps)): the row in float32, its squares
+ * summed 16 lanes at a time in order then by the fixed 16-lane sum, divided by n, the scale
+ * 1 / sqrtf(mean + eps); the normalised row rounded to bf16, then multiplied by the bf16 weight
+ * in float32 and rounded again (a bf16 product, as torch computes one). One row at a time:
+ * row-invariant by construction. */
+void specviz_rms_norm_bf16(const bf16 *x, int64_t rows, int64_t n, const bf16 *weight, float eps,
+                           bf16 *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const bf16 *xr = x + r * n;
+        __m512 sq = _mm512_setzero_ps();
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
+            __m512 v = load_bf16(xr + j, m);
+            sq = _mm512_fmadd_ps(v, v, sq);
+        }
+        float mean = reduce16(sq) / (float)n;
+        __m512 scale = _mm512_set1_ps(1.0f / sqrtf(mean + eps));
+        for (int64_t j = 0; j < n; j += 16) {
+            __mmask16 m = (__mmask16)(n - j >= 16 ? 0xffff : (1u << (n - j)) - 1);
+            __m512 normed = _mm512_mul_ps(load_bf16(xr + j, m), scale);
+            store_bf16(out + r * n + j, normed, m); /* rounded to bf16 ... */
+            __m512 back = load_bf16(out + r * n + j, m);
+            store_bf16(out + r * n + j, _mm512_mul_ps(back, load_bf16(weight + j, m)), m);
+        }
+    }
+}
+
+/* ---- RoPE of a pass's queries and keys, keys and values written to a sequence's cache ---------
+ *
+ * For rows 0..rows-1 of qkv (bf16, row stride ld: heads query heads, then kv_heads key heads,
+ * then kv_heads value heads, dim each): every query and key head rotated as transformers does it
+ * in bf16, x * cos + rotate_half(x) * sin with each product and the sum rounded to bf16 (torch's
+ * bf16 arithmetic); queries to q_out[h][r] (q_out + h * q_head + r * dim), rotated keys and the
+ * values to the float32 cache [kv_heads][capacity][dim] at positions start + r. One element at a
+ * time: row-invariant by construction. */
+static inline float from_bf16(bf16 b) {
+    union { uint32_t u; float f; } v = { (uint32_t)b << 16 };
+    return v.f;
+}
+
+static inline bf16 to_bf16(float f) {
+    union { float f; uint32_t u; } v = { f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (bf16)((v.u >> 16) | 0x40u);
+    return (bf16)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+static inline float rotated(const bf16 *x, int64_t d, int64_t dim, float c, float s) {
+    int64_t half = dim / 2;
+    float partner = d < half ? -from_bf16(x[d + half]) : from_bf16(x[d - half]);
+    float a = from_bf16(to_bf16(from_bf16(x[d]) * c));
+    float b = from_bf16(to_bf16(partner * s));
+    return from_bf16(to_bf16(a + b));
+}
+
+void specviz_rope_bf16(const bf16 *qkv, int64_t ld, int64_t rows, int64_t heads, int64_t kv_heads,
+                       int64_t dim, const bf16 *cos, const bf16 *sin, bf16 *q_out, int64_t q_head,
+                       float *keys, float *values, int64_t capacity, int64_t start) {
+    for (int64_t r = 0; r < rows; r++) {
+        const bf16 *row = qkv + r * ld;
+        const bf16 *cr = cos + r * dim, *sr = sin + r * dim;
+        for (int64_t h = 0; h < heads; h++)
+            for (int64_t d = 0; d < dim; d++)
+                q_out[h * q_head + r * dim + d] =
+                    to_bf16(rotated(row + h * dim, d, dim, from_bf16(cr[d]), from_bf16(sr[d])));
+        for (int64_t h = 0; h < kv_heads; h++) {
+            const bf16 *k = row + (heads + h) * dim, *v = row + (heads + kv_heads + h) * dim;
+            float *kc = keys + (h * capacity + start + r) * dim;
+            float *vc = values + (h * capacity + start + r) * dim;
+            for (int64_t d = 0; d < dim; d++) {
+                kc[d] = rotated(k, d, dim, from_bf16(cr[d]), from_bf16(sr[d]));
+                vc[d] = from_bf16(v[d]);
+            }
+        }
+    }
+}

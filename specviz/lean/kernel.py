@@ -1,4 +1,5 @@
-"""specviz's own bf16 GEMM for a few rows: ``y = x W^T (+ b)`` on AVX512-BF16, row-invariant.
+"""specviz's own bf16 GEMM for a few rows: ``y = x W^T (+ b)`` on AVX512-BF16, row-invariant;
+and, in the same C library, what a bf16 lean forward does between its GEMMs, one row at a time.
 
 The kernel (``bf16_kernels.c`` beside this file) accumulates each output of each row in one
 fp32 accumulator, one ``_mm512_dpbf16_ps`` per 32 inputs in a fixed order, reduces it in a
@@ -6,7 +7,15 @@ fixed order and rounds once to bf16, whatever the number of rows: a row gets the
 a 1-row product as in an 8-row one, by construction (no padding to a fixed row count), and
 each chunk of weights is loaded once for up to 6 rows, so a 6-row verify reads the weights
 once as a one-row forward does. Measured on an AMD EPYC with avx512_bf16, one thread
-(``bench/bf16_kernel.py``, SmolLM2-135M's 211 matrices): see docs/engine.md.
+(``bench/bf16_kernel.py``, SmolLM2-135M's 211 linear layers as 121 fused matrices): see
+docs/engine.md.
+
+The library also computes a lean forward's RMSNorm (:meth:`Library.rms_norm`), RoPE with the
+cache writes (:meth:`Library.rotate_into`) and row-by-row attention (:meth:`Library.attend`),
+each row alone: one C call each where torch took ~6 calls of ~2-12 us, with the bits of the
+torch operations they replace on the tested shapes (RoPE, RMSNorm), or within one bf16 rounding
+of them (attention's exp). Measured: a one-row SmolLM2 forward went from ~19 to ~16 ms of CPU
+time with them (one thread, the machine shared).
 
 How it is built, and why: plain C compiled once with the system's C compiler
 (``$CC``, else ``gcc``, else ``cc``) into ``<specviz cache>/kernels/<hash of source and
@@ -19,7 +28,8 @@ It degrades cleanly: on a CPU without avx512_bf16 (read from the real ``/proc/cp
 from ``$SPECVIZ_CPUINFO``, which only steers the dtype choice: executing these instructions
 where they do not exist would kill the process), without a compiler, or when the build or
 the load fails, :func:`linear_kernel` returns an :class:`Unavailable` with the reason, and the
-lean engine keeps oneDNN's packed GEMM (:func:`specviz.lean.model.packed`), naming the reason
+lean engine keeps oneDNN's packed GEMM and torch's operations (:func:`specviz.lean.model.packed`),
+naming the reason
 in ``run.json``'s ``engine_reason``.
 
 The kernel runs on one thread: the engine uses it only where torch runs on one thread (the
@@ -42,10 +52,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from specviz.lean.cache import LayerKV
 from specviz.model_source import cache_root
 
 SOURCE = Path(__file__).with_name("bf16_kernels.c")
-FLAGS = ("-O3", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512bf16", "-shared", "-fPIC")
+FLAGS = (
+    "-O3",
+    "-ffp-contract=off",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512bf16",
+    "-shared",
+    "-fPIC",
+)
 CPU_FLAGS = ("avx512f", "avx512bw", "avx512vl", "avx512_bf16")  # what the kernel executes
 CPUINFO = Path("/proc/cpuinfo")
 BUILD_TIMEOUT_S = 120
@@ -68,7 +88,57 @@ class Library:
     path: Path
     function: ctypes._CFuncPtr
     attention: ctypes._CFuncPtr
+    norm: ctypes._CFuncPtr
+    rope: ctypes._CFuncPtr
     block: int
+
+    def rotate_into(
+        self,
+        qkv: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        q_out: torch.Tensor,
+        kv: LayerKV,
+        heads: int,
+    ) -> None:
+        """RoPE of ``qkv``'s rows ((rows, (heads + 2 kv_heads) dim) bf16, unit stride along a
+        row) with ``cos``/``sin`` (rows, dim) bf16: the rotated queries into ``q_out``
+        (heads, rows, dim) bf16, the rotated keys and the values appended to ``kv``; bit for bit
+        what :func:`specviz.lean.model.rotate` computes (each product and sum a bf16 one)."""
+        rows = qkv.shape[0]
+        kv_heads, _, dim = kv.key_buffer.shape
+        if qkv.stride(1) != 1 or not (cos.is_contiguous() and sin.is_contiguous()):
+            raise ValueError("rotate_into needs unit-stride rows and contiguous cos/sin")
+        if q_out.stride(2) != 1 or q_out.stride(1) != dim:
+            raise ValueError("rotate_into writes queries of unit-stride rows")
+        start = kv.length
+        kv.reserve(start + rows)
+        self.rope(
+            qkv.data_ptr(),
+            qkv.stride(0),
+            rows,
+            heads,
+            kv_heads,
+            dim,
+            cos.data_ptr(),
+            sin.data_ptr(),
+            q_out.data_ptr(),
+            q_out.stride(0),
+            kv.key_buffer.data_ptr(),
+            kv.value_buffer.data_ptr(),
+            kv.capacity,
+            start,
+        )
+        kv.length = start + rows
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """transformers' RMSNorm of the rows of ``x`` (rows, n) bf16 with a bf16 ``weight``,
+        each row alone (row-invariant); (rows, n) bf16."""
+        x = x.contiguous()
+        rows, n = x.shape
+        out = torch.empty_like(x)
+        self.norm(x.data_ptr(), rows, n, weight.data_ptr(), eps, out.data_ptr())
+        return out
 
     def attend(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, length: int
@@ -217,7 +287,31 @@ def load_kernel(cpuinfo: Path, cc: str | None, cache: Path) -> Library | Unavail
         ctypes.c_float,
         ctypes.c_void_p,
     ]
-    return Library(target, function, attention, int(lib.specviz_block()))
+    norm = lib.specviz_rms_norm_bf16
+    norm.restype = None
+    norm.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_float,
+        ctypes.c_void_p,
+    ]
+    rope = lib.specviz_rope_bf16
+    rope.restype = None
+    rope.argtypes = [
+        ctypes.c_void_p,
+        *[ctypes.c_int64] * 5,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+    ]
+    return Library(target, function, attention, norm, rope, int(lib.specviz_block()))
 
 
 @functools.cache

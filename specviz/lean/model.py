@@ -11,8 +11,15 @@ dtype, without transformers' per-call machinery (mask builders, cache classes, o
 - the KV cache is preallocated (:mod:`specviz.lean.cache`), written in place;
 - RoPE's cos/sin are a table computed once for all positions up to the longest context seen.
 
+bf16 linear layers run on specviz's own kernel (:mod:`specviz.lean.kernel`: AVX512-BF16, one
+thread) where it runs, else on oneDNN's packed GEMM (:func:`linears_for` says which, and why, in
+``run.json``'s ``engine_reason``); on the kernel, RMSNorm, RoPE with the cache writes, and the
+row-by-row attention run in the same C library (fewer torch calls a layer, the same bits).
+
 Exact greedy speculation in reduced precision (``row_invariant``, ``--engine lean-invariant``):
-a forward over several rows computes every row bit for bit as a one-row forward does. Every
+a forward over several rows computes every row bit for bit as a one-row forward does. On
+specviz's kernel that holds by construction (every row's arithmetic is the same whatever the
+row count), so a pass carries exactly the rows it is given. Otherwise every
 forward but a prefill runs in passes of exactly ``pad_rows`` rows (padding rows after the real
 ones; a longer feed takes several passes), so the linear layers always run one GEMM shape;
 attention runs row by row, each row over its own prefix, in a one-row forward's shapes
@@ -241,7 +248,9 @@ class LeanModel:
         self.pad_rows = 0  # >0: linear layers always run at this many rows (row_invariant)
         self.reason = ""  # why it runs here (run.json's engine_reason)
         self.linears_note = ""  # what computes its linear layers, when worth saying (reason)
-        self.row_attention: Library | None = None  # row-invariant passes' attention kernel
+        # specviz's kernel library where it runs: RMSNorm, and RoPE, cache writes and attention
+        # of row-invariant passes run on it (one row at a time, row-invariant)
+        self.kernels: Library | None = None
 
     @property
     def name(self) -> str:
@@ -333,7 +342,7 @@ class LeanModel:
                 h = module(h)
                 continue
             h = self._layer_rows(layer, h, i, segments, cos, sin, real)
-        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))[:real]
+        return self.lm_head(self._norm(h, self.norm))[:real]
 
     def _forward(
         self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool
@@ -347,8 +356,15 @@ class LeanModel:
                 continue
             h = self._layer(layer, h, cache.layers[i], cos, sin)
         if last_only:
-            return self.lm_head(rms_norm(h[-1:], self.norm, self.shape.eps))
-        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))
+            return self.lm_head(self._norm(h[-1:], self.norm))
+        return self.lm_head(self._norm(h, self.norm))
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:func:`rms_norm`, in specviz's kernel library where the engine has it (one C call
+        instead of ~6 torch operations, ~18 us a call here)."""
+        if self.kernels is None:
+            return rms_norm(x, weight, self.shape.eps)
+        return self.kernels.rms_norm(x, weight, self.shape.eps)
 
     def _qkv(
         self, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -356,7 +372,7 @@ class LeanModel:
         """Rotated queries ``(heads, rows, dim)``, keys and values ``(kv_heads, rows, dim)``."""
         s = self.shape
         rows = h.shape[0]
-        qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
+        qkv = layer.qkv(self._norm(h, layer.attn_norm))
         width = (s.heads + s.kv_heads) * s.head_dim  # q and k, rotated together
         qk = qkv[:, :width].view(rows, s.heads + s.kv_heads, s.head_dim).transpose(0, 1)
         qk = rotate(qk, cos, sin)
@@ -365,7 +381,7 @@ class LeanModel:
 
     def _rest(self, layer: Layer, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
         h = h + layer.o(attended)
-        return h + mlp(layer, rms_norm(h, layer.mlp_norm, self.shape.eps))
+        return h + mlp(layer, self._norm(h, layer.mlp_norm))
 
     def _layer(
         self,
@@ -392,6 +408,8 @@ class LeanModel:
     ) -> torch.Tensor:
         """Layer ``index`` of a padded pass: each segment's keys and values are appended to
         its own cache, then every real row attends alone (:func:`attend_rows`)."""
+        if self.kernels is not None:
+            return self._layer_rows_in_kernels(layer, h, index, segments, cos, sin)
         q, k, v = self._qkv(layer, h, cos, sin)
         spans = []
         for seg in segments:
@@ -407,15 +425,46 @@ class LeanModel:
             )
         return self._rest(layer, h, attended)
 
+    def _layer_rows_in_kernels(
+        self,
+        layer: Layer,
+        h: torch.Tensor,
+        index: int,
+        segments: list[Segment],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`_layer_rows` with RoPE, the cache writes and attention in specviz's kernel
+        library (the same bits as the torch operations they replace, ~20 fewer calls a layer).
+        Padding rows (an engine whose linear layers are not all on the kernel, q4) attend to
+        nothing, as there."""
+        s = self.shape
+        assert self.kernels is not None
+        qkv = layer.qkv(self._norm(h, layer.attn_norm))
+        q = qkv.new_empty(s.heads, qkv.shape[0], s.head_dim)
+        spans = []
+        for seg in segments:
+            kv = seg.cache.layers[index]
+            rows = slice(seg.first, seg.first + seg.rows)
+            self.kernels.rotate_into(qkv[rows], cos[rows], sin[rows], q[:, rows], kv, s.heads)
+            spans.append((kv, seg.rows))
+        real = sum(n for _, n in spans)
+        attended = self._attend_rows(q[:, :real], spans)
+        if real < h.shape[0]:
+            attended = torch.cat(
+                [attended, attended.new_zeros(h.shape[0] - real, attended.shape[1])]
+            )
+        return self._rest(layer, h, attended)
+
     def _attend_rows(self, q: torch.Tensor, spans: list[tuple[LayerKV, int]]) -> torch.Tensor:
-        """:func:`attend_rows`, or the same per row in specviz's kernel (``row_attention``:
-        engines whose linear layers run on it), one call per sequence's rows."""
-        if self.row_attention is None:
+        """:func:`attend_rows`, or the same per row in specviz's kernel library (``kernels``),
+        one call per sequence's rows."""
+        if self.kernels is None:
             return attend_rows(q, spans, self.shape.groups)
         parts, first = [], 0
         for kv, n in spans:
             part = q[:, first : first + n]
-            parts.append(self.row_attention.attend(part, kv.key_buffer, kv.value_buffer, kv.length))
+            parts.append(self.kernels.attend(part, kv.key_buffer, kv.value_buffer, kv.length))
             first += n
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
