@@ -131,8 +131,9 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
         + (f"; {engine.linears_note}" if engine.weights == "dense" and engine.linears_note else "")
     )
     # Correctness first: in reduced precision a (k+1)-row verify resolves near-ties unlike a
-    # one-row forward, so `auto` makes rows invariant there (exact greedy speculation at about
-    # 0.92-0.95x the speed, docs/engine.md); float32 is exact without it.
+    # one-row forward, so `auto` makes rows invariant there (exact greedy speculation: faster
+    # than `lean` on specviz's bf16 kernel, about 0.92-0.95x its speed on oneDNN,
+    # docs/engine.md); float32 is exact without it.
     invariant = spec.engine == "lean-invariant" or (
         spec.engine == "auto" and (spec.dtype == "q4" or model.dtype != torch.float32)
     )
