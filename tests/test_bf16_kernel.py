@@ -146,6 +146,13 @@ def test_a_failed_build_is_a_reason_and_leaves_no_library_behind(tmp_path):
     assert list((tmp_path / "cache" / "kernels").iterdir()) == []
 
 
+def test_an_unwritable_cache_is_a_reason_not_a_crash(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    found = load_kernel(bf16_cpuinfo(tmp_path), "gcc", blocked / "cache")
+    assert isinstance(found, Unavailable) and "building it failed" in found.reason
+
+
 def test_cc_names_the_compiler_and_a_missing_one_is_none(monkeypatch):
     monkeypatch.setenv("CC", "no-such-compiler-here")
     assert kernel.compiler() is None

@@ -226,9 +226,12 @@ def library_path(cache: Path) -> Path:
 def build(cc: str, target: Path) -> str | None:
     """Compile the kernel into ``target`` (written whole, then renamed, so concurrent builds
     never load a half-written file); the compiler's complaint, or None."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+    except OSError as err:  # a read-only cache, a full disk: a reason, not a crash
+        return str(err)
     try:
         done = subprocess.run(
             [cc, *FLAGS, "-o", tmp, str(SOURCE)],
