@@ -3,7 +3,8 @@
 Part 1, per-row forward cost (``--rows-only`` runs just this part): one cached forward of 1, 2,
 4, 6, 8 rows after a ``--context``-token prefill, one thread, on the embedded
 ``SmolLM2-135M-Instruct.Q4_1.gguf``, for each ``--row-configs`` entry (``dtype/engine``:
-``bfloat16/lean``, ``bfloat16/lean-invariant``, ``q4/lean``, ``bfloat16/transformers``, ...),
+``bfloat16/lean``, ``bfloat16/lean-invariant``, ``q4/lean``, ``bfloat16/transformers``, ...;
+``+onednn`` after one: its bf16 linear layers on oneDNN instead of specviz's kernel),
 median of ``--row-repeats`` forwards (``--fastest``: the fastest; configurations interleaved in
 every repeat; the rows are rolled back after each forward, so every forward sees the same
 context), and the same forwards' CPU time (this thread's: less inflated by other processes on a
@@ -52,6 +53,7 @@ import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.forward import forward, new_cache, rollback
+from specviz.lean.kernel import KERNEL_ENV
 from specviz.model_source import cache_root, embedded_gguf
 from specviz.models import LoadedModel, ModelCache
 from specviz.precision import cpu_bf16_flags
@@ -64,11 +66,13 @@ ROWS = (1, 2, 4, 6, 8)
 ROW_CONFIGS = (
     "bfloat16/lean",
     "bfloat16/lean-invariant",
+    "bfloat16/lean-invariant+onednn",
     "q4/lean",
     "q4/lean-invariant",
     "bfloat16/transformers",
     "float32/lean",
 )
+ONEDNN = "+onednn"  # a row config's suffix: bf16 linear layers on oneDNN, not specviz's kernel
 LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
 
 
@@ -76,8 +80,24 @@ LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
 
 
 def row_spec(config: str) -> ModelSpec:
-    dtype, _, engine = config.partition("/")
+    dtype, _, engine = config.removesuffix(ONEDNN).partition("/")
     return ModelSpec("smollm2-135m", device="cpu", dtype=dtype, engine=engine or "auto")
+
+
+def load_row_config(config: str, models: ModelCache) -> LoadedModel:
+    """``config`` loaded; a ``+onednn`` one with specviz's bf16 kernel turned off
+    (``$SPECVIZ_BF16_KERNEL=off``, in a cache of its own), to time both in one run."""
+    if not config.endswith(ONEDNN):
+        return models.get(row_spec(config))
+    before = os.environ.get(KERNEL_ENV)
+    os.environ[KERNEL_ENV] = "off"
+    try:
+        return ModelCache().get(row_spec(config))
+    finally:
+        if before is None:
+            del os.environ[KERNEL_ENV]
+        else:
+            os.environ[KERNEL_ENV] = before
 
 
 @torch.inference_mode()
@@ -118,7 +138,7 @@ def llama_bench(
 
 def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]:
     configs = [c.strip() for c in args.row_configs.split(",") if c.strip()]
-    loaded = {c: models.get(row_spec(c)) for c in configs}
+    loaded = {c: load_row_config(c, models) for c in configs}
     samples: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     cpu: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     for c in configs:  # warm-up: first-call allocations, cache and RoPE table growth

@@ -1,7 +1,8 @@
 """Does bf16 greedy speculation reproduce bf16 greedy decoding, and what does exactness cost?
 
-The embedded model in bf16, on ``--engine lean`` and ``--engine lean-invariant`` (every forward
-in passes of 8 rows, attention row by row: specviz.lean.model). For each engine: plain greedy
+The embedded model in bf16, on ``--engine lean`` and ``--engine lean-invariant`` (rows computed
+independently: on specviz's bf16 kernel by construction, else every forward in passes of 8
+rows; attention row by row: specviz.lean.model). For each engine: plain greedy
 decoding of ``--prompts`` single-turn built-in prompts (``--new-tokens`` each), then greedy
 prompt lookup with a constant k for each of ``--ks``; a request *diverges* when its speculative
 output differs from the same engine's plain output anywhere (specviz.metrics.greedy_divergence's

@@ -128,16 +128,18 @@ def use_engine(spec: ModelSpec, model: PreTrainedModel) -> str:
         engine = lean.build(model)
     engine.reason = (
         f"{'auto: ' if spec.engine == 'auto' else ''}{model.config.model_type} on the CPU"
+        + (f"; {engine.linears_note}" if engine.weights == "dense" and engine.linears_note else "")
     )
     # Correctness first: in reduced precision a (k+1)-row verify resolves near-ties unlike a
-    # one-row forward, so `auto` makes rows invariant there (exact greedy speculation at about
-    # 0.92-0.95x the speed, docs/engine.md); float32 is exact without it.
+    # one-row forward, so `auto` makes rows invariant there (exact greedy speculation: faster
+    # than `lean` on specviz's bf16 kernel, about 0.92-0.95x its speed on oneDNN,
+    # docs/engine.md); float32 is exact without it.
     invariant = spec.engine == "lean-invariant" or (
         spec.engine == "auto" and (spec.dtype == "q4" or model.dtype != torch.float32)
     )
     if invariant:
         engine.make_row_invariant(PAD_ROWS)
-        engine.reason += f"; every forward in passes of {PAD_ROWS} rows, attention row by row"
+        engine.reason += f"; {engine.invariance}"
         if spec.engine == "auto":
             engine.reason += " (reduced precision: exact greedy speculation)"
     lean.attach(model, engine)

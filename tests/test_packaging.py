@@ -52,6 +52,7 @@ def test_an_installed_wheel_finds_the_builtin_suite_and_report_notebooks(tmp_pat
     for name, pattern in SHIPPED.items():
         shipped = sorted(p.name for p in (ROOT / name).glob(pattern))
         assert shipped and all(f"specviz/_shipped/{name}/{f}" in names for f in shipped)
+    assert "specviz/lean/bf16_kernels.c" in names  # the bf16 kernel's source, built on first use
 
     target = tmp_path / "site"
     subprocess.run(

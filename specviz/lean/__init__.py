@@ -19,7 +19,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from specviz.lean.cache import LayerKV, LeanCache
-from specviz.lean.model import Dense, Layer, LeanModel, Rope, Shape, packed
+from specviz.lean.model import Dense, Layer, LeanModel, Rope, Shape, linears_for
 
 __all__ = ["LayerKV", "LeanCache", "LeanModel", "attach", "build", "lean_of", "unsupported"]
 
@@ -93,9 +93,10 @@ def shape_of(model: PreTrainedModel) -> Shape:
 
 
 def build(model: PreTrainedModel) -> LeanModel:
-    """The lean forward over ``model``'s own (dense) weights, bf16 ones reordered for oneDNN
-    (:func:`specviz.lean.model.packed`); check :func:`unsupported` first."""
+    """The lean forward over ``model``'s own (dense) weights, bf16 ones laid out for specviz's
+    kernel or oneDNN (:func:`specviz.lean.model.linears_for`); check :func:`unsupported` first."""
     inner = model.model
+    linears = linears_for(model.dtype, model.device)
     layers = []
     with torch.no_grad():
         for layer in inner.layers:
@@ -103,22 +104,25 @@ def build(model: PreTrainedModel) -> LeanModel:
             layers.append(
                 Layer(
                     attn_norm=layer.input_layernorm.weight.detach(),
-                    qkv=packed(fuse([attn.q_proj, attn.k_proj, attn.v_proj])),
-                    o=packed(dense(attn.o_proj)),
+                    qkv=linears.make(fuse([attn.q_proj, attn.k_proj, attn.v_proj])),
+                    o=linears.make(dense(attn.o_proj)),
                     mlp_norm=layer.post_attention_layernorm.weight.detach(),
-                    gate_up=packed(fuse([mlp.gate_proj, mlp.up_proj])),
-                    down=packed(dense(mlp.down_proj)),
+                    gate_up=linears.make(fuse([mlp.gate_proj, mlp.up_proj])),
+                    down=linears.make(dense(mlp.down_proj)),
                 )
             )
     rotary = inner.rotary_emb
     rope = Rope(rotary.inv_freq, float(rotary.attention_scaling), model.dtype)
-    return LeanModel(
+    engine = LeanModel(
         layers,
         inner.embed_tokens.weight.detach(),
         inner.norm.weight.detach(),
-        packed(dense(model.lm_head)),
+        linears.make(dense(model.lm_head)),
         rope,
         shape_of(model),
         inner.layers,
         "dense",
     )
+    engine.linears_note = linears.note
+    engine.kernels = linears.library
+    return engine

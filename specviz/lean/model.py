@@ -11,8 +11,15 @@ dtype, without transformers' per-call machinery (mask builders, cache classes, o
 - the KV cache is preallocated (:mod:`specviz.lean.cache`), written in place;
 - RoPE's cos/sin are a table computed once for all positions up to the longest context seen.
 
+bf16 linear layers run on specviz's own kernel (:mod:`specviz.lean.kernel`: AVX512-BF16, one
+thread) where it runs, else on oneDNN's packed GEMM (:func:`linears_for` says which, and why, in
+``run.json``'s ``engine_reason``); on the kernel, RMSNorm, RoPE with the cache writes, and the
+row-by-row attention run in the same C library (fewer torch calls a layer, the same bits).
+
 Exact greedy speculation in reduced precision (``row_invariant``, ``--engine lean-invariant``):
-a forward over several rows computes every row bit for bit as a one-row forward does. Every
+a forward over several rows computes every row bit for bit as a one-row forward does. On
+specviz's kernel that holds by construction (every row's arithmetic is the same whatever the
+row count), so a pass carries exactly the rows it is given. Otherwise every
 forward but a prefill runs in passes of exactly ``pad_rows`` rows (padding rows after the real
 ones; a longer feed takes several passes), so the linear layers always run one GEMM shape;
 attention runs row by row, each row over its own prefix, in a one-row forward's shapes
@@ -34,6 +41,7 @@ module that replaced it, so the same surgery drives both engines.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from specviz.lean.cache import GROW_TO, LayerKV, LeanCache
+from specviz.lean.kernel import KernelLinear, Library, Unavailable, linear_kernel
 
 Linear = Callable[[torch.Tensor], torch.Tensor]
 
@@ -52,6 +61,7 @@ class Dense:
 
     weight: torch.Tensor
     bias: torch.Tensor | None = None
+    row_invariant = False  # a row's bits may depend on the row count (class attribute)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -72,12 +82,14 @@ class Packed:
     backend uses for frozen weights. Measured on an avx512_bf16 CPU (SmolLM2-135M's 211 linear
     layers, one thread, CPU time): 25 ms at one row and 25 at eight, against 38 and 44 for
     ``F.linear`` on the same bf16 weights. The reordered copy is a second copy of the weights
-    (the transformers model keeps its own)."""
+    (the transformers model keeps its own). A row's bits depend on the row count (the 1536-wide
+    ``down`` projection differed between one row and eight in ~10% of random inputs)."""
 
     weight: torch.Tensor  # an opaque mkldnn tensor
     bias: torch.Tensor | None
     in_features: int
     activation_dtype: torch.dtype
+    row_invariant = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
@@ -95,6 +107,45 @@ def packed(dense: Dense) -> Linear:
         return dense
     weight = torch.ops.mkldnn._reorder_linear_weight(dense.weight, PACK_ROWS)
     return Packed(weight, dense.bias, dense.in_features, dense.activation_dtype)
+
+
+@dataclass(frozen=True)
+class Linears:
+    """How a model's dense linear layers run (``make`` lays one out), one line saying so
+    (``note``, part of run.json's ``engine_reason``; empty for float32) and specviz's kernel
+    library when they run on it (its attention then runs the rows of row-invariant passes)."""
+
+    make: Callable[[Dense], Linear]
+    note: str
+    library: Library | None = None
+
+
+def linears_for(dtype: torch.dtype, device: torch.device) -> Linears:
+    """bf16 on the CPU: specviz's kernel (:mod:`specviz.lean.kernel`) where it runs, else
+    oneDNN's packed GEMM (:func:`packed`), with the reason; float32 and other devices: ``F.linear``.
+
+    The kernel is chosen where torch runs one thread (it is one-threaded; oneDNN splits a
+    product between threads): measured on an avx512_bf16 CPU, one thread, SmolLM2-135M's
+    matrices took less CPU time on it than on oneDNN at one row (the forward's common case) and
+    about as much at six (``bench/bf16_kernel.py``), and its rows are row-invariant by
+    construction, so ``lean-invariant`` needs no padding to a fixed row count."""
+    if dtype != torch.bfloat16 or device.type != "cpu":
+        return Linears(packed, "")
+    found = linear_kernel()
+    threads = torch.get_num_threads()
+    if isinstance(found, Library) and threads == 1:
+        return Linears(
+            functools.partial(kernel_linear, found),
+            "bf16 linear layers on specviz's AVX512-BF16 kernel",
+            found,
+        )
+    why = found.reason if isinstance(found, Unavailable) else f"one-threaded, torch runs {threads}"
+    backend = "oneDNN" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "F.linear"
+    return Linears(packed, f"bf16 linear layers on {backend} (specviz's kernel: {why})")
+
+
+def kernel_linear(library: Library, dense: Dense) -> Linear:
+    return KernelLinear.of(library, dense.weight, dense.bias)
 
 
 @dataclass(frozen=True)
@@ -196,6 +247,10 @@ class LeanModel:
         self.row_invariant = False
         self.pad_rows = 0  # >0: linear layers always run at this many rows (row_invariant)
         self.reason = ""  # why it runs here (run.json's engine_reason)
+        self.linears_note = ""  # what computes its linear layers, when worth saying (reason)
+        # specviz's kernel library where it runs: RMSNorm, and RoPE, cache writes and attention
+        # of row-invariant passes run on it (one row at a time, row-invariant)
+        self.kernels: Library | None = None
 
     @property
     def name(self) -> str:
@@ -212,11 +267,28 @@ class LeanModel:
             self, [LayerKV(s.kv_heads, s.head_dim, torch.float32, device) for _ in self.layers]
         )
 
+    def linears(self) -> list[Linear]:
+        """Every linear layer of the forward (the output layer last)."""
+        inner = [
+            f for layer in self.layers for f in (layer.qkv, layer.o, layer.gate_up, layer.down)
+        ]
+        return [*inner, self.lm_head]
+
     def make_row_invariant(self, pad_rows: int) -> None:
         """Compute every row as a one-row forward would (see the module docstring): every
-        forward but a prefill runs in passes of exactly ``pad_rows`` rows."""
+        forward but a prefill runs in passes of exactly ``pad_rows`` rows, unless every linear
+        layer is row-invariant by construction (specviz's bf16 kernel): then a pass carries
+        exactly the rows it is given."""
         self.row_invariant = True
-        self.pad_rows = pad_rows
+        invariant = all(getattr(f, "row_invariant", False) for f in self.linears())
+        self.pad_rows = 0 if invariant else pad_rows
+
+    @property
+    def invariance(self) -> str:
+        """How a row-invariant engine keeps rows independent (run.json's engine_reason)."""
+        if self.pad_rows:
+            return f"every forward in passes of {self.pad_rows} rows, attention row by row"
+        return "linear layers row-invariant by construction, attention row by row"
 
     def forward(
         self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool = False
@@ -270,7 +342,7 @@ class LeanModel:
                 h = module(h)
                 continue
             h = self._layer_rows(layer, h, i, segments, cos, sin, real)
-        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))[:real]
+        return self.lm_head(self._norm(h, self.norm))[:real]
 
     def _forward(
         self, tokens: torch.Tensor, cache: LeanCache, start: int, last_only: bool
@@ -284,8 +356,15 @@ class LeanModel:
                 continue
             h = self._layer(layer, h, cache.layers[i], cos, sin)
         if last_only:
-            return self.lm_head(rms_norm(h[-1:], self.norm, self.shape.eps))
-        return self.lm_head(rms_norm(h, self.norm, self.shape.eps))
+            return self.lm_head(self._norm(h[-1:], self.norm))
+        return self.lm_head(self._norm(h, self.norm))
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:func:`rms_norm`, in specviz's kernel library where the engine has it (one C call
+        instead of ~6 torch operations, ~18 us a call here)."""
+        if self.kernels is None:
+            return rms_norm(x, weight, self.shape.eps)
+        return self.kernels.rms_norm(x, weight, self.shape.eps)
 
     def _qkv(
         self, layer: Layer, h: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
@@ -293,7 +372,7 @@ class LeanModel:
         """Rotated queries ``(heads, rows, dim)``, keys and values ``(kv_heads, rows, dim)``."""
         s = self.shape
         rows = h.shape[0]
-        qkv = layer.qkv(rms_norm(h, layer.attn_norm, s.eps))
+        qkv = layer.qkv(self._norm(h, layer.attn_norm))
         width = (s.heads + s.kv_heads) * s.head_dim  # q and k, rotated together
         qk = qkv[:, :width].view(rows, s.heads + s.kv_heads, s.head_dim).transpose(0, 1)
         qk = rotate(qk, cos, sin)
@@ -302,7 +381,7 @@ class LeanModel:
 
     def _rest(self, layer: Layer, h: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
         h = h + layer.o(attended)
-        return h + mlp(layer, rms_norm(h, layer.mlp_norm, self.shape.eps))
+        return h + mlp(layer, self._norm(h, layer.mlp_norm))
 
     def _layer(
         self,
@@ -329,6 +408,8 @@ class LeanModel:
     ) -> torch.Tensor:
         """Layer ``index`` of a padded pass: each segment's keys and values are appended to
         its own cache, then every real row attends alone (:func:`attend_rows`)."""
+        if self.kernels is not None:
+            return self._layer_rows_in_kernels(layer, h, index, segments, cos, sin)
         q, k, v = self._qkv(layer, h, cos, sin)
         spans = []
         for seg in segments:
@@ -337,12 +418,55 @@ class LeanModel:
                 k[:, seg.first : seg.first + seg.rows], v[:, seg.first : seg.first + seg.rows]
             )
             spans.append((kv, seg.rows))
-        attended = attend_rows(q[:, :real], spans, self.shape.groups)
+        attended = self._attend_rows(q[:, :real], spans)
         if real < h.shape[0]:  # padding rows attend to nothing
             attended = torch.cat(
                 [attended, attended.new_zeros(h.shape[0] - real, attended.shape[1])]
             )
         return self._rest(layer, h, attended)
+
+    def _layer_rows_in_kernels(
+        self,
+        layer: Layer,
+        h: torch.Tensor,
+        index: int,
+        segments: list[Segment],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        """:meth:`_layer_rows` with RoPE, the cache writes and attention in specviz's kernel
+        library (the same bits as the torch operations they replace, ~20 fewer calls a layer).
+        Padding rows (an engine whose linear layers are not all on the kernel, q4) attend to
+        nothing, as there."""
+        s = self.shape
+        assert self.kernels is not None
+        qkv = layer.qkv(self._norm(h, layer.attn_norm))
+        q = qkv.new_empty(s.heads, qkv.shape[0], s.head_dim)
+        spans = []
+        for seg in segments:
+            kv = seg.cache.layers[index]
+            rows = slice(seg.first, seg.first + seg.rows)
+            self.kernels.rotate_into(qkv[rows], cos[rows], sin[rows], q[:, rows], kv, s.heads)
+            spans.append((kv, seg.rows))
+        real = sum(n for _, n in spans)
+        attended = self._attend_rows(q[:, :real], spans)
+        if real < h.shape[0]:
+            attended = torch.cat(
+                [attended, attended.new_zeros(h.shape[0] - real, attended.shape[1])]
+            )
+        return self._rest(layer, h, attended)
+
+    def _attend_rows(self, q: torch.Tensor, spans: list[tuple[LayerKV, int]]) -> torch.Tensor:
+        """:func:`attend_rows`, or the same per row in specviz's kernel library (``kernels``),
+        one call per sequence's rows."""
+        if self.kernels is None:
+            return attend_rows(q, spans, self.shape.groups)
+        parts, first = [], 0
+        for kv, n in spans:
+            part = q[:, first : first + n]
+            parts.append(self.kernels.attend(part, kv.key_buffer, kv.value_buffer, kv.length))
+            first += n
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 @dataclass(frozen=True)
