@@ -1,31 +1,163 @@
-"""The report's opening summary: how much slower the multitask stream is, and why, in numbers.
+"""The answer in words: each part declared once, rendered as HTML (escaped) and as plain text.
 
-Formats the answer :func:`specviz.report.answer.study_answer` computed (the notebooks publish
-it as ``answer``; ``specviz summary`` prints the same dict): the headline, one sentence per
-term, the decomposition with cost-accounted (modelled) figures first and the wall clock beside
-them as the check, the speedups both ways and the calibrated cost curve. It computes no metric.
-Every piece of data text is escaped.
+Words the answer :func:`specviz.report.answer.study_answer` published (the notebooks publish it
+as ``answer``; ``specviz summary`` prints the same dict); it computes no metric.
+
+- :func:`summary_parts` (the report's summary, ``specviz summary --all``) and
+  :func:`first_screen_parts` declare what is said, in order, as :class:`Part` s: the question,
+  the headline, the lines under it, the findings (modelled first, the wall clock as the check),
+  the tables, the remedies, the speedups, the cost curve.
+- Each kind of part (:func:`heading`, :func:`lead`, :func:`lines`, :func:`bullets`,
+  :func:`title`, :func:`table`, :func:`note`) holds its two renderings side by side: the page's
+  (every text through :func:`~specviz.report.html.text_element`, every table through
+  :func:`~specviz.report.numbers.rows_table`, so all data text is escaped) and the terminal's
+  lines; :func:`page_only` / :func:`terminal_only` mark the few parts one medium leaves out.
+- Cells and sentences share one set of formatters: :func:`pct`, :func:`share`, :func:`rate`,
+  :func:`tok_s`, :func:`span`, :func:`ratio`.
+- Plain Python over :mod:`specviz.report.html`, not Jinja2 templates: the page has no
+  whitespace between tags and the terminal needs exact blank lines (``specviz summary`` is
+  pinned byte for byte), which a template's whitespace control says less clearly than one
+  function per kind of part; and no templating dependency of its own.
+
+:func:`screen_text` (``specviz summary``) is the terminal's one-screen view.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
-
-import polars as pl
 
 from specviz.metrics.answer import FINDING
 from specviz.metrics.degradation import TERMS
 from specviz.metrics.speedup import BASELINE
 from specviz.report.answer import LABELS, NO_STREAM, ZERO, pct
 from specviz.report.html import element, esc, text_element
-from specviz.report.numbers import frame_table
+from specviz.report.numbers import rows_table
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
 CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
 REMEDIES_TITLE = "What each remedy recovers of the multitask loss (modelled; wall clock)"
 CONFIGURATIONS_TITLE = "Which configuration to run on each multitask stream (modelled)"
+CLOCKS_NOTE = (
+    "Modelled: every request's rounds priced with one cost curve of this target on this "
+    "machine, calibrated over all of the study's rounds (the table below); under greedy "
+    "decoding the rounds repeat exactly, so modelled figures do not move with machine "
+    "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
+    "multitask stream's requests minus what the single-task runs need for the same "
+    "tokens, as a share of the latter. Composition: the stream weights tasks differently "
+    "from the benchmark; tuning: the stream's k against the best single k for its tasks "
+    "(a better global k; single-task serving pays it too, so it is not a multitask "
+    "cost); k mismatch: the best single k shared by every task instead of each task's "
+    "best; carry-over: an adaptive policy's state carried from one task to the next; residual: "
+    "the rest of what interleaving costs (see docs/metrics.md)."
+)
+
+# -- the formatters ---------------------------------------------------------------------------
+
+
+def share(value: float | None) -> str:
+    """``40%`` of a share (None: ``n/a``): a part of a whole, unsigned, unlike :func:`pct`."""
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def rate(value: float) -> str:
+    """``54.0``: tokens per second in a table's ``tok/s`` column."""
+    return f"{value:.1f}"
+
+
+def tok_s(value: float) -> str:
+    """``54.0 tok/s``: tokens per second in a sentence or a cell of mixed units."""
+    return f"{rate(value)} tok/s"
+
+
+def span(low: float | None, high: float | None, fmt: Callable[[Any], str] = pct) -> str:
+    """``-1.0% to +2.0%``: an interval's bounds, each by ``fmt``."""
+    return f"{fmt(low)} to {fmt(high)}"
+
+
+def ratio(value: float, places: int = 2) -> str:
+    """``0.94``: a ratio of two seconds or two speeds."""
+    return f"{value:.{places}f}"
+
+
+# -- the parts: each kind's HTML and text side by side -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the answer, rendered for the page (``html``, every text escaped) and for the
+    terminal (``text``, its lines); an empty rendering leaves the part out of that medium."""
+
+    html: str
+    text: tuple[str, ...]
+
+
+def page_only(part: Part) -> Part:
+    return Part(part.html, ())
+
+
+def terminal_only(part: Part) -> Part:
+    return Part("", part.text)
+
+
+def heading(text: str) -> Part:
+    """The question: ``<h2>``; a line and a blank."""
+    return Part(text_element("h2", text), (text, ""))
+
+
+def lead(text: str) -> Part:
+    """The headline: a bold paragraph; a line and a blank."""
+    return Part(element("p", element("strong", esc(text))), (text, ""))
+
+
+def lines(items: Sequence[str], class_: str | None = None) -> Part:
+    """Sentences: a paragraph each; a line each, then a blank (nothing when none)."""
+    html = "".join(text_element("p", x, class_=class_) for x in items)
+    return Part(html, (*items, "") if items else ())
+
+
+def bullets(items: Sequence[str]) -> Part:
+    """A list: ``<ul>``; ``- `` lines, then a blank (nothing when empty)."""
+    html = element("ul", "".join(text_element("li", x) for x in items)) if items else ""
+    return Part(html, (*[f"- {x}" for x in items], "") if items else ())
+
+
+def title(text: str, detail: str = "") -> Part:
+    """A section's title: ``<h3>`` with its ``detail``; ``text:`` with its section right under."""
+    return Part(text_element("h3", text + detail), (f"{text}:",))
+
+
+def table(header: list[str], rows: list[list[str]]) -> Part:
+    """Rows of formatted cells: :func:`~specviz.report.numbers.rows_table`; :func:`text_table`
+    and a blank."""
+    return Part(rows_table(header, rows), (text_table(header, rows), ""))
+
+
+def note(text: str, class_: str = "specviz-note") -> Part:
+    """Small print: a paragraph of ``class_``; a closing line (no blank after it)."""
+    return Part(text_element("p", text, class_=class_), (text,))
+
+
+def render_html(parts: Sequence[Part]) -> str:
+    return "".join(p.html for p in parts)
+
+
+def render_text(parts: Sequence[Part]) -> str:
+    return "\n".join(line for p in parts for line in p.text)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned with spaces, for a terminal."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    rows_ = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in rows_)  # fmt: skip
+
+
+# -- the sentences ----------------------------------------------------------------------------
 
 
 def verdict(total: float, reference: float) -> str:
@@ -46,11 +178,36 @@ def control_sentence(row: dict[str, Any]) -> str:
     )
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """Every row of formatted cells as an HTML table, escaped
-    (:func:`specviz.report.numbers.frame_table`)."""
-    frame = pl.DataFrame(rows, schema=[(h, pl.String) for h in header], orient="row")
-    return frame_table(frame, {h: h for h in header}).markup
+def remedy_lines(remedies: dict[str, Any]) -> list[str]:
+    """Sentences for :func:`specviz.report.answer.remedy_answer`: the multitask loss of each
+    stream against the oracle, each remedy's recovered share, the drafter-memory term, and
+    "not in this study" for a remedy the study did not run (modelled seconds, the wall-clock
+    figure after it)."""
+    out = [
+        f"{r['method']} on {r['mixture']}: {pct(r['gap_share'], 1.0)} of its seconds above "
+        "the oracle (each task's best static drafter and k, chosen on other prompts); wall "
+        f"clock {pct(r.get('gap_share_wall'), 1.0)}."
+        for r in remedies["loss"]
+    ]
+    for r in remedies["recovered"]:
+        what = (
+            f"recovers {share(r['recovered_share'])} of the oracle gap (wall clock "
+            f"{share(r.get('recovered_share_wall'))})"
+            if r["recovered_share"] is not None
+            else "has no oracle gap to recover (the reference is at the oracle)"
+        )
+        out.append(
+            f"{r['remedy']} ({r['reference']} -> {r['remedied']}) on {r['mixture']}: {what}."
+        )
+    for m in remedies["memory"]:
+        out.append(
+            f"{m['shared']} (shared memory) vs {m['per_task']} (per-task memory), {m['policy']} "
+            f"k={m['k']} on {m['mixture']}: interleaving {pct(m['interleaving_pct'])} of "
+            f"single-task time = drafter memory {pct(m['drafter_memory_pct'])} + other "
+            f"{pct(m['other_interleaving_pct'])}; wall clock: drafter memory "
+            f"{pct(m.get('drafter_memory_pct_wall'))}."
+        )
+    return out + [f"{name}: {reason}." for name, reason in remedies["absent"].items()]
 
 
 def drafted_first(streams: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -58,6 +215,34 @@ def drafted_first(streams: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in streams if r["drafter"] != BASELINE] + [
         r for r in streams if r["drafter"] == BASELINE
     ]
+
+
+def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(stream, term) of every drafted stream, in the answer's order (that of ``findings``)."""
+    return [(r, t) for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
+
+
+def nonzero_findings(answer: dict[str, Any]) -> list[str]:
+    """``answer["findings"]`` without the terms zero by construction (the report's first screen
+    folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
+    pairs = zip(answer["findings"], _drafted_terms(answer), strict=True)
+    return [f for f, (_, t) in pairs if t["status"] != ZERO]
+
+
+def lead_lines(answer: dict[str, Any]) -> list[str]:
+    """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
+    multitask cost), then one line on the streams whose wall clock was taken under changing
+    load (their detail: :func:`load_detail`)."""
+    summary = answer.get("load_summary")
+    return [t["text"] for t in answer.get("tuning", [])] + ([summary] if summary else [])
+
+
+def load_detail(answer: dict[str, Any]) -> list[str]:
+    """Each stream whose wall clock was taken under changing load, and by how much."""
+    return list(answer.get("load", []))
+
+
+# -- the tables -------------------------------------------------------------------------------
 
 
 def _clock_name(row: dict[str, Any], clock: str) -> str:
@@ -69,38 +254,19 @@ def _clock_name(row: dict[str, Any], clock: str) -> str:
 
 def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the decomposition: each stream modelled, then its wall-clock check."""
-    header = [
-        "method",
-        "mixture",
-        "clock",
-        "multitask tok/s",
-        "single-task tok/s",
-        "extra time",
-        *[LABELS[p] for p in TERMS],
-        "modelled / wall s",
-        "best k per task",
-        "best single k",
-    ]
-    rows = []
-    for r in drafted_first(streams):
-        for clock in ("modelled", "wall"):
-            d = r[clock]
-            ref = d["reference_s"]
-            rows.append(
-                [
-                    r["method"],
-                    r["mixture"],
-                    _clock_name(r, clock),
-                    f"{d['multitask_tokens_per_s']:.1f}",
-                    f"{d['reference_tokens_per_s']:.1f}",
-                    pct(d["total"], ref),
-                    *[pct(d[p], ref) for p in TERMS],
-                    f"{r['modelled_over_wall']:.2f}" if clock == "modelled" else "",
-                    r.get("best_k") or "",
-                    r.get("best_single_k") or "",
-                ]
-            )
-    return header, rows
+    header = ["method", "mixture", "clock", "multitask tok/s", "single-task tok/s", "extra time",
+              *[LABELS[p] for p in TERMS], "modelled / wall s", "best k per task",
+              "best single k"]  # fmt: skip
+    return header, [_decomposition_row(r, c) for r in drafted_first(streams) for c in CLOCK_NAMES]
+
+
+def _decomposition_row(r: dict[str, Any], clock: str) -> list[str]:
+    d, ref = r[clock], r[clock]["reference_s"]
+    return [r["method"], r["mixture"], _clock_name(r, clock), rate(d["multitask_tokens_per_s"]),
+            rate(d["reference_tokens_per_s"]), pct(d["total"], ref),
+            *[pct(d[p], ref) for p in TERMS],
+            ratio(r["modelled_over_wall"]) if clock == "modelled" else "",
+            r.get("best_k") or "", r.get("best_single_k") or ""]  # fmt: skip
 
 
 def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -108,38 +274,27 @@ def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[l
     single configuration for its traffic, the per-task oracle and what to do."""
     header = ["method", "mixture", "tok/s", "best single k", "best single configuration",
               "per-task oracle", "oracle routes", "what to do"]  # fmt: skip
-    rows = [
-        [
-            c["method"],
-            c["mixture"],
-            f"{c['tokens_per_s']:.1f}",
-            f"k={c['best_single_k']}: {c['single_k_tokens_per_s']:.1f} tok/s",
-            f"{c['single']}: {c['single_tokens_per_s']:.1f} tok/s",
-            f"{c['oracle_tokens_per_s']:.1f} tok/s",
-            c["routes"],
-            c["advice"]["text"],
-        ]
-        for c in configs
-    ]
+    rows = [[c["method"], c["mixture"], rate(c["tokens_per_s"]),
+             f"k={c['best_single_k']}: {tok_s(c['single_k_tokens_per_s'])}",
+             f"{c['single']}: {tok_s(c['single_tokens_per_s'])}", tok_s(c["oracle_tokens_per_s"]),
+             c["routes"], c["advice"]["text"]]
+            for c in configs]  # fmt: skip
     return header, rows
 
 
 def speedup_rows(speedups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["method", "requests", "speedup modelled", "95% CI", "speedup wall clock",
               "95% CI (wall)", "modelled / wall"]  # fmt: skip
-    rows = [
-        [
-            s["method"],
-            str(s["requests"]),
-            f"{s['modelled']:.3f}",
-            f"{s['modelled_low']:.3f} to {s['modelled_high']:.3f}",
-            f"{s['wall']:.3f}",
-            f"{s['wall_low']:.3f} to {s['wall_high']:.3f}",
-            f"{s['modelled_over_wall']:.3f}",
-        ]
-        for s in sorted(speedups, key=lambda s: s["method"])
-    ]
+    three = partial(ratio, places=3)
+    rows = [[s["method"], str(s["requests"]), three(s["modelled"]),
+             span(s["modelled_low"], s["modelled_high"], three), three(s["wall"]),
+             span(s["wall_low"], s["wall_high"], three), three(s["modelled_over_wall"])]
+            for s in sorted(speedups, key=lambda s: s["method"])]  # fmt: skip
     return header, rows
+
+
+def _pad(cells: list[str], width: int) -> list[str]:
+    return (cells + [""] * width)[:width]
 
 
 def cost_rows(models: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -175,198 +330,86 @@ def runs_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Per method and mixture: tokens/s modelled and by the wall clock."""
     header = ["method", "mixture", "requests", "tokens", "tok/s modelled", "tok/s wall clock",
               "modelled / wall s"]  # fmt: skip
-    rows = [
-        [
-            r["method"],
-            r["mixture"],
-            str(r["requests"]),
-            str(r["tokens"]),
-            f"{r['modelled_tokens_per_s']:.1f}",
-            f"{r['wall_tokens_per_s']:.1f}",
-            f"{r['modelled_over_wall']:.2f}",
-        ]
-        for r in runs
-    ]
+    rows = [[r["method"], r["mixture"], str(r["requests"]), str(r["tokens"]),
+             rate(r["modelled_tokens_per_s"]), rate(r["wall_tokens_per_s"]),
+             ratio(r["modelled_over_wall"])]
+            for r in runs]  # fmt: skip
     return header, rows
 
 
-def _fraction(value: float | None) -> str:
-    """``40%`` of a share (None: ``n/a``): a part of a whole, unsigned, unlike :func:`pct`."""
-    return "n/a" if value is None else f"{value:.0%}"
+# -- the summary: the page's (summary_html) and the terminal's (answer_text) ------------------
 
 
-def remedy_lines(remedies: dict[str, Any]) -> list[str]:
-    """Sentences for :func:`specviz.report.answer.remedy_answer`: the multitask loss of each
-    stream against the oracle, each remedy's recovered share, the drafter-memory term, and
-    "not in this study" for a remedy the study did not run (modelled seconds, the wall-clock
-    figure after it)."""
-    lines = [
-        f"{r['method']} on {r['mixture']}: {pct(r['gap_share'], 1.0)} of its seconds above "
-        "the oracle (each task's best static drafter and k, chosen on other prompts); wall "
-        f"clock {pct(r.get('gap_share_wall'), 1.0)}."
-        for r in remedies["loss"]
-    ]
-    for r in remedies["recovered"]:
-        share = r["recovered_share"]
-        what = (
-            f"recovers {_fraction(share)} of the oracle gap (wall clock "
-            f"{_fraction(r.get('recovered_share_wall'))})"
-            if share is not None
-            else "has no oracle gap to recover (the reference is at the oracle)"
-        )
-        lines.append(
-            f"{r['remedy']} ({r['reference']} -> {r['remedied']}) on {r['mixture']}: {what}."
-        )
-    for m in remedies["memory"]:
-        lines.append(
-            f"{m['shared']} (shared memory) vs {m['per_task']} (per-task memory), {m['policy']} "
-            f"k={m['k']} on {m['mixture']}: interleaving {pct(m['interleaving_pct'])} of "
-            f"single-task time = drafter memory {pct(m['drafter_memory_pct'])} + other "
-            f"{pct(m['other_interleaving_pct'])}; wall clock: drafter memory "
-            f"{pct(m.get('drafter_memory_pct_wall'))}."
-        )
-    lines += [f"{name}: {reason}." for name, reason in remedies["absent"].items()]
-    return lines
+def _data_parts(answer: dict[str, Any]) -> list[Part]:
+    """Every stream's throughput, the cost curve and the data they come from."""
+    clock, runs, requests = answer["clock"], answer["runs"], answer["requests"]
+    over = ratio(clock["modelled_over_wall"])
+    return [
+        title("Every stream", ", modelled and wall clock"),
+        table(*runs_rows(answer["runs_table"])),
+        title("Cost curve", " (modelled seconds)"),
+        table(*cost_rows(answer["cost_models"])),
+        page_only(note(
+            f"Data: {runs} runs, {requests} requests, categories "
+            f"{', '.join(answer['categories'])}; methods {', '.join(answer['methods'])}. "
+            f"Modelled seconds are {over} of the wall clock over all requests (per-round Python "
+            "overhead is not modelled)."
+        )),
+        terminal_only(note(
+            f"{runs} runs, {requests} requests; modelled seconds are {over} of the wall clock."
+        )),
+    ]  # fmt: skip
 
 
-def _pad(cells: list[str], width: int) -> list[str]:
-    return (cells + [""] * width)[:width]
-
-
-def _list(items: list[str]) -> str:
-    return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
-
-
-def nonzero_findings(answer: dict[str, Any]) -> list[str]:
-    """``answer["findings"]`` without the terms zero by construction (the report's first screen
-    folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
-    pairs = zip(answer["findings"], _drafted_terms(answer), strict=True)
-    return [f for f, (_, t) in pairs if t["status"] != ZERO]
-
-
-def lead_lines(answer: dict[str, Any]) -> list[str]:
-    """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
-    multitask cost), then one line on the streams whose wall clock was taken under changing
-    load (their detail: :func:`load_detail`)."""
-    summary = answer.get("load_summary")
-    return [t["text"] for t in answer.get("tuning", [])] + ([summary] if summary else [])
-
-
-def load_detail(answer: dict[str, Any]) -> list[str]:
-    """Each stream whose wall clock was taken under changing load, and by how much."""
-    return list(answer.get("load", []))
-
-
-def answer_html(answer: dict[str, Any]) -> str:
-    """The summary's body for one :func:`~specviz.report.answer.study_answer` result."""
-    streams = answer["streams"]
-    out = [element("p", element("strong", esc(answer["headline"]["text"])))]
-    out += [text_element("p", line) for line in lead_lines(answer)]
-    if load_detail(answer):
-        out.append(_list(load_detail(answer)))
-    if not streams:
-        return "".join(out)
+def summary_parts(answer: dict[str, Any]) -> list[Part]:
+    """Every part of the summary, in order: the question, the headline and the lines under it,
+    the findings (the page leaves out the terms zero by construction: the first screen's
+    footnote names them), the tables, the remedies, the speedups and the data."""
+    streams, configurations = answer["streams"], answer.get("configurations")
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
-    out.append(_list(nonzero_findings(answer) + controls))
-    out.append(table(*decomposition_rows(streams)))
-    if answer.get("configurations"):
-        out.append(text_element("h3", CONFIGURATIONS_TITLE))
-        out.append(table(*configuration_rows(answer["configurations"])))
-    out.append(
-        text_element(
-            "p",
-            "Modelled: every request's rounds priced with one cost curve of this target on this "
-            "machine, calibrated over all of the study's rounds (the table below); under greedy "
-            "decoding the rounds repeat exactly, so modelled figures do not move with machine "
-            "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
-            "multitask stream's requests minus what the single-task runs need for the same "
-            "tokens, as a share of the latter. Composition: the stream weights tasks differently "
-            "from the benchmark; tuning: the stream's k against the best single k for its tasks "
-            "(a better global k; single-task serving pays it too, so it is not a multitask "
-            "cost); k mismatch: the best single k shared by every task instead of each task's "
-            "best; "
-            "carry-over: an adaptive policy's state carried from one task to the next; residual: "
-            "the rest of what interleaving costs (see docs/metrics.md).",
-            class_="specviz-note",
-        )
-    )
-    if answer.get("remedies"):
-        out.append(text_element("h3", REMEDIES_TITLE))
-        out.append(_list(remedy_lines(answer["remedies"])))
-    return "".join(out)
+    parts = [heading(QUESTION), lead(answer["headline"]["text"]), lines(lead_lines(answer)),
+             bullets(load_detail(answer))]  # fmt: skip
+    if streams:
+        parts += [terminal_only(bullets(answer["findings"] + controls)),
+                  page_only(bullets(nonzero_findings(answer) + controls)),
+                  table(*decomposition_rows(streams))]  # fmt: skip
+    if configurations:
+        parts += [title(CONFIGURATIONS_TITLE), table(*configuration_rows(configurations))]
+    if streams:
+        parts.append(page_only(note(CLOCKS_NOTE)))
+    if answer.get("remedies"):  # on the page, beside the findings only
+        remedies = [title(REMEDIES_TITLE), bullets(remedy_lines(answer["remedies"]))]
+        parts += remedies if streams else [terminal_only(p) for p in remedies]
+    if answer["speedups"]:
+        parts += [title("Speedup over the baseline", ", modelled and wall clock"),
+                  table(*speedup_rows(answer["speedups"]))]  # fmt: skip
+    return parts + (_data_parts(answer) if answer["runs_table"] else [])
 
 
 def summary_html(published: dict[str, Any]) -> str:
     """The summary block: the question, the answer, its tables, the cost curve, the data."""
-    out = [text_element("h2", QUESTION)]
     answer = published.get("answer")
-    if answer is None:
-        out.append(text_element("p", NO_STREAM))
-        return element("section", "".join(out), class_="specviz-summary")
-    out.append(answer_html(answer))
-    if answer["speedups"]:
-        out.append(text_element("h3", "Speedup over the baseline, modelled and wall clock"))
-        out.append(table(*speedup_rows(answer["speedups"])))
-    if not answer["runs_table"]:
-        return element("section", "".join(out), class_="specviz-summary")
-    out.append(text_element("h3", "Every stream, modelled and wall clock"))
-    out.append(table(*runs_rows(answer["runs_table"])))
-    out.append(text_element("h3", "Cost curve (modelled seconds)"))
-    out.append(table(*cost_rows(answer["cost_models"])))
-    clock = answer["clock"]
-    out.append(
-        text_element(
-            "p",
-            f"Data: {answer['runs']} runs, {answer['requests']} requests, categories "
-            f"{', '.join(answer['categories'])}; methods {', '.join(answer['methods'])}. "
-            f"Modelled seconds are {clock['modelled_over_wall']:.2f} of the wall clock over all "
-            "requests (per-round Python overhead is not modelled).",
-            class_="specviz-note",
-        )
-    )
-    return element("section", "".join(out), class_="specviz-summary")
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns aligned with spaces, for a terminal."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)  # fmt: skip
+    parts = summary_parts(answer) if answer else [heading(QUESTION), lines([NO_STREAM])]
+    return element("section", render_html(parts), class_="specviz-summary")
 
 
 def answer_text(answer: dict[str, Any]) -> str:
     """The summary for a terminal: the same answer, sentences and tables as :func:`summary_html`."""
-    out = [QUESTION, "", answer["headline"]["text"], ""]
-    lead = lead_lines(answer)
-    out += [*lead, ""] if lead else []
-    out += [*[f"- {line}" for line in load_detail(answer)], ""] if load_detail(answer) else []
-    streams = answer["streams"]
-    if streams:
-        controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
-        out += [f"- {line}" for line in answer["findings"] + controls] + [""]
-        out += [text_table(*decomposition_rows(streams)), ""]
-    if answer.get("configurations"):
-        out += [
-            f"{CONFIGURATIONS_TITLE}:",
-            text_table(*configuration_rows(answer["configurations"])),
-        ]
-        out.append("")
-    if answer.get("remedies"):
-        out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
-        out.append("")
-    if answer["speedups"]:
-        out += ["Speedup over the baseline:", text_table(*speedup_rows(answer["speedups"])), ""]
-    if not answer["runs_table"]:
-        return "\n".join(out)
-    out += ["Every stream:", text_table(*runs_rows(answer["runs_table"])), ""]
-    out += ["Cost curve:", text_table(*cost_rows(answer["cost_models"])), ""]
-    clock = answer["clock"]
-    out.append(
-        f"{answer['runs']} runs, {answer['requests']} requests; modelled seconds are "
-        f"{clock['modelled_over_wall']:.2f} of the wall clock."
-    )
-    return "\n".join(out)
+    return render_text(summary_parts(answer))
+
+
+def first_screen_parts(answer: dict[str, Any] | None) -> list[Part]:
+    """The report's first screen: the question, the headline (or why nothing can be
+    compared), the regime it holds for, the tuning losses and the wall-clock load warning."""
+    if answer is None:
+        return [heading(QUESTION), lead(NO_STREAM)]
+    regime = answer.get("regime", {}).get("text")
+    return [
+        heading(QUESTION),
+        lead(answer["headline"]["text"]),
+        *([note(regime, class_="specviz-note specviz-regime")] if regime else []),
+        lines(lead_lines(answer), class_="specviz-note"),
+    ]
 
 
 # -- the one-screen summary (``specviz summary``; ``--all`` prints answer_text) ---------------
@@ -378,6 +421,9 @@ MAX_BEST_LINES = 4  # multitask mixtures named under "Best configuration"; the r
 SHORT_TERMS = {"composition": "composition", "tuning": "tuning", "k_mismatch": "k mismatch",
                "carry_over": "carry-over", "residual": "residual",
                "drafter_memory": "drafter memory"}  # fmt: skip
+BEST_TITLE = (
+    "Best single configuration per multitask stream (modelled; --all: what to do per method):"
+)
 RESOLVED_TITLE = "Terms resolved at their target or established (95% CI excludes 0), modelled:"
 
 
@@ -387,11 +433,6 @@ def _wrap(text: str) -> list[str]:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(stream, term) of every drafted stream, in the answer's order (that of ``findings``)."""
-    return [(r, t) for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
 
 
 def _width_cell(term: dict[str, Any]) -> str:
@@ -411,16 +452,9 @@ def resolved_rows(answer: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         if t["status"] == FINDING or (t["status"] != ZERO and t.get("resolved"))
     ]
     shown.sort(key=lambda rt: (rt[1]["status"] != FINDING, -abs(rt[1]["pct"] or 0.0)))
-    rows = [
-        [
-            _clip(f"{r['method']} · {r['mixture']}", 40),
-            SHORT_TERMS.get(t["part"], t["part"]),
-            pct(t["pct"]),
-            f"{pct(t['low_pct'])} to {pct(t['high_pct'])}",
-            _width_cell(t),
-        ]
-        for r, t in shown
-    ]
+    rows = [[_clip(f"{r['method']} · {r['mixture']}", 40), SHORT_TERMS.get(t["part"], t["part"]),
+             pct(t["pct"]), span(t["low_pct"], t["high_pct"]), _width_cell(t)]
+            for r, t in shown]  # fmt: skip
     return header, rows
 
 
@@ -463,18 +497,18 @@ def best_lines(answer: dict[str, Any]) -> list[str]:
             or c["single_tokens_per_s"] > best[c["mixture"]]["single_tokens_per_s"]
         ):
             best[c["mixture"]] = c
-    lines = [
+    out = [
         _clip(
-            f"{mixture}: {c['single']}, {c['single_tokens_per_s']:.1f} tok/s (per-task oracle "
-            f"{c['oracle_tokens_per_s']:.1f} tok/s)",
+            f"{mixture}: {c['single']}, {tok_s(c['single_tokens_per_s'])} (per-task oracle "
+            f"{tok_s(c['oracle_tokens_per_s'])})",
             SCREEN_COLUMNS,
         )
         for mixture, c in sorted(best.items())
     ]
-    if len(lines) > MAX_BEST_LINES:
-        hidden = len(lines) - MAX_BEST_LINES + 1
-        lines = [*lines[: MAX_BEST_LINES - 1], f"… and {hidden} more streams (--all)"]
-    return lines
+    if len(out) > MAX_BEST_LINES:
+        hidden = len(out) - MAX_BEST_LINES + 1
+        out = [*out[: MAX_BEST_LINES - 1], f"… and {hidden} more streams (--all)"]
+    return out
 
 
 def screen_text(answer: dict[str, Any]) -> str:
@@ -487,10 +521,7 @@ def screen_text(answer: dict[str, Any]) -> str:
     if not answer["streams"]:
         return "\n".join([*top, "--all prints every table."])
     best = best_lines(answer)
-    title = (
-        "Best single configuration per multitask stream (modelled; --all: what to do per method):"
-    )
-    best_block = [title, *best] if best else []
+    best_block = [BEST_TITLE, *best] if best else []
     bottom = [*best_block, *_wrap(unresolved_line(answer))]
     header, rows = resolved_rows(answer)
     room = max(2, SCREEN_LINES - len(top) - len(bottom) - 4)  # blank, title, header, rule
