@@ -1,7 +1,7 @@
 """What the report shows first: the finding in one sentence, the regime it holds for (dtype and
-verify-cost curve, :func:`specviz.report.answer.regime_text`), its decomposition, its acceptance.
+verify-cost curve, :func:`specviz.report.summary.regime_text`), its decomposition, its acceptance.
 
-Built from :func:`specviz.report.answer.study_answer`'s result (the headline rules live there);
+Built from :func:`specviz.report.answer.study_answer`'s result (its words: :mod:`specviz.report.summary`);
 this module only reshapes it: the decomposition as a long table of modelled terms for
 :func:`specviz.plots.answer.decomposition_terms` (terms taken from the data, so a new term
 appears without a change here), the terms that are zero by construction folded into one

@@ -20,20 +20,42 @@ as ``answer``; ``specviz summary`` prints the same dict); it computes no metric.
   function per kind of part; and no templating dependency of its own.
 
 :func:`screen_text` (``specviz summary``) is the terminal's one-screen view.
+
+The typed answer's sentences are worded here too, before it is published
+(:func:`specviz.report.answer.answer_json` puts them in the JSON):
+
+- a term reads as a *finding* when its modelled 95% interval excludes zero, *zero by
+  construction* with the reason (:data:`ZERO_REASONS`), *inside the noise* with the smallest
+  effect the study could have detected, *not measured*, or *interval not estimable* with the
+  thin tasks (:func:`term_sentence`);
+- the headline is the lead (:attr:`~specviz.metrics.study.StudyAnswer.lead`) in words; a
+  composition lead names the tasks that make the mix harder (:func:`mix_text`);
+- a remedy the study did not run reads "not in this study".
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from specviz.metrics.answer import FINDING
-from specviz.metrics.degradation import TERMS
+from specviz.metrics.advice import DO_NOT_SPECULATE, KEEP_K, Advice
+from specviz.metrics.answer import (
+    FINDING,
+    NOT_ESTIMABLE,
+    UNMEASURED,
+    ZERO,
+    MixTask,
+    Regime,
+    share_pct,
+)
+from specviz.metrics.bootstrap import MIN_TASK_REQUESTS
+from specviz.metrics.degradation import TERMS, ThinTask
+from specviz.metrics.remedies import NO_GAP, NOT_RUN, Absence
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, NO_STREAM, ZERO, pct
+from specviz.metrics.study import Stream, StreamTerm, StudyAnswer
 from specviz.report.html import element, esc, text_element
 from specviz.report.numbers import rows_table
 
@@ -55,7 +77,42 @@ CLOCKS_NOTE = (
     "the rest of what interleaving costs (see docs/metrics.md)."
 )
 
+# each term as a word of a sentence ("k mismatch adds 12%"): the sentence says what it measures,
+# so these are the bare names; a chart's labels carry the meaning too (degradation.TERM_LABELS)
+LABELS = {
+    "total": "extra time",
+    "composition": "composition",
+    "tuning": "tuning",
+    "k_mismatch": "k mismatch",
+    "carry_over": "carry-over",
+    "residual": "residual",
+    "drafter_memory": "drafter memory shared across tasks",
+}
+ZERO_REASONS = {
+    "composition": "the stream holds the single-task prompts in their single-task shares",
+    "tuning": "the stream's k is the best single k for its tasks",
+    "k_mismatch": "every task's best measured k is the same single k",
+    "carry_over": "the policy keeps no state across requests",
+    "residual": "greedy decoding repeats every round, and identical rounds cost the same",
+    "drafter_memory": "the shared memory drafted exactly as the per-task memories did",
+}
+ABSENT = "not in this study"
+UNMEASURED_REASON = "no constant-k control stream of the same drafter, k and mixture"
+NO_STREAM = (
+    "No multitask stream could be compared: the study needs single-task and multitask mixtures "
+    "run with the same method."
+)
+
 # -- the formatters ---------------------------------------------------------------------------
+
+
+def pct(value: float | None, reference: float | None = None) -> str:
+    """``+1.2%``: ``value`` in percent, or ``value`` as a percent of ``reference`` (a share of
+    one: ``reference`` 1.0); ``n/a`` when it is missing or the reference is zero. The one
+    formatter of every signed percent in the answer's words and tables."""
+    if reference is not None:
+        value = share_pct(value, reference)
+    return "n/a" if value is None else f"{value:+.1f}%"
 
 
 def share(value: float | None) -> str:
@@ -81,6 +138,267 @@ def span(low: float | None, high: float | None, fmt: Callable[[Any], str] = pct)
 def ratio(value: float, places: int = 2) -> str:
     """``0.94``: a ratio of two seconds or two speeds."""
     return f"{value:.{places}f}"
+
+
+# -- the typed answer in sentences (published in its JSON) -----------------------------------
+
+
+def _name(stream: Stream) -> str:
+    return f"{stream.modelled['method']} on {stream.modelled['mixture']}"
+
+
+def term_reason(term: StreamTerm) -> str:
+    """Why a term is zero by construction or not measured (empty otherwise)."""
+    t = term.term
+    if t.status == UNMEASURED:
+        return UNMEASURED_REASON
+    if t.status != ZERO:
+        return ""
+    if t.part == "carry_over" and t.controlled:
+        return "the policy's carried state changed no round"
+    return ZERO_REASONS[t.part]
+
+
+def _wall_text(stream: Stream, value_pct: float | None) -> str:
+    """The wall-clock twin of a figure, marked when the stream ran under changing load."""
+    if stream.load.changing:
+        return f"wall clock {pct(value_pct)}, taken under changing load"
+    return f"wall clock {pct(value_pct)}"
+
+
+def _finding_text(stream: Stream, term: StreamTerm) -> str:
+    t = term.term
+    return (
+        f"{_name(stream)}: {LABELS[t.part]} {pct(t.pct)} of single-task time (95% CI "
+        f"{span(t.low_pct, t.high_pct)}), modelled; {_wall_text(stream, term.wall_pct)}."
+    )
+
+
+def mix_text(composition_pct: float | None, tasks: Sequence[MixTask]) -> str:
+    """Why the mix is harder (composition > 0) or easier (< 0): the (at most three) tasks whose
+    share, larger or smaller than in the single-task set, moves it most that way."""
+    harder = (composition_pct or 0.0) > 0
+    moving = [t for t in tasks if (t.pct or 0.0) * (1 if harder else -1) > 0]
+    moving = (moving if harder else moving[::-1])[:3]
+    if not moving:
+        return ""
+    named = [
+        f"{'more' if t.share > t.reference_share else 'less'} {t.category} "
+        f"({t.share:.0%} of its tokens against {t.reference_share:.0%}; "
+        f"{t.relative_cost:.2f}x the set's seconds per token)"
+        for t in moving
+    ]
+    word = "harder" if harder else "easier"
+    return f"The mix is {word} than the single-task set: {', '.join(named)}."
+
+
+def interval_text(low_pct: float | None, high_pct: float | None, thin: Sequence[ThinTask]) -> str:
+    """``95% CI -1.0% to +2.0%``, or, when the interval is not estimable
+    (:func:`specviz.metrics.degradation.thin_tasks_of_term`), ``interval not estimable: 1
+    request for coding; use ≥ 2 per task``."""
+    if not thin:
+        return f"95% CI {span(low_pct, high_pct)}"
+    counts = ", ".join(
+        f"{t.requests} request{'' if t.requests == 1 else 's'} for {t.category}" for t in thin
+    )
+    return f"interval not estimable: {counts}; use ≥ {MIN_TASK_REQUESTS} per task"
+
+
+def _total_text(stream: Stream) -> str:
+    f = stream.figures
+    load = " (taken under changing load)" if stream.load.changing else ""
+    interval = interval_text(f.total_low_pct, f.total_high_pct, f.total_thin_tasks)
+    return (
+        f"Multitask terms together {pct(f.multitask_pct)} modelled; with tuning "
+        f"({pct(stream.term('tuning').pct)}) the extra time is {pct(f.total_pct)} ({interval}), "
+        f"{pct(f.wall_total_pct)} by the wall clock{load}; modelled / wall-clock seconds "
+        f"{f.modelled_over_wall:.2f}."
+    )
+
+
+def term_sentence(stream: Stream, term: StreamTerm) -> str:
+    """One sentence for one term of one stream, saying what is established about it."""
+    t = term.term
+    head = f"{_name(stream)}: {LABELS[t.part]}"
+    if t.status == FINDING:
+        return _finding_text(stream, term)
+    if t.status in (ZERO, UNMEASURED):
+        return f"{head} is {t.status} ({term_reason(term)})."
+    if t.status == NOT_ESTIMABLE:
+        interval = interval_text(None, None, t.thin_tasks)
+        return f"{head} {pct(t.pct)} ({interval}), modelled; {_wall_text(stream, term.wall_pct)}."
+    return (
+        f"{head} {pct(t.pct)} is inside the noise (95% CI {pct(t.low_pct)} to "
+        f"{pct(t.high_pct)}); the smallest effect this study could detect is "
+        f"±{t.detectable_pct:.1f}%."
+    )
+
+
+def headline(answer: StudyAnswer) -> dict[str, Any]:
+    """The lead (:func:`specviz.metrics.lead.lead`: the largest *multitask* finding among
+    drafted streams, never tuning, or the stream with the largest multitask extra time when
+    none is established) in words."""
+    found = answer.lead
+    if found is None:
+        return {"text": NO_STREAM, "status": None}
+    stream = answer.streams[found.stream]
+    f = stream.figures
+    if found.term is not None:
+        term = stream.terms[found.term]
+        composition = stream.term("composition").pct
+        harder = mix_text(composition, stream.mix_tasks) if found.part == "composition" else ""
+        short = _finding_text(stream, term)
+        text = " ".join(x for x in (short, harder, _total_text(stream)) if x)
+    else:
+        text = f"No multitask term is established for any method. {_name(stream)}: " + _total_text(
+            stream
+        )
+        short = (
+            "No multitask term is established for any method; the largest multitask extra "
+            f"time: {_name(stream)}, {pct(f.multitask_pct)} of single-task time, modelled."
+        )
+    m = stream.modelled
+    return {"text": text, "short": short, "status": found.status, "method": m["method"],
+            "mixture": m["mixture"], "part": found.part, "pct": found.pct,
+            "multitask_pct": f.multitask_pct, "total_pct": f.total_pct}  # fmt: skip
+
+
+def tuning_lines(answer: StudyAnswer) -> list[dict[str, Any]]:
+    """Each tuning loss (:attr:`~specviz.metrics.study.StudyAnswer.tuning`) in words: what a
+    better global k would save, single-task serving too."""
+    out = []
+    for stream, loss in answer.tuning:
+        m, term = stream.modelled, loss.term
+        single = m["best_single_k"]
+        scope = "for every task here" if loss.every_task else f"on {m['mixture']}'s tasks together"
+        text = (
+            f"Tuning, not a multitask cost: {_name(stream)}: k = {m['k']} is worse than "
+            f"k = {single} {scope}: {pct(term.pct)} of single-task time (95% CI "
+            f"{span(term.low_pct, term.high_pct)}), modelled; a single-task deployment "
+            f"at k = {m['k']} pays it too."
+        )
+        out.append({"method": m["method"], "mixture": m["mixture"], "k": m["k"],
+                    "best_single_k": single, "every_task": loss.every_task, "pct": term.pct,
+                    "text": text})  # fmt: skip
+    return out
+
+
+def load_lines(streams: Sequence[Stream]) -> list[str]:
+    """For each stream whose wall clock was taken under changing load
+    (:func:`specviz.metrics.answer.wall_load`), how much load alone moves its wall-clock
+    extra time."""
+    out = []
+    for stream in streams:
+        load = stream.load
+        if not load.changing:
+            continue
+        loads = load.loads or {}
+        allowed = (
+            "with no interval to hold it against"
+            if load.allowed_pct is None
+            else f"beyond the ±{load.allowed_pct:.1f}% its interval allows"
+        )
+        out.append(
+            f"The wall clock was taken under changing load: {_name(stream)} ran its multitask "
+            f"requests at {loads['multitask_load']:.2f}x the median request's load and its "
+            f"single-task counterparts at {loads['single_task_load']:.2f}x (request load "
+            f"factors {loads['min_load']:.2f}-{loads['max_load']:.2f}x), which alone moves its "
+            f"wall-clock extra time by {pct(load.shift_pct)}, {allowed}: its wall-clock "
+            "figures are not findings; read the modelled ones."
+        )
+    return out
+
+
+def load_summary(answer: StudyAnswer) -> str | None:
+    """One sentence for the first screen: how many streams' wall clocks were taken under
+    changing load and how far load alone moves them; :func:`load_lines` gives each stream's
+    detail. None when every wall clock held steady."""
+    found = answer.changing_load
+    if found is None:
+        return None
+    return (
+        f"The wall clock was taken under changing load for {found.streams} of {found.of} "
+        f"streams: load alone moves their wall-clock extra time by {pct(found.low_pct)} to "
+        f"{pct(found.high_pct)}, beyond what their intervals allow, so their wall-clock "
+        "figures are not findings; read the modelled ones (each stream under The numbers)."
+    )
+
+
+# what a route-by-task or change-k advice says, by the established loss that decides it
+_ADVICE = {
+    "drafter_memory": "route by task: give each task its own drafter memory (sharing one costs "
+    "{loss})",
+    "carry_over": "route by task: keep the policy's state per task (carrying it across tasks "
+    "costs {loss})",
+    "k_mismatch": "route by task (k per task: {best_k}): sharing one k costs {loss}",
+    "tuning": "change k to {best_single_k} (saves {loss} of single-task time, on any traffic)",
+}
+
+
+def advice_text(advice: Advice, row: Mapping[str, Any]) -> str:
+    """An :class:`~specviz.metrics.advice.Advice` in words, naming the stream's ``k``, the best
+    k of each task (``best_k``) or the best single k (``best_single_k``) of its degradation
+    ``row`` as it calls for."""
+    if advice.action == DO_NOT_SPECULATE:
+        return (
+            "do not speculate on this traffic: the baseline is every task's best static "
+            "configuration"
+        )
+    if advice.action == KEEP_K:
+        return f"keep k = {row['k']}"
+    if advice.term is None:
+        return (
+            f"route by task: speculate only on {', '.join(advice.speculate_on)}; the baseline "
+            "is the best single configuration"
+        )
+    return _ADVICE[advice.term.part].format(
+        loss=pct(advice.term.pct), best_k=row["best_k"], best_single_k=row["best_single_k"]
+    )
+
+
+def routes_text(routes: Sequence[Mapping[str, Any]]) -> str:
+    """``every task: prompt-lookup k=5``, or ``coding: ...; writing: ...``."""
+    distinct = {r["route"] for r in routes}
+    if len(distinct) == 1:
+        return f"every task: {distinct.pop()}"
+    return "; ".join(f"{r['category']}: {r['route']}" for r in routes)
+
+
+def absence_text(absence: Absence, oracle: str) -> str:
+    """Why a remedy has no row, with the note on the missing oracle when that is why."""
+    if absence.reason == NOT_RUN:
+        return ABSENT
+    return "no oracle gap for its streams" if absence.reason == NO_GAP else oracle
+
+
+def ratios_text(regime: Regime) -> str:
+    """``T(3)/T(1) = 1.05, T(6)/T(1) = 1.16`` (``no drafted k`` when none ran)."""
+    if not regime.verify_ratios:
+        return "no drafted k"
+    return ", ".join(f"T({k + 1})/T(1) = {r:.2f}" for k, r in regime.verify_ratios)
+
+
+def dtype_text(regime: Regime) -> str:
+    """``bfloat16 (auto: the CPU has native bf16 (avx512_bf16)) on cpu``, or why it is unknown."""
+    if not regime.dtypes:
+        return "dtype not recorded"
+    dtypes = " and ".join(regime.dtypes) + (" (runs differ)" if len(regime.dtypes) > 1 else "")
+    reason = f" ({regime.dtype_reason})" if regime.dtype_reason else ""
+    where = f" on {regime.gpu or regime.device}" if regime.gpu or regime.device else ""
+    return f"{dtypes}{reason}{where}"
+
+
+def regime_text(regimes: Sequence[Regime]) -> str:
+    """One sentence: the dtype and the verify-cost curve each target's modelled figures hold
+    for (every modelled figure is priced with that curve; another dtype or machine has
+    another curve, and the best k and the terms that price k follow it)."""
+    if not regimes:
+        return "Regime: no calibrated cost curve (no unbatched rounds)."
+    parts = [f"{r.target}, {dtype_text(r)}, verify cost {ratios_text(r)}" for r in regimes]
+    return (
+        f"Regime: {'; '.join(parts)} (calibrated on this study's rounds): the modelled "
+        "answer holds for this dtype and cost curve."
+    )
 
 
 # -- the parts: each kind's HTML and text side by side -----------------------------------------
@@ -157,7 +475,7 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
                      for line in rows_)  # fmt: skip
 
 
-# -- the sentences ----------------------------------------------------------------------------
+# -- the published answer's sentences and tables -----------------------------------------
 
 
 def verdict(total: float, reference: float) -> str:
@@ -240,9 +558,6 @@ def lead_lines(answer: dict[str, Any]) -> list[str]:
 def load_detail(answer: dict[str, Any]) -> list[str]:
     """Each stream whose wall clock was taken under changing load, and by how much."""
     return list(answer.get("load", []))
-
-
-# -- the tables -------------------------------------------------------------------------------
 
 
 def _clock_name(row: dict[str, Any], clock: str) -> str:
