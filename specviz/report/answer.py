@@ -30,20 +30,8 @@ from specviz.metrics.study import (
     unbatched,
 )
 from specviz.metrics.study import study_answer as compute_answer
+from specviz.report import summary
 from specviz.report.data import StudyData
-from specviz.report.summary import (
-    LABELS,
-    absence_text,
-    advice_text,
-    headline,
-    load_lines,
-    load_summary,
-    regime_text,
-    routes_text,
-    term_reason,
-    term_sentence,
-    tuning_lines,
-)
 from specviz.report.tables import stream_labels
 from specviz.rundir import memory_partitions, read_run_meta
 from specviz.study.spec import PowerSpec, StudyError, power_spec
@@ -110,9 +98,9 @@ def load_dict(load: WallLoad) -> dict[str, Any]:
 def term_dict(term: StreamTerm) -> dict[str, Any]:
     """The answer's entry for one term of one stream (JSON-able)."""
     t = term.term
-    return {"part": t.part, "label": LABELS[t.part], "pct": t.pct, "low_pct": t.low_pct,
+    return {"part": t.part, "label": summary.LABELS[t.part], "pct": t.pct, "low_pct": t.low_pct,
             "high_pct": t.high_pct, "detectable_pct": t.detectable_pct,
-            "reason": term_reason(term), "thin_tasks": [asdict(x) for x in t.thin_tasks],
+            "reason": summary.term_reason(term), "thin_tasks": [asdict(x) for x in t.thin_tasks],
             "status": t.status, "wall_pct": term.wall_pct, "half_width_pct": t.half_width_pct,
             "target_pct": term.target_pct, "resolved": term.resolved}  # fmt: skip
 
@@ -146,13 +134,15 @@ def configuration_dict(best: BestConfiguration) -> dict[str, Any]:
     return {"method": m["method"], "mixture": m["mixture"], "tokens_per_s": c.tokens_per_s,
             "best_single_k": m["best_single_k"], "single_k_tokens_per_s": c.single_k_tokens_per_s,
             "single": c.single, "single_tokens_per_s": c.single_tokens_per_s,
-            "oracle_tokens_per_s": c.oracle_tokens_per_s, "routes": routes_text(c.routes),
-            "advice": {"action": best.advice.action, "text": advice_text(best.advice, m)}}  # fmt: skip
+            "oracle_tokens_per_s": c.oracle_tokens_per_s,
+            "routes": summary.routes_text(c.routes),
+            "advice": {"action": best.advice.action,
+                       "text": summary.advice_text(best.advice, m)}}  # fmt: skip
 
 
 def remedies_dict(remedies: Remedies) -> dict[str, Any]:
     """The answer's ``remedies`` entry: the rows, the oracle note, each absent remedy's why."""
-    absent = {a.remedy: absence_text(a, remedies.oracle) for a in remedies.absent}
+    absent = {a.remedy: summary.absence_text(a, remedies.oracle) for a in remedies.absent}
     return {"loss": [dict(r) for r in remedies.loss],
             "recovered": [dict(r) for r in remedies.recovered],
             "memory": [dict(r) for r in remedies.memory], "oracle": remedies.oracle,
@@ -189,7 +179,8 @@ def _batched_json(answer: StudyAnswer) -> dict[str, Any]:
             "cover unbatched runs (batched runs are compared in the batching section).",
             "status": None,
         },
-        "regime": {"targets": [], "text": regime_text([])}, "power": power_dict(answer.power),
+        "regime": {"targets": [], "text": summary.regime_text([])},
+        "power": power_dict(answer.power),
         "tuning": [], "load": [], "configurations": [], "streams": [], "findings": [],
         "speedups": [], "runs_table": [], "remedies": remedies_dict(answer.remedies),
     }  # fmt: skip
@@ -207,13 +198,13 @@ def answer_json(answer: StudyAnswer) -> dict[str, Any]:
         "cost_models": {t: m.to_dict() for t, m in answer.cost_models.items()},
         "clock": {"modelled_s": modelled_s, "wall_s": wall_s,
                   "modelled_over_wall": modelled_s / wall_s if wall_s else None},
-        "headline": headline(answer),
+        "headline": summary.headline(answer),
         "regime": {"targets": [regime_dict(r) for r in answer.regimes],
-                   "text": regime_text(answer.regimes)},
-        "power": power_dict(answer.power), "tuning": tuning_lines(answer),
-        "load": load_lines(answer.streams), "load_summary": load_summary(answer),
+                   "text": summary.regime_text(answer.regimes)},
+        "power": power_dict(answer.power), "tuning": summary.tuning_lines(answer),
+        "load": summary.load_lines(answer.streams), "load_summary": summary.load_summary(answer),
         "streams": [stream_dict(s) for s in answer.streams],
-        "findings": [term_sentence(s, t) for s in drafted for t in s.terms],
+        "findings": [summary.term_sentence(s, t) for s in drafted for t in s.terms],
         "configurations": [configuration_dict(c) for c in answer.configurations],
         "speedups": [] if answer.speedups is None else answer.speedups.with_columns(
             (pl.col("modelled") / pl.col("wall")).alias("modelled_over_wall")).to_dicts(),

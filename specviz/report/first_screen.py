@@ -1,11 +1,11 @@
 """What the report shows first: the finding in one sentence, the regime it holds for (dtype and
 verify-cost curve, :func:`specviz.report.summary.regime_text`), its decomposition, its acceptance.
 
-Built from :func:`specviz.report.answer.study_answer`'s result (its words: :mod:`specviz.report.summary`);
-this module only reshapes it: the decomposition as a long table of modelled terms for
-:func:`specviz.plots.answer.decomposition_terms` (terms taken from the data, so a new term
-appears without a change here), the terms that are zero by construction folded into one
-footnote, and acceptance per category and stream for
+Built from :func:`specviz.report.answer.study_answer`'s result (worded by
+:mod:`specviz.report.summary`); this module only reshapes it: the decomposition as a long table
+of modelled terms for :func:`specviz.plots.answer.decomposition_terms` (terms taken from the
+data, so a new term appears without a change here), the terms that are zero by construction
+folded into one footnote, and acceptance per category and stream for
 :func:`specviz.plots.answer.acceptance_by_stream`. The notebook cells that display them carry
 the :data:`FIRST_SCREEN_TAG`; the report builder moves those cells to the top of the page.
 """

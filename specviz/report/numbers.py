@@ -1,10 +1,11 @@
 """Complete tables and downloadable data for the report, both offline.
 
 :func:`frame_table` renders every row of a polars table as an HTML table with readable column
-names (a polars ``print`` truncates rows and columns), through :func:`rows_table`, the one HTML
-table builder (the summary's tables of formatted cells go through it directly). :func:`csv_link` embeds a table as a
-``data:text/csv;base64,...`` link with a ``download`` name, so the report carries its own data
-and still opens offline (a few kilobytes per hundred requests; the report stays small).
+names (a polars ``print`` truncates rows and columns) through :func:`rows_table`, the one HTML
+table builder (the summary's tables of formatted cells use it directly). :func:`csv_link` embeds
+a table as a ``data:text/csv;base64,...`` link with a ``download`` name, so the report carries
+its own data and still opens offline (a few kilobytes per hundred requests; the report stays
+small).
 """
 
 from __future__ import annotations

@@ -1,36 +1,24 @@
-"""The answer in words: each part declared once, rendered as HTML (escaped) and as plain text.
+"""The answer in words: its sentences, and each part of it declared once and rendered twice.
 
-Words the answer :func:`specviz.report.answer.study_answer` published (the notebooks publish it
-as ``answer``; ``specviz summary`` prints the same dict); it computes no metric.
-
-- :func:`summary_parts` (the report's summary, ``specviz summary --all``) and
-  :func:`first_screen_parts` declare what is said, in order, as :class:`Part` s: the question,
-  the headline, the lines under it, the findings (modelled first, the wall clock as the check),
-  the tables, the remedies, the speedups, the cost curve.
-- Each kind of part (:func:`heading`, :func:`lead`, :func:`lines`, :func:`bullets`,
-  :func:`title`, :func:`table`, :func:`note`) holds its two renderings side by side: the page's
-  (every text through :func:`~specviz.report.html.text_element`, every table through
-  :func:`~specviz.report.numbers.rows_table`, so all data text is escaped) and the terminal's
-  lines; :func:`page_only` / :func:`terminal_only` mark the few parts one medium leaves out.
-- Cells and sentences share one set of formatters: :func:`pct`, :func:`share`, :func:`rate`,
-  :func:`tok_s`, :func:`span`, :func:`ratio`.
-- Plain Python over :mod:`specviz.report.html`, not Jinja2 templates: the page has no
-  whitespace between tags and the terminal needs exact blank lines (``specviz summary`` is
-  pinned byte for byte), which a template's whitespace control says less clearly than one
-  function per kind of part; and no templating dependency of its own.
-
-:func:`screen_text` (``specviz summary``) is the terminal's one-screen view.
-
-The typed answer's sentences are worded here too, before it is published
-(:func:`specviz.report.answer.answer_json` puts them in the JSON):
-
-- a term reads as a *finding* when its modelled 95% interval excludes zero, *zero by
-  construction* with the reason (:data:`ZERO_REASONS`), *inside the noise* with the smallest
-  effect the study could have detected, *not measured*, or *interval not estimable* with the
-  thin tasks (:func:`term_sentence`);
-- the headline is the lead (:attr:`~specviz.metrics.study.StudyAnswer.lead`) in words; a
-  composition lead names the tasks that make the mix harder (:func:`mix_text`);
-- a remedy the study did not run reads "not in this study".
+- The typed answer's sentences (:func:`headline`, :func:`term_sentence`, :func:`tuning_lines`,
+  :func:`load_lines`, :func:`advice_text`, :func:`regime_text`) are published in its JSON
+  (:func:`specviz.report.answer.answer_json`). A term reads as a *finding* (its modelled 95%
+  interval excludes zero), *zero by construction* with the reason (:data:`ZERO_REASONS`),
+  *inside the noise* with the smallest effect the study could detect, *not measured*, or
+  *interval not estimable* with the thin tasks; a remedy not run reads "not in this study".
+- :func:`summary_parts` (the report's summary; ``specviz summary --all``) and
+  :func:`first_screen_parts` declare the published answer's parts in order; each kind of
+  :class:`Part` (:func:`heading`, :func:`lead`, :func:`lines`, :func:`bullets`, :func:`title`,
+  :func:`table`, :func:`note`) holds its HTML (all text escaped by
+  :func:`~specviz.report.html.text_element`, tables by
+  :func:`~specviz.report.numbers.rows_table`) and its text lines side by side;
+  :func:`page_only` / :func:`terminal_only` mark the few parts one medium leaves out.
+  :func:`screen_text` is ``specviz summary``'s one screen.
+- One set of formatters: :func:`pct`, :func:`share`, :func:`rate`, :func:`tok_s`, :func:`span`,
+  :func:`ratio`.
+- Plain Python, not Jinja2 templates: the page has no whitespace between tags and the terminal
+  text is pinned byte for byte, which template whitespace control says less clearly than one
+  small function per kind of part; and no templating dependency.
 """
 
 from __future__ import annotations
@@ -79,15 +67,9 @@ CLOCKS_NOTE = (
 
 # each term as a word of a sentence ("k mismatch adds 12%"): the sentence says what it measures,
 # so these are the bare names; a chart's labels carry the meaning too (degradation.TERM_LABELS)
-LABELS = {
-    "total": "extra time",
-    "composition": "composition",
-    "tuning": "tuning",
-    "k_mismatch": "k mismatch",
-    "carry_over": "carry-over",
-    "residual": "residual",
-    "drafter_memory": "drafter memory shared across tasks",
-}
+LABELS = {"total": "extra time", "composition": "composition", "tuning": "tuning",
+          "k_mismatch": "k mismatch", "carry_over": "carry-over", "residual": "residual",
+          "drafter_memory": "drafter memory shared across tasks"}  # fmt: skip
 ZERO_REASONS = {
     "composition": "the stream holds the single-task prompts in their single-task shares",
     "tuning": "the stream's k is the best single k for its tasks",
@@ -228,9 +210,8 @@ def term_sentence(stream: Stream, term: StreamTerm) -> str:
         interval = interval_text(None, None, t.thin_tasks)
         return f"{head} {pct(t.pct)} ({interval}), modelled; {_wall_text(stream, term.wall_pct)}."
     return (
-        f"{head} {pct(t.pct)} is inside the noise (95% CI {pct(t.low_pct)} to "
-        f"{pct(t.high_pct)}); the smallest effect this study could detect is "
-        f"±{t.detectable_pct:.1f}%."
+        f"{head} {pct(t.pct)} is inside the noise (95% CI {span(t.low_pct, t.high_pct)}); the "
+        f"smallest effect this study could detect is ±{t.detectable_pct:.1f}%."
     )
 
 
@@ -318,9 +299,10 @@ def load_summary(answer: StudyAnswer) -> str | None:
         return None
     return (
         f"The wall clock was taken under changing load for {found.streams} of {found.of} "
-        f"streams: load alone moves their wall-clock extra time by {pct(found.low_pct)} to "
-        f"{pct(found.high_pct)}, beyond what their intervals allow, so their wall-clock "
-        "figures are not findings; read the modelled ones (each stream under The numbers)."
+        f"streams: load alone moves their wall-clock extra time by "
+        f"{span(found.low_pct, found.high_pct)}, beyond what their intervals allow, so their "
+        "wall-clock figures are not findings; read the modelled ones (each stream under The "
+        "numbers)."
     )
 
 
@@ -497,10 +479,9 @@ def control_sentence(row: dict[str, Any]) -> str:
 
 
 def remedy_lines(remedies: dict[str, Any]) -> list[str]:
-    """Sentences for :func:`specviz.report.answer.remedy_answer`: the multitask loss of each
-    stream against the oracle, each remedy's recovered share, the drafter-memory term, and
-    "not in this study" for a remedy the study did not run (modelled seconds, the wall-clock
-    figure after it)."""
+    """Sentences for the published ``remedies``: the multitask loss of each stream against the
+    oracle, each remedy's recovered share, the drafter-memory term, and "not in this study" for
+    a remedy the study did not run (modelled seconds, the wall-clock figure after it)."""
     out = [
         f"{r['method']} on {r['mixture']}: {pct(r['gap_share'], 1.0)} of its seconds above "
         "the oracle (each task's best static drafter and k, chosen on other prompts); wall "
@@ -530,9 +511,7 @@ def remedy_lines(remedies: dict[str, Any]) -> list[str]:
 
 def drafted_first(streams: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The drafted streams, then the baseline's (the controls), each in the answer's order."""
-    return [r for r in streams if r["drafter"] != BASELINE] + [
-        r for r in streams if r["drafter"] == BASELINE
-    ]
+    return sorted(streams, key=lambda r: r["drafter"] == BASELINE)  # stable: order kept
 
 
 def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -733,9 +712,7 @@ def first_screen_parts(answer: dict[str, Any] | None) -> list[Part]:
 SCREEN_LINES, SCREEN_COLUMNS = 25, 100
 MAX_BEST_LINES = 4  # multitask mixtures named under "Best configuration"; the rest: --all
 # each term's short name in the one-screen table
-SHORT_TERMS = {"composition": "composition", "tuning": "tuning", "k_mismatch": "k mismatch",
-               "carry_over": "carry-over", "residual": "residual",
-               "drafter_memory": "drafter memory"}  # fmt: skip
+SHORT_TERMS = LABELS | {"drafter_memory": "drafter memory"}
 BEST_TITLE = (
     "Best single configuration per multitask stream (modelled; --all: what to do per method):"
 )
