@@ -18,8 +18,8 @@ from specviz.metrics.remedies import (
     remedies,
 )
 from specviz.metrics.study import remedies_of
-from specviz.report.answer import ABSENT, remedies_dict
-from specviz.report.summary import answer_text, remedy_lines
+from specviz.report.answer import remedies_dict
+from specviz.report.summary import ABSENT, answer_text, remedy_lines
 from specviz.report.tables import stream_labels
 
 TASK = {"c1": "coding", "c2": "coding", "w1": "writing", "w2": "writing"}

@@ -17,15 +17,9 @@ from mix_study import memory_runs, mix_runs, write_mix_study
 from specviz.metrics.advice import advise
 from specviz.metrics.answer import MixTask, Term
 from specviz.metrics.degradation import MULTITASK_TERMS
-from specviz.report.answer import (
-    FINDING,
-    ZERO,
-    advice_text,
-    mix_text,
-    study_answer,
-)
+from specviz.report.answer import FINDING, ZERO, study_answer
 from specviz.report.data import load_runs
-from specviz.report.summary import answer_text
+from specviz.report.summary import advice_text, answer_text, mix_text
 from specviz.rundir import CO_DECODED_KEY, RUN_FILE
 
 K2 = "prompt-lookup constant k=2"

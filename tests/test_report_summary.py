@@ -11,17 +11,18 @@ from report_fixtures import XSS_CATEGORY, default_conditions, write_study
 
 from specviz.metrics.answer import NOISE, Term, WallLoad, classify_term
 from specviz.metrics.study import Stream, StreamTerm
-from specviz.report.answer import (
-    FINDING,
-    NOT_ESTIMABLE,
-    ZERO,
+from specviz.report.answer import FINDING, NOT_ESTIMABLE, ZERO, study_answer
+from specviz.report.data import load_runs
+from specviz.report.summary import (
+    QUESTION,
+    REMEDIES_TITLE,
+    answer_text,
     load_lines,
-    study_answer,
+    summary_html,
     term_reason,
     term_sentence,
+    verdict,
 )
-from specviz.report.data import load_runs
-from specviz.report.summary import QUESTION, REMEDIES_TITLE, answer_text, summary_html, verdict
 
 ROW = {"reference_s": 10.0, "control": "not needed"}
 

@@ -33,8 +33,7 @@ from specviz.report.errors import ReportError
 from specviz.report.export import notebook_to_html
 from specviz.report.first_screen import acceptance_streams, decomposition_long
 from specviz.report.html import element, esc, text_element
-from specviz.report.numbers import downloads
-from specviz.report.summary import table
+from specviz.report.numbers import downloads, rows_table
 from specviz.report.vega import render
 from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.rundir import RunDirError, check_out_file, refuse_unfinished
@@ -244,7 +243,7 @@ def difference_html(table_: pl.DataFrame) -> str:
         "bootstrap 95% intervals (MOVER: the studies are independent samples; docs/metrics.md).",
         class_="specviz-note",
     )
-    return text_element("h3", "Differences, B - A") + note + table(header, rows)
+    return text_element("h3", "Differences, B - A") + note + rows_table(header, rows)
 
 
 def comparison_notebook(a: ComparedStudy, b: ComparedStudy) -> nbformat.NotebookNode:

@@ -1,11 +1,11 @@
 """What the report shows first: the finding in one sentence, the regime it holds for (dtype and
-verify-cost curve, :func:`specviz.report.answer.regime_text`), its decomposition, its acceptance.
+verify-cost curve, :func:`specviz.report.summary.regime_text`), its decomposition, its acceptance.
 
-Built from :func:`specviz.report.answer.study_answer`'s result (the headline rules live there);
-this module only reshapes it: the decomposition as a long table of modelled terms for
-:func:`specviz.plots.answer.decomposition_terms` (terms taken from the data, so a new term
-appears without a change here), the terms that are zero by construction folded into one
-footnote, and acceptance per category and stream for
+Built from :func:`specviz.report.answer.study_answer`'s result (worded by
+:mod:`specviz.report.summary`); this module only reshapes it: the decomposition as a long table
+of modelled terms for :func:`specviz.plots.answer.decomposition_terms` (terms taken from the
+data, so a new term appears without a change here), the terms that are zero by construction
+folded into one footnote, and acceptance per category and stream for
 :func:`specviz.plots.answer.acceptance_by_stream`. The notebook cells that display them carry
 the :data:`FIRST_SCREEN_TAG`; the report builder moves those cells to the top of the page.
 """
@@ -20,10 +20,10 @@ import polars as pl
 from specviz.metrics import label_streams, metric_intervals, summary
 from specviz.metrics.speedup import BASELINE
 from specviz.plots.answer import TERM_COLUMNS, TOTAL_TERM
-from specviz.report.answer import NO_STREAM, ZERO
+from specviz.report.answer import ZERO
 from specviz.report.data import StudyData
-from specviz.report.html import Html, element, esc, text_element
-from specviz.report.summary import QUESTION, drafted_first, lead_lines
+from specviz.report.html import Html, element, text_element
+from specviz.report.summary import drafted_first, first_screen_parts, render_html
 from specviz.report.tables import stream_labels, with_intervals
 
 FIRST_SCREEN_TAG = "first-screen"
@@ -76,15 +76,10 @@ def zero_footnote(streams: Sequence[dict[str, Any]]) -> str:
 
 
 def answer_html(answer: dict[str, Any] | None) -> Html:
-    """The question and the headline sentence (or why nothing can be compared)."""
-    text = answer["headline"]["text"] if answer is not None else NO_STREAM
-    body = text_element("h2", QUESTION) + element("p", element("strong", esc(text)))
-    if answer is not None:  # the regime, tuning losses and wall-clock load warnings
-        regime = answer.get("regime", {}).get("text")
-        body += text_element("p", regime, class_="specviz-note specviz-regime") if regime else ""
-        body += "".join(
-            text_element("p", line, class_="specviz-note") for line in lead_lines(answer)
-        )
+    """The question and the headline sentence (or why nothing can be compared), the regime,
+    the tuning losses and the wall-clock load warning
+    (:func:`specviz.report.summary.first_screen_parts`)."""
+    body = render_html(first_screen_parts(answer))
     return Html(element("section", body, class_="specviz-answer", id=ANSWER_ID))
 
 

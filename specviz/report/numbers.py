@@ -1,15 +1,17 @@
 """Complete tables and downloadable data for the report, both offline.
 
 :func:`frame_table` renders every row of a polars table as an HTML table with readable column
-names (a polars ``print`` truncates rows and columns). :func:`csv_link` embeds a table as a
-``data:text/csv;base64,...`` link with a ``download`` name, so the report carries its own data
-and still opens offline (a few kilobytes per hundred requests; the report stays small).
+names (a polars ``print`` truncates rows and columns) through :func:`rows_table`, the one HTML
+table builder (the summary's tables of formatted cells use it directly). :func:`csv_link` embeds
+a table as a ``data:text/csv;base64,...`` link with a ``download`` name, so the report carries
+its own data and still opens offline (a few kilobytes per hundred requests; the report stays
+small).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -24,17 +26,18 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def rows_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """The one HTML table builder: ``header`` and every row of formatted cells, escaped."""
+    head = element("tr", "".join(text_element("th", h) for h in header))
+    body = "".join(element("tr", "".join(text_element("td", c) for c in row)) for row in rows)
+    return element("table", element("thead", head) + element("tbody", body), class_="specviz-table")
+
+
 def frame_table(frame: pl.DataFrame, columns: Mapping[str, str]) -> Html:
     """Every row of ``frame``'s ``columns`` (name -> header), escaped, as an HTML table."""
     names = [c for c in columns if c in frame.columns]
-    head = element("tr", "".join(text_element("th", columns[c]) for c in names))
-    body = "".join(
-        element("tr", "".join(text_element("td", _cell(v)) for v in row))
-        for row in frame.select(names).iter_rows()
-    )
-    return Html(
-        element("table", element("thead", head) + element("tbody", body), class_="specviz-table")
-    )
+    rows = [[_cell(v) for v in row] for row in frame.select(names).iter_rows()]
+    return Html(rows_table([columns[c] for c in names], rows))
 
 
 def scalar_columns(frame: pl.DataFrame) -> pl.DataFrame:

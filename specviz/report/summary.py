@@ -1,31 +1,475 @@
-"""The report's opening summary: how much slower the multitask stream is, and why, in numbers.
+"""The answer in words: its sentences, and each part of it declared once and rendered twice.
 
-Formats the answer :func:`specviz.report.answer.study_answer` computed (the notebooks publish
-it as ``answer``; ``specviz summary`` prints the same dict): the headline, one sentence per
-term, the decomposition with cost-accounted (modelled) figures first and the wall clock beside
-them as the check, the speedups both ways and the calibrated cost curve. It computes no metric.
-Every piece of data text is escaped.
+- The typed answer's sentences (:func:`headline`, :func:`term_sentence`, :func:`tuning_lines`,
+  :func:`load_lines`, :func:`advice_text`, :func:`regime_text`) are published in its JSON
+  (:func:`specviz.report.answer.answer_json`). A term reads as a *finding* (its modelled 95%
+  interval excludes zero), *zero by construction* with the reason (:data:`ZERO_REASONS`),
+  *inside the noise* with the smallest effect the study could detect, *not measured*, or
+  *interval not estimable* with the thin tasks; a remedy not run reads "not in this study".
+- :func:`summary_parts` (the report's summary; ``specviz summary --all``) and
+  :func:`first_screen_parts` declare the published answer's parts in order; each kind of
+  :class:`Part` (:func:`heading`, :func:`lead`, :func:`lines`, :func:`bullets`, :func:`title`,
+  :func:`table`, :func:`note`) holds its HTML (all text escaped by
+  :func:`~specviz.report.html.text_element`, tables by
+  :func:`~specviz.report.numbers.rows_table`) and its text lines side by side;
+  :func:`page_only` / :func:`terminal_only` mark the few parts one medium leaves out.
+  :func:`screen_text` is ``specviz summary``'s one screen.
+- One set of formatters: :func:`pct`, :func:`share`, :func:`rate`, :func:`tok_s`, :func:`span`,
+  :func:`ratio`.
+- Plain Python, not Jinja2 templates: the page has no whitespace between tags and the terminal
+  text is pinned byte for byte, which template whitespace control says less clearly than one
+  small function per kind of part; and no templating dependency.
 """
 
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-import polars as pl
-
-from specviz.metrics.answer import FINDING
-from specviz.metrics.degradation import TERMS
+from specviz.metrics.advice import DO_NOT_SPECULATE, KEEP_K, Advice
+from specviz.metrics.answer import (
+    FINDING,
+    NOT_ESTIMABLE,
+    UNMEASURED,
+    ZERO,
+    MixTask,
+    Regime,
+    share_pct,
+)
+from specviz.metrics.bootstrap import MIN_TASK_REQUESTS
+from specviz.metrics.degradation import TERMS, ThinTask
+from specviz.metrics.remedies import NO_GAP, NOT_RUN, Absence
 from specviz.metrics.speedup import BASELINE
-from specviz.report.answer import LABELS, NO_STREAM, NO_WALL_CLOCK, ZERO, pct
+from specviz.metrics.study import Stream, StreamTerm, StudyAnswer
 from specviz.report.html import element, esc, text_element
-from specviz.report.numbers import frame_table
+from specviz.report.numbers import rows_table
 
 QUESTION = "How much slower is the multitask workload than single-task, and why?"
 CLOCK_NAMES = {"modelled": "modelled", "wall": "wall clock"}
 REMEDIES_TITLE = "What each remedy recovers of the multitask loss (modelled; wall clock)"
 CONFIGURATIONS_TITLE = "Which configuration to run on each multitask stream (modelled)"
+CLOCKS_NOTE = (
+    "Modelled: every request's rounds priced with one cost curve of this target on this "
+    "machine, calibrated over all of the study's rounds (the table below); under greedy "
+    "decoding the rounds repeat exactly, so modelled figures do not move with machine "
+    "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
+    "multitask stream's requests minus what the single-task runs need for the same "
+    "tokens, as a share of the latter. Composition: the stream weights tasks differently "
+    "from the benchmark; tuning: the stream's k against the best single k for its tasks "
+    "(a better global k; single-task serving pays it too, so it is not a multitask "
+    "cost); k mismatch: the best single k shared by every task instead of each task's "
+    "best; carry-over: an adaptive policy's state carried from one task to the next; residual: "
+    "the rest of what interleaving costs (see docs/metrics.md)."
+)
+
+# each term as a word of a sentence ("k mismatch adds 12%"): the sentence says what it measures,
+# so these are the bare names; a chart's labels carry the meaning too (degradation.TERM_LABELS)
+LABELS = {"total": "extra time", "composition": "composition", "tuning": "tuning",
+          "k_mismatch": "k mismatch", "carry_over": "carry-over", "residual": "residual",
+          "drafter_memory": "drafter memory shared across tasks"}  # fmt: skip
+ZERO_REASONS = {
+    "composition": "the stream holds the single-task prompts in their single-task shares",
+    "tuning": "the stream's k is the best single k for its tasks",
+    "k_mismatch": "every task's best measured k is the same single k",
+    "carry_over": "the policy keeps no state across requests",
+    "residual": "greedy decoding repeats every round, and identical rounds cost the same",
+    "drafter_memory": "the shared memory drafted exactly as the per-task memories did",
+}
+ABSENT = "not in this study"
+UNMEASURED_REASON = "no constant-k control stream of the same drafter, k and mixture"
+NO_STREAM = (
+    "No multitask stream could be compared: the study needs single-task and multitask mixtures "
+    "run with the same method."
+)
+
+# -- the formatters ---------------------------------------------------------------------------
+
+
+def pct(value: float | None, reference: float | None = None) -> str:
+    """``+1.2%``: ``value`` in percent, or ``value`` as a percent of ``reference`` (a share of
+    one: ``reference`` 1.0); ``n/a`` when it is missing or the reference is zero. The one
+    formatter of every signed percent in the answer's words and tables."""
+    if reference is not None:
+        value = share_pct(value, reference)
+    return "n/a" if value is None else f"{value:+.1f}%"
+
+
+def share(value: float | None) -> str:
+    """``40%`` of a share (None: ``n/a``): a part of a whole, unsigned, unlike :func:`pct`."""
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def rate(value: float | None) -> str:
+    """``54.0``: tokens per second in a table's ``tok/s`` column (None: ``n/a``, e.g. a
+    stream with no batch-1 wall clock)."""
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def tok_s(value: float) -> str:
+    """``54.0 tok/s``: tokens per second in a sentence or a cell of mixed units."""
+    return f"{rate(value)} tok/s"
+
+
+def span(low: float | None, high: float | None, fmt: Callable[[Any], str] = pct) -> str:
+    """``-1.0% to +2.0%``: an interval's bounds, each by ``fmt``."""
+    return f"{fmt(low)} to {fmt(high)}"
+
+
+def ratio(value: float | None, places: int = 2) -> str:
+    """``0.94``: a ratio of two seconds or two speeds (None: ``n/a``)."""
+    return "n/a" if value is None else f"{value:.{places}f}"
+
+
+# -- the typed answer in sentences (published in its JSON) -----------------------------------
+
+
+def _name(stream: Stream) -> str:
+    return f"{stream.modelled['method']} on {stream.modelled['mixture']}"
+
+
+def term_reason(term: StreamTerm) -> str:
+    """Why a term is zero by construction or not measured (empty otherwise)."""
+    t = term.term
+    if t.status == UNMEASURED:
+        return UNMEASURED_REASON
+    if t.status != ZERO:
+        return ""
+    if t.part == "carry_over" and t.controlled:
+        return "the policy's carried state changed no round"
+    return ZERO_REASONS[t.part]
+
+
+#: the wall-clock twin of a stream whose requests (or counterparts') were co-decoded
+NO_WALL_CLOCK = "no batch-1 wall clock (co-decoded)"
+
+
+def _wall_text(stream: Stream, value_pct: float | None) -> str:
+    """The wall-clock twin of a figure, marked when the stream ran under changing load (or
+    :data:`NO_WALL_CLOCK`)."""
+    if not stream.clocked:
+        return NO_WALL_CLOCK
+    if stream.load.changing:
+        return f"wall clock {pct(value_pct)}, taken under changing load"
+    return f"wall clock {pct(value_pct)}"
+
+
+def _finding_text(stream: Stream, term: StreamTerm) -> str:
+    t = term.term
+    return (
+        f"{_name(stream)}: {LABELS[t.part]} {pct(t.pct)} of single-task time (95% CI "
+        f"{span(t.low_pct, t.high_pct)}), modelled; {_wall_text(stream, term.wall_pct)}."
+    )
+
+
+def mix_text(composition_pct: float | None, tasks: Sequence[MixTask]) -> str:
+    """Why the mix is harder (composition > 0) or easier (< 0): the (at most three) tasks whose
+    share, larger or smaller than in the single-task set, moves it most that way."""
+    harder = (composition_pct or 0.0) > 0
+    moving = [t for t in tasks if (t.pct or 0.0) * (1 if harder else -1) > 0]
+    moving = (moving if harder else moving[::-1])[:3]
+    if not moving:
+        return ""
+    named = [
+        f"{'more' if t.share > t.reference_share else 'less'} {t.category} "
+        f"({t.share:.0%} of its tokens against {t.reference_share:.0%}; "
+        f"{t.relative_cost:.2f}x the set's seconds per token)"
+        for t in moving
+    ]
+    word = "harder" if harder else "easier"
+    return f"The mix is {word} than the single-task set: {', '.join(named)}."
+
+
+def interval_text(low_pct: float | None, high_pct: float | None, thin: Sequence[ThinTask]) -> str:
+    """``95% CI -1.0% to +2.0%``, or, when the interval is not estimable
+    (:func:`specviz.metrics.degradation.thin_tasks_of_term`), ``interval not estimable: 1
+    request for coding; use ≥ 2 per task``."""
+    if not thin:
+        return f"95% CI {span(low_pct, high_pct)}"
+    counts = ", ".join(
+        f"{t.requests} request{'' if t.requests == 1 else 's'} for {t.category}" for t in thin
+    )
+    return f"interval not estimable: {counts}; use ≥ {MIN_TASK_REQUESTS} per task"
+
+
+def _total_text(stream: Stream) -> str:
+    f = stream.figures
+    load = " (taken under changing load)" if stream.load.changing else ""
+    interval = interval_text(f.total_low_pct, f.total_high_pct, f.total_thin_tasks)
+    extra = (
+        f"Multitask terms together {pct(f.multitask_pct)} modelled; with tuning "
+        f"({pct(stream.term('tuning').pct)}) the extra time is {pct(f.total_pct)} ({interval})"
+    )
+    if not stream.clocked:
+        return f"{extra}; {NO_WALL_CLOCK}."
+    return (
+        f"{extra}, {pct(f.wall_total_pct)} by the wall clock{load}; modelled / wall-clock "
+        f"seconds {ratio(f.modelled_over_wall)}."
+    )
+
+
+def term_sentence(stream: Stream, term: StreamTerm) -> str:
+    """One sentence for one term of one stream, saying what is established about it."""
+    t = term.term
+    head = f"{_name(stream)}: {LABELS[t.part]}"
+    if t.status == FINDING:
+        return _finding_text(stream, term)
+    if t.status in (ZERO, UNMEASURED):
+        return f"{head} is {t.status} ({term_reason(term)})."
+    if t.status == NOT_ESTIMABLE:
+        interval = interval_text(None, None, t.thin_tasks)
+        return f"{head} {pct(t.pct)} ({interval}), modelled; {_wall_text(stream, term.wall_pct)}."
+    return (
+        f"{head} {pct(t.pct)} is inside the noise (95% CI {span(t.low_pct, t.high_pct)}); the "
+        f"smallest effect this study could detect is ±{t.detectable_pct:.1f}%."
+    )
+
+
+def headline(answer: StudyAnswer) -> dict[str, Any]:
+    """The lead (:func:`specviz.metrics.lead.lead`: the largest *multitask* finding among
+    drafted streams, never tuning, or the stream with the largest multitask extra time when
+    none is established) in words."""
+    found = answer.lead
+    if found is None:
+        return {"text": NO_STREAM, "status": None}
+    stream = answer.streams[found.stream]
+    f = stream.figures
+    if found.term is not None:
+        term = stream.terms[found.term]
+        composition = stream.term("composition").pct
+        harder = mix_text(composition, stream.mix_tasks) if found.part == "composition" else ""
+        short = _finding_text(stream, term)
+        text = " ".join(x for x in (short, harder, _total_text(stream)) if x)
+    else:
+        text = f"No multitask term is established for any method. {_name(stream)}: " + _total_text(
+            stream
+        )
+        short = (
+            "No multitask term is established for any method; the largest multitask extra "
+            f"time: {_name(stream)}, {pct(f.multitask_pct)} of single-task time, modelled."
+        )
+    m = stream.modelled
+    return {"text": text, "short": short, "status": found.status, "method": m["method"],
+            "mixture": m["mixture"], "part": found.part, "pct": found.pct,
+            "multitask_pct": f.multitask_pct, "total_pct": f.total_pct}  # fmt: skip
+
+
+def tuning_lines(answer: StudyAnswer) -> list[dict[str, Any]]:
+    """Each tuning loss (:attr:`~specviz.metrics.study.StudyAnswer.tuning`) in words: what a
+    better global k would save, single-task serving too."""
+    out = []
+    for stream, loss in answer.tuning:
+        m, term = stream.modelled, loss.term
+        single = m["best_single_k"]
+        scope = "for every task here" if loss.every_task else f"on {m['mixture']}'s tasks together"
+        text = (
+            f"Tuning, not a multitask cost: {_name(stream)}: k = {m['k']} is worse than "
+            f"k = {single} {scope}: {pct(term.pct)} of single-task time (95% CI "
+            f"{span(term.low_pct, term.high_pct)}), modelled; a single-task deployment "
+            f"at k = {m['k']} pays it too."
+        )
+        out.append({"method": m["method"], "mixture": m["mixture"], "k": m["k"],
+                    "best_single_k": single, "every_task": loss.every_task, "pct": term.pct,
+                    "text": text})  # fmt: skip
+    return out
+
+
+def load_lines(streams: Sequence[Stream]) -> list[str]:
+    """For each stream whose wall clock was taken under changing load
+    (:func:`specviz.metrics.answer.wall_load`), how much load alone moves its wall-clock
+    extra time."""
+    out = []
+    for stream in streams:
+        load = stream.load
+        if not load.changing:
+            continue
+        loads = load.loads or {}
+        allowed = (
+            "with no interval to hold it against"
+            if load.allowed_pct is None
+            else f"beyond the ±{load.allowed_pct:.1f}% its interval allows"
+        )
+        out.append(
+            f"The wall clock was taken under changing load: {_name(stream)} ran its multitask "
+            f"requests at {loads['multitask_load']:.2f}x the median request's load and its "
+            f"single-task counterparts at {loads['single_task_load']:.2f}x (request load "
+            f"factors {loads['min_load']:.2f}-{loads['max_load']:.2f}x), which alone moves its "
+            f"wall-clock extra time by {pct(load.shift_pct)}, {allowed}: its wall-clock "
+            "figures are not findings; read the modelled ones."
+        )
+    return out
+
+
+def load_summary(answer: StudyAnswer) -> str | None:
+    """One sentence for the first screen: how many streams' wall clocks were taken under
+    changing load and how far load alone moves them; :func:`load_lines` gives each stream's
+    detail. None when every wall clock held steady."""
+    found = answer.changing_load
+    if found is None:
+        return None
+    return (
+        f"The wall clock was taken under changing load for {found.streams} of {found.of} "
+        f"streams: load alone moves their wall-clock extra time by "
+        f"{span(found.low_pct, found.high_pct)}, beyond what their intervals allow, so their "
+        "wall-clock figures are not findings; read the modelled ones (each stream under The "
+        "numbers)."
+    )
+
+
+# what a route-by-task or change-k advice says, by the established loss that decides it
+_ADVICE = {
+    "drafter_memory": "route by task: give each task its own drafter memory (sharing one costs "
+    "{loss})",
+    "carry_over": "route by task: keep the policy's state per task (carrying it across tasks "
+    "costs {loss})",
+    "k_mismatch": "route by task (k per task: {best_k}): sharing one k costs {loss}",
+    "tuning": "change k to {best_single_k} (saves {loss} of single-task time, on any traffic)",
+}
+
+
+def advice_text(advice: Advice, row: Mapping[str, Any]) -> str:
+    """An :class:`~specviz.metrics.advice.Advice` in words, naming the stream's ``k``, the best
+    k of each task (``best_k``) or the best single k (``best_single_k``) of its degradation
+    ``row`` as it calls for."""
+    if advice.action == DO_NOT_SPECULATE:
+        return (
+            "do not speculate on this traffic: the baseline is every task's best static "
+            "configuration"
+        )
+    if advice.action == KEEP_K:
+        return f"keep k = {row['k']}"
+    if advice.term is None:
+        return (
+            f"route by task: speculate only on {', '.join(advice.speculate_on)}; the baseline "
+            "is the best single configuration"
+        )
+    return _ADVICE[advice.term.part].format(
+        loss=pct(advice.term.pct), best_k=row["best_k"], best_single_k=row["best_single_k"]
+    )
+
+
+def routes_text(routes: Sequence[Mapping[str, Any]]) -> str:
+    """``every task: prompt-lookup k=5``, or ``coding: ...; writing: ...``."""
+    distinct = {r["route"] for r in routes}
+    if len(distinct) == 1:
+        return f"every task: {distinct.pop()}"
+    return "; ".join(f"{r['category']}: {r['route']}" for r in routes)
+
+
+def absence_text(absence: Absence, oracle: str) -> str:
+    """Why a remedy has no row, with the note on the missing oracle when that is why."""
+    if absence.reason == NOT_RUN:
+        return ABSENT
+    return "no oracle gap for its streams" if absence.reason == NO_GAP else oracle
+
+
+def ratios_text(regime: Regime) -> str:
+    """``T(3)/T(1) = 1.05, T(6)/T(1) = 1.16`` (``no drafted k`` when none ran)."""
+    if not regime.verify_ratios:
+        return "no drafted k"
+    return ", ".join(f"T({k + 1})/T(1) = {r:.2f}" for k, r in regime.verify_ratios)
+
+
+def dtype_text(regime: Regime) -> str:
+    """``bfloat16 (auto: the CPU has native bf16 (avx512_bf16)) on cpu``, or why it is unknown."""
+    if not regime.dtypes:
+        return "dtype not recorded"
+    dtypes = " and ".join(regime.dtypes) + (" (runs differ)" if len(regime.dtypes) > 1 else "")
+    reason = f" ({regime.dtype_reason})" if regime.dtype_reason else ""
+    where = f" on {regime.gpu or regime.device}" if regime.gpu or regime.device else ""
+    return f"{dtypes}{reason}{where}"
+
+
+def regime_text(regimes: Sequence[Regime]) -> str:
+    """One sentence: the dtype and the verify-cost curve each target's modelled figures hold
+    for (every modelled figure is priced with that curve; another dtype or machine has
+    another curve, and the best k and the terms that price k follow it)."""
+    if not regimes:
+        return "Regime: no calibrated cost curve (no unbatched rounds)."
+    parts = [f"{r.target}, {dtype_text(r)}, verify cost {ratios_text(r)}" for r in regimes]
+    return (
+        f"Regime: {'; '.join(parts)} (calibrated on this study's rounds): the modelled "
+        "answer holds for this dtype and cost curve."
+    )
+
+
+# -- the parts: each kind's HTML and text side by side -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the answer, rendered for the page (``html``, every text escaped) and for the
+    terminal (``text``, its lines); an empty rendering leaves the part out of that medium."""
+
+    html: str
+    text: tuple[str, ...]
+
+
+def page_only(part: Part) -> Part:
+    return Part(part.html, ())
+
+
+def terminal_only(part: Part) -> Part:
+    return Part("", part.text)
+
+
+def heading(text: str) -> Part:
+    """The question: ``<h2>``; a line and a blank."""
+    return Part(text_element("h2", text), (text, ""))
+
+
+def lead(text: str) -> Part:
+    """The headline: a bold paragraph; a line and a blank."""
+    return Part(element("p", element("strong", esc(text))), (text, ""))
+
+
+def lines(items: Sequence[str], class_: str | None = None) -> Part:
+    """Sentences: a paragraph each; a line each, then a blank (nothing when none)."""
+    html = "".join(text_element("p", x, class_=class_) for x in items)
+    return Part(html, (*items, "") if items else ())
+
+
+def bullets(items: Sequence[str]) -> Part:
+    """A list: ``<ul>``; ``- `` lines, then a blank (nothing when empty)."""
+    html = element("ul", "".join(text_element("li", x) for x in items)) if items else ""
+    return Part(html, (*[f"- {x}" for x in items], "") if items else ())
+
+
+def title(text: str, detail: str = "") -> Part:
+    """A section's title: ``<h3>`` with its ``detail``; ``text:`` with its section right under."""
+    return Part(text_element("h3", text + detail), (f"{text}:",))
+
+
+def table(header: list[str], rows: list[list[str]]) -> Part:
+    """Rows of formatted cells: :func:`~specviz.report.numbers.rows_table`; :func:`text_table`
+    and a blank."""
+    return Part(rows_table(header, rows), (text_table(header, rows), ""))
+
+
+def note(text: str, class_: str = "specviz-note") -> Part:
+    """Small print: a paragraph of ``class_``; a closing line (no blank after it)."""
+    return Part(text_element("p", text, class_=class_), (text,))
+
+
+def render_html(parts: Sequence[Part]) -> str:
+    return "".join(p.html for p in parts)
+
+
+def render_text(parts: Sequence[Part]) -> str:
+    return "\n".join(line for p in parts for line in p.text)
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned with spaces, for a terminal."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    rows_ = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in rows_)  # fmt: skip
+
+
+# -- the published answer's sentences and tables -----------------------------------------
 
 
 def verdict(total: float, reference: float) -> str:
@@ -52,11 +496,6 @@ def _scope_suffix(answer: dict[str, Any]) -> str:
     return f" over {clock_scope(answer)}" if shared else ""
 
 
-def _clock_ratio(answer: dict[str, Any]) -> str:
-    ratio = answer["clock"]["modelled_over_wall"]
-    return "n/a" if ratio is None else f"{ratio:.2f}"
-
-
 def control_sentence(row: dict[str, Any]) -> str:
     """The baseline's own multitask-vs-single-task gap: what is not speculative decoding."""
     m, w = row["modelled"], row["wall"]
@@ -77,18 +516,65 @@ def control_sentence(row: dict[str, Any]) -> str:
     )
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    """Every row of formatted cells as an HTML table, escaped
-    (:func:`specviz.report.numbers.frame_table`)."""
-    frame = pl.DataFrame(rows, schema=[(h, pl.String) for h in header], orient="row")
-    return frame_table(frame, {h: h for h in header}).markup
+def remedy_lines(remedies: dict[str, Any]) -> list[str]:
+    """Sentences for the published ``remedies``: the multitask loss of each stream against the
+    oracle, each remedy's recovered share, the drafter-memory term, and "not in this study" for
+    a remedy the study did not run (modelled seconds, the wall-clock figure after it)."""
+    out = [
+        f"{r['method']} on {r['mixture']}: {pct(r['gap_share'], 1.0)} of its seconds above "
+        "the oracle (each task's best static drafter and k, chosen on other prompts); wall "
+        f"clock {pct(r.get('gap_share_wall'), 1.0)}."
+        for r in remedies["loss"]
+    ]
+    for r in remedies["recovered"]:
+        what = (
+            f"recovers {share(r['recovered_share'])} of the oracle gap (wall clock "
+            f"{share(r.get('recovered_share_wall'))})"
+            if r["recovered_share"] is not None
+            else "has no oracle gap to recover (the reference is at the oracle)"
+        )
+        out.append(
+            f"{r['remedy']} ({r['reference']} -> {r['remedied']}) on {r['mixture']}: {what}."
+        )
+    for m in remedies["memory"]:
+        out.append(
+            f"{m['shared']} (shared memory) vs {m['per_task']} (per-task memory), {m['policy']} "
+            f"k={m['k']} on {m['mixture']}: interleaving {pct(m['interleaving_pct'])} of "
+            f"single-task time = drafter memory {pct(m['drafter_memory_pct'])} + other "
+            f"{pct(m['other_interleaving_pct'])}; wall clock: drafter memory "
+            f"{pct(m.get('drafter_memory_pct_wall'))}."
+        )
+    return out + [f"{name}: {reason}." for name, reason in remedies["absent"].items()]
 
 
 def drafted_first(streams: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The drafted streams, then the baseline's (the controls), each in the answer's order."""
-    return [r for r in streams if r["drafter"] != BASELINE] + [
-        r for r in streams if r["drafter"] == BASELINE
-    ]
+    return sorted(streams, key=lambda r: r["drafter"] == BASELINE)  # stable: order kept
+
+
+def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(stream, term) of every drafted stream, in the answer's order (that of ``findings``)."""
+    return [(r, t) for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
+
+
+def nonzero_findings(answer: dict[str, Any]) -> list[str]:
+    """``answer["findings"]`` without the terms zero by construction (the report's first screen
+    folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
+    pairs = zip(answer["findings"], _drafted_terms(answer), strict=True)
+    return [f for f, (_, t) in pairs if t["status"] != ZERO]
+
+
+def lead_lines(answer: dict[str, Any]) -> list[str]:
+    """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
+    multitask cost), then one line on the streams whose wall clock was taken under changing
+    load (their detail: :func:`load_detail`)."""
+    summary = answer.get("load_summary")
+    return [t["text"] for t in answer.get("tuning", [])] + ([summary] if summary else [])
+
+
+def load_detail(answer: dict[str, Any]) -> list[str]:
+    """Each stream whose wall clock was taken under changing load, and by how much."""
+    return list(answer.get("load", []))
 
 
 def _clock_name(row: dict[str, Any], clock: str) -> str:
@@ -100,38 +586,21 @@ def _clock_name(row: dict[str, Any], clock: str) -> str:
 
 def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the decomposition: each stream modelled, then its wall-clock check."""
-    header = [
-        "method",
-        "mixture",
-        "clock",
-        "multitask tok/s",
-        "single-task tok/s",
-        "extra time",
-        *[LABELS[p] for p in TERMS],
-        "modelled / wall s",
-        "best k per task",
-        "best single k",
-    ]
-    rows = []
-    for r in drafted_first(streams):
-        for clock in ("modelled", "wall") if r.get("clocked", True) else ("modelled",):
-            d = r[clock]
-            ref = d["reference_s"]
-            rows.append(
-                [
-                    r["method"],
-                    r["mixture"],
-                    _clock_name(r, clock),
-                    f"{d['multitask_tokens_per_s']:.1f}",
-                    f"{d['reference_tokens_per_s']:.1f}",
-                    pct(d["total"], ref),
-                    *[pct(d[p], ref) for p in TERMS],
-                    _ratio(r["modelled_over_wall"], 2) if clock == "modelled" else "",
-                    r.get("best_k") or "",
-                    r.get("best_single_k") or "",
-                ]
-            )
-    return header, rows
+    header = ["method", "mixture", "clock", "multitask tok/s", "single-task tok/s", "extra time",
+              *[LABELS[p] for p in TERMS], "modelled / wall s", "best k per task",
+              "best single k"]  # fmt: skip
+    # a stream with no batch-1 wall clock (co-decoded) has its modelled row only
+    return header, [_decomposition_row(r, c) for r in drafted_first(streams) for c in CLOCK_NAMES
+                    if c == "modelled" or r.get("clocked", True)]  # fmt: skip
+
+
+def _decomposition_row(r: dict[str, Any], clock: str) -> list[str]:
+    d, ref = r[clock], r[clock]["reference_s"]
+    return [r["method"], r["mixture"], _clock_name(r, clock), rate(d["multitask_tokens_per_s"]),
+            rate(d["reference_tokens_per_s"]), pct(d["total"], ref),
+            *[pct(d[p], ref) for p in TERMS],
+            ratio(r["modelled_over_wall"]) if clock == "modelled" else "",
+            r.get("best_k") or "", r.get("best_single_k") or ""]  # fmt: skip
 
 
 def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -139,43 +608,28 @@ def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[l
     single configuration for its traffic, the per-task oracle and what to do."""
     header = ["method", "mixture", "tok/s", "best single k", "best single configuration",
               "per-task oracle", "oracle routes", "what to do"]  # fmt: skip
-    rows = [
-        [
-            c["method"],
-            c["mixture"],
-            f"{c['tokens_per_s']:.1f}",
-            f"k={c['best_single_k']}: {c['single_k_tokens_per_s']:.1f} tok/s",
-            f"{c['single']}: {c['single_tokens_per_s']:.1f} tok/s",
-            f"{c['oracle_tokens_per_s']:.1f} tok/s",
-            c["routes"],
-            c["advice"]["text"],
-        ]
-        for c in configs
-    ]
+    rows = [[c["method"], c["mixture"], rate(c["tokens_per_s"]),
+             f"k={c['best_single_k']}: {tok_s(c['single_k_tokens_per_s'])}",
+             f"{c['single']}: {tok_s(c['single_tokens_per_s'])}", tok_s(c["oracle_tokens_per_s"]),
+             c["routes"], c["advice"]["text"]]
+            for c in configs]  # fmt: skip
     return header, rows
-
-
-def _ratio(value: float | None, digits: int = 3) -> str:
-    """A ratio to ``digits`` places (None: ``n/a``, a figure with no batch-1 wall clock)."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def speedup_rows(speedups: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["method", "requests", "speedup modelled", "95% CI", "speedup wall clock",
               "95% CI (wall)", "modelled / wall"]  # fmt: skip
-    rows = [
-        [
-            s["method"],
-            str(s["requests"]),
-            f"{s['modelled']:.3f}",
-            f"{s['modelled_low']:.3f} to {s['modelled_high']:.3f}",
-            _ratio(s["wall"]),
-            f"{_ratio(s['wall_low'])} to {_ratio(s['wall_high'])}" if s["wall"] else "n/a",
-            _ratio(s["modelled_over_wall"]),
-        ]
-        for s in sorted(speedups, key=lambda s: s["method"])
-    ]
+    three = partial(ratio, places=3)
+    rows = [[s["method"], str(s["requests"]), three(s["modelled"]),
+             span(s["modelled_low"], s["modelled_high"], three), three(s["wall"]),
+             span(s["wall_low"], s["wall_high"], three) if s["wall"] is not None else "n/a",
+             three(s["modelled_over_wall"])]
+            for s in sorted(speedups, key=lambda s: s["method"])]  # fmt: skip
     return header, rows
+
+
+def _pad(cells: list[str], width: int) -> list[str]:
+    return (cells + [""] * width)[:width]
 
 
 def cost_rows(models: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -211,200 +665,90 @@ def runs_rows(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Per method and mixture: tokens/s modelled and by the wall clock."""
     header = ["method", "mixture", "requests", "tokens", "tok/s modelled", "tok/s wall clock",
               "modelled / wall s"]  # fmt: skip
-    rows = [
-        [
-            r["method"],
-            r["mixture"],
-            str(r["requests"]),
-            str(r["tokens"]),
-            f"{r['modelled_tokens_per_s']:.1f}",
-            _ratio(r["wall_tokens_per_s"], 1),
-            _ratio(r["modelled_over_wall"], 2),
-        ]
-        for r in runs
-    ]
+    rows = [[r["method"], r["mixture"], str(r["requests"]), str(r["tokens"]),
+             rate(r["modelled_tokens_per_s"]), rate(r["wall_tokens_per_s"]),
+             ratio(r["modelled_over_wall"])]
+            for r in runs]  # fmt: skip
     return header, rows
 
 
-def _fraction(value: float | None) -> str:
-    """``40%`` of a share (None: ``n/a``): a part of a whole, unsigned, unlike :func:`pct`."""
-    return "n/a" if value is None else f"{value:.0%}"
+# -- the summary: the page's (summary_html) and the terminal's (answer_text) ------------------
 
 
-def remedy_lines(remedies: dict[str, Any]) -> list[str]:
-    """Sentences for :func:`specviz.report.answer.remedy_answer`: the multitask loss of each
-    stream against the oracle, each remedy's recovered share, the drafter-memory term, and
-    "not in this study" for a remedy the study did not run (modelled seconds, the wall-clock
-    figure after it)."""
-    lines = [
-        f"{r['method']} on {r['mixture']}: {pct(r['gap_share'], 1.0)} of its seconds above "
-        "the oracle (each task's best static drafter and k, chosen on other prompts); wall "
-        f"clock {pct(r.get('gap_share_wall'), 1.0)}."
-        for r in remedies["loss"]
-    ]
-    for r in remedies["recovered"]:
-        share = r["recovered_share"]
-        what = (
-            f"recovers {_fraction(share)} of the oracle gap (wall clock "
-            f"{_fraction(r.get('recovered_share_wall'))})"
-            if share is not None
-            else "has no oracle gap to recover (the reference is at the oracle)"
-        )
-        lines.append(
-            f"{r['remedy']} ({r['reference']} -> {r['remedied']}) on {r['mixture']}: {what}."
-        )
-    for m in remedies["memory"]:
-        lines.append(
-            f"{m['shared']} (shared memory) vs {m['per_task']} (per-task memory), {m['policy']} "
-            f"k={m['k']} on {m['mixture']}: interleaving {pct(m['interleaving_pct'])} of "
-            f"single-task time = drafter memory {pct(m['drafter_memory_pct'])} + other "
-            f"{pct(m['other_interleaving_pct'])}; wall clock: drafter memory "
-            f"{pct(m.get('drafter_memory_pct_wall'))}."
-        )
-    lines += [f"{name}: {reason}." for name, reason in remedies["absent"].items()]
-    return lines
+def _data_parts(answer: dict[str, Any]) -> list[Part]:
+    """Every stream's throughput, the cost curve and the data they come from."""
+    clock, runs, requests = answer["clock"], answer["runs"], answer["requests"]
+    over = ratio(clock["modelled_over_wall"])
+    return [
+        title("Every stream", ", modelled and wall clock"),
+        table(*runs_rows(answer["runs_table"])),
+        title("Cost curve", " (modelled seconds)"),
+        table(*cost_rows(answer["cost_models"])),
+        page_only(note(
+            f"Data: {runs} runs, {requests} requests, categories "
+            f"{', '.join(answer['categories'])}; methods {', '.join(answer['methods'])}. "
+            f"Modelled seconds are {over} of the wall clock over {clock_scope(answer)} (per-round "
+            "Python overhead is not modelled)."
+        )),
+        terminal_only(note(
+            f"{runs} runs, {requests} requests; modelled seconds are {over} of the wall "
+            f"clock{_scope_suffix(answer)}."
+        )),
+    ]  # fmt: skip
 
 
-def _pad(cells: list[str], width: int) -> list[str]:
-    return (cells + [""] * width)[:width]
-
-
-def _list(items: list[str]) -> str:
-    return element("ul", "".join(text_element("li", i) for i in items)) if items else ""
-
-
-def nonzero_findings(answer: dict[str, Any]) -> list[str]:
-    """``answer["findings"]`` without the terms zero by construction (the report's first screen
-    folds those into one footnote: :func:`specviz.report.first_screen.zero_footnote`)."""
-    pairs = zip(answer["findings"], _drafted_terms(answer), strict=True)
-    return [f for f, (_, t) in pairs if t["status"] != ZERO]
-
-
-def lead_lines(answer: dict[str, Any]) -> list[str]:
-    """What follows the headline: each tuning loss on its own line (a badly chosen k, not a
-    multitask cost), then one line on the streams whose wall clock was taken under changing
-    load (their detail: :func:`load_detail`)."""
-    summary = answer.get("load_summary")
-    return [t["text"] for t in answer.get("tuning", [])] + ([summary] if summary else [])
-
-
-def load_detail(answer: dict[str, Any]) -> list[str]:
-    """Each stream whose wall clock was taken under changing load, and by how much."""
-    return list(answer.get("load", []))
-
-
-def answer_html(answer: dict[str, Any]) -> str:
-    """The summary's body for one :func:`~specviz.report.answer.study_answer` result."""
-    streams = answer["streams"]
-    out = [element("p", element("strong", esc(answer["headline"]["text"])))]
-    out += [text_element("p", line) for line in lead_lines(answer)]
-    if load_detail(answer):
-        out.append(_list(load_detail(answer)))
-    if not streams:
-        return "".join(out)
+def summary_parts(answer: dict[str, Any]) -> list[Part]:
+    """Every part of the summary, in order: the question, the headline and the lines under it,
+    the findings (the page leaves out the terms zero by construction: the first screen's
+    footnote names them), the tables, the remedies, the speedups and the data."""
+    streams, configurations = answer["streams"], answer.get("configurations")
     controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
-    out.append(_list(nonzero_findings(answer) + controls))
-    out.append(table(*decomposition_rows(streams)))
-    if answer.get("configurations"):
-        out.append(text_element("h3", CONFIGURATIONS_TITLE))
-        out.append(table(*configuration_rows(answer["configurations"])))
-    out.append(
-        text_element(
-            "p",
-            "Modelled: every request's rounds priced with one cost curve of this target on this "
-            "machine, calibrated over all of the study's rounds (the table below); under greedy "
-            "decoding the rounds repeat exactly, so modelled figures do not move with machine "
-            "load. Wall clock: the measured seconds, the check. Extra time = seconds to serve the "
-            "multitask stream's requests minus what the single-task runs need for the same "
-            "tokens, as a share of the latter. Composition: the stream weights tasks differently "
-            "from the benchmark; tuning: the stream's k against the best single k for its tasks "
-            "(a better global k; single-task serving pays it too, so it is not a multitask "
-            "cost); k mismatch: the best single k shared by every task instead of each task's "
-            "best; "
-            "carry-over: an adaptive policy's state carried from one task to the next; residual: "
-            "the rest of what interleaving costs (see docs/metrics.md).",
-            class_="specviz-note",
-        )
-    )
-    if answer.get("remedies"):
-        out.append(text_element("h3", REMEDIES_TITLE))
-        out.append(_list(remedy_lines(answer["remedies"])))
-    return "".join(out)
+    parts = [heading(QUESTION), lead(answer["headline"]["text"]), lines(lead_lines(answer)),
+             bullets(load_detail(answer))]  # fmt: skip
+    if streams:
+        parts += [terminal_only(bullets(answer["findings"] + controls)),
+                  page_only(bullets(nonzero_findings(answer) + controls)),
+                  table(*decomposition_rows(streams))]  # fmt: skip
+    if configurations:
+        parts += [title(CONFIGURATIONS_TITLE), table(*configuration_rows(configurations))]
+    if streams:
+        parts.append(page_only(note(CLOCKS_NOTE)))
+    if answer.get("remedies"):  # on the page, beside the findings only
+        remedies = [title(REMEDIES_TITLE), bullets(remedy_lines(answer["remedies"]))]
+        parts += remedies if streams else [terminal_only(p) for p in remedies]
+    if answer["speedups"]:
+        scope = _scope_suffix(answer)
+        speedups = title("Speedup over the baseline", f", modelled and wall clock{scope}")
+        if scope:  # the terminal names the wall clock's scope too
+            speedups = Part(speedups.html, (f"Speedup over the baseline; the wall clock{scope}:",))
+        parts += [speedups, table(*speedup_rows(answer["speedups"]))]
+    return parts + (_data_parts(answer) if answer["runs_table"] else [])
 
 
 def summary_html(published: dict[str, Any]) -> str:
     """The summary block: the question, the answer, its tables, the cost curve, the data."""
-    out = [text_element("h2", QUESTION)]
     answer = published.get("answer")
-    if answer is None:
-        out.append(text_element("p", NO_STREAM))
-        return element("section", "".join(out), class_="specviz-summary")
-    out.append(answer_html(answer))
-    if answer["speedups"]:
-        heading = f"Speedup over the baseline, modelled and wall clock{_scope_suffix(answer)}"
-        out.append(text_element("h3", heading))
-        out.append(table(*speedup_rows(answer["speedups"])))
-    if not answer["runs_table"]:
-        return element("section", "".join(out), class_="specviz-summary")
-    out.append(text_element("h3", "Every stream, modelled and wall clock"))
-    out.append(table(*runs_rows(answer["runs_table"])))
-    out.append(text_element("h3", "Cost curve (modelled seconds)"))
-    out.append(table(*cost_rows(answer["cost_models"])))
-    out.append(
-        text_element(
-            "p",
-            f"Data: {answer['runs']} runs, {answer['requests']} requests, categories "
-            f"{', '.join(answer['categories'])}; methods {', '.join(answer['methods'])}. "
-            f"Modelled seconds are {_clock_ratio(answer)} of the wall clock over "
-            f"{clock_scope(answer)} (per-round Python overhead is not modelled).",
-            class_="specviz-note",
-        )
-    )
-    return element("section", "".join(out), class_="specviz-summary")
-
-
-def text_table(header: list[str], rows: list[list[str]]) -> str:
-    """Columns aligned with spaces, for a terminal."""
-    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-                     for line in lines)  # fmt: skip
+    parts = summary_parts(answer) if answer else [heading(QUESTION), lines([NO_STREAM])]
+    return element("section", render_html(parts), class_="specviz-summary")
 
 
 def answer_text(answer: dict[str, Any]) -> str:
     """The summary for a terminal: the same answer, sentences and tables as :func:`summary_html`."""
-    out = [QUESTION, "", answer["headline"]["text"], ""]
-    lead = lead_lines(answer)
-    out += [*lead, ""] if lead else []
-    out += [*[f"- {line}" for line in load_detail(answer)], ""] if load_detail(answer) else []
-    streams = answer["streams"]
-    if streams:
-        controls = [control_sentence(r) for r in streams if r["drafter"] == BASELINE]
-        out += [f"- {line}" for line in answer["findings"] + controls] + [""]
-        out += [text_table(*decomposition_rows(streams)), ""]
-    if answer.get("configurations"):
-        out += [
-            f"{CONFIGURATIONS_TITLE}:",
-            text_table(*configuration_rows(answer["configurations"])),
-        ]
-        out.append("")
-    if answer.get("remedies"):
-        out += [f"{REMEDIES_TITLE}:"] + [f"- {x}" for x in remedy_lines(answer["remedies"])]
-        out.append("")
-    if answer["speedups"]:
-        heading = "Speedup over the baseline:"
-        if _scope_suffix(answer):
-            heading = f"Speedup over the baseline; the wall clock{_scope_suffix(answer)}:"
-        out += [heading, text_table(*speedup_rows(answer["speedups"])), ""]
-    if not answer["runs_table"]:
-        return "\n".join(out)
-    out += ["Every stream:", text_table(*runs_rows(answer["runs_table"])), ""]
-    out += ["Cost curve:", text_table(*cost_rows(answer["cost_models"])), ""]
-    out.append(
-        f"{answer['runs']} runs, {answer['requests']} requests; modelled seconds are "
-        f"{_clock_ratio(answer)} of the wall clock{_scope_suffix(answer)}."
-    )
-    return "\n".join(out)
+    return render_text(summary_parts(answer))
+
+
+def first_screen_parts(answer: dict[str, Any] | None) -> list[Part]:
+    """The report's first screen: the question, the headline (or why nothing can be
+    compared), the regime it holds for, the tuning losses and the wall-clock load warning."""
+    if answer is None:
+        return [heading(QUESTION), lead(NO_STREAM)]
+    regime = answer.get("regime", {}).get("text")
+    return [
+        heading(QUESTION),
+        lead(answer["headline"]["text"]),
+        *([note(regime, class_="specviz-note specviz-regime")] if regime else []),
+        lines(lead_lines(answer), class_="specviz-note"),
+    ]
 
 
 # -- the one-screen summary (``specviz summary``; ``--all`` prints answer_text) ---------------
@@ -413,9 +757,10 @@ def answer_text(answer: dict[str, Any]) -> str:
 SCREEN_LINES, SCREEN_COLUMNS = 25, 100
 MAX_BEST_LINES = 4  # multitask mixtures named under "Best configuration"; the rest: --all
 # each term's short name in the one-screen table
-SHORT_TERMS = {"composition": "composition", "tuning": "tuning", "k_mismatch": "k mismatch",
-               "carry_over": "carry-over", "residual": "residual",
-               "drafter_memory": "drafter memory"}  # fmt: skip
+SHORT_TERMS = LABELS | {"drafter_memory": "drafter memory"}
+BEST_TITLE = (
+    "Best single configuration per multitask stream (modelled; --all: what to do per method):"
+)
 RESOLVED_TITLE = "Terms resolved at their target or established (95% CI excludes 0), modelled:"
 
 
@@ -425,11 +770,6 @@ def _wrap(text: str) -> list[str]:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _drafted_terms(answer: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """(stream, term) of every drafted stream, in the answer's order (that of ``findings``)."""
-    return [(r, t) for r in answer["streams"] if r["drafter"] != BASELINE for t in r["terms"]]
 
 
 def _width_cell(term: dict[str, Any]) -> str:
@@ -449,16 +789,9 @@ def resolved_rows(answer: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         if t["status"] == FINDING or (t["status"] != ZERO and t.get("resolved"))
     ]
     shown.sort(key=lambda rt: (rt[1]["status"] != FINDING, -abs(rt[1]["pct"] or 0.0)))
-    rows = [
-        [
-            _clip(f"{r['method']} · {r['mixture']}", 40),
-            SHORT_TERMS.get(t["part"], t["part"]),
-            pct(t["pct"]),
-            f"{pct(t['low_pct'])} to {pct(t['high_pct'])}",
-            _width_cell(t),
-        ]
-        for r, t in shown
-    ]
+    rows = [[_clip(f"{r['method']} · {r['mixture']}", 40), SHORT_TERMS.get(t["part"], t["part"]),
+             pct(t["pct"]), span(t["low_pct"], t["high_pct"]), _width_cell(t)]
+            for r, t in shown]  # fmt: skip
     return header, rows
 
 
@@ -501,18 +834,18 @@ def best_lines(answer: dict[str, Any]) -> list[str]:
             or c["single_tokens_per_s"] > best[c["mixture"]]["single_tokens_per_s"]
         ):
             best[c["mixture"]] = c
-    lines = [
+    out = [
         _clip(
-            f"{mixture}: {c['single']}, {c['single_tokens_per_s']:.1f} tok/s (per-task oracle "
-            f"{c['oracle_tokens_per_s']:.1f} tok/s)",
+            f"{mixture}: {c['single']}, {tok_s(c['single_tokens_per_s'])} (per-task oracle "
+            f"{tok_s(c['oracle_tokens_per_s'])})",
             SCREEN_COLUMNS,
         )
         for mixture, c in sorted(best.items())
     ]
-    if len(lines) > MAX_BEST_LINES:
-        hidden = len(lines) - MAX_BEST_LINES + 1
-        lines = [*lines[: MAX_BEST_LINES - 1], f"… and {hidden} more streams (--all)"]
-    return lines
+    if len(out) > MAX_BEST_LINES:
+        hidden = len(out) - MAX_BEST_LINES + 1
+        out = [*out[: MAX_BEST_LINES - 1], f"… and {hidden} more streams (--all)"]
+    return out
 
 
 def screen_text(answer: dict[str, Any]) -> str:
@@ -525,10 +858,7 @@ def screen_text(answer: dict[str, Any]) -> str:
     if not answer["streams"]:
         return "\n".join([*top, "--all prints every table."])
     best = best_lines(answer)
-    title = (
-        "Best single configuration per multitask stream (modelled; --all: what to do per method):"
-    )
-    best_block = [title, *best] if best else []
+    best_block = [BEST_TITLE, *best] if best else []
     bottom = [*best_block, *_wrap(unresolved_line(answer))]
     header, rows = resolved_rows(answer)
     room = max(2, SCREEN_LINES - len(top) - len(bottom) - 4)  # blank, title, header, rule
