@@ -8,7 +8,9 @@ which stream happened to run when (see docs/metrics.md, "Cost accounting"):
 - ``verify(rows)``: one target forward verifying ``rows`` tokens (``rows = drafted + 1``);
 - ``draft(drafter, tokens)``: one drafting step of ``drafter`` that proposed ``tokens`` tokens;
 - ``prefill(prompt_tokens)``: one prefill forward over a prompt of that many tokens,
-  ``prefill_intercept_s + prefill_s_per_token * prompt_tokens``.
+  ``prefill_intercept_s + prefill_s_per_token * n + prefill_s_per_token2 * n**2`` (at least 0):
+  a prefill's attention grows with the square of the prompt, so a line through prompts of 34 to
+  1,012 tokens priced the short ones at 0 and the long ones 30% low (the 2026-12-07 demo).
 
 Curves are tables: ``verify_s[i]`` is the cost of ``i + 1`` rows, ``draft_s[d][i]`` the cost of
 ``i`` drafted tokens. A value past the end of a table is extrapolated along the line through its
@@ -34,6 +36,7 @@ COST_MODEL_KEYS = frozenset(
         "draft_s",
         "prefill_intercept_s",
         "prefill_s_per_token",
+        "prefill_s_per_token2",
         "source",
         "samples",
     }
@@ -75,6 +78,7 @@ class CostModel:
     draft_s: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
     prefill_intercept_s: float = 0.0
     prefill_s_per_token: float = 0.0
+    prefill_s_per_token2: float = 0.0
     source: str = ""
     samples: Mapping[str, int] = field(default_factory=dict)
 
@@ -108,7 +112,9 @@ class CostModel:
         """Seconds of one prefill forward over ``prompt_tokens`` tokens."""
         if prompt_tokens < 0:
             raise CostModelError(f"prefill: prompt_tokens must be >= 0 (got {prompt_tokens})")
-        return max(0.0, self.prefill_intercept_s + self.prefill_s_per_token * prompt_tokens)
+        n = prompt_tokens
+        line = self.prefill_intercept_s + self.prefill_s_per_token * n
+        return max(0.0, line + self.prefill_s_per_token2 * n * n)
 
     def round(self, drafter: str, drafted: int, *, drafter_called: bool = True) -> float:
         """Seconds of one verify round: drafting (when the drafter was called) + verifying."""
@@ -123,6 +129,7 @@ class CostModel:
             "draft_s": {d: list(c) for d, c in self.draft_s.items()},
             "prefill_intercept_s": self.prefill_intercept_s,
             "prefill_s_per_token": self.prefill_s_per_token,
+            "prefill_s_per_token2": self.prefill_s_per_token2,
             "source": self.source,
             "samples": dict(self.samples),
         }
@@ -141,6 +148,7 @@ class CostModel:
                 draft_s={d: tuple(c) for d, c in data.get("draft_s", {}).items()},
                 prefill_intercept_s=float(data.get("prefill_intercept_s", 0.0)),
                 prefill_s_per_token=float(data.get("prefill_s_per_token", 0.0)),
+                prefill_s_per_token2=float(data.get("prefill_s_per_token2", 0.0)),
                 source=str(data.get("source", "")),
                 samples={str(k): int(v) for k, v in data.get("samples", {}).items()},
             )

@@ -100,6 +100,27 @@ def test_calibration_divides_out_each_requests_load_and_takes_medians_by_rows():
     assert model.prefill_s_per_token == pytest.approx(0.005)
 
 
+def test_a_prefill_growing_with_the_square_of_the_prompt_is_priced_on_its_parabola():
+    # prefills of 34 to 1,012 tokens at 0.02 s + 0.4 ms per token + 4 us per token squared (the
+    # demo's shape: attention grows with the square of the prompt); a line through them priced
+    # a 34-token prompt at 0 and a 1,012-token one 30% low
+    lengths = [34, 60, 120, 250, 500, 1012]
+    truth = [0.02 + 4e-4 * n + 4e-6 * n * n for n in lengths]
+    parts = [
+        calibration_request(i, 1.0, n, t)
+        for i, (n, t) in enumerate(zip(lengths, truth, strict=True))
+    ]
+    model = fit_cost_models(*tables(parts))["tiny"]
+    assert model.prefill_s_per_token2 == pytest.approx(4e-6)
+    for n, t in zip(lengths, truth, strict=True):
+        assert model.prefill(n) == pytest.approx(t)
+    # the line is kept where the points bend down (noise, not a cost)
+    concave = [calibration_request(i, 1.0, n, 0.1 + 0.01 * n - 1e-5 * n * n)
+               for i, n in enumerate([10, 100, 200])]  # fmt: skip
+    line = fit_cost_models(*tables(concave))["tiny"]
+    assert line.prefill_s_per_token2 == 0.0 and line.prefill_s_per_token > 0
+
+
 def test_modelled_seconds_price_each_round_by_hand_whatever_load_the_request_met():
     events, requests = tables(CALIBRATION)
     models = fit_cost_models(events, requests)

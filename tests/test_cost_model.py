@@ -127,6 +127,7 @@ def test_the_dict_form_names_every_field_and_its_version():
         "draft_s": {"layer-skip": [0.0, 0.045, 0.090], "prompt-lookup": [0.001, 0.001, 0.002]},
         "prefill_intercept_s": 0.05,
         "prefill_s_per_token": 0.001,
+        "prefill_s_per_token2": 0.0,
         "source": "hand-made",
         "samples": {},
     }

@@ -10,8 +10,8 @@ what else the machine did while that stream ran. Cost accounting separates the t
    ``verify_s[rows - 1]`` = median ``verify_s`` of the verify
    rounds that verified ``rows = n_drafted + 1`` tokens; ``draft_s[drafter][tokens]`` = median
    ``draft_s`` of that drafter's rounds that proposed ``tokens`` tokens (rounds where the drafter
-   was called, ``draft_s > 0``); prefill = least-squares line through the median prefill
-   seconds at each distinct prompt length (``turn_prompt_tokens``). Row counts or token counts
+   was called, ``draft_s > 0``); prefill = least-squares parabola (a line when it would bend
+   down) through the median prefill seconds at each distinct prompt length (``turn_prompt_tokens``). Row counts or token counts
    never observed between observed ones are interpolated linearly; below the first observed
    token count a draft curve is flat. Medians pool all streams, so no stream's calibration
    depends on when it ran.
@@ -137,17 +137,25 @@ def _medians(frame: pl.DataFrame, key: str, value: str) -> dict[int, float]:
     return dict(zip(table[key].to_list(), table[value].to_list(), strict=True))
 
 
-def _prefill_line(prefills: pl.DataFrame) -> tuple[float, float]:
+def _prefill_curve(prefills: pl.DataFrame) -> tuple[float, float, float]:
+    """(intercept, per token, per token squared) of the prefill seconds: least squares through
+    the median at each distinct prompt length, a parabola from 3 lengths on (attention grows
+    with the square of the prompt), the line when the parabola bends down (noise, not a cost),
+    flat at one length."""
     points = prefills.drop_nulls("prompt_tokens")
     if points.height == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     medians = _medians(points, "prompt_tokens", "verify_s")
     xs = np.asarray(list(medians), dtype=float)
     ys = np.asarray(list(medians.values()), dtype=float)
     if len(xs) < 2:
-        return float(ys[0]), 0.0
+        return float(ys[0]), 0.0, 0.0
+    if len(xs) >= 3:
+        square, slope, intercept = np.polyfit(xs, ys, 2)
+        if square > 0:
+            return float(intercept), float(slope), float(square)
     slope, intercept = np.polyfit(xs, ys, 1)
-    return float(intercept), float(slope)
+    return float(intercept), float(slope), 0.0
 
 
 def load_factors(verify: pl.DataFrame, sweeps: int = 20) -> dict[str, float]:
@@ -202,13 +210,14 @@ def fit_cost_model(rounds: pl.DataFrame, source: str) -> CostModel:
     drafted = verify.filter(pl.col("called") & (pl.col("drafter") != "none"))
     for (drafter,), part in sorted(drafted.partition_by("drafter", as_dict=True).items()):
         drafts[drafter] = _filled_curve(_medians(part, "n_drafted", "draft_s"), 0)
-    intercept, slope = _prefill_line(rounds.filter(pl.col("prefill")))
+    intercept, slope, square = _prefill_curve(rounds.filter(pl.col("prefill")))
     spread = f"{min(factors.values()):.2f}-{max(factors.values()):.2f}x" if factors else "n/a"
     return CostModel(
         verify_s=_filled_curve(_medians(verify, "rows", "verify_s"), 1),
         draft_s=drafts,
         prefill_intercept_s=intercept,
         prefill_s_per_token=slope,
+        prefill_s_per_token2=square,
         source=f"{source}; request load factors {spread} removed",
         samples={
             "verify_rounds": verify.height,

@@ -652,7 +652,10 @@ def cost_rows(models: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[s
             f"prefill: {1000 * m['prefill_intercept_s']:.1f} ms + "
             f"{1000 * m['prefill_s_per_token']:.3f} ms per prompt token"
         )
-        if m["prefill_s_per_token"] < 0:  # a longer prompt is never cheaper: noise, not a cost
+        if m.get("prefill_s_per_token2"):
+            prefill += f" + {1e6 * m['prefill_s_per_token2']:.3f} µs per prompt token squared"
+        falling = m["prefill_s_per_token"] < 0 and not m.get("prefill_s_per_token2")
+        if falling:  # a longer prompt is never cheaper: noise, not a cost
             prefill += (
                 f" (warning: negative slope, {m['samples'].get('prefill_rounds', 0)} prefill "
                 "rounds are too few to fit a line; add runs with other prompt lengths)"
