@@ -19,7 +19,12 @@ from specviz.metrics import (
     single_task_best_k,
     summary,
 )
-from specviz.metrics.expressions import EVENT_METRIC_COLUMNS
+from specviz.metrics.expressions import (
+    EVENT_METRIC_COLUMNS,
+    accepted,
+    drafted,
+    spec_step_acceptance_length,
+)
 from specviz.metrics.synthetic import RoundSpec, events_from_rounds, prefill, requests_from_rows
 from specviz.rundir import SchemaError
 
@@ -109,3 +114,19 @@ def test_k_distribution_reads_a_table_of_only_the_columns_it_needs():
     events = events_from_rounds([prefill(), RoundSpec(3, 1)], SPEC)
     needed = [*EVENT_METRIC_COLUMNS, "run_id", "request_index"]
     assert k_distribution(events.select(needed))["share"].to_list() == [1.0]
+
+
+def test_a_drafted_token_with_no_recorded_verdict_is_not_counted_as_accepted():
+    events = events_from_rounds([prefill(), RoundSpec(3, 2)], SPEC)
+    first_draft = (pl.col("kind") == "draft") & (pl.col("position") == 0)
+    unknown = events.with_columns(
+        pl.when(first_draft).then(None).otherwise(pl.col("accepted")).alias("accepted")
+    )
+    counts = unknown.select(accepted().alias("accepted"), drafted().alias("drafted")).row(0)
+    assert counts == (1, 3)
+
+
+def test_a_servers_acceptance_length_is_one_plus_accepted_per_spec_step_and_null_without_steps():
+    counts = pl.DataFrame({"accepted": [6, 0, 3], "steps": [4, 0, 0]})
+    length = counts.select(spec_step_acceptance_length(pl.col("accepted"), pl.col("steps")))
+    assert length.to_series().to_list() == [2.5, None, None]
