@@ -228,3 +228,25 @@ def test_rounds_record_no_draft_probabilities_for_suffix_drafts(tiny_model_dir):
     _, rounds = decode(spec, PROMPTS[0])
     drafted = [r for r in rounds if isinstance(r, Round) and r.draft]
     assert drafted and all(r.q_tokens is None for r in drafted)
+
+
+def test_the_longest_matching_suffix_is_found_at_every_length_up_to_depth_minus_one():
+    # "1 2" (2 tokens, even) matched, not only "2": two drafts, 9 then 1
+    assert propose(drafter(), [1, 2, 9, 1, 2]) == [9, 1]
+    # depth 3: "1 2" (depth - 1 tokens) continued by 5 beats "2", continued more often by 6
+    assert propose(drafter(depth=3), [1, 2, 5, 3, 2, 6, 3, 2, 6, 1, 2]) == [5]
+    # depth 3: a match of one token when no longer one has a continuation
+    assert propose(drafter(depth=3), [7, 8, 9, 5, 7]) == [8]
+
+
+def test_a_draft_is_at_most_k_tokens_however_long_the_match():
+    assert propose(drafter(), [1, 2, 3, 4, 5, 9, 1, 2, 3], k=2) == [4, 5]
+
+
+def test_a_memory_draft_less_likely_than_one_token_beats_no_local_match():
+    d = drafter()
+    d.start_request("t")
+    d.end_turn([10, 11, 12])
+    d.end_turn([10, 11, 13])
+    # memory: "10 11" went on with 12 once and 13 once (score 0.5); the context has no match
+    assert propose(d, [50, 10, 11]) == [12]
