@@ -289,3 +289,12 @@ def test_a_drafts_score_sums_its_tokens_probabilities():
     for turn in ([5, 9], [5, 9], [5, 9], [5, 6]):
         d.end_turn(turn)
     assert propose(d, [5, 6, 7, 5]) == [6, 7]
+
+
+def test_the_requests_own_draft_wins_a_tie_with_the_memorys():
+    # local: "5" went on with 6 once (1/2); memory: "5" went on with 8 once and 9 once (1/2)
+    d = drafter()
+    d.start_request("t")
+    d.end_turn([5, 8])
+    d.end_turn([5, 9])
+    assert propose(d, [5, 6, 7, 5], k=1) == [6]
