@@ -130,3 +130,11 @@ def test_a_servers_acceptance_length_is_one_plus_accepted_per_spec_step_and_null
     counts = pl.DataFrame({"accepted": [6, 0, 3], "steps": [4, 0, 0]})
     length = counts.select(spec_step_acceptance_length(pl.col("accepted"), pl.col("steps")))
     assert length.to_series().to_list() == [2.5, None, None]
+
+
+def test_the_request_summary_sums_wall_seconds_and_averages_each_requests_throughput():
+    rows = [dict(new_tokens=10, wall_s=1.0), dict(new_tokens=30, wall_s=2.0)]
+    s = request_summary(requests_from_rows(rows)).row(0, named=True)
+    assert s["wall_s"] == 3.0
+    assert s["request_tokens_per_s"] == pytest.approx((10 / 1 + 30 / 2) / 2)
+    assert s["tokens_per_s"] == pytest.approx(40 / 3)
