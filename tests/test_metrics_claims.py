@@ -174,3 +174,12 @@ def test_per_position_reads_a_table_of_only_the_columns_it_needs_and_names_a_mis
     assert per_position(events.select(needed))["accepted"].to_list() == [1, 0, 0]
     with pytest.raises(SchemaError, match="verify_s"):
         per_position(two_requests().drop("verify_s"))
+
+
+def test_the_request_table_sums_each_requests_seconds_from_only_the_columns_it_needs():
+    rounds = [prefill(verify_s=0.2), RoundSpec(3, 1, draft_s=0.03, verify_s=0.1)]
+    events = events_from_rounds(rounds, SPEC)
+    needed = [*EVENT_METRIC_COLUMNS, "run_id", "request_id", "request_index"]
+    t = request_table(events.select(needed))
+    assert t.select("draft_s", "verify_s", "prefill_s").row(0) == pytest.approx((0.03, 0.1, 0.2))
+    assert t.schema["requests"] == pl.Int64
