@@ -183,3 +183,9 @@ def test_the_request_table_sums_each_requests_seconds_from_only_the_columns_it_n
     t = request_table(events.select(needed))
     assert t.select("draft_s", "verify_s", "prefill_s").row(0) == pytest.approx((0.03, 0.1, 0.2))
     assert t.schema["requests"] == pl.Int64
+
+
+def test_the_summary_reads_a_table_of_only_the_columns_it_needs():
+    events = events_from_rounds([prefill(), RoundSpec(3, 1)], SPEC)
+    needed = [*EVENT_METRIC_COLUMNS, "run_id", "request_index"]
+    assert summary(events.select(needed))["accepted"].to_list() == [1]
