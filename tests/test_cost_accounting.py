@@ -8,11 +8,13 @@ import pytest
 
 from specviz.metrics import degradation
 from specviz.metrics.accounting import (
+    CalibrationError,
     fit_cost_models,
     modelled_seconds,
     request_load_factors,
     round_table,
     verified_alone,
+    wall_clock_load,
     with_modelled_seconds,
 )
 from specviz.metrics.synthetic import (
@@ -260,3 +262,67 @@ def test_wall_clock_load_is_the_modelled_weighted_load_of_the_stream_over_its_co
     assert r["multitask_load"] == pytest.approx(2.0)
     assert r["load_shift"] == pytest.approx(2.0 / (14 / 8) - 1)
     assert (r["min_load"], r["max_load"]) == (1.0, 2.0)
+
+
+def test_a_fitted_model_names_its_source_load_spread_and_samples():
+    model = fit_cost_models(*tables(CALIBRATION), source="study")["tiny"]
+    assert model.source == "study: median over 1 runs; request load factors 1.00-2.00x removed"
+    assert model.samples == {
+        "verify_rounds": 6,
+        "draft_rounds": 3,
+        "prefill_rounds": 3,
+        "runs": 1,
+    }
+
+
+def test_one_prompt_length_gives_a_flat_prefill_cost_and_none_gives_zero():
+    same = [calibration_request(i, 1.0, 20, s) for i, s in enumerate((0.1, 0.3, 0.2))]
+    model = fit_cost_models(*tables(same))["tiny"]
+    assert (model.prefill_intercept_s, model.prefill_s_per_token) == (pytest.approx(0.2), 0.0)
+    events, requests = tables(CALIBRATION)
+    unknown = requests.with_columns(
+        pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
+        pl.lit(None, dtype=pl.List(pl.Int32)).alias("turn_prompt_tokens"),
+    )
+    model = fit_cost_models(events, unknown)["tiny"]
+    assert (model.prefill_intercept_s, model.prefill_s_per_token) == (0.0, 0.0)
+
+
+def test_rounds_that_cannot_calibrate_are_refused_naming_why():
+    events, requests = tables(CALIBRATION)
+    with pytest.raises(CalibrationError) as no_verify:
+        fit_cost_models(events.filter(pl.col("prefill")), requests)
+    assert str(no_verify.value) == (
+        "pooled: median over 1 runs: no verify round to calibrate the verify cost from"
+    )
+    batched = events.with_columns(pl.lit(2, dtype=pl.Int16).alias("batch_size"))
+    with pytest.raises(CalibrationError) as no_round:
+        fit_cost_models(batched, requests)
+    assert str(no_round.value) == "no unbatched round to calibrate a cost model from"
+
+
+def test_a_target_without_a_cost_model_is_refused_by_name():
+    events, requests = tables(CALIBRATION)
+    with pytest.raises(CalibrationError) as caught:
+        modelled_seconds(events, requests, {})
+    assert str(caught.value) == "no cost model for target 'tiny'"
+
+
+def test_batched_requests_are_left_out_of_the_priced_requests():
+    events, requests = tables(CALIBRATION)
+    models = fit_cost_models(events, requests)
+    batched = requests.with_columns(
+        pl.when(pl.col("request_id") == "cal-1").then(2).otherwise(None).alias("batch_size")
+    )
+    priced = with_modelled_seconds(batched, events, models)
+    assert priced["request_id"].to_list() == ["cal-0", "cal-2"]
+    assert priced["modelled_s"].to_list() == pytest.approx([0.25, 0.45])
+
+
+def test_a_stream_without_single_task_counterparts_has_no_load_row():
+    rows = [dict(run_id="m", mixture="mix", category="A", prompt_id="A0", new_tokens=10,
+                 wall_s=1.0)]  # fmt: skip
+    priced = requests_from_rows(rows).with_columns(
+        pl.Series("modelled_s", [1.0]), pl.Series("load_factor", [1.0])
+    )
+    assert wall_clock_load(priced).shape == (0, 0)

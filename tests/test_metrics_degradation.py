@@ -7,6 +7,8 @@ A: 0.10 at k=2, 0.08 at k=4; B: 0.10 at k=2, 0.12 at k=4. So A's best k is 4, B'
 
 from __future__ import annotations
 
+from math import copysign
+
 import polars as pl
 import pytest
 
@@ -22,6 +24,7 @@ from specviz.metrics.degradation import (
     TERM_LABELS,
     TERMS,
     ThinTask,
+    _ns,
     request_parts,
     thin_tasks_of_term,
 )
@@ -459,3 +462,8 @@ def test_ks_whose_costs_tie_to_the_nanosecond_tie_and_the_smaller_k_wins():
 
 def test_every_term_has_one_chart_label_in_the_terms_order():
     assert tuple(TERM_LABELS) == TERMS
+
+
+def test_decomposition_seconds_are_rounded_to_the_nanosecond_and_never_a_negative_zero():
+    assert _ns(1.23456789012) == 1.234567890
+    assert copysign(1.0, _ns(-1e-12)) == 1.0

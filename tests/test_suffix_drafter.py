@@ -228,3 +228,73 @@ def test_rounds_record_no_draft_probabilities_for_suffix_drafts(tiny_model_dir):
     _, rounds = decode(spec, PROMPTS[0])
     drafted = [r for r in rounds if isinstance(r, Round) and r.draft]
     assert drafted and all(r.q_tokens is None for r in drafted)
+
+
+def test_the_longest_matching_suffix_is_found_at_every_length_up_to_depth_minus_one():
+    # "1 2" (2 tokens, even) matched, not only "2": two drafts, 9 then 1
+    assert propose(drafter(), [1, 2, 9, 1, 2]) == [9, 1]
+    # depth 3: "1 2" (depth - 1 tokens) continued by 5 beats "2", continued more often by 6
+    assert propose(drafter(depth=3), [1, 2, 5, 3, 2, 6, 3, 2, 6, 1, 2]) == [5]
+    # depth 3: a match of one token when no longer one has a continuation
+    assert propose(drafter(depth=3), [7, 8, 9, 5, 7]) == [8]
+
+
+def test_a_draft_is_at_most_k_tokens_however_long_the_match():
+    assert propose(drafter(), [1, 2, 3, 4, 5, 9, 1, 2, 3], k=2) == [4, 5]
+
+
+def test_a_memory_draft_less_likely_than_one_token_beats_no_local_match():
+    d = drafter()
+    d.start_request("t")
+    d.end_turn([10, 11, 12])
+    d.end_turn([10, 11, 13])
+    # memory: "10 11" went on with 12 once and 13 once (score 0.5); the context has no match
+    assert propose(d, [50, 10, 11]) == [12]
+
+
+def test_the_most_frequent_continuation_wins_and_a_tie_goes_to_the_smaller_token():
+    # 3 went on with 9 once and with 6 three times: 6, though 9 is the larger token
+    branchy = [3, 9, 0, 3, 6, 1, 3, 6, 2, 3, 6, 8, 3]
+    assert propose(drafter(factor=4.0, min_prob=0.3), branchy) == [6]
+    d = drafter()
+    d.start_request("t")
+    d.end_turn([10, 11, 13])
+    d.end_turn([10, 11, 12])
+    assert propose(d, [50, 10, 11]) == [12]  # 12 and 13 once each: the smaller
+
+
+def test_a_continuation_exactly_at_the_minimum_probability_is_drafted():
+    d = drafter(min_prob=0.5)
+    d.start_request("t")
+    d.end_turn([10, 11, 12])
+    d.end_turn([10, 11, 13])
+    assert propose(d, [50, 10, 11]) == [12]  # probability 1/2, not below 0.5
+
+
+def test_a_local_match_too_short_to_draft_scores_nothing_against_the_memory():
+    # spec_factor 0.5: the local match "11" (one token) allows no draft; the memory's "10 11"
+    # (two tokens) allows one, at probability 1/2
+    d = drafter(factor=0.5)
+    d.start_request("t")
+    d.end_turn([10, 11, 12])
+    d.end_turn([10, 11, 13])
+    assert propose(d, [11, 50, 10, 11]) == [12]
+
+
+def test_a_drafts_score_sums_its_tokens_probabilities():
+    # local: 6 at 1/2, then 7 at 1/2 x 1: score 1.0; memory: 9 at 3/4, score 0.75. The local
+    # draft wins on the sum, though its last token is less likely than the memory's
+    d = drafter(factor=2.0)
+    d.start_request("t")
+    for turn in ([5, 9], [5, 9], [5, 9], [5, 6]):
+        d.end_turn(turn)
+    assert propose(d, [5, 6, 7, 5]) == [6, 7]
+
+
+def test_the_requests_own_draft_wins_a_tie_with_the_memorys():
+    # local: "5" went on with 6 once (1/2); memory: "5" went on with 8 once and 9 once (1/2)
+    d = drafter()
+    d.start_request("t")
+    d.end_turn([5, 8])
+    d.end_turn([5, 9])
+    assert propose(d, [5, 6, 7, 5], k=1) == [6]
