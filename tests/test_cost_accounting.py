@@ -279,6 +279,7 @@ def test_one_prompt_length_gives_a_flat_prefill_cost_and_none_gives_zero():
     same = [calibration_request(i, 1.0, 20, s) for i, s in enumerate((0.1, 0.3, 0.2))]
     model = fit_cost_models(*tables(same))["tiny"]
     assert (model.prefill_intercept_s, model.prefill_s_per_token) == (pytest.approx(0.2), 0.0)
+    assert model.prefill_s_per_token2 == 0.0
     events, requests = tables(CALIBRATION)
     unknown = requests.with_columns(
         pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
@@ -286,6 +287,24 @@ def test_one_prompt_length_gives_a_flat_prefill_cost_and_none_gives_zero():
     )
     model = fit_cost_models(events, unknown)["tiny"]
     assert (model.prefill_intercept_s, model.prefill_s_per_token) == (0.0, 0.0)
+    assert model.prefill_s_per_token2 == 0.0 and model.prefill(500) == 0.0
+
+
+def test_two_prompt_lengths_give_a_line_and_three_on_a_parabola_give_the_parabola():
+    two = [calibration_request(i, 1.0, n, t) for i, (n, t) in enumerate([(10, 0.1), (30, 0.2)])]
+    line = fit_cost_models(*tables(two))["tiny"]
+    assert (line.prefill_intercept_s, line.prefill_s_per_token) == (
+        pytest.approx(0.05),
+        pytest.approx(0.005),
+    )
+    assert line.prefill_s_per_token2 == 0.0
+    three = [
+        calibration_request(i, 1.0, n, 0.02 + 4e-4 * n + 4e-6 * n * n)
+        for i, n in enumerate([10, 100, 300])
+    ]
+    curve = fit_cost_models(*tables(three))["tiny"]
+    assert curve.prefill_s_per_token2 == pytest.approx(4e-6)
+    assert curve.prefill(300) == pytest.approx(0.02 + 4e-4 * 300 + 4e-6 * 300 * 300)
 
 
 def test_rounds_that_cannot_calibrate_are_refused_naming_why():
@@ -326,3 +345,14 @@ def test_a_stream_without_single_task_counterparts_has_no_load_row():
         pl.Series("modelled_s", [1.0]), pl.Series("load_factor", [1.0])
     )
     assert wall_clock_load(priced).shape == (0, 0)
+
+
+def test_a_request_id_with_a_slash_keeps_its_load_factor():
+    # a Hugging Face dataset's prompt ids may hold "/": the factor's key splits at the first one
+    events, requests = tables(CALIBRATION)
+    renamed = pl.col("request_id").str.replace("cal-", "hf/set/")
+    factors = request_load_factors(
+        events.with_columns(renamed), requests.with_columns(renamed)
+    ).sort("request_id")
+    assert factors["request_id"].to_list() == ["hf/set/0", "hf/set/1", "hf/set/2"]
+    assert factors["load_factor"].to_list() == pytest.approx([1.0, 2.0, 1.0])
