@@ -251,6 +251,24 @@ def build(cc: str, target: Path) -> str | None:
             os.unlink(tmp)
 
 
+_P, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+#: each entry point of bf16_kernels.c, in :class:`Library`'s order: (restype, argtypes)
+_SIGNATURES: dict[str, tuple[type | None, tuple[type, ...]]] = {
+    "specviz_linear_bf16": (None, (_P, _I, _I, _P, _I, _P, _P)),
+    "specviz_attend_bf16": (ctypes.c_int, (_P, *[_I] * 6, _P, _P, _I, _I, _F, _P)),
+    "specviz_rms_norm_bf16": (None, (_P, _I, _I, _P, _F, _P)),
+    "specviz_rope_bf16": (None, (_P, *[_I] * 5, _P, _P, _P, _I, _P, _P, _I, _I)),
+}
+
+
+def _bound(lib: ctypes.CDLL, name: str) -> ctypes._CFuncPtr:
+    """Entry point ``name`` of ``lib`` with its C signature (:data:`_SIGNATURES`)."""
+    function = getattr(lib, name)
+    function.restype, argtypes = _SIGNATURES[name]
+    function.argtypes = list(argtypes)
+    return function
+
+
 def load_kernel(cpuinfo: Path, cc: str | None, cache: Path) -> Library | Unavailable:
     """The kernel built (once per source and flags) under ``cache`` and loaded, or why not."""
     missing = [f for f in CPU_FLAGS if f not in cpu_flags(cpuinfo)]
@@ -267,53 +285,7 @@ def load_kernel(cpuinfo: Path, cc: str | None, cache: Path) -> Library | Unavail
         lib = ctypes.CDLL(str(target))
     except OSError as err:
         return Unavailable(f"loading {target} failed: {err}")
-    function = lib.specviz_linear_bf16
-    function.restype = None
-    function.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-    ]
-    attention = lib.specviz_attend_bf16
-    attention.restype = ctypes.c_int
-    attention.argtypes = [
-        ctypes.c_void_p,
-        *[ctypes.c_int64] * 6,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_float,
-        ctypes.c_void_p,
-    ]
-    norm = lib.specviz_rms_norm_bf16
-    norm.restype = None
-    norm.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_float,
-        ctypes.c_void_p,
-    ]
-    rope = lib.specviz_rope_bf16
-    rope.restype = None
-    rope.argtypes = [
-        ctypes.c_void_p,
-        *[ctypes.c_int64] * 5,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int64,
-        ctypes.c_int64,
-    ]
+    function, attention, norm, rope = (_bound(lib, name) for name in _SIGNATURES)
     return Library(target, function, attention, norm, rope, int(lib.specviz_block()))
 
 
