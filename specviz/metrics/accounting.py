@@ -300,6 +300,31 @@ def with_modelled_seconds(
     return unbatched.join(priced, on=["run_id", "request_id"], how="left")
 
 
+#: each clock's seconds and the part of them spent in prefill forwards
+_PREFILL_OF = {"modelled_s": "modelled_prefill_s", "wall_s": "prefill_s"}
+
+
+def decode_clock(priced: pl.DataFrame) -> pl.DataFrame:
+    """``priced`` (requests with ``wall_s``, and ``modelled_s`` when priced) on the decode clock, the clock of
+    the degradation decomposition and its remedies: ``modelled_s - modelled_prefill_s`` and
+    ``wall_s - prefill_s`` in place of ``modelled_s`` and ``wall_s``, each request's seconds
+    without its turns' prefill forwards (the time after each turn's first token: vLLM's TPOT
+    convention, summed over the request rather than averaged per token).
+
+    Design choice: speculation changes only the decode; a prefill costs the same under every
+    drafter, k and policy, and it grows with the square of the prompt (the cost model's
+    parabola). Kept in, it adds to every request a cost no speculation setting touches and whose
+    spread across prompts (a 30-token question beside a 1,000-token chat history) widens the
+    interval of the one term that compares different prompts, composition, without saying
+    anything about speculation. Speedups stay end to end (Spec-Bench's convention, prefill
+    included); the prefill share is in the per-request distributions."""
+    return priced.with_columns(
+        (pl.col(clock) - pl.col(prefill)).alias(clock)
+        for clock, prefill in _PREFILL_OF.items()
+        if clock in priced.columns
+    )
+
+
 def request_load_factors(events: Frame, requests: Frame) -> pl.DataFrame:
     """Each unbatched request's load factor (:func:`load_factors`, per target): run_id,
     request_id, load_factor (1 = the median request's load; 2 = its rounds ran twice as slow);

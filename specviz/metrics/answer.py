@@ -53,7 +53,7 @@ class Term:
     """What is established about one term of one stream (module docstring).
 
     ``pct``, ``low_pct``, ``high_pct``: the estimate and its 95% interval, percent of
-    single-task time (bounds null when not estimable); ``detectable_pct``: inside the noise,
+    single-task decode time (bounds null when not estimable); ``detectable_pct``: inside the noise,
     the smallest effect the study could have detected; ``thin_tasks``: the tasks that make the
     interval not estimable (also listed when another status takes precedence); ``controlled``:
     the stream has a constant-policy control (a carry-over that is zero then means the carried
@@ -202,7 +202,7 @@ class StreamFigures:
     """One multitask stream's headline figures from its modelled and wall-clock
     :func:`~specviz.metrics.degradation.degradation` rows: the total extra time and the sum of
     the multitask terms (:data:`~specviz.metrics.degradation.MULTITASK_TERMS`) in percent of
-    single-task time, with the total's interval on each clock (null bounds and ``thin_tasks``
+    single-task decode time, with the total's interval on each clock (null bounds and ``thin_tasks``
     when it is not estimable), throughputs, modelled over wall-clock seconds, and the distinct
     best k of its tasks."""
 

@@ -2,7 +2,7 @@
 on their own line; :mod:`specviz.report.answer` writes the sentences, nothing here does.
 
 - :func:`lead`: the largest *named* multitask finding (:data:`HEADLINE_TERMS` but the
-  residual, by its share of single-task time) among the drafted streams, ties broken by stream
+  residual, by its share of single-task decode time) among the drafted streams, ties broken by stream
   order, then term order; the residual leads only when no named term is a finding. The residual
   is what the decomposition leaves unexplained: for a policy or drafter that carries state
   across requests without its own control in the study (the cost-aware policy's learned beliefs,

@@ -19,7 +19,7 @@ n_r * rate):
 The decomposition's bootstrap resamples the requests within each task (strata; thin tasks
 pooled, :func:`specviz.metrics.bootstrap.strata`) and holds the reference rate fixed, so the
 variance of a term's sum is sum_h m_h s_h^2 over strata h with m_h planned requests and
-within-stratum variance s_h^2, and its 95% half-width, in percent of the single-task time
+within-stratum variance s_h^2, and its 95% half-width, in percent of the single-task decode time
 T_ref = rate * sum_h m_h nbar_h (nbar_h: mean new tokens of a request of task h), is
 
     half-width ~ 100 * z * sqrt(sum_h m_h s_h^2) / (rate * sum_h m_h nbar_h),   z = 1.96,
@@ -237,7 +237,7 @@ def stream_spreads(
 ) -> dict[StreamKey, StreamSpread]:
     """The per-task spread of every multitask term of every multitask stream in ``requests``
     (a prior study's request table; ``seconds``: the clock the summary classifies on,
-    ``modelled_s``), keyed by :data:`STREAM_KEY` values. A stateful stream without a
+    ``modelled_s`` of :func:`specviz.metrics.accounting.decode_clock`), keyed by :data:`STREAM_KEY` values. A stateful stream without a
     constant-policy control has no carry-over or residual (not measured); ``partitions`` (each
     suffix drafter label's memory, ``shared`` or ``task``) gives a shared-memory stream with a
     per-task counterpart its drafter-memory term."""
@@ -303,7 +303,7 @@ def half_width_pct(
     stream: StreamSpread, part: str, counts: Mapping[str, int], level: float = 0.95
 ) -> float | None:
     """The expected half-width of term ``part`` at ``level`` for a planned stream of
-    ``counts`` requests per task, percent of its single-task time (module docstring)."""
+    ``counts`` requests per task, percent of its single-task decode time (module docstring)."""
     term = stream.terms[part]
     variance = planned_variance(term, counts)
     if variance is None:

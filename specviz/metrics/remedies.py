@@ -191,7 +191,7 @@ class MemoryTerm:
     """The drafter-memory term of one shared-memory stream, classified as every other term
     (:func:`specviz.metrics.answer.classify_term`) on modelled seconds: ``stream``, the index of
     the stream among those given; ``wall_pct``: its wall-clock twin, percent of the stream's
-    wall-clock single-task time (None when the wall clock pairs no requests)."""
+    wall-clock single-task decode time (None when the wall clock pairs no requests)."""
 
     stream: int
     term: Term

@@ -8,7 +8,9 @@ runs of a study it
    (:func:`specviz.metrics.accounting.fit_cost_models`) and prices each request
    (``modelled_s``, :func:`price`);
 2. computes the degradation decomposition and the speedups twice, on ``modelled_s`` and on
-   ``wall_s``, and classifies every term of every multitask stream
+   ``wall_s`` (the decomposition, its remedies and the best configurations on the decode clock,
+   prefill forwards excluded: :func:`specviz.metrics.accounting.decode_clock`; the speedups end
+   to end), and classifies every term of every multitask stream
    (:func:`specviz.metrics.answer.classify_term`), the drafter-memory term inserted before
    carry-over in each shared-memory stream (:func:`specviz.metrics.remedies.memory_terms`);
 3. leads with the largest *multitask* finding (:attr:`StudyAnswer.lead`,
@@ -41,6 +43,7 @@ import polars as pl
 
 from specviz.cost import CostModel
 from specviz.metrics.accounting import (
+    decode_clock,
     fit_cost_models,
     request_load_factors,
     wall_clock_load,
@@ -495,7 +498,8 @@ def study_answer(inputs: StudyInputs, n_boot: int) -> StudyAnswer:
         return answer
     priced, models = price(inputs.events, inputs.requests, inputs.source)
     clocked = wall_clocked(priced, inputs.metas)
-    streams = _streams(priced, clocked, inputs, n_boot)
+    decoding, decoding_clocked = decode_clock(priced), decode_clock(clocked)
+    streams = _streams(decoding, decoding_clocked, inputs, n_boot)
     timed = [s.wall for s in streams if s.clocked]
     tables = {
         "modelled": pl.DataFrame([s.modelled for s in streams]) if streams else None,
@@ -508,8 +512,8 @@ def study_answer(inputs: StudyInputs, n_boot: int) -> StudyAnswer:
         cost_models=models,
         streams=streams,
         regimes=study_regimes(inputs.metas, models, priced),
-        configurations=_best_configurations(priced, streams),
+        configurations=_best_configurations(decoding, streams),
         speedups=_speedups(priced, clocked, n_boot),
-        remedies=remedies_of(priced, clocked, tables, inputs.partitions, inputs.label),
+        remedies=remedies_of(decoding, decoding_clocked, tables, inputs.partitions, inputs.label),
         distributions=study_distributions(inputs.events, inputs.requests),
     )

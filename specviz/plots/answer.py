@@ -29,7 +29,7 @@ TERM_COLUMNS = ("stream", "term", "order", "percent", "low", "high", "wall_perce
 def decomposition_terms(table: pl.DataFrame, *, heading: str | None = None) -> alt.LayerChart:
     """Each stream's extra time split into its terms, modelled, with 95% intervals.
 
-    ``table``: one row per (stream, term) with ``percent`` (modelled share of single-task time),
+    ``table``: one row per (stream, term) with ``percent`` (modelled share of single-task decode time),
     ``low``/``high`` (its bootstrap 95% interval), ``order`` (terms' display order) and
     ``wall_percent`` (set on the total's row only: the wall-clock total, drawn as a diamond).
     """
@@ -39,7 +39,7 @@ def decomposition_terms(table: pl.DataFrame, *, heading: str | None = None) -> a
         raise PlotError("decomposition_terms: no decomposed multitask stream")
     terms = data.group_by("term").agg(pl.col("order").min()).sort("order", "term")["term"].to_list()
     streams = data.unique("stream", maintain_order=True)["stream"].to_list()
-    x_title = "Extra time, % of single-task time (modelled)"
+    x_title = "Extra time, % of single-task decode time (modelled)"
     base = alt.Chart(data).encode(
         y=alt.Y("stream:N", title=None, sort=streams, axis=alt.Axis(labelLimit=320)),
         yOffset=alt.YOffset("term:N", sort=terms),
@@ -47,7 +47,7 @@ def decomposition_terms(table: pl.DataFrame, *, heading: str | None = None) -> a
     tooltip = [
         alt.Tooltip("stream:N", title="Method · mixture"),
         alt.Tooltip("term:N", title="Term"),
-        alt.Tooltip("percent:Q", title="Modelled, % of single-task time", format="+.1f"),
+        alt.Tooltip("percent:Q", title="Modelled, % of single-task decode time", format="+.1f"),
         alt.Tooltip("low:Q", title="95% CI low, %", format="+.1f"),
         alt.Tooltip("high:Q", title="95% CI high, %", format="+.1f"),
         alt.Tooltip("wall_percent:Q", title="Wall clock (the check), %", format="+.1f"),
@@ -77,7 +77,7 @@ def decomposition_terms(table: pl.DataFrame, *, heading: str | None = None) -> a
     return alt.layer(bars, ci, wall).properties(
         title=title(
             heading or "Where the multitask stream's extra time goes (modelled)",
-            "bars: each term, % of single-task time; black: 95% CI; diamond: wall-clock total",
+            "bars: each term, % of single-task decode time; black: 95% CI; diamond: wall-clock total",
         ),
         width=520,
         height=alt.Step(11),

@@ -176,7 +176,7 @@ def _faceted_parts(long: pl.DataFrame, parts: list[str]) -> alt.FacetChart:
         tooltip=[
             alt.Tooltip("stream:N", title="Method · mixture"),
             alt.Tooltip("part:N", title="Term"),
-            alt.Tooltip("percent:Q", format="+.1f", title="% of single-task time"),
+            alt.Tooltip("percent:Q", format="+.1f", title="% of single-task decode time"),
             alt.Tooltip("seconds:Q", format="+.3f", title="Extra seconds"),
             alt.Tooltip("low:Q", format="+.1f", title="95% CI low, %"),
             alt.Tooltip("high:Q", format="+.1f", title="95% CI high, %"),

@@ -39,7 +39,7 @@ from specviz.report.write import is_specviz_report, partial_cell, write_page
 from specviz.rundir import RunDirError, check_out_file, refuse_unfinished
 
 DIFFERENCE_COLUMNS = ("what", "quantity", "a", "b", "difference", "low", "high")
-DECOMPOSITION_QUANTITY = "extra time, % of single-task time (modelled)"
+DECOMPOSITION_QUANTITY = "extra time, % of single-task decode time (modelled)"
 
 
 @dataclass(frozen=True)
@@ -270,7 +270,7 @@ def comparison_notebook(a: ComparedStudy, b: ComparedStudy) -> nbformat.Notebook
         chart = compared_bars(
             both,
             heading="Where each multitask stream's extra time goes (modelled), A vs B",
-            x_title="Extra time, % of single-task time (modelled)",
+            x_title="Extra time, % of single-task decode time (modelled)",
             studies=labels,
             reference=0.0,
         )

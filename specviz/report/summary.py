@@ -108,9 +108,10 @@ def rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1f}"
 
 
-def tok_s(value: float) -> str:
-    """``54.0 tok/s``: tokens per second in a sentence or a cell of mixed units."""
-    return f"{rate(value)} tok/s"
+def decode_tok_s(value: float) -> str:
+    """``54.0 decode tok/s``: tokens per second on the decode clock (prefill excluded,
+    :func:`specviz.metrics.accounting.decode_clock`) in a sentence or a cell of mixed units."""
+    return f"{rate(value)} decode tok/s"
 
 
 def span(low: float | None, high: float | None, fmt: Callable[[Any], str] = pct) -> str:
@@ -159,7 +160,7 @@ def _wall_text(stream: Stream, value_pct: float | None) -> str:
 def _finding_text(stream: Stream, term: StreamTerm) -> str:
     t = term.term
     return (
-        f"{_name(stream)}: {LABELS[t.part]} {pct(t.pct)} of single-task time (95% CI "
+        f"{_name(stream)}: {LABELS[t.part]} {pct(t.pct)} of single-task decode time (95% CI "
         f"{span(t.low_pct, t.high_pct)}), modelled; {_wall_text(stream, term.wall_pct)}."
     )
 
@@ -248,7 +249,7 @@ def headline(answer: StudyAnswer) -> dict[str, Any]:
         )
         short = (
             "No multitask term is established for any method; the largest multitask extra "
-            f"time: {_name(stream)}, {pct(f.multitask_pct)} of single-task time, modelled."
+            f"time: {_name(stream)}, {pct(f.multitask_pct)} of single-task decode time, modelled."
         )
     m = stream.modelled
     return {"text": text, "short": short, "status": found.status, "method": m["method"],
@@ -266,7 +267,7 @@ def tuning_lines(answer: StudyAnswer) -> list[dict[str, Any]]:
         scope = "for every task here" if loss.every_task else f"on {m['mixture']}'s tasks together"
         text = (
             f"Tuning, not a multitask cost: {_name(stream)}: k = {m['k']} is worse than "
-            f"k = {single} {scope}: {pct(term.pct)} of single-task time (95% CI "
+            f"k = {single} {scope}: {pct(term.pct)} of single-task decode time (95% CI "
             f"{span(term.low_pct, term.high_pct)}), modelled; a single-task deployment "
             f"at k = {m['k']} pays it too."
         )
@@ -325,7 +326,7 @@ _ADVICE = {
     "carry_over": "route by task: keep the policy's state per task (carrying it across tasks "
     "costs {loss})",
     "k_mismatch": "route by task (k per task: {best_k}): sharing one k costs {loss}",
-    "tuning": "change k to {best_single_k} (saves {loss} of single-task time, on any traffic)",
+    "tuning": "change k to {best_single_k} (saves {loss} of single-task decode time, on any traffic)",
 }
 
 
@@ -540,7 +541,7 @@ def remedy_lines(remedies: dict[str, Any]) -> list[str]:
         out.append(
             f"{m['shared']} (shared memory) vs {m['per_task']} (per-task memory), {m['policy']} "
             f"k={m['k']} on {m['mixture']}: interleaving {pct(m['interleaving_pct'])} of "
-            f"single-task time = drafter memory {pct(m['drafter_memory_pct'])} + other "
+            f"single-task decode time = drafter memory {pct(m['drafter_memory_pct'])} + other "
             f"{pct(m['other_interleaving_pct'])}; wall clock: drafter memory "
             f"{pct(m.get('drafter_memory_pct_wall'))}."
         )
@@ -586,7 +587,8 @@ def _clock_name(row: dict[str, Any], clock: str) -> str:
 
 def decomposition_rows(streams: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the decomposition: each stream modelled, then its wall-clock check."""
-    header = ["method", "mixture", "clock", "multitask tok/s", "single-task tok/s", "extra time",
+    header = ["method", "mixture", "clock", "multitask decode tok/s", "single-task decode tok/s",
+              "extra time",
               *[LABELS[p] for p in TERMS], "modelled / wall s", "best k per task",
               "best single k"]  # fmt: skip
     # a stream with no batch-1 wall clock (co-decoded) has its modelled row only
@@ -606,11 +608,11 @@ def _decomposition_row(r: dict[str, Any], clock: str) -> list[str]:
 def configuration_rows(configs: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Per drafted multitask stream: its throughput, the best single k for its method, the best
     single configuration for its traffic, the per-task oracle and what to do."""
-    header = ["method", "mixture", "tok/s", "best single k", "best single configuration",
+    header = ["method", "mixture", "decode tok/s", "best single k", "best single configuration",
               "per-task oracle", "oracle routes", "what to do"]  # fmt: skip
     rows = [[c["method"], c["mixture"], rate(c["tokens_per_s"]),
-             f"k={c['best_single_k']}: {tok_s(c['single_k_tokens_per_s'])}",
-             f"{c['single']}: {tok_s(c['single_tokens_per_s'])}", tok_s(c["oracle_tokens_per_s"]),
+             f"k={c['best_single_k']}: {decode_tok_s(c['single_k_tokens_per_s'])}",
+             f"{c['single']}: {decode_tok_s(c['single_tokens_per_s'])}", decode_tok_s(c["oracle_tokens_per_s"]),
              c["routes"], c["advice"]["text"]]
             for c in configs]  # fmt: skip
     return header, rows
@@ -839,8 +841,8 @@ def best_lines(answer: dict[str, Any]) -> list[str]:
             best[c["mixture"]] = c
     out = [
         _clip(
-            f"{mixture}: {c['single']}, {tok_s(c['single_tokens_per_s'])} (per-task oracle "
-            f"{tok_s(c['oracle_tokens_per_s'])})",
+            f"{mixture}: {c['single']}, {decode_tok_s(c['single_tokens_per_s'])} (per-task oracle "
+            f"{decode_tok_s(c['oracle_tokens_per_s'])})",
             SCREEN_COLUMNS,
         )
         for mixture, c in sorted(best.items())

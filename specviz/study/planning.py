@@ -166,16 +166,17 @@ def planned_streams(units: Sequence[Unit]) -> list[PlannedStream]:
 
 def prior_spreads(prior: Path) -> dict[tuple[Any, ...], StreamSpread]:
     """The per-task spread of every multitask term of every multitask stream of the study (or
-    pilot) at ``prior``, on modelled seconds: its rounds priced with the cost curve fitted over
-    them, as the summary classifies its terms (:mod:`specviz.metrics.power`)."""
-    from specviz.metrics.accounting import fit_cost_models, with_modelled_seconds
+    pilot) at ``prior``, on modelled decode seconds: its rounds priced with the cost curve
+    fitted over them, prefill excluded, as the summary classifies its terms
+    (:mod:`specviz.metrics.power`, :func:`specviz.metrics.accounting.decode_clock`)."""
+    from specviz.metrics.accounting import decode_clock, fit_cost_models, with_modelled_seconds
     from specviz.metrics.power import stream_spreads
     from specviz.rundir import find_run_dirs, memory_partitions, scan_events, scan_requests
 
     run_dirs = find_run_dirs(prior)
     events, requests = scan_events(run_dirs).collect(), scan_requests(run_dirs).collect()
     models = fit_cost_models(events, requests, source=f"{prior}: all rounds")
-    priced = with_modelled_seconds(requests, events, models)
+    priced = decode_clock(with_modelled_seconds(requests, events, models))
     return stream_spreads(priced, "modelled_s", memory_partitions(run_dirs))
 
 
@@ -234,7 +235,7 @@ def power_text(p: PowerPlan) -> str:
             "(--prior DIR)"
         )
     lines = [
-        "power: expected 95% half-width of each multitask term, % of single-task time "
+        "power: expected 95% half-width of each multitask term, % of single-task decode time "
         f"(modelled), {target};",
         f"  per-task spread from {p.prior}; half-width ~ z sd / sqrt(n) within tasks "
         "(docs/metrics.md)",

@@ -126,7 +126,7 @@ POWER_TERMS = ("composition", "tuning", "k_mismatch", "carry_over", "residual", 
 
 @dataclass(frozen=True)
 class PowerSpec:
-    """``[power]``: the 95% half-width (percent of single-task time) a term is resolved at:
+    """``[power]``: the 95% half-width (percent of single-task decode time) a term is resolved at:
     ``target_pct`` for every term, ``term_target_pct`` for the terms named there."""
 
     target_pct: float = DEFAULT_TARGET_PCT
@@ -510,7 +510,9 @@ def _batching(r: _Reader, data: Mapping[str, Any]) -> BatchingSpec:
 def _percent(r: _Reader, value: Any, key: str) -> float:
     """A target half-width: a number of percent in (0, 100]."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 100:
-        raise r.error(key, f"expected a percent of single-task time in (0, 100], got {value!r}")
+        raise r.error(
+            key, f"expected a percent of single-task decode time in (0, 100], got {value!r}"
+        )
     return float(value)
 
 
