@@ -230,8 +230,7 @@ def _conversations(
 
 
 async def _next(stream: AsyncIterator[Conversation]) -> Conversation | None:
-    """The next conversation, asked for inside the loop (which then closes ``stream`` with
-    itself), or None at the end."""
+    """The next conversation or None, asked inside the loop (so closing it closes ``stream``)."""
     return await anext(stream, None)
 
 

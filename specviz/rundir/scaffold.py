@@ -55,13 +55,11 @@ class Session(Protocol):
 
     def start(self, out_dir: Path, meta: dict[str, Any], done: set[str]) -> None:
         """Set up after ``run.json`` is written; ``done``: the requests already recorded."""
-        ...
 
     def decode(
         self, requests: Sequence[Request], done: set[str], labels: dict[str, Any]
     ) -> Iterator[Finished]:
         """Decode the requests not in ``done``; yield each as it finishes."""
-        ...
 
 
 @contextlib.contextmanager
