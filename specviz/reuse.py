@@ -22,17 +22,18 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from specviz.recorder import UNBATCHED_LABELS, RequestCounters, request_labels
+from specviz.recorder import UNBATCHED_LABELS, request_labels
 from specviz.rundir import (
     CO_DECODED_KEY,
     EVENT_SCHEMA,
     REQUEST_SCHEMA,
     RUN_FILE,
     Finished,
+    Session,
     read_run_meta,
     scan_events,
     scan_requests,
@@ -63,18 +64,6 @@ def relabel(frame: pl.DataFrame, labels: dict[str, Any], schema: pl.Schema) -> p
     )
 
 
-class _Inner(Protocol):
-    """What :class:`ReusingSession` wraps: a batch-size-1 session (``specviz.runner``)."""
-
-    def encode_turn(self, prompt: Any, answers: list[str]) -> list[int]: ...
-
-    def start(self, out_dir: Path, meta: dict[str, Any], done: set[str]) -> None: ...
-
-    def decode(
-        self, requests: Sequence[Request], done: set[str], labels: dict[str, Any]
-    ) -> Iterator[Finished]: ...
-
-
 class ReusingSession:
     """A batch-size-1 session that copies the requests of ``reuse`` from their sources and
     decodes the others with ``inner``, in stream order.
@@ -84,7 +73,7 @@ class ReusingSession:
     hold depends on earlier requests.
     """
 
-    def __init__(self, inner: _Inner, reuse: Sequence[Reused]) -> None:
+    def __init__(self, inner: Session, reuse: Sequence[Reused]) -> None:
         self.inner = inner
         self.reuse = {r.request_id: r for r in reuse}
 
@@ -135,11 +124,4 @@ def copied(source: Reused, request: Request, labels: dict[str, Any]) -> Finished
     shared = request_labels(request, labels | UNBATCHED_LABELS)
     events = relabel(events, shared, EVENT_SCHEMA)
     rows = relabel(rows, shared, REQUEST_SCHEMA)
-    row = rows.row(0, named=True)
-    counters = RequestCounters(
-        new_tokens=row["new_tokens"],
-        rounds=row["rounds"],
-        drafted=row["drafted"],
-        accepted=row["accepted"],
-    )
-    return Finished(counters, events, rows, float(row["wall_s"]))
+    return Finished(events, rows, float(rows["wall_s"][0]))

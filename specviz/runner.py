@@ -6,8 +6,9 @@ must not do: it loads models, times each record the engine yields (the gap befor
 is draft time, before a ``Round`` verify or prefill time), records events, flushes every
 finished request, shows progress, and resumes. Both sessions time their decoder with
 :func:`specviz.clock.spans` and stamp each request on a :class:`~specviz.clock.RequestClock`,
-the one definition of time to first token and latency. The scaffold (identity, pre-checks,
-``begin_run``, writer, progress, summary) is written once; a *session* decodes:
+the one definition of time to first token and latency. The run scaffold (refusals, the lock,
+writer, progress, summary: :mod:`specviz.rundir.scaffold`) is the one server-measured runs use
+too; here ``run.json`` is :func:`~specviz.rundir.begin_run`'s and a *session* decodes:
 :class:`SingleSession` here, :class:`~specviz.batch.runner.BatchSession` for batches.
 
 Batch size 1 is its own session, not a one-row :class:`~specviz.batch.runner.BatchSession`, for
@@ -27,11 +28,11 @@ A run directory is tied to one configuration and one workload (:func:`specviz.ru
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from specviz.batch.config import BatchConfig
 from specviz.batch.runner import BatchSession, check_batchable
@@ -59,34 +60,18 @@ from specviz.reuse import Reused, ReusingSession
 from specviz.rundir import (
     RUN_FILE,
     Finished,
-    RunDirError,
     RunSummary,
     RunWriter,
+    Session,
     begin_run,
-    locked,
-    open_run_dir,
+    opened_run,
+    record_run,
     run_identity,
     write_json,
 )
 from specviz.workloads.request import Request, request_seed
 
 __all__ = ["Finished", "Request", "RunSummary", "SingleSession", "request_seed", "run"]
-
-
-class Session(Protocol):
-    """What decodes a run's requests (batch size 1 or batched) for the scaffold in :func:`run`."""
-
-    def encode_turn(self, prompt: Any, answers: list[str]) -> list[int]: ...
-
-    def start(self, out_dir: Path, meta: dict[str, Any], done: set[str]) -> None:
-        """Set up after ``run.json`` is written; ``done``: the requests already recorded."""
-        ...
-
-    def decode(
-        self, requests: Sequence[Request], done: set[str], labels: dict[str, Any]
-    ) -> Iterator[Finished]:
-        """Decode the requests not in ``done``; yield each as it finishes."""
-        ...
 
 
 def run(
@@ -111,15 +96,10 @@ def run(
     the run's wall time, so ``tokens_per_s`` is the batch throughput. ``reuse``: requests copied
     from finished runs instead of decoded (batch size 1 only, :mod:`specviz.reuse`).
     """
-    if not requests:
-        raise RunDirError("the workload is empty: nothing to run")
     out_dir = Path(out_dir)
     identity = run_identity(config, requests, batch)
-    open_run_dir(out_dir, identity, resume)
-    if batch is not None:
-        check_batchable(config)
-    with locked(out_dir):
-        open_run_dir(out_dir, identity, resume)  # again under the lock: nobody wrote it meanwhile
+    check = (lambda: None) if batch is None else partial(check_batchable, config)
+    with opened_run(out_dir, identity, requests, resume, check):
         models = models or ModelCache()
         session: Session
         if batch is None:
@@ -131,46 +111,15 @@ def run(
             batched = on_transformers(config)
             target = models.get(batched.target)
             session = BatchSession(batched, batch, target, models, record_events)
-        return _run_session(session, config, requests, out_dir, identity, target, models, progress)
+        for request in requests:  # fail before writing anything if a first turn cannot fit
+            session.encode_turn(request.prompt, [])
+        meta = begin_run(out_dir, identity, config, target, draft_model(config, models), requests)
 
+        def decode(done: set[str]) -> Iterator[Finished]:
+            session.start(out_dir, meta, done)
+            return session.decode(requests, done, run_labels(meta["run_id"], config))
 
-def _run_session(
-    session: Session,
-    config: RunConfig,
-    requests: Sequence[Request],
-    out_dir: Path,
-    identity: dict[str, Any],
-    target: LoadedModel,
-    models: ModelCache,
-    progress: bool,
-) -> RunSummary:
-    for request in requests:  # fail before writing anything if a first turn cannot fit
-        session.encode_turn(request.prompt, [])
-    meta = begin_run(out_dir, identity, config, target, draft_model(config, models), requests)
-    writer = RunWriter(out_dir)
-    writer.consolidate()
-    done = writer.finished_request_ids()
-    session.start(out_dir, meta, done)
-    todo = sum(1 for r in requests if r.id not in done)
-    tokens = drafted = accepted = 0
-    wall_s = 0.0
-    bar = tqdm(total=todo, desc=out_dir.name, unit="req", disable=not progress, dynamic_ncols=True)
-    for finished in session.decode(requests, done, run_labels(meta["run_id"], config)):
-        writer.append(finished.events, finished.request)
-        tokens += finished.counters.new_tokens
-        drafted += finished.counters.drafted
-        accepted += finished.counters.accepted
-        wall_s = finished.run_wall_s
-        bar.update()
-        bar.set_postfix(
-            tok_s=f"{tokens / max(wall_s, 1e-9):.1f}",
-            accept=f"{accepted / drafted:.2f}" if drafted else "-",
-        )
-    bar.close()
-    writer.consolidate()
-    write_json(out_dir / RUN_FILE, meta | {"complete": True})
-    skipped = len(requests) - todo
-    return RunSummary(out_dir, meta["run_id"], todo, skipped, tokens, wall_s, drafted, accepted)
+        return record_run(RunWriter(out_dir), meta, requests, decode, progress)
 
 
 # -- batch size 1 ---------------------------------------------------------------------------
@@ -285,4 +234,4 @@ def _decode_one(
     shared = request_labels(request, labels | UNBATCHED_LABELS)
     row = request_frame(request, session.config, shared, counters, clock.ttft_s, clock.latency_s)
     frame = events.frame(shared | UNBATCHED_EVENT_LABELS)
-    return Finished(counters, frame, row, wall_before + sum(counters.turn_wall_s))
+    return Finished(frame, row, wall_before + sum(counters.turn_wall_s))

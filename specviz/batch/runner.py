@@ -185,7 +185,7 @@ class BatchSession:
                 tally.counters.turn_wall_s[-1] += seconds
                 tally.clock.end(span.end)
                 events, row = _request_rows(tally, self.config, labels)
-                yield Finished(tally.counters, events, row, wall_s)
+                yield Finished(events, row, wall_s)
 
     def _plan(
         self, requests: Sequence[Request], done: set[str]

@@ -1,10 +1,11 @@
 """A run against an OpenAI-compatible server: the same request stream, sent as chat completions,
 written in the run-directory format and marked as server-measured.
 
-``run_endpoint(config, requests, out, endpoint)`` mirrors :func:`specviz.runner.run`: one
-configuration (here a *label* of what the server runs: its model name is ``config.target.name``,
-the drafter, policy and k describe the server's speculation), one workload, a crash-safe directory
-that ``--resume`` continues. Requests arrive open-loop (Poisson at ``request_rate``, the seed is
+``run_endpoint(config, requests, out, endpoint)`` is a session of the run scaffold that
+:func:`specviz.runner.run` uses (:mod:`specviz.rundir.scaffold`): one configuration (here a
+*label* of what the server runs: its model name is ``config.target.name``, the drafter, policy
+and k describe the server's speculation), one workload, a crash-safe directory that
+``--resume`` continues. Requests arrive open-loop (Poisson at ``request_rate``, the seed is
 the run's) with at most ``concurrency`` in flight; each request's turns go one after another,
 every later turn carrying the server's own earlier answers (as in-process runs do).
 
@@ -32,18 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import platform
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import astuple, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from tqdm.auto import tqdm
 
 import specviz
 from specviz.chat import conversation
@@ -59,18 +59,19 @@ from specviz.recorder import (
 )
 from specviz.rundir import (
     EVENT_SCHEMA,
-    PARTS_DIR,
     REQUEST_SCHEMA,
     RUN_FILE,
     EndpointSummary,
+    Finished,
     RunDirError,
     RunWriter,
     damaged,
-    locked,
-    open_run_dir,
+    opened_run,
     read_run_meta,
+    record_run,
     run_identity,
     start_run,
+    table_files,
     write_json,
 )
 from specviz.workloads.request import Request, request_seed
@@ -107,41 +108,16 @@ class Conversation:
 
 
 class EndpointWriter(RunWriter):
-    """A run writer that also keeps ``server.parquet`` (one part per request, flushed before the
-    request row that marks the request done)."""
+    """A run writer that also keeps ``server.parquet``: one part per request, which
+    :func:`run_endpoint` flushes before the scaffold writes the request row that marks it done."""
 
-    def append_server(self, server: pl.DataFrame, events: pl.DataFrame, request: pl.DataFrame):
-        index = int(request["request_index"][0])
-        path = self.parts / f"server-{index:06d}.parquet"
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        server.match_to_schema(SERVER_SCHEMA).write_parquet(tmp)
-        os.replace(tmp, path)
-        self.append(events, request)
-
-    def consolidate(self) -> None:
-        done = list(self.finished_request_ids())
-        files = [self.run_dir / SERVER_FILE] if (self.run_dir / SERVER_FILE).is_file() else []
-        files += sorted((self.run_dir / PARTS_DIR).glob("server-*.parquet"))
-        if files:
-            frame = (
-                pl.scan_parquet(files)
-                .filter(pl.col("request_id").is_in(done))
-                .collect()
-                .unique("request_id", keep="first", maintain_order=True)
-                .sort("request_index")
-            )
-            path = self.run_dir / SERVER_FILE
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            frame.match_to_schema(SERVER_SCHEMA).write_parquet(tmp)
-            os.replace(tmp, path)
-        super().consolidate()  # removes every part, the server's included
+    TABLES = (*RunWriter.TABLES, (SERVER_FILE, SERVER_SCHEMA, ("request_id",), ("request_index",)))
 
 
 def read_server_table(run_dir: str | Path) -> pl.DataFrame:
     """``server.parquet`` of a server-measured run (its leftover parts too)."""
     root = Path(run_dir)
-    files = [root / SERVER_FILE] if (root / SERVER_FILE).is_file() else []
-    files += sorted((root / PARTS_DIR).glob("server-*.parquet"))
+    files = table_files(root, SERVER_FILE)
     if not files:
         raise RunDirError(f"{root} holds no {SERVER_FILE}: it is not a server-measured run")
     for f in files:
@@ -171,63 +147,32 @@ def run_endpoint(
     Refuses, before writing anything, a directory holding another run and an endpoint that cannot
     be reached or does not serve ``config.target.name``. A request whose turn fails after its
     retries stops the run (EndpointError): the requests finished so far are kept, the failed one
-    is not written, and ``resume`` continues.
+    is not written, and ``resume`` continues. A session of the one run scaffold
+    (:mod:`specviz.rundir.scaffold`): only ``run.json``, ``server.parquet`` and the sending are
+    this module's.
     """
-    if not requests:
-        raise RunDirError("the workload is empty: nothing to run")
     out_dir = Path(out_dir)
     identity = endpoint_identity(config, requests)
-    open_run_dir(out_dir, identity, resume)
-    check_models(endpoint, config.target.name)
-    with locked(out_dir):
-        open_run_dir(out_dir, identity, resume)
+    check = partial(check_models, endpoint, config.target.name)
+    with opened_run(out_dir, identity, requests, resume, check):
         meta = _begin(out_dir, identity, config, endpoint, requests)
         writer = EndpointWriter(out_dir)
-        writer.consolidate()
-        done = writer.finished_request_ids()
-        todo = [r for r in requests if r.id not in done]
-        totals = _Totals()
-        bar = tqdm(total=len(todo), desc=out_dir.name, unit="req", disable=not progress)
         labels = run_labels(meta["run_id"], config)
 
-        def finished(result: Conversation) -> None:
-            server, events, row = conversation_rows(result, config, labels)
-            writer.append_server(server, events, row)
-            totals.add(result, row)
-            bar.update()
+        def send(done: set[str]) -> Iterator[Finished]:
+            """Each conversation as it finishes, its server part flushed first; ``run_wall_s``:
+            the client's clock since the first request."""
+            start = time.perf_counter()
+            todo = [r for r in requests if r.id not in done]
+            for result in _conversations(config, endpoint, todo):
+                server, events, row = conversation_rows(result, config, labels)
+                writer.append_part(SERVER_FILE, server, int(row["request_index"][0]))
+                yield Finished(events, row, time.perf_counter() - start)
 
-        start = time.perf_counter()
-        try:
-            asyncio.run(_drive(config, endpoint, todo, finished))
-        finally:
-            bar.close()
-        wall_s = time.perf_counter() - start
-        writer.consolidate()
-        meta["server_metrics"] = _sources(out_dir)
-        write_json(out_dir / RUN_FILE, meta | {"complete": True})
-    return EndpointSummary(
-        out_dir,
-        meta["run_id"],
-        len(todo),
-        len(requests) - len(todo),
-        totals.tokens,
-        wall_s,
-        totals.drafted,
-        totals.accepted,
-        meta["server_metrics"],
-    )
-
-
-@dataclass
-class _Totals:
-    tokens: int = 0
-    drafted: int = 0
-    accepted: int = 0
-
-    def add(self, result: Conversation, row: pl.DataFrame) -> None:
-        self.tokens += int(row["new_tokens"][0] or 0)
-        self.drafted += int(row["drafted"][0] or 0)
-        self.accepted += int(row["accepted"][0] or 0)
+        summary = record_run(
+            writer, meta, requests, send, progress, lambda: {"server_metrics": _sources(out_dir)}
+        )
+    return EndpointSummary(*astuple(summary), meta["server_metrics"])
 
 
 def _sources(out_dir: Path) -> str | None:
@@ -272,15 +217,29 @@ def arrival_times(n: int, rate: float, seed: int) -> list[float]:
     return out
 
 
+def _conversations(
+    config: RunConfig, endpoint: EndpointConfig, todo: Sequence[Request]
+) -> Iterator[Conversation]:
+    """:func:`_drive`'s conversations, one at a time, to a synchronous reader (the scaffold).
+    The event loop runs while the reader waits for the next one: requests in flight do not
+    advance while it writes. Leaving early cancels them (closing the loop closes ``_drive``)."""
+    with asyncio.Runner() as runner:  # as asyncio.run: Ctrl-C cancels, closing ends the rest
+        stream = _drive(config, endpoint, todo)
+        while (result := runner.run(_next(stream))) is not None:
+            yield result
+
+
+async def _next(stream: AsyncIterator[Conversation]) -> Conversation | None:
+    """The next conversation or None, asked inside the loop (so closing it closes ``stream``)."""
+    return await anext(stream, None)
+
+
 async def _drive(
-    config: RunConfig,
-    endpoint: EndpointConfig,
-    todo: Sequence[Request],
-    finished: Callable[[Conversation], None],
-) -> None:
-    """Send every request at its arrival time, at most ``concurrency`` at once; hand each
-    finished conversation to ``finished`` (in completion order). The first failure cancels the
-    requests still in flight and is raised."""
+    config: RunConfig, endpoint: EndpointConfig, todo: Sequence[Request]
+) -> AsyncIterator[Conversation]:
+    """Send every request at its arrival time, at most ``concurrency`` at once; yield each
+    finished conversation (in completion order). The first failure cancels the requests still
+    in flight and is raised."""
     loop = asyncio.get_running_loop()
     slots = asyncio.Semaphore(endpoint.concurrency)
     start = loop.time()
@@ -295,7 +254,7 @@ async def _drive(
         tasks = [asyncio.create_task(one(r, at)) for r, at in zip(todo, offsets, strict=True)]
         try:
             for next_done in asyncio.as_completed(tasks):
-                finished(await next_done)
+                yield await next_done
         finally:
             for task in tasks:
                 task.cancel()

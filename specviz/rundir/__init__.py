@@ -14,7 +14,8 @@ scan_events``). The package's modules, one concept each:
   atomic writes, one writer at a time);
 - :mod:`~specviz.rundir.schema` (and :mod:`~specviz.rundir.schema_doc`): the tables' columns,
   versions and their documentation;
-- :mod:`~specviz.rundir.summary`: the per-run summary written beside the tables;
+- :mod:`~specviz.rundir.scaffold`: the one run scaffold (:func:`opened_run`,
+  :func:`record_run`) that in-process and server-measured runs share, and their totals;
 - :mod:`~specviz.rundir.provenance`: where and with what a run was decoded.
 
 Inside the package, modules import their siblings directly, never this face.
@@ -52,6 +53,13 @@ from specviz.rundir.read import (
     read_run_meta,
     write_json,
 )
+from specviz.rundir.scaffold import (
+    EndpointSummary,
+    RunSummary,
+    Session,
+    opened_run,
+    record_run,
+)
 from specviz.rundir.scan import (
     refuse_unfinished,
     unfinished_runs,
@@ -72,10 +80,6 @@ from specviz.rundir.schema import (
     SchemaError,
     check_columns,
 )
-from specviz.rundir.summary import (
-    EndpointSummary,
-    RunSummary,
-)
 from specviz.rundir.tables import (
     PARTS_DIR,
     Finished,
@@ -84,6 +88,7 @@ from specviz.rundir.tables import (
     damaged,
     scan_events,
     scan_requests,
+    table_files,
 )
 
 __all__ = [
@@ -108,6 +113,7 @@ __all__ = [
     "RunSummary",
     "RunWriter",
     "SchemaError",
+    "Session",
     "begin_run",
     "check_columns",
     "check_out_dir",
@@ -123,12 +129,15 @@ __all__ = [
     "memory_partitions",
     "model_info",
     "open_run_dir",
+    "opened_run",
     "read_run_meta",
+    "record_run",
     "refuse_unfinished",
     "run_identity",
     "scan_events",
     "scan_requests",
     "start_run",
+    "table_files",
     "unfinished_runs",
     "workload_fingerprint",
     "write_json",

@@ -2,11 +2,6 @@
 configuration, workload), the refusal to mix another run into it, and the one writer of a new
 run's metadata (:func:`start_run`), in-process (:func:`begin_run`) and server-measured
 (:mod:`specviz.endpoint.run`) alike.
-
-Reading run directories, their tables and what is unfinished are their own modules
-(:mod:`specviz.rundir.read`, :mod:`specviz.rundir.tables`, :mod:`specviz.rundir.scan`), and where a run was
-decoded is :mod:`specviz.rundir.provenance`; their names are re-exported here, so
-``from specviz.rundir import scan_events`` keeps working.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -28,9 +27,6 @@ from specviz.rundir.schema import (
     REQUESTS_FILE,
     check_columns,
 )
-
-if TYPE_CHECKING:
-    from specviz.recorder import RequestCounters
 
 PARTS_DIR = "parts"
 
@@ -147,17 +143,31 @@ def _atomic_write_parquet(frame: pl.DataFrame, path: Path) -> None:
 
 @dataclass(frozen=True)
 class Finished:
-    """A decoded request as a session hands it to the writer: its counters, its event and
-    request rows, and the run's wall seconds so far."""
+    """A decoded (or server-answered) request as a session hands it to the writer: its event
+    and request rows, and the run's wall seconds so far. The run's totals are summed from the
+    request rows (:func:`specviz.rundir.scaffold.record_run`)."""
 
-    counters: RequestCounters
     events: pl.DataFrame
     request: pl.DataFrame
     run_wall_s: float
 
 
 class RunWriter:
-    """Appends finished requests to a run directory, one flushed part per request."""
+    """Appends finished requests to a run directory, one flushed part per request and table.
+
+    ``TABLES``: each table it keeps, with the columns that identify a row (parts written again
+    after a crash between rename and cleanup keep one copy) and its order; a kind of run that
+    keeps more (``server.parquet``, :mod:`specviz.endpoint.run`) adds its own."""
+
+    TABLES: tuple[tuple[str, pl.Schema, tuple[str, ...], tuple[str, ...]], ...] = (
+        (REQUESTS_FILE, REQUEST_SCHEMA, ("request_id",), ("request_index",)),
+        (
+            EVENTS_FILE,
+            EVENT_SCHEMA,
+            ("request_id", "round", "position", "kind"),
+            ("request_index", "round", "position"),
+        ),
+    )
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -175,39 +185,32 @@ class RunWriter:
     def append(self, events: pl.DataFrame, request: pl.DataFrame) -> None:
         """Flush one request: its events first, then its request row (which marks it done)."""
         index = int(request["request_index"][0])
-        _atomic_write_parquet(
-            events.match_to_schema(EVENT_SCHEMA), self.parts / f"events-{index:06d}.parquet"
-        )
-        _atomic_write_parquet(
-            request.match_to_schema(REQUEST_SCHEMA), self.parts / f"requests-{index:06d}.parquet"
-        )
+        self.append_part(EVENTS_FILE, events, index)
+        self.append_part(REQUESTS_FILE, request, index)
+
+    def append_part(self, name: str, frame: pl.DataFrame, index: int) -> None:
+        """Flush the rows of request ``index`` in table ``name`` as one part."""
+        schema = next(schema for table, schema, _, _ in self.TABLES if table == name)
+        part = self.parts / f"{name.removesuffix('.parquet')}-{index:06d}.parquet"
+        _atomic_write_parquet(frame.match_to_schema(schema), part)
 
     def consolidate(self) -> None:
-        """Merge parts into events.parquet / requests.parquet; each request is kept once.
+        """Merge the parts into each table's file; each request (each row) is kept once.
 
         Runs under the directory's exclusive lock, so any temporary file in it is a leftover of
         a crashed writer (a ``kill -9`` mid-write, a full disk): those are deleted first."""
         for directory in (self.run_dir, self.parts):
             remove_leftovers(directory)
-        done = self.finished_request_ids()
-        for name, schema in ((REQUESTS_FILE, REQUEST_SCHEMA), (EVENTS_FILE, EVENT_SCHEMA)):
+        done = list(self.finished_request_ids())
+        for name, schema, key, order in self.TABLES:
             files = table_files(self.run_dir, name)
             if not files:
                 continue
-            frame = pl.scan_parquet(files).filter(pl.col("request_id").is_in(list(done))).collect()
-            if name == REQUESTS_FILE:
-                frame = frame.unique("request_id", keep="first", maintain_order=True)
-            else:
-                # parts written again after a crash between rename and cleanup: keep one copy
-                frame = frame.unique(
-                    ["request_id", "round", "position", "kind"], keep="first", maintain_order=True
-                )
-            sort = (
-                ["request_index", "round", "position"] if name == EVENTS_FILE else ["request_index"]
-            )
+            frame = pl.scan_parquet(files).filter(pl.col("request_id").is_in(done)).collect()
+            frame = frame.unique(key, keep="first", maintain_order=True)
             # stable: a rejected draft and its round's correction share a position, and keep
             # the recorder's order (drafts, then the target's row) however the parts arrived
-            frame = frame.sort(sort, maintain_order=True)
+            frame = frame.sort(order, maintain_order=True)
             _atomic_write_parquet(frame.match_to_schema(schema), self.run_dir / name)
         for part in self.parts.glob("*.parquet"):
             part.unlink()
