@@ -60,8 +60,8 @@ from specviz.rundir import (
     RunSummary,
     RunWriter,
     begin_run,
-    locked,
-    open_run_dir,
+    complete_run,
+    opened_run,
     run_identity,
     write_json,
 )
@@ -137,11 +137,9 @@ def _open(spec: LaneRun, target: LoadedModel, models: ModelCache, lanes: int) ->
     resume (finished requests skipped, policy and memory replayed), drafter and policy."""
     config, out = spec.config, spec.out_dir
     identity = run_identity(config, spec.requests, None)
-    open_run_dir(out, identity, True)
     lock = contextlib.ExitStack()
-    lock.enter_context(locked(out))
+    lock.enter_context(opened_run(out, identity, spec.requests, True, check=lambda: None))
     try:
-        open_run_dir(out, identity, True)
         limits = TurnLimits.of(target, config.max_new_tokens)
         for request in spec.requests:  # fail before writing anything if a turn cannot fit
             limits.encode_turn(target, request.prompt, [])
@@ -169,8 +167,7 @@ def _open(spec: LaneRun, target: LoadedModel, models: ModelCache, lanes: int) ->
 
 
 def _close(run: _OpenRun) -> RunSummary:
-    run.writer.consolidate()
-    write_json(run.spec.out_dir / RUN_FILE, run.meta | {"complete": True})
+    complete_run(run.writer, run.meta)
     run.lock.close()
     return RunSummary(
         run.spec.out_dir,

@@ -57,6 +57,7 @@ from specviz.rundir.scaffold import (
     EndpointSummary,
     RunSummary,
     Session,
+    complete_run,
     opened_run,
     record_run,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "check_out_dir",
     "check_out_file",
     "collect_tables",
+    "complete_run",
     "damaged",
     "disk_error",
     "entries",

@@ -119,10 +119,17 @@ def record_run(
             )
     finally:
         bar.close()
-    writer.consolidate()
     meta |= finish()
-    write_json(writer.run_dir / RUN_FILE, meta | {"complete": True})
+    complete_run(writer, meta)
     skipped = len(requests) - todo
     return RunSummary(
         writer.run_dir, meta["run_id"], todo, skipped, tokens, wall_s, drafted, accepted
     )
+
+
+def complete_run(writer: RunWriter, meta: dict[str, Any]) -> None:
+    """Merge the run's parts and mark its ``run.json`` (``meta``) complete: the last write of
+    every run, decoded alone (:func:`record_run`) or in a lane beside others
+    (:mod:`specviz.codecode`)."""
+    writer.consolidate()
+    write_json(writer.run_dir / RUN_FILE, meta | {"complete": True})
