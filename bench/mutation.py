@@ -78,12 +78,34 @@ MODULES: dict[str, Module] = {
             "tests/test_metrics_claims.py",
         ),
     ),
+    # the unit-level tests only: the other tests of test_endpoint_client.py and
+    # test_llamacpp_endpoint.py start `specviz run` / `summary` against a scripted server, and
+    # mutmut's clean run of them alone outlasted what a shared 2-core machine can spare
     "parse": Module(
         "specviz/endpoint/parse.py",
         (
             "tests/test_endpoint_parse_claims.py",
             "tests/test_endpoint_events.py",
-            "tests/test_endpoint_client.py",
+            *(
+                f"tests/test_endpoint_client.py::{t}"
+                for t in (
+                    "test_vllm_documented_metrics_are_parsed",
+                    "test_vllm_detailed_metrics_carry_per_step_counts",
+                    "test_vllm_early_choice_shape_with_keyed_histogram_is_parsed",
+                    "test_sglang_fields_are_parsed",
+                    "test_a_response_without_figures_has_no_spec",
+                )
+            ),
+            *(
+                f"tests/test_llamacpp_endpoint.py::{t}"
+                for t in (
+                    "test_llamacpp_timings_give_drafted_and_accepted_and_no_steps",
+                    "test_llamacpp_timings_without_draft_counts_are_a_request_that_drafted_nothing",
+                    "test_llamacpp_accepting_more_than_it_drafted_is_a_protocol_error",
+                    "test_two_turns_of_llamacpp_counts_add_and_steps_stay_unknown",
+                    "test_the_real_servers_full_and_streamed_answers_are_parsed_alike",
+                )
+            ),
         ),
     ),
     "expressions": Module(

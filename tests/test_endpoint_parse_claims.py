@@ -6,7 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-from specviz.endpoint.parse import ProtocolError, ServerSpec, message_text, server_spec
+from specviz.endpoint.parse import (
+    ProtocolError,
+    ServerSpec,
+    Usage,
+    delta_text,
+    load_json,
+    message_text,
+    server_spec,
+    sse_data,
+    usage_of,
+)
 
 
 def vllm(block: dict) -> ServerSpec:
@@ -126,3 +136,72 @@ def test_a_full_response_gives_its_first_choices_text_and_finish_reason():
 def test_a_full_response_without_a_usable_choice_is_a_protocol_error(answer, words):
     with pytest.raises(ProtocolError, match=words):
         message_text(answer)
+
+
+def test_an_event_streams_data_line_gives_its_payload_and_any_other_line_none():
+    assert sse_data('data: {"a": 1}  ') == '{"a": 1}'
+    assert sse_data("data:[DONE]") == "[DONE]"
+    assert sse_data(": keep-alive") is None
+    assert sse_data("event: data: x") is None
+
+
+def test_a_servers_json_object_is_read_and_anything_else_named_with_its_start():
+    assert load_json('{"x": [1]}', "the server") == {"x": [1]}
+    with pytest.raises(ProtocolError) as malformed:
+        load_json("{" + "y" * 80, "http://h:1")
+    assert str(malformed.value) == (
+        "http://h:1 sent malformed JSON (Expecting property name enclosed in double quotes): "
+        + repr("{" + "y" * 59 + "...")
+    )
+    with pytest.raises(ProtocolError) as short:
+        load_json("{", "S")
+    assert str(short.value).endswith("): '{'")
+    with pytest.raises(ProtocolError) as listed:
+        load_json("[" + "1, " * 30 + "1]", "S")
+    assert str(listed.value) == "S sent JSON that is not an object: " + repr(
+        ("[" + "1, " * 30)[:60]
+    )
+
+
+def test_usage_gives_prompt_and_completion_tokens_unknown_where_left_out():
+    assert usage_of({"usage": {"prompt_tokens": 7, "completion_tokens": 3.0}}) == Usage(7, 3)
+    assert usage_of({"usage": {"completion_tokens": 3}}) == Usage(None, 3)
+    assert usage_of({"usage": {"prompt_tokens": 7}}) == Usage(7, None)
+    assert usage_of({"usage": None}) is None and usage_of({}) is None
+    with pytest.raises(ProtocolError, match=r"^usage.completion_tokens is not a count: -1$"):
+        usage_of({"usage": {"completion_tokens": -1}})
+
+
+def test_a_stream_chunk_gives_its_first_choices_delta_and_finish_reason():
+    chunk = {"choices": [{"delta": {"content": "hi"}, "finish_reason": None}, {"delta": {}}]}
+    assert delta_text(chunk) == ("hi", None)
+    assert delta_text({"choices": [{"delta": {}, "finish_reason": "stop"}]}) == ("", "stop")
+    assert delta_text({"choices": [{"delta": None, "finish_reason": "length"}]}) == (
+        "",
+        "length",
+    )
+    assert delta_text({"choices": []}) == ("", None)  # the final usage chunk
+
+
+@pytest.mark.parametrize(
+    ("chunk", "message"),
+    [
+        ({}, "a stream chunk has no choices list: '{}'"),
+        (
+            {"choices": "x" * 100},
+            "a stream chunk has no choices list: " + repr(str({"choices": "x" * 100})[:80]),
+        ),
+        ({"choices": [{"delta": {"content": 3}}]}, "a stream chunk's content is not text: 3"),
+    ],
+)
+def test_a_stream_chunk_without_a_usable_choice_is_named(chunk, message):
+    with pytest.raises(ProtocolError) as caught:
+        delta_text(chunk)
+    assert str(caught.value) == message
+
+
+def test_llamacpp_figures_are_read_only_from_timings_it_marks_as_its_own():
+    timings = {"draft_n": 4, "draft_n_accepted": 1}
+    assert server_spec({"timings": timings}) is None
+    spec = server_spec({"timings": {"predicted_n": 9, **timings}})
+    assert spec == ServerSpec("llama.cpp", (), None, 1, 4, None)
