@@ -360,9 +360,10 @@ def diff(work: Path, mutant: str) -> str:
 @dataclass(frozen=True)
 class Equivalent:
     """A survivor judged equivalent (no test can tell it from the original), in
-    :data:`EQUIVALENT_FILE`: the mutant's name, a line its diff adds (mutmut numbers a function's
-    mutants anew when the function changes: a name whose diff no longer adds ``line`` is a
-    different mutant, reported unclassified) and why it is equivalent."""
+    :data:`EQUIVALENT_FILE`: the mutant's name, a line its diff adds (``-LINE`` for a mutant that
+    only deletes: :func:`changed_lines`; mutmut numbers a function's mutants anew when the
+    function changes: a name whose diff no longer changes ``line`` is a different mutant,
+    reported unclassified) and why it is equivalent."""
 
     mutant: str
     line: str
@@ -390,6 +391,20 @@ def added_lines(text: str) -> list[str]:
         line[1:].strip()
         for line in text.splitlines()
         if line.startswith("+") and not line.startswith("+++")
+    ]
+
+
+def changed_lines(text: str) -> list[str]:
+    """The lines a diff adds; for a mutant that only deletes (an argument dropped on a line of
+    its own, such as ``how="left",``), the lines it removes, each as ``-LINE``: an equivalent
+    entry's ``line`` names one of these."""
+    added = added_lines(text)
+    if added:
+        return added
+    return [
+        "-" + line[1:].strip()
+        for line in text.splitlines()
+        if line.startswith("-") and not line.startswith("---")
     ]
 
 
@@ -428,7 +443,7 @@ def classify(
     found = []
     for m, text in diffs(work, module, mutants).items():
         note = known.get(m)
-        same = note is not None and note.line.strip() in added_lines(text)
+        same = note is not None and note.line.strip() in changed_lines(text)
         found.append(Survivor(m, text, note.reason if same and note else None))
     return found
 
@@ -561,7 +576,8 @@ def report(out: Path, rows: list[dict], survivors: dict[str, list[Survivor]]) ->
         if same:
             lines += ["", f"## {name}: equivalent ({len(same)})", ""]
             lines += [
-                f"- `{s.mutant}` `{' / '.join(added_lines(s.diff))}`: {s.equivalent}" for s in same
+                f"- `{s.mutant}` `{' / '.join(changed_lines(s.diff))}`: {s.equivalent}"
+                for s in same
             ]
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
