@@ -17,6 +17,7 @@ from specviz.metrics.accounting import (
     round_table,
     verified_alone,
     wall_clock_load,
+    wall_clocked,
     with_modelled_seconds,
 )
 from specviz.metrics.degradation import CONFIG
@@ -602,3 +603,11 @@ def test_a_stream_with_one_single_task_counterpart_has_its_load_row():
         ]
     )
     assert wall_clock_load(priced)["load_shift"].to_list() == pytest.approx([1.0])
+
+
+def test_requests_of_co_decoded_runs_are_left_out_of_the_wall_clock_figures():
+    _, requests = tables([*CALIBRATION, request("other", 0, "p9", "A", "A", ROUNDS["A0"])])
+    metas = [{"run_id": "cal", "co_decoded": True}, {"run_id": "other"}]
+    assert wall_clocked(requests, metas)["run_id"].to_list() == ["other"]
+    assert wall_clocked(requests, [{"run_id": "cal", "co_decoded": False}]).equals(requests)
+    assert wall_clocked(requests, []).equals(requests)
