@@ -205,3 +205,126 @@ def test_llamacpp_figures_are_read_only_from_timings_it_marks_as_its_own():
     assert server_spec({"timings": timings}) is None
     spec = server_spec({"timings": {"predicted_n": 9, **timings}})
     assert spec == ServerSpec("llama.cpp", (), None, 1, 4, None)
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        (
+            {"metrics": {"speculative_decoding": 3}},
+            "metrics.speculative_decoding is not an object: 3",
+        ),
+        (
+            {"metrics": {"speculative_decoding": {"per_step_accepted": "x"}}},
+            "metrics.speculative_decoding.per_step_accepted is not a list of counts: 'x'",
+        ),
+        (
+            {
+                "metrics": {
+                    "speculative_decoding": {"per_step_accepted": [1], "per_step_drafted": [-1]}
+                }
+            },
+            "metrics.speculative_decoding.per_step_drafted is not a list of counts: [-1]",
+        ),
+        *[
+            (
+                {"metrics": {"speculative_decoding": {"acceptance_histogram": [1], key: -1}}},
+                f"metrics.speculative_decoding.{key} is not a count: -1",
+            )
+            for key in (
+                "num_spec_tokens",
+                "num_spec_steps",
+                "num_accepted_draft_tokens",
+                "num_draft_tokens",
+            )
+        ],
+        (
+            {"spec_accept_histogram": "x"},
+            "SGLang spec fields histogram is not a list of counts: 'x'",
+        ),
+        *[
+            ({key: -1}, f"SGLang spec fields.{key} is not a count: -1")
+            for key in ("spec_verify_ct",)
+        ],
+        *[
+            ({"spec_verify_ct": 1, key: -1}, f"SGLang spec fields.{key} is not a count: -1")
+            for key in ("spec_num_correct_drafts", "spec_num_proposed_drafts")
+        ],
+        *[
+            (
+                {"timings": {"predicted_n": 1, key: -1}},
+                f"llama.cpp timings.{key} is not a count: -1",
+            )
+            for key in ("draft_n", "draft_n_accepted")
+        ],
+    ],
+)
+def test_a_figure_of_the_wrong_shape_is_named_by_its_servers_field(obj, message):
+    with pytest.raises(ProtocolError) as caught:
+        server_spec(obj)
+    assert str(caught.value) == message
+
+
+def test_a_usage_count_of_the_wrong_shape_is_named():
+    with pytest.raises(ProtocolError) as caught:
+        usage_of({"usage": {"prompt_tokens": "7"}})
+    assert str(caught.value) == "usage.prompt_tokens is not a count: '7'"
+
+
+def test_an_empty_keyed_histogram_is_no_steps():
+    spec = vllm({"acceptance_histogram": {}})
+    assert (spec.histogram, spec.steps, spec.accepted, spec.spec_tokens) == ((), 0, 0, 0)
+
+
+def test_a_vllm_response_without_its_longest_draft_takes_it_from_the_histogram():
+    assert vllm({"acceptance_histogram": [5]}).spec_tokens == 0
+    assert vllm({"acceptance_histogram": [5, 0, 1]}).spec_tokens == 2
+
+
+def test_an_sglang_response_with_a_null_step_count_and_no_histogram_has_no_steps():
+    block = {"spec_verify_ct": None, "spec_num_correct_drafts": 3, "spec_num_proposed_drafts": 4}
+    spec = server_spec(block)
+    assert spec == ServerSpec("sglang", (), 0, 3, 4, 0, None, None)
+
+
+def test_the_accepted_count_an_sglang_server_sends_wins_over_its_histogram():
+    spec = server_spec({"spec_accept_histogram": [1, 1], "spec_num_correct_drafts": 5})
+    assert spec is not None and (spec.steps, spec.accepted) == (2, 5)
+
+
+def test_an_sglang_rate_of_zero_gives_no_drafted_count():
+    spec = server_spec({"spec_verify_ct": 2, "spec_num_correct_drafts": 3, "spec_accept_rate": 0})
+    assert spec is not None and spec.drafted is None
+
+
+def test_malformed_json_is_shown_up_to_60_characters_with_dots_only_past_them():
+    for length, shown in ((60, "{" + "y" * 59), (61, "{" + "y" * 59 + "...")):
+        with pytest.raises(ProtocolError) as caught:
+            load_json("{" + "y" * (length - 1), "S")
+        assert str(caught.value).endswith(": " + repr(shown))
+
+
+def test_a_full_response_without_choices_is_shown_up_to_80_characters():
+    answer = {"choices": [], "id": "x" * 100}
+    with pytest.raises(ProtocolError) as caught:
+        message_text(answer)
+    assert str(caught.value) == "the response has no choices: " + repr(str(answer)[:80])
+
+
+def test_a_full_responses_message_that_is_not_an_object_has_no_text():
+    assert message_text({"choices": [{"message": "hi", "finish_reason": "stop"}]}) == ("", "stop")
+
+
+def test_a_stream_chunks_choice_that_is_not_an_object_is_a_protocol_error():
+    with pytest.raises(ProtocolError) as caught:
+        delta_text({"choices": ["x"]})
+    assert str(caught.value) == "a stream chunk's choice is not an object: 'x'"
+
+
+def test_a_shorter_second_turn_adds_only_its_own_histogram_and_keeps_the_source():
+    one = ServerSpec("vllm", (1, 2, 4), 7, 10, None, 2)
+    two = ServerSpec("vllm", (1,), 1, 0, None, 0)
+    both = one + two
+    assert (both.source, both.histogram, both.steps, both.spec_tokens) == ("vllm", (2, 2, 4), 8, 2)
+    unknown = ServerSpec("llama.cpp", (), None, 1, 4, None)
+    assert (unknown + two).spec_tokens is None and (two + unknown).spec_tokens is None
