@@ -133,24 +133,14 @@ def test_older_runs_are_read_beside_current_ones_with_the_columns_they_lack_null
     assert only_old.height == pl.read_parquet(DATA / "schema-2" / "events.parquet").height
 
 
-def test_a_table_damaged_past_its_footer_is_named_when_its_data_is_read(tmp_path):
+def test_an_error_no_table_file_explains_is_raised_as_it_is(tmp_path):
     run = run_json(tmp_path / "run")
-    frame = pl.DataFrame({"x": list(range(200_000))})
-    frame.write_parquet(run / "events.parquet", compression="zstd", statistics=False)
-    data = bytearray((run / "events.parquet").read_bytes())
-    data[8:4000] = bytes(3992)  # the first data page, not the footer
-    (run / "events.parquet").write_bytes(bytes(data))
-    scan = pl.scan_parquet(run / "events.parquet").select(pl.col("x").sum())
-    with pytest.raises(RunDirError) as caught:
-        collect_tables(scan, run, "events.parquet")
-    assert str(caught.value).startswith(f"{run / 'events.parquet'} is damaged (")
-    # an error no table file explains is raised as it is
-    frame.write_parquet(run / "events.parquet")
+    pl.DataFrame({"x": [1, 2]}).write_parquet(run / "events.parquet")
     failing = pl.LazyFrame({"x": ["a"]}).select(pl.col("x").cast(pl.Int64))
     with pytest.raises(pl.exceptions.InvalidOperationError):
         collect_tables(failing, run, "events.parquet")
-    again = pl.scan_parquet(run / "events.parquet").select(pl.col("x").sum())
-    assert collect_tables(again, run, "events.parquet").item() == sum(range(200_000))
+    scan = pl.scan_parquet(run / "events.parquet").select(pl.col("x").sum())
+    assert collect_tables(scan, run, "events.parquet").item() == 3
 
 
 def test_each_finished_request_is_flushed_as_its_own_numbered_pair_of_parts(tmp_path):
@@ -296,3 +286,59 @@ def test_json_is_written_indented_with_sorted_keys_anything_else_as_text_and_a_n
         b'{\n  "a": {\n    "\\u00e9": [\n      1\n    ]\n  },\n  "b": "/x"\n}\n'
     )
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_a_current_runs_tables_are_read_and_one_lacking_a_column_named_when_scanned(tmp_path):
+    run = run_json(tmp_path / "run")
+    events, row = finished(0)
+    events.write_parquet(run / "events.parquet")
+    row.write_parquet(run / "requests.parquet")
+    assert scan_events(run).collect().equals(events)
+    assert scan_requests(run).collect().equals(row)
+    events.drop("verify_s").write_parquet(run / "events.parquet")
+    with pytest.raises(SchemaError) as caught:
+        scan_events(run)
+    assert str(caught.value) == (
+        f"{run / 'events.parquet'} is not a specviz events table of schema version "
+        f"{SCHEMA_VERSION} (missing columns: verify_s). Re-create it with this specviz version."
+    )
+
+
+def test_a_table_damaged_past_its_footer_is_named_with_its_own_read_error(tmp_path):
+    run = run_json(tmp_path / "run")
+    path = run / "events.parquet"
+    pl.DataFrame({"x": list(range(200_000))}).write_parquet(path, statistics=False)
+    data = bytearray(path.read_bytes())
+    data[8:4000] = bytes(3992)
+    path.write_bytes(bytes(data))
+    with pytest.raises(Exception) as direct:  # polars raises several error types
+        pl.read_parquet(path)
+    first = str(direct.value).strip().splitlines()[0]
+    with pytest.raises(RunDirError) as caught:
+        collect_tables(pl.scan_parquet(path).select(pl.col("x").sum()), run, "events.parquet")
+    assert str(caught.value) == f"{path} is damaged ({first}): {REMEDY}"
+
+
+def test_consolidation_keeps_the_first_copy_of_a_request_written_twice(tmp_path):
+    # a request recorded, then written again with other figures (a crash between a part's
+    # rename and the parts' cleanup, then a resume): the consolidated copy is kept
+    run = run_json(tmp_path / "run")
+    writer = RunWriter(run)
+    writer.append(*finished(0))
+    writer.consolidate()
+    events, row = finished(0)
+    writer.append(events.with_columns(pl.lit(9.0).alias("verify_s")), row.with_columns(wall_s=9.0))
+    writer.consolidate()
+    assert pl.read_parquet(run / "requests.parquet")["wall_s"].to_list() == [1.0]
+    read = pl.read_parquet(run / "events.parquet")
+    assert read.height == events.height and 9.0 not in read["verify_s"].to_list()
+
+
+def test_consolidating_only_the_events_of_an_unfinished_request_drops_them(tmp_path):
+    run = run_json(tmp_path / "run")
+    events, _ = finished(0)
+    (run / "parts").mkdir()
+    events.write_parquet(run / "parts" / "events-000000.parquet")
+    RunWriter(run).consolidate()
+    assert pl.read_parquet(run / "events.parquet").height == 0
+    assert list((run / "parts").iterdir()) == []
