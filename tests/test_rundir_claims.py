@@ -81,10 +81,15 @@ def test_check_tables_names_an_unreadable_table_and_one_lacking_a_column(tmp_pat
     row.write_parquet(run / "requests.parquet")
     check_tables(run)
     (run / "events.parquet").write_bytes(b"not parquet")
+    with pytest.raises(Exception) as direct:  # polars raises several error types
+        pl.read_parquet_schema(run / "events.parquet")
+    first = str(direct.value).strip().splitlines()[0]
     with pytest.raises(RunDirError) as bad:
         check_tables(run)
-    assert str(bad.value).startswith(f"{run / 'events.parquet'} is damaged (")
-    assert str(bad.value).endswith(REMEDY)
+    assert str(bad.value) == f"{run / 'events.parquet'} is damaged ({first}): {REMEDY}"
+    events.drop("kind").write_parquet(run / "events.parquet")
+    with pytest.raises(SchemaError, match=r"events\.parquet is not a specviz events table .*kind"):
+        check_tables(run)
     events.write_parquet(run / "events.parquet")
     row.drop("wall_s").write_parquet(run / "requests.parquet")
     with pytest.raises(SchemaError) as lacking:
@@ -342,3 +347,15 @@ def test_consolidating_only_the_events_of_an_unfinished_request_drops_them(tmp_p
     RunWriter(run).consolidate()
     assert pl.read_parquet(run / "events.parquet").height == 0
     assert list((run / "parts").iterdir()) == []
+
+
+def test_a_writer_makes_its_parts_folder_and_its_run_directory_and_reuses_them(tmp_path):
+    run = tmp_path / "new" / "run"
+    RunWriter(run).append(*finished(0))
+    RunWriter(run).append(*finished(1))
+    assert sorted(p.name for p in (run / "parts").iterdir()) == [
+        "events-000000.parquet",
+        "events-000001.parquet",
+        "requests-000000.parquet",
+        "requests-000001.parquet",
+    ]
