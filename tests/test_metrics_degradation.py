@@ -577,3 +577,9 @@ def test_the_decomposition_table_keeps_its_column_types_whatever_the_values():
     assert isinstance(table.schema["thin_tasks"], pl.List)
     assert table.schema["k"] == requests.schema["k"]
     assert table.schema["temperature"] == requests.schema["temperature"]
+
+
+def test_a_request_table_missing_several_columns_is_refused_naming_them_all():
+    requests = requests_from_rows(single_rows() + multi_rows()).drop("wall_s", "prompt_id")
+    with pytest.raises(SchemaError, match=r"missing columns: .*prompt_id.*wall_s"):
+        degradation(requests)
