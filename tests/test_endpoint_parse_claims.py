@@ -319,6 +319,9 @@ def test_a_stream_chunks_choice_that_is_not_an_object_is_a_protocol_error():
     with pytest.raises(ProtocolError) as caught:
         delta_text({"choices": ["x"]})
     assert str(caught.value) == "a stream chunk's choice is not an object: 'x'"
+    with pytest.raises(ProtocolError) as long:
+        delta_text({"choices": ["y" * 100]})
+    assert str(long.value) == "a stream chunk's choice is not an object: " + repr("y" * 80)
 
 
 def test_a_shorter_second_turn_adds_only_its_own_histogram_and_keeps_the_source():
