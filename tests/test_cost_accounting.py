@@ -8,15 +8,19 @@ import pytest
 
 from specviz.metrics import degradation
 from specviz.metrics.accounting import (
+    MODELLED,
     CalibrationError,
     fit_cost_models,
+    load_factors,
     modelled_seconds,
     request_load_factors,
     round_table,
     verified_alone,
     wall_clock_load,
+    wall_clocked,
     with_modelled_seconds,
 )
+from specviz.metrics.degradation import CONFIG
 from specviz.metrics.synthetic import (
     Labels,
     RoundSpec,
@@ -354,5 +358,256 @@ def test_a_request_id_with_a_slash_keeps_its_load_factor():
     factors = request_load_factors(
         events.with_columns(renamed), requests.with_columns(renamed)
     ).sort("request_id")
+    assert factors.columns == ["run_id", "request_id", "load_factor"]
     assert factors["request_id"].to_list() == ["hf/set/0", "hf/set/1", "hf/set/2"]
     assert factors["load_factor"].to_list() == pytest.approx([1.0, 2.0, 1.0])
+
+
+def renamed(frame: pl.DataFrame) -> pl.DataFrame:
+    """Request ids whose order disagrees with their runs' (r1: z, y; r2: a), rows reversed."""
+    ids = {"r1-0": "z", "r1-1": "y", "r2-0": "a"}
+    return frame.with_columns(pl.col("request_id").replace(ids)).reverse()
+
+
+def three_requests():
+    parts = [
+        request("r1", 0, "A0", "A", "A", ROUNDS["A0"]),
+        request("r1", 1, "B0", "B", "B", ROUNDS["B0"]),
+    ]
+    parts.append(request("r2", 0, "A0", "A", "A", ROUNDS["A0"]))
+    events, requests = tables(parts)
+    return renamed(events), renamed(requests)
+
+
+def test_the_round_table_lists_each_runs_requests_rounds_in_order_whatever_order_they_came_in():
+    rounds = round_table(*three_requests())
+    expected = [
+        (run, req, i) for run, req in (("r1", "y"), ("r1", "z"), ("r2", "a")) for i in range(3)
+    ]
+    assert rounds.select("run_id", "request_id", "round").rows() == expected
+
+
+def test_modelled_seconds_are_one_row_per_request_in_run_and_request_order_with_each_part():
+    events, requests = three_requests()
+    priced = modelled_seconds(events, requests, fit_cost_models(events, requests))
+    assert priced.columns == ["run_id", "request_id", *MODELLED]
+    assert priced.select("run_id", "request_id").rows() == [("r1", "y"), ("r1", "z"), ("r2", "a")]
+    # every request: a prefill of 10 tokens (0.1 s) and two rounds drafting 2 (0.02 s) and
+    # verifying 3 rows (0.08 s)
+    assert priced["modelled_verify_s"].to_list() == pytest.approx([0.16] * 3)
+    assert priced["modelled_draft_s"].to_list() == pytest.approx([0.04] * 3)
+    assert priced["modelled_s"].to_list() == pytest.approx([0.3] * 3)
+
+
+def test_each_turns_rounds_carry_that_turns_prompt_length_and_the_requests_where_it_has_none():
+    # a three-turn request whose turn list names two turns, and a request without a turn list
+    rounds = [
+        prefill(0.1, turn=0),
+        RoundSpec(drafted=0, verify_s=0.05, turn=0),
+        prefill(0.2, turn=1),
+        RoundSpec(drafted=0, verify_s=0.05, turn=1),
+        prefill(0.3, turn=2),
+    ]
+    turns = request("t", 0, "p0", "A", "A", rounds, prompt_tokens=50)
+    turns[1]["turn_prompt_tokens"] = [10, 30]
+    single = request("t", 1, "p1", "A", "A", [prefill(0.1)], prompt_tokens=70)
+    single[1]["turn_prompt_tokens"] = None
+    events, requests = tables([turns, single])
+    table = round_table(events, requests)
+    assert table["prompt_tokens"].to_list() == [10, 10, 30, 30, 50, 70]
+    # older run directories: no turn list at all, and only the columns the table needs
+    older = requests.select("run_id", "request_id", "prompt_tokens")
+    assert round_table(events, older)["prompt_tokens"].to_list() == [50] * 5 + [70]
+    # each prefill priced at its turn's length on the line 0.05 s + 0.005 s per token
+    model = fit_cost_models(*tables(CALIBRATION))["tiny"]
+    priced = modelled_seconds(events, requests, {"tiny": model})
+    assert priced["modelled_prefill_s"].to_list() == pytest.approx([0.1 + 0.2 + 0.3, 0.4])
+
+
+def test_rounds_of_a_request_without_a_request_row_are_kept_with_an_unknown_prompt_length():
+    events, requests = tables(CALIBRATION)
+    table = round_table(events, requests.filter(pl.col("request_id") != "cal-1"))
+    assert table.filter(pl.col("request_id") == "cal-1")["prompt_tokens"].to_list() == [None] * 3
+
+
+def test_a_prefill_of_unknown_prompt_length_is_priced_at_the_lines_intercept_and_its_rounds_all_priced():
+    events, requests = tables(CALIBRATION)
+    model = fit_cost_models(events, requests)["tiny"]  # prefill: 0.05 s + 0.005 s per token
+    unknown = requests.with_columns(
+        pl.lit(None, dtype=pl.Int32).alias("prompt_tokens"),
+        pl.lit(None, dtype=pl.List(pl.Int32)).alias("turn_prompt_tokens"),
+    )
+    priced = modelled_seconds(events, unknown, {"tiny": model})
+    assert priced["modelled_prefill_s"].to_list() == pytest.approx([0.05] * 3)
+    assert priced["modelled_s"].to_list() == pytest.approx([0.05 + 0.02 + 0.08 + 0.05] * 3)
+
+
+def test_rounds_with_a_null_batch_size_count_as_unbatched():
+    events, requests = tables(CALIBRATION)
+    older = events.with_columns(pl.lit(None, dtype=pl.Int16).alias("batch_size"))
+    assert round_table(older, requests).height == round_table(events, requests).height == 9
+
+
+def test_requests_without_a_batch_size_column_are_all_priced_and_one_without_rounds_kept():
+    events, requests = tables(CALIBRATION)
+    models = fit_cost_models(events, requests)
+    older = requests.drop("batch_size")
+    priced = with_modelled_seconds(older, events.filter(pl.col("request_id") != "cal-2"), models)
+    assert priced["request_id"].to_list() == ["cal-0", "cal-1", "cal-2"]
+    assert priced["modelled_s"].to_list() == pytest.approx([0.25, 0.35, None])
+
+
+def test_drafting_seconds_are_divided_by_the_requests_load_before_their_median():
+    # ng-3 is the only request of drafter "ngram" and ran twice as slow: 0.06 s of drafting is
+    # 0.03 s at the median load; cal-4 keeps the median request's load at 1
+    ngram = [
+        prefill(0.2),
+        RoundSpec(drafted=2, accepted=1, draft_s=0.06, verify_s=0.16),
+        RoundSpec(drafted=0, verify_s=0.1),
+    ]
+    parts = [
+        *CALIBRATION,
+        request("cal", 3, "p3", "A", "A", ngram, drafter="ngram", prompt_tokens=30),
+        calibration_request(4, 1.0, 10, 0.1),
+    ]
+    model = fit_cost_models(*tables(parts))["tiny"]
+    assert model.draft("ngram", 2) == pytest.approx(0.03)
+    assert model.draft("model", 2) == pytest.approx(0.02)
+
+
+def test_a_draft_curve_starts_at_zero_tokens_flat_below_its_first_measured_count():
+    rounds = [
+        prefill(0.1),
+        RoundSpec(drafted=1, accepted=1, draft_s=0.01, verify_s=0.065),
+        RoundSpec(drafted=3, accepted=1, draft_s=0.03, verify_s=0.08),
+    ]
+    model = fit_cost_models(*tables([request("d", 0, "p0", "A", "A", rounds)]))["tiny"]
+    assert model.draft_s["model"] == pytest.approx((0.01, 0.01, 0.02, 0.03))
+
+
+def test_the_baseline_never_gets_a_draft_curve_even_with_drafting_seconds_recorded():
+    rounds = [prefill(0.1), RoundSpec(drafted=0, draft_s=0.01, verify_s=0.05)]
+    parts = [*CALIBRATION, request("b", 0, "p9", "A", "A", rounds, drafter="none")]
+    events, requests = tables(parts)
+    model = fit_cost_models(events, requests)["tiny"]
+    assert set(model.draft_s) == {"model"}
+    priced = modelled_seconds(events, requests, {"tiny": model})
+    assert priced.filter(pl.col("run_id") == "b")["modelled_draft_s"].to_list() == [0.0]
+
+
+def test_a_request_that_ended_at_its_prefill_calibrates_the_prefill_at_its_own_seconds():
+    # it has no verify round, so no load factor: its prefill counts as run at the median load.
+    # Prefills (10, 0.1), (30, 0.2) and its (50, 0.4) lie on one parabola
+    parts = [calibration_request(0, 1.0, 10, 0.1), calibration_request(2, 1.0, 30, 0.2)]
+    parts.append(request("cal", 5, "p5", "A", "A", [prefill(0.4)], prompt_tokens=50))
+    model = fit_cost_models(*tables(parts))["tiny"]
+    assert model.prefill_s_per_token2 == pytest.approx(1.25e-4)
+    assert [model.prefill(n) for n in (10, 30, 50)] == pytest.approx([0.1, 0.2, 0.4])
+
+
+def test_prefill_rounds_calibrate_whatever_else_they_leave_unrecorded():
+    events, requests = tables(CALIBRATION)
+    unrecorded = events.with_columns(
+        pl.when(pl.col("prefill")).then(None).otherwise(pl.col("draft_s")).alias("draft_s")
+    )
+    model = fit_cost_models(unrecorded, requests)["tiny"]
+    assert (model.prefill_intercept_s, model.prefill_s_per_token) == (
+        pytest.approx(0.05),
+        pytest.approx(0.005),
+    )
+
+
+def test_rounds_without_a_positive_verify_time_give_no_load_factor_and_say_so():
+    events, requests = tables(CALIBRATION)
+    zero = events.with_columns(
+        pl.when(pl.col("prefill")).then(pl.col("verify_s")).otherwise(0.0).alias("verify_s")
+    )
+    model = fit_cost_models(zero, requests, source="s")["tiny"]
+    assert model.source == "s: median over 1 runs; request load factors n/a removed"
+
+
+def test_a_verify_round_timed_at_zero_seconds_moves_no_load_factor():
+    events, requests = tables(CALIBRATION)
+    zero = events.with_columns(
+        pl.when((pl.col("request_id") == "cal-0") & (pl.col("round") == 2))
+        .then(0.0)
+        .otherwise(pl.col("verify_s"))
+        .alias("verify_s")
+    )
+    factors = request_load_factors(zero, requests).sort("request_id")
+    assert factors["load_factor"].to_list() == pytest.approx([1.0, 2.0, 1.0])
+
+
+def test_load_factors_of_requests_that_verified_different_row_counts_are_joined_through_shared_rows():
+    # a verified 1 and 2 rows at load 1, b 2 and 3 rows at load 2, c 3 rows at load 1: only the
+    # rows they share tie their loads together (a median polish)
+    truth = {1: 0.05, 2: 0.065, 3: 0.08}
+    design = {"a": (1.0, (1, 2)), "b": (2.0, (2, 3)), "c": (1.0, (3,))}
+    rows = [("run", r, n, truth[n] * f) for r, (f, ns) in design.items() for n in ns]
+    verify = pl.DataFrame(rows, schema=["run_id", "request_id", "rows", "verify_s"], orient="row")
+    factors = load_factors(verify)
+    assert factors == pytest.approx({"run/a": 1.0, "run/b": 2.0, "run/c": 1.0}, rel=1e-3)
+
+
+def load_rows(config_rows):
+    """A priced request table: (run_id, mixture, category, drafter, k, modelled_s, load)."""
+    rows = [
+        dict(run_id=run, mixture=mix, category=c, prompt_id=f"{c}{i}", drafter=d, k=k,
+             new_tokens=10, wall_s=1.0)
+        for i, (run, mix, c, d, k, _, _) in enumerate(config_rows)
+    ]  # fmt: skip
+    return requests_from_rows(rows).with_columns(
+        pl.Series("modelled_s", [r[5] for r in config_rows]),
+        pl.Series("load_factor", [r[6] for r in config_rows]),
+    )
+
+
+def test_a_streams_load_is_compared_with_its_tasks_single_task_runs_at_every_k_of_its_drafter():
+    priced = load_rows(
+        [
+            # a stream of drafter "other" first: it has no single-task counterparts
+            ("o", "mix", "A", "other", 2, 1.0, 3.0),
+            ("o", "mix", "B", "other", 2, 1.0, 3.0),
+            ("m", "mix", "A", "model", 2, 1.0, 2.0),
+            ("m", "mix", "B", "model", 2, 1.0, 2.0),
+            # its counterparts at k 1 and 3: L_S = (1 x 1 + 1 x 2) / 2
+            ("s-A", "A", "A", "model", 1, 1.0, 1.0),
+            ("s-B", "B", "B", "model", 3, 1.0, 2.0),
+            # not counterparts: another drafter, another task
+            ("s-n", "A", "A", "ngram", 2, 1.0, 9.0),
+            ("s-C", "C", "C", "model", 2, 1.0, 9.0),
+        ]
+    )
+    table = wall_clock_load(priced)
+    assert table.columns == [
+        *CONFIG,
+        "mixture",
+        "multitask_load",
+        "single_task_load",
+        "load_shift",
+        "min_load",
+        "max_load",
+    ]
+    row = table.row(0, named=True)
+    assert table.height == 1 and (row["drafter"], row["k"], row["mixture"]) == ("model", 2, "mix")
+    assert (row["multitask_load"], row["single_task_load"]) == pytest.approx((2.0, 1.5))
+    assert (row["min_load"], row["max_load"]) == (1.0, 2.0)
+
+
+def test_a_stream_with_one_single_task_counterpart_has_its_load_row():
+    priced = load_rows(
+        [
+            ("m", "mix", "A", "model", 2, 1.0, 2.0),
+            ("m", "mix", "B", "model", 2, 1.0, 2.0),
+            ("s-A", "A", "A", "model", 2, 1.0, 1.0),
+        ]
+    )
+    assert wall_clock_load(priced)["load_shift"].to_list() == pytest.approx([1.0])
+
+
+def test_requests_of_co_decoded_runs_are_left_out_of_the_wall_clock_figures():
+    _, requests = tables([*CALIBRATION, request("other", 0, "p9", "A", "A", ROUNDS["A0"])])
+    metas = [{"run_id": "cal", "co_decoded": True}, {"run_id": "other"}]
+    assert wall_clocked(requests, metas)["run_id"].to_list() == ["other"]
+    assert wall_clocked(requests, [{"run_id": "cal", "co_decoded": False}]).equals(requests)
+    assert wall_clocked(requests, []).equals(requests)

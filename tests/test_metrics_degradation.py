@@ -29,6 +29,7 @@ from specviz.metrics.degradation import (
     thin_tasks_of_term,
 )
 from specviz.metrics.synthetic import requests_from_rows
+from specviz.rundir import SchemaError
 
 SPT = {("A", 2): 0.10, ("A", 4): 0.08, ("B", 2): 0.10, ("B", 4): 0.12}
 PROMPTS = ["A0", "B0", "A1", "B1"]
@@ -467,3 +468,118 @@ def test_every_term_has_one_chart_label_in_the_terms_order():
 def test_decomposition_seconds_are_rounded_to_the_nanosecond_and_never_a_negative_zero():
     assert _ns(1.23456789012) == 1.234567890
     assert copysign(1.0, _ns(-1e-12)) == 1.0
+
+
+def test_a_null_configuration_value_decomposes_like_a_known_one():
+    # the null-temperature stream is the temperature-0 one at half the seconds
+    table = degradation(two_temperatures(), n_boot=50)
+    assert table["best_single_k"].to_list() == ["4", "4"]
+    assert table["single_k_s"].to_list() == pytest.approx([8.0, 4.0])
+    assert table["tuned_single_task_s"].to_list() == pytest.approx([7.2, 3.6])
+    assert table["k_mismatch"].to_list() == pytest.approx([0.8, 0.4])
+
+
+def repeats_rows() -> list[dict]:
+    """Single-task repeats 0 (SPT) and 1 (three times slower) of every prompt, and a stream at
+    k=4 of repeats 0, 1 and 2, all of an unknown (null) temperature."""
+    single = [{**r, "repeat": rep, "wall_s": r["wall_s"] * (1 + 2 * rep), "temperature": None}
+              for rep in (0, 1) for r in single_rows()]  # fmt: skip
+    multi = [{**r, "repeat": rep, "temperature": None} for rep in (0, 1, 2) for r in multi_rows()]
+    return single + multi
+
+
+def test_each_repeat_is_priced_at_its_own_single_task_repeat_and_an_unmatched_one_pooled():
+    parts = request_parts(requests_from_rows(repeats_rows())).sort("request_index")
+    # repeat 0: 10 spt(c, 4); repeat 1: three times that; repeat 2 (not run single-task): the
+    # pooled spt, sum W / sum N = (1 + 3) / 2 times repeat 0's
+    one = [0.8, 1.2, 0.8, 1.2]
+    assert parts["t_s"].to_list() == pytest.approx(
+        one + [3 * t for t in one] + [2 * t for t in one]
+    )
+
+
+def test_per_request_seconds_are_rounded_to_the_nanosecond():
+    spt = {("A", 4): 0.100000000037, ("B", 4): 0.100000000037}
+    rows = single_rows(spt=spt) + multi_rows(spt=spt, slowdown=1.23456789012)
+    parts = request_parts(requests_from_rows(rows))
+    # t_m = 1.00000000037 x 1.23456789012 = 1.23456789058: 1.234567891; every t_s =
+    # 1.00000000037: 1.0
+    assert parts["t_m"].to_list() == [1.234567891] * 4
+    for column in ("t_s", "t_s_best", "t_s_single"):
+        assert parts[column].to_list() == [1.0] * 4, column
+
+
+def test_ks_whose_costs_differ_by_less_than_half_a_nanosecond_tie():
+    # every k=2 request costs 0.15 ns more than at k=4: a tie to the nanosecond, so the smaller
+    # k is each task's best and the stream's own k (2) stays its single k
+    spt = {("A", 2): 0.1 + 1.5e-11, ("A", 4): 0.1, ("B", 2): 0.1 + 1.5e-11, ("B", 4): 0.1}
+    rows = single_rows(spt=spt) + multi_rows(k=2, spt=spt)
+    r = only(degradation(requests_from_rows(rows), n_boot=50))
+    assert (r["best_k"], r["best_single_k"]) == ("A=2, B=2", "2")
+
+
+def test_a_stream_of_one_prompt_per_task_picks_the_single_k_cheapest_on_its_own_prompts():
+    # at k=2 the stream costs 2.0 s, at k=4 1.9 s: no other half, so chosen in sample
+    spt = SPT | {("B", 4): 0.11}
+    rows = single_rows(spt=spt) + multi_rows(prompts=["A0", "B0"], k=2, spt=spt)
+    r = only(degradation(requests_from_rows(rows), n_boot=50))
+    assert r["best_single_k"] == "4"
+    assert r["single_k_s"] == pytest.approx(1.9)
+
+
+def test_the_decomposition_reads_the_clock_column_it_is_given():
+    requests = requests_from_rows(single_rows() + multi_rows())
+    doubled = requests.with_columns((pl.col("wall_s") * 2).alias("modelled_s"))
+    r = only(degradation(doubled, seconds="modelled_s", n_boot=50))
+    assert (r["multitask_s"], r["reference_s"]) == pytest.approx((8.8, 7.2))
+    assert request_parts(doubled, seconds="modelled_s")["t_m"].sum() == pytest.approx(8.8)
+    with pytest.raises(SchemaError, match="modelled_s"):
+        degradation(requests, seconds="modelled_s")
+
+
+NEEDED = ["target", "temperature", "drafter", "policy", "k", "run_id", "mixture", "category",
+          "prompt_id", "repeat", "new_tokens", "wall_s", "request_id", "request_index"]  # fmt: skip
+
+
+def test_the_decomposition_needs_only_its_columns_and_leaves_batched_requests_out():
+    requests = requests_from_rows(single_rows() + multi_rows())
+    full = only(degradation(requests, n_boot=50))
+    assert only(degradation(requests.select(NEEDED), n_boot=50)) == full
+    batched = requests_from_rows(
+        [{**r, "run_id": "batched", "batch_size": 2, "wall_s": 9.0} for r in multi_rows()]
+    )
+    assert only(degradation(pl.concat([requests, batched]), n_boot=50)) == full
+
+
+def test_a_task_with_three_prompts_alternates_them_between_the_two_halves():
+    spt = {(f"{c}{i}", k): 0.1 for c in "AB" for i in range(3) for k in (2, 4)}
+    parts = request_parts(requests_from_rows(prompt_rows(spt, stream_k=4)))
+    assert parts["t_s_single"].to_list() == pytest.approx([1.0] * 6)
+    r = only(degradation(requests_from_rows(prompt_rows(spt, stream_k=4)), n_boot=50))
+    assert r["single_k_s"] == pytest.approx(6.0)
+
+
+def test_the_default_seed_is_zero():
+    rows = single_rows() + multi_rows()
+    for row, slowdown in zip(rows[-4:], (1.0, 1.5, 1.2, 2.0), strict=True):
+        row["wall_s"] *= slowdown  # requests of different extra seconds: a seed moves the bounds
+    requests = requests_from_rows(rows)
+    assert degradation(requests, n_boot=50).equals(degradation(requests, n_boot=50, seed=0))
+    assert not degradation(requests, n_boot=50).equals(degradation(requests, n_boot=50, seed=1))
+
+
+def test_the_decomposition_table_keeps_its_column_types_whatever_the_values():
+    requests = requests_from_rows(single_rows() + multi_rows())
+    table = degradation(requests, n_boot=50)
+    # no control (a constant policy): every control_thin_tasks is null, still a list of structs
+    assert table["control_thin_tasks"].to_list() == [None]
+    assert table.schema["control_thin_tasks"] == table.schema["thin_tasks"]
+    assert isinstance(table.schema["thin_tasks"], pl.List)
+    assert table.schema["k"] == requests.schema["k"]
+    assert table.schema["temperature"] == requests.schema["temperature"]
+
+
+def test_a_request_table_missing_several_columns_is_refused_naming_them_all():
+    requests = requests_from_rows(single_rows() + multi_rows()).drop("wall_s", "prompt_id")
+    with pytest.raises(SchemaError, match=r"missing columns: .*prompt_id.*wall_s"):
+        degradation(requests)

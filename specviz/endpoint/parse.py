@@ -227,7 +227,9 @@ def delta_text(obj: dict[str, Any]) -> tuple[str, str | None]:
     if not choices:
         return "", None
     choice = choices[0]
-    delta = choice.get("delta") if isinstance(choice, dict) else None
+    if not isinstance(choice, dict):  # not a chat completion: said, not an AttributeError
+        raise ProtocolError(f"a stream chunk's choice is not an object: {str(choice)[:80]!r}")
+    delta = choice.get("delta")
     content = delta.get("content") if isinstance(delta, dict) else None
     if content is not None and not isinstance(content, str):
         raise ProtocolError(f"a stream chunk's content is not text: {content!r}")

@@ -165,13 +165,16 @@ def load_factors(verify: pl.DataFrame, sweeps: int = 20) -> dict[str, float]:
     + log T(rows) over the verify rounds given: requests run at different times under different
     machine load (the other worker, other jobs), so without it the curve's shape would carry
     whichever load the conditions that verify many rows happened to meet. Factors are scaled so
-    the median request's is 1.
+    the median request's is 1. No verify round timed above 0 s: no factor (an empty dict; the
+    polish would otherwise fail on an empty table).
     """
     frame = verify.filter(pl.col("verify_s") > 0).select(
         pl.concat_str("run_id", "request_id", separator="/").alias("run_id"),
         "rows",
         pl.col("verify_s").log().alias("y"),
     )
+    if frame.height == 0:
+        return {}
     run_eff = {r: 0.0 for r in frame["run_id"].unique().to_list()}
     for _ in range(sweeps):
         with_run = frame.with_columns(
