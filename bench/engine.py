@@ -13,6 +13,10 @@ shared machine; ``row_cpu_ms`` in the JSON). Beside them llama.cpp's ``llama-ben
 absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
 JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
 (issue target: <= 1.5) and its 6-row forward over its own one-row forward (target: <= 1.3).
+``--stages`` adds, per configuration on specviz's kernel library, where a 1-row and a 6-row
+forward's CPU time goes (``stage_cpu_ms``): the linear layers by shape, the library's attention,
+RoPE and RMSNorm, and the rest (torch's operations between them, Python, ctypes), each a
+median of ``--row-repeats`` forwards (the library's entry points timed one by one).
 
 Part 2, against transformers' generate(), side by side in one run:
 
@@ -35,25 +39,30 @@ emulated and slower). Prints a table, then one JSON line.
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
         [--dtypes float32,bfloat16] [--prompts 4] [--rows-only] [--row-repeats 12]
         [--row-configs bfloat16/lean,...] [--context 200] [--llama-cpp-bin DIR] [--fastest]
+        [--stages]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.forward import forward, new_cache, rollback
-from specviz.lean.kernel import KERNEL_ENV
+from specviz.lean import lean_of
+from specviz.lean.kernel import KERNEL_ENV, KernelLinear, Library
 from specviz.model_source import cache_root, embedded_gguf
 from specviz.models import LoadedModel, ModelCache
 from specviz.precision import cpu_bf16_flags
@@ -119,6 +128,80 @@ def timed_rows(
     return out
 
 
+STAGE_ROWS = (1, 6)  # the one-row forward and the 6-row verify of the issue's targets
+REST = "rest (torch, Python, ctypes)"
+
+
+@contextmanager
+def stage_clock(spent: collections.Counter[str]) -> Iterator[None]:
+    """While open, every call of the kernel library's entry points adds its CPU time (this
+    thread's, ns) to ``spent``, under ``linear OUTxIN``, ``attention``, ``rope`` or ``norm``."""
+
+    def timed(
+        method: Callable[..., object], name: Callable[[object], str]
+    ) -> Callable[..., object]:
+        def run(self: object, *args: object) -> object:
+            start = time.thread_time_ns()
+            try:
+                return method(self, *args)
+            finally:
+                spent[name(self)] += time.thread_time_ns() - start
+
+        return run
+
+    def shape(f: object) -> str:
+        assert isinstance(f, KernelLinear)
+        return f"linear {f.out_features}x{f.in_features}"
+
+    targets = [
+        (KernelLinear, "__call__", shape),
+        (Library, "attend", lambda _: "attention"),
+        (Library, "rotate_into", lambda _: "rope"),
+        (Library, "rms_norm", lambda _: "norm"),
+    ]
+    with ExitStack() as stack:
+        for cls, attr, name in targets:
+            stack.enter_context(mock.patch.object(cls, attr, timed(getattr(cls, attr), name)))
+        yield
+
+
+@torch.inference_mode()
+def stage_costs(loaded: LoadedModel, context: int, repeats: int) -> dict[int, dict[str, float]]:
+    """Per row count of :data:`STAGE_ROWS`, CPU ms of each stage of one forward after
+    ``context`` tokens (median of ``repeats``; :data:`REST`: the forward's time outside them)."""
+    ids = torch.arange(context + max(STAGE_ROWS)) % 40000 + 100
+    cache = new_cache(loaded.model)
+    forward(loaded.model, ids[:context], cache, 0, last_only=True)
+    spent: collections.Counter[str] = collections.Counter()
+    samples: dict[int, dict[str, list[int]]] = {
+        n: collections.defaultdict(list) for n in STAGE_ROWS
+    }
+    with stage_clock(spent):
+        for _ in range(repeats):
+            for n in STAGE_ROWS:
+                spent.clear()
+                start = time.thread_time_ns()
+                forward(loaded.model, ids[context : context + n], cache, context)
+                total = time.thread_time_ns() - start
+                rollback(cache, n)
+                for stage, ns in spent.items():
+                    samples[n][stage].append(ns)
+                samples[n][REST].append(total - sum(spent.values()))
+                samples[n]["total"].append(total)
+    return {
+        n: {stage: statistics.median(v) / 1e6 for stage, v in sorted(by.items())}
+        for n, by in samples.items()
+    }
+
+
+def print_stages(config: str, stages: dict[int, dict[str, float]]) -> None:
+    one, six = stages[STAGE_ROWS[0]], stages[STAGE_ROWS[1]]
+    print(f"where the CPU time of a forward goes, {config} (median ms)")
+    print(f"{'stage':32s} {'1 row':>8s} {'6 rows':>8s} {'added':>8s}")
+    for stage in [*(k for k in one if k not in (REST, "total")), REST, "total"]:
+        print(f"{stage:32s} {one[stage]:8.2f} {six[stage]:8.2f} {six[stage] - one[stage]:8.2f}")
+
+
 def llama_bench(
     bin_dir: Path, rows: tuple[int, ...], context: int, repeats: int, fastest: bool
 ) -> dict[int, float] | str:
@@ -181,9 +264,19 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
             f"{c}: one row {'n/a' if vs is None else f'{vs:.2f}x'} llama.cpp's (target <= 1.5), "
             f"6 rows {t['six_rows_vs_one_row']:.2f}x its one row (target <= 1.3)"
         )
+    stages = {}
+    if args.stages:
+        for c in configs:
+            lean = lean_of(loaded[c].model)
+            if lean is None or lean.kernels is None:
+                print(f"{c}: not on specviz's kernel library, no stages")
+                continue
+            stages[c] = stage_costs(loaded[c], args.context, args.row_repeats)
+            print_stages(c, stages[c])
     return {
         "row_ms": ms,
         "row_cpu_ms": cpu_ms,
+        "stage_cpu_ms": stages,
         "llama_cpp_row_ms": llama if isinstance(llama, dict) else None,
         "llama_cpp_note": None if isinstance(llama, dict) else llama,
         "row_targets": targets,
@@ -310,6 +403,11 @@ def main() -> None:
         "closer to an idle machine's figure when other work shares the cores)",
     )
     parser.add_argument("--llama-cpp-bin", default=str(LLAMA_CPP_BIN))
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="per-row costs: also where a 1- and a 6-row forward's CPU time goes, by stage",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
