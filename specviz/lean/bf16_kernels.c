@@ -12,10 +12,11 @@
  * The weight is packed once (specviz.lean.kernel.pack): blocks of BLOCK outputs, each block
  * its chunks in order, each chunk the BLOCK outputs' 32 weights side by side
  * ([N/BLOCK][K/32][BLOCK][32], zero-padded to whole blocks and chunks), so a call reads the
- * weights as one sequential stream, prefetched into the L2 cache (not L1) PREFETCH elements
- * ahead (PREFETCH_ONE for a one-row call): prefetching into L1 evicted the rows of x, which
- * every block reads again, once x outgrew what the stream left of L1 (6 rows of SmolLM2's
- * 1536-wide down projection, 18 KiB: 4.3 ms a forward against 2.5 at one row; 2.2 with L2).
+ * weights as one sequential stream, prefetched into the L2 cache PREFETCH elements ahead
+ * (PREFETCH_FEW for a call of up to FEW_ROWS rows, whose loop runs through the stream faster).
+ * Prefetching into L1 evicted the rows of x, which every block reads again, once x outgrew what
+ * the stream left of L1: 6 rows of SmolLM2's 1536-wide down projection (18 KiB of x) took
+ * 4.3 ms a forward against 2.5 at one row; prefetched into L2, 2.5 (CPU time, one thread).
  * Each chunk of weights is loaded once for up to GROUP rows, so a 6-row product reads the
  * weights once, as a one-row product does; more rows than GROUP read a block again from L1.
  *
@@ -32,9 +33,10 @@ typedef uint16_t bf16;
 #ifndef PREFETCH
 #define PREFETCH 8192 /* elements (16 KiB) ahead of the weights being read, into L2 */
 #endif
-#ifndef PREFETCH_ONE
-#define PREFETCH_ONE 2048 /* the same for a one-row call (4 KiB) */
+#ifndef PREFETCH_FEW
+#define PREFETCH_FEW 2048 /* the same for a call of up to FEW_ROWS rows (4 KiB) */
 #endif
+#define FEW_ROWS 2
 
 /* The 4 accumulators' sums, lane o the sum of acc[o]; every sum in reduce16's order:
  * s8[i] = v[i] + v[i+8], s4[i] = s8[i] + s8[i+4], s2[i] = s4[i] + s4[i+2], s = s2[0] + s2[1]. */
@@ -137,7 +139,7 @@ static int group_of(int64_t left) {
 void specviz_linear_bf16(const bf16 *x, int64_t rows, int64_t K, const bf16 *packed, int64_t N,
                          const float *bias, bf16 *y) {
     int64_t chunks = (K + 31) / 32;
-    int64_t ahead = rows == 1 ? PREFETCH_ONE : PREFETCH;
+    int64_t ahead = rows <= FEW_ROWS ? PREFETCH_FEW : PREFETCH;
     for (int64_t o0 = 0; o0 < N; o0 += BLOCK) {
         const bf16 *wb = packed + (o0 / BLOCK) * chunks * (BLOCK * 32);
         for (int64_t r = 0; r < rows;) {
