@@ -13,10 +13,14 @@ shared machine; ``row_cpu_ms`` in the JSON). Beside them llama.cpp's ``llama-ben
 absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
 JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
 (issue target: <= 1.5) and its 6-row forward over its own one-row forward (target: <= 1.3).
-``--stages`` adds, per configuration on specviz's kernel library, where a 1-row and a 6-row
-forward's CPU time goes (``stage_cpu_ms``): the linear layers by shape, the library's attention,
-RoPE and RMSNorm, and the rest (torch's operations between them, Python, ctypes), each a
-median of ``--row-repeats`` forwards (the library's entry points timed one by one).
+``--baseline-kernel FILE`` builds another version of ``specviz/lean/bf16_kernels.c`` (for
+example ``git show REV:specviz/lean/bf16_kernels.c > FILE``; the same entry points) and times
+each ``CONFIG+baseline`` row config on it, interleaved with the others: a before/after of the
+kernel side by side in one run. ``--stages`` adds, per configuration on specviz's kernel
+library, where a 1-row and a 6-row forward's CPU time goes (``stage_cpu_ms``): the linear layers
+by shape, the library's attention, RoPE and RMSNorm, and the rest (torch's operations between
+them, Python, ctypes), each a median of ``--row-repeats`` forwards (the library's entry points
+timed one by one).
 
 Part 2, against transformers' generate(), side by side in one run:
 
@@ -39,7 +43,7 @@ emulated and slower). Prints a table, then one JSON line.
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
         [--dtypes float32,bfloat16] [--prompts 4] [--rows-only] [--row-repeats 12]
         [--row-configs bfloat16/lean,...] [--context 200] [--llama-cpp-bin DIR] [--fastest]
-        [--stages]
+        [--stages] [--baseline-kernel FILE]
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -61,8 +66,8 @@ import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.forward import forward, new_cache, rollback
-from specviz.lean import lean_of
-from specviz.lean.kernel import KERNEL_ENV, KernelLinear, Library
+from specviz.lean import kernel, lean_of
+from specviz.lean.kernel import FLAGS, KERNEL_ENV, KernelLinear, Library, compiler, open_library
 from specviz.model_source import cache_root, embedded_gguf
 from specviz.models import LoadedModel, ModelCache
 from specviz.precision import cpu_bf16_flags
@@ -82,6 +87,7 @@ ROW_CONFIGS = (
     "float32/lean",
 )
 ONEDNN = "+onednn"  # a row config's suffix: bf16 linear layers on oneDNN, not specviz's kernel
+BASELINE = "+baseline"  # a row config's suffix: on the kernel built from --baseline-kernel FILE
 LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
 
 
@@ -89,13 +95,42 @@ LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
 
 
 def row_spec(config: str) -> ModelSpec:
-    dtype, _, engine = config.removesuffix(ONEDNN).partition("/")
+    dtype, _, engine = config.removesuffix(ONEDNN).removesuffix(BASELINE).partition("/")
     return ModelSpec("smollm2-135m", device="cpu", dtype=dtype, engine=engine or "auto")
 
 
-def load_row_config(config: str, models: ModelCache) -> LoadedModel:
+def refuse(message: str) -> None:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"bench/engine.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def baseline_library(source: Path) -> Library:
+    """The kernel library built from ``source`` (another version of bf16_kernels.c) with the
+    engine's flags, opened (the build directory is removed; the loaded library stays)."""
+    cc = compiler()
+    if not source.is_file():
+        refuse(f"--baseline-kernel {source}: no such file")
+    if cc is None:
+        refuse("--baseline-kernel needs a C compiler (gcc, cc or $CC)")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "baseline.so"
+        done = subprocess.run([cc, *FLAGS, "-o", str(target), str(source)], capture_output=True)
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            refuse(f"--baseline-kernel {source} did not build: {lines[0] if lines else ''}")
+        return open_library(target)
+
+
+def load_row_config(config: str, models: ModelCache, baseline: Library | None) -> LoadedModel:
     """``config`` loaded; a ``+onednn`` one with specviz's bf16 kernel turned off
-    (``$SPECVIZ_BF16_KERNEL=off``, in a cache of its own), to time both in one run."""
+    (``$SPECVIZ_BF16_KERNEL=off``, in a cache of its own), a ``+baseline`` one on ``baseline``
+    (in a cache of its own), to time them side by side in one run."""
+    if config.endswith(BASELINE):
+        if baseline is None:
+            refuse(f"row config {config} needs --baseline-kernel FILE")
+        with mock.patch.object(kernel, "built_kernel", lambda: baseline):
+            return ModelCache().get(row_spec(config))
     if not config.endswith(ONEDNN):
         return models.get(row_spec(config))
     before = os.environ.get(KERNEL_ENV)
@@ -221,7 +256,8 @@ def llama_bench(
 
 def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]:
     configs = [c.strip() for c in args.row_configs.split(",") if c.strip()]
-    loaded = {c: load_row_config(c, models) for c in configs}
+    baseline = None if args.baseline_kernel is None else baseline_library(args.baseline_kernel)
+    loaded = {c: load_row_config(c, models, baseline) for c in configs}
     samples: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     cpu: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     for c in configs:  # warm-up: first-call allocations, cache and RoPE table growth
@@ -403,6 +439,11 @@ def main() -> None:
         "closer to an idle machine's figure when other work shares the cores)",
     )
     parser.add_argument("--llama-cpp-bin", default=str(LLAMA_CPP_BIN))
+    parser.add_argument(
+        "--baseline-kernel",
+        type=Path,
+        help="another version of specviz/lean/bf16_kernels.c, timed as CONFIG+baseline row configs",
+    )
     parser.add_argument(
         "--stages",
         action="store_true",
