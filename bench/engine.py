@@ -13,6 +13,14 @@ shared machine; ``row_cpu_ms`` in the JSON). Beside them llama.cpp's ``llama-ben
 absent (``scripts/build-llama-cpp.sh`` builds it; ``--llama-cpp-bin`` points elsewhere). The
 JSON line's ``row_targets`` give, per configuration, its one-row forward over llama.cpp's
 (issue target: <= 1.5) and its 6-row forward over its own one-row forward (target: <= 1.3).
+``--baseline-kernel FILE`` builds another version of ``specviz/lean/bf16_kernels.c`` (for
+example ``git show REV:specviz/lean/bf16_kernels.c > FILE``; the same entry points) and times
+each ``CONFIG+baseline`` row config on it, interleaved with the others: a before/after of the
+kernel side by side in one run. ``--stages`` adds, per configuration on specviz's kernel
+library, where a 1-row and a 6-row forward's CPU time goes (``stage_cpu_ms``): the linear layers
+by shape, the library's attention, RoPE and RMSNorm, and the rest (torch's operations between
+them, Python, ctypes), each a median of ``--row-repeats`` forwards (the library's entry points
+timed one by one).
 
 Part 2, against transformers' generate(), side by side in one run:
 
@@ -35,25 +43,31 @@ emulated and slower). Prints a table, then one JSON line.
     .venv/bin/python bench/engine.py [--repeats 3] [--max-new-tokens 96] [--threads 1]
         [--dtypes float32,bfloat16] [--prompts 4] [--rows-only] [--row-repeats 12]
         [--row-configs bfloat16/lean,...] [--context 200] [--llama-cpp-bin DIR] [--fastest]
+        [--stages] [--baseline-kernel FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from specviz.config import DrafterConfig, ModelSpec, PolicyConfig, RunConfig
 from specviz.forward import forward, new_cache, rollback
-from specviz.lean.kernel import KERNEL_ENV
+from specviz.lean import kernel, lean_of
+from specviz.lean.kernel import FLAGS, KERNEL_ENV, KernelLinear, Library, compiler, open_library
 from specviz.model_source import cache_root, embedded_gguf
 from specviz.models import LoadedModel, ModelCache
 from specviz.precision import cpu_bf16_flags
@@ -73,6 +87,7 @@ ROW_CONFIGS = (
     "float32/lean",
 )
 ONEDNN = "+onednn"  # a row config's suffix: bf16 linear layers on oneDNN, not specviz's kernel
+BASELINE = "+baseline"  # a row config's suffix: on the kernel built from --baseline-kernel FILE
 LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
 
 
@@ -80,13 +95,42 @@ LLAMA_CPP_BIN = cache_root() / "llama.cpp" / "0.3.36" / "bin"
 
 
 def row_spec(config: str) -> ModelSpec:
-    dtype, _, engine = config.removesuffix(ONEDNN).partition("/")
+    dtype, _, engine = config.removesuffix(ONEDNN).removesuffix(BASELINE).partition("/")
     return ModelSpec("smollm2-135m", device="cpu", dtype=dtype, engine=engine or "auto")
 
 
-def load_row_config(config: str, models: ModelCache) -> LoadedModel:
+def refuse(message: str) -> None:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"bench/engine.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def baseline_library(source: Path) -> Library:
+    """The kernel library built from ``source`` (another version of bf16_kernels.c) with the
+    engine's flags, opened (the build directory is removed; the loaded library stays)."""
+    cc = compiler()
+    if not source.is_file():
+        refuse(f"--baseline-kernel {source}: no such file")
+    if cc is None:
+        refuse("--baseline-kernel needs a C compiler (gcc, cc or $CC)")
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "baseline.so"
+        done = subprocess.run([cc, *FLAGS, "-o", str(target), str(source)], capture_output=True)
+        if done.returncode != 0:
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            refuse(f"--baseline-kernel {source} did not build: {lines[0] if lines else ''}")
+        return open_library(target)
+
+
+def load_row_config(config: str, models: ModelCache, baseline: Library | None) -> LoadedModel:
     """``config`` loaded; a ``+onednn`` one with specviz's bf16 kernel turned off
-    (``$SPECVIZ_BF16_KERNEL=off``, in a cache of its own), to time both in one run."""
+    (``$SPECVIZ_BF16_KERNEL=off``, in a cache of its own), a ``+baseline`` one on ``baseline``
+    (in a cache of its own), to time them side by side in one run."""
+    if config.endswith(BASELINE):
+        if baseline is None:
+            refuse(f"row config {config} needs --baseline-kernel FILE")
+        with mock.patch.object(kernel, "built_kernel", lambda: baseline):
+            return ModelCache().get(row_spec(config))
     if not config.endswith(ONEDNN):
         return models.get(row_spec(config))
     before = os.environ.get(KERNEL_ENV)
@@ -119,6 +163,80 @@ def timed_rows(
     return out
 
 
+STAGE_ROWS = (1, 6)  # the one-row forward and the 6-row verify of the issue's targets
+REST = "rest (torch, Python, ctypes)"
+
+
+@contextmanager
+def stage_clock(spent: collections.Counter[str]) -> Iterator[None]:
+    """While open, every call of the kernel library's entry points adds its CPU time (this
+    thread's, ns) to ``spent``, under ``linear OUTxIN``, ``attention``, ``rope`` or ``norm``."""
+
+    def timed(
+        method: Callable[..., object], name: Callable[[object], str]
+    ) -> Callable[..., object]:
+        def run(self: object, *args: object) -> object:
+            start = time.thread_time_ns()
+            try:
+                return method(self, *args)
+            finally:
+                spent[name(self)] += time.thread_time_ns() - start
+
+        return run
+
+    def shape(f: object) -> str:
+        assert isinstance(f, KernelLinear)
+        return f"linear {f.out_features}x{f.in_features}"
+
+    targets = [
+        (KernelLinear, "__call__", shape),
+        (Library, "attend", lambda _: "attention"),
+        (Library, "rotate_into", lambda _: "rope"),
+        (Library, "rms_norm", lambda _: "norm"),
+    ]
+    with ExitStack() as stack:
+        for cls, attr, name in targets:
+            stack.enter_context(mock.patch.object(cls, attr, timed(getattr(cls, attr), name)))
+        yield
+
+
+@torch.inference_mode()
+def stage_costs(loaded: LoadedModel, context: int, repeats: int) -> dict[int, dict[str, float]]:
+    """Per row count of :data:`STAGE_ROWS`, CPU ms of each stage of one forward after
+    ``context`` tokens (median of ``repeats``; :data:`REST`: the forward's time outside them)."""
+    ids = torch.arange(context + max(STAGE_ROWS)) % 40000 + 100
+    cache = new_cache(loaded.model)
+    forward(loaded.model, ids[:context], cache, 0, last_only=True)
+    spent: collections.Counter[str] = collections.Counter()
+    samples: dict[int, dict[str, list[int]]] = {
+        n: collections.defaultdict(list) for n in STAGE_ROWS
+    }
+    with stage_clock(spent):
+        for _ in range(repeats):
+            for n in STAGE_ROWS:
+                spent.clear()
+                start = time.thread_time_ns()
+                forward(loaded.model, ids[context : context + n], cache, context)
+                total = time.thread_time_ns() - start
+                rollback(cache, n)
+                for stage, ns in spent.items():
+                    samples[n][stage].append(ns)
+                samples[n][REST].append(total - sum(spent.values()))
+                samples[n]["total"].append(total)
+    return {
+        n: {stage: statistics.median(v) / 1e6 for stage, v in sorted(by.items())}
+        for n, by in samples.items()
+    }
+
+
+def print_stages(config: str, stages: dict[int, dict[str, float]]) -> None:
+    one, six = stages[STAGE_ROWS[0]], stages[STAGE_ROWS[1]]
+    print(f"where the CPU time of a forward goes, {config} (median ms)")
+    print(f"{'stage':32s} {'1 row':>8s} {'6 rows':>8s} {'added':>8s}")
+    for stage in [*(k for k in one if k not in (REST, "total")), REST, "total"]:
+        print(f"{stage:32s} {one[stage]:8.2f} {six[stage]:8.2f} {six[stage] - one[stage]:8.2f}")
+
+
 def llama_bench(
     bin_dir: Path, rows: tuple[int, ...], context: int, repeats: int, fastest: bool
 ) -> dict[int, float] | str:
@@ -138,7 +256,8 @@ def llama_bench(
 
 def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]:
     configs = [c.strip() for c in args.row_configs.split(",") if c.strip()]
-    loaded = {c: load_row_config(c, models) for c in configs}
+    baseline = None if args.baseline_kernel is None else baseline_library(args.baseline_kernel)
+    loaded = {c: load_row_config(c, models, baseline) for c in configs}
     samples: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     cpu: dict[str, dict[int, list[float]]] = {c: {n: [] for n in ROWS} for c in configs}
     for c in configs:  # warm-up: first-call allocations, cache and RoPE table growth
@@ -181,9 +300,19 @@ def row_costs(args: argparse.Namespace, models: ModelCache) -> dict[str, object]
             f"{c}: one row {'n/a' if vs is None else f'{vs:.2f}x'} llama.cpp's (target <= 1.5), "
             f"6 rows {t['six_rows_vs_one_row']:.2f}x its one row (target <= 1.3)"
         )
+    stages = {}
+    if args.stages:
+        for c in configs:
+            lean = lean_of(loaded[c].model)
+            if lean is None or lean.kernels is None:
+                print(f"{c}: not on specviz's kernel library, no stages")
+                continue
+            stages[c] = stage_costs(loaded[c], args.context, args.row_repeats)
+            print_stages(c, stages[c])
     return {
         "row_ms": ms,
         "row_cpu_ms": cpu_ms,
+        "stage_cpu_ms": stages,
         "llama_cpp_row_ms": llama if isinstance(llama, dict) else None,
         "llama_cpp_note": None if isinstance(llama, dict) else llama,
         "row_targets": targets,
@@ -310,6 +439,16 @@ def main() -> None:
         "closer to an idle machine's figure when other work shares the cores)",
     )
     parser.add_argument("--llama-cpp-bin", default=str(LLAMA_CPP_BIN))
+    parser.add_argument(
+        "--baseline-kernel",
+        type=Path,
+        help="another version of specviz/lean/bf16_kernels.c, timed as CONFIG+baseline row configs",
+    )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="per-row costs: also where a 1- and a 6-row forward's CPU time goes, by stage",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]

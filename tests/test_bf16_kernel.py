@@ -63,11 +63,17 @@ def test_the_kernel_agrees_with_float32_matmul_to_bf16_rounding(out_features, in
     assert (got == exact.to(torch.bfloat16)).float().mean() > 0.99
 
 
+# (heads, kv_heads, dim, rows): SmolLM2's heads; a head size not a whole number of 16-float
+# vectors; the kernel's 128-wide specialisation with a group of 4 query heads whose 3 rows'
+# 12 queries are cut mid-row into the kernel's sets of 6; more rows than one set holds
+ATTENTION_SHAPES = [(9, 3, 64, 6), (4, 2, 16, 6), (2, 1, 20, 6), (8, 2, 128, 3), (9, 3, 64, 13)]
+
+
 @needs_kernel
-@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (4, 2, 16), (2, 1, 20)])
-def test_kernel_attention_equals_torch_attention_and_each_row_its_own(heads, kv_heads, dim):
+@pytest.mark.parametrize(("heads", "kv_heads", "dim", "rows"), ATTENTION_SHAPES)
+def test_kernel_attention_equals_torch_attention_and_each_row_its_own(heads, kv_heads, dim, rows):
     generator = torch.Generator().manual_seed(3)
-    rows, length, capacity = 6, 206, 256  # the cache holds the rows' own keys already
+    length, capacity = 200 + rows, 256  # the cache holds the rows' own keys already
     keys = torch.randn(kv_heads, capacity, dim, generator=generator)
     values = torch.randn(kv_heads, capacity, dim, generator=generator)
     q = torch.randn(heads, rows, dim, generator=generator).to(torch.bfloat16)
@@ -76,8 +82,10 @@ def test_kernel_attention_equals_torch_attention_and_each_row_its_own(heads, kv_
     expected = attend(q, keys[:, :length], values[:, :length], length - rows, heads // kv_heads)
     assert got.dtype == torch.bfloat16
     # float32 throughout, rounded once: torch's bits on these shapes, and never more than one
-    # bf16 rounding away from them
-    assert ((got.float() - expected.float()).abs() <= expected.float().abs() * 2**-7).all()
+    # bf16 rounding away from them, plus float32's own reassociation error where the weighted
+    # sum cancels to near zero (one output of 3072 at 128 dimensions: -2.84e-5 against -2.86e-5)
+    error = (got.float() - expected.float()).abs()
+    assert (error <= expected.float().abs() * 2**-7 + 1e-6).all()
     assert (got == expected).float().mean() > 0.99
     one_by_one = [
         KERNEL.attend(q[:, j : j + 1], keys, values, length - rows + j + 1) for j in range(rows)

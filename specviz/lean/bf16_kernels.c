@@ -12,9 +12,13 @@
  * The weight is packed once (specviz.lean.kernel.pack): blocks of BLOCK outputs, each block
  * its chunks in order, each chunk the BLOCK outputs' 32 weights side by side
  * ([N/BLOCK][K/32][BLOCK][32], zero-padded to whole blocks and chunks), so a call reads the
- * weights as one sequential stream, prefetched PREFETCH elements ahead. Each chunk of weights is
- * loaded once for up to GROUP rows, so a 6-row product reads the weights once, as a one-row
- * product does; more rows than GROUP read a block again from the L1 cache.
+ * weights as one sequential stream, prefetched into the L2 cache PREFETCH elements ahead
+ * (PREFETCH_FEW for a call of up to FEW_ROWS rows, whose loop runs through the stream faster).
+ * Prefetching into L1 evicted the rows of x, which every block reads again, once x outgrew what
+ * the stream left of L1: 6 rows of SmolLM2's 1536-wide down projection (18 KiB of x) took
+ * 4.3 ms a forward against 2.5 at one row; prefetched into L2, 2.5 (CPU time, one thread).
+ * Each chunk of weights is loaded once for up to GROUP rows, so a 6-row product reads the
+ * weights once, as a one-row product does; more rows than GROUP read a block again from L1.
  *
  * Built with gcc -O3 -mavx512f -mavx512bw -mavx512bf16 -mavx512vl, and no -ffast-math: the
  * compiler must not reassociate the sums.
@@ -27,8 +31,12 @@ typedef uint16_t bf16;
 #define BLOCK 4 /* outputs per packed block */
 #define GROUP 6 /* rows that share one pass over a block: 24 accumulators */
 #ifndef PREFETCH
-#define PREFETCH 8192 /* elements (16 KiB) ahead of the weights being read */
+#define PREFETCH 8192 /* elements (16 KiB) ahead of the weights being read, into L2 */
 #endif
+#ifndef PREFETCH_FEW
+#define PREFETCH_FEW 2048 /* the same for a call of up to FEW_ROWS rows (4 KiB) */
+#endif
+#define FEW_ROWS 2
 
 /* The 4 accumulators' sums, lane o the sum of acc[o]; every sum in reduce16's order:
  * s8[i] = v[i] + v[i+8], s4[i] = s8[i] + s8[i+4], s2[i] = s4[i] + s4[i+2], s = s2[0] + s2[1]. */
@@ -64,7 +72,7 @@ static inline __attribute__((always_inline)) __m128i round_bf16(__m128 f) {
 /* One block of BLOCK outputs (o0..) for R rows of x (row stride K) into y (row stride N). */
 #define ROWS(R)                                                                              \
     static void rows_##R(const bf16 *x, int64_t K, const bf16 *wb, const float *bias,        \
-                         int64_t o0, int64_t N, bf16 *y) {                                   \
+                         int64_t o0, int64_t N, bf16 *y, int64_t ahead) {                    \
         __m512 acc[R][BLOCK];                                                                \
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                  \
             _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) acc[r][o] =              \
@@ -74,7 +82,7 @@ static inline __attribute__((always_inline)) __m128i round_bf16(__m128 f) {
             const bf16 *wc = wb + c * (BLOCK * 32);                                          \
             __m512bh wv[BLOCK];                                                              \
             _Pragma("GCC unroll 4") for (int o = 0; o < BLOCK; o++) {                        \
-                _mm_prefetch((const char *)(wc + PREFETCH + 32 * o), _MM_HINT_T0);           \
+                _mm_prefetch((const char *)(wc + ahead + 32 * o), _MM_HINT_T1);              \
                 wv[o] = (__m512bh)_mm512_loadu_si512(wc + 32 * o);                           \
             }                                                                                \
             _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                            \
@@ -113,7 +121,7 @@ ROWS(5)
 ROWS(6)
 
 typedef void (*rows_fn)(const bf16 *, int64_t, const bf16 *, const float *, int64_t, int64_t,
-                        bf16 *);
+                        bf16 *, int64_t);
 static const rows_fn BY_ROWS[GROUP + 1] = {0, rows_1, rows_2, rows_3, rows_4, rows_5, rows_6};
 
 /* How many rows the group starting with `left` rows to go takes: all of them up to GROUP, else
@@ -131,11 +139,12 @@ static int group_of(int64_t left) {
 void specviz_linear_bf16(const bf16 *x, int64_t rows, int64_t K, const bf16 *packed, int64_t N,
                          const float *bias, bf16 *y) {
     int64_t chunks = (K + 31) / 32;
+    int64_t ahead = rows <= FEW_ROWS ? PREFETCH_FEW : PREFETCH;
     for (int64_t o0 = 0; o0 < N; o0 += BLOCK) {
         const bf16 *wb = packed + (o0 / BLOCK) * chunks * (BLOCK * 32);
         for (int64_t r = 0; r < rows;) {
             int g = group_of(rows - r);
-            BY_ROWS[g](x + r * K, K, wb, bias, o0, N, y + r * N);
+            BY_ROWS[g](x + r * K, K, wb, bias, o0, N, y + r * N, ahead);
             r += g;
         }
     }
@@ -152,7 +161,15 @@ int specviz_block(void) { return BLOCK; }
  * same operations whatever the number of rows: row-invariant by construction. Scores: one
  * fused multiply-add per 16 dimensions in order, then the fixed 16-lane sum; softmax: the
  * maximum, exp(s - max) (exp_ps below, ~1 ulp), their sum in a fixed order, each divided by it;
- * the output: sum over positions in order of p[t] * V[t], 16 dimensions at a time. */
+ * the output: sum over positions in order of p[t] * V[t], 16 dimensions at a time.
+ *
+ * The queries that read one kv head (every row's heads of its group: 3 per row for SmolLM2) are
+ * computed PAIRS at a time, side by side: they share the loads of the keys, and their
+ * independent chains of dependent operations overlap in the pipeline, where one query alone
+ * waited on each 16-lane sum (SmolLM2, 30 layers after 206 positions, CPU time: 0.56 -> 0.40 ms
+ * at one row, 2.80 -> 1.78 at six; scoring four positions at a time through reduce4, the same
+ * bits, took six rows to 1.61). Which queries share a set changes no query's operations, so a
+ * row's bits are those it gets alone. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -200,69 +217,152 @@ static inline __attribute__((always_inline)) void store_bf16(bf16 *p, __m512 f, 
 
 #define MAX_DIM 256 /* head sizes up to this (16 vectors of 16) */
 
-/* One query head (dim floats in qf) over `len` positions of keys/values (row stride dim). */
-static void attend_head(const float *qf, int64_t dim, const float *keys, const float *values,
-                        int64_t len, float scale, float *scores, bf16 *out) {
+#define PAIRS 6 /* queries (a row's heads that read one kv head) scored side by side */
+
+/* Attention of n <= PAIRS queries that read the same kv head: query p (dim floats at
+ * q + p * MAX_DIM, zero past dim) over the first len[p] positions of keys/values (row stride
+ * dim), into out[p]. Each query is computed by exactly the operations it would get alone (its
+ * scores: one multiply, then one fused multiply-add per 16 dimensions in order, the fixed
+ * 16-lane sum, times scale; its softmax and weighted sum as below): the queries share only the
+ * loads of the keys, so the n independent dependency chains overlap in the pipeline, and a
+ * query's bits do not depend on which others are scored beside it. Positions that every query
+ * of the set reaches are scored four at a time (heads up to 128 wide): four accumulators, summed
+ * by reduce4, which adds in reduce16's order, so a score has the same bits either way. */
+static inline __attribute__((always_inline)) void attend_pairs(
+    const float *q, const int64_t *len, bf16 *const *out, int n, int64_t dim, const float *keys,
+    const float *values, float scale, float *scores, int64_t stride) {
     int64_t vecs = (dim + 15) / 16;
     __mmask16 tail = (__mmask16)((dim % 16) ? ((1u << (dim % 16)) - 1) : 0xffff);
-    __m512 q[MAX_DIM / 16];
-    for (int64_t j = 0; j < vecs; j++)
-        q[j] = _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, qf + 16 * j);
-    float top = -INFINITY;
-    for (int64_t t = 0; t < len; t++) {
+    int64_t most = 0;
+    float top[PAIRS];
+    for (int p = 0; p < n; p++) {
+        most = len[p] > most ? len[p] : most;
+        top[p] = -INFINITY;
+    }
+    int64_t t = 0;
+    if (dim <= 128) { /* four positions at a time: their four sums by reduce4, the same bits */
+        int64_t least = most;
+        for (int p = 0; p < n; p++) least = len[p] < least ? len[p] : least;
+        for (; t + 4 <= least; t += 4) {
+            const float *k = keys + t * dim;
+            __m512 kv[4][8];
+            for (int i = 0; i < 4; i++)
+                for (int64_t j = 0; j < vecs; j++)
+                    kv[i][j] = _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, k + i * dim + 16 * j);
+            __m128 sc = _mm_set1_ps(scale);
+            for (int p = 0; p < n; p++) {
+                const float *qp = q + p * MAX_DIM;
+                __m512 q0 = _mm512_loadu_ps(qp);
+                __m512 a0 = _mm512_mul_ps(q0, kv[0][0]), a1 = _mm512_mul_ps(q0, kv[1][0]);
+                __m512 a2 = _mm512_mul_ps(q0, kv[2][0]), a3 = _mm512_mul_ps(q0, kv[3][0]);
+                for (int64_t j = 1; j < vecs; j++) {
+                    __m512 qj = _mm512_loadu_ps(qp + 16 * j);
+                    a0 = _mm512_fmadd_ps(qj, kv[0][j], a0);
+                    a1 = _mm512_fmadd_ps(qj, kv[1][j], a1);
+                    a2 = _mm512_fmadd_ps(qj, kv[2][j], a2);
+                    a3 = _mm512_fmadd_ps(qj, kv[3][j], a3);
+                }
+                __m128 s4 = _mm_mul_ps(reduce4(a0, a1, a2, a3), sc);
+                _mm_storeu_ps(scores + p * stride + t, s4);
+                float s[4];
+                _mm_storeu_ps(s, s4);
+                for (int i = 0; i < 4; i++) top[p] = s[i] > top[p] ? s[i] : top[p];
+            }
+        }
+    }
+    for (; t < most; t++) {
         const float *k = keys + t * dim;
-        __m512 acc = _mm512_mul_ps(q[0], _mm512_maskz_loadu_ps(vecs == 1 ? tail : 0xffff, k));
-        for (int64_t j = 1; j < vecs; j++)
-            acc = _mm512_fmadd_ps(q[j], _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, k + 16 * j), acc);
-        float s = reduce16(acc) * scale;
-        scores[t] = s;
-        top = s > top ? s : top;
-    }
-    __m512 sum = _mm512_setzero_ps();
-    __m512 mx = _mm512_set1_ps(top);
-    for (int64_t t = 0; t < len; t += 16) {
-        __mmask16 m = (__mmask16)(len - t >= 16 ? 0xffff : (1u << (len - t)) - 1);
-        __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, scores + t), mx));
-        e = _mm512_maskz_mov_ps(m, e);
-        _mm512_mask_storeu_ps(scores + t, m, e);
-        sum = _mm512_add_ps(sum, e);
-    }
-    float total = reduce16(sum);
-    __m512 o[MAX_DIM / 16];
-    for (int64_t j = 0; j < vecs; j++) o[j] = _mm512_setzero_ps();
-    for (int64_t t = 0; t < len; t++) {
-        __m512 p = _mm512_set1_ps(scores[t] / total);
-        const float *v = values + t * dim;
+        __m512 kv[MAX_DIM / 16];
         for (int64_t j = 0; j < vecs; j++)
-            o[j] = _mm512_fmadd_ps(p, _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, v + 16 * j), o[j]);
+            kv[j] = _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, k + 16 * j);
+        for (int p = 0; p < n; p++) {
+            if (t >= len[p]) continue;
+            const float *qp = q + p * MAX_DIM;
+            __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qp), kv[0]);
+            for (int64_t j = 1; j < vecs; j++)
+                acc = _mm512_fmadd_ps(_mm512_loadu_ps(qp + 16 * j), kv[j], acc);
+            float s = reduce16(acc) * scale;
+            scores[p * stride + t] = s;
+            top[p] = s > top[p] ? s : top[p];
+        }
     }
-    for (int64_t j = 0; j < vecs; j++) store_bf16(out + 16 * j, o[j], j == vecs - 1 ? tail : 0xffff);
+    for (int p = 0; p < n; p++) {
+        float *sp = scores + p * stride;
+        int64_t lp = len[p];
+        __m512 sum = _mm512_setzero_ps();
+        __m512 mx = _mm512_set1_ps(top[p]);
+        for (int64_t t = 0; t < lp; t += 16) {
+            __mmask16 m = (__mmask16)(lp - t >= 16 ? 0xffff : (1u << (lp - t)) - 1);
+            __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, sp + t), mx));
+            e = _mm512_maskz_mov_ps(m, e);
+            _mm512_mask_storeu_ps(sp + t, m, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        __m512 total = _mm512_set1_ps(reduce16(sum));
+        for (int64_t t = 0; t < lp; t += 16) { /* each e / total, as the scalar division */
+            __mmask16 m = (__mmask16)(lp - t >= 16 ? 0xffff : (1u << (lp - t)) - 1);
+            _mm512_mask_storeu_ps(sp + t, m, _mm512_div_ps(_mm512_maskz_loadu_ps(m, sp + t), total));
+        }
+        __m512 o[MAX_DIM / 16];
+        for (int64_t j = 0; j < vecs; j++) o[j] = _mm512_setzero_ps();
+        for (int64_t t = 0; t < lp; t++) {
+            __m512 w = _mm512_set1_ps(sp[t]);
+            const float *v = values + t * dim;
+            for (int64_t j = 0; j < vecs; j++)
+                o[j] = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(j == vecs - 1 ? tail : 0xffff, v + 16 * j), o[j]);
+        }
+        for (int64_t j = 0; j < vecs; j++)
+            store_bf16(out[p] + 16 * j, o[j], j == vecs - 1 ? tail : 0xffff);
+    }
+}
+
+/* attend_pairs with the head size a constant where it is a common one (registers, unrolled
+ * loops), else as given: the same operations either way. */
+static void attend_pairs_any(const float *q, const int64_t *len, bf16 *const *out, int n,
+                             int64_t dim, const float *keys, const float *values, float scale,
+                             float *scores, int64_t stride) {
+    if (dim == 64)
+        attend_pairs(q, len, out, n, 64, keys, values, scale, scores, stride);
+    else if (dim == 128)
+        attend_pairs(q, len, out, n, 128, keys, values, scale, scores, stride);
+    else
+        attend_pairs(q, len, out, n, dim, keys, values, scale, scores, stride);
 }
 
 /* Rows 0..rows-1 of one sequence: q[h][r] at q + h * q_head + r * q_row (bf16), keys and values
  * [kv_heads][capacity][dim] float32, row r over the first first_len + r positions; out[r][h]
- * at out + r * heads * dim + h * dim. Returns 0, or -1 when dim exceeds MAX_DIM or memory runs
- * out (nothing written then). */
+ * at out + r * heads * dim + h * dim. The queries that read one kv head (every row's heads of
+ * its group) go PAIRS at a time through attend_pairs. Returns 0, or -1 when dim exceeds
+ * MAX_DIM or memory runs out (nothing written then). */
 int specviz_attend_bf16(const bf16 *q, int64_t q_head, int64_t q_row, int64_t rows,
                         int64_t heads, int64_t kv_heads, int64_t dim, const float *keys,
                         const float *values, int64_t capacity, int64_t first_len, float scale,
                         bf16 *out) {
     if (dim > MAX_DIM || dim < 1) return -1;
-    float *scores = malloc(sizeof(float) * (size_t)(first_len + rows + 16));
+    int64_t stride = first_len + rows + 16;
+    float *scores = malloc(sizeof(float) * (size_t)(PAIRS * stride));
     if (!scores) return -1;
     int64_t groups = heads / kv_heads;
-    float qf[MAX_DIM];
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t len = first_len + r;
-        for (int64_t h = 0; h < heads; h++) {
+    float qf[PAIRS * MAX_DIM];
+    int64_t len[PAIRS];
+    bf16 *dest[PAIRS];
+    for (int64_t kvh = 0; kvh < kv_heads; kvh++) {
+        int n = 0;
+        for (int64_t i = 0; i < rows * groups; i++) {
+            int64_t r = i / groups, h = kvh * groups + i % groups;
             const bf16 *qh = q + h * q_head + r * q_row;
-            for (int64_t j = 0; j < dim; j += 16) {
-                __mmask16 m = (__mmask16)(dim - j >= 16 ? 0xffff : (1u << (dim - j)) - 1);
-                _mm512_mask_storeu_ps(qf + j, m, load_bf16(qh + j, m));
+            for (int64_t j = 0; j < MAX_DIM; j += 16) {
+                __mmask16 m = (__mmask16)(j >= dim ? 0 : dim - j >= 16 ? 0xffff : (1u << (dim - j)) - 1);
+                _mm512_storeu_ps(qf + n * MAX_DIM + j, load_bf16(qh + j, m));
+                if (j + 16 >= dim) break;
             }
-            int64_t kvh = h / groups;
-            attend_head(qf, dim, keys + kvh * capacity * dim, values + kvh * capacity * dim, len,
-                        scale, scores, out + r * heads * dim + h * dim);
+            len[n] = first_len + r;
+            dest[n] = out + r * heads * dim + h * dim;
+            if (++n == PAIRS || i == rows * groups - 1) {
+                attend_pairs_any(qf, len, dest, n, dim, keys + kvh * capacity * dim,
+                                 values + kvh * capacity * dim, scale, scores, stride);
+                n = 0;
+            }
         }
     }
     free(scores);

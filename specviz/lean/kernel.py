@@ -282,11 +282,17 @@ def load_kernel(cpuinfo: Path, cc: str | None, cache: Path) -> Library | Unavail
         if failed is not None:
             return Unavailable(f"building it failed ({cc}: {failed})")
     try:
-        lib = ctypes.CDLL(str(target))
+        return open_library(target)
     except OSError as err:
         return Unavailable(f"loading {target} failed: {err}")
+
+
+def open_library(path: Path) -> Library:
+    """The library built at ``path``, its entry points bound (OSError when it cannot be loaded).
+    ``bench/engine.py --baseline-kernel`` opens another version's build with it."""
+    lib = ctypes.CDLL(str(path))
     function, attention, norm, rope = (_bound(lib, name) for name in _SIGNATURES)
-    return Library(target, function, attention, norm, rope, int(lib.specviz_block()))
+    return Library(path, function, attention, norm, rope, int(lib.specviz_block()))
 
 
 @functools.cache
