@@ -10,6 +10,7 @@ from specviz.metrics import degradation
 from specviz.metrics.accounting import (
     MODELLED,
     CalibrationError,
+    decode_clock,
     fit_cost_models,
     load_factors,
     modelled_seconds,
@@ -611,3 +612,24 @@ def test_requests_of_co_decoded_runs_are_left_out_of_the_wall_clock_figures():
     assert wall_clocked(requests, metas)["run_id"].to_list() == ["other"]
     assert wall_clocked(requests, [{"run_id": "cal", "co_decoded": False}]).equals(requests)
     assert wall_clocked(requests, []).equals(requests)
+
+
+def test_the_decode_clock_takes_each_requests_prefill_out_of_both_clocks_and_nothing_else():
+    requests = pl.DataFrame(
+        {
+            "request_id": ["a", "b"],
+            "modelled_s": [3.0, 5.0],
+            "modelled_prefill_s": [1.0, 0.5],
+            "wall_s": [4.0, 6.0],
+            "prefill_s": [1.5, 0.25],
+        }
+    )
+    decoding = decode_clock(requests)
+    assert decoding.columns == requests.columns
+    assert decoding["modelled_s"].to_list() == [2.0, 4.5]
+    assert decoding["wall_s"].to_list() == [2.5, 5.75]
+    kept = ["request_id", "modelled_prefill_s", "prefill_s"]
+    assert decoding.select(kept).equals(requests.select(kept))
+    # a request table that was never priced (batched runs) has its wall clock only
+    unpriced = decode_clock(requests.drop("modelled_s", "modelled_prefill_s"))
+    assert unpriced["wall_s"].to_list() == [2.5, 5.75]
