@@ -308,8 +308,9 @@ _PREFILL_OF = {"modelled_s": "modelled_prefill_s", "wall_s": "prefill_s"}
 
 
 def decode_clock(priced: pl.DataFrame) -> pl.DataFrame:
-    """``priced`` (requests with ``wall_s``, and ``modelled_s`` when priced) on the decode clock, the clock of
-    the degradation decomposition and its remedies: ``modelled_s - modelled_prefill_s`` and
+    """``priced`` (requests with ``wall_s``, and ``modelled_s`` when priced) on the decode
+    clock, the clock of the degradation decomposition and its remedies:
+    ``modelled_s - modelled_prefill_s`` and
     ``wall_s - prefill_s`` in place of ``modelled_s`` and ``wall_s``, each request's seconds
     without its turns' prefill forwards (the time after each turn's first token: vLLM's TPOT
     convention, summed over the request rather than averaged per token).

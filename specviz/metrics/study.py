@@ -498,7 +498,8 @@ def study_answer(inputs: StudyInputs, n_boot: int) -> StudyAnswer:
         return answer
     priced, models = price(inputs.events, inputs.requests, inputs.source)
     clocked = wall_clocked(priced, inputs.metas)
-    decoding, decoding_clocked = decode_clock(priced), decode_clock(clocked)
+    decoding = decode_clock(priced)  # the decomposition's clock; its batch-1 subsample below
+    decoding_clocked = wall_clocked(decoding, inputs.metas)
     streams = _streams(decoding, decoding_clocked, inputs, n_boot)
     timed = [s.wall for s in streams if s.clocked]
     tables = {
